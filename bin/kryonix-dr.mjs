@@ -1,0 +1,14 @@
+#!/usr/bin/env node
+// The CLI is TypeScript run directly (no build step). The project's .ts files are CommonJS-interop
+// (package.json has no "type"), so register both of tsx's hooks: the ESM one for this import and
+// the CJS one for the require() calls that @pulumi and the program make.
+import { register as registerEsm } from "tsx/esm/api";
+import { register as registerCjs } from "tsx/cjs/api";
+
+registerEsm();
+registerCjs();
+
+const mod = await import("../cli/main.ts");
+// CommonJS-interop modules arrive under `default`.
+const main = mod.main ?? mod.default.main;
+process.exitCode = await main(process.argv.slice(2));

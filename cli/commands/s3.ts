@@ -1,0 +1,82 @@
+/**
+ * `kryonix-dr s3 put-default-retention`: sets a bucket's default object-lock retention.
+ * @pulumi/minio 0.17.1 has no resource for it, so the program runs this through
+ * @pulumi/command; credentials come from the environment (the command resource passes them as
+ * secret env), never from the command line.
+ */
+import { S3Client, PutObjectLockConfigurationCommand } from "@aws-sdk/client-s3";
+import { parseFlags, required, UsageError, type Command } from "../command.js";
+
+const USAGE = `Usage: kryonix-dr s3 put-default-retention --bucket <name> --mode GOVERNANCE|COMPLIANCE --days <n>
+
+Sets the bucket's default object-lock retention (the bucket must have object locking enabled).
+Environment:
+  KDR_S3_ENDPOINT        S3 endpoint URL (required)
+  KDR_S3_REGION          signing region (default us-east-1)
+  AWS_ACCESS_KEY_ID      credentials of a user allowed to configure the bucket
+  AWS_SECRET_ACCESS_KEY`;
+
+/** Builds an S3 client from the KDR_S3_* and AWS_* environment, naming what is missing. */
+export function s3ClientFromEnv(env: NodeJS.ProcessEnv = process.env): S3Client {
+  const missing = ["KDR_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"].filter((k) => !env[k]);
+  if (missing.length > 0) {
+    throw new Error(`Missing environment variable(s) ${missing.join(", ")}: set them to the S3 endpoint and credentials.`);
+  }
+  return new S3Client({
+    endpoint: env.KDR_S3_ENDPOINT,
+    region: env.KDR_S3_REGION || "us-east-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! },
+  });
+}
+
+export async function putDefaultRetention(
+  client: S3Client,
+  bucket: string,
+  mode: "GOVERNANCE" | "COMPLIANCE",
+  days: number,
+): Promise<void> {
+  await client.send(
+    new PutObjectLockConfigurationCommand({
+      Bucket: bucket,
+      ObjectLockConfiguration: { ObjectLockEnabled: "Enabled", Rule: { DefaultRetention: { Mode: mode, Days: days } } },
+    }),
+  );
+}
+
+export const command: Command = {
+  name: "s3",
+  summary: "S3 operations the minio provider lacks (put-default-retention)",
+  usage: USAGE,
+  async run(argv) {
+    const [sub, ...rest] = argv;
+    if (sub !== "put-default-retention") {
+      throw new UsageError(
+        sub === undefined ? "Missing subcommand: put-default-retention." : `Unknown subcommand '${sub}': the only one is put-default-retention.`,
+      );
+    }
+    const { values } = parseFlags(rest, {
+      bucket: { type: "string" },
+      mode: { type: "string" },
+      days: { type: "string" },
+    });
+    const bucket = required(values.bucket, "bucket");
+    const mode = required(values.mode, "mode").toUpperCase();
+    if (mode !== "GOVERNANCE" && mode !== "COMPLIANCE") {
+      throw new UsageError(`--mode must be GOVERNANCE or COMPLIANCE, not '${values.mode}'.`);
+    }
+    const daysText = required(values.days, "days");
+    const days = Number(daysText);
+    if (!Number.isInteger(days) || days < 1) {
+      throw new UsageError(`--days must be a whole number of days of at least 1, not '${daysText}'.`);
+    }
+    const client = s3ClientFromEnv();
+    try {
+      await putDefaultRetention(client, bucket, mode, days);
+    } finally {
+      client.destroy();
+    }
+    process.stdout.write(`${bucket}: default retention ${mode} ${days} day(s)\n`);
+    return 0;
+  },
+};
