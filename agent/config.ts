@@ -1,0 +1,173 @@
+/**
+ * Settings: every AGENT_ENV name can also be given as a flag (`--target-host`), so the same CLI
+ * runs in a container (env + Swarm secret files) and on a host (flags, KDR_SECRET_DIR).
+ * Secrets are only ever read from files.
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { AGENT_ENV, DEFAULT_METRICS_PORT, ENGINES, SECRET_DIR, SECRET_FILES, TIERS, type Engine, type Tier } from "../contract.js";
+
+export type SettingKey = keyof typeof AGENT_ENV;
+export type SecretKey = keyof typeof SECRET_FILES;
+
+/** Thrown for anything the operator must fix; the CLI prints only the message. */
+export class ConfigError extends Error {}
+
+/** `--target-host` for `targetHost`. */
+export const flagName = (key: string) => "--" + key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+
+export interface ParsedArgs {
+  positional: string[];
+  flags: Map<string, string | true>;
+}
+
+/** `--a b`, `--a=b` and bare boolean flags (when the next word is another flag or absent). */
+export function parseArgs(argv: string[], booleans: ReadonlySet<string> = new Set()): ParsedArgs {
+  const positional: string[] = [];
+  const flags = new Map<string, string | true>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith("--")) {
+      positional.push(a);
+      continue;
+    }
+    const eq = a.indexOf("=");
+    if (eq > 0) flags.set(a.slice(0, eq), a.slice(eq + 1));
+    else if (booleans.has(a) || i + 1 >= argv.length || argv[i + 1]!.startsWith("--")) flags.set(a, true);
+    else flags.set(a, argv[++i]!);
+  }
+  return { positional, flags };
+}
+
+export class Settings {
+  constructor(
+    private readonly flags: Map<string, string | true> = new Map(),
+    private readonly env: NodeJS.ProcessEnv = process.env,
+  ) {}
+
+  /** Raw value from flag or env, or undefined. */
+  get(key: SettingKey): string | undefined {
+    const f = this.flags.get(flagName(key));
+    if (typeof f === "string" && f !== "") return f;
+    const e = this.env[AGENT_ENV[key]];
+    return e === undefined || e === "" ? undefined : e;
+  }
+
+  require(key: SettingKey): string {
+    const v = this.get(key);
+    if (v === undefined) {
+      throw new ConfigError(`${AGENT_ENV[key]} is not set: set the environment variable ${AGENT_ENV[key]} or pass ${flagName(key)} <value>.`);
+    }
+    return v;
+  }
+
+  int(key: SettingKey, fallback?: number): number {
+    const v = this.get(key);
+    if (v === undefined) {
+      if (fallback !== undefined) return fallback;
+      return this.int(key, Number.NaN);
+    }
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) {
+      throw new ConfigError(`${AGENT_ENV[key]}='${v}' is not a whole number >= 0: give a number such as 60.`);
+    }
+    return n;
+  }
+
+  requireInt(key: SettingKey): number {
+    this.require(key);
+    return this.int(key);
+  }
+
+  get service(): string {
+    const s = this.require("service");
+    if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(s)) {
+      throw new ConfigError(`${AGENT_ENV.service}='${s}' is not a valid service name: use lower-case letters, digits, '.', '_' or '-' (it becomes an object key prefix).`);
+    }
+    return s;
+  }
+
+  get engine(): Engine {
+    const e = this.require("engine");
+    if (!(ENGINES as readonly string[]).includes(e)) {
+      throw new ConfigError(`${AGENT_ENV.engine}='${e}' is not an engine: use one of ${ENGINES.join(", ")}.`);
+    }
+    return e as Engine;
+  }
+
+  get tier(): Tier {
+    const t = this.get("tier") ?? "important";
+    if (!(TIERS as readonly string[]).includes(t)) {
+      throw new ConfigError(`${AGENT_ENV.tier}='${t}' is not a tier: use one of ${TIERS.join(", ")}.`);
+    }
+    return t as Tier;
+  }
+
+  get tenantId(): string {
+    const t = this.require("tenantId");
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(t)) {
+      throw new ConfigError(`${AGENT_ENV.tenantId}='${t}' is not a UUID: give the catalog tenant id, e.g. 00000000-0000-0000-0000-000000000001.`);
+    }
+    return t;
+  }
+
+  get rpoSeconds(): number {
+    return this.int("rpoSeconds", 300);
+  }
+
+  get walSwitchSeconds(): number {
+    const n = this.int("walSwitchSeconds", 30);
+    if (n < 1) throw new ConfigError(`${AGENT_ENV.walSwitchSeconds} must be at least 1 second.`);
+    return n;
+  }
+
+  get metricsPort(): number {
+    return this.int("metricsPort", DEFAULT_METRICS_PORT);
+  }
+
+  get lockMode(): "GOVERNANCE" | "COMPLIANCE" | undefined {
+    const m = this.get("lockMode");
+    if (m === undefined) return undefined;
+    if (m !== "GOVERNANCE" && m !== "COMPLIANCE") {
+      throw new ConfigError(`${AGENT_ENV.lockMode}='${m}' is not an object-lock mode: use GOVERNANCE or COMPLIANCE (or leave it unset to rely on the bucket default).`);
+    }
+    return m;
+  }
+
+  get stateDir(): string {
+    return this.get("stateDir") ?? "/var/lib/kdr-agent";
+  }
+
+  retentionDays(cls: "full" | "incremental" | "wal"): number {
+    const key = cls === "full" ? "retentionFullDays" : cls === "incremental" ? "retentionIncrementalDays" : "retentionWalDays";
+    return this.int(key, cls === "full" ? 30 : 7);
+  }
+
+  /** Secret directory: /run/secrets in containers; KDR_SECRET_DIR or --secret-dir on a host. */
+  get secretDir(): string {
+    const f = this.flags.get("--secret-dir");
+    if (typeof f === "string") return f;
+    return this.env.KDR_SECRET_DIR || SECRET_DIR;
+  }
+
+  secretPath(key: SecretKey): string {
+    return path.join(this.secretDir, path.basename(SECRET_FILES[key]));
+  }
+
+  /** Reads a secret file (trimmed), or throws an error naming the file and how to provide it. */
+  secret(key: SecretKey): string {
+    const file = this.secretPath(key);
+    let v: string;
+    try {
+      v = readFileSync(file, "utf8").trim();
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new ConfigError(
+        `secret ${path.basename(file)} ${code === "ENOENT" ? "is missing" : `cannot be read (${code})`}: expected the file ${file}. ` +
+          `Attach the Swarm secret '${path.basename(file)}' to this service (or, on a host, set KDR_SECRET_DIR to a directory holding it).`,
+      );
+    }
+    if (v === "") throw new ConfigError(`secret file ${file} is empty: put the value in the Swarm secret '${path.basename(file)}'.`);
+    return v;
+  }
+}

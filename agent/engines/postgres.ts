@@ -1,0 +1,376 @@
+/**
+ * PostgreSQL: physical base backups with pg_basebackup and continuous WAL with pg_receivewal,
+ * both over a replication connection only, so the sidecar works with a stock PostgreSQL image
+ * and can be rescheduled anywhere by Swarm. Plus a logical pg_dump -Fc per database for
+ * single-database restores.
+ *
+ * What the backup role needs on the primary:
+ *   CREATE ROLE kdr_backup LOGIN REPLICATION PASSWORD '...';
+ *   GRANT pg_read_all_data TO kdr_backup;                        -- pg_dump of every database
+ *   GRANT EXECUTE ON FUNCTION pg_switch_wal() TO kdr_backup;     -- bounded RPO (see WalStreamer)
+ *   and a pg_hba.conf line allowing it `replication` and normal connections.
+ *
+ * "Incremental" for PostgreSQL 15 means: the WAL written since the last base backup, made
+ * durable in the object store (PostgreSQL 15's pg_basebackup has no block-level incremental
+ * backup; that arrived in 17). An incremental run forces a segment switch, waits until every
+ * completed segment up to it is uploaded and recorded, and records a row covering that range.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, appendFileSync, createReadStream, createWriteStream } from "node:fs";
+import path from "node:path";
+import pg from "pg";
+import { ConfigError, type Settings } from "../config.js";
+import { checkStoredSha, openAndRestore, sealAndUpload, spawnTool, devNull, type SealedArtifact } from "../storage/pipeline.js";
+import { Progress, log } from "../storage/progress.js";
+import type { Storage, Lock } from "../storage/s3.js";
+import { toolPath, toolVersion } from "./tools.js";
+import type { BackupContext, EngineResult } from "./types.js";
+import { objectPrefix } from "../../contract.js";
+
+export function pgEnv(s: Settings): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PATH: toolPath(),
+    PGHOST: s.require("targetHost"),
+    PGPORT: String(s.int("targetPort", 5432)),
+    PGUSER: s.require("targetUser"),
+    PGAPPNAME: "kdr-agent",
+    PGCONNECT_TIMEOUT: "15",
+  };
+  // The password travels to child processes in their environment only, never in argv.
+  if (existsSync(s.secretPath("targetPassword"))) env.PGPASSWORD = s.secret("targetPassword");
+  return env;
+}
+
+export async function pgConnect(s: Settings, database = "postgres"): Promise<pg.Client> {
+  const env = pgEnv(s);
+  const c = new pg.Client({ host: env.PGHOST, port: Number(env.PGPORT), user: env.PGUSER, password: env.PGPASSWORD, database, application_name: "kdr-agent", connectionTimeoutMillis: 15000 });
+  try {
+    await c.connect();
+  } catch (e) {
+    throw new ConfigError(`cannot connect to PostgreSQL ${env.PGUSER}@${env.PGHOST}:${env.PGPORT}/${database}: ${(e as Error).message}. Check KDR_TARGET_HOST/PORT/USER and the kdr-target-password secret.`);
+  }
+  return c;
+}
+
+const lsnRe = (what: string) => new RegExp(`write-ahead log ${what} point: ([0-9A-F]+/[0-9A-F]+) on timeline (\\d+)`);
+
+export async function backupFull(ctx: BackupContext, opts: { logical?: boolean } = {}): Promise<EngineResult> {
+  const env = pgEnv(ctx.settings);
+  const started = new Date();
+  const bb = spawnTool(
+    "pg_basebackup",
+    // -X fetch: the WAL needed to make the base consistent goes inside base.tar, so a base is
+    // restorable on its own; -X stream cannot write tar to stdout. The backup_manifest (with
+    // SHA-256 per file) is part of the tar stream in PostgreSQL 15.
+    ["-D", "-", "-Ft", "-X", "fetch", "-c", "fast", "--manifest-checksums=SHA256", "-v", "--no-password", `--label=kdr-${ctx.backupId}`],
+    { env, stdin: "ignore" },
+  );
+  const base = await sealAndUpload({
+    storage: ctx.storage,
+    key: `${ctx.prefix}base.tar.zst.age`,
+    name: "base.tar",
+    source: bb.child.stdout!,
+    recipientFile: ctx.recipientFile,
+    lock: ctx.lock("full"),
+    producers: [bb.exited],
+    progress: new Progress(`pg_basebackup ${ctx.service}`),
+  });
+  const ended = new Date();
+  const err = bb.stderr();
+  const start = lsnRe("start").exec(err);
+  const end = lsnRe("end").exec(err);
+  const artifacts: SealedArtifact[] = [base];
+  const dbs: string[] = [];
+  if (opts.logical !== false) {
+    const c = await pgConnect(ctx.settings);
+    try {
+      const r = await c.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname");
+      dbs.push(...r.rows.map((x) => x.datname));
+    } finally {
+      await c.end();
+    }
+    for (const db of dbs) {
+      const d = spawnTool("pg_dump", ["-Fc", "-Z0", "--no-password", "-d", db], { env, stdin: "ignore" });
+      artifacts.push(
+        await sealAndUpload({
+          storage: ctx.storage,
+          key: `${objectPrefix("logical", ctx.service)}${ctx.backupId}/${encodeURIComponent(db)}.dump.zst.age`,
+          name: `logical/${db}.dump`,
+          source: d.child.stdout!,
+          recipientFile: ctx.recipientFile,
+          lock: ctx.lock("logical"),
+          producers: [d.exited],
+          progress: new Progress(`pg_dump ${db}`),
+        }),
+      );
+    }
+  }
+  return {
+    artifacts,
+    tool: "pg_basebackup",
+    toolVersion: toolVersion("pg_basebackup"),
+    recoveryPointStart: started,
+    recoveryPointEnd: ended,
+    details: {
+      startLsn: start?.[1],
+      endLsn: end?.[1],
+      timeline: start ? Number(start[2]) : undefined,
+      walMethod: "fetch (WAL for consistency inside base.tar)",
+      logicalDatabases: dbs,
+      pgDumpVersion: dbs.length ? toolVersion("pg_dump") : undefined,
+    },
+  };
+}
+
+/** Segment or timeline-history files that pg_receivewal has finished. */
+const COMPLETE = /^([0-9A-F]{24}|[0-9A-F]{8}\.history)$/;
+
+export interface WalSink {
+  /** Records an uploaded segment (catalog wal_segment). */
+  record(seg: SealedArtifact & { segment: string; timeline: number; completedAt: Date }): Promise<void>;
+}
+
+/**
+ * Continuous WAL: pg_receivewal (with a replication slot, so the primary keeps WAL we have not
+ * streamed yet) writes into the spool in the state dir; every completed segment is sealed,
+ * uploaded, recorded, then deleted locally. Every `switchSeconds`, when pg_current_wal_lsn has
+ * moved, pg_switch_wal() closes the current segment so it reaches the object store within the
+ * RPO even when the primary is quiet.
+ */
+export class WalStreamer {
+  readonly spool: string;
+  readonly slot: string;
+  private proc?: ReturnType<typeof spawnTool>;
+  private stopping = false;
+  private lastLsn?: string;
+  private timers: NodeJS.Timeout[] = [];
+  private uploading: Promise<void> = Promise.resolve();
+  /** Time the newest uploaded segment was completed (for WAL lag metrics). */
+  lastUploadAt?: Date;
+  lastSegment?: string;
+  uploaded = 0;
+  onError: (e: Error) => void = (e) => log(`wal: ${e.message}`);
+
+  constructor(
+    private readonly settings: Settings,
+    private readonly storage: Storage,
+    private readonly recipientFile: string,
+    private readonly sink: WalSink,
+    private readonly lockFor: () => Lock | undefined,
+  ) {
+    const service = settings.service;
+    this.spool = path.join(settings.stateDir, "wal-spool", service);
+    this.slot = ("kdr_" + service.replace(/[^a-z0-9_]/g, "_")).slice(0, 63);
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(this.spool, { recursive: true });
+    const env = pgEnv(this.settings);
+    const create = spawnTool("pg_receivewal", ["--create-slot", "--if-not-exists", "--slot", this.slot, "--no-password"], { env, stdin: "ignore" });
+    await create.exited;
+    this.spawnReceiver();
+    const every = this.settings.walSwitchSeconds * 1000;
+    this.timers.push(setInterval(() => void this.switchIfMoved().catch((e: Error) => this.onError(e)), every));
+    this.timers.push(setInterval(() => this.drain(), 1000));
+  }
+
+  private spawnReceiver(): void {
+    const env = pgEnv(this.settings);
+    // --no-loop: we supervise and restart it, so a lost primary shows up in our logs and metrics.
+    this.proc = spawnTool("pg_receivewal", ["-D", this.spool, "--slot", this.slot, "--no-loop", "--no-password", "--status-interval=5"], { env, stdin: "ignore" });
+    this.proc.exited.then(
+      () => this.restartLater(),
+      (e: Error) => {
+        if (!this.stopping) this.onError(e);
+        this.restartLater();
+      },
+    );
+  }
+
+  private restartLater(): void {
+    if (this.stopping) return;
+    const t = setTimeout(() => {
+      if (!this.stopping) this.spawnReceiver();
+    }, 2000);
+    this.timers.push(t);
+  }
+
+  /** pg_switch_wal() when there was activity; returns the completed segment's name. */
+  async switchIfMoved(force = false): Promise<string | undefined> {
+    const c = await pgConnect(this.settings);
+    try {
+      const cur = (await c.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn")).rows[0]!.lsn;
+      if (!force && cur === this.lastLsn) return undefined;
+      let r;
+      try {
+        r = await c.query<{ seg: string; lsn: string }>("SELECT pg_walfile_name(l) AS seg, l::text AS lsn FROM pg_switch_wal() AS l");
+      } catch (e) {
+        if (/permission denied/.test((e as Error).message)) {
+          throw new ConfigError(`pg_switch_wal() is not allowed for ${this.settings.require("targetUser")}: run 'GRANT EXECUTE ON FUNCTION pg_switch_wal() TO ${this.settings.require("targetUser")};' on the primary (needed to bound the RPO).`);
+        }
+        throw e;
+      }
+      this.lastLsn = (await c.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn")).rows[0]!.lsn;
+      return r.rows[0]!.seg;
+    } finally {
+      await c.end();
+    }
+  }
+
+  /** Uploads every completed file in the spool, one at a time, oldest first. */
+  drain(): Promise<void> {
+    this.uploading = this.uploading.then(async () => {
+      const files = readdirSync(this.spool).filter((f) => COMPLETE.test(f)).sort();
+      for (const f of files) {
+        try {
+          await this.uploadOne(f);
+        } catch (e) {
+          this.onError(e as Error);
+          return;
+        }
+      }
+    });
+    return this.uploading;
+  }
+
+  private async uploadOne(f: string): Promise<void> {
+    const file = path.join(this.spool, f);
+    const completedAt = statSync(file).mtime;
+    const sealed = await sealAndUpload({
+      storage: this.storage,
+      key: `${objectPrefix("wal", this.settings.service)}${f}.zst.age`,
+      name: f,
+      source: createReadStream(file),
+      recipientFile: this.recipientFile,
+      lock: this.lockFor(),
+    });
+    await this.sink.record({ ...sealed, segment: f, timeline: parseInt(f.slice(0, 8), 16), completedAt });
+    rmSync(file);
+    this.uploaded++;
+    this.lastSegment = f;
+    this.lastUploadAt = new Date();
+  }
+
+  /** Forces a switch and waits until the completed segment has been uploaded and recorded. */
+  async switchAndFlush(timeoutMs = 120_000): Promise<string> {
+    const seg = (await this.switchIfMoved(true))!;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await this.drain();
+      if (this.lastSegment !== undefined && this.lastSegment >= seg && !existsSync(path.join(this.spool, seg))) return seg;
+      if (Date.now() > deadline) throw new Error(`WAL segment ${seg} did not reach the object store within ${timeoutMs / 1000} s: check pg_receivewal (replication connection, slot ${this.slot}).`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearTimeout(t), clearInterval(t);
+    if (this.proc && this.proc.child.exitCode === null) {
+      this.proc.child.kill("SIGINT");
+      await this.proc.exited.catch(() => undefined);
+    }
+    await this.drain();
+  }
+}
+
+/** An incremental run: the WAL since the last base, made durable now. */
+export async function backupIncremental(ctx: BackupContext, streamer: WalStreamer, sinceBase: { backupId: string; at: Date } | undefined): Promise<EngineResult> {
+  if (!sinceBase) throw new ConfigError(`there is no completed full backup of ${ctx.service} yet: run 'kdr-agent backup --type full' first (an incremental is the WAL since the last base).`);
+  const before = streamer.uploaded;
+  const seg = await streamer.switchAndFlush();
+  return {
+    artifacts: [],
+    tool: "pg_receivewal",
+    toolVersion: toolVersion("pg_receivewal"),
+    recoveryPointStart: sinceBase.at,
+    recoveryPointEnd: new Date(),
+    details: {
+      meaning: "WAL since the last base backup, uploaded as wal/ segments (PostgreSQL 15 has no block-level incremental base backup)",
+      baseBackupId: sinceBase.backupId,
+      uptoSegment: seg,
+      segmentsUploadedThisRun: streamer.uploaded - before,
+    },
+  };
+}
+
+export interface StoredRef {
+  key: string;
+  versionId?: string | null;
+  sha256: string;
+  storedBytes?: number;
+  rawBytes?: number;
+  rawSha256?: string;
+  name: string;
+}
+
+/**
+ * Restores base + WAL into `target` (must be empty). WAL is staged, decrypted, in `walDir` and
+ * replayed through restore_command; recovery stops at `targetTime` (or the end of the WAL).
+ */
+export async function restore(o: {
+  storage: Storage;
+  identityFile: string;
+  base: StoredRef;
+  wal: StoredRef[];
+  target: string;
+  walDir: string;
+  targetTime?: Date;
+}): Promise<void> {
+  mkdirSync(o.target, { recursive: true, mode: 0o700 });
+  mkdirSync(o.walDir, { recursive: true });
+  const tar = spawnTool("tar", ["-x", "-f", "-", "-C", o.target]);
+  await Promise.all([openAndRestore({ storage: o.storage, ref: o.base, identityFile: o.identityFile, label: o.base.name, sink: tar.child.stdin! }), tar.exited]);
+  const progress = new Progress(`wal segments`, o.wal.length, 5000);
+  for (const w of o.wal) {
+    await openAndRestore({ storage: o.storage, ref: w, identityFile: o.identityFile, label: w.name, sink: createWriteStream(path.join(o.walDir, w.name)) });
+    progress.add(1);
+  }
+  const conf = [
+    "",
+    "# written by kdr-agent restore",
+    `restore_command = 'cp "${o.walDir}/%f" "%p"'`,
+    o.targetTime ? `recovery_target_time = '${o.targetTime.toISOString()}'` : "",
+    "recovery_target_action = 'promote'",
+    "",
+  ].filter((l, i) => l !== "" || i === 0);
+  appendFileSync(path.join(o.target, "postgresql.auto.conf"), conf.join("\n") + "\n");
+  writeFileSync(path.join(o.target, "recovery.signal"), "");
+  log(`postgres restore: base + ${o.wal.length} WAL segment(s) in ${o.target}; recovery ${o.targetTime ? `to ${o.targetTime.toISOString()}` : "to the end of the WAL"} happens when PostgreSQL starts on it`);
+}
+
+/** Tool-level checks: pg_verifybackup on the unpacked base (with its backup_manifest), pg_restore -l on dumps. */
+export async function verifyArtifacts(o: { storage: Storage; identityFile: string; artifacts: StoredRef[]; scratch: string }): Promise<string[]> {
+  const notes: string[] = [];
+  for (const a of o.artifacts) {
+    await checkStoredSha(o.storage, a, a.name);
+    if (a.name === "base.tar") {
+      const dir = path.join(o.scratch, "verify-base");
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      try {
+        const tar = spawnTool("tar", ["-x", "-f", "-", "-C", dir]);
+        await Promise.all([openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: tar.child.stdin! }), tar.exited]);
+        const v = spawnTool("pg_verifybackup", [dir], { env: { ...process.env, PATH: toolPath() }, stdin: "ignore" });
+        let out = "";
+        v.child.stdout!.on("data", (d: Buffer) => (out += d));
+        await v.exited;
+        notes.push(`base.tar: ${out.trim() || "pg_verifybackup ok"}`);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    } else if (a.name.endsWith(".dump")) {
+      const l = spawnTool("pg_restore", ["-l"], { env: { ...process.env, PATH: toolPath() } });
+      l.child.stdout!.resume();
+      await Promise.all([openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: l.child.stdin! }), l.exited]);
+      notes.push(`${a.name}: pg_restore -l ok`);
+    } else {
+      await openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: devNull() });
+      notes.push(`${a.name}: decrypt + zstd ok`);
+    }
+  }
+  return notes;
+}
+
+export { spawn, readFileSync };

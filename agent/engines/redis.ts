@@ -1,0 +1,87 @@
+/**
+ * Redis: `redis-cli --rdb -` asks the server for the same RDB a replica would get (a consistent
+ * fork-time snapshot) and writes it to stdout, which we stream straight into zstd/age/S3.
+ */
+import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import path from "node:path";
+import type { Settings } from "../config.js";
+import { checkStoredSha, openAndRestore, sealAndUpload, spawnTool } from "../storage/pipeline.js";
+import { Progress, log } from "../storage/progress.js";
+import type { Storage } from "../storage/s3.js";
+import type { StoredRef } from "./postgres.js";
+import { toolVersion } from "./tools.js";
+import type { BackupContext, EngineResult } from "./types.js";
+
+export function redisArgs(s: Settings): { args: string[]; env: NodeJS.ProcessEnv } {
+  const args = ["-h", s.require("targetHost"), "-p", String(s.int("targetPort", 6379))];
+  const user = s.get("targetUser");
+  if (user && user !== "default") args.push("--user", user);
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  // redis-cli reads the password from REDISCLI_AUTH, keeping it out of argv.
+  if (existsSync(s.secretPath("targetPassword"))) env.REDISCLI_AUTH = s.secret("targetPassword");
+  return { args, env };
+}
+
+export async function backup(ctx: BackupContext): Promise<EngineResult> {
+  const { args, env } = redisArgs(ctx.settings);
+  const at = new Date();
+  const cli = spawnTool("redis-cli", [...args, "--no-auth-warning", "--rdb", "-"], { env, stdin: "ignore" });
+  const rdb = await sealAndUpload({
+    storage: ctx.storage,
+    key: `${ctx.prefix}dump.rdb.zst.age`,
+    name: "dump.rdb",
+    source: cli.child.stdout!,
+    recipientFile: ctx.recipientFile,
+    lock: ctx.lock("full"),
+    producers: [cli.exited],
+    progress: new Progress(`redis rdb ${ctx.service}`),
+  });
+  if (rdb.rawBytes < 9) throw new Error(`redis-cli --rdb returned ${rdb.rawBytes} bytes, not an RDB file: ${cli.stderr().trim()}`);
+  return {
+    artifacts: [rdb],
+    tool: "redis-cli --rdb",
+    toolVersion: toolVersion("redis-cli"),
+    recoveryPointStart: at,
+    recoveryPointEnd: at,
+    details: { meaning: "consistent RDB snapshot at the time of the request" },
+  };
+}
+
+/** Writes the RDB as `<target>/dump.rdb`; start redis-server with `dir <target>` on it. */
+export async function restore(o: { storage: Storage; identityFile: string; rdb: StoredRef; target: string; overwrite: boolean }): Promise<string> {
+  mkdirSync(o.target, { recursive: true });
+  const file = path.join(o.target, "dump.rdb");
+  if (existsSync(file) && !o.overwrite) {
+    throw new Error(`${file} already exists: restore into an empty directory, or pass --force-overwrite-source --yes to replace it.`);
+  }
+  const tmp = file + ".kdr-partial";
+  try {
+    await openAndRestore({ storage: o.storage, ref: o.rdb, identityFile: o.identityFile, label: "dump.rdb", sink: createWriteStream(tmp) });
+    const check = spawnTool("redis-check-rdb", [tmp], { stdin: "ignore" });
+    check.child.stdout!.resume();
+    await check.exited;
+    // Renamed only when complete and checked, so Redis never loads a half-written file.
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  log(`redis restore: ${file} written; start redis-server with 'dir ${o.target}' to serve it`);
+  return file;
+}
+
+export async function verify(o: { storage: Storage; identityFile: string; rdb: StoredRef; scratch: string }): Promise<string[]> {
+  await checkStoredSha(o.storage, o.rdb, "dump.rdb");
+  mkdirSync(o.scratch, { recursive: true });
+  const tmp = path.join(o.scratch, `verify-${process.pid}.rdb`);
+  try {
+    await openAndRestore({ storage: o.storage, ref: o.rdb, identityFile: o.identityFile, label: "dump.rdb", sink: createWriteStream(tmp) });
+    const check = spawnTool("redis-check-rdb", [tmp], { stdin: "ignore" });
+    let out = "";
+    check.child.stdout!.on("data", (d: Buffer) => (out += d));
+    await check.exited;
+    return [`dump.rdb: redis-check-rdb ${/RDB looks OK/.test(out) ? "RDB looks OK" : "passed"}`];
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}

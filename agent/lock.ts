@@ -1,0 +1,73 @@
+/**
+ * One run per service at a time: a local lock file (same container/host) plus a PostgreSQL
+ * session advisory lock in the catalog (any host). The advisory lock dies with the session, so
+ * a killed agent never leaves it behind; a lock file whose pid is gone is stale and taken over.
+ */
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import path from "node:path";
+import type pg from "pg";
+
+export class LockBusyError extends Error {}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function tryLocalLock(file: string): boolean {
+  mkdirSync(path.dirname(file), { recursive: true });
+  for (let i = 0; i < 2; i++) {
+    try {
+      const fd = openSync(file, "wx");
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const pid = Number(readFileSync(file, "utf8").trim());
+      if (Number.isInteger(pid) && pid > 0 && alive(pid) && pid !== process.pid) return false;
+      rmSync(file, { force: true });
+    }
+  }
+  return false;
+}
+
+export interface HeldLock {
+  release(): Promise<void>;
+}
+
+/**
+ * Takes both locks for `name` (e.g. "backup:pg-main"). With waitSeconds = 0 a busy lock is
+ * refused at once; otherwise it polls until the deadline.
+ */
+export async function acquireServiceLock(client: pg.ClientBase, stateDir: string, name: string, waitSeconds = 0): Promise<HeldLock> {
+  const file = path.join(stateDir, "locks", name.replace(/[^a-zA-Z0-9._-]/g, "_") + ".lock");
+  const deadline = Date.now() + waitSeconds * 1000;
+  for (;;) {
+    if (tryLocalLock(file)) {
+      const r = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok", [`kdr:${name}`]);
+      if (r.rows[0]!.ok) {
+        let released = false;
+        return {
+          async release() {
+            if (released) return;
+            released = true;
+            await client.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [`kdr:${name}`]).catch(() => undefined);
+            rmSync(file, { force: true });
+          },
+        };
+      }
+      rmSync(file, { force: true });
+    }
+    if (Date.now() >= deadline) {
+      throw new LockBusyError(
+        `another ${name.split(":")[0]} run for '${name.split(":").slice(1).join(":")}' is in progress (lock kdr:${name}${waitSeconds ? `, waited ${waitSeconds} s` : ""}): runs for one service never interleave. Wait for it to finish, or pass --wait <seconds>.`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * The artifact pipeline: raw bytes -> zstd -> age -> S3, streamed, with SHA-256 and byte counts
+ * taken on the fly on both sides (so the compression ratio is measured: stored/raw).
+ * A stream only ends cleanly when every process in it exited 0; otherwise the upload is
+ * aborted, so a failed producer can never leave a truncated object that looks complete.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { PassThrough, Readable, Transform, Writable, type TransformCallback } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { ConfigError } from "../config.js";
+import { Progress } from "./progress.js";
+import type { Lock, ObjectRef, Storage } from "./s3.js";
+
+export interface SealedArtifact extends ObjectRef {
+  /** Artifact name inside the backup (e.g. base.tar). */
+  name: string;
+  rawBytes: number;
+  rawSha256: string;
+  storedBytes: number;
+  /** SHA-256 of the stored (compressed, encrypted) object: what verify and restore re-check. */
+  sha256: string;
+}
+
+/** Runs a child whose exit is awaited; rejects with its stderr when it fails. */
+export function spawnTool(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: "pipe" | "ignore"; cwd?: string } = {}) {
+  const child = spawn(cmd, args, { stdio: [opts.stdin ?? "pipe", "pipe", "pipe"], env: opts.env ?? process.env, cwd: opts.cwd });
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => {
+    stderr += d.toString();
+    if (stderr.length > 20000) stderr = stderr.slice(-10000);
+  });
+  const exited = new Promise<void>((resolve, reject) => {
+    child.on("error", (e) =>
+      reject((e as NodeJS.ErrnoException).code === "ENOENT" ? new Error(`${cmd} is not installed (not found on PATH): install it in the agent image.`) : e),
+    );
+    child.on("close", (code, signal) =>
+      code === 0 ? resolve() : reject(new Error(`${cmd} ${signal ? `was killed by ${signal}` : `exited ${code}`}: ${stderr.trim().slice(-1500)}`)),
+    );
+  });
+  exited.catch(() => undefined);
+  return { child, exited, stderr: () => stderr };
+}
+
+/** Counts bytes and hashes them; optionally waits for `gates` before signalling the end. */
+export class Meter extends Transform {
+  bytes = 0;
+  private readonly h = createHash("sha256");
+  digest = "";
+  constructor(
+    private readonly gates: Promise<unknown>[] = [],
+    private readonly progress?: Progress,
+  ) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    this.h.update(chunk);
+    this.progress?.add(chunk.length);
+    cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    this.digest = this.h.digest("hex");
+    Promise.all(this.gates).then(
+      () => cb(),
+      (e: unknown) => cb(e as Error),
+    );
+  }
+}
+
+/** Short, stable id of an age recipient (public key): safe to store in the catalog. */
+export function keyId(recipient: string): string {
+  return "age-" + createHash("sha256").update(recipient.trim()).digest("hex").slice(0, 16);
+}
+
+/** Public key of an age identity file, computed by age-keygen (the tool, not our own crypto). */
+export function recipientOfIdentity(identityFile: string): string {
+  const r = spawnSync("age-keygen", ["-y", identityFile], { encoding: "utf8" });
+  if (r.error) throw new Error(`age-keygen is not installed: install the 'age' package in the agent image.`);
+  if (r.status !== 0) {
+    throw new ConfigError(`the age identity in ${identityFile} is not a valid age private key (${r.stderr.trim()}): put the AGE-SECRET-KEY-1... line made by age-keygen into the kdr-age-identity secret.`);
+  }
+  return r.stdout.trim();
+}
+
+export function checkRecipient(recipient: string, file: string): void {
+  if (!/^age1[0-9a-z]{50,}$/.test(recipient.trim())) {
+    throw new ConfigError(`the age recipient in ${file} is not an age public key: put the 'age1...' line printed by 'age-keygen -y' into the kdr-age-recipient secret (never the private key).`);
+  }
+}
+
+export interface SealOptions {
+  storage: Storage;
+  key: string;
+  name: string;
+  source: Readable;
+  /** Path of the recipient (public key) file, handed to `age -R`. */
+  recipientFile: string;
+  lock?: Lock;
+  /** Promises that must resolve (e.g. the producer's exit) before the object may complete. */
+  producers?: Promise<unknown>[];
+  progress?: Progress;
+  zstdLevel?: number;
+}
+
+/** Streams `source` through zstd and age into S3. */
+export async function sealAndUpload(o: SealOptions): Promise<SealedArtifact> {
+  const zstd = spawnTool("zstd", ["-q", "-c", `-${o.zstdLevel ?? 3}`, "-T0"]);
+  const age = spawnTool("age", ["-e", "-R", o.recipientFile]);
+  const raw = new Meter([], o.progress);
+  const sourceDone = pipeline(o.source, raw, zstd.child.stdin!);
+  const ageIn = pipeline(zstd.child.stdout!, age.child.stdin!);
+  const stored = new Meter([sourceDone, ageIn, zstd.exited, age.exited, ...(o.producers ?? [])]);
+  const out = new PassThrough();
+  const storedDone = pipeline(age.child.stdout!, stored, out);
+  const kill = () => {
+    for (const c of [zstd.child, age.child]) if (c.exitCode === null) c.kill("SIGTERM");
+  };
+  try {
+    const [ref] = await Promise.all([o.storage.upload(o.key, out, o.lock), storedDone, sourceDone, ageIn, zstd.exited, age.exited, ...(o.producers ?? [])]);
+    return { ...ref, name: o.name, rawBytes: raw.bytes, rawSha256: raw.digest, storedBytes: stored.bytes, sha256: stored.digest };
+  } catch (e) {
+    kill();
+    o.source.destroy();
+    throw e;
+  }
+}
+
+/** Downloads an object and checks its SHA-256 without decrypting (needs no key). */
+export async function checkStoredSha(storage: Storage, ref: { key: string; versionId?: string | null; sha256: string; storedBytes?: number }, label: string): Promise<void> {
+  const { body, size } = await storage.get(ref.key, ref.versionId ?? undefined);
+  const m = new Meter([], new Progress(`check ${label}`, size ?? ref.storedBytes));
+  await pipeline(body, m, new Writable({ write: (_c, _e, cb) => cb() }));
+  if (m.digest !== ref.sha256) {
+    throw new IntegrityError(`${label}: SHA-256 of s3://${storage.bucket}/${ref.key}${ref.versionId ? ` (version ${ref.versionId})` : ""} is ${m.digest}, the catalog recorded ${ref.sha256}: the stored object is corrupt or was replaced. Do not use it; restore from another backup.`);
+  }
+}
+
+export class IntegrityError extends Error {}
+
+export interface OpenOptions {
+  storage: Storage;
+  ref: { key: string; versionId?: string | null; sha256: string; storedBytes?: number; rawSha256?: string; rawBytes?: number };
+  identityFile: string;
+  label: string;
+  /** Where the decrypted, decompressed bytes go. */
+  sink: Writable;
+}
+
+/**
+ * Streams an object back through age -d and zstd -d into `sink`, checking the stored SHA-256
+ * and the raw SHA-256 on the way; the sink only gets an end when both matched.
+ */
+export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number }> {
+  const { body } = await o.storage.get(o.ref.key, o.ref.versionId ?? undefined);
+  const age = spawnTool("age", ["-d", "-i", o.identityFile]);
+  const zstd = spawnTool("zstd", ["-q", "-d", "-c"]);
+  const stored = new Meter();
+  const inDone = pipeline(body, stored, age.child.stdin!);
+  const midDone = pipeline(age.child.stdout!, zstd.child.stdin!);
+  const shaOk = inDone.then(() => {
+    if (stored.digest !== o.ref.sha256) {
+      throw new IntegrityError(`${o.label}: SHA-256 of the stored object is ${stored.digest}, the catalog recorded ${o.ref.sha256}: the object is corrupt or was replaced.`);
+    }
+  });
+  const ageOk = age.exited.catch((e: Error) => {
+    if (/no identity matched/.test(e.message)) {
+      throw new ConfigError(`${o.label}: the age identity in ${o.identityFile} does not match the key this backup was encrypted with: mount the kdr-age-identity secret whose public key is the backup's recipient.`);
+    }
+    throw e;
+  });
+  ageOk.catch(() => undefined);
+  shaOk.catch(() => undefined);
+  const raw = new Meter([shaOk, midDone, ageOk, zstd.exited], new Progress(`restore ${o.label}`, o.ref.rawBytes));
+  try {
+    await pipeline(zstd.child.stdout!, raw, o.sink);
+  } catch (e) {
+    for (const c of [age.child, zstd.child]) if (c.exitCode === null) c.kill("SIGTERM");
+    // Prefer the root cause (checksum, key) over the broken pipe it produced downstream.
+    for (const p of [shaOk, ageOk]) {
+      try {
+        await p;
+      } catch (inner) {
+        if (inner instanceof IntegrityError || inner instanceof ConfigError) throw inner;
+      }
+    }
+    throw e;
+  }
+  if (o.ref.rawSha256 && raw.digest !== o.ref.rawSha256) {
+    throw new IntegrityError(`${o.label}: decrypted content has SHA-256 ${raw.digest}, expected ${o.ref.rawSha256}.`);
+  }
+  return { rawBytes: raw.bytes };
+}
+
+/** A Writable that discards everything (for integrity-only passes). */
+export const devNull = () => new Writable({ write: (_c, _e, cb) => cb() });
+
+export type { ChildProcess };

@@ -1,0 +1,66 @@
+/** Progress on stderr for long work: bytes done, rate, and an ETA when the total is known. */
+import { Transform, type TransformCallback } from "node:stream";
+
+export const fmtBytes = (n: number): string => {
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < u.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(i === 0 ? 0 : 1)} ${u[i]}`;
+};
+
+export const fmtSeconds = (s: number): string =>
+  s < 60 ? `${s.toFixed(1)} s` : s < 3600 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s` : `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+
+let quiet = false;
+/** `--json` runs keep stderr for errors only. */
+export function setQuiet(q: boolean): void {
+  quiet = q;
+}
+
+export function log(msg: string): void {
+  if (!quiet) process.stderr.write(msg + "\n");
+}
+
+export class Progress {
+  private done = 0;
+  private readonly start = Date.now();
+  private last = 0;
+  constructor(
+    private readonly label: string,
+    private readonly total?: number,
+    private readonly everyMs = 2000,
+  ) {}
+
+  add(n: number): void {
+    this.done += n;
+    const now = Date.now();
+    if (!quiet && now - this.last >= this.everyMs) {
+      this.last = now;
+      process.stderr.write(this.line() + "\n");
+    }
+  }
+
+  line(): string {
+    const secs = Math.max((Date.now() - this.start) / 1000, 0.001);
+    const rate = this.done / secs;
+    let s = `${this.label}: ${fmtBytes(this.done)}`;
+    if (this.total) s += ` of ${fmtBytes(this.total)} (${Math.min(100, (100 * this.done) / this.total).toFixed(0)}%)`;
+    s += `, ${fmtBytes(rate)}/s`;
+    if (this.total && rate > 0 && this.done < this.total) s += `, ETA ${fmtSeconds((this.total - this.done) / rate)}`;
+    return s;
+  }
+
+  /** A pass-through stream that reports what flows through it. */
+  meter(): Transform {
+    return new Transform({
+      transform: (chunk: Buffer, _enc, cb: TransformCallback) => {
+        this.add(chunk.length);
+        cb(null, chunk);
+      },
+    });
+  }
+}

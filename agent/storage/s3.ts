@@ -1,0 +1,161 @@
+/**
+ * S3 access for the agent. Streams go through lib-storage's multipart Upload (each part retried
+ * by the SDK with exponential backoff); small calls go through `withRetry`.
+ */
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectVersionsCommand,
+  PutObjectCommand,
+  S3Client,
+  type ObjectLockMode,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import type { Readable } from "node:stream";
+import { ConfigError, type Settings } from "../config.js";
+
+export interface ObjectRef {
+  bucket: string;
+  key: string;
+  versionId?: string;
+}
+
+export interface Lock {
+  mode: ObjectLockMode;
+  retainUntil: Date;
+}
+
+/** Errors worth retrying: throttling, 5xx, network resets. */
+function transient(e: unknown): boolean {
+  const err = e as { $metadata?: { httpStatusCode?: number }; name?: string; code?: string };
+  const status = err.$metadata?.httpStatusCode;
+  if (status !== undefined) return status >= 500 || status === 429;
+  return ["ECONNRESET", "ECONNREFUSED", "ETIMEDOUT", "EPIPE", "TimeoutError", "NetworkingError"].includes(err.code ?? err.name ?? "");
+}
+
+export async function withRetry<T>(what: string, fn: () => Promise<T>, attempts = 5, baseMs = 300): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (i >= attempts || !transient(e)) throw e;
+      const wait = baseMs * 2 ** (i - 1) * (0.5 + Math.random());
+      process.stderr.write(`storage: ${what} failed (${(e as Error).name}: ${(e as Error).message}); retry ${i}/${attempts - 1} in ${Math.round(wait)} ms\n`);
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
+
+export class Storage {
+  readonly client: S3Client;
+  constructor(
+    readonly bucket: string,
+    endpoint: string,
+    region: string,
+    accessKeyId: string,
+    secretAccessKey: string,
+  ) {
+    this.client = new S3Client({
+      endpoint,
+      region,
+      forcePathStyle: true,
+      credentials: { accessKeyId, secretAccessKey },
+      maxAttempts: 6,
+      retryMode: "standard",
+      // RGW and MinIO both accept Content-MD5/no checksum; the SDK's default trailing CRC32 on
+      // streamed bodies is not understood by every S3 server.
+      requestChecksumCalculation: "WHEN_REQUIRED",
+      responseChecksumValidation: "WHEN_REQUIRED",
+    });
+  }
+
+  static fromSettings(s: Settings): Storage {
+    const endpoint = s.require("s3Endpoint");
+    try {
+      new URL(endpoint);
+    } catch {
+      throw new ConfigError(`KDR_S3_ENDPOINT='${endpoint}' is not a URL: give e.g. http://10.0.0.5:7480.`);
+    }
+    return new Storage(s.require("s3Bucket"), endpoint, s.get("s3Region") ?? "us-east-1", s.secret("s3AccessKey"), s.secret("s3SecretKey"));
+  }
+
+  /** Streams `body` to `key` as a multipart upload; returns the new version id. */
+  async upload(key: string, body: Readable, lock?: Lock, contentType = "application/octet-stream"): Promise<ObjectRef> {
+    const up = new Upload({
+      client: this.client,
+      params: {
+        Bucket: this.bucket,
+        Key: key,
+        Body: body,
+        ContentType: contentType,
+        ...(lock ? { ObjectLockMode: lock.mode, ObjectLockRetainUntilDate: lock.retainUntil } : {}),
+      },
+      queueSize: 2,
+      partSize: 8 * 1024 * 1024,
+      leavePartsOnError: false,
+    });
+    const res = await up.done();
+    return { bucket: this.bucket, key, versionId: (res as { VersionId?: string }).VersionId };
+  }
+
+  async putSmall(key: string, body: string | Buffer, lock?: Lock, contentType = "application/json"): Promise<ObjectRef> {
+    const res = await withRetry(`put ${key}`, () =>
+      this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentType: contentType,
+          ...(lock ? { ObjectLockMode: lock.mode, ObjectLockRetainUntilDate: lock.retainUntil } : {}),
+        }),
+      ),
+    );
+    return { bucket: this.bucket, key, versionId: res.VersionId };
+  }
+
+  async get(key: string, versionId?: string): Promise<{ body: Readable; size?: number }> {
+    const res = await withRetry(`get ${key}`, () =>
+      this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, VersionId: versionId })),
+    );
+    return { body: res.Body as Readable, size: res.ContentLength };
+  }
+
+  async getText(key: string, versionId?: string): Promise<string> {
+    const { body } = await this.get(key, versionId);
+    const chunks: Buffer[] = [];
+    for await (const c of body) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString("utf8");
+  }
+
+  async exists(key: string, versionId?: string): Promise<boolean> {
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, VersionId: versionId }));
+      return true;
+    } catch (e) {
+      if ((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
+      throw e;
+    }
+  }
+
+  /** Deletes one version (object lock may refuse it: the caller decides what that means). */
+  async deleteVersion(key: string, versionId?: string): Promise<void> {
+    await withRetry(`delete ${key}`, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key, VersionId: versionId })));
+  }
+
+  async *listVersions(prefix: string): AsyncGenerator<{ key: string; versionId?: string; size: number; lastModified?: Date; isLatest: boolean }> {
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    for (;;) {
+      const res = await withRetry(`list ${prefix}`, () =>
+        this.client.send(new ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, VersionIdMarker: versionMarker })),
+      );
+      for (const v of res.Versions ?? []) {
+        yield { key: v.Key!, versionId: v.VersionId, size: v.Size ?? 0, lastModified: v.LastModified, isLatest: v.IsLatest ?? false };
+      }
+      if (!res.IsTruncated) return;
+      keyMarker = res.NextKeyMarker;
+      versionMarker = res.NextVersionIdMarker;
+    }
+  }
+}
