@@ -78,6 +78,17 @@ export const AGENT_ENV = {
   metricsPort: "KDR_METRICS_PORT",
   /** Where the agent keeps local working state (WAL spool); a volume, not the container layer. */
   stateDir: "KDR_STATE_DIR",
+
+  /** cron mode: JSON array of {name, schedule, command: string[]} (command = agent argv). */
+  cronJobs: "KDR_CRON_JOBS",
+  /** replicate mode: where new object versions are copied to (credentials in SECRET_FILES.replica*). */
+  replicaEndpoint: "KDR_REPLICA_S3_ENDPOINT",
+  replicaRegion: "KDR_REPLICA_S3_REGION",
+  replicaBucket: "KDR_REPLICA_S3_BUCKET",
+  /** replicate mode: seconds between two passes over the source bucket. */
+  replicationIntervalSeconds: "KDR_REPLICATION_INTERVAL_SECONDS",
+  /** restore jobs: `latest`, an ISO timestamp, or a backup id (backup_management.backup_id). */
+  recoveryPoint: "KDR_RECOVERY_POINT",
 } as const;
 
 /** Swarm secret file paths inside the containers. */
@@ -93,6 +104,9 @@ export const SECRET_FILES = {
   encryptionIdentity: `${SECRET_DIR}/kdr-age-identity`,
   /** restic repository password (restic does its own encryption for volume backups). */
   resticPassword: `${SECRET_DIR}/kdr-restic-password`,
+  /** replicate mode: credentials of the replica (DR) bucket's writer. */
+  replicaAccessKey: `${SECRET_DIR}/kdr-replica-s3-access-key`,
+  replicaSecretKey: `${SECRET_DIR}/kdr-replica-s3-secret-key`,
 } as const;
 
 /** Default port of the agent's /healthz and /metrics endpoints. */
@@ -113,6 +127,8 @@ export const LABELS = {
   rtoSeconds: "kryonix.dr.rto-seconds",
   tier: "kryonix.dr.tier",
   engine: "kryonix.dr.engine",
+  /** On every resource kryonix-dr declares: "true". */
+  managed: "kryonix.dr.managed",
 } as const;
 
 /**
