@@ -1,34 +1,194 @@
 /**
  * kdr-agent: the runtime inside backup sidecars and cron containers.
  * Bundled by esbuild into one CommonJS file; never imports @pulumi.
+ *
+ * Exit codes: 0 ok; 1 the work failed (backup failed, verify failed, health stale);
+ * 2 bad usage or configuration (the message names the setting and the fix).
  */
-export const AGENT_VERSION = "0.1.0";
+import { request } from "node:http";
+import type pg from "pg";
+import { connectCatalog, listBackups } from "./catalog.js";
+import { ConfigError, parseArgs, Settings } from "./config.js";
+import { LockBusyError } from "./lock.js";
+import { AGENT_VERSION, printSummary, runBackup, runHealth, runPrune, runRestore, runVerify } from "./run.js";
+import { cron, serve } from "./serve.js";
+import { replicate } from "./replicate.js";
+import { fmtBytes, fmtSeconds, log, setQuiet } from "./storage/progress.js";
+import { migrate } from "../catalog/migrate.js";
+
+export { AGENT_VERSION };
 
 const USAGE = `usage: kdr-agent <command> [options]
-commands: backup, restore, verify, list, prune, health, serve, cron, replicate, migrate, healthz
-options:  --version, --help`;
+
+commands:
+  backup --type full|incremental [--wait <s>] [--no-logical]   one backup run, recorded in the catalog
+  restore --target <dir> [--time <ISO> | --backup-id <id>] [--wal-dir <dir>] [--force-overwrite-source --yes]
+  verify [--backup-id <id>]        re-read artifacts: SHA-256 + the tool's own check; recorded in the catalog
+  list [--limit <n>]               backups of the service (or all services with --all)
+  prune                            expire backups past retention (never the last good full or the WAL it needs)
+  health                           freshness of the newest verified recovery point vs the RPO (exit 1 when stale)
+  serve                            backup sidecar: schedules, WAL streaming, /healthz and /metrics
+  cron                             run the jobs in KDR_CRON_JOBS on their schedules
+  replicate [--once]               copy new object versions (with their retention) to the replica bucket
+  migrate                          apply the catalog migrations
+  healthz                          probe a running serve/cron/replicate process (for HEALTHCHECK)
+
+every setting is an env var (KDR_SERVICE ...) or the matching flag (--service ...);
+secrets are files in /run/secrets (override with KDR_SECRET_DIR or --secret-dir);
+--json prints machine-readable output on stdout; progress goes to stderr.`;
+
+const BOOLEANS = new Set(["--json", "--yes", "--force-overwrite-source", "--no-logical", "--once", "--all", "--help", "--version"]);
+
+function out(json: boolean, obj: unknown, text: string): void {
+  process.stdout.write(json ? JSON.stringify(obj, null, 2) + "\n" : text + "\n");
+}
+
+async function withCatalog<T>(s: Settings, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = await connectCatalog(s);
+  try {
+    return await fn(c);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+function parseTime(v: string | true | undefined): Date | undefined {
+  if (v === undefined) return undefined;
+  if (v === true || v === "latest") return undefined;
+  const d = new Date(v);
+  if (Number.isNaN(d.getTime())) throw new ConfigError(`--time '${v}' is not a timestamp: give ISO 8601 with a zone, e.g. 2026-11-28T21:04:05Z.`);
+  return d;
+}
+
+const str = (v: string | true | undefined): string | undefined => (typeof v === "string" ? v : undefined);
 
 export async function main(argv: string[]): Promise<number> {
-  const [cmd] = argv;
-  if (cmd === "--version" || cmd === "version") {
+  const { positional, flags } = parseArgs(argv, BOOLEANS);
+  const cmd = positional[0];
+  if (flags.has("--version") || cmd === "version") {
     process.stdout.write(`kdr-agent ${AGENT_VERSION}\n`);
     return 0;
   }
-  if (cmd === undefined || cmd === "--help" || cmd === "help") {
+  if (cmd === undefined || flags.has("--help") || cmd === "help") {
     process.stdout.write(USAGE + "\n");
-    return cmd === undefined ? 2 : 0;
+    return cmd === undefined && !flags.has("--help") ? 2 : 0;
   }
-  if (cmd === "healthz") {
-    process.stdout.write("ok\n");
-    return 0;
+  const json = flags.has("--json");
+  setQuiet(json);
+  const s = new Settings(flags);
+  try {
+    switch (cmd) {
+      case "healthz":
+        return await healthz(s.metricsPort);
+      case "backup": {
+        const type = str(flags.get("--type")) ?? "full";
+        if (type !== "full" && type !== "incremental") throw new ConfigError(`--type '${type}' is not a backup type: use full or incremental.`);
+        const wait = flags.has("--wait") ? Number(flags.get("--wait")) : 0;
+        const r = await withCatalog(s, (c) => runBackup(s, c, type, { waitSeconds: wait, logical: !flags.has("--no-logical") }));
+        out(json, r, printSummary(r));
+        return 0;
+      }
+      case "restore": {
+        const r = await withCatalog(s, (c) =>
+          runRestore(s, c, {
+            target: str(flags.get("--target")) ?? "",
+            backupId: str(flags.get("--backup-id")) ?? (s.get("recoveryPoint") && /^[0-9a-f-]{36}$/.test(s.get("recoveryPoint")!) ? s.get("recoveryPoint") : undefined),
+            time: parseTime(flags.get("--time") ?? (s.get("recoveryPoint") && !/^[0-9a-f-]{36}$/.test(s.get("recoveryPoint")!) ? s.get("recoveryPoint") : undefined)),
+            walDir: str(flags.get("--wal-dir")),
+            forceOverwriteSource: flags.has("--force-overwrite-source"),
+            yes: flags.has("--yes"),
+          }),
+        );
+        out(json, r, `restore of ${r.service} completed from backup ${r.backupId} into ${r.target}\n  target ${r.recoveryTarget}, reaches ${r.reaches}; ${r.artifactsChecked} artifact(s) checked first; ${fmtSeconds(r.durationSeconds)}\n  next: ${r.next}`);
+        return 0;
+      }
+      case "verify": {
+        const r = await withCatalog(s, (c) => runVerify(s, c, str(flags.get("--backup-id"))));
+        out(json, r, `verify ${r.backupId}: ${r.passed ? "PASSED" : "FAILED"}\n${r.checks.map((x) => "  " + x).join("\n")}${r.error ? `\n  error: ${r.error}` : ""}`);
+        return r.passed ? 0 : 1;
+      }
+      case "list": {
+        const all = flags.has("--all");
+        const rows = await withCatalog(s, (c) => listBackups(c, s.tenantId, all ? undefined : s.service, Number(str(flags.get("--limit")) ?? 50)));
+        const text = rows
+          .map((r) =>
+            [
+              r.backup_id,
+              r.service_name,
+              r.backup_type.padEnd(11),
+              r.backup_status.padEnd(9),
+              (r.completed_at ?? r.started_at)?.toISOString(),
+              r.backup_size ? fmtBytes(Number(r.backup_size)).padStart(10) : "".padStart(10),
+              r.compression_ratio ? `ratio ${r.compression_ratio}` : "",
+              r.verify_status ? `verify ${r.verify_status}` : "unverified",
+              r.error_message ? `: ${r.error_message.slice(0, 80)}` : "",
+            ].join("  "),
+          )
+          .join("\n");
+        out(json, rows, text || "no backups");
+        return 0;
+      }
+      case "prune": {
+        const r = await withCatalog(s, (c) => runPrune(s, c));
+        out(json, r, `prune ${r.service}: expired ${r.expired.length}, kept ${r.kept.length} (newest good full and what it needs), deleted ${r.objectsDeleted} object(s) and ${r.walSegmentsDeleted} WAL segment(s); ${r.objectsLeftToLifecycle} still locked (the bucket lifecycle removes them)`);
+        return 0;
+      }
+      case "health": {
+        const r = await withCatalog(s, (c) => runHealth(s, c));
+        out(json, r, r.message);
+        return r.healthy ? 0 : 1;
+      }
+      case "serve":
+        await serve(s);
+        return 0;
+      case "cron":
+        await cron(s);
+        return 0;
+      case "replicate":
+        await replicate(s, flags.has("--once"));
+        return 0;
+      case "migrate": {
+        const r = await withCatalog(s, (c) => migrate(c, { dir: process.env.KDR_MIGRATIONS_DIR, log }));
+        out(json, r, `catalog migrations: applied ${r.applied.length} (${r.applied.join(", ") || "none"}), already applied ${r.skipped.length}`);
+        return 0;
+      }
+      default:
+        process.stderr.write(`kdr-agent: unknown command '${cmd}'\n\n${USAGE}\n`);
+        return 2;
+    }
+  } catch (e) {
+    const msg = (e as Error).message;
+    process.stderr.write(`kdr-agent ${cmd}: ${msg}\n`);
+    if (json) process.stdout.write(JSON.stringify({ error: msg, kind: e instanceof ConfigError ? "config" : "failure" }) + "\n");
+    return e instanceof ConfigError || e instanceof LockBusyError ? 2 : 1;
   }
-  process.stderr.write(`kdr-agent: command '${cmd}' is not implemented yet\n${USAGE}\n`);
-  return 2;
+}
+
+function healthz(port: number): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request({ host: "127.0.0.1", port, path: "/healthz", timeout: 5000 }, (res) => {
+      let body = "";
+      res.on("data", (d: Buffer) => (body += d));
+      res.on("end", () => {
+        process.stdout.write(body + "\n");
+        resolve(res.statusCode === 200 ? 0 : 1);
+      });
+    });
+    req.on("error", (e) => {
+      process.stdout.write(`no kdr-agent serve/cron/replicate process answers on :${port} (${e.message})\n`);
+      resolve(1);
+    });
+    req.end();
+  });
 }
 
 if (require.main === module) {
   main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
+    (code) => {
+      process.exitCode = code;
+      // Long-lived handles (pg pools, sockets) must not keep a finished command alive.
+      setTimeout(() => process.exit(code), 200).unref();
+    },
     (err: unknown) => {
       process.stderr.write(`kdr-agent: ${err instanceof Error ? err.message : String(err)}\n`);
       process.exit(1);

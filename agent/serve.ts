@@ -1,0 +1,165 @@
+/**
+ * Long-running modes. serve: the backup sidecar (schedules from env, WAL streaming for
+ * PostgreSQL, /healthz and /metrics). cron: a list of {name, schedule, command} jobs, each run
+ * as a child agent process so one job's crash cannot take the others down.
+ */
+import { spawn } from "node:child_process";
+import { createServer, type Server } from "node:http";
+import { Cron } from "croner";
+import { AGENT_ENV } from "../contract.js";
+import * as cat from "./catalog.js";
+import { ConfigError, type Settings } from "./config.js";
+import type { WalStreamer } from "./engines/postgres.js";
+import { acquireServiceLock } from "./lock.js";
+import { m, registry } from "./metrics.js";
+import { printSummary, recipient, runBackup, runHealth, runPrune, startWalStreamer } from "./run.js";
+import { log } from "./storage/progress.js";
+import { Storage } from "./storage/s3.js";
+
+function httpServer(port: number, health: () => { ok: boolean; detail: Record<string, unknown> }): Server {
+  const srv = createServer((req, res) => {
+    if (req.url === "/metrics") {
+      registry.metrics().then(
+        (body) => {
+          res.writeHead(200, { "content-type": registry.contentType });
+          res.end(body);
+        },
+        (e: Error) => {
+          res.writeHead(500);
+          res.end(e.message);
+        },
+      );
+      return;
+    }
+    if (req.url === "/healthz") {
+      const h = health();
+      res.writeHead(h.ok ? 200 : 503, { "content-type": "application/json" });
+      res.end(JSON.stringify({ ok: h.ok, ...h.detail }));
+      return;
+    }
+    res.writeHead(404);
+    res.end("not found: try /healthz or /metrics\n");
+  });
+  srv.listen(port, "0.0.0.0");
+  return srv;
+}
+
+function schedule(name: string, expr: string | undefined, fn: () => Promise<void>): Cron | undefined {
+  if (!expr) return undefined;
+  try {
+    // protect: a run still going when the next is due is skipped, never overlapped.
+    return new Cron(expr, { protect: true, name, catch: (e: unknown) => log(`${name}: ${(e as Error).message}`) }, fn);
+  } catch (e) {
+    throw new ConfigError(`schedule '${expr}' for ${name} is not a valid cron expression (${(e as Error).message}): use 5 or 6 fields, e.g. '0 2 * * *'.`);
+  }
+}
+
+export async function serve(s: Settings): Promise<void> {
+  const service = s.service;
+  const engine = s.engine;
+  s.tenantId;
+  const storage = Storage.fromSettings(s);
+  const c = await cat.connectCatalog(s);
+  let streamer: WalStreamer | undefined;
+  let walLock: Awaited<ReturnType<typeof acquireServiceLock>> | undefined;
+  let lastError: string | undefined;
+  if (engine === "postgres") {
+    const rcpt = recipient(s);
+    walLock = await acquireServiceLock(c, s.stateDir, `wal:${service}`, 300);
+    streamer = await startWalStreamer(s, storage, rcpt);
+    streamer.onError = (e) => {
+      lastError = e.message;
+      log(`wal ${service}: ${e.message}`);
+    };
+    log(`serve ${service}: streaming WAL (slot ${streamer.slot}), switching segments every ${s.walSwitchSeconds} s when there is activity`);
+  }
+  const started = Date.now();
+  const tick = setInterval(() => {
+    if (streamer) m.walLag.set({ service }, ((Date.now() - (streamer.lastUploadAt?.getTime() ?? started)) / 1000));
+  }, 5000);
+  const jobs = [
+    schedule(`${service} full`, s.get("scheduleFull"), async () => log(printSummary(await runBackup(s, c, "full", { streamer, waitSeconds: 600 })))),
+    schedule(`${service} incremental`, s.get("scheduleIncremental"), async () => {
+      if (engine === "redis") return;
+      log(printSummary(await runBackup(s, c, "incremental", { streamer, waitSeconds: 600 })));
+    }),
+    schedule(`${service} health`, s.get("scheduleHealth"), async () => log((await runHealth(s, c)).message)),
+    schedule(`${service} prune`, s.get("schedulePrune"), async () => {
+      const p = await runPrune(s, c);
+      log(`prune ${service}: expired ${p.expired.length}, kept ${p.kept.length}, deleted ${p.objectsDeleted + p.walSegmentsDeleted} object(s)`);
+    }),
+  ].filter((j): j is Cron => !!j);
+  const srv = httpServer(s.metricsPort, () => {
+    const lagOk = !streamer || Date.now() - (streamer.lastUploadAt?.getTime() ?? started) < Math.max(s.rpoSeconds, s.walSwitchSeconds * 4) * 1000;
+    return { ok: lagOk, detail: { service, engine, walSegmentsUploaded: streamer?.uploaded, lastWalSegment: streamer?.lastSegment, lastError, jobs: jobs.map((j) => ({ name: j.name, next: j.nextRun()?.toISOString() })) } };
+  });
+  log(`serve ${service}: /healthz and /metrics on :${s.metricsPort}; ${jobs.length} schedule(s): ${jobs.map((j) => `${j.name} -> next ${j.nextRun()?.toISOString()}`).join("; ") || "none"}`);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+  });
+  log(`serve ${service}: stopping`);
+  for (const j of jobs) j.stop();
+  clearInterval(tick);
+  srv.close();
+  await streamer?.stop();
+  await walLock?.release();
+  await c.end().catch(() => undefined);
+}
+
+export interface CronJob {
+  name: string;
+  schedule: string;
+  command: string[];
+}
+
+export function parseCronJobs(raw: string | undefined): CronJob[] {
+  if (!raw) throw new ConfigError(`${AGENT_ENV.cronJobs} is not set: give a JSON array of {"name","schedule","command":[agent args]}.`);
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch (e) {
+    throw new ConfigError(`${AGENT_ENV.cronJobs} is not valid JSON (${(e as Error).message}): give e.g. [{"name":"verify","schedule":"0 3 * * *","command":["verify"]}].`);
+  }
+  if (!Array.isArray(v)) throw new ConfigError(`${AGENT_ENV.cronJobs} must be a JSON array of jobs.`);
+  return v.map((j: Partial<CronJob>, i) => {
+    if (!j || typeof j.schedule !== "string" || !Array.isArray(j.command) || j.command.some((x) => typeof x !== "string")) {
+      throw new ConfigError(`${AGENT_ENV.cronJobs}[${i}] needs "schedule" (string) and "command" (array of strings).`);
+    }
+    return { name: j.name ?? `job-${i}`, schedule: j.schedule, command: j.command };
+  });
+}
+
+/** argv that starts this same agent again (bundle or tsx) with other arguments. */
+export function selfArgv(args: string[]): [string, string[]] {
+  return [process.execPath, [...process.execArgv, process.argv[1]!, ...args]];
+}
+
+export async function cron(s: Settings): Promise<void> {
+  const jobs = parseCronJobs(s.get("cronJobs"));
+  const last: Record<string, { at?: string; exit?: number | null }> = {};
+  const runs = jobs.map((j) =>
+    schedule(j.name, j.schedule, () => {
+      const [cmd, args] = selfArgv(j.command);
+      log(`cron ${j.name}: kdr-agent ${j.command.join(" ")}`);
+      return new Promise<void>((resolve) => {
+        const p = spawn(cmd, args, { stdio: ["ignore", "inherit", "inherit"] });
+        p.on("close", (code) => {
+          last[j.name] = { at: new Date().toISOString(), exit: code };
+          if (code !== 0) m.failures.inc({ service: s.get("service") ?? "cron", type: j.name });
+          log(`cron ${j.name}: exit ${code}`);
+          resolve();
+        });
+      });
+    })!,
+  );
+  const srv = httpServer(s.metricsPort, () => ({ ok: true, detail: { jobs: runs.map((r) => ({ name: r.name, next: r.nextRun()?.toISOString(), last: last[r.name!] })) } }));
+  log(`cron: ${runs.length} job(s): ${runs.map((r) => `${r.name} next ${r.nextRun()?.toISOString()}`).join("; ")}`);
+  await new Promise<void>((resolve) => {
+    process.once("SIGTERM", () => resolve());
+    process.once("SIGINT", () => resolve());
+  });
+  for (const r of runs) r.stop();
+  srv.close();
+}
