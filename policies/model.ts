@@ -48,6 +48,11 @@ export const TYPES = {
 /** Roles of kryonix-dr's own services; they are the protection, not the protected. */
 export const OWN_ROLES = ["sidecar", "cron", "replicator", "restore"];
 
+/** Whether a role label is one of OWN_ROLES, also in its qualified form ("cron-prune"). */
+export function isOwnRole(role: string | undefined): boolean {
+  return role !== undefined && OWN_ROLES.some((r) => role === r || role.startsWith(`${r}-`));
+}
+
 export function isSecret(v: unknown): boolean {
   return v === SECRET;
 }
@@ -100,7 +105,11 @@ export interface ServiceView {
   image: string;
   /** The container env; `undefined` values are absent keys. A wholly secret env is `SECRET`. */
   env: Record<string, unknown>;
-  envIsSecret: boolean;
+  /**
+   * The task spec, container spec or env is a secret (or unknown) as a whole, so none of the
+   * settings inside can be read; policies say so rather than report them missing.
+   */
+  opaque: boolean;
   args: unknown[];
   commands: unknown[];
   mounts: Mount[];
@@ -121,7 +130,7 @@ export function serviceView(r: PlannedResource): ServiceView {
     labels,
     image: str(spec?.image) ?? "",
     env: obj(envRaw) ?? {},
-    envIsSecret: isSecret(envRaw),
+    opaque: [r.inputs.taskSpec, taskSpec?.containerSpec, envRaw].some((v) => isSecret(v) || isUnknown(v)),
     args: arr(spec?.args),
     commands: arr(spec?.commands),
     mounts: arr(spec?.mounts).map((m) => {

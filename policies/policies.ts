@@ -10,7 +10,7 @@
 import type { PolicyConfigSchema, PolicyResource, StackValidationPolicy } from "@pulumi/policy";
 import { AGENT_ENV, LABELS } from "../contract.js";
 import {
-  OWN_ROLES,
+  isOwnRole,
   SECRET,
   TYPES,
   UNKNOWN,
@@ -132,7 +132,7 @@ export function imageEngine(image: string, engines: string[]): string | undefine
 }
 
 function isOwnService(s: ServiceView): boolean {
-  return (s.role !== undefined && OWN_ROLES.includes(s.role)) || s.labels[LABELS.protects] !== undefined;
+  return isOwnRole(s.role) || s.labels[LABELS.protects] !== undefined;
 }
 
 interface StatefulConfig {
@@ -155,6 +155,16 @@ function statefulReason(s: ServiceView, cfg: StatefulConfig): string | undefined
 
 function svcName(s: ServiceView): string {
   return `Swarm service "${s.name}" (${describe(s.resource)})`;
+}
+
+/** The finding for a sidecar whose settings cannot be read at all. */
+function opaqueFinding(p: Protection): Finding {
+  return {
+    resource: p.sidecar.resource,
+    message:
+      `Backup sidecar "${p.sidecar.name}" (${describe(p.sidecar.resource)}) of "${p.protects}" has a task spec or env that is a secret or unknown as a whole, ` +
+      `so its schedule, retention and RPO cannot be checked. Fix: keep secrets out of taskSpec (mount them as Swarm secrets) so the settings stay plain.`,
+  };
 }
 
 function bucketLabel(b: BucketView): string {
@@ -375,6 +385,10 @@ export const retentionCoversFulls = define<{ minFullBackups: number }>({
   check(resources, cfg) {
     const out: Finding[] = [];
     for (const p of backupProtections(services(resources))) {
+      if (p.sidecar.opaque) {
+        out.push(opaqueFinding(p));
+        continue;
+      }
       const who = `Backup sidecar "${p.sidecar.name}" (${describe(p.sidecar.resource)}) of "${p.protects}"`;
       const schedule = p.sidecar.env[AGENT_ENV.scheduleFull];
       const retention = p.sidecar.env[AGENT_ENV.retentionFullDays];
@@ -418,7 +432,7 @@ export const retentionCoversFulls = define<{ minFullBackups: number }>({
 export const scheduleMeetsRpo = define<{ walMarginSeconds: number }>({
   name: "schedule-meets-rpo",
   description: "Each service's backup schedule or continuous mechanism can meet its declared RPO.",
-  defaults: { walMarginSeconds: 60 },
+  defaults: { walMarginSeconds: 30 },
   schema: {
     walMarginSeconds: { type: "number", minimum: 0, description: "Time to ship a switched WAL segment, added to KDR_WAL_SWITCH_SECONDS." },
   },
@@ -427,6 +441,10 @@ export const scheduleMeetsRpo = define<{ walMarginSeconds: number }>({
     for (const p of backupProtections(services(resources))) {
       const rpo = positiveNumber(setting(AGENT_ENV.rpoSeconds, LABELS.rpoSeconds, p.sidecar, p.target));
       if (rpo === undefined) continue; // protected-service-declares-rpo-rto reports it
+      if (p.sidecar.opaque) {
+        out.push(opaqueFinding(p));
+        continue;
+      }
       const who = `Backup sidecar "${p.sidecar.name}" (${describe(p.sidecar.resource)}) of "${p.protects}"`;
       const engine = engineOf(p);
       const wal = positiveNumber(str(p.sidecar.env[AGENT_ENV.walSwitchSeconds]));
@@ -478,7 +496,7 @@ function tierOf(p: Protection): string | undefined {
 function replicators(resources: PlannedResource[], all: ServiceView[], bucket: string): PlannedResource[] {
   const commands = resources.filter((r) => r.type === TYPES.command && /replicat/i.test(commandText(r)) && namesToken(commandText(r), bucket));
   const svc = all.filter((s) => {
-    if (s.role !== "replicator") return false;
+    if (s.role !== "replicator" && !s.role?.startsWith("replicator-")) return false;
     const words = [...Object.values(s.env), ...s.args, ...s.commands, ...Object.values(s.labels)].filter((x): x is string => typeof x === "string");
     return words.some((w) => w === bucket || namesToken(w, bucket) || w.split(",").map((x) => x.trim()).includes(bucket));
   });
@@ -631,16 +649,20 @@ export const DEFAULT_FORBIDDEN_ACTIONS = [
 
 interface SidecarIamConfig {
   forbiddenActions: string[];
-  /** IAM users whose tag role is one of these are not sidecar credentials. */
-  exemptRoles: string[];
+  /** Case-insensitive regular expression on IAM user names (and resource names) of sidecar users. */
+  sidecarUserPattern: string;
 }
 
 /** restic must remove its own lock files; that is the one delete a backup writer may do. */
 const RESTIC_LOCKS = /^arn:aws:s3:::[^/]+\/restic\/[^/*]+\/locks\/\*$/;
 
-function userRole(u: PlannedResource): string | undefined {
+/** A sidecar user is tagged role=sidecar, or named like one (the components name them `<prefix>-sidecar-<service>`). */
+function isSidecarUser(u: PlannedResource, pattern: string): boolean {
   const tags = obj(u.inputs.tags) ?? {};
-  return str(tags[LABELS.role]) ?? str(tags.role);
+  const role = str(tags[LABELS.role]) ?? str(tags.role);
+  if (role !== undefined) return role === "sidecar";
+  const re = new RegExp(pattern, "i");
+  return re.test(str(u.inputs.name) ?? "") || re.test(u.name);
 }
 
 /** Forbidden actions a policy document grants; each with the statement resources. */
@@ -666,15 +688,15 @@ export function forbiddenGrants(statements: Statement[], forbidden: string[]): s
 export const sidecarCannotDelete = define<SidecarIamConfig>({
   name: "sidecar-cannot-delete-backups",
   description: "No sidecar credential is allowed to delete objects or bypass retention.",
-  defaults: { forbiddenActions: DEFAULT_FORBIDDEN_ACTIONS, exemptRoles: ["admin", "replicator"] },
+  defaults: { forbiddenActions: DEFAULT_FORBIDDEN_ACTIONS, sidecarUserPattern: "(^|[-_.])sidecar([-_.]|$)" },
   schema: {
     forbiddenActions: { type: "array", items: { type: "string" }, description: "S3 actions a sidecar credential must not have." },
-    exemptRoles: { type: "array", items: { type: "string" }, description: `IAM user tag ${LABELS.role} values that are not sidecar credentials.` },
+    sidecarUserPattern: { type: "string", description: `Regular expression on IAM user names of sidecar users (a ${LABELS.role} or role tag overrides it).` },
   },
   check(resources, cfg) {
     const out: Finding[] = [];
     const byType = (t: string) => resources.filter((r) => r.type === t);
-    const users = byType(TYPES.iamUser).filter((u) => !cfg.exemptRoles.includes(userRole(u) ?? ""));
+    const users = byType(TYPES.iamUser).filter((u) => isSidecarUser(u, cfg.sidecarUserPattern));
     const policies = byType(TYPES.iamPolicy);
     const userNames = (u: PlannedResource) => [str(u.inputs.name), u.name, u.urn].filter((x): x is string => !!x);
     const policyByName = (n: unknown) => policies.find((p) => n === str(p.inputs.name) || n === p.name || n === p.urn);
