@@ -5,7 +5,8 @@
  */
 import { spawn } from "node:child_process";
 import { resolve } from "node:path";
-import { redact, ROOT_STACK_TYPE, runStackProgram, type Registration, type RunOptions } from "./program.js";
+import { redact, ROOT_STACK_TYPE, runStackProgram, type Registration, type ResourceHandler, type RunOptions } from "./program.js";
+import { MAPPINGS } from "./mappings/index.js";
 
 /** One declared resource as `plan --json` prints it. */
 export interface PlannedResource {
@@ -37,10 +38,35 @@ export function toPlanned(registrations: Registration[]): PlannedResource[] {
     }));
 }
 
+/**
+ * Creates nothing. Answers what a provider would compute with the mapping's placeholders (so the
+ * plan runs the same code paths as a deployment), and a StackReference with the referenced
+ * stack's planned outputs (from a child plan of that stack).
+ */
+export function planHandler(projectDir: string | undefined): ResourceHandler {
+  return {
+    async create(r) {
+      if (r.type === "pulumi:pulumi:StackReference") {
+        const ref = String(r.inputs.name ?? r.readId ?? r.name).split("/").pop()!;
+        const outputs = await planOutputsInChildProcess(ref, projectDir);
+        return { id: String(r.inputs.name ?? r.name), state: { name: r.inputs.name, outputs, secretOutputNames: [] } };
+      }
+      if (r.type.startsWith("pulumi:providers:")) return { id: `${r.name}-provider` };
+      const mapping = MAPPINGS.get(r.type);
+      return { id: r.readId ?? `${r.name}-id`, state: mapping?.plan?.(r.inputs, r) ?? {} };
+    },
+  };
+}
+
 /** Plans in this process (one program per process: see runStackProgram). */
-export async function planInProcess(opts: Omit<RunOptions, "handler">): Promise<PlannedResource[]> {
-  const { registrations } = await runStackProgram(opts);
-  return toPlanned(registrations);
+export async function planInProcess(opts: Omit<RunOptions, "handler">): Promise<{ resources: PlannedResource[]; outputs: Record<string, unknown> }> {
+  const { registrations, outputs } = await runStackProgram({ ...opts, handler: planHandler(opts.projectDir) });
+  return { resources: toPlanned(registrations), outputs };
+}
+
+/** The stack outputs of a plan of `stack`, computed in a fresh process (`plan --outputs`). */
+export async function planOutputsInChildProcess(stack: string, projectDir?: string): Promise<Record<string, unknown>> {
+  return (await runPlanChild(["--stack", stack, "--outputs", ...(projectDir ? ["--project-dir", projectDir] : [])])) as Record<string, unknown>;
 }
 
 const BIN = resolve(__dirname, "..", "bin", "kryonix-dr.mjs");
@@ -49,8 +75,12 @@ const BIN = resolve(__dirname, "..", "bin", "kryonix-dr.mjs");
  * Plans in a fresh process (`kryonix-dr plan --json`), for callers that already ran a program or
  * will run another. Rejects with the plan's own error message on failure.
  */
-export function planInChildProcess(stack: string, projectDir?: string): Promise<PlannedResource[]> {
-  const args = [BIN, "plan", "--stack", stack, "--json", ...(projectDir ? ["--project-dir", projectDir] : [])];
+export async function planInChildProcess(stack: string, projectDir?: string): Promise<PlannedResource[]> {
+  return (await runPlanChild(["--stack", stack, "--json", ...(projectDir ? ["--project-dir", projectDir] : [])])) as PlannedResource[];
+}
+
+function runPlanChild(flags: string[]): Promise<unknown> {
+  const args = [BIN, "plan", ...flags];
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
@@ -61,7 +91,7 @@ export function planInChildProcess(stack: string, projectDir?: string): Promise<
     child.on("close", (code) => {
       if (code !== 0) return reject(new Error(err.trim() || `kryonix-dr plan exited with ${code}`));
       try {
-        resolvePromise(JSON.parse(out) as PlannedResource[]);
+        resolvePromise(JSON.parse(out) as unknown);
       } catch (e) {
         reject(new Error(`kryonix-dr plan --json printed something that is not JSON: ${(e as Error).message}`));
       }

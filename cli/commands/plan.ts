@@ -8,12 +8,13 @@ import { pathToFileURL } from "node:url";
 import { parseFlags, required, type Command } from "../command.js";
 import { planInProcess, type PlannedResource } from "../../local/plan.js";
 
-const USAGE = `Usage: kryonix-dr plan --stack <name> [--json] [--policy] [--project-dir <dir>]
+const USAGE = `Usage: kryonix-dr plan --stack <name> [--json | --outputs] [--policy] [--project-dir <dir>]
 
 Runs the stack's program in-process under Pulumi mocks with Pulumi.<name>.yaml and prints every
-declared resource. Secret inputs are shown as "[secret]"; values only a provider computes are absent.
+declared resource. Secret inputs are shown as "[secret]"; values only a provider computes (generated names, keys) are placeholders.
   --stack <name>        the stack (prod, dr, recovery, local)
   --json                print a JSON array of {type, name, urn, custom, inputs, parent?, provider?}
+  --outputs             print the stack's planned outputs as JSON instead of the resources
   --policy              also evaluate the policies (policies/evaluate.ts); exit 1 on a mandatory violation
   --project-dir <dir>   directory holding Pulumi.yaml (default: this repository)
 Exit status: 0 planned, 1 the program or its config failed (the message says which key and how to fix it), 2 usage.`;
@@ -56,11 +57,16 @@ export const command: Command = {
       stack: { type: "string" },
       json: { type: "boolean" },
       policy: { type: "boolean" },
+      outputs: { type: "boolean" },
       "project-dir": { type: "string" },
     });
     const stack = required(values.stack, "stack");
     const projectDir = resolve(values["project-dir"] ?? join(__dirname, "..", ".."));
-    const resources = await planInProcess({ stack, projectDir });
+    const { resources, outputs } = await planInProcess({ stack, projectDir });
+    if (values.outputs) {
+      process.stdout.write(`${JSON.stringify(outputs, null, 2)}\n`);
+      return 0;
+    }
     if (values.json) process.stdout.write(`${JSON.stringify(resources, null, 2)}\n`);
     else process.stdout.write(`${table(resources)}\n`);
     if (!values.policy) return 0;

@@ -1,0 +1,127 @@
+/**
+ * `kryonix-dr plan` end to end (a fresh CLI process per stack, as a user runs it) on a small
+ * fixture program, plus the secret-path helpers it relies on.
+ */
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { findSecretPaths, redact, unwrapSecrets, loadStackConfig, REDACTED_SECRET } from "../../local/program.js";
+
+const ROOT = join(__dirname, "..", "..");
+const FIXTURE = join(ROOT, "test", "fixtures", "plan-fixture");
+const SIG = "4dabf18193072939515e22adb298388d";
+const SECRET = "1b47061264138c4ac30d75fd1eb44270";
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), ...args], { encoding: "utf8", timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe("plan --json on a fixture program", () => {
+  const r = cli("plan", "--stack", "dev", "--project-dir", FIXTURE, "--json");
+  const plan = JSON.parse(r.stdout) as Array<{ type: string; name: string; urn: string; custom: boolean; inputs: any; parent?: string }>;
+  const byName = (n: string) => plan.find((p) => p.name === n)!;
+
+  it("lists every declared resource, components included, and not the root stack", () => {
+    expect(r.code).toBe(0);
+    expect(plan.map((p) => `${p.type} ${p.name}`)).toEqual([
+      "kdrtest:plan:App demo",
+      "docker:index/network:Network demo-net",
+      "docker:index/secret:Secret demo-sec",
+      "docker:index/service:Service demo-svc",
+    ]);
+    expect(byName("demo").custom).toBe(false);
+    expect(byName("demo-svc").custom).toBe(true);
+  });
+
+  it("gives each child its parent's URN", () => {
+    for (const n of ["demo-net", "demo-sec", "demo-svc"]) expect(byName(n).parent).toBe(byName("demo").urn);
+    expect(byName("demo").parent).toBeUndefined();
+  });
+
+  it("replaces exactly the secret values with [secret] and keeps plain ones", () => {
+    const env = byName("demo-svc").inputs.taskSpec.containerSpec.env;
+    expect(env).toEqual({ PLAIN: "visible", PASSWORD: "[secret]" });
+    expect(byName("demo-sec").inputs.data).toBe("[secret]");
+    // Ids of dependencies flow into dependents' inputs.
+    expect(byName("demo-svc").inputs.taskSpec.networksAdvanceds[0].name).toBe("demo-net-id");
+    expect(byName("demo-svc").inputs.taskSpec.containerSpec.secrets[0]).toMatchObject({ secretId: "demo-sec-id", secretName: "demo-sec" });
+    expect(byName("demo-net").inputs.labels).toEqual([{ label: "kdr.greeting", value: "hello" }]);
+    // The ciphertext of the secure value never appears.
+    expect(r.stdout).not.toContain("c2VjcmV0LWNpcGhlcnRleHQ");
+  });
+
+  it("prints a table by default", () => {
+    const t = cli("plan", "--stack", "dev", "--project-dir", FIXTURE);
+    expect(t.code).toBe(0);
+    expect(t.stdout).toMatch(/^TYPE\s+NAME\s+PARENT$/m);
+    expect(t.stdout).toMatch(/^docker:index\/service:Service\s+demo-svc\s+demo$/m);
+    expect(t.stdout).toContain("4 resources (3 custom, 1 components)");
+  });
+
+  it("prints the stack outputs with --outputs", () => {
+    const o = cli("plan", "--stack", "dev", "--project-dir", FIXTURE, "--outputs");
+    expect(o.code).toBe(0);
+    expect(JSON.parse(o.stdout)).toEqual({ labels: { team: "dr" } });
+  });
+});
+
+describe("plan on bad config", () => {
+  it.each([
+    ["bad", "kdrtest-plan:greeting must not be 'bad'"],
+    ["badres", "kdrtest-plan:greeting 'badres' is rejected by the component"],
+    ["badapply", "kdrtest-plan:password was rejected inside an apply"],
+    ["nopass", "Missing required configuration variable 'kdrtest-plan:password'"],
+  ])("stack %s exits 1 with the program's message", (stack, message) => {
+    const r = cli("plan", "--stack", stack, "--project-dir", FIXTURE, "--json");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(message);
+    expect(r.stdout).toBe("");
+  });
+
+  it("names a missing stack file and how to fix it", () => {
+    const r = cli("plan", "--stack", "nosuch", "--project-dir", FIXTURE);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("Unknown stack 'nosuch'");
+    expect(r.stderr).toContain("Pulumi.nosuch.yaml does not exist");
+  });
+
+  it("rejects unknown flags and a missing --stack with usage (exit 2)", () => {
+    const a = cli("plan", "--stack", "dev", "--bogus");
+    expect(a.code).toBe(2);
+    expect(a.stderr).toContain("Unknown option '--bogus'");
+    expect(a.stderr).toContain("Usage: kryonix-dr plan");
+    const b = cli("plan");
+    expect(b.code).toBe(2);
+    expect(b.stderr).toContain("Missing required flag --stack");
+  });
+});
+
+describe("secret paths", () => {
+  const wrap = (value: unknown) => ({ [SIG]: SECRET, value });
+
+  it("finds secrets where the program put them, as JSON Pointers", () => {
+    const raw = { a: "x", env: { K: wrap("v"), "x/y": wrap("w") }, list: [1, wrap([2])], whole: wrap({ n: 1 }) };
+    expect(findSecretPaths(raw).sort()).toEqual(["/env/K", "/env/x~1y", "/list/1", "/whole"]);
+  });
+
+  it("unwraps and redacts by those paths", () => {
+    const raw = { env: { K: wrap("v"), P: "p" }, list: [wrap("s"), "t"] };
+    const plain = unwrapSecrets(raw) as Record<string, unknown>;
+    expect(plain).toEqual({ env: { K: "v", P: "p" }, list: ["s", "t"] });
+    expect(redact(plain, findSecretPaths(raw))).toEqual({ env: { K: "[secret]", P: "p" }, list: ["[secret]", "t"] });
+    expect(plain.env).toEqual({ K: "v", P: "p" }); // redact copies
+  });
+
+  it("marks secure: config secret with a placeholder, and lets the caller supply real values", () => {
+    const c = loadStackConfig(FIXTURE, "dev");
+    expect(c.config["kdrtest-plan:password"]).toBe(REDACTED_SECRET);
+    expect(c.config["kdrtest-plan:greeting"]).toBe("hello");
+    expect(JSON.parse(c.config["kdrtest-plan:labels"]!)).toEqual({ team: "dr" });
+    expect(c.secretKeys).toEqual(["kdrtest-plan:password"]);
+    const o = loadStackConfig(FIXTURE, "dev", { password: { value: "real", secret: true }, greeting: { value: "hi" } });
+    expect(o.config["kdrtest-plan:password"]).toBe("real");
+    expect(o.config["kdrtest-plan:greeting"]).toBe("hi");
+    expect(o.secretKeys).toEqual(["kdrtest-plan:password"]);
+  });
+});
