@@ -1,0 +1,265 @@
+/**
+ * The local deployer: a test and demo harness, not the user's path (that stays `pulumi up`).
+ *
+ * It runs a stack's program in-process (local/program.ts) and, as each registration reaches the
+ * mock monitor, creates it for real through the mapping for its type (local/mappings/). The SDK
+ * delivers registrations in dependency order and the ids a mapping returns flow into the
+ * dependents' inputs, exactly as provider ids do under the engine.
+ *
+ * - Only declared resources are created; a type without a mapping fails the deployment, naming it.
+ * - Every created object is written to the stack's state file before the next one starts, so a
+ *   failed deployment can always be destroyed.
+ * - Destroy removes them in reverse creation order (the reverse of a dependency order).
+ * The state file also holds the provider connection settings that destroy needs, as a local
+ * Terraform state does, so it is written 0600 in a 0700 directory.
+ */
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { loadStackConfig, runStackProgram, type Registration, type ResourceHandler, type RunOptions } from "./program.js";
+import { MAPPINGS, packageOf, providerSettings, unsupported } from "./mappings/index.js";
+import type { DeployContext } from "./mappings/types.js";
+
+export const DEPLOYMENTS_DIR = process.env.KDR_DEPLOYMENTS_DIR ?? "/var/lib/kryonix-dr/deployments";
+export const STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference";
+/** Label on every Docker object the deployer creates: which stack's deployment made it. */
+export const DEPLOYER_LABEL = "kryonix.dr.local-deployer.stack";
+
+export interface StateEntry {
+  type: string;
+  name: string;
+  urn: string;
+  id: string;
+  /** Key into `providers`: the explicit provider's URN, or `default:<pkg>`. */
+  provider: string;
+  dependsOn: string[];
+  parent?: string;
+  /** What the mapping needs to destroy it. */
+  record: Record<string, unknown>;
+}
+
+export interface DeploymentState {
+  stack: string;
+  project: string;
+  projectDir: string;
+  status: "deploying" | "deployed" | "failed";
+  startedAt: string;
+  finishedAt?: string;
+  error?: string;
+  providers: Record<string, Record<string, unknown>>;
+  /** In creation order. */
+  resources: StateEntry[];
+  outputs: Record<string, unknown>;
+}
+
+export function statePath(stack: string, dir: string = DEPLOYMENTS_DIR): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(stack)) throw new Error(`'${stack}' is not a stack name (letters, digits, '.', '_' and '-').`);
+  return join(dir, `${stack}.json`);
+}
+
+export function readState(stack: string, dir: string = DEPLOYMENTS_DIR): DeploymentState | undefined {
+  const file = statePath(stack, dir);
+  if (!existsSync(file)) return undefined;
+  return JSON.parse(readFileSync(file, "utf8")) as DeploymentState;
+}
+
+/** Atomic write (temp file + rename): a crash never leaves half a state file. */
+function writeState(state: DeploymentState, dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  const file = statePath(state.stack, dir);
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, file);
+}
+
+/** The stack name a StackReference names ("org/project/stack" or "stack"). */
+export function referencedStack(name: string): string {
+  return name.split("/").pop()!;
+}
+
+/** Provider settings for resources without an explicit provider: the `<pkg>:*` stack config. */
+function defaultProviders(config: Record<string, string>): Record<string, Record<string, unknown>> {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const [k, v] of Object.entries(config)) {
+    const [pkg, key] = k.split(":");
+    if (!pkg || !key || !MAPPINGS_PACKAGES.has(pkg)) continue;
+    let value: unknown = v;
+    try {
+      value = JSON.parse(v);
+    } catch {
+      /* a plain string */
+    }
+    (out[`default:${pkg}`] ??= {})[key] = value;
+  }
+  for (const [key, settings] of Object.entries(out)) out[key] = providerSettings(key.slice("default:".length), settings);
+  return out;
+}
+const MAPPINGS_PACKAGES = new Set([...MAPPINGS.keys()].map(packageOf));
+
+export interface DeployOptions extends Omit<RunOptions, "handler"> {
+  /** Where state files live (default /var/lib/kryonix-dr/deployments). */
+  stateDir?: string;
+  log?: (line: string) => void;
+}
+
+export interface DeployResult {
+  state: DeploymentState;
+  registrations: Registration[];
+}
+
+/** Deploys a stack; on failure the state keeps what was created and the error says how to clean up. */
+export async function deploy(opts: DeployOptions): Promise<DeployResult> {
+  const dir = opts.stateDir ?? DEPLOYMENTS_DIR;
+  const log = opts.log ?? (() => {});
+  const existing = readState(opts.stack, dir);
+  if (existing && existing.resources.length > 0) {
+    throw new Error(
+      `Stack '${opts.stack}' is already deployed (${existing.resources.length} resources in ${statePath(opts.stack, dir)}): the local deployer does not update in place; run 'kryonix-dr destroy --stack ${opts.stack}' first.`,
+    );
+  }
+  const projectDir = resolve(opts.projectDir ?? join(__dirname, ".."));
+  const { project, config } = loadStackConfig(projectDir, opts.stack, opts.config);
+  const state: DeploymentState = {
+    stack: opts.stack,
+    project: project.name,
+    projectDir,
+    status: "deploying",
+    startedAt: new Date().toISOString(),
+    providers: defaultProviders(config),
+    resources: [],
+    outputs: {},
+  };
+  writeState(state, dir);
+
+  const byType = new Map<string, Record<string, unknown>[]>();
+  const handler: ResourceHandler = {
+    async create(r) {
+      const pkg = packageOf(r.type);
+      if (r.type.startsWith("pulumi:providers:")) {
+        const p = r.type.slice("pulumi:providers:".length);
+        if (!MAPPINGS_PACKAGES.has(p)) throw unsupported(r.type, r.name);
+        state.providers[r.urn] = providerSettings(p, r.inputs);
+        writeState(state, dir);
+        return { id: `${r.name}-provider` };
+      }
+      if (r.type === STACK_REFERENCE_TYPE) {
+        const ref = referencedStack(String(r.inputs.name ?? r.readId ?? r.name));
+        const other = readState(ref, dir);
+        if (!other || other.status !== "deployed") {
+          throw new Error(`StackReference ${r.name} reads stack '${ref}', which is not deployed locally: run 'kryonix-dr deploy --stack ${ref}' first.`);
+        }
+        return { id: String(r.inputs.name ?? r.name), state: { name: r.inputs.name, outputs: other.outputs, secretOutputNames: [] } };
+      }
+      if (r.readId) throw new Error(`${r.type} ${r.name}: reading existing resources (.get) is not supported by the local deployer.`);
+      const mapping = MAPPINGS.get(r.type);
+      if (!mapping) throw unsupported(r.type, r.name);
+      const providerKey = r.provider ?? `default:${pkg}`;
+      const ctx: DeployContext = {
+        stack: opts.stack,
+        provider: state.providers[providerKey] ?? {},
+        labels: { [DEPLOYER_LABEL]: opts.stack },
+        lookup: (type, pred) => (byType.get(type) ?? []).find(pred),
+        log,
+      };
+      const entry = (id: string, record: Record<string, unknown>): StateEntry => ({
+        type: r.type,
+        name: r.name,
+        urn: r.urn,
+        id,
+        provider: providerKey,
+        dependsOn: r.dependsOn ?? [],
+        ...(r.parent ? { parent: r.parent } : {}),
+        record,
+      });
+      const started = Date.now();
+      try {
+        const created = await mapping.create(r.inputs, ctx, r);
+        state.resources.push(entry(created.id, created.record));
+        writeState(state, dir);
+        byType.set(r.type, [...(byType.get(r.type) ?? []), { ...r.inputs, ...(created.state ?? {}) }]);
+        log(`created ${r.type} ${r.name} (${created.id}) in ${Date.now() - started} ms`);
+        return { id: created.id, state: created.state };
+      } catch (err) {
+        // A mapping that made something before failing says so; keep it so destroy removes it.
+        const made = (err as { created?: Record<string, unknown> }).created;
+        if (made) {
+          state.resources.push(entry(String(made.id ?? r.name), made));
+          writeState(state, dir);
+        }
+        const msg = err instanceof Error ? err.message : String(err);
+        throw new Error(msg.includes(r.name) ? msg : `${r.type} ${r.name}: ${msg}`);
+      }
+    },
+  };
+
+  try {
+    const { registrations, outputs } = await runStackProgram({ ...opts, projectDir, handler });
+    state.status = "deployed";
+    state.outputs = outputs;
+    state.finishedAt = new Date().toISOString();
+    writeState(state, dir);
+    return { state, registrations };
+  } catch (err) {
+    state.status = "failed";
+    state.error = err instanceof Error ? err.message : String(err);
+    state.finishedAt = new Date().toISOString();
+    writeState(state, dir);
+    throw new Error(`${state.error}\n(${state.resources.length} resources were created before the failure; remove them with 'kryonix-dr destroy --stack ${opts.stack}'.)`);
+  }
+}
+
+export interface DestroyOptions {
+  stack: string;
+  stateDir?: string;
+  /** Empty buckets even when their S3Bucket has no forceDestroy (the drill's clean-up). */
+  force?: boolean;
+  log?: (line: string) => void;
+}
+
+/**
+ * Destroys in reverse creation order. A failure does not stop the rest: what could not be
+ * removed stays in the state file and the error lists it, so destroy can simply be run again.
+ */
+export async function destroy(opts: DestroyOptions): Promise<{ destroyed: StateEntry[] }> {
+  const dir = opts.stateDir ?? DEPLOYMENTS_DIR;
+  const log = opts.log ?? (() => {});
+  const state = readState(opts.stack, dir);
+  if (!state) throw new Error(`Stack '${opts.stack}' has no local deployment (${statePath(opts.stack, dir)} does not exist): nothing to destroy.`);
+  const destroyed: StateEntry[] = [];
+  const failed: Array<{ entry: StateEntry; error: string }> = [];
+  const failedUrns = new Set<string>();
+  for (const entry of [...state.resources].reverse()) {
+    const mapping = MAPPINGS.get(entry.type);
+    if (!mapping) {
+      failed.push({ entry, error: `no mapping for ${entry.type}` });
+      continue;
+    }
+    // Something that depends on this one is still there: removing this would fail or orphan it.
+    const blocker = state.resources.find((e) => failedUrns.has(e.urn) && e.dependsOn.includes(entry.urn));
+    if (blocker) {
+      failedUrns.add(entry.urn);
+      failed.push({ entry, error: `still needed by ${blocker.type} ${blocker.name}, which could not be destroyed` });
+      continue;
+    }
+    const record = opts.force && entry.type === "minio:index/s3Bucket:S3Bucket" ? { ...entry.record, forceDestroy: true } : entry.record;
+    try {
+      await mapping.destroy(record, state.providers[entry.provider] ?? {});
+      destroyed.push(entry);
+      state.resources = state.resources.filter((e) => e !== entry);
+      writeState(state, dir);
+      log(`destroyed ${entry.type} ${entry.name} (${entry.id})`);
+    } catch (err) {
+      failedUrns.add(entry.urn);
+      failed.push({ entry, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+  if (failed.length > 0) {
+    throw new Error(
+      `Destroy of stack '${opts.stack}' left ${failed.length} resource(s); fix the cause and run destroy again:\n${failed
+        .map((f) => `  ${f.entry.type} ${f.entry.name}: ${f.error}`)
+        .join("\n")}`,
+    );
+  }
+  rmSync(statePath(opts.stack, dir), { force: true });
+  return { destroyed };
+}

@@ -1,0 +1,68 @@
+/**
+ * @pulumi/command 1.2.1 `command:local:Command`: runs `create` as the provider does (through its
+ * interpreter, default /bin/sh -c, with `environment` added to this process's environment and
+ * `stdin` piped), records stdout/stderr as outputs, and runs `delete` on destroy.
+ */
+import { spawn } from "node:child_process";
+import type { Mapping } from "./types.js";
+
+type Obj = Record<string, any>;
+
+export function runCommand(
+  script: string,
+  opts: { interpreter?: string[]; dir?: string; environment?: Record<string, string>; stdin?: string },
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [cmd, ...args] = opts.interpreter?.length ? opts.interpreter : ["/bin/sh", "-c"];
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd!, [...args, script], {
+      cwd: opts.dir,
+      env: { ...process.env, ...(opts.environment ?? {}) },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    child.stdin.end(opts.stdin ?? "");
+  });
+}
+
+function tail(s: string): string {
+  return s.trim().split("\n").slice(-20).join("\n");
+}
+
+export const localCommand: Mapping<Obj> = {
+  plan: () => ({ stdout: "", stderr: "" }),
+  type: "command:local:Command",
+  async create(i, _ctx, reg) {
+    if (i.assetPaths?.length || i.archivePaths?.length) throw new Error(`command.local.Command ${reg.name}: assetPaths/archivePaths are not supported by the local deployer.`);
+    if (!i.create) return { id: reg.name, state: { stdout: "", stderr: "" }, record: deleteRecord(i, "") };
+    const r = await runCommand(i.create, { interpreter: i.interpreter, dir: i.dir, environment: i.environment, stdin: i.stdin });
+    if (r.code !== 0) {
+      // The provider does not record a failed create, so neither do we (no delete runs for it).
+      throw new Error(`command.local.Command ${reg.name} failed with exit code ${r.code}: ${tail(r.stderr || r.stdout)}`);
+    }
+    // The provider trims one trailing newline from the outputs.
+    const stdout = r.stdout.replace(/\r?\n$/, "");
+    const stderr = r.stderr.replace(/\r?\n$/, "");
+    return { id: `${reg.name}-${Date.now().toString(36)}`, state: { stdout, stderr }, record: deleteRecord(i, stdout) };
+  },
+  async destroy(rec) {
+    if (!rec.delete) return;
+    const env: Record<string, string> = { ...((rec.environment as Record<string, string>) ?? {}) };
+    // addPreviousOutputInEnv (default true): delete sees create's output, as with the provider.
+    if (rec.addPreviousOutputInEnv !== false) env.PULUMI_COMMAND_STDOUT = String(rec.stdout ?? "");
+    const r = await runCommand(String(rec.delete), { interpreter: rec.interpreter as string[] | undefined, dir: rec.dir as string | undefined, environment: env });
+    if (r.code !== 0) throw new Error(`delete of command ${rec.name ?? ""} failed with exit code ${r.code}: ${tail(r.stderr || r.stdout)}`);
+  },
+};
+
+/** Only a command with `delete` needs anything kept (its environment may hold credentials). */
+function deleteRecord(i: Obj, stdout: string): Record<string, unknown> {
+  if (!i.delete) return {};
+  return { delete: i.delete, interpreter: i.interpreter, dir: i.dir, environment: i.environment, addPreviousOutputInEnv: i.addPreviousOutputInEnv, stdout };
+}
+
+export const commandMappings: Mapping<any>[] = [localCommand];
