@@ -109,19 +109,19 @@ export async function main(argv: string[]): Promise<number> {
       }
       case "list": {
         const all = flags.has("--all");
-        const rows = await withCatalog(s, (c) => listBackups(c, s.tenantId, all ? undefined : s.service, Number(str(flags.get("--limit")) ?? 50)));
+        const rows = await withCatalog(s, (c) => listBackups(c, { tenantId: s.tenantId, service: all ? undefined : s.service, limit: Number(str(flags.get("--limit")) ?? 50) }));
         const text = rows
           .map((r) =>
             [
-              r.backup_id,
-              r.service_name,
-              r.backup_type.padEnd(11),
-              r.backup_status.padEnd(9),
-              (r.completed_at ?? r.started_at)?.toISOString(),
-              r.backup_size ? fmtBytes(Number(r.backup_size)).padStart(10) : "".padStart(10),
-              r.compression_ratio ? `ratio ${r.compression_ratio}` : "",
-              r.verify_status ? `verify ${r.verify_status}` : "unverified",
-              r.error_message ? `: ${r.error_message.slice(0, 80)}` : "",
+              r.backupId,
+              r.serviceName,
+              r.backupType.padEnd(11),
+              r.backupStatus.padEnd(9),
+              (r.completedAt ?? r.failedAt ?? r.createdAt)?.toISOString(),
+              r.backupSize !== null ? fmtBytes(r.backupSize).padStart(10) : "".padStart(10),
+              r.compressionRatio !== null ? `ratio ${r.compressionRatio}` : "",
+              r.verifyStatus ? `verify ${r.verifyStatus}` : "unverified",
+              r.errorMessage ? `: ${r.errorMessage.slice(0, 100)}` : "",
             ].join("  "),
           )
           .join("\n");
@@ -130,7 +130,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       case "prune": {
         const r = await withCatalog(s, (c) => runPrune(s, c));
-        out(json, r, `prune ${r.service}: expired ${r.expired.length}, kept ${r.kept.length} (newest good full and what it needs), deleted ${r.objectsDeleted} object(s) and ${r.walSegmentsDeleted} WAL segment(s); ${r.objectsLeftToLifecycle} still locked (the bucket lifecycle removes them)`);
+        out(json, r, `prune ${r.service}: expired ${r.expired.length}, kept ${r.kept.length} (newest good full and what it needs), deleted ${r.objectsDeleted} object(s) expired ${r.walSegmentsExpired} WAL segment(s); ${r.objectsLeftToLifecycle} still locked (the bucket lifecycle removes them)`);
         return 0;
       }
       case "health": {

@@ -102,15 +102,20 @@ export async function runBackup(
   let id: string | undefined;
   let hb: NodeJS.Timeout | undefined;
   try {
-    const reconciled = await cat.reconcileStaleRuns(c, tenantId, service);
+    // We hold the service lock, so every in-flight row of this service is a dead run's leftover.
+    const reconciled = (await cat.reconcileStaleRuns(c, { service, tenantId, staleAfterSeconds: 0 })).map((r) => r.backupId);
     for (const r of reconciled) log(`reconciled stale run ${r} (its agent stopped) to failed`);
     const backupId = randomUUID();
     id = backupId;
     const cls: BackupClass = engine === "volume" ? "restic" : type;
     const prefix = engine === "volume" ? objectPrefix("restic", service) : `${objectPrefix(cls, service)}${backupId}/`;
     let parent: cat.BackupRow | undefined;
-    if (type === "incremental") parent = await cat.latestGoodBackup(c, tenantId, service, ["full"]);
-    await cat.createBackup(c, { backupId, tenantId, service, engine, type, bucket: storage.bucket, prefix, region: s.get("s3Region"), runToken: randomUUID(), parentBackupId: parent?.backup_id });
+    if (type === "incremental" && engine === "postgres") parent = (await cat.latestGoodBackup(c, service, { tenantId, type: "full" })) ?? undefined;
+    await cat.createBackup(c, {
+      backupId, tenantId, service, engine, type, bucket: storage.bucket, prefix, region: s.get("s3Region"),
+      parentBackupId: parent?.backupId, encryptionKeyId: rcpt?.keyId,
+      retentionUntil: new Date(Date.now() + s.retentionDays(type) * 86400_000),
+    });
     await cat.markRunning(c, backupId);
     hb = setInterval(() => void cat.heartbeat(c, backupId).catch(() => undefined), 15_000);
     log(`backup ${backupId}: ${type} of ${service} (${engine}) started`);
@@ -131,7 +136,9 @@ export async function runBackup(
           own = streamer = await startWalStreamer(s, storage, rcpt!);
         }
         try {
-          res = await pgEngine.backupIncremental(ctx, streamer, parent ? { backupId: parent.backup_id, at: parent.recovery_point_end! } : undefined);
+          res = await pgEngine.backupIncremental(ctx, streamer, parent ? { backupId: parent.backupId, at: parent.recoveryPointEnd! } : undefined);
+          res.artifacts = await walSinceLastIncremental(c, tenantId, service, parent!, String(res.details.uptoSegment));
+          res.details.segments = res.artifacts.length;
         } finally {
           await own?.stop();
           await walLock?.release();
@@ -173,19 +180,19 @@ export async function runBackup(
     const artifacts = [
       ...res.artifacts.map((a) => ({
         role: artifactRole(engine, a),
-        key: a.key,
+        objectKey: a.key,
         versionId: a.versionId,
         sha256: a.sha256,
         sizeBytes: a.storedBytes,
         rawSize: a.rawBytes,
         metadata: { name: a.name, rawSha256: a.rawSha256 },
       })),
-      { role: "manifest", key: manifestKey, versionId: mref.versionId, sha256: manifestSha, sizeBytes: Buffer.byteLength(body), rawSize: Buffer.byteLength(body), metadata: { name: "manifest.json" } },
+      { role: "manifest", objectKey: manifestKey, versionId: mref.versionId, sha256: manifestSha, sizeBytes: Buffer.byteLength(body), rawSize: Buffer.byteLength(body), metadata: { name: "manifest.json" } },
     ];
     const details = res.details as { startLsn?: string; endLsn?: string; timeline?: number; baseBackupId?: string };
     await cat.completeBackup(c, backupId, {
       rawSize: rawBytes,
-      backupSize: storedBytes,
+      storedSize: storedBytes,
       recoveryPointStart: res.recoveryPointStart,
       recoveryPointEnd: res.recoveryPointEnd,
       timeline: details.timeline,
@@ -194,9 +201,8 @@ export async function runBackup(
       checksum: res.artifacts[0]?.sha256 && /^[0-9a-f]{64}$/.test(res.artifacts[0].sha256) ? res.artifacts[0].sha256 : manifestSha,
       tool: res.tool,
       toolVersion: res.toolVersion,
-      keyId: kid,
-      retentionUntil: new Date(Date.now() + s.retentionDays(type) * 86400_000),
-      metadata: { ...res.details, manifestKey, agentVersion: AGENT_VERSION, ...(engine === "postgres" && type === "incremental" ? { baseBackupId: parent?.backup_id } : {}) },
+      encryptionKeyId: kid,
+      metadata: { ...res.details, manifestKey, agentVersion: AGENT_VERSION, ...(engine === "postgres" && type === "incremental" ? { baseBackupId: parent?.backupId } : {}) },
       artifacts,
     });
     const dur = (Date.now() - t0) / 1000;
@@ -236,6 +242,32 @@ export async function runBackup(
   }
 }
 
+/**
+ * The WAL an incremental covers: the archived segments after the previous incremental of the
+ * same base (or after the base), up to the segment this run flushed. They become the row's
+ * artifacts, so its size is what was really uploaded for it and verify re-reads exactly them.
+ */
+async function walSinceLastIncremental(c: pg.Client, tenantId: string, service: string, base: cat.BackupRow, upto: string): Promise<SealedArtifact[]> {
+  const prev = (await cat.listBackups(c, { service, tenantId, status: "completed", type: "incremental", limit: 50 })).find(
+    (b) => b.parentBackupId === base.backupId && typeof b.metadata.uptoSegment === "string",
+  );
+  const after = prev ? String(prev.metadata.uptoSegment) : undefined;
+  const from = base.endLsn && base.timeline ? cat.walFileName(base.timeline, cat.lsnToSegmentNumber(base.endLsn)) : "";
+  const segs = (await cat.listWalSegments(c, service, { tenantId })).filter(
+    (w) => /^[0-9A-F]{24}$/.test(w.segmentName) && w.segmentName >= from && (!after || w.segmentName > after) && w.segmentName <= upto,
+  );
+  return segs.map((w) => ({
+    bucket: "",
+    key: w.objectKey,
+    versionId: w.versionId ?? undefined,
+    name: w.segmentName,
+    rawBytes: w.rawSize ?? 0,
+    rawSha256: "",
+    storedBytes: w.sizeBytes,
+    sha256: w.sha256,
+  }));
+}
+
 function artifactRole(engine: string, a: SealedArtifact): string {
   if (engine === "volume") return "restic";
   if (a.name === "base.tar") return "base";
@@ -258,14 +290,14 @@ export async function startWalStreamer(s: Settings, storage: Storage, rcpt: { fi
           tenantId,
           service,
           timeline: seg.timeline,
-          segment: seg.segment,
-          key: seg.key,
+          segmentName: seg.segment,
+          objectKey: seg.key,
           versionId: seg.versionId,
           sha256: seg.sha256,
           sizeBytes: seg.storedBytes,
           rawSize: seg.rawBytes,
           coversUntil: seg.completedAt,
-          keyId: rcpt.keyId,
+          encryptionKeyId: rcpt.keyId,
         });
         m.walSegments.inc({ service });
       },
@@ -296,35 +328,36 @@ export function printSummary(b: BackupSummary): string {
 
 async function loadManifest(storage: Storage, row: cat.BackupRow, arts: cat.ArtifactRow[]): Promise<Manifest> {
   const ma = arts.find((a) => a.role === "manifest");
-  if (!ma) throw new IntegrityError(`backup ${row.backup_id} has no manifest in the catalog: it is not a complete backup and will not be used.`);
-  await checkStoredSha(storage, { key: ma.object_key, versionId: ma.version_id, sha256: ma.sha256 }, "manifest.json").catch((e: Error) => {
-    throw new IntegrityError(`backup ${row.backup_id}: manifest ${ma.object_key} cannot be read or does not match the catalog (${e.message}); the backup will not be used.`);
+  if (!ma) throw new IntegrityError(`backup ${row.backupId} has no manifest in the catalog: it is not a complete backup and will not be used.`);
+  await checkStoredSha(storage, { key: ma.objectKey, versionId: ma.versionId, sha256: ma.sha256 }, "manifest.json").catch((e: Error) => {
+    throw new IntegrityError(`backup ${row.backupId}: manifest ${ma.objectKey} cannot be read or does not match the catalog (${e.message}); the backup will not be used.`);
   });
-  const mf = JSON.parse(await storage.getText(ma.object_key, ma.version_id ?? undefined)) as Manifest;
+  const mf = JSON.parse(await storage.getText(ma.objectKey, ma.versionId ?? undefined)) as Manifest;
   for (const a of arts.filter((x) => x.role !== "manifest")) {
-    const inMf = mf.artifacts.find((x) => x.key === a.object_key);
-    if (!inMf || inMf.sha256 !== a.sha256) throw new IntegrityError(`backup ${row.backup_id}: artifact ${a.object_key} is not in the manifest with the same SHA-256; the backup will not be used.`);
+    const inMf = mf.artifacts.find((x) => x.key === a.objectKey);
+    if (!inMf || inMf.sha256 !== a.sha256) throw new IntegrityError(`backup ${row.backupId}: artifact ${a.objectKey} is not in the manifest with the same SHA-256; the backup will not be used.`);
   }
   return mf;
 }
 
 const toRef = (a: cat.ArtifactRow): pgEngine.StoredRef => ({
-  key: a.object_key,
-  versionId: a.version_id,
+  key: a.objectKey,
+  versionId: a.versionId,
   sha256: a.sha256,
-  storedBytes: Number(a.size_bytes),
-  rawBytes: a.raw_size === null ? undefined : Number(a.raw_size),
-  rawSha256: a.metadata.rawSha256,
-  name: a.metadata.name ?? path.basename(a.object_key),
+  storedBytes: a.sizeBytes,
+  rawBytes: a.rawSize ?? undefined,
+  rawSha256: typeof a.metadata.rawSha256 === "string" ? a.metadata.rawSha256 : undefined,
+  name: typeof a.metadata.name === "string" ? a.metadata.name : path.basename(a.objectKey),
 });
 
-const walRef = (w: cat.WalRow): pgEngine.StoredRef => ({
-  key: w.object_key,
-  versionId: w.version_id,
+/** A .partial segment is staged under its full name: recovery replays it up to where it ends. */
+const walRef = (w: cat.WalSegmentRow): pgEngine.StoredRef => ({
+  key: w.objectKey,
+  versionId: w.versionId,
   sha256: w.sha256,
-  storedBytes: Number(w.size_bytes),
-  rawBytes: w.raw_size === null ? undefined : Number(w.raw_size),
-  name: w.segment_name,
+  storedBytes: w.sizeBytes,
+  rawBytes: w.rawSize ?? undefined,
+  name: w.segmentName.replace(/\.partial$/, ""),
 });
 
 export interface RestoreOptions {
@@ -344,6 +377,7 @@ export interface RestoreSummary {
   recoveryTarget: string;
   reaches: string;
   artifactsChecked: number;
+  walSegments: number;
   durationSeconds: number;
   next: string;
 }
@@ -365,47 +399,39 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
   }
   const storage = Storage.fromSettings(s);
   const t0 = Date.now();
-  const scratch = path.join(s.stateDir, "scratch");
-  mkdirSync(scratch, { recursive: true });
 
   let row: cat.BackupRow;
-  let wal: cat.WalRow[] = [];
+  let arts: cat.ArtifactRow[];
+  let wal: cat.WalSegmentRow[] = [];
   let reaches: Date;
   if (o.backupId) {
     const r = await cat.getBackup(c, o.backupId);
-    if (!r || r.service_name !== service) throw new ConfigError(`backup ${o.backupId} of '${service}' is not in the catalog: run 'kdr-agent list' to see ids.`);
-    if (r.backup_status !== "completed") throw new ConfigError(`backup ${o.backupId} is ${r.backup_status}, not completed: only completed backups are restored.`);
+    if (!r || r.serviceName !== service) throw new ConfigError(`backup ${o.backupId} of '${service}' is not in the catalog: run 'kdr-agent list' to see ids.`);
+    if (r.backupStatus !== "completed") throw new ConfigError(`backup ${o.backupId} is ${r.backupStatus}, not completed: only completed backups are restored.`);
     row = r;
-    reaches = r.recovery_point_end!;
-  } else if (engine === "postgres") {
-    const plan = await cat.recoveryPlan(c, tenantId, service, o.time);
-    row = plan.base;
-    wal = plan.walSegments;
-    reaches = plan.reaches;
-    if (plan.gap) log(`warning: ${plan.gap}`);
-    if (o.time && plan.reaches < o.time) {
-      throw new ConfigError(`the archive reaches ${plan.reaches.toISOString()}, before the requested point ${o.time.toISOString()}: choose an earlier --time, or wait for the WAL to be uploaded.`);
-    }
+    arts = await cat.listArtifacts(c, r.backupId);
+    reaches = r.recoveryPointEnd!;
   } else {
-    const r = await cat.latestGoodBackup(c, tenantId, service, ["full", "incremental"], o.time);
-    if (!r) throw new ConfigError(`no completed backup of '${service}'${o.time ? ` at or before ${o.time.toISOString()}` : ""} in the catalog.`);
-    row = r;
-    reaches = r.recovery_point_end!;
+    // PostgreSQL restores start from a base; its "incremental" rows are WAL bookkeeping.
+    const plan = await cat.recoveryPlan(c, service, o.time ?? "latest", { tenantId, baseTypes: engine === "postgres" ? ["full"] : ["full", "incremental"] });
+    row = plan.base;
+    arts = plan.artifacts.filter((a) => a.backupId === row.backupId);
+    wal = engine === "postgres" ? [...plan.history, ...plan.wal] : [];
+    reaches = plan.recoveryPoint;
   }
-  log(`restore ${service}: using backup ${row.backup_id} (${row.backup_type}, recovery point ${row.recovery_point_end?.toISOString()})${wal.length ? ` + ${wal.length} WAL segment(s)` : ""}`);
-  const arts = await cat.artifactsOf(c, row.backup_id);
+  log(`restore ${service}: using backup ${row.backupId} (${row.backupType}, recovery point ${row.recoveryPointEnd?.toISOString()})${wal.length ? ` + ${wal.length} WAL file(s)` : ""}, reaching ${reaches.toISOString()}`);
   await loadManifest(storage, row, arts);
 
-  let checked = 0;
+  let checked = 1;
   let next = "";
   if (engine === "volume") {
     const snap = arts.find((a) => a.role === "restic");
-    if (!snap) throw new IntegrityError(`backup ${row.backup_id} has no restic snapshot artifact.`);
+    if (!snap) throw new IntegrityError(`backup ${row.backupId} has no restic snapshot artifact.`);
     await volumeEngine.restore(s, snap.sha256, target, !!(o.forceOverwriteSource && o.yes));
-    checked = 1;
+    checked++;
     next = `files are in ${target}`;
   } else {
-    const identity = identityFor(s, row.encryption_key_id);
+    const identity = identityFor(s, row.encryptionKeyId);
     // Every artifact's SHA-256 is checked before anything is written to the target.
     const refs = arts.filter((a) => a.role === "base" || a.role === "rdb").map(toRef);
     const walRefs = wal.map(walRef);
@@ -413,14 +439,15 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
       await checkStoredSha(storage, r, r.name);
       checked++;
     }
-    log(`restore ${service}: SHA-256 of ${checked} artifact(s) verified before applying`);
+    log(`restore ${service}: SHA-256 of ${checked} object(s) (manifest included) verified before applying`);
     if (engine === "postgres") {
       const base = refs.find((r) => r.name === "base.tar");
-      if (!base) throw new IntegrityError(`backup ${row.backup_id} has no base.tar artifact.`);
+      if (!base) throw new IntegrityError(`backup ${row.backupId} has no base.tar artifact.`);
       await pgEngine.restore({ storage, identityFile: identity, base, wal: walRefs, target, walDir: o.walDir ?? `${target}.kdr-wal`, targetTime: o.time });
       next = `start PostgreSQL 15 on ${target} (owned by the postgres user, mode 0700); it replays the WAL and promotes`;
     } else {
-      const rdb = refs.find((r) => r.name === "dump.rdb")!;
+      const rdb = refs.find((r) => r.name === "dump.rdb");
+      if (!rdb) throw new IntegrityError(`backup ${row.backupId} has no dump.rdb artifact.`);
       await redisEngine.restore({ storage, identityFile: identity, rdb, target, overwrite: !!(o.forceOverwriteSource && o.yes) });
       next = `start redis-server with 'dir ${target}' and 'dbfilename dump.rdb'`;
     }
@@ -428,11 +455,12 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
   return {
     service,
     engine,
-    backupId: row.backup_id,
+    backupId: row.backupId,
     target,
     recoveryTarget: o.time ? o.time.toISOString() : o.backupId ? `backup ${o.backupId}` : "latest",
-    reaches: (o.time && o.time < reaches ? o.time : reaches).toISOString(),
+    reaches: reaches.toISOString(),
     artifactsChecked: checked,
+    walSegments: wal.length,
     durationSeconds: (Date.now() - t0) / 1000,
     next,
   };
@@ -449,81 +477,70 @@ export interface VerifySummary {
 export async function runVerify(s: Settings, c: pg.Client, backupId?: string): Promise<VerifySummary> {
   const service = s.service;
   const engine = s.engine;
-  const row = backupId ? await cat.getBackup(c, backupId) : await cat.latestGoodBackup(c, s.tenantId, service, ["full", "incremental"]);
+  const tenantId = s.tenantId;
+  const row = backupId ? await cat.getBackup(c, backupId) : await cat.latestGoodBackup(c, service, { tenantId, type: ["full", "incremental"] });
   if (!row) throw new ConfigError(backupId ? `backup ${backupId} is not in the catalog.` : `no completed backup of '${service}' to verify: run a backup first.`);
-  if (row.backup_status !== "completed") throw new ConfigError(`backup ${row.backup_id} is ${row.backup_status}; only completed backups can be verified.`);
+  if (row.backupStatus !== "completed") throw new ConfigError(`backup ${row.backupId} is ${row.backupStatus}; only completed backups can be verified.`);
   const storage = Storage.fromSettings(s);
   const scratch = path.join(s.stateDir, "scratch");
   mkdirSync(scratch, { recursive: true });
   const checks: string[] = [];
+  // A missing or wrong key says nothing about the backup: it is a configuration error, not a verify result.
+  const identity = engine === "volume" ? "" : identityFor(s, row.encryptionKeyId);
   try {
-    const arts = await cat.artifactsOf(c, row.backup_id);
+    const arts = await cat.listArtifacts(c, row.backupId);
     await loadManifest(storage, row, arts);
-    checks.push("manifest: present, matches the catalog");
+    checks.push("manifest: present, SHA-256 matches, lists every artifact");
     if (engine === "volume") {
       const snap = arts.find((a) => a.role === "restic")!;
       checks.push(...(await volumeEngine.verify(s, snap.sha256)));
     } else {
-      const identity = identityFor(s, row.encryption_key_id);
       const refs = arts.filter((a) => a.role !== "manifest").map(toRef);
       if (engine === "postgres") {
         checks.push(...(await pgEngine.verifyArtifacts({ storage, identityFile: identity, artifacts: refs, scratch })));
-        if (row.backup_type === "incremental") {
-          const baseId = (row.metadata as { baseBackupId?: string }).baseBackupId ?? row.parent_backup_id;
-          const upto = (row.metadata as { uptoSegment?: string }).uptoSegment;
-          const base = baseId ? await cat.getBackup(c, baseId) : undefined;
-          const plan = await cat.recoveryPlan(c, s.tenantId, service);
-          if (base && plan.base.backup_id === base.backup_id) {
-            const segs = plan.walSegments.filter((w) => !upto || w.segment_name <= upto).map(walRef);
-            checks.push(...(await pgEngine.verifyArtifacts({ storage, identityFile: identity, artifacts: segs, scratch })).slice(-1));
-            checks.push(`WAL: ${segs.length} segment(s) from the base to ${upto} present, SHA-256 and decryption ok`);
-          }
-        }
       } else {
-        checks.push(...(await redisEngine.verify({ storage, identityFile: identity, rdb: refs.find((r) => r.name === "dump.rdb")!, scratch })));
+        const rdb = refs.find((r) => r.name === "dump.rdb");
+        if (!rdb) throw new IntegrityError(`backup ${row.backupId} has no dump.rdb artifact.`);
+        checks.push(...(await redisEngine.verify({ storage, identityFile: identity, rdb, scratch })));
       }
     }
-    await cat.recordVerification(c, row.backup_id, true, { checks, at: new Date().toISOString() });
-    if (row.recovery_point_end) m.lastVerified.set({ service }, row.recovery_point_end.getTime() / 1000);
-    return { backupId: row.backup_id, service, passed: true, checks };
+    await cat.recordVerification(c, row.backupId, { status: "passed", details: { checks } });
+    if (row.recoveryPointEnd) m.lastVerified.set({ service }, row.recoveryPointEnd.getTime() / 1000);
+    return { backupId: row.backupId, service, passed: true, checks };
   } catch (e) {
-    if (e instanceof ConfigError) throw e; // a missing or wrong key says nothing about the backup
-    await cat.recordVerification(c, row.backup_id, false, { checks, error: (e as Error).message, at: new Date().toISOString() });
-    return { backupId: row.backup_id, service, passed: false, checks, error: (e as Error).message };
+    if (e instanceof ConfigError) throw e;
+    await cat.recordVerification(c, row.backupId, { status: "failed", details: { checks, error: (e as Error).message } });
+    return { backupId: row.backupId, service, passed: false, checks, error: (e as Error).message };
   }
 }
 
 export interface HealthSummary {
   service: string;
   healthy: boolean;
-  rpoSeconds: number;
-  verifiedRecoveryPoint: string | null;
+  rpoTargetSeconds: number;
+  /** Seconds since the newest verified recovery point (verified base + contiguous WAL), or null. */
   ageSeconds: number | null;
-  lastVerifiedBackup: string | null;
   message: string;
 }
 
 export async function runHealth(s: Settings, c: pg.Client): Promise<HealthSummary> {
   const service = s.service;
   const rpo = s.rpoSeconds;
-  const { point, verifiedBackup } = await cat.verifiedRecoveryPoint(c, s.tenantId, service, s.engine);
-  const age = point ? (Date.now() - point.getTime()) / 1000 : null;
+  const age = await cat.rpoSeconds(c, service, { tenantId: s.tenantId });
   m.rpoTarget.set({ service }, rpo);
   if (age !== null) m.rpo.set({ service }, age);
   const healthy = age !== null && age <= rpo;
   return {
     service,
     healthy,
-    rpoSeconds: rpo,
-    verifiedRecoveryPoint: point?.toISOString() ?? null,
+    rpoTargetSeconds: rpo,
     ageSeconds: age === null ? null : Math.round(age),
-    lastVerifiedBackup: verifiedBackup?.backup_id ?? null,
     message:
       age === null
         ? `STALE: '${service}' has no verified backup; run 'kdr-agent backup --type full' then 'kdr-agent verify'.`
         : healthy
-          ? `ok: newest verified recovery point of '${service}' is ${fmtSeconds(age)} old (RPO ${fmtSeconds(rpo)})`
-          : `STALE: newest verified recovery point of '${service}' is ${fmtSeconds(age)} old, over the RPO of ${fmtSeconds(rpo)}: check the schedule and the last runs ('kdr-agent list'), then verify.`,
+          ? `ok: the newest verified recovery point of '${service}' is ${fmtSeconds(age)} old (RPO ${fmtSeconds(rpo)})`
+          : `STALE: the newest verified recovery point of '${service}' is ${fmtSeconds(age)} old, over the RPO of ${fmtSeconds(rpo)}: check the schedule and the last runs ('kdr-agent list'), then verify.`,
   };
 }
 
@@ -533,14 +550,14 @@ export interface PruneSummary {
   kept: string[];
   objectsDeleted: number;
   objectsLeftToLifecycle: number;
-  walSegmentsDeleted: number;
+  walSegmentsExpired: number;
 }
 
 /**
  * Retention: a row whose retention_until has passed is expired and its objects deleted (an
  * object lock that still holds them is fine: the bucket lifecycle, with the same day counts,
- * removes them later). The newest good full backup, and every backup and WAL segment a restore
- * from it needs, are never touched.
+ * removes them later). The newest good full backup, the rows that depend on it, and the WAL a
+ * restore from the oldest kept base needs are never touched.
  */
 export async function runPrune(s: Settings, c: pg.Client, now = new Date()): Promise<PruneSummary> {
   const service = s.service;
@@ -548,61 +565,54 @@ export async function runPrune(s: Settings, c: pg.Client, now = new Date()): Pro
   const storage = Storage.fromSettings(s);
   const held = await acquireServiceLock(c, s.stateDir, `backup:${service}`, 600);
   try {
-    const keepFull = await cat.latestGoodBackup(c, tenantId, service, ["full"]);
-    const rows = (
-      await c.query<cat.BackupRow>(
-        `SELECT * FROM backup_management WHERE tenant_id = $1 AND service_name = $2 AND backup_status IN ('completed','failed')
-           AND retention_until IS NOT NULL AND retention_until < $3 ORDER BY created_at`,
-        [tenantId, service, now],
-      )
-    ).rows;
-    const sum: PruneSummary = { service, expired: [], kept: [], objectsDeleted: 0, objectsLeftToLifecycle: 0, walSegmentsDeleted: 0 };
+    const keepFull = await cat.latestGoodBackup(c, service, { tenantId, type: "full" });
+    const rows = (await cat.listBackups(c, { service, tenantId, status: ["completed", "failed"], limit: 100000 })).filter(
+      (r) => r.retentionUntil && r.retentionUntil < now,
+    );
+    const sum: PruneSummary = { service, expired: [], kept: [], objectsDeleted: 0, objectsLeftToLifecycle: 0, walSegmentsExpired: 0 };
     const snapshots: string[] = [];
-    for (const r of rows) {
-      if (keepFull && (r.backup_id === keepFull.backup_id || r.parent_backup_id === keepFull.backup_id)) {
-        sum.kept.push(r.backup_id);
+    for (const r of rows.reverse()) {
+      if (keepFull && (r.backupId === keepFull.backupId || r.parentBackupId === keepFull.backupId)) {
+        sum.kept.push(r.backupId);
         continue;
       }
-      for (const a of await cat.artifactsOf(c, r.backup_id)) {
+      for (const a of await cat.listArtifacts(c, r.backupId)) {
         if (a.role === "restic") {
           snapshots.push(a.sha256);
           continue;
         }
         try {
-          await storage.deleteVersion(a.object_key, a.version_id ?? undefined);
+          await storage.deleteVersion(a.objectKey, a.versionId ?? undefined);
           sum.objectsDeleted++;
         } catch {
           sum.objectsLeftToLifecycle++;
         }
       }
-      await cat.expireBackup(c, r.backup_id);
-      sum.expired.push(r.backup_id);
+      await cat.expireBackup(c, r.backupId);
+      sum.expired.push(r.backupId);
     }
     if (s.engine === "volume" && snapshots.length) await volumeEngine.forget(s, snapshots);
-    if (s.engine === "postgres" && keepFull?.start_lsn && keepFull.timeline) {
-      // WAL older than the oldest base still kept is useless to any restore.
-      const oldestKept = (
-        await c.query<{ start_lsn: string; timeline: number }>(
-          `SELECT start_lsn::text, timeline FROM backup_management WHERE tenant_id = $1 AND service_name = $2 AND backup_type = 'full'
-             AND backup_status = 'completed' AND start_lsn IS NOT NULL ORDER BY start_lsn LIMIT 1`,
-          [tenantId, service],
-        )
-      ).rows[0]!;
-      const first = cat.walFileName(oldestKept.timeline, oldestKept.start_lsn);
-      const cutoff = new Date(now.getTime() - s.retentionDays("wal") * 86400_000);
-      const old = (
-        await c.query<cat.WalRow>(
-          `SELECT * FROM wal_segment WHERE tenant_id = $1 AND service_name = $2 AND segment_name < $3 AND covers_until < $4 AND segment_name NOT LIKE '%.history'`,
-          [tenantId, service, first, cutoff],
-        )
-      ).rows;
-      for (const w of old) {
-        try {
-          await storage.deleteVersion(w.object_key, w.version_id ?? undefined);
-          sum.walSegmentsDeleted++;
-        } catch {
-          sum.objectsLeftToLifecycle++;
+    if (s.engine === "postgres" && keepFull) {
+      // WAL before the oldest base still kept (and older than the WAL retention) serves no restore.
+      const bases = (await cat.listBackups(c, { service, tenantId, status: "completed", type: "full", limit: 100000 })).filter((b) => b.endLsn && b.timeline);
+      const oldest = bases.sort((a, b) => Number(cat.lsnToSegmentNumber(a.startLsn ?? a.endLsn!) - cat.lsnToSegmentNumber(b.startLsn ?? b.endLsn!)))[0];
+      if (oldest) {
+        const first = cat.lsnToSegmentNumber(oldest.startLsn ?? oldest.endLsn!);
+        const cutoff = new Date(now.getTime() - s.retentionDays("wal") * 86400_000);
+        const old = (await cat.listWalSegments(c, service, { tenantId })).filter(
+          (w) => !w.segmentName.endsWith(".history") && (w.timeline < oldest.timeline! || cat.walSegmentNumber(w.segmentName) < first) && w.coversUntil < cutoff,
+        );
+        const gone: string[] = [];
+        for (const w of old) {
+          try {
+            await storage.deleteVersion(w.objectKey, w.versionId ?? undefined);
+            gone.push(w.segmentId);
+          } catch {
+            sum.objectsLeftToLifecycle++;
+            gone.push(w.segmentId); // lifecycle removes it; a plan must not count on it either way
+          }
         }
+        sum.walSegmentsExpired = gone.length ? await cat.expireWalSegments(c, tenantId, service, gone) : 0;
       }
     }
     return sum;

@@ -86,7 +86,7 @@ export async function serve(s: Settings): Promise<void> {
     schedule(`${service} health`, s.get("scheduleHealth"), async () => log((await runHealth(s, c)).message)),
     schedule(`${service} prune`, s.get("schedulePrune"), async () => {
       const p = await runPrune(s, c);
-      log(`prune ${service}: expired ${p.expired.length}, kept ${p.kept.length}, deleted ${p.objectsDeleted + p.walSegmentsDeleted} object(s)`);
+      log(`prune ${service}: expired ${p.expired.length}, kept ${p.kept.length}, deleted ${p.objectsDeleted} object(s), expired ${p.walSegmentsExpired} WAL segment(s)`);
     }),
   ].filter((j): j is Cron => !!j);
   const srv = httpServer(s.metricsPort, () => {

@@ -15,8 +15,7 @@
  * backup; that arrived in 17). An incremental run forces a segment switch, waits until every
  * completed segment up to it is uploaded and recorded, and records a row covering that range.
  */
-import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, appendFileSync, createReadStream, createWriteStream } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync, appendFileSync, createReadStream, createWriteStream } from "node:fs";
 import path from "node:path";
 import pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
@@ -57,13 +56,19 @@ const lsnRe = (what: string) => new RegExp(`write-ahead log ${what} point: ([0-9
 
 export async function backupFull(ctx: BackupContext, opts: { logical?: boolean } = {}): Promise<EngineResult> {
   const env = pgEnv(ctx.settings);
+  // The WAL archive must continue from this base: the slot makes the primary keep every segment
+  // after it until pg_receivewal (serve, or the next incremental run) has streamed it.
+  await spawnTool("pg_receivewal", ["--create-slot", "--if-not-exists", "--slot", slotName(ctx.service), "--no-password"], { env, stdin: "ignore" }).exited;
   const started = new Date();
+  // KDR_PG_MAX_RATE (e.g. 50M): pg_basebackup's --max-rate, to bound the load on the primary.
+  const maxRate = process.env.KDR_PG_MAX_RATE;
+  if (maxRate && !/^\d+[kM]?$/.test(maxRate)) throw new ConfigError(`KDR_PG_MAX_RATE='${maxRate}' is not a rate: give kB/s as a number, optionally with k or M, e.g. 50M.`);
   const bb = spawnTool(
     "pg_basebackup",
     // -X fetch: the WAL needed to make the base consistent goes inside base.tar, so a base is
     // restorable on its own; -X stream cannot write tar to stdout. The backup_manifest (with
     // SHA-256 per file) is part of the tar stream in PostgreSQL 15.
-    ["-D", "-", "-Ft", "-X", "fetch", "-c", "fast", "--manifest-checksums=SHA256", "-v", "--no-password", `--label=kdr-${ctx.backupId}`],
+    ["-D", "-", "-Ft", "-X", "fetch", "-c", "fast", "--manifest-checksums=SHA256", "-v", "--no-password", `--label=kdr-${ctx.backupId}`, ...(maxRate ? [`--max-rate=${maxRate}`] : [])],
     { env, stdin: "ignore" },
   );
   const base = await sealAndUpload({
@@ -123,6 +128,9 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
   };
 }
 
+/** Replication slot the agent streams WAL through (one per protected service). */
+export const slotName = (service: string) => ("kdr_" + service.replace(/[^a-z0-9_]/g, "_")).slice(0, 63);
+
 /** Segment or timeline-history files that pg_receivewal has finished. */
 const COMPLETE = /^([0-9A-F]{24}|[0-9A-F]{8}\.history)$/;
 
@@ -149,6 +157,7 @@ export class WalStreamer {
   /** Time the newest uploaded segment was completed (for WAL lag metrics). */
   lastUploadAt?: Date;
   lastSegment?: string;
+  lastPartial?: string;
   uploaded = 0;
   onError: (e: Error) => void = (e) => log(`wal: ${e.message}`);
 
@@ -161,7 +170,7 @@ export class WalStreamer {
   ) {
     const service = settings.service;
     this.spool = path.join(settings.stateDir, "wal-spool", service);
-    this.slot = ("kdr_" + service.replace(/[^a-z0-9_]/g, "_")).slice(0, 63);
+    this.slot = slotName(service);
   }
 
   async start(): Promise<void> {
@@ -179,13 +188,13 @@ export class WalStreamer {
     const env = pgEnv(this.settings);
     // --no-loop: we supervise and restart it, so a lost primary shows up in our logs and metrics.
     this.proc = spawnTool("pg_receivewal", ["-D", this.spool, "--slot", this.slot, "--no-loop", "--no-password", "--status-interval=5"], { env, stdin: "ignore" });
-    this.proc.exited.then(
-      () => this.restartLater(),
-      (e: Error) => {
-        if (!this.stopping) this.onError(e);
-        this.restartLater();
-      },
-    );
+    // When the receiver stops (primary gone, network cut, our own stop), the newest WAL is in
+    // the .partial file: uploading it keeps what was streamed up to the last moment.
+    const afterExit = (e?: Error) => {
+      if (e && !this.stopping) this.onError(e);
+      void this.drain(true).finally(() => this.restartLater());
+    };
+    this.proc.exited.then(() => afterExit(), afterExit);
   }
 
   private restartLater(): void {
@@ -219,9 +228,11 @@ export class WalStreamer {
   }
 
   /** Uploads every completed file in the spool, one at a time, oldest first. */
-  drain(): Promise<void> {
+  drain(includePartial = false): Promise<void> {
     this.uploading = this.uploading.then(async () => {
-      const files = readdirSync(this.spool).filter((f) => COMPLETE.test(f)).sort();
+      const all = readdirSync(this.spool).sort();
+      const files = all.filter((f) => COMPLETE.test(f));
+      if (includePartial) files.push(...all.filter((f) => /^[0-9A-F]{24}\.partial$/.test(f)));
       for (const f of files) {
         try {
           await this.uploadOne(f);
@@ -246,6 +257,10 @@ export class WalStreamer {
       lock: this.lockFor(),
     });
     await this.sink.record({ ...sealed, segment: f, timeline: parseInt(f.slice(0, 8), 16), completedAt });
+    if (f.endsWith(".partial")) {
+      this.lastPartial = f;
+      return; // pg_receivewal continues this file when it reconnects
+    }
     rmSync(file);
     this.uploaded++;
     this.lastSegment = f;
@@ -271,7 +286,7 @@ export class WalStreamer {
       this.proc.child.kill("SIGINT");
       await this.proc.exited.catch(() => undefined);
     }
-    await this.drain();
+    await this.drain(true);
   }
 }
 
@@ -373,4 +388,3 @@ export async function verifyArtifacts(o: { storage: Storage; identityFile: strin
   return notes;
 }
 
-export { spawn, readFileSync };
