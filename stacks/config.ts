@@ -115,7 +115,7 @@ export interface RawConfig {
     uploadMarginSeconds?: number;
   };
   maintenance?: { health?: string; prune?: string; drill?: string };
-  storage?: { bucketPrefix?: string; lockMode?: string; sse?: boolean; quotaGiB?: Partial<Record<string, number>> };
+  storage?: { bucketPrefix?: string; lockMode?: string; sse?: boolean; kmsKeyId?: string; quotaGiB?: Partial<Record<string, number>> };
   regions?: { primary?: RawRegion; dr?: RawRegion };
   replication?: { mode?: string; intervalSeconds?: number };
   catalog?: {
@@ -135,7 +135,7 @@ export interface RawConfig {
   monitoring?: { replicationLagSeconds?: number; failedRunsPerDay?: number; rpoWarningRatio?: number };
   /** dr: fully qualified name of the primary stack (`org/kryonix-dr/prod`). */
   primaryStack?: string;
-  recovery?: { point?: string; sourceRegion?: string };
+  recovery?: { point?: string; sourceRegion?: string; serviceNamePrefix?: string };
 }
 
 // ---------- specs (what components receive) ----------
@@ -204,7 +204,7 @@ export interface Specs {
   tenantId: string;
   services: ServiceSpec[];
   maintenance: { health: string; prune: string; drill: string };
-  storage: { bucketPrefix: string; lockMode: LockMode; sse: boolean; quotaGiB: Record<Tier, number> };
+  storage: { bucketPrefix: string; lockMode: LockMode; sse: boolean; kmsKeyId: string; quotaGiB: Record<Tier, number> };
   regions: { primary?: RegionSpec; dr?: RegionSpec };
   replication: { mode: ReplicationMode; intervalSeconds: number };
   catalog: CatalogSpec;
@@ -212,7 +212,8 @@ export interface Specs {
   sidecar: { cpus: number; memoryMiB: number; metricsPort: number; networks: string[]; placement: string[] };
   monitoring: { replicationLagSeconds: number; failedRunsPerDay: number; rpoWarningRatio: number };
   primaryStack?: string;
-  recovery?: { point: RecoveryPoint; sourceRegion: RegionRole };
+  /** recovery: what to restore from, and the prefix of the fresh services' Swarm names. */
+  recovery?: { point: RecoveryPoint; sourceRegion: RegionRole; serviceNamePrefix: string };
   /** Every secret config key this stack needs (without the project prefix). */
   secretKeys: string[];
   /** Optional secrets that are present. */
@@ -437,7 +438,8 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
           : `set ${key}.schedules.incremental to run at least every ${rpoSeconds} s (e.g. "*/${Math.max(1, Math.floor(rpoSeconds / 60))} * * * *"; the shortest configured interval is ${achievable} s)`;
       issues.add(`${key}.rpoSeconds`, `RPO target ${rpoSeconds} s of "${s.name}" (tier ${tier}) cannot be met: ${fix}, or raise rpoSeconds / choose another tier`);
     }
-    if (engine === "volume" && !s.volume) {
+    // local and recovery declare their services, and with them the volumes.
+    if (engine === "volume" && !s.volume && role !== "local" && role !== "recovery") {
       issues.add(`${key}.volume`, `service "${s.name}" uses the volume engine and needs the Docker volume that holds its data: set ${key}.volume`);
     }
     const defaultPort = engine === "postgres" ? 5432 : engine === "redis" ? 6379 : undefined;
@@ -475,9 +477,10 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
   const quotaGiB = { ...DEFAULTS.quotaGiB };
   for (const tier of TIERS) quotaGiB[tier] = positive(issues, `storage.quotaGiB.${tier}`, raw.storage?.quotaGiB?.[tier], DEFAULTS.quotaGiB[tier]);
   const storage = {
-    bucketPrefix: raw.storage?.bucketPrefix ?? "kryonix-backups",
+    bucketPrefix: raw.storage?.bucketPrefix ?? `${namePrefix}-backups`,
     lockMode: oneOf(issues, "storage.lockMode", raw.storage?.lockMode, LOCK_MODES, "GOVERNANCE"),
     sse: raw.storage?.sse ?? false,
+    kmsKeyId: raw.storage?.kmsKeyId ?? "kryonix-dr-backups",
     quotaGiB,
   };
   if (!/^[a-z0-9][a-z0-9-]{1,40}$/.test(storage.bucketPrefix)) {
@@ -533,7 +536,11 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
   }
   const recovery =
     role === "recovery"
-      ? { point: recoveryPoint(issues, raw.recovery?.point), sourceRegion: oneOf(issues, "recovery.sourceRegion", raw.recovery?.sourceRegion, REGIONS, "primary") }
+      ? {
+          point: recoveryPoint(issues, raw.recovery?.point),
+          sourceRegion: oneOf(issues, "recovery.sourceRegion", raw.recovery?.sourceRegion, REGIONS, "primary"),
+          serviceNamePrefix: raw.recovery?.serviceNamePrefix ?? namePrefix,
+        }
       : undefined;
 
   // Secrets this composition reads: checked here so the message can say which and how.
@@ -541,7 +548,8 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
   if (role === "prod" || role === "local") {
     secretKeys.push(SECRET.catalogAdminPassword, SECRET.catalogOwnerPassword, SECRET.catalogReaderPassword);
   }
-  for (const r of [regions.primary, regions.dr]) if (r) secretKeys.push(r.accessKeyKey, r.secretKeyKey);
+  // The DR stack declares no S3 resources (its drill reads with credentials from the primary stack).
+  if (role !== "dr") for (const r of [regions.primary, regions.dr]) if (r) secretKeys.push(r.accessKeyKey, r.secretKeyKey);
   if (services.some((s) => s.engine === "volume") || role === "dr") secretKeys.push(SECRET.resticPassword);
   for (const s of services) if (s.passwordKey) secretKeys.push(s.passwordKey);
   for (const key of secretKeys) {
@@ -576,8 +584,8 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
 /** Credentials and keys, as Pulumi secrets. */
 export interface Secrets {
   get(key: string): pulumi.Output<string>;
-  /** Webhook URLs etc., by name; empty when none are configured. */
-  notificationTargets: pulumi.Output<Record<string, string>>;
+  /** Notification targets (JSON: webhook URLs etc. by name), when configured. */
+  notificationTargets?: pulumi.Output<string>;
 }
 
 /** Reads and validates this stack's config. The stack entry calls it once. */
@@ -617,9 +625,7 @@ export function loadConfig(): { specs: Specs; secrets: Secrets } {
       if (!value) throw new Error(`internal: secret ${key} was not declared in specs.secretKeys`);
       return value;
     },
-    notificationTargets: specs.optionalSecretKeys.includes(SECRET.notificationTargets)
-      ? cfg.requireSecretObject<Record<string, string>>(SECRET.notificationTargets)
-      : pulumi.secret({} as Record<string, string>),
+    notificationTargets: specs.optionalSecretKeys.includes(SECRET.notificationTargets) ? cfg.requireSecret(SECRET.notificationTargets) : undefined,
   };
   return { specs, secrets };
 }

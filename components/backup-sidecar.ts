@@ -1,0 +1,203 @@
+/**
+ * One backup sidecar: a Swarm service running the agent in `serve` mode next to the service it
+ * protects. Settings reach the agent as env (contract.AGENT_ENV); every credential and key as a
+ * Swarm secret file (contract.SECRET_FILES). A sidecar gets the age recipient only: it can
+ * encrypt backups but never decrypt them.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as docker from "@pulumi/docker";
+import { AGENT_ENV, DEFAULT_METRICS_PORT, ENGINES, LABELS, SECRET_FILES, type Engine } from "../contract.js";
+import { base64Secret, dockerLabels, secretFileName } from "./shared.js";
+
+/** Where the agent bundle lives in the agent image. */
+export const AGENT_BIN = "/opt/kryonix-dr/agent.cjs";
+/** Where the state volume (WAL spool, restic cache) is mounted. */
+export const STATE_DIR = "/var/lib/kryonix-dr";
+
+export interface BackupSidecarArgs {
+  /** Logical name of the protected service (catalog service_name, key prefix). */
+  readonly service: pulumi.Input<string>;
+  /**
+   * Engine of the protected service; one of contract.ENGINES. Plain, not an Input: it decides
+   * which mounts and secrets exist.
+   */
+  readonly engine: Engine;
+  readonly tier: pulumi.Input<string>;
+  /** Catalog tenant id (UUID). */
+  readonly tenantId: pulumi.Input<string>;
+  /** Agent image. */
+  readonly image: pulumi.Input<string>;
+  /** Swarm service name. @default auto-named by the provider */
+  readonly serviceName?: pulumi.Input<string>;
+  readonly rpoSeconds: pulumi.Input<number>;
+  readonly rtoSeconds: pulumi.Input<number>;
+  /** Cron expressions; an empty incremental schedule disables it. */
+  readonly schedules: { readonly full: pulumi.Input<string>; readonly incremental: pulumi.Input<string> };
+  readonly retention: {
+    readonly fullDays: pulumi.Input<number>;
+    readonly incrementalDays: pulumi.Input<number>;
+    readonly walDays: pulumi.Input<number>;
+  };
+  /** postgres: force a WAL switch this often when there was activity. @default 30 */
+  readonly walSwitchSeconds?: pulumi.Input<number>;
+  /** postgres/redis: how to reach the protected service. */
+  readonly target?: {
+    readonly host: pulumi.Input<string>;
+    readonly port: pulumi.Input<number>;
+    readonly user?: pulumi.Input<string>;
+    /** Becomes the kdr-target-password secret. @default none (redis without AUTH) */
+    readonly password?: pulumi.Input<string>;
+  };
+  /** volume: the protected Docker volume, mounted read-only at `path`. */
+  readonly volume?: { readonly source: pulumi.Input<string>; readonly path: pulumi.Input<string> };
+  /** volume: commands run before/after a backup for application consistency. */
+  readonly hooks?: { readonly pre?: pulumi.Input<string>; readonly post?: pulumi.Input<string> };
+  readonly s3: {
+    readonly endpoint: pulumi.Input<string>;
+    readonly region: pulumi.Input<string>;
+    readonly bucket: pulumi.Input<string>;
+    readonly accessKey: pulumi.Input<string>;
+    readonly secretKey: pulumi.Input<string>;
+  };
+  readonly catalog: {
+    readonly host: pulumi.Input<string>;
+    readonly port: pulumi.Input<number>;
+    readonly database: pulumi.Input<string>;
+    readonly user: pulumi.Input<string>;
+    readonly password: pulumi.Input<string>;
+  };
+  /** age recipient (public key). */
+  readonly encryptionRecipient: pulumi.Input<string>;
+  /** volume: restic repository password. */
+  readonly resticPassword?: pulumi.Input<string>;
+  /** Object-lock mode the agent expects on its bucket. @default "GOVERNANCE" */
+  readonly lockMode?: pulumi.Input<string>;
+  /** Overlay networks shared with the protected service (ids or names). @default [] */
+  readonly networks?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Placement constraints that keep the sidecar next to the data. @default [] */
+  readonly placement?: pulumi.Input<pulumi.Input<string>[]>;
+  /** @default { cpus: 0.5, memoryMiB: 512 } */
+  readonly limits?: { readonly cpus: pulumi.Input<number>; readonly memoryMiB: pulumi.Input<number> };
+  /** Port of /healthz and /metrics. @default contract.DEFAULT_METRICS_PORT */
+  readonly metricsPort?: pulumi.Input<number>;
+}
+
+export class BackupSidecar extends pulumi.ComponentResource {
+  public readonly serviceId: pulumi.Output<string>;
+  public readonly stateVolume: pulumi.Output<string>;
+
+  constructor(name: string, args: BackupSidecarArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("kryonix:backup:BackupSidecar", name, {}, opts);
+    if (!(ENGINES as readonly string[]).includes(args.engine)) {
+      throw new pulumi.ResourceError(`kryonix-dr:services[].engine is "${args.engine}"; accepted: ${ENGINES.join(", ")}`, this);
+    }
+    if (args.engine === "volume" && (!args.volume || !args.resticPassword)) {
+      throw new pulumi.ResourceError(`a volume-engine sidecar needs 'volume' (kryonix-dr:services[].volume) and 'resticPassword' (kryonix-dr:resticPassword)`, this);
+    }
+    if (args.engine !== "volume" && !args.target) {
+      throw new pulumi.ResourceError(`a ${args.engine} sidecar needs 'target' (kryonix-dr:services[].host/port)`, this);
+    }
+    if (args.engine === "postgres" && !args.target?.password) {
+      throw new pulumi.ResourceError(`a postgres sidecar needs the target password (kryonix-dr:targetPassword-<service>)`, this);
+    }
+
+    const secrets: Array<{ role: string; file: string; value: pulumi.Input<string> }> = [
+      { role: "s3-access-key", file: SECRET_FILES.s3AccessKey, value: args.s3.accessKey },
+      { role: "s3-secret-key", file: SECRET_FILES.s3SecretKey, value: args.s3.secretKey },
+      { role: "catalog-password", file: SECRET_FILES.catalogPassword, value: args.catalog.password },
+      { role: "age-recipient", file: SECRET_FILES.encryptionRecipient, value: args.encryptionRecipient },
+    ];
+    if (args.target?.password !== undefined) secrets.push({ role: "target-password", file: SECRET_FILES.targetPassword, value: args.target.password });
+    if (args.resticPassword !== undefined) secrets.push({ role: "restic-password", file: SECRET_FILES.resticPassword, value: args.resticPassword });
+    const secretRefs = secrets.map(({ role, file, value }) => {
+      const secret = new docker.Secret(
+        `${name}-${role}`,
+        { data: base64Secret(value), labels: dockerLabels({ [LABELS.protects]: args.service, [LABELS.role]: "sidecar" }) },
+        { parent: this },
+      );
+      return { secretId: secret.id, secretName: secret.name, fileName: secretFileName(file), fileMode: 0o400 };
+    });
+
+    // The WAL spool must survive a task restart; the container layer would not.
+    const state = new docker.Volume(`${name}-state`, { labels: dockerLabels({ [LABELS.protects]: args.service, [LABELS.role]: "sidecar" }) }, { parent: this });
+
+    const metricsPort = args.metricsPort ?? DEFAULT_METRICS_PORT;
+    const env: Record<string, pulumi.Input<string>> = {
+      [AGENT_ENV.service]: args.service,
+      [AGENT_ENV.engine]: args.engine,
+      [AGENT_ENV.tenantId]: args.tenantId,
+      [AGENT_ENV.tier]: args.tier,
+      [AGENT_ENV.s3Endpoint]: args.s3.endpoint,
+      [AGENT_ENV.s3Region]: args.s3.region,
+      [AGENT_ENV.s3Bucket]: args.s3.bucket,
+      [AGENT_ENV.catalogHost]: args.catalog.host,
+      [AGENT_ENV.catalogPort]: pulumi.output(args.catalog.port).apply(String),
+      [AGENT_ENV.catalogDatabase]: args.catalog.database,
+      [AGENT_ENV.catalogUser]: args.catalog.user,
+      [AGENT_ENV.scheduleFull]: args.schedules.full,
+      [AGENT_ENV.scheduleIncremental]: args.schedules.incremental,
+      [AGENT_ENV.rpoSeconds]: pulumi.output(args.rpoSeconds).apply(String),
+      [AGENT_ENV.rtoSeconds]: pulumi.output(args.rtoSeconds).apply(String),
+      [AGENT_ENV.retentionFullDays]: pulumi.output(args.retention.fullDays).apply(String),
+      [AGENT_ENV.retentionIncrementalDays]: pulumi.output(args.retention.incrementalDays).apply(String),
+      [AGENT_ENV.retentionWalDays]: pulumi.output(args.retention.walDays).apply(String),
+      [AGENT_ENV.lockMode]: args.lockMode ?? "GOVERNANCE",
+      [AGENT_ENV.metricsPort]: pulumi.output(metricsPort).apply(String),
+      [AGENT_ENV.stateDir]: STATE_DIR,
+    };
+    if (args.target) {
+      env[AGENT_ENV.targetHost] = args.target.host;
+      env[AGENT_ENV.targetPort] = pulumi.output(args.target.port).apply(String);
+      if (args.target.user !== undefined) env[AGENT_ENV.targetUser] = args.target.user;
+    }
+    if (args.engine === "postgres") env[AGENT_ENV.walSwitchSeconds] = pulumi.output(args.walSwitchSeconds ?? 30).apply(String);
+    if (args.volume) env[AGENT_ENV.volumePath] = args.volume.path;
+    if (args.hooks?.pre !== undefined) env[AGENT_ENV.hookPre] = args.hooks.pre;
+    if (args.hooks?.post !== undefined) env[AGENT_ENV.hookPost] = args.hooks.post;
+
+    const mounts: docker.types.input.ServiceTaskSpecContainerSpecMount[] = [{ type: "volume", source: state.name, target: STATE_DIR }];
+    if (args.volume) mounts.push({ type: "volume", source: args.volume.source, target: args.volume.path, readOnly: true });
+
+    const limits = args.limits ?? { cpus: 0.5, memoryMiB: 512 };
+    const service = new docker.Service(
+      `${name}-service`,
+      {
+        name: args.serviceName,
+        labels: dockerLabels({
+          [LABELS.protects]: args.service,
+          [LABELS.role]: "sidecar",
+          [LABELS.engine]: args.engine,
+          [LABELS.tier]: args.tier,
+          [LABELS.rpoSeconds]: pulumi.output(args.rpoSeconds).apply(String),
+          [LABELS.rtoSeconds]: pulumi.output(args.rtoSeconds).apply(String),
+        }),
+        mode: { replicated: { replicas: 1 } },
+        taskSpec: {
+          containerSpec: {
+            image: args.image,
+            commands: ["node", AGENT_BIN, "serve"],
+            env,
+            secrets: secretRefs,
+            mounts,
+            healthcheck: { tests: ["CMD", "node", AGENT_BIN, "healthz"], interval: "30s", timeout: "10s", retries: 3, startPeriod: "30s" },
+            stopGracePeriod: "60s",
+          },
+          networksAdvanceds: pulumi.output(args.networks ?? []).apply((ids) => ids.map((id) => ({ id }))),
+          placement: { constraints: args.placement ?? [] },
+          resources: {
+            limits: {
+              nanoCpus: pulumi.output(limits.cpus).apply((c) => Math.round(c * 1e9)),
+              memoryBytes: pulumi.output(limits.memoryMiB).apply((m) => m * 1024 * 1024),
+            },
+          },
+          restartPolicy: { condition: "any", delay: "10s" },
+        },
+      },
+      { parent: this },
+    );
+
+    this.serviceId = service.id;
+    this.stateVolume = state.name;
+    this.registerOutputs({ serviceId: this.serviceId, stateVolume: this.stateVolume });
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * Monitoring hooks the observability work builds on: a Prometheus scrape config that finds every
+ * kryonix-dr service by label on its metrics port, alert rules generated from the thresholds and
+ * RPO targets in config, and the notification targets as a Swarm secret.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as docker from "@pulumi/docker";
+import { DEFAULT_METRICS_PORT, LABELS } from "../contract.js";
+import { base64Secret, dockerLabels } from "./shared.js";
+
+export interface MonitoringArgs {
+  /** Port of the agents' /metrics. @default contract.DEFAULT_METRICS_PORT */
+  readonly metricsPort?: pulumi.Input<number>;
+  /** Warn when RPO reaches this fraction of the target. @default 0.8 */
+  readonly rpoWarningRatio?: pulumi.Input<number>;
+  /** Failed runs per service in 24 h that raise an alert. @default 1 */
+  readonly failedRunsPerDay?: pulumi.Input<number>;
+  /** Replication (WAL upload) lag that raises an alert, in seconds. @default 900 */
+  readonly replicationLagSeconds?: pulumi.Input<number>;
+  /** Notification targets (JSON: webhook URLs etc. by name); stored as a Swarm secret only. @default none */
+  readonly notificationTargets?: pulumi.Input<string>;
+}
+
+export function scrapeConfig(metricsPort: number): string {
+  const label = (l: string) => `__meta_dockerswarm_service_label_${l.replace(/[^a-zA-Z0-9_]/g, "_")}`;
+  return [
+    "scrape_configs:",
+    "  - job_name: kryonix-dr",
+    "    dockerswarm_sd_configs:",
+    "      - host: unix:///var/run/docker.sock",
+    "        role: tasks",
+    `        port: ${metricsPort}`,
+    "    relabel_configs:",
+    `      - source_labels: [${label(LABELS.managed)}]`,
+    "        regex: \"true\"",
+    "        action: keep",
+    `      - source_labels: [${label(LABELS.protects)}]`,
+    "        target_label: service",
+    `      - source_labels: [${label(LABELS.role)}]`,
+    "        target_label: kdr_role",
+    "",
+  ].join("\n");
+}
+
+export function alertRules(t: { rpoWarningRatio: number; failedRunsPerDay: number; replicationLagSeconds: number }): string {
+  const rule = (alert: string, expr: string, severity: string, summary: string, forDuration = "5m") =>
+    [`      - alert: ${alert}`, `        expr: ${expr}`, `        for: ${forDuration}`, `        labels: { severity: ${severity} }`, `        annotations: { summary: ${JSON.stringify(summary)} }`].join("\n");
+  return [
+    "groups:",
+    "  - name: kryonix-dr",
+    "    rules:",
+    rule("KryonixDrRpoBreached", "kdr_rpo_seconds > on(service) kdr_rpo_target_seconds", "critical", "{{ $labels.service }}: newest recovery point is older than its RPO target", "1m"),
+    rule("KryonixDrRpoAtRisk", `kdr_rpo_seconds > on(service) (kdr_rpo_target_seconds * ${t.rpoWarningRatio})`, "warning", `{{ $labels.service }}: RPO above ${t.rpoWarningRatio * 100}% of target`),
+    rule("KryonixDrBackupFailures", `increase(kdr_backup_failures_total[1d]) >= ${t.failedRunsPerDay}`, "warning", "{{ $labels.service }}: backup runs failed in the last 24 h", "0m"),
+    rule("KryonixDrWalLag", `kdr_wal_lag_seconds > ${t.replicationLagSeconds}`, "critical", "{{ $labels.service }}: WAL is not reaching the object store"),
+    rule("KryonixDrAgentDown", 'up{job="kryonix-dr"} == 0', "critical", "{{ $labels.service }}: backup agent not answering /metrics"),
+    "",
+  ].join("\n");
+}
+
+export class Monitoring extends pulumi.ComponentResource {
+  public readonly scrapeConfigId: pulumi.Output<string>;
+  public readonly alertRulesId: pulumi.Output<string>;
+  public readonly notificationSecretId?: pulumi.Output<string>;
+
+  constructor(name: string, args: MonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("kryonix:monitoring:Monitoring", name, {}, opts);
+    const thresholds = pulumi
+      .all([args.rpoWarningRatio ?? 0.8, args.failedRunsPerDay ?? 1, args.replicationLagSeconds ?? 900])
+      .apply(([rpoWarningRatio, failedRunsPerDay, replicationLagSeconds]) => {
+        if (!(rpoWarningRatio > 0 && rpoWarningRatio <= 1)) {
+          throw new pulumi.ResourceError(`kryonix-dr:monitoring.rpoWarningRatio is ${rpoWarningRatio}; accepted: a number in (0, 1]`, this);
+        }
+        return { rpoWarningRatio, failedRunsPerDay, replicationLagSeconds };
+      });
+    const scrape = new docker.ServiceConfig(
+      `${name}-scrape`,
+      { dataRaw: pulumi.output(args.metricsPort ?? DEFAULT_METRICS_PORT).apply(scrapeConfig), labels: dockerLabels({ [LABELS.role]: "monitoring" }) },
+      { parent: this },
+    );
+    const rules = new docker.ServiceConfig(
+      `${name}-alert-rules`,
+      { dataRaw: thresholds.apply(alertRules), labels: dockerLabels({ [LABELS.role]: "monitoring" }) },
+      { parent: this },
+    );
+    if (args.notificationTargets !== undefined) {
+      const secret = new docker.Secret(
+        `${name}-notification-targets`,
+        { data: base64Secret(args.notificationTargets), labels: dockerLabels({ [LABELS.role]: "monitoring" }) },
+        { parent: this },
+      );
+      this.notificationSecretId = secret.id;
+    }
+    this.scrapeConfigId = scrape.id;
+    this.alertRulesId = rules.id;
+    this.registerOutputs({ scrapeConfigId: this.scrapeConfigId, alertRulesId: this.alertRulesId });
+  }
+}

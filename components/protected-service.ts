@@ -1,0 +1,104 @@
+/**
+ * A stateful service that kryonix-dr itself declares (the local stack's demo platform and the
+ * fresh services of a recovery): its data volume and its Swarm service, labelled stateful with
+ * its RPO/RTO targets, tier and engine so policies and drills can find it.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as docker from "@pulumi/docker";
+import { ENGINES, LABELS, SECRET_FILES, type Engine } from "../contract.js";
+import { base64Secret, dockerLabels, secretFileName } from "./shared.js";
+
+export interface ProtectedServiceArgs {
+  /** Logical service name (the `kryonix.dr.service` label). */
+  readonly service: pulumi.Input<string>;
+  /** One of contract.ENGINES. Plain: it decides the environment the image gets. */
+  readonly engine: Engine;
+  readonly tier: pulumi.Input<string>;
+  readonly rpoSeconds: pulumi.Input<number>;
+  readonly rtoSeconds: pulumi.Input<number>;
+  readonly image: pulumi.Input<string>;
+  /** Swarm service name; also its DNS name on the network, which the sidecar connects to. */
+  readonly serviceName: pulumi.Input<string>;
+  /** Where the data lives in the container. */
+  readonly dataPath: pulumi.Input<string>;
+  /** An existing volume to use (a recovery's freshly restored one). @default a new volume */
+  readonly volumeName?: pulumi.Input<string>;
+  /** postgres: superuser name. @default "postgres" */
+  readonly user?: pulumi.Input<string>;
+  /** Password, mounted as the kdr-target-password secret. @default none */
+  readonly password?: pulumi.Input<string>;
+  /** @default [] */
+  readonly networks?: pulumi.Input<pulumi.Input<string>[]>;
+  /** @default [] */
+  readonly placement?: pulumi.Input<pulumi.Input<string>[]>;
+}
+
+export class ProtectedService extends pulumi.ComponentResource {
+  public readonly volumeName: pulumi.Output<string>;
+  public readonly serviceName: pulumi.Output<string>;
+  public readonly serviceId: pulumi.Output<string>;
+
+  constructor(name: string, args: ProtectedServiceArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("kryonix:platform:ProtectedService", name, {}, opts);
+    if (!(ENGINES as readonly string[]).includes(args.engine)) {
+      throw new pulumi.ResourceError(`kryonix-dr:services[].engine is "${args.engine}"; accepted: ${ENGINES.join(", ")}`, this);
+    }
+    if (args.engine === "postgres" && args.password === undefined) {
+      throw new pulumi.ResourceError(`a postgres service needs a password (kryonix-dr:targetPassword-<service>)`, this);
+    }
+    const labels = {
+      [LABELS.stateful]: "true",
+      [LABELS.service]: args.service,
+      [LABELS.engine]: args.engine,
+      [LABELS.tier]: args.tier,
+      [LABELS.rpoSeconds]: pulumi.output(args.rpoSeconds).apply(String),
+      [LABELS.rtoSeconds]: pulumi.output(args.rtoSeconds).apply(String),
+    };
+    const volumeName =
+      args.volumeName !== undefined
+        ? pulumi.output(args.volumeName)
+        : new docker.Volume(`${name}-data`, { labels: dockerLabels({ [LABELS.service]: args.service, [LABELS.stateful]: "true" }) }, { parent: this }).name;
+
+    const secrets: docker.types.input.ServiceTaskSpecContainerSpecSecret[] = [];
+    const env: Record<string, pulumi.Input<string>> = {};
+    if (args.password !== undefined) {
+      const s = new docker.Secret(`${name}-password`, { data: base64Secret(args.password), labels: dockerLabels({ [LABELS.service]: args.service }) }, { parent: this });
+      secrets.push({ secretId: s.id, secretName: s.name, fileName: secretFileName(SECRET_FILES.targetPassword), fileMode: 0o400 });
+    }
+    // The *_FILE convention of the official images: the password never sits in env.
+    if (args.engine === "postgres") {
+      env.POSTGRES_USER = args.user ?? "postgres";
+      env.POSTGRES_PASSWORD_FILE = SECRET_FILES.targetPassword;
+      env.PGDATA = args.dataPath;
+    } else if (args.engine === "redis" && args.password !== undefined) {
+      env.REDIS_PASSWORD_FILE = SECRET_FILES.targetPassword;
+    }
+
+    const service = new docker.Service(
+      `${name}-service`,
+      {
+        name: args.serviceName,
+        labels: dockerLabels(labels),
+        mode: { replicated: { replicas: 1 } },
+        taskSpec: {
+          containerSpec: {
+            image: args.image,
+            env,
+            secrets,
+            mounts: [{ type: "volume", source: volumeName, target: args.dataPath }],
+            labels: dockerLabels(labels),
+            stopGracePeriod: "60s",
+          },
+          networksAdvanceds: pulumi.output(args.networks ?? []).apply((ids) => ids.map((id) => ({ id, aliases: [] }))),
+          placement: { constraints: args.placement ?? [] },
+          restartPolicy: { condition: "any", delay: "5s" },
+        },
+      },
+      { parent: this },
+    );
+    this.volumeName = volumeName;
+    this.serviceName = pulumi.output(args.serviceName);
+    this.serviceId = service.id;
+    this.registerOutputs({ volumeName: this.volumeName, serviceName: this.serviceName, serviceId: this.serviceId });
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * Recovery of one service: a fresh volume, a run-once restore container that fills it from the
+ * chosen recovery point, and the fresh service, which starts only after the restore finished.
+ * The container is attached (the deployment waits for it to exit and fails if it fails), so
+ * `pulumi up` on a recovery stack is the recovery.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as docker from "@pulumi/docker";
+import { AGENT_ENV, ENGINES, LABELS, SECRET_FILES, type Engine } from "../contract.js";
+import { AGENT_BIN } from "./backup-sidecar.js";
+import { ProtectedService } from "./protected-service.js";
+import { base64Secret, dockerLabels } from "./shared.js";
+
+export interface RecoveryJobArgs {
+  /** Logical service name to recover. */
+  readonly service: pulumi.Input<string>;
+  /** One of contract.ENGINES. Plain: it decides which secrets are needed. */
+  readonly engine: Engine;
+  readonly tier: pulumi.Input<string>;
+  readonly tenantId: pulumi.Input<string>;
+  /** `latest`, an ISO timestamp, or a backup id. */
+  readonly recoveryPoint: pulumi.Input<string>;
+  /** Agent image, which runs the restore. */
+  readonly agentImage: pulumi.Input<string>;
+  /** The service's own image. */
+  readonly image: pulumi.Input<string>;
+  /** Swarm name of the fresh service. */
+  readonly serviceName: pulumi.Input<string>;
+  readonly dataPath: pulumi.Input<string>;
+  readonly rpoSeconds: pulumi.Input<number>;
+  readonly rtoSeconds: pulumi.Input<number>;
+  /** Where the backups are read from, with restore (read-only) credentials. */
+  readonly s3: {
+    readonly endpoint: pulumi.Input<string>;
+    readonly region: pulumi.Input<string>;
+    readonly bucket: pulumi.Input<string>;
+    readonly accessKey: pulumi.Input<string>;
+    readonly secretKey: pulumi.Input<string>;
+  };
+  /** The catalog (recovery point lookup, disaster_recovery_log). */
+  readonly catalog: {
+    readonly host: pulumi.Input<string>;
+    readonly port: pulumi.Input<number>;
+    readonly database: pulumi.Input<string>;
+    readonly user: pulumi.Input<string>;
+    readonly password: pulumi.Input<string>;
+  };
+  /** age identity (private key): a restore must decrypt. */
+  readonly encryptionIdentity: pulumi.Input<string>;
+  /** volume: restic repository password. */
+  readonly resticPassword?: pulumi.Input<string>;
+  /** postgres/redis: password of the fresh service. */
+  readonly password?: pulumi.Input<string>;
+  /** postgres: superuser of the fresh service. @default "postgres" */
+  readonly user?: pulumi.Input<string>;
+  /** Network names the restore container joins (attachable overlay). @default [] */
+  readonly containerNetworks?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Networks of the fresh service. @default [] */
+  readonly networks?: pulumi.Input<pulumi.Input<string>[]>;
+  /**
+   * Constraints that put the fresh service on the node where the restore ran (a local volume
+   * lives on one node). @default []
+   */
+  readonly placement?: pulumi.Input<pulumi.Input<string>[]>;
+}
+
+export class RecoveryJob extends pulumi.ComponentResource {
+  public readonly volumeName: pulumi.Output<string>;
+  public readonly restoreContainerId: pulumi.Output<string>;
+  public readonly serviceName: pulumi.Output<string>;
+
+  constructor(name: string, args: RecoveryJobArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("kryonix:recovery:RecoveryJob", name, {}, opts);
+    if (!(ENGINES as readonly string[]).includes(args.engine)) {
+      throw new pulumi.ResourceError(`kryonix-dr:services[].engine is "${args.engine}"; accepted: ${ENGINES.join(", ")}`, this);
+    }
+    if (args.engine === "volume" && args.resticPassword === undefined) {
+      throw new pulumi.ResourceError(`restoring a volume-engine service needs kryonix-dr:resticPassword`, this);
+    }
+    pulumi.output(args.recoveryPoint).apply((p) => {
+      if (!/^(latest|\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d{2}:\d{2})|[0-9a-f-]{36})$/i.test(p)) {
+        throw new pulumi.ResourceError(`kryonix-dr:recovery.point is "${p}"; accepted: latest, an ISO timestamp with zone, or a backup id (UUID)`, this);
+      }
+    });
+
+    const volume = new docker.Volume(
+      `${name}-volume`,
+      { labels: dockerLabels({ [LABELS.service]: args.service, [LABELS.stateful]: "true", [LABELS.role]: "restore" }) },
+      { parent: this },
+    );
+
+    // Credentials go in as files (uploads), like Swarm secrets in the sidecars, never as env.
+    const files: Array<{ file: string; value: pulumi.Input<string> }> = [
+      { file: SECRET_FILES.s3AccessKey, value: args.s3.accessKey },
+      { file: SECRET_FILES.s3SecretKey, value: args.s3.secretKey },
+      { file: SECRET_FILES.catalogPassword, value: args.catalog.password },
+      { file: SECRET_FILES.encryptionIdentity, value: args.encryptionIdentity },
+    ];
+    if (args.resticPassword !== undefined) files.push({ file: SECRET_FILES.resticPassword, value: args.resticPassword });
+    if (args.password !== undefined) files.push({ file: SECRET_FILES.targetPassword, value: args.password });
+
+    const env: Record<string, pulumi.Input<string>> = {
+      [AGENT_ENV.service]: args.service,
+      [AGENT_ENV.engine]: args.engine,
+      [AGENT_ENV.tier]: args.tier,
+      [AGENT_ENV.tenantId]: args.tenantId,
+      [AGENT_ENV.recoveryPoint]: args.recoveryPoint,
+      [AGENT_ENV.volumePath]: args.dataPath,
+      [AGENT_ENV.s3Endpoint]: args.s3.endpoint,
+      [AGENT_ENV.s3Region]: args.s3.region,
+      [AGENT_ENV.s3Bucket]: args.s3.bucket,
+      [AGENT_ENV.catalogHost]: args.catalog.host,
+      [AGENT_ENV.catalogPort]: pulumi.output(args.catalog.port).apply(String),
+      [AGENT_ENV.catalogDatabase]: args.catalog.database,
+      [AGENT_ENV.catalogUser]: args.catalog.user,
+      [AGENT_ENV.rtoSeconds]: pulumi.output(args.rtoSeconds).apply(String),
+      [AGENT_ENV.rpoSeconds]: pulumi.output(args.rpoSeconds).apply(String),
+    };
+    const restore = new docker.Container(
+      `${name}-restore`,
+      {
+        image: args.agentImage,
+        command: ["node", AGENT_BIN, "restore"],
+        envs: pulumi.all(env).apply((e) => Object.entries(e).map(([k, v]) => `${k}=${v}`)),
+        uploads: files.map(({ file, value }) => ({ file, contentBase64: base64Secret(value), permissions: "0400" })),
+        mounts: [{ type: "volume", source: volume.name, target: args.dataPath }],
+        networksAdvanced: pulumi.output(args.containerNetworks ?? []).apply((ns) => ns.map((n) => ({ name: n }))),
+        labels: dockerLabels({ [LABELS.role]: "restore", [LABELS.service]: args.service }),
+        // Run once, to the end: the deployment waits for the exit and keeps the logs.
+        attach: true,
+        logs: true,
+        mustRun: false,
+        restart: "no",
+        rm: false,
+      },
+      { parent: this },
+    );
+
+    const fresh = new ProtectedService(
+      `${name}-service`,
+      {
+        service: args.service,
+        engine: args.engine,
+        tier: args.tier,
+        rpoSeconds: args.rpoSeconds,
+        rtoSeconds: args.rtoSeconds,
+        image: args.image,
+        serviceName: args.serviceName,
+        dataPath: args.dataPath,
+        // Through the restore's id: every resource that mounts the volume waits for the restore
+        // (a component's dependsOn alone does not reach its children).
+        volumeName: pulumi.all([restore.id, volume.name]).apply(([, v]) => v),
+        user: args.user,
+        password: args.password,
+        networks: args.networks,
+        placement: args.placement,
+      },
+      { parent: this, dependsOn: [restore] },
+    );
+
+    this.volumeName = volume.name;
+    this.restoreContainerId = restore.id;
+    this.serviceName = fresh.serviceName;
+    this.registerOutputs({ volumeName: this.volumeName, restoreContainerId: this.restoreContainerId, serviceName: this.serviceName });
+  }
+}

@@ -1,0 +1,28 @@
+/**
+ * Small helpers the components share. Not a component: no resources are declared here.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { posix } from "node:path";
+import { LABELS, SECRET_DIR } from "../contract.js";
+
+/** Label lists in the shape every @pulumi/docker resource takes; always marks the resource as ours. */
+export function dockerLabels(labels: Record<string, pulumi.Input<string>>): Array<{ label: string; value: pulumi.Input<string> }> {
+  return Object.entries({ [LABELS.managed]: "true", ...labels }).map(([label, value]) => ({ label, value }));
+}
+
+/** A Swarm secret file name below /run/secrets, from a contract.SECRET_FILES path. */
+export function secretFileName(path: string): string {
+  const rel = posix.relative(SECRET_DIR, path);
+  if (rel.startsWith("..") || posix.isAbsolute(rel)) throw new Error(`internal: ${path} is not below ${SECRET_DIR}`);
+  return rel;
+}
+
+/** Swarm secrets and docker uploads take base64; the value stays a Pulumi secret throughout. */
+export function base64Secret(value: pulumi.Input<string>): pulumi.Output<string> {
+  return pulumi.secret(pulumi.output(value).apply((v) => Buffer.from(v, "utf8").toString("base64")));
+}
+
+/** S3 bucket ARN of MinIO/AWS IAM policies. */
+export function bucketArn(bucket: string, key?: string): string {
+  return key === undefined ? `arn:aws:s3:::${bucket}` : `arn:aws:s3:::${bucket}/${key}`;
+}

@@ -1,0 +1,209 @@
+/**
+ * Building blocks the stack compositions share: providers from config, and the protection of a
+ * list of services (storage users, sidecars, crons) in one region. Specs in, components out.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as minio from "@pulumi/minio";
+import * as postgresql from "@pulumi/postgresql";
+import { AGENT_ENV, SECRET_FILES } from "../contract.js";
+import { BackupSidecar } from "../components/backup-sidecar.js";
+import type { BackupStorage, Credentials, StorageService } from "../components/backup-storage.js";
+import { CronJob, type CronJobEntry } from "../components/cron-job.js";
+import { SECRET, type RegionSpec, type Secrets, type ServiceSpec, type Specs } from "./config.js";
+
+/** A MinIO provider for one region; its credentials stay secrets. */
+export function minioProvider(region: RegionSpec, secrets: Secrets): minio.Provider {
+  return new minio.Provider(`${region.role}-s3`, {
+    minioServer: region.server,
+    minioRegion: region.name,
+    minioSsl: region.ssl,
+    minioUser: secrets.get(region.accessKeyKey),
+    minioPassword: secrets.get(region.secretKeyKey),
+  });
+}
+
+/** The catalog server, as its admin (creates the database and roles). */
+export function catalogProvider(specs: Specs, secrets: Secrets): postgresql.Provider {
+  return new postgresql.Provider("catalog", {
+    host: specs.catalog.host,
+    port: specs.catalog.port,
+    username: specs.catalog.adminUser,
+    password: secrets.get(SECRET.catalogAdminPassword),
+    sslmode: specs.catalog.sslmode === "prefer" ? "disable" : specs.catalog.sslmode,
+    database: "postgres",
+    superuser: true,
+  });
+}
+
+export function storageServices(specs: Specs): StorageService[] {
+  return specs.services.map((s) => ({ name: s.name, tier: s.tier, engine: s.engine, retention: s.retention }));
+}
+
+/** Where a sidecar finds what it protects, when the stack declares the service itself. */
+export interface DeclaredTarget {
+  host: pulumi.Input<string>;
+  volume?: pulumi.Input<string>;
+}
+
+/** The catalog as the agents see it (they write as the writer role). */
+function agentCatalog(specs: Specs, secrets: Secrets) {
+  return {
+    host: specs.catalog.agentHost,
+    port: specs.catalog.port,
+    database: specs.catalog.database,
+    user: specs.catalog.writer,
+    password: secrets.get(SECRET.catalogWriterPassword),
+  };
+}
+
+/** One sidecar per service, writing to its tier bucket with its own least-privilege user. */
+export function declareSidecars(args: {
+  specs: Specs;
+  secrets: Secrets;
+  region: RegionSpec;
+  storage: BackupStorage;
+  networks: pulumi.Input<string>[];
+  declared?: Record<string, DeclaredTarget>;
+  dependsOn?: pulumi.Input<pulumi.Resource>[];
+}): Record<string, BackupSidecar> {
+  const { specs, secrets, region, storage } = args;
+  const out: Record<string, BackupSidecar> = {};
+  for (const s of specs.services) {
+    const creds = storage.sidecarCredentials[s.name];
+    const bucket = storage.buckets[s.tier];
+    if (!creds || !bucket) throw new Error(`internal: storage declared no user or bucket for service ${s.name}`);
+    const declared = args.declared?.[s.name];
+    out[s.name] = new BackupSidecar(
+      `sidecar-${s.name}`,
+      {
+        service: s.name,
+        engine: s.engine,
+        tier: s.tier,
+        tenantId: specs.tenantId,
+        image: specs.images.agent,
+        serviceName: `${specs.namePrefix}-${s.name}-backup`,
+        rpoSeconds: s.rpoSeconds,
+        rtoSeconds: s.rtoSeconds,
+        schedules: s.schedules,
+        retention: s.retention,
+        walSwitchSeconds: s.walSwitchSeconds,
+        target:
+          s.engine === "volume"
+            ? undefined
+            : {
+                host: declared?.host ?? s.host!,
+                port: s.port!,
+                user: s.user,
+                password: s.passwordKey ? secrets.get(s.passwordKey) : undefined,
+              },
+        volume: s.engine === "volume" ? { source: declared?.volume ?? s.volume!, path: s.dataPath } : undefined,
+        hooks: s.hooks,
+        s3: { endpoint: region.endpoint, region: region.name, bucket, accessKey: creds.accessKey, secretKey: creds.secretKey },
+        catalog: agentCatalog(specs, secrets),
+        encryptionRecipient: secrets.get(SECRET.ageRecipient),
+        resticPassword: s.engine === "volume" ? secrets.get(SECRET.resticPassword) : undefined,
+        lockMode: specs.storage.lockMode,
+        networks: [...args.networks, ...s.networks],
+        placement: [...specs.sidecar.placement, ...s.placement],
+        limits: { cpus: specs.sidecar.cpus, memoryMiB: specs.sidecar.memoryMiB },
+        metricsPort: specs.sidecar.metricsPort,
+      },
+      { dependsOn: args.dependsOn },
+    );
+  }
+  return out;
+}
+
+/** The bucket map the cron commands take (`--buckets {"critical":"..."}`). */
+export function bucketMap(buckets: Partial<Record<string, pulumi.Input<string>>>): pulumi.Output<string> {
+  return pulumi.output(buckets as Record<string, pulumi.Input<string>>).apply((b) => JSON.stringify(b));
+}
+
+function cronEnv(specs: Specs, region: { endpoint: pulumi.Input<string>; name: pulumi.Input<string> }, catalog: ReturnType<typeof agentCatalog>) {
+  return {
+    [AGENT_ENV.tenantId]: specs.tenantId,
+    [AGENT_ENV.s3Endpoint]: region.endpoint,
+    [AGENT_ENV.s3Region]: region.name,
+    [AGENT_ENV.catalogHost]: catalog.host,
+    [AGENT_ENV.catalogPort]: String(catalog.port),
+    [AGENT_ENV.catalogDatabase]: catalog.database,
+    [AGENT_ENV.catalogUser]: catalog.user,
+    [AGENT_ENV.lockMode]: specs.storage.lockMode,
+    [AGENT_ENV.metricsPort]: String(specs.sidecar.metricsPort),
+    [AGENT_ENV.scheduleHealth]: specs.maintenance.health,
+    [AGENT_ENV.schedulePrune]: specs.maintenance.prune,
+    [AGENT_ENV.scheduleDrill]: specs.maintenance.drill,
+  };
+}
+
+/**
+ * Maintenance (health every 2 h, weekly prune) and the weekly restore drill, in one region.
+ * The drill cron is the only long-running container with the age identity: it must decrypt.
+ */
+export function declareCrons(args: {
+  specs: Specs;
+  secrets: Secrets;
+  purposeSuffix?: string;
+  region: { endpoint: pulumi.Input<string>; name: pulumi.Input<string> };
+  buckets: pulumi.Output<string>;
+  restore: Credentials | { accessKey: pulumi.Input<string>; secretKey: pulumi.Input<string> };
+  prune?: Credentials;
+  networks: pulumi.Input<string>[];
+  dependsOn?: pulumi.Input<pulumi.Resource>[];
+}): { maintenance: CronJob; drill: CronJob } {
+  const { specs, secrets } = args;
+  const suffix = args.purposeSuffix ? `-${args.purposeSuffix}` : "";
+  const catalog = agentCatalog(specs, secrets);
+  const env = cronEnv(specs, args.region, catalog);
+  const restic = specs.services.some((s) => s.engine === "volume") || specs.role === "dr";
+  const common = {
+    image: specs.images.agent,
+    env,
+    networks: args.networks,
+    placement: specs.sidecar.placement,
+  };
+  const maintenanceJobs: CronJobEntry[] = [{ name: "health", schedule: specs.maintenance.health, command: ["health", "--all"] }];
+  if (args.prune) maintenanceJobs.push({ name: "prune", schedule: specs.maintenance.prune, command: ["prune", "--all", "--buckets", args.buckets] });
+  const maintenance = new CronJob(
+    `maintenance${suffix}`,
+    {
+      ...common,
+      purpose: `maintenance${suffix}`,
+      serviceName: `${specs.namePrefix}-maintenance${suffix}`,
+      jobs: maintenanceJobs,
+      secrets: [
+        { file: SECRET_FILES.catalogPassword, value: catalog.password },
+        ...(args.prune
+          ? [
+              { file: SECRET_FILES.s3AccessKey, value: args.prune.accessKey },
+              { file: SECRET_FILES.s3SecretKey, value: args.prune.secretKey },
+            ]
+          : []),
+        ...(args.prune && restic ? [{ file: SECRET_FILES.resticPassword, value: secrets.get(SECRET.resticPassword) }] : []),
+      ],
+    },
+    { dependsOn: args.dependsOn },
+  );
+  const drill = new CronJob(
+    `drill${suffix}`,
+    {
+      ...common,
+      purpose: `drill${suffix}`,
+      serviceName: `${specs.namePrefix}-drill${suffix}`,
+      jobs: [{ name: "restore-drill", schedule: specs.maintenance.drill, command: ["drill", "--all", "--buckets", args.buckets] }],
+      secrets: [
+        { file: SECRET_FILES.catalogPassword, value: catalog.password },
+        { file: SECRET_FILES.s3AccessKey, value: args.restore.accessKey },
+        { file: SECRET_FILES.s3SecretKey, value: args.restore.secretKey },
+        { file: SECRET_FILES.encryptionIdentity, value: secrets.get(SECRET.ageIdentity) },
+        ...(restic ? [{ file: SECRET_FILES.resticPassword, value: secrets.get(SECRET.resticPassword) }] : []),
+      ],
+      // Drills restore into scratch space on a volume, never into the container layer or /tmp.
+      mounts: [{ type: "volume", source: `${specs.namePrefix}-drill-scratch${suffix}`, target: "/var/lib/kryonix-dr" }],
+    },
+    { dependsOn: args.dependsOn },
+  );
+  return { maintenance, drill };
+}
+
+export type { ServiceSpec };

@@ -1,0 +1,139 @@
+/**
+ * prod: protects the services listed in config. Backup buckets in the primary region and their
+ * replicas in the DR region (both owned here, so replication has both ends), the catalog, one
+ * sidecar per service, the maintenance and drill crons, and the monitoring hooks.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { BackupCatalog } from "../components/backup-catalog.js";
+import { BackupStorage } from "../components/backup-storage.js";
+import { Monitoring } from "../components/monitoring.js";
+import { Replication } from "../components/replication.js";
+import { SECRET, type Secrets, type Specs } from "./config.js";
+import { bucketMap, catalogProvider, declareCrons, declareSidecars, minioProvider, storageServices, type DeclaredTarget } from "./common.js";
+
+export interface ProtectionOptions {
+  /** Networks every kryonix-dr container joins (ids or names). */
+  networks: pulumi.Input<string>[];
+  /** Services this stack declares itself (local): where their sidecars connect. */
+  declared?: Record<string, DeclaredTarget>;
+}
+
+/** Storage in both regions, replication, catalog, sidecars, crons, monitoring. Shared by prod and local. */
+export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptions): Record<string, pulumi.Output<unknown> | unknown> {
+  const primary = specs.regions.primary!;
+  const dr = specs.regions.dr!;
+  const services = storageServices(specs);
+  const storageArgs = {
+    bucketPrefix: specs.storage.bucketPrefix,
+    services,
+    namePrefix: specs.namePrefix,
+    lockMode: specs.storage.lockMode,
+    sseKmsKeyId: specs.storage.sse ? specs.storage.kmsKeyId : undefined,
+    quotaGiB: specs.storage.quotaGiB,
+  };
+  const primaryStorage = new BackupStorage(
+    "primary",
+    {
+      ...storageArgs,
+      region: primary.name,
+      endpoint: primary.endpoint,
+      adminAccessKey: secrets.get(primary.accessKeyKey),
+      adminSecretKey: secrets.get(primary.secretKeyKey),
+      access: { sidecars: true, restore: true, prune: true },
+    },
+    { providers: { minio: minioProvider(primary, secrets) } },
+  );
+  const drStorage = new BackupStorage(
+    "dr",
+    {
+      ...storageArgs,
+      region: dr.name,
+      endpoint: dr.endpoint,
+      adminAccessKey: secrets.get(dr.accessKeyKey),
+      adminSecretKey: secrets.get(dr.secretKeyKey),
+      access: { restore: true, replicationTarget: true },
+    },
+    { providers: { minio: minioProvider(dr, secrets) } },
+  );
+
+  const mode = specs.replication.mode;
+  const replication = new Replication("replication", {
+    mode,
+    pairs: Object.entries(primaryStorage.buckets).map(([tier, source]) => ({ tier, source: source!, target: drStorage.buckets[tier as keyof typeof drStorage.buckets]! })),
+    source: {
+      endpoint: primary.endpoint,
+      region: primary.name,
+      // Native replication is configured on the source bucket (admin); the replicator only reads.
+      accessKey: mode === "native" ? secrets.get(primary.accessKeyKey) : primaryStorage.restoreCredentials!.accessKey,
+      secretKey: mode === "native" ? secrets.get(primary.secretKeyKey) : primaryStorage.restoreCredentials!.secretKey,
+    },
+    target: {
+      endpoint: dr.endpoint,
+      region: dr.name,
+      accessKey: drStorage.replicationCredentials!.accessKey,
+      secretKey: drStorage.replicationCredentials!.secretKey,
+    },
+    image: specs.images.agent,
+    intervalSeconds: specs.replication.intervalSeconds,
+    networks: options.networks,
+    placement: specs.sidecar.placement,
+  });
+
+  const catalog = new BackupCatalog(
+    "catalog",
+    {
+      host: specs.catalog.host,
+      port: specs.catalog.port,
+      database: specs.catalog.database,
+      owner: specs.catalog.owner,
+      reader: specs.catalog.reader,
+      writer: specs.catalog.writer,
+      ownerPassword: secrets.get(SECRET.catalogOwnerPassword),
+      readerPassword: secrets.get(SECRET.catalogReaderPassword),
+      writerPassword: secrets.get(SECRET.catalogWriterPassword),
+      sslmode: specs.catalog.sslmode,
+    },
+    { providers: { postgresql: catalogProvider(specs, secrets) } },
+  );
+
+  // Agents write to the catalog from their first run: they wait for the schema and roles.
+  const sidecars = declareSidecars({ specs, secrets, region: primary, storage: primaryStorage, networks: options.networks, declared: options.declared, dependsOn: [catalog] });
+  const crons = declareCrons({
+    specs,
+    secrets,
+    region: { endpoint: primary.endpoint, name: primary.name },
+    buckets: bucketMap(primaryStorage.buckets),
+    restore: primaryStorage.restoreCredentials!,
+    prune: primaryStorage.pruneCredentials!,
+    networks: options.networks,
+    dependsOn: [catalog],
+  });
+  const monitoring = new Monitoring("monitoring", {
+    metricsPort: specs.sidecar.metricsPort,
+    rpoWarningRatio: specs.monitoring.rpoWarningRatio,
+    failedRunsPerDay: specs.monitoring.failedRunsPerDay,
+    replicationLagSeconds: specs.monitoring.replicationLagSeconds,
+    notificationTargets: secrets.notificationTargets,
+  });
+
+  return {
+    role: specs.role,
+    services: specs.services.map((s) => ({ name: s.name, engine: s.engine, tier: s.tier, rpoSeconds: s.rpoSeconds, rtoSeconds: s.rtoSeconds, achievableRpoSeconds: s.achievableRpoSeconds })),
+    primaryBuckets: primaryStorage.buckets,
+    drBuckets: drStorage.buckets,
+    lockDays: primaryStorage.lockDays,
+    regions: { primary: { name: primary.name, endpoint: primary.endpoint }, dr: { name: dr.name, endpoint: dr.endpoint } },
+    catalog: { host: specs.catalog.agentHost, port: specs.catalog.port, database: catalog.database, writer: catalog.writerRole, reader: catalog.readerRole },
+    /** The DR stack's drill reads the replicas with these (a secret output stays secret across a StackReference). */
+    drRestoreCredentials: pulumi.secret({ accessKey: drStorage.restoreCredentials!.accessKey, secretKey: drStorage.restoreCredentials!.secretKey }),
+    sidecarServices: Object.fromEntries(Object.entries(sidecars).map(([k, v]) => [k, v.serviceId])),
+    cronServices: { maintenance: crons.maintenance.serviceId, drill: crons.drill.serviceId },
+    replication: { mode, replicated: replication.replicated },
+    monitoring: { scrapeConfigId: monitoring.scrapeConfigId, alertRulesId: monitoring.alertRulesId },
+  };
+}
+
+export function prod(specs: Specs, secrets: Secrets): Record<string, unknown> {
+  // prod joins the platform's existing overlay networks, named in config.
+  return protect(specs, secrets, { networks: specs.sidecar.networks });
+}
