@@ -13,8 +13,10 @@
  * The state file also holds the provider connection settings that destroy needs, as a local
  * Terraform state does, so it is written 0600 in a 0700 directory.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { planInChildProcess, type PlannedResource } from "./plan.js";
 import { loadStackConfig, runStackProgram, type Registration, type ResourceHandler, type RunOptions } from "./program.js";
 import { MAPPINGS, packageOf, providerSettings, unsupported } from "./mappings/index.js";
 import type { DeployContext } from "./mappings/types.js";
@@ -105,6 +107,44 @@ export interface DeployOptions extends Omit<RunOptions, "handler"> {
 export interface DeployResult {
   state: DeploymentState;
   registrations: Registration[];
+  /** The plan of the same program and config, taken before anything was created. */
+  planned: PlannedResource[];
+  /** Declared (planned) resources that were not created, and created ones that were not declared. */
+  difference: { missing: string[]; extra: string[] };
+}
+
+/** `type name` of every resource that a deployment creates or records (providers included). */
+export function declaredKeys(planned: PlannedResource[]): string[] {
+  return planned.filter((p) => p.custom).map((p) => `${p.type} ${p.name}`).sort();
+}
+export function deployedKeys(state: DeploymentState, registrations: Registration[]): string[] {
+  const providers = registrations.filter((r) => r.custom && r.type.startsWith("pulumi:providers:")).map((r) => `${r.type} ${r.name}`);
+  const refs = registrations.filter((r) => r.type === STACK_REFERENCE_TYPE).map((r) => `${r.type} ${r.name}`);
+  return [...state.resources.map((e) => `${e.type} ${e.name}`), ...providers, ...refs].sort();
+}
+
+/** Fails before anything is created when the program declares a type without a mapping. */
+function checkSupported(planned: PlannedResource[]): void {
+  const bad = planned.filter(
+    (p) => p.custom && !MAPPINGS.has(p.type) && p.type !== STACK_REFERENCE_TYPE && !(p.type.startsWith("pulumi:providers:") && MAPPINGS_PACKAGES.has(p.type.slice(17))),
+  );
+  if (bad.length > 0) {
+    const list = bad.map((b) => `${b.type} (resource '${b.name}')`).join(", ");
+    throw new Error(`The local deployer does not support resource type(s) ${list}; nothing was created. Supported types: ${[...MAPPINGS.keys()].sort().join(", ")}.`);
+  }
+}
+
+/** Plans the same program with the same config in a fresh process (config passed in a 0600 temp file). */
+async function planFirst(stack: string, projectDir: string, config: RunOptions["config"]): Promise<PlannedResource[]> {
+  if (!config) return planInChildProcess(stack, projectDir);
+  const dir = mkdtempSync(join(tmpdir(), "kdr-plan-"));
+  const file = join(dir, "config.json");
+  try {
+    writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
+    return await planInChildProcess(stack, projectDir, file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Deploys a stack; on failure the state keeps what was created and the error says how to clean up. */
@@ -119,6 +159,9 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
   }
   const projectDir = resolve(opts.projectDir ?? join(__dirname, ".."));
   const { project, config } = loadStackConfig(projectDir, opts.stack, opts.config);
+  const planned = await planFirst(opts.stack, projectDir, opts.config);
+  checkSupported(planned);
+  log(`planned ${planned.filter((p) => p.custom).length} resources`);
   const state: DeploymentState = {
     stack: opts.stack,
     project: project.name,
@@ -198,7 +241,10 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
     state.outputs = outputs;
     state.finishedAt = new Date().toISOString();
     writeState(state, dir);
-    return { state, registrations };
+    const want = declaredKeys(planned);
+    const got = deployedKeys(state, registrations);
+    const difference = { missing: want.filter((k) => !got.includes(k)), extra: got.filter((k) => !want.includes(k)) };
+    return { state, registrations, planned, difference };
   } catch (err) {
     state.status = "failed";
     state.error = err instanceof Error ? err.message : String(err);

@@ -75,8 +75,14 @@ const BIN = resolve(__dirname, "..", "bin", "kryonix-dr.mjs");
  * Plans in a fresh process (`kryonix-dr plan --json`), for callers that already ran a program or
  * will run another. Rejects with the plan's own error message on failure.
  */
-export async function planInChildProcess(stack: string, projectDir?: string): Promise<PlannedResource[]> {
-  return (await runPlanChild(["--stack", stack, "--json", ...(projectDir ? ["--project-dir", projectDir] : [])])) as PlannedResource[];
+export async function planInChildProcess(stack: string, projectDir?: string, configFile?: string): Promise<PlannedResource[]> {
+  return (await runPlanChild([
+    "--stack",
+    stack,
+    "--json",
+    ...(projectDir ? ["--project-dir", projectDir] : []),
+    ...(configFile ? ["--config-file", configFile] : []),
+  ])) as PlannedResource[];
 }
 
 function runPlanChild(flags: string[]): Promise<unknown> {

@@ -349,11 +349,12 @@ export async function runStackProgram(opts: RunOptions): Promise<{ registrations
         const exported = programExports(ns);
         return typeof exported === "function" ? await (exported as () => unknown)() : exported;
       })) as Record<string, unknown> | undefined) ?? {};
-    // Resources registered on later turns (inside applies) are still in flight: wait for them.
-    await pulumi.runtime.disconnect();
   } catch (err) {
     failures.unshift(err);
   } finally {
+    // Registrations still in flight (inside applies, or independent of a failed one) finish
+    // before the run ends, so a deployer never leaves something created but unrecorded.
+    await pulumi.runtime.disconnect().catch((err: unknown) => failures.push(err));
     process.chdir(cwd);
     // Let the SDK's rejected promises surface before deciding the run succeeded.
     await new Promise((r) => setTimeout(r, 0));

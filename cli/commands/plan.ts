@@ -7,8 +7,9 @@ import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseFlags, required, type Command } from "../command.js";
 import { planInProcess, type PlannedResource } from "../../local/plan.js";
+import { readConfigFile } from "../config-file.js";
 
-const USAGE = `Usage: kryonix-dr plan --stack <name> [--json | --outputs] [--policy] [--project-dir <dir>]
+const USAGE = `Usage: kryonix-dr plan --stack <name> [--json | --outputs] [--policy] [--config-file <file.json>] [--project-dir <dir>]
 
 Runs the stack's program in-process under Pulumi mocks with Pulumi.<name>.yaml and prints every
 declared resource. Secret inputs are shown as "[secret]"; values only a provider computes (generated names, keys) are placeholders.
@@ -16,6 +17,7 @@ declared resource. Secret inputs are shown as "[secret]"; values only a provider
   --json                print a JSON array of {type, name, urn, custom, inputs, parent?, provider?}
   --outputs             print the stack's planned outputs as JSON instead of the resources
   --policy              also evaluate the policies (policies/evaluate.ts); exit 1 on a mandatory violation
+  --config-file <file>  config overriding the stack file: {"key": {"value": ..., "secret": true}}
   --project-dir <dir>   directory holding Pulumi.yaml (default: this repository)
 Exit status: 0 planned, 1 the program or its config failed (the message says which key and how to fix it), 2 usage.`;
 
@@ -58,11 +60,13 @@ export const command: Command = {
       json: { type: "boolean" },
       policy: { type: "boolean" },
       outputs: { type: "boolean" },
+      "config-file": { type: "string" },
       "project-dir": { type: "string" },
     });
     const stack = required(values.stack, "stack");
     const projectDir = resolve(values["project-dir"] ?? join(__dirname, "..", ".."));
-    const { resources, outputs } = await planInProcess({ stack, projectDir });
+    const config = values["config-file"] ? readConfigFile(values["config-file"]) : undefined;
+    const { resources, outputs } = await planInProcess({ stack, projectDir, config });
     if (values.outputs) {
       process.stdout.write(`${JSON.stringify(outputs, null, 2)}\n`);
       return 0;
