@@ -15,13 +15,13 @@ import {
 } from "@aws-sdk/client-s3";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { migrate } from "../../catalog/migrate.js";
 import { readPlatform } from "../../local/platform.js";
-import { startTmpPostgres, type TmpPostgres } from "./tmp-postgres.js";
+import { freePort, PG_BIN, startTmpPostgres, type TmpPostgres } from "./tmp-postgres.js";
 
 export interface TestBucket {
   bucket: string;
@@ -215,3 +215,57 @@ export async function agentWorld(prefix: string): Promise<AgentWorld> {
 export function readIdentity(w: AgentWorld): string {
   return readFileSync(path.join(w.secretDir, "kdr-age-identity"), "utf8");
 }
+
+// ---- PostgreSQL helpers for agent tests
+
+export async function pgQuery<T extends pg.QueryResultRow = pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query<T>(sql, params)).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+/** md5 over every row of every user table, per database: equality means the same contents. */
+export async function tableChecksums(urlFor: (db: string) => string): Promise<Record<string, string>> {
+  const dbs = await pgQuery<{ datname: string }>(urlFor("postgres"), "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1");
+  const out: Record<string, string> = {};
+  for (const { datname } of dbs) {
+    const tables = await pgQuery<{ t: string }>(urlFor(datname), "SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables WHERE schemaname NOT IN ('pg_catalog','information_schema') ORDER BY 1");
+    for (const { t } of tables) {
+      const [r] = await pgQuery<{ n: string; h: string }>(urlFor(datname), `SELECT count(*) AS n, md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) AS h FROM ${t} x`);
+      out[`${datname}.${t}`] = `${r!.n}:${r!.h}`;
+    }
+  }
+  return out;
+}
+
+/** Starts PostgreSQL on a restored data dir (as the postgres OS user) and waits for promotion. */
+export async function startRestored(dataDir: string, password: string): Promise<{ url: (db: string) => string; stop: () => void; log: string }> {
+  const sock = mkdtempSync(path.join(tmpdir(), "kdrtest-agent-sock-"));
+  spawnSync("chown", ["-R", "postgres:postgres", dataDir, sock]);
+  if (existsSync(`${dataDir}.kdr-wal`)) spawnSync("chown", ["-R", "postgres:postgres", `${dataDir}.kdr-wal`]);
+  chmodSync(dataDir, 0o700);
+  const port = await freePort();
+  const log = path.join(sock, "log");
+  const r = spawnSync("runuser", ["-u", "postgres", "--", path.join(PG_BIN, "pg_ctl"), "start", "-D", dataDir, "-l", log, "-w", "-t", "90", "-o", `-p ${port} -k ${sock} -c listen_addresses=127.0.0.1`], { encoding: "utf8" });
+  const logText = () => (existsSync(log) ? spawnSync("tail", ["-n", "30", log], { encoding: "utf8" }).stdout : "");
+  if (r.status !== 0) throw new Error(`restored PostgreSQL did not start: ${r.stderr}\n${logText()}`);
+  const url = (db: string) => `postgres://postgres:${password}@127.0.0.1:${port}/${db}`;
+  for (let i = 0; i < 120; i++) {
+    const [x] = await pgQuery<{ r: boolean }>(url("postgres"), "SELECT pg_is_in_recovery() AS r");
+    if (!x!.r) break;
+    await new Promise((res) => setTimeout(res, 500));
+  }
+  return {
+    url,
+    log: logText(),
+    stop: () => {
+      spawnSync("runuser", ["-u", "postgres", "--", path.join(PG_BIN, "pg_ctl"), "stop", "-D", dataDir, "-m", "fast", "-w"]);
+      rmSync(sock, { recursive: true, force: true });
+    },
+  };
+}
+

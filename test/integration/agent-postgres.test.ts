@@ -1,0 +1,237 @@
+/**
+ * The agent against a real PostgreSQL 15 primary, a real catalog and the local RGW: full base +
+ * WAL, incremental, restore (latest and PITR) into a fresh server, verify, corruption, keys,
+ * killed runs, and calculate_backup_metrics().
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync, existsSync, copyFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { agentWorld, flipByte, pgQuery as q, startRestored, tableChecksums, type AgentWorld } from "../support/s3.js";
+import { startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
+import { writeFileSync } from "node:fs";
+
+let w: AgentWorld;
+let primary: TmpPostgres;
+let env: Record<string, string>;
+const SERVICE = "pg-main";
+
+function json<T>(r: { code: number | null; stdout: string; stderr: string }): T {
+  if (r.code !== 0) throw new Error(`agent exited ${r.code}\n${r.stderr}\n${r.stdout}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+interface Summary {
+  backupId: string;
+  rawBytes: number;
+  storedBytes: number;
+  ratio: number;
+  artifacts: { name: string; key: string; versionId?: string; sha256: string }[];
+}
+
+beforeAll(async () => {
+  w = await agentWorld("kdrtest-agent-pg");
+  primary = await startTmpPostgres();
+  // The documented backup role: replication, read-all for pg_dump, and pg_switch_wal for the RPO.
+  await q(primary.url, "CREATE ROLE kdr_backup LOGIN REPLICATION PASSWORD 'kdr-backup-pw'");
+  await q(primary.url, "GRANT pg_read_all_data TO kdr_backup");
+  await q(primary.url, "GRANT EXECUTE ON FUNCTION pg_switch_wal() TO kdr_backup");
+  writeFileSync(path.join(w.secretDir, "kdr-target-password"), "kdr-backup-pw\n", { mode: 0o600 });
+  await q(primary.url, "CREATE DATABASE app");
+  await q(primary.urlFor("app"), "CREATE TABLE items (id int PRIMARY KEY, body text NOT NULL, n bigint)");
+  await q(primary.urlFor("app"), "INSERT INTO items SELECT g, md5(g::text) || repeat('x', 60), g * 7 FROM generate_series(1, 100000) g");
+  await q(primary.urlFor("app"), "CREATE TABLE events (id serial PRIMARY KEY, label text, at timestamptz DEFAULT clock_timestamp())");
+  await q(primary.url, "CREATE TABLE public.settings (k text PRIMARY KEY, v jsonb)");
+  await q(primary.url, `INSERT INTO settings VALUES ('a', '{"x":1}'), ('b', '[1,2,3]')`);
+  env = w.env(SERVICE, {
+    KDR_ENGINE: "postgres",
+    KDR_TARGET_HOST: primary.host,
+    KDR_TARGET_PORT: String(primary.port),
+    KDR_TARGET_USER: "kdr_backup",
+    KDR_WAL_SWITCH_SECONDS: "2",
+  });
+});
+
+afterAll(async () => {
+  await primary?.stop().catch(() => undefined);
+  await w?.close();
+});
+
+describe("agent: postgres", () => {
+  let full: Summary;
+  let tA: Date;
+  let tMid: Date;
+  let sourceSums: Record<string, string>;
+
+  it("refuses an incremental before any full, naming the fix", async () => {
+    const r = await w.run(["backup", "--type", "incremental"], env);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no completed full backup of pg-main yet: run 'kdr-agent backup --type full' first/);
+  });
+
+  it("takes a full base backup (+ logical dumps) streamed through zstd and age, recorded with measured sizes", async () => {
+    full = json<Summary>(await w.run(["backup", "--type", "full", "--json"], env));
+    const [row] = (await w.db.query("SELECT * FROM backup_management WHERE backup_id = $1", [full.backupId])).rows;
+    expect(row.backup_status).toBe("completed");
+    expect(Number(row.raw_size)).toBe(full.rawBytes);
+    expect(Number(row.backup_size)).toBe(full.storedBytes);
+    expect(Number(row.compression_ratio)).toBeCloseTo(full.storedBytes / full.rawBytes, 3);
+    expect(Number(row.compression_ratio)).toBeLessThan(1);
+    expect(row.tool_version).toMatch(/pg_basebackup \(PostgreSQL\) 15/);
+    expect(row.encryption_key_id).toMatch(/^age-[0-9a-f]{16}$/);
+    expect(row.start_lsn).toBeTruthy();
+    expect(row.backup_location).toBe(`s3://${w.bucket.bucket}/full/${SERVICE}/${full.backupId}/`);
+    const arts = (await w.db.query("SELECT role, object_key, sha256, size_bytes FROM backup_artifact WHERE backup_id = $1 ORDER BY object_key", [full.backupId])).rows;
+    expect(arts.map((a) => a.role).sort()).toEqual(["base", "dump", "dump", "manifest"]);
+    for (const a of arts) expect(a.sha256).toMatch(/^[0-9a-f]{64}$/);
+    // Stored bytes are age ciphertext, not a tar: the first bytes are age's header.
+    const obj = await w.bucket.client.send(new (await import("@aws-sdk/client-s3")).GetObjectCommand({ Bucket: w.bucket.bucket, Key: full.artifacts[0]!.key, Range: "bytes=0-20" }));
+    expect(Buffer.from(await obj.Body!.transformToByteArray()).toString()).toMatch(/^age-encryption.org\/v1/);
+  });
+
+  it("archives WAL with an incremental run and restores to the latest point with identical tables", async () => {
+    await q(primary.urlFor("app"), "INSERT INTO events (label) VALUES ('A')");
+    tA = (await q<{ t: Date }>(primary.url, "SELECT clock_timestamp() AS t"))[0]!.t;
+    await new Promise((r) => setTimeout(r, 1200));
+    tMid = (await q<{ t: Date }>(primary.url, "SELECT clock_timestamp() AS t"))[0]!.t;
+    await new Promise((r) => setTimeout(r, 1200));
+    await q(primary.urlFor("app"), "INSERT INTO events (label) VALUES ('B')");
+    // A 1% change: 1000 of 100000 rows.
+    await q(primary.urlFor("app"), "UPDATE items SET n = n + 1 WHERE id <= 1000");
+    sourceSums = await tableChecksums(primary.urlFor);
+
+    const inc = json<Summary>(await w.run(["backup", "--type", "incremental", "--json"], env));
+    console.log(`postgres: full stored ${full.storedBytes} B (raw ${full.rawBytes} B, ratio ${full.ratio.toFixed(3)}); incremental after a 1% change stored ${inc.storedBytes} B = ${((100 * inc.storedBytes) / full.storedBytes).toFixed(2)}% of the full`);
+    expect(inc.artifacts.length).toBeGreaterThan(0);
+    expect(inc.storedBytes).toBeLessThan(0.1 * full.storedBytes);
+
+    const target = path.join(w.root, "restore-latest");
+    const r = await w.run(["restore", "--target", target, "--json"], env);
+    const sum = json<{ walSegments: number; artifactsChecked: number }>(r);
+    expect(sum.walSegments).toBeGreaterThan(0);
+    expect(r.stderr).toMatch(/SHA-256 of \d+ object\(s\) .* verified before applying/);
+    const srv = await startRestored(target, primary.password);
+    try {
+      expect(await tableChecksums(srv.url)).toEqual(sourceSums);
+    } finally {
+      srv.stop();
+    }
+  });
+
+  it("restores to a point in time between two committed transactions", async () => {
+    expect(tMid.getTime()).toBeGreaterThan(tA.getTime());
+    const target = path.join(w.root, "restore-pitr");
+    json(await w.run(["restore", "--target", target, "--time", tMid.toISOString(), "--json"], env));
+    const srv = await startRestored(target, primary.password);
+    try {
+      const labels = (await q<{ label: string }>(srv.url("app"), "SELECT label FROM events ORDER BY id")).map((x) => x.label);
+      expect(labels).toEqual(["A"]);
+    } finally {
+      srv.stop();
+    }
+  });
+
+  it("verify re-reads and checks the backup with pg_verifybackup, and health reports freshness", async () => {
+    const v = json<{ passed: boolean; checks: string[] }>(await w.run(["verify", "--backup-id", full.backupId, "--json"], env));
+    expect(v.passed).toBe(true);
+    expect(v.checks.join("\n")).toMatch(/backup successfully verified/);
+    const [row] = (await w.db.query("SELECT verify_status, verified_at FROM backup_management WHERE backup_id = $1", [full.backupId])).rows;
+    expect(row.verify_status).toBe("passed");
+    const h = await w.run(["health", "--json"], { ...env, KDR_RPO_SECONDS: "3600" });
+    expect(h.code).toBe(0);
+    const stale = await w.run(["health"], { ...env, KDR_RPO_SECONDS: "0" });
+    expect(stale.code).toBe(1);
+    expect(stale.stdout).toMatch(/STALE: the newest verified recovery point of 'pg-main' is .* over the RPO/);
+  });
+
+  it("a missing or wrong key fails with a clear message and writes nothing", async () => {
+    const noKeyDir = mkdtempSync(path.join(tmpdir(), "kdrtest-agent-nokey-"));
+    for (const f of readdirSync(w.secretDir)) if (f !== "kdr-age-identity") copyFileSync(path.join(w.secretDir, f), path.join(noKeyDir, f));
+    const t1 = path.join(w.root, "restore-nokey");
+    const missing = await w.run(["restore", "--target", t1], { ...env, KDR_SECRET_DIR: noKeyDir });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/secret kdr-age-identity is missing: expected the file .*kdr-age-identity\. Attach the Swarm secret 'kdr-age-identity'/);
+    spawnSync("age-keygen", ["-o", path.join(noKeyDir, "kdr-age-identity")]);
+    const wrong = await w.run(["restore", "--target", t1], { ...env, KDR_SECRET_DIR: noKeyDir });
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toMatch(/wrong decryption key: the backup was encrypted for key id age-[0-9a-f]+, but the age identity in .* has key id age-[0-9a-f]+/);
+    expect(existsSync(t1) ? readdirSync(t1) : []).toEqual([]);
+    rmSync(noKeyDir, { recursive: true, force: true });
+  });
+
+  it("a flipped byte in the stored base is caught by verify and by restore, before anything is applied", async () => {
+    const base = full.artifacts.find((a) => a.name === "base.tar")!;
+    // S3 versioning keeps the good copy; the catalog is pointed at the damaged version to
+    // stand in for bit rot in place.
+    const bad = await flipByte(w.bucket, base.key, base.versionId);
+    await w.db.query("UPDATE backup_artifact SET version_id = $1 WHERE backup_id = $2 AND object_key = $3", [bad, full.backupId, base.key]);
+    const v = await w.run(["verify", "--backup-id", full.backupId, "--json"], env);
+    expect(v.code).toBe(1);
+    expect(JSON.parse(v.stdout).error).toMatch(/SHA-256 of s3:\/\/.* is [0-9a-f]{64}, the catalog recorded [0-9a-f]{64}/);
+    const [row] = (await w.db.query("SELECT verify_status FROM backup_management WHERE backup_id = $1", [full.backupId])).rows;
+    expect(row.verify_status).toBe("failed");
+    const target = path.join(w.root, "restore-corrupt");
+    const r = await w.run(["restore", "--target", target, "--backup-id", full.backupId], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/base.tar: SHA-256 of .* the catalog recorded/);
+    expect(existsSync(target) ? readdirSync(target) : []).toEqual([]);
+    // A latest restore no longer picks a backup that failed verification.
+    const plan = await w.run(["restore", "--target", target], env);
+    expect(plan.code).not.toBe(0);
+    expect(plan.stderr).toMatch(/no completed full backup of 'pg-main'|nothing to restore/);
+  });
+
+  it("a run killed mid-upload leaves no completed row and no manifest; the next run reconciles it and succeeds", async () => {
+    const slow = w.start(["backup", "--type", "full"], { ...env, KDR_PG_MAX_RATE: "512k" });
+    let id: string | undefined;
+    for (let i = 0; i < 100 && !id; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      const rows = (await w.db.query("SELECT backup_id FROM backup_management WHERE backup_status = 'running' AND service_name = $1", [SERVICE])).rows;
+      id = rows[0]?.backup_id;
+    }
+    expect(id, slow.output()).toBeTruthy();
+    await new Promise((r) => setTimeout(r, 1500));
+    slow.kill("SIGKILL");
+    await new Promise((r) => slow.once("close", r));
+    const [killed] = (await w.db.query("SELECT backup_status FROM backup_management WHERE backup_id = $1", [id])).rows;
+    expect(killed.backup_status).toBe("running");
+    const { ListObjectsV2Command } = await import("@aws-sdk/client-s3");
+    const listed = await w.bucket.client.send(new ListObjectsV2Command({ Bucket: w.bucket.bucket, Prefix: `full/${SERVICE}/${id}/` }));
+    expect((listed.Contents ?? []).map((o) => o.Key)).not.toContain(`full/${SERVICE}/${id}/manifest.json`);
+
+    const next = json<Summary & { reconciled: string[] }>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env));
+    expect(next.reconciled).toEqual([id]);
+    const [after] = (await w.db.query("SELECT backup_status, error_message FROM backup_management WHERE backup_id = $1", [id])).rows;
+    expect(after.backup_status).toBe("failed");
+    expect(after.error_message).toMatch(/stopped reporting/);
+  });
+
+  it("a second run for the same service refuses instead of interleaving", async () => {
+    const first = w.start(["backup", "--type", "full", "--no-logical"], { ...env, KDR_PG_MAX_RATE: "2M" });
+    for (let i = 0; i < 100; i++) {
+      const rows = (await w.db.query("SELECT 1 FROM backup_management WHERE backup_status = 'running' AND service_name = $1", [SERVICE])).rows;
+      if (rows.length) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const second = await w.run(["backup", "--type", "full"], env);
+    expect(second.code).toBe(2);
+    expect(second.stderr).toMatch(/another backup run for 'pg-main' is in progress/);
+    const code = await new Promise((r) => first.once("close", r));
+    expect(code, first.output()).toBe(0);
+  });
+
+  it("calculate_backup_metrics() reports these runs", async () => {
+    const rows = (await w.db.query("SELECT backup_status, count(*)::int AS n, sum(backup_size) FILTER (WHERE backup_status = 'completed')::bigint AS bytes FROM backup_management WHERE service_name = $1 GROUP BY 1", [SERVICE])).rows;
+    const by = Object.fromEntries(rows.map((r) => [r.backup_status, r]));
+    const [m] = (await w.db.query("SELECT * FROM calculate_backup_metrics($1) WHERE service_name = $2", [w.tenantId, SERVICE])).rows;
+    console.log("calculate_backup_metrics:", m);
+    expect(Number(m.total_backups)).toBe(rows.reduce((a, r) => a + r.n, 0));
+    expect(Number(m.successful_backups)).toBe(by.completed.n);
+    expect(Number(m.failed_backups)).toBe(by.failed.n);
+    expect(Number(m.failed_backups)).toBeGreaterThanOrEqual(1);
+    expect(Number(m.storage_usage_bytes)).toBe(Number(by.completed.bytes));
+    expect(Number(m.success_rate)).toBeCloseTo((100 * by.completed.n) / (by.completed.n + by.failed.n), 1);
+    expect(m.last_verified_backup_age).not.toBeNull();
+  });
+});
