@@ -191,10 +191,56 @@ export function engineOf(p: Protection): string | undefined {
   return setting(AGENT_ENV.engine, LABELS.engine, p.sidecar, p.target)?.toLowerCase();
 }
 
+// ---- regions ---------------------------------------------------------------------------
+
+/**
+ * Which S3 endpoint a resource acts on. A stack may declare a primary and a DR bucket with the
+ * same name behind two providers, so a bucket's versioning, lifecycle, retention and writers
+ * are matched by name AND endpoint: minio resources through their provider (`minioServer`),
+ * commands and services through their KDR_S3_ENDPOINT.
+ */
+export interface Scope {
+  endpoint?: string;
+  provider?: string;
+}
+
+/** "host:port", lower case, with the scheme's default port when none is given. */
+export function hostPort(endpoint: string, ssl?: boolean): string | undefined {
+  if (isSecret(endpoint) || isUnknown(endpoint) || endpoint === "") return undefined;
+  try {
+    const url = new URL(endpoint.includes("://") ? endpoint : `${ssl === false ? "http" : "https"}://${endpoint}`);
+    const port = url.port || (url.protocol === "http:" ? "80" : "443");
+    return `${url.hostname.toLowerCase()}:${port}`;
+  } catch {
+    return undefined;
+  }
+}
+
+export function scopeOf(r: PlannedResource, all: PlannedResource[]): Scope {
+  if (r.provider) {
+    // A provider reference is its URN, or "<urn>::<id>" as the engine writes it.
+    const p = all.find((x) => x.urn !== undefined && (r.provider === x.urn || r.provider!.startsWith(`${x.urn}::`)));
+    const server = str(p?.inputs.minioServer);
+    const ssl = p?.inputs.minioSsl;
+    return { provider: p?.urn ?? r.provider, endpoint: server ? hostPort(server, ssl === undefined ? undefined : String(ssl) === "true") : undefined };
+  }
+  const env = r.type === TYPES.service ? obj(obj(obj(r.inputs.taskSpec)?.containerSpec)?.env) : obj(r.inputs.environment);
+  const e = str(env?.[AGENT_ENV.s3Endpoint]) ?? str(env?.AWS_ENDPOINT_URL);
+  return { endpoint: e ? hostPort(e) : undefined };
+}
+
+/** Same endpoint when both are known; same provider when both are known; otherwise no evidence against. */
+export function sameScope(a: Scope, b: Scope): boolean {
+  if (a.endpoint && b.endpoint) return a.endpoint === b.endpoint;
+  if (a.provider && b.provider) return a.provider === b.provider;
+  return true;
+}
+
 // ---- buckets ---------------------------------------------------------------------------
 
 export interface BucketView {
   resource: PlannedResource;
+  scope: Scope;
   /** The S3 bucket name (inputs.bucket, else the resource name). */
   name: string;
   acl?: string;
@@ -225,11 +271,12 @@ export function bucketName(r: PlannedResource): string {
 export function buckets(resources: PlannedResource[]): BucketView[] {
   const bucketResources = resources.filter((r) => r.type === TYPES.bucket);
   const related = (type: string, b: PlannedResource, name: string) =>
-    resources.filter((r) => r.type === type && pointsAt(r.inputs.bucket, b, name, bucketResources, r));
+    resources.filter((r) => r.type === type && pointsAt(r.inputs.bucket, b, name, bucketResources, r) && sameScope(scopeOf(r, resources), scopeOf(b, resources)));
   return bucketResources.map((r) => {
     const name = bucketName(r);
     return {
       resource: r,
+      scope: scopeOf(r, resources),
       name,
       acl: str(r.inputs.acl),
       objectLocking: r.inputs.objectLocking,

@@ -26,6 +26,8 @@ import {
   namesToken,
   obj,
   protections,
+  sameScope,
+  scopeOf,
   services,
   setting,
   sidecarsOf,
@@ -354,7 +356,7 @@ export const lockCoversLifecycle = define<object>({
       if (rules.length === 0) continue;
       const longestRule = rules.reduce((a, r) => (r.expirationDays! > a.expirationDays! ? r : a));
       const longest = { id: longestRule.id, expirationDays: longestRule.expirationDays! };
-      const lock = locks.filter((l) => l.bucket === b.name || l.bucket === b.resource.name);
+      const lock = locks.filter((l) => (l.bucket === b.name || l.bucket === b.resource.name) && sameScope(scopeOf(l.resource, resources), b.scope));
       if (lock.length === 0) {
         out.push({
           resource: b.resource,
@@ -519,9 +521,11 @@ export const criticalBucketReplicated = define<{ criticalBuckets: string[] }>({
     const all = services(resources);
     const prots = backupProtections(all);
     for (const b of buckets(resources)) {
-      const critical = prots.filter((p) => p.sidecar.env[AGENT_ENV.s3Bucket] === b.name && tierOf(p) === "critical");
+      const critical = prots.filter(
+        (p) => p.sidecar.env[AGENT_ENV.s3Bucket] === b.name && tierOf(p) === "critical" && sameScope(scopeOf(p.sidecar.resource, resources), b.scope),
+      );
       if (critical.length === 0 && !cfg.criticalBuckets.includes(b.name)) continue;
-      if (replicators(resources, all, b.name).length > 0) continue;
+      if (replicators(resources, all, b.name).some((r) => sameScope(scopeOf(r, resources), b.scope))) continue;
       const why = critical.length > 0 ? `holds critical-tier backups (of ${critical.map((p) => `"${p.protects}"`).join(", ")})` : "is listed in criticalBuckets";
       out.push({
         resource: b.resource,

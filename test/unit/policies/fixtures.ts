@@ -166,10 +166,15 @@ export function sidecarPolicyDoc(bucket: string, s: StorageService): string {
 }
 
 /** A BackupStorage component: one bucket per tier with versioning, ILM, default retention, users. */
-export function storage(prefix: string, services: StorageService[]): PlannedResource[] {
-  const comp = "storage";
+export function storage(
+  prefix: string,
+  services: StorageService[],
+  region: { comp: string; provider?: string; endpoint: string } = { comp: "storage", endpoint: "http://172.18.0.1:7480" },
+): PlannedResource[] {
+  const comp = region.comp;
   const parent = urn("kryonix:storage:BackupStorage", comp);
   const out: PlannedResource[] = [{ type: "kryonix:storage:BackupStorage", name: comp, urn: parent, inputs: {} }];
+  const minioRes = (type: string, name: string, inputs: Record<string, unknown>) => ({ ...res(type, name, inputs, parent), ...(region.provider ? { provider: region.provider } : {}) });
   for (const tier of ["critical", "important", "secondary"] as const) {
     const svcs = services.filter((s) => s.tier === tier);
     if (svcs.length === 0) continue;
@@ -186,15 +191,15 @@ export function storage(prefix: string, services: StorageService[]): PlannedReso
     );
     rules.push({ id: "expired-delete-markers", status: "Enabled", filter: "", expiration: "DeleteMarker", noncurrentVersionExpirationDays: days });
     out.push(
-      res(T.bucket, `${comp}-${tier}`, { bucket, acl: "private", objectLocking: true, forceDestroy: false }, parent),
-      res(T.versioning, `${comp}-${tier}-versioning`, { bucket, versioningConfiguration: { status: "Enabled" } }, parent),
-      res(T.ilm, `${comp}-${tier}-lifecycle`, { bucket, rules }, parent),
+      minioRes(T.bucket, `${comp}-${tier}`, { bucket, acl: "private", objectLocking: true, forceDestroy: false }),
+      minioRes(T.versioning, `${comp}-${tier}-versioning`, { bucket, versioningConfiguration: { status: "Enabled" } }),
+      minioRes(T.ilm, `${comp}-${tier}-lifecycle`, { bucket, rules }),
       res(
         T.command,
         `${comp}-${tier}-default-retention`,
         {
           create: `node bin/kryonix-dr.mjs s3 put-default-retention --bucket ${bucket} --mode GOVERNANCE --days ${days}`,
-          environment: { KDR_S3_ENDPOINT: "http://172.18.0.1:7480", KDR_S3_REGION: "primary", AWS_ACCESS_KEY_ID: SECRET, AWS_SECRET_ACCESS_KEY: SECRET },
+          environment: { KDR_S3_ENDPOINT: region.endpoint, KDR_S3_REGION: comp, AWS_ACCESS_KEY_ID: SECRET, AWS_SECRET_ACCESS_KEY: SECRET },
           triggers: [bucket, "GOVERNANCE", days],
         },
         parent,
@@ -203,15 +208,20 @@ export function storage(prefix: string, services: StorageService[]): PlannedReso
   }
   const user = (role: string, policy: string) => {
     out.push(
-      res(T.iamUser, `${comp}-${role}-user`, { name: `kdr-${role}`, forceDestroy: true }, parent),
-      res(T.iamPolicy, `${comp}-${role}-policy`, { name: `kdr-${role}`, policy }, parent),
-      res(T.attachment, `${comp}-${role}-attachment`, { userName: `kdr-${role}`, policyName: `kdr-${role}` }, parent),
+      minioRes(T.iamUser, `${comp}-${role}-user`, { name: `kdr-${role}`, forceDestroy: true }),
+      minioRes(T.iamPolicy, `${comp}-${role}-policy`, { name: `kdr-${role}`, policy }),
+      minioRes(T.attachment, `${comp}-${role}-attachment`, { userName: `kdr-${role}`, policyName: `kdr-${role}` }),
     );
   };
   for (const s of services) user(`sidecar-${s.name}`, sidecarPolicyDoc(`${prefix}-${s.tier}`, s));
   // The prune user may delete restic packs: it is not a sidecar credential.
   user("prune", policyDoc([{ Effect: "Allow", Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], Resource: [`arn:aws:s3:::${prefix}-*/restic/*`] }]));
   return out;
+}
+
+/** A minio provider resource (explicit provider of one region). */
+export function minioProvider(name: string, server: string): PlannedResource {
+  return res("pulumi:providers:minio", name, { minioServer: server, minioSsl: "false", minioUser: SECRET, minioPassword: SECRET, minioRegion: name });
 }
 
 /** The replicator service of replication.mode "replicator" for one bucket. */

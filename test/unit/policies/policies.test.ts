@@ -6,7 +6,28 @@
 import { describe, expect, it } from "vitest";
 import { AGENT_ENV, LABELS } from "../../../contract.js";
 import { evaluatePolicies, hasMandatory, policies, type EvaluateConfig, type PlannedResource, type Violation } from "../../../policies/evaluate.js";
-import { appService, compliantPlan, containerSpec, copy, envOf, find, SECRET, setLabel, sidecar, T, without } from "./fixtures.js";
+import { appService, compliantPlan, containerSpec, copy, envOf, find, minioProvider, SECRET, setLabel, sidecar, storage, T, without } from "./fixtures.js";
+
+/**
+ * The prod stack's shape: the same bucket names in a primary and a DR region, behind two minio
+ * providers; the sidecars write to the primary.
+ */
+function twoRegionPlan(): PlannedResource[] {
+  const primary = minioProvider("primary-s3", "172.18.0.1:7480");
+  const dr = minioProvider("dr-s3", "172.18.0.1:7481");
+  const svcs = [
+    { name: "postgres", tier: "critical" as const, engine: "postgres" as const },
+    { name: "redis", tier: "important" as const, engine: "redis" as const },
+    { name: "grafana", tier: "secondary" as const, engine: "volume" as const },
+  ];
+  return [
+    ...compliantPlan().filter((r) => !r.urn?.includes("BackupStorage") && !r.urn?.includes("::storage")),
+    primary,
+    dr,
+    ...storage("kryonix-backups", svcs, { comp: "primary", provider: primary.urn, endpoint: "http://172.18.0.1:7480" }),
+    ...storage("kryonix-backups", svcs, { comp: "dr", provider: dr.urn, endpoint: "http://172.18.0.1:7481" }),
+  ];
+}
 
 function run(plan: PlannedResource[], config?: EvaluateConfig): Violation[] {
   return evaluatePolicies(plan, config);
@@ -165,6 +186,15 @@ describe("backup-bucket-private-versioned-locked", () => {
     expect(of(P, plan)).toHaveLength(1);
   });
 
+  it("judges each region's bucket on its own resources when primary and DR share bucket names", () => {
+    expect(run(twoRegionPlan())).toEqual([]);
+    const plan = without(twoRegionPlan(), (r) => r.name === "dr-critical-versioning");
+    const v = of(P, plan);
+    expect(v).toHaveLength(1);
+    expect(v[0]).toMatchObject({ resourceName: "dr-critical" });
+    expect(v[0]!.message).toContain("is not versioned (it has no S3BucketVersioning)");
+  });
+
   it("links versioning/ILM to a bucket whose name is not known yet through the parent component", () => {
     const plan = copy(compliantPlan()).filter((r) => !r.name.startsWith("storage-important") && !r.name.startsWith("storage-secondary"));
     for (const r of plan) if (r.parent?.includes("BackupStorage") && typeof r.inputs.bucket === "string") r.inputs.bucket = "[unknown]";
@@ -215,6 +245,11 @@ describe("lock-retention-covers-lifecycle", () => {
     retention(plan).inputs.create =
       `aws s3api put-object-lock-configuration --bucket kryonix-backups-critical --object-lock-configuration '{"ObjectLockEnabled":"Enabled","Rule":{"DefaultRetention":{"Mode":"GOVERNANCE","Days":12}}}'`;
     expect(of(P, plan)[0]!.message).toContain("default lock retention of 12 days");
+  });
+
+  it("does not let the primary's retention cover the DR bucket of the same name", () => {
+    const plan = without(twoRegionPlan(), (r) => r.name === "dr-important-default-retention");
+    expect(of(P, plan).map((v) => v.resourceName)).toEqual(["dr-important"]);
   });
 
   it("flags a bucket with expiry but no default retention at all (missing property)", () => {
@@ -376,6 +411,11 @@ describe("critical-bucket-replicated", () => {
     expect(v[0]).toMatchObject({ resourceType: T.bucket, resourceName: "storage-critical" });
     expect(v[0]!.message).toContain('holds critical-tier backups (of "postgres") but nothing replicates it to the DR region');
     expect(v[0]!.message).toContain("Fix: declare its native replication");
+  });
+
+  it("calls only the primary's bucket critical (the one the sidecars write to), not its DR replica", () => {
+    const plan = without(twoRegionPlan(), (r) => r.name === "replicator-kryonix-backups-critical-service");
+    expect(of(P, plan).map((v) => v.resourceName)).toEqual(["primary-critical"]);
   });
 
   it("accepts a native replication command naming the bucket", () => {
