@@ -226,20 +226,41 @@ const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
 /** A fixed start makes the derived intervals reproducible. */
-const CRON_SAMPLE_START = new Date("2026-01-01T00:00:00Z");
-const CRON_SAMPLE_RUNS = 800;
+const CRON_SAMPLE_START = Date.UTC(2026, 0, 1);
+const DAY_MS = 86400 * 1000;
 
 /**
- * Longest gap between consecutive runs of a cron expression, in seconds (sampled from a fixed
- * start, in UTC). Throws the croner message when the expression is invalid.
+ * Longest gap between consecutive runs of a cron expression, in seconds, from a fixed start in
+ * UTC. Sparse crons (at most 400 runs in 62 days) are walked run by run over 62 days, which shows
+ * daily, weekly and monthly gaps. For dense crons, walking every run is too slow, and their long
+ * gaps open across hour boundaries, so each hour boundary of 15 days is probed for the run just
+ * before and just after it; the first 400 runs give the short, regular gap.
+ * Throws croner's message when the expression is invalid.
  */
 export function cronIntervalSeconds(expression: string): number {
   const cron = new Cron(expression, { paused: true, timezone: "UTC", mode: "5-or-6-parts" });
-  const runs = cron.nextRuns(CRON_SAMPLE_RUNS, CRON_SAMPLE_START);
+  const runs = cron.nextRuns(400, new Date(CRON_SAMPLE_START));
   if (runs.length < 2) return Number.POSITIVE_INFINITY;
   let longest = 0;
-  for (let i = 1; i < runs.length; i++) longest = Math.max(longest, (runs[i]!.getTime() - runs[i - 1]!.getTime()) / 1000);
-  return longest;
+  for (let i = 1; i < runs.length; i++) longest = Math.max(longest, runs[i]!.getTime() - runs[i - 1]!.getTime());
+  const last = runs[runs.length - 1]!.getTime();
+  if (runs.length < 400 || last - CRON_SAMPLE_START >= 62 * DAY_MS) {
+    // Sparse: finish walking the 62 days run by run.
+    let prev = runs[runs.length - 1]!;
+    while (prev.getTime() < CRON_SAMPLE_START + 62 * DAY_MS) {
+      const next = cron.nextRun(prev);
+      if (!next) break;
+      longest = Math.max(longest, next.getTime() - prev.getTime());
+      prev = next;
+    }
+  } else {
+    for (let h = CRON_SAMPLE_START + 3600_000; h < CRON_SAMPLE_START + 15 * DAY_MS; h += 3600_000) {
+      const before = cron.previousRuns(1, new Date(h))[0];
+      const after = cron.nextRun(new Date(h - 1));
+      if (before && after) longest = Math.max(longest, after.getTime() - before.getTime());
+    }
+  }
+  return longest / 1000;
 }
 
 export const SECRET = {

@@ -6,6 +6,9 @@
  * Import the program only AFTER `setupMocks` has run: Pulumi resources register at construction.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import yaml from "js-yaml";
 
 /** How a secret input reaches the resource monitor (and therefore the mocks): a signature-tagged wrapper. */
 const SIG_KEY = "4dabf18193072939515e22adb298388d";
@@ -131,4 +134,38 @@ export function one(registrations: Registration[], type: string, name: string): 
     throw new Error(`expected one ${type} named ${name}, found ${found.length}; names of that type: ${names.join(", ")}`);
   }
   return found[0]!;
+}
+
+/** A recognisable value for each secret, so tests can prove it never appears in plain inputs. */
+export function testSecretValue(key: string): string {
+  return `test-secret-value-of-${key}`;
+}
+
+/**
+ * Reads Pulumi.<stack>.yaml of this repository into mock config: every `secure:` placeholder
+ * becomes testSecretValue(key) and is marked secret (as the CLI would after decrypting).
+ */
+export function stackFileConfig(stack: string): Pick<MockOptions, "config" | "secretKeys"> {
+  const doc = yaml.load(readFileSync(join(__dirname, "..", "..", `Pulumi.${stack}.yaml`), "utf8")) as { config: Record<string, unknown> };
+  const config: Record<string, unknown> = {};
+  const secretKeys: string[] = [];
+  for (const [qualified, value] of Object.entries(doc.config)) {
+    const key = qualified.replace(/^kryonix-dr:/, "");
+    if (value && typeof value === "object" && "secure" in (value as object)) {
+      config[key] = testSecretValue(key);
+      secretKeys.push(key);
+    } else {
+      config[key] = value;
+    }
+  }
+  return { config, secretKeys };
+}
+
+/** Runs the program entry (stacks/index.ts) under the mocks already set, and waits for every registration. */
+export async function runProgram(): Promise<Record<string, unknown>> {
+  const mod = (await import("../../stacks/index.js")) as unknown as { default?: () => Promise<Record<string, unknown>> };
+  const main = (mod.default ?? mod) as unknown as () => Promise<Record<string, unknown>>;
+  const outputs = await main();
+  await settle();
+  return outputs;
 }

@@ -1,0 +1,201 @@
+import { describe, expect, it } from "vitest";
+import { ENGINES } from "../../contract.js";
+import { ConfigError, DEFAULTS, cronIntervalSeconds, parseSpecs, type RawConfig } from "../../stacks/config.js";
+import { stackFileConfig } from "../support/mocks.js";
+
+const ALL_SECRETS = new Set([
+  "primaryAccessKey",
+  "primarySecretKey",
+  "drAccessKey",
+  "drSecretKey",
+  "catalogAdminPassword",
+  "catalogOwnerPassword",
+  "catalogWriterPassword",
+  "catalogReaderPassword",
+  "ageRecipient",
+  "ageIdentity",
+  "resticPassword",
+  "targetPassword-pg",
+]);
+
+function base(): RawConfig {
+  return {
+    stack: "prod",
+    regions: {
+      primary: { name: "r1", endpoint: "https://s3.one.example:9000" },
+      dr: { name: "r2", endpoint: "https://s3.two.example:9000" },
+    },
+    catalog: { host: "catalog.example" },
+    services: [
+      { name: "pg", engine: "postgres", tier: "critical" },
+      { name: "files", engine: "volume", tier: "secondary", volume: "files_data" },
+    ],
+  };
+}
+
+/** Parses and returns the ConfigError's message (fails the test when parsing succeeds). */
+function errorOf(raw: RawConfig, present: ReadonlySet<string> = ALL_SECRETS): string {
+  try {
+    parseSpecs(raw, present);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("parseSpecs defaults (the seed's)", () => {
+  it("fills schedules, retention and targets from the seed", () => {
+    const specs = parseSpecs(base(), ALL_SECRETS);
+    const files = specs.services.find((s) => s.name === "files")!;
+    expect(files.schedules).toEqual({ full: "0 2 * * *", incremental: "0 */6 * * *" });
+    expect(files.retention).toEqual({ fullDays: 30, incrementalDays: 7, walDays: 7 });
+    expect(files.rpoSeconds).toBe(24 * 3600);
+    expect(files.achievableRpoSeconds).toBe(6 * 3600);
+    expect(files.rtoSeconds).toBe(15 * 60);
+    const pg = specs.services.find((s) => s.name === "pg")!;
+    expect(pg.rpoSeconds).toBe(300);
+    // Continuous WAL: 30 s forced switch + 30 s upload margin = the 60 s we aim for.
+    expect(pg.achievableRpoSeconds).toBe(60);
+    expect(specs.maintenance).toEqual({ health: "0 */2 * * *", prune: "0 3 * * 0", drill: "0 4 * * 6" });
+    expect(specs.storage.lockMode).toBe("GOVERNANCE");
+    expect(specs.role).toBe("prod");
+  });
+
+  it("derives the longest gap between runs from a cron", () => {
+    expect(cronIntervalSeconds("0 2 * * *")).toBe(86400);
+    expect(cronIntervalSeconds("0 */6 * * *")).toBe(21600);
+    expect(cronIntervalSeconds("*/30 * * * * *")).toBe(30);
+    // Weekdays only: the weekend makes the longest gap three days.
+    expect(cronIntervalSeconds("0 2 * * 1-5")).toBe(3 * 86400);
+  });
+
+  it("accepts per-service overrides of schedules, retention and targets", () => {
+    const raw = base();
+    raw.services![1] = { ...raw.services![1]!, schedules: { incremental: "*/10 * * * *" }, retention: { fullDays: 90 }, rpoSeconds: 900, rtoSeconds: 3600 };
+    const files = parseSpecs(raw, ALL_SECRETS).services[1]!;
+    expect(files.schedules.incremental).toBe("*/10 * * * *");
+    expect(files.retention.fullDays).toBe(90);
+    expect(files.achievableRpoSeconds).toBe(600);
+    expect(files.rtoSeconds).toBe(3600);
+  });
+
+  it("expresses the full seed list in Pulumi.prod.yaml", () => {
+    const { config, secretKeys } = stackFileConfig("prod");
+    const specs = parseSpecs({ ...(config as unknown as RawConfig), stack: "prod" }, new Set([...Object.keys(config), ...(secretKeys ?? [])]));
+    expect(specs.services.map((s) => s.name).sort()).toEqual(
+      ["postgresql", "redis", "minio", "traefik", "keycloak", "grafana", "prometheus", "nextcloud", "timescaledb"].sort(),
+    );
+    const engine = Object.fromEntries(specs.services.map((s) => [s.name, s.engine]));
+    expect(engine).toMatchObject({ timescaledb: "postgres", postgresql: "postgres", redis: "redis", minio: "volume", traefik: "volume", keycloak: "volume", grafana: "volume", prometheus: "volume", nextcloud: "volume" });
+    for (const s of specs.services) expect(s.achievableRpoSeconds).toBeLessThanOrEqual(s.rpoSeconds);
+  });
+
+  it("parses every committed stack file", () => {
+    for (const stack of ["prod", "dr", "recovery", "local"]) {
+      const { config, secretKeys } = stackFileConfig(stack);
+      const specs = parseSpecs({ ...(config as unknown as RawConfig), stack }, new Set([...Object.keys(config), ...(secretKeys ?? [])]));
+      expect(specs.role).toBe(stack);
+    }
+  });
+
+  it("reads a recovery point as latest, a timestamp or a backup id", () => {
+    const rec = (point?: string) => parseSpecs({ ...base(), stack: "recovery", recovery: { point } }, ALL_SECRETS).recovery!.point;
+    expect(rec(undefined)).toEqual({ kind: "latest" });
+    expect(rec("2026-11-28T21:00:00+01:00")).toEqual({ kind: "time", at: "2026-11-28T20:00:00.000Z" });
+    expect(rec("0b6c2a8e-3f0a-4c11-9a57-0d2f8e6b1c44")).toEqual({ kind: "backup", id: "0b6c2a8e-3f0a-4c11-9a57-0d2f8e6b1c44" });
+    expect(errorOf({ ...base(), stack: "recovery", recovery: { point: "yesterday" } })).toMatch(/kryonix-dr:recovery\.point: .*"latest", an ISO timestamp/);
+  });
+});
+
+describe("parseSpecs rejects bad config with the key and the fix", () => {
+  it("invalid cron", () => {
+    const raw = base();
+    raw.services![0]!.schedules = { full: "0 25 * * *" };
+    const msg = errorOf(raw);
+    expect(msg).toContain("kryonix-dr:services[0].schedules.full: invalid cron \"0 25 * * *\"");
+    expect(msg).toContain("use 5 fields (minute hour day month weekday");
+  });
+
+  it("a cron with the wrong number of fields", () => {
+    expect(errorOf({ ...base(), maintenance: { drill: "0 4 * *" } })).toMatch(/kryonix-dr:maintenance\.drill: invalid cron "0 4 \* \*".*5 fields/);
+  });
+
+  it("unknown engine", () => {
+    const raw = base();
+    raw.services![1]!.engine = "mongodb";
+    const msg = errorOf(raw);
+    expect(msg).toContain(`kryonix-dr:services[1].engine: unknown engine "mongodb" for service "files"; accepted: ${ENGINES.join(", ")}`);
+  });
+
+  it("retention shorter than the full-backup interval", () => {
+    const raw = base();
+    raw.services![1] = { ...raw.services![1]!, schedules: { full: "0 2 * * 0" }, retention: { fullDays: 3 } };
+    const msg = errorOf(raw);
+    expect(msg).toContain("kryonix-dr:services[1].retention.fullDays: 3 d is shorter than the full-backup interval of \"files\" (7 d from \"0 2 * * 0\")");
+    expect(msg).toContain("raise retention.fullDays to at least 7");
+  });
+
+  it("an RPO no schedule can meet (volume, redis)", () => {
+    const raw = base();
+    raw.services![1]!.tier = "critical";
+    const msg = errorOf(raw);
+    expect(msg).toContain("kryonix-dr:services[1].rpoSeconds: RPO target 300 s of \"files\" (tier critical) cannot be met");
+    expect(msg).toContain("set services[1].schedules.incremental to run at least every 300 s (e.g. \"*/5 * * * *\"; the shortest configured interval is 21600 s)");
+  });
+
+  it("an RPO continuous WAL cannot meet (postgres)", () => {
+    const raw = base();
+    raw.services![0] = { ...raw.services![0]!, rpoSeconds: 45 };
+    const msg = errorOf(raw);
+    expect(msg).toContain("kryonix-dr:services[0].rpoSeconds: RPO target 45 s of \"pg\" (tier critical) cannot be met");
+    expect(msg).toContain("lower services[0].walSwitchSeconds (continuous WAL achieves walSwitchSeconds + 30 s upload margin = 60 s)");
+  });
+
+  it("a missing secret", () => {
+    const present = new Set([...ALL_SECRETS].filter((k) => k !== "targetPassword-pg" && k !== "drSecretKey"));
+    const msg = errorOf(base(), present);
+    expect(msg).toContain("kryonix-dr:targetPassword-pg: secret is missing: set it with 'pulumi config set --secret kryonix-dr:targetPassword-pg <value>'");
+    expect(msg).toContain("kryonix-dr:drSecretKey: secret is missing");
+  });
+
+  it("duplicate service names", () => {
+    const raw = base();
+    raw.services!.push({ name: "pg", engine: "postgres" });
+    expect(errorOf(raw)).toContain('kryonix-dr:services[2].name: duplicate service name "pg" (also services[0]); each service needs a unique name: rename or remove one');
+  });
+
+  it("reports every problem at once", () => {
+    const raw = base();
+    raw.services![0]!.engine = "oracle";
+    raw.storage = { lockMode: "SOFT" };
+    const msg = errorOf(raw);
+    expect(msg).toContain("kryonix-dr:services[0].engine");
+    expect(msg).toContain('kryonix-dr:storage.lockMode: unknown value "SOFT"; accepted: GOVERNANCE, COMPLIANCE');
+  });
+
+  it("a volume service without its volume, a DR stack without its primary, native replication on plain S3", () => {
+    const raw = base();
+    delete raw.services![1]!.volume;
+    expect(errorOf(raw)).toContain("kryonix-dr:services[1].volume: service \"files\" uses the volume engine and needs the Docker volume");
+    expect(errorOf({ ...base(), stack: "dr" })).toContain("kryonix-dr:primaryStack: the DR stack finds the primary through a StackReference");
+    const s3 = base();
+    s3.regions!.primary!.kind = "s3";
+    expect(errorOf(s3)).toContain('kryonix-dr:replication.mode: "native" needs MinIO on the primary region');
+  });
+
+  it("keeps the seed's numbers as the defaults", () => {
+    expect(DEFAULTS.rpoSeconds).toEqual({ critical: 300, important: 3600, secondary: 86400 });
+    expect(DEFAULTS.rtoSeconds).toBe(900);
+  });
+});
+
+describe("cronIntervalSeconds", () => {
+  it("sees the overnight gap of a dense daytime cron", () => {
+    // Every 30 s from 09:00 to 17:59: the longest gap is 17:59:30 → 09:00:00.
+    expect(cronIntervalSeconds("*/30 * 9-17 * * *")).toBe(15 * 3600 + 30);
+  });
+  it("sees monthly gaps", () => {
+    expect(cronIntervalSeconds("0 3 1 * *")).toBe(31 * 86400);
+  });
+});
