@@ -17,6 +17,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { planInChildProcess, type PlannedResource } from "./plan.js";
+import { forgetGeneratedSecrets } from "./local-stack.js";
 import { loadStackConfig, runStackProgram, type Registration, type ResourceHandler, type RunOptions } from "./program.js";
 import { MAPPINGS, packageOf, providerSettings, unsupported } from "./mappings/index.js";
 import type { DeployContext } from "./mappings/types.js";
@@ -307,5 +308,6 @@ export async function destroy(opts: DestroyOptions): Promise<{ destroyed: StateE
     );
   }
   rmSync(statePath(opts.stack, dir), { force: true });
+  forgetGeneratedSecrets(opts.stack, dir);
   return { destroyed };
 }

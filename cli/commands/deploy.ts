@@ -6,15 +6,20 @@
 import { join, resolve } from "node:path";
 import { parseFlags, required, type Command } from "../command.js";
 import { readConfigFile } from "../config-file.js";
-import { deploy, statePath } from "../../local/deployer.js";
+import { deploy, statePath, DEPLOYMENTS_DIR } from "../../local/deployer.js";
+import { localStackConfig } from "../../local/local-stack.js";
+import { readPlatform } from "../../local/platform.js";
 
-const USAGE = `Usage: kryonix-dr deploy --stack <name> [--config-file <file.json>] [--project-dir <dir>] [--quiet]
+const USAGE = `Usage: kryonix-dr deploy --stack <name> [--platform] [--config-file <file.json>] [--project-dir <dir>] [--quiet]
 
 Creates every resource the stack declares on the local platform (Docker Engine, S3/RGW,
 PostgreSQL, local commands), in dependency order, and records them in
 /var/lib/kryonix-dr/deployments/<stack>.json for 'kryonix-dr destroy'. A test and demo harness:
 production uses 'pulumi up'.
   --stack <name>             the stack (Pulumi.<name>.yaml)
+  --platform                 point the stack at the local platform (regions, catalog, images from
+                             platform.json) with real secrets: platform keys plus generated ones kept
+                             0600 beside the state; on by default for the 'local' stack
   --config-file <file.json>  config overriding the stack file: {"key": {"value": ..., "secret": true}}
                              (secure: values in stack files cannot be decrypted without the Pulumi CLI)
   --project-dir <dir>        directory holding Pulumi.yaml (default: this repository)
@@ -30,9 +35,12 @@ export const command: Command = {
       "config-file": { type: "string" },
       "project-dir": { type: "string" },
       quiet: { type: "boolean" },
+      platform: { type: "boolean" },
     });
     const stack = required(values.stack, "stack");
-    const config = values["config-file"] ? readConfigFile(values["config-file"]) : undefined;
+    const fromFile = values["config-file"] ? readConfigFile(values["config-file"]) : undefined;
+    const usePlatform = values.platform ?? stack === "local";
+    const config = usePlatform ? { ...localStackConfig(readPlatform(), stack, DEPLOYMENTS_DIR), ...(fromFile ?? {}) } : fromFile;
     const projectDir = resolve(values["project-dir"] ?? join(__dirname, "..", ".."));
     const started = Date.now();
     const { state, difference } = await deploy({

@@ -1,0 +1,82 @@
+/**
+ * The local stack's config overrides: the platform's published facts (regions, catalog, images)
+ * replace the loopback defaults in Pulumi.local.yaml, and every secret gets a real value (the
+ * file's `secure:` placeholders cannot be decrypted without the Pulumi CLI). Region keys and the
+ * catalog superuser's password are the platform's; the rest are generated once per deployment
+ * (passwords from the CSPRNG, the age key pair with age-keygen) and kept 0600 next to the
+ * deployment state, so the same values serve the deployment, its drill and its destroy.
+ */
+import { randomBytes } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Platform } from "./platform.js";
+import type { RunOptions } from "./program.js";
+
+type Config = NonNullable<RunOptions["config"]>;
+
+/** Generates an age X25519 key pair with age-keygen (the recipient is derived from the identity). */
+export function ageKeyPair(): { identity: string; recipient: string } {
+  const r = spawnSync("age-keygen", [], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`age-keygen failed (${r.error?.message ?? r.stderr.trim()}): install the 'age' package.`);
+  const identity = /^AGE-SECRET-KEY-1[0-9A-Z]+$/m.exec(r.stdout)?.[0];
+  const recipient = /public key: (age1[0-9a-z]+)/.exec(r.stdout)?.[1];
+  if (!identity || !recipient) throw new Error("age-keygen printed no key pair.");
+  return { identity, recipient };
+}
+
+const password = () => randomBytes(24).toString("base64url");
+
+export function secretsPath(stack: string, stateDir: string): string {
+  return join(stateDir, `${stack}.secrets.json`);
+}
+
+/** Generated secrets of a stack's deployment: read back when present, otherwise created and kept. */
+export function generatedSecrets(stack: string, stateDir: string): Record<string, string> {
+  const file = secretsPath(stack, stateDir);
+  if (existsSync(file)) return JSON.parse(readFileSync(file, "utf8")) as Record<string, string>;
+  const age = ageKeyPair();
+  const secrets = {
+    catalogOwnerPassword: password(),
+    catalogWriterPassword: password(),
+    catalogReaderPassword: password(),
+    resticPassword: password(),
+    "targetPassword-postgresql": password(),
+    ageIdentity: age.identity,
+    ageRecipient: age.recipient,
+  };
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  writeFileSync(file, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
+  return secrets;
+}
+
+export function forgetGeneratedSecrets(stack: string, stateDir: string): void {
+  rmSync(secretsPath(stack, stateDir), { force: true });
+}
+
+/** Config overrides that point the local stack at the running platform, with real secrets. */
+export function localStackConfig(platform: Platform, stack: string, stateDir: string): Config {
+  const region = (r: Platform["regions"]["primary"]) => ({ name: r.name, endpoint: r.endpoint, kind: "s3" });
+  const config: Config = {
+    regions: { value: { primary: region(platform.regions.primary), dr: region(platform.regions.dr) } },
+    catalog: {
+      value: {
+        host: platform.catalog.host,
+        port: platform.catalog.port,
+        // Containers reach host servers through the docker_gwbridge gateway.
+        agentHost: platform.gatewayIp,
+        database: "kryonix_dr",
+        adminUser: platform.catalog.user,
+        sslmode: "disable",
+      },
+    },
+    images: { value: { agent: platform.images.agent, postgres: platform.images.postgres, redis: platform.images.redis, files: platform.images.files } },
+    primaryAccessKey: { value: platform.regions.primary.accessKey, secret: true },
+    primarySecretKey: { value: platform.regions.primary.secretKey, secret: true },
+    drAccessKey: { value: platform.regions.dr.accessKey, secret: true },
+    drSecretKey: { value: platform.regions.dr.secretKey, secret: true },
+    catalogAdminPassword: { value: platform.catalog.password, secret: true },
+  };
+  for (const [k, v] of Object.entries(generatedSecrets(stack, stateDir))) config[k] = { value: v, secret: true };
+  return config;
+}
