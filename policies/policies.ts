@@ -20,6 +20,7 @@ import {
   defaultRetentions,
   describe,
   engineOf,
+  hostPort,
   ilmRules,
   isSecret,
   isUnknown,
@@ -505,6 +506,10 @@ function replicators(resources: PlannedResource[], all: ServiceView[], bucket: s
   const commands = resources.filter((r) => r.type === TYPES.command && /replicat/i.test(commandText(r)) && namesToken(commandText(r), bucket));
   const svc = all.filter((s) => {
     if (s.role !== "replicator" && !s.role?.startsWith("replicator-")) return false;
+    // A copy to the same endpoint is no copy in another region.
+    const from = hostPort(str(s.env[AGENT_ENV.s3Endpoint]) ?? "");
+    const to = hostPort(str(s.env[AGENT_ENV.replicaEndpoint]) ?? "");
+    if (from !== undefined && from === to) return false;
     const words = [...Object.values(s.env), ...s.args, ...s.commands, ...Object.values(s.labels)].filter((x): x is string => typeof x === "string");
     return words.some((w) => w === bucket || namesToken(w, bucket) || w.split(",").map((x) => x.trim()).includes(bucket));
   });

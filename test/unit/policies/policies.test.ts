@@ -436,6 +436,12 @@ describe("critical-bucket-replicated", () => {
     expect(of(P, plan)).toHaveLength(1);
   });
 
+  it("does not take a replicator that copies to the same endpoint", () => {
+    const plan = copy(compliantPlan());
+    envOf(plan, "replicator-kryonix-backups-critical-service")[AGENT_ENV.replicaEndpoint] = "http://172.18.0.1:7480/";
+    expect(of(P, plan).map((v) => v.resourceName)).toEqual(["storage-critical"]);
+  });
+
   it("treats a sidecar without a tier as not critical (missing property), and config criticalBuckets makes it critical", () => {
     const plan = noReplicator();
     delete envOf(plan, "postgres-sidecar-service")[AGENT_ENV.tier];
