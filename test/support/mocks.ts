@@ -22,6 +22,10 @@ export interface Registration {
   /** Provider reference (`urn::id`) when the resource has an explicit provider. */
   provider?: string;
   custom: boolean;
+  /** Order in which the registration reached the mocks. */
+  seq: number;
+  /** Order in which its creation finished (set when the mock answers). */
+  doneSeq?: number;
 }
 
 export interface MockOptions {
@@ -32,6 +36,8 @@ export interface MockOptions {
   stack?: string;
   /** Outputs of stacks referenced by StackReference, by stack name. */
   stackOutputs?: Record<string, Record<string, unknown>>;
+  /** Resource types whose creation takes this long (ms), to make ordering observable. */
+  slow?: Record<string, number>;
 }
 
 export const PROJECT = "kryonix-dr";
@@ -41,6 +47,7 @@ export const PROJECT = "kryonix-dr";
  */
 export async function setupMocks(options: MockOptions): Promise<Registration[]> {
   const registrations: Registration[] = [];
+  let seq = 0;
   const config: Record<string, string> = {};
   for (const [key, value] of Object.entries(options.config)) {
     config[`${PROJECT}:${key}`] = typeof value === "string" ? value : JSON.stringify(value);
@@ -48,14 +55,19 @@ export async function setupMocks(options: MockOptions): Promise<Registration[]> 
   pulumi.runtime.setAllConfig(config, (options.secretKeys ?? []).map((k) => `${PROJECT}:${k}`));
   await pulumi.runtime.setMocks(
     {
-      newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
-        registrations.push({
+      async newResource(args: pulumi.runtime.MockResourceArgs): Promise<{ id: string | undefined; state: Record<string, unknown> }> {
+        const registration: Registration = {
           type: args.type,
           name: args.name,
           inputs: args.inputs,
           provider: args.provider,
           custom: args.custom ?? true,
-        });
+          seq: seq++,
+        };
+        registrations.push(registration);
+        const delay = options.slow?.[args.type];
+        if (delay) await new Promise((r) => setTimeout(r, delay));
+        registration.doneSeq = seq++;
         const state: Record<string, unknown> = { ...args.inputs };
         if (args.type === "minio:index/iamUser:IamUser") {
           // The real provider generates the secret key when none is given.
@@ -168,4 +180,25 @@ export async function runProgram(): Promise<Record<string, unknown>> {
   const outputs = await main();
   await settle();
   return outputs;
+}
+
+/**
+ * Where any of `secretValues` (or its base64 form, as Swarm secrets carry it) shows up outside a
+ * secret wrapper, across every recorded input. Empty means no secret leaked into plain inputs.
+ */
+export function plainLeaks(registrations: Registration[], secretValues: string[]): string[] {
+  const needles = secretValues.flatMap((v) => [v, Buffer.from(v, "utf8").toString("base64")]);
+  const leaks: string[] = [];
+  for (const r of registrations) {
+    for (const { path, value } of plainStrings(r.inputs)) {
+      if (needles.some((n) => value.includes(n))) leaks.push(`${r.type} ${r.name} ${path}`);
+    }
+  }
+  return leaks;
+}
+
+/** Labels of a docker resource as a map. */
+export function labelsOf(inputs: Record<string, unknown>): Record<string, string> {
+  const list = reveal<Array<{ label: string; value: string }>>(inputs.labels) ?? [];
+  return Object.fromEntries(list.map((l) => [l.label, l.value]));
 }
