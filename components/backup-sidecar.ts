@@ -119,7 +119,7 @@ export class BackupSidecar extends pulumi.ComponentResource {
     });
 
     // The WAL spool must survive a task restart; the container layer would not.
-    const state = new docker.Volume(`${name}-state`, { labels: dockerLabels({ [LABELS.protects]: args.service, [LABELS.role]: "sidecar" }) }, { parent: this });
+    const state = new docker.Volume(`${name}-state`, { name: args.serviceName ? pulumi.interpolate`${args.serviceName}-state` : undefined, labels: dockerLabels({ [LABELS.protects]: args.service, [LABELS.role]: "sidecar" }) }, { parent: this });
 
     const metricsPort = args.metricsPort ?? DEFAULT_METRICS_PORT;
     const env: Record<string, pulumi.Input<string>> = {

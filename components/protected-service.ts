@@ -21,7 +21,7 @@ export interface ProtectedServiceArgs {
   readonly serviceName: pulumi.Input<string>;
   /** Where the data lives in the container. */
   readonly dataPath: pulumi.Input<string>;
-  /** An existing volume to use (a recovery's freshly restored one). @default a new volume */
+  /** An existing volume to use (a recovery's freshly restored one). @default a new volume `<serviceName>-data` */
   readonly volumeName?: pulumi.Input<string>;
   /** postgres: superuser name. @default "postgres" */
   readonly user?: pulumi.Input<string>;
@@ -57,7 +57,7 @@ export class ProtectedService extends pulumi.ComponentResource {
     const volumeName =
       args.volumeName !== undefined
         ? pulumi.output(args.volumeName)
-        : new docker.Volume(`${name}-data`, { labels: dockerLabels({ [LABELS.service]: args.service, [LABELS.stateful]: "true" }) }, { parent: this }).name;
+        : new docker.Volume(`${name}-data`, { name: pulumi.interpolate`${args.serviceName}-data`, labels: dockerLabels({ [LABELS.service]: args.service, [LABELS.stateful]: "true" }) }, { parent: this }).name;
 
     const secrets: docker.types.input.ServiceTaskSpecContainerSpecSecret[] = [];
     const env: Record<string, pulumi.Input<string>> = {};

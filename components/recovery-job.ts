@@ -83,9 +83,10 @@ export class RecoveryJob extends pulumi.ComponentResource {
       }
     });
 
+    // Its own name, never the lost volume's: Docker would hand back an existing volume of that name.
     const volume = new docker.Volume(
       `${name}-volume`,
-      { labels: dockerLabels({ [LABELS.service]: args.service, [LABELS.stateful]: "true", [LABELS.role]: "restore" }) },
+      { name: pulumi.interpolate`${args.serviceName}-restored`, labels: dockerLabels({ [LABELS.service]: args.service, [LABELS.stateful]: "true", [LABELS.role]: "restore" }) },
       { parent: this },
     );
 

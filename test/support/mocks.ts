@@ -69,6 +69,8 @@ export async function setupMocks(options: MockOptions): Promise<Registration[]> 
         if (delay) await new Promise((r) => setTimeout(r, delay));
         registration.doneSeq = seq++;
         const state: Record<string, unknown> = { ...args.inputs };
+        // The docker provider auto-names what the program leaves unnamed.
+        if (args.type.startsWith("docker:") && state.name === undefined) state.name = `${args.name}-autonamed`;
         if (args.type === "minio:index/iamUser:IamUser") {
           // The real provider generates the secret key when none is given.
           state.secret = `generated-secret-key-of-${args.name}`;
