@@ -580,7 +580,8 @@ export function credentialsInText(text: string): string[] {
     if (!plainValue(value) || value.startsWith("-")) continue;
     // -p is also a port (redis-cli, docker) and "mkdir -p"'s flag; only a non-path, non-port value is a password.
     if (m[1] === "-p" && (/^[\d:]+$/.test(value) || /^[./~]/.test(value))) continue;
-    if (m[1] === "-a" && /^[./~]/.test(value)) continue;
+    // -a is redis-cli's password; elsewhere (cp -a, ls -a) it is something else.
+    if (m[1] === "-a" && (!/\bredis-cli\b/.test(text) || /^[./~]/.test(value))) continue;
     found.push(`the argument ${m[1]}`);
   }
   for (const m of text.matchAll(/\b([A-Za-z_][A-Za-z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|SECRET_KEY|API_KEY))=(?:'([^']*)'|"([^"]*)"|(\S+))/gi)) {

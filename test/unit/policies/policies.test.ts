@@ -3,9 +3,12 @@
  * property, and a config override (advisory / disabled / a parameter) for each policy.
  * Fixtures are shaped like the components' real inputs (see fixtures.ts).
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { AGENT_ENV, LABELS } from "../../../contract.js";
-import { evaluatePolicies, hasMandatory, policies, type EvaluateConfig, type PlannedResource, type Violation } from "../../../policies/evaluate.js";
+import { evaluatePolicies, hasMandatory, policies, readPolicyConfig, type EvaluateConfig, type PlannedResource, type Violation } from "../../../policies/evaluate.js";
 import { appService, compliantPlan, containerSpec, copy, envOf, find, minioProvider, SECRET, setLabel, sidecar, storage, T, without } from "./fixtures.js";
 
 /**
@@ -63,10 +66,43 @@ describe("the compliant plan", () => {
 });
 
 describe("evaluatePolicies config", () => {
+  const broken = () => without(compliantPlan(), (r) => r.name.startsWith("grafana-sidecar"));
+  const P = "stateful-service-has-backup-sidecar";
+
   it("rejects an unknown policy name or level, naming the fix", () => {
     expect(() => run(compliantPlan(), { enforcement: { "no-such-policy": "advisory" } })).toThrow(/unknown policy "no-such-policy".*Fix: use one of stateful-service-has-backup-sidecar/);
     expect(() => run(compliantPlan(), { enforcement: { "no-public-bucket-policy": "loud" as never } })).toThrow(/"loud".*Fix: use one of mandatory, advisory, disabled/);
     expect(() => run(compliantPlan(), { "no-such-policy": {} })).toThrow(/"no-such-policy" is not a policy of this pack/);
+  });
+
+  it("rejects an unknown parameter or a parameter of the wrong type, naming the fix", () => {
+    expect(() => run(compliantPlan(), { [P]: { exclud: ["x"] } })).toThrow(`Policy config: "${P}" has no parameter "exclud". Fix: use one of engines, statefulMountTypes, exclude.`);
+    expect(() => run(compliantPlan(), { [P]: { exclude: "grafana" } })).toThrow(`Policy config: "${P}".exclude is "grafana". Fix: give an array of strings.`);
+    expect(() => run(compliantPlan(), { "schedule-meets-rpo": { walMarginSeconds: "30" } })).toThrow(/walMarginSeconds is "30". Fix: give a number/);
+    expect(() => run(compliantPlan(), { "no-public-bucket-policy": { x: 1 } })).toThrow(/this policy takes no parameters, only a level/);
+  });
+
+  it("takes the --policy-pack-config shapes too: a bare level, enforcementLevel beside parameters, and all", () => {
+    expect(of(P, broken(), { [P]: "advisory" })[0]!.enforcement).toBe("advisory");
+    expect(of(P, broken(), { [P]: { enforcementLevel: "disabled" } })).toEqual([]);
+    expect(of(P, broken(), { [P]: { enforcementLevel: "advisory", exclude: [] } })[0]!.enforcement).toBe("advisory");
+    expect(run(broken(), { all: "advisory" }).every((v) => v.enforcement === "advisory")).toBe(true);
+    // The enforcement map wins over the per-policy level, which wins over "all".
+    expect(of(P, broken(), { all: "disabled", [P]: "advisory", enforcement: { [P]: "mandatory" } })[0]!.enforcement).toBe("mandatory");
+    expect(() => run(broken(), { all: "off" })).toThrow(/"all" is "off"/);
+  });
+
+  it("reads a policy config file, naming the file on a bad one", () => {
+    const dir = mkdtempSync(join(tmpdir(), "kdrtest-policies-config-"));
+    try {
+      writeFileSync(join(dir, "ok.json"), JSON.stringify({ [P]: { enforcementLevel: "advisory", exclude: ["grafana"] } }));
+      expect(of(P, broken(), readPolicyConfig(join(dir, "ok.json")))).toEqual([]);
+      writeFileSync(join(dir, "bad.json"), "[1, 2]");
+      expect(() => readPolicyConfig(join(dir, "bad.json"))).toThrow(/bad.json is not a JSON object .*Fix: write/);
+      expect(() => readPolicyConfig(join(dir, "missing.json"))).toThrow(/missing.json cannot be read/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -505,6 +541,8 @@ describe("no-plaintext-credentials", () => {
     expect(of(P, plan).map((v) => v.message)).toEqual([
       'docker:index/service:Service "redis-service" puts a credential in a plain command line: the argument -a. Fix: pass it through a secret file or a secret environment variable and refer to it by name ("$VAR"), never as the literal value.',
     ]);
+    containerSpec(plan, "redis-service").args = ["sh", "-c", "cp -a backup restore && ls -a here"];
+    expect(of(P, plan)).toEqual([]);
     containerSpec(plan, "redis-service").args = ["sh", "-c", "mkdir -p /data && PGPASSWORD=hunter2 pg_dump -h db"];
     expect(of(P, plan).map((v) => v.message).join("\n")).toContain("the inline assignment PGPASSWORD=...");
     containerSpec(plan, "redis-service").args = ["mysqldump", "--password=hunter2"];
