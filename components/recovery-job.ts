@@ -148,8 +148,8 @@ export class RecoveryJob extends pulumi.ComponentResource {
         image: args.image,
         serviceName: args.serviceName,
         dataPath: args.dataPath,
-        // Through the restore's id: every resource that mounts the volume waits for the restore
-        // (a component's dependsOn alone does not reach its children).
+        // Also through the restore's id, so the mount itself records the dependency (tools that
+        // read per-resource dependencies, e.g. a destroy order, see it, not only the component).
         volumeName: pulumi.all([restore.id, volume.name]).apply(([, v]) => v),
         user: args.user,
         password: args.password,

@@ -1,0 +1,52 @@
+/** The DR stack: finds the primary through a StackReference named in config, drills the replicas. */
+import { beforeAll, describe, expect, it } from "vitest";
+import * as pulumi from "@pulumi/pulumi";
+import { AGENT_ENV, LABELS } from "../../../contract.js";
+import { byType, isSecret, labelsOf, one, plainLeaks, promiseOf, runProgram, setupMocks, stackFileConfig, testSecretValue, type Registration } from "../../support/mocks.js";
+
+let regs: Registration[];
+let secretKeys: string[];
+let outputs: Record<string, unknown>;
+const DR_BUCKETS = { critical: "kdr-prod-backups-critical", important: "kdr-prod-backups-important" };
+
+beforeAll(async () => {
+  const file = stackFileConfig("dr");
+  secretKeys = file.secretKeys ?? [];
+  regs = await setupMocks({
+    ...file,
+    stack: "dr",
+    stackOutputs: {
+      "kryonix/kryonix-dr/prod": {
+        drBuckets: DR_BUCKETS,
+        drRestoreCredentials: { accessKey: "kdr-prod-restore", secretKey: "primary-generated-restore-secret" },
+      },
+    },
+  });
+  outputs = await runProgram();
+});
+
+const env = (r: Registration) => (r.inputs.taskSpec as { containerSpec: { env: Record<string, string> } }).containerSpec.env;
+
+describe("dr stack", () => {
+  it("references the primary stack named in config", () => {
+    expect(one(regs, "pulumi:pulumi:StackReference", "primary").inputs.name).toBe("kryonix/kryonix-dr/prod");
+  });
+
+  it("drills the replicas in the DR region weekly, with buckets from the primary's outputs", async () => {
+    const drill = byType(regs, "docker:index/service:Service").find((s) => labelsOf(s.inputs)[LABELS.role] === "cron-drill-dr")!;
+    expect(env(drill)[AGENT_ENV.s3Endpoint]).toBe("https://s3.dr.kryonix.internal:9000");
+    const jobs = JSON.parse(env(drill)[AGENT_ENV.cronJobs]!);
+    expect(jobs).toEqual([{ name: "restore-drill", schedule: "0 4 * * 6", command: ["drill", "--all", "--buckets", JSON.stringify(DR_BUCKETS)] }]);
+    expect(await promiseOf(outputs.drBuckets as pulumi.Output<unknown>)).toEqual(DR_BUCKETS);
+  });
+
+  it("passes the primary's restore credentials on as secrets only", () => {
+    expect(plainLeaks(regs, ["primary-generated-restore-secret", ...secretKeys.map(testSecretValue)])).toEqual([]);
+    for (const s of byType(regs, "docker:index/secret:Secret")) expect(isSecret(s.inputs.data)).toBe(true);
+  });
+
+  it("declares no storage of its own (the primary stack owns both ends of replication)", () => {
+    expect(byType(regs, "minio:index/s3Bucket:S3Bucket")).toEqual([]);
+    expect(byType(regs, "pulumi:providers:minio")).toEqual([]);
+  });
+});
