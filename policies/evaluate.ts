@@ -114,7 +114,7 @@ function policyResource(r: PlannedResource, index: number): PolicyResource {
     type: r.type,
     name: r.name,
     urn,
-    props: r.inputs,
+    props: r.inputs ?? {},
     opts: { protect: false, ignoreChanges: [], aliases: [], customTimeouts: { createSeconds: 0, updateSeconds: 0, deleteSeconds: 0 }, additionalSecretOutputs: [] },
     parent: r.parent !== undefined ? ({ urn: r.parent } as PolicyResource) : undefined,
     provider: r.provider !== undefined ? { type: "", name: "", urn: r.provider, props: {} } : undefined,

@@ -89,7 +89,7 @@ function plain(v: unknown): unknown {
 export function toPlanned(r: PolicyResource): PlannedResource {
   const props = r.props as Record<string, unknown>;
   const raw = (props as { __getSpecialProxyTarget?: unknown }).__getSpecialProxyTarget ?? props;
-  const inputs = plain(raw) as Record<string, unknown>;
+  const inputs = (obj(plain(raw)) ?? {}) as Record<string, unknown>;
   // A reference not known during preview (a new bucket's name) still says where it came from:
   // the engine lists the resource it depends on. Name that resource by its URN instead.
   for (const [key, deps] of Object.entries(r.propertyDependencies ?? {})) {
