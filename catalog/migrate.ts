@@ -53,9 +53,9 @@ export function resolveMigrationsDir(dir?: string): string {
     : process.env[MIGRATIONS_DIR_ENV]
       ? [process.env[MIGRATIONS_DIR_ENV]!]
       : [
-          path.join(__dirname, "migrations"),
-          // A bundle (esbuild) puts __dirname at the bundle's folder.
-          path.join(__dirname, "catalog", "migrations"),
+          path.join(path.dirname(__filename), "migrations"),
+          // In a bundle (esbuild) __filename is the bundle itself.
+          path.join(path.dirname(__filename), "catalog", "migrations"),
           IMAGE_MIGRATIONS_DIR,
         ];
   for (const c of candidates) if (existsSync(c) && statSync(c).isDirectory()) return c;
