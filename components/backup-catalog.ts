@@ -8,6 +8,7 @@ import * as command from "@pulumi/command";
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { validateInput } from "./shared.js";
 
 /** Group roles the migrations create and grant table privileges to. */
 export const CATALOG_GROUPS = { writer: "kryonix_dr_writer", reader: "kryonix_dr_reader" } as const;
@@ -55,7 +56,7 @@ export class BackupCatalog extends pulumi.ComponentResource {
   constructor(name: string, args: BackupCatalogArgs, opts?: pulumi.ComponentResourceOptions) {
     super("kryonix:catalog:BackupCatalog", name, {}, opts);
     const port = args.port ?? 5432;
-    pulumi.output(port).apply((p) => {
+    validateInput(port, (p) => {
       if (!Number.isInteger(p) || p < 1 || p > 65535) {
         throw new pulumi.ResourceError(`kryonix-dr:catalog.port is ${p}; accepted: an integer from 1 to 65535`, this);
       }

@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as minio from "@pulumi/minio";
 import * as command from "@pulumi/command";
 import { BACKUP_CLASSES, LABELS, TIERS, objectPrefix, type BackupClass, type Engine, type Tier } from "../contract.js";
-import { bucketArn } from "./shared.js";
+import { bucketArn, validateInput } from "./shared.js";
 
 export interface StorageService {
   /** Logical service name (second part of every key). */
@@ -203,7 +203,7 @@ export class BackupStorage extends pulumi.ComponentResource {
   constructor(name: string, args: BackupStorageArgs, opts?: pulumi.ComponentResourceOptions) {
     super("kryonix:storage:BackupStorage", name, {}, opts);
     const lockMode = args.lockMode ?? "GOVERNANCE";
-    pulumi.output(lockMode).apply((m) => {
+    validateInput(lockMode, (m) => {
       if (m !== "GOVERNANCE" && m !== "COMPLIANCE") {
         throw new pulumi.ResourceError(`kryonix-dr:storage.lockMode is "${m}"; accepted: GOVERNANCE, COMPLIANCE`, this);
       }

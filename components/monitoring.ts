@@ -6,7 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import { DEFAULT_METRICS_PORT, LABELS } from "../contract.js";
-import { base64Secret, dockerLabels } from "./shared.js";
+import { base64Secret, dockerLabels, validateInput } from "./shared.js";
 
 export interface MonitoringArgs {
   /** Port of the agents' /metrics. @default contract.DEFAULT_METRICS_PORT */
@@ -65,14 +65,14 @@ export class Monitoring extends pulumi.ComponentResource {
 
   constructor(name: string, args: MonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
     super("kryonix:monitoring:Monitoring", name, {}, opts);
+    validateInput(args.rpoWarningRatio ?? 0.8, (ratio) => {
+      if (!(ratio > 0 && ratio <= 1)) {
+        throw new pulumi.ResourceError(`kryonix-dr:monitoring.rpoWarningRatio is ${ratio}; accepted: a number in (0, 1]`, this);
+      }
+    });
     const thresholds = pulumi
       .all([args.rpoWarningRatio ?? 0.8, args.failedRunsPerDay ?? 1, args.replicationLagSeconds ?? 900])
-      .apply(([rpoWarningRatio, failedRunsPerDay, replicationLagSeconds]) => {
-        if (!(rpoWarningRatio > 0 && rpoWarningRatio <= 1)) {
-          throw new pulumi.ResourceError(`kryonix-dr:monitoring.rpoWarningRatio is ${rpoWarningRatio}; accepted: a number in (0, 1]`, this);
-        }
-        return { rpoWarningRatio, failedRunsPerDay, replicationLagSeconds };
-      });
+      .apply(([rpoWarningRatio, failedRunsPerDay, replicationLagSeconds]) => ({ rpoWarningRatio, failedRunsPerDay, replicationLagSeconds }));
     const scrape = new docker.ServiceConfig(
       `${name}-scrape`,
       { dataRaw: pulumi.output(args.metricsPort ?? DEFAULT_METRICS_PORT).apply(scrapeConfig), labels: dockerLabels({ [LABELS.role]: "monitoring" }) },

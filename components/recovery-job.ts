@@ -9,7 +9,7 @@ import * as docker from "@pulumi/docker";
 import { AGENT_ENV, ENGINES, LABELS, SECRET_FILES, type Engine } from "../contract.js";
 import { AGENT_BIN } from "./backup-sidecar.js";
 import { ProtectedService } from "./protected-service.js";
-import { base64Secret, dockerLabels } from "./shared.js";
+import { base64Secret, dockerLabels, validateInput } from "./shared.js";
 
 export interface RecoveryJobArgs {
   /** Logical service name to recover. */
@@ -77,7 +77,7 @@ export class RecoveryJob extends pulumi.ComponentResource {
     if (args.engine === "volume" && args.resticPassword === undefined) {
       throw new pulumi.ResourceError(`restoring a volume-engine service needs kryonix-dr:resticPassword`, this);
     }
-    pulumi.output(args.recoveryPoint).apply((p) => {
+    validateInput(args.recoveryPoint, (p) => {
       if (!/^(latest|\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d{2}:\d{2})|[0-9a-f-]{36})$/i.test(p)) {
         throw new pulumi.ResourceError(`kryonix-dr:recovery.point is "${p}"; accepted: latest, an ISO timestamp with zone, or a backup id (UUID)`, this);
       }

@@ -26,3 +26,12 @@ export function base64Secret(value: pulumi.Input<string>): pulumi.Output<string>
 export function bucketArn(bucket: string, key?: string): string {
   return key === undefined ? `arn:aws:s3:::${bucket}` : `arn:aws:s3:::${bucket}/${key}`;
 }
+
+/**
+ * Runs `check` on an input: right away when it is a plain value (so the error stops the program
+ * at construction), otherwise once the Output resolves.
+ */
+export function validateInput<T>(value: pulumi.Input<T>, check: (v: T) => void): void {
+  if (pulumi.Output.isInstance(value) || value instanceof Promise) pulumi.output(value).apply((v) => check(v as T));
+  else check(value as T);
+}
