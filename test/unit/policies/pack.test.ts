@@ -1,6 +1,7 @@
 /**
- * The real PolicyPack, as the Pulumi CLI runs it: policies/pack.cjs started in its own process
- * (constructing a PolicyPack starts the analyzer gRPC server, one per process), then called over
+ * The real PolicyPack, as the Pulumi CLI runs it: the pack directory started by @pulumi/pulumi's
+ * policy-pack launcher in its own process (constructing a PolicyPack starts the analyzer gRPC
+ * server, one per process), then called over
  * gRPC with the messages the engine sends — properties marshalled with secrets kept as the
  * engine's signature-tagged wrappers and unknowns as its sentinels. This is everything
  * `pulumi preview --policy-pack policies` does except the engine itself.
@@ -65,7 +66,11 @@ let pack: ChildProcess;
 let client: AnalyzerGrpc.AnalyzerClient;
 
 beforeAll(async () => {
-  pack = spawn(process.execPath, ["pack.cjs"], { cwd: join(ROOT, "policies"), stdio: ["ignore", "pipe", "pipe"] });
+  // Exactly what the CLI's `pulumi-analyzer-policy` plugin runs: @pulumi/pulumi's policy-pack
+  // launcher (which registers its bundled ts-node first) on the pack directory, with the engine's
+  // address as first argument (only used for logging, unused here).
+  const launcher = createRequire(join(ROOT, "package.json")).resolve("@pulumi/pulumi/cmd/run-policy-pack/index.js");
+  pack = spawn(process.execPath, [launcher, "127.0.0.1:1", "."], { cwd: join(ROOT, "policies"), stdio: ["ignore", "pipe", "pipe"] });
   const port = await new Promise<string>((res, rej) => {
     let out = "";
     let err = "";
