@@ -26,10 +26,13 @@ export interface BackupCatalogArgs {
   readonly reader?: pulumi.Input<string>;
   /** Login for agents, member of kryonix_dr_writer. @default "kryonix_dr_agent" */
   readonly writer?: pulumi.Input<string>;
+  /** Owner's password (also what the migration step connects with). */
   readonly ownerPassword: pulumi.Input<string>;
+  /** Dashboard role's password. */
   readonly readerPassword: pulumi.Input<string>;
+  /** Agent role's password (the sidecars' kdr-catalog-password). */
   readonly writerPassword: pulumi.Input<string>;
-  /** libpq sslmode for the migration step. @default "prefer" */
+  /** libpq sslmode for the migration step. @default "require" */
   readonly sslmode?: pulumi.Input<string>;
   /**
    * Fingerprint of the migrations; a new or changed migration re-runs the step.
@@ -87,7 +90,7 @@ export class BackupCatalog extends pulumi.ComponentResource {
           PGDATABASE: database.name,
           PGUSER: owner.name,
           PGPASSWORD: pulumi.secret(args.ownerPassword),
-          PGSSLMODE: args.sslmode ?? "prefer",
+          PGSSLMODE: args.sslmode ?? "require",
         },
         triggers: [args.migrationsHash ?? hashMigrations()],
       },

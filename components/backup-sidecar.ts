@@ -7,7 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import { AGENT_ENV, DEFAULT_METRICS_PORT, ENGINES, LABELS, SECRET_FILES, type Engine } from "../contract.js";
-import { base64Secret, dockerLabels, secretFileName } from "./shared.js";
+import { base64Secret, dockerLabels, secretFileName, type CatalogConnection, type S3Location } from "./shared.js";
 
 /** Where the agent bundle lives in the agent image. */
 export const AGENT_BIN = "/opt/kryonix-dr/agent.cjs";
@@ -22,6 +22,7 @@ export interface BackupSidecarArgs {
    * which mounts and secrets exist.
    */
   readonly engine: Engine;
+  /** One of contract.TIERS; label and KDR_TIER. */
   readonly tier: pulumi.Input<string>;
   /** Catalog tenant id (UUID). */
   readonly tenantId: pulumi.Input<string>;
@@ -29,21 +30,30 @@ export interface BackupSidecarArgs {
   readonly image: pulumi.Input<string>;
   /** Swarm service name. @default auto-named by the provider */
   readonly serviceName?: pulumi.Input<string>;
+  /** RPO target (label and KDR_RPO_SECONDS; the agent reports RPO against it). */
   readonly rpoSeconds: pulumi.Input<number>;
+  /** RTO target (label and KDR_RTO_SECONDS). */
   readonly rtoSeconds: pulumi.Input<number>;
   /** Cron expressions; an empty incremental schedule disables it. */
   readonly schedules: { readonly full: pulumi.Input<string>; readonly incremental: pulumi.Input<string> };
+  /** Days each class is kept (the bucket's lifecycle enforces them; the agent records them). */
   readonly retention: {
+    /** Full backups (and logical dumps; restic keeps snapshots this long). */
     readonly fullDays: pulumi.Input<number>;
+    /** Incremental backups. */
     readonly incrementalDays: pulumi.Input<number>;
+    /** WAL: the PITR window. */
     readonly walDays: pulumi.Input<number>;
   };
   /** postgres: force a WAL switch this often when there was activity. @default 30 */
   readonly walSwitchSeconds?: pulumi.Input<number>;
   /** postgres/redis: how to reach the protected service. */
   readonly target?: {
+    /** DNS name on the shared network. */
     readonly host: pulumi.Input<string>;
+    /** Its port (5432, 6379 by default in config). */
     readonly port: pulumi.Input<number>;
+    /** postgres: a REPLICATION role. @default the agent's default */
     readonly user?: pulumi.Input<string>;
     /** Becomes the kdr-target-password secret. @default none (redis without AUTH) */
     readonly password?: pulumi.Input<string>;
@@ -52,20 +62,10 @@ export interface BackupSidecarArgs {
   readonly volume?: { readonly source: pulumi.Input<string>; readonly path: pulumi.Input<string> };
   /** volume: commands run before/after a backup for application consistency. */
   readonly hooks?: { readonly pre?: pulumi.Input<string>; readonly post?: pulumi.Input<string> };
-  readonly s3: {
-    readonly endpoint: pulumi.Input<string>;
-    readonly region: pulumi.Input<string>;
-    readonly bucket: pulumi.Input<string>;
-    readonly accessKey: pulumi.Input<string>;
-    readonly secretKey: pulumi.Input<string>;
-  };
-  readonly catalog: {
-    readonly host: pulumi.Input<string>;
-    readonly port: pulumi.Input<number>;
-    readonly database: pulumi.Input<string>;
-    readonly user: pulumi.Input<string>;
-    readonly password: pulumi.Input<string>;
-  };
+  /** The tier bucket and this sidecar's own least-privilege user. */
+  readonly s3: S3Location;
+  /** The catalog every run is written to. */
+  readonly catalog: CatalogConnection;
   /** age recipient (public key). */
   readonly encryptionRecipient: pulumi.Input<string>;
   /** volume: restic repository password. */

@@ -31,6 +31,7 @@ export interface BackupStorageArgs {
   readonly endpoint: pulumi.Input<string>;
   /** Admin credentials allowed to configure buckets, for the default-retention command. */
   readonly adminAccessKey: pulumi.Input<string>;
+  /** Secret key of that admin. */
   readonly adminSecretKey: pulumi.Input<string>;
   /** Buckets are named `<bucketPrefix>-<tier>`. */
   readonly bucketPrefix: pulumi.Input<string>;
@@ -64,9 +65,13 @@ export interface BackupStorageArgs {
    * @default { sidecars: false, restore: true, prune: false, replicationTarget: false }
    */
   readonly access?: {
+    /** One writer per service, limited to its own prefixes. */
     readonly sidecars?: boolean;
+    /** One reader of everything (restores, drills, the replicator's source side). */
     readonly restore?: boolean;
+    /** restic's forget/prune: delete on restic/ only. */
     readonly prune?: boolean;
+    /** The writer of replicated copies (MinIO remote target or our replicator). */
     readonly replicationTarget?: boolean;
   };
 }

@@ -13,9 +13,13 @@ export interface ProtectedServiceArgs {
   readonly service: pulumi.Input<string>;
   /** One of contract.ENGINES. Plain: it decides the environment the image gets. */
   readonly engine: Engine;
+  /** One of contract.TIERS. */
   readonly tier: pulumi.Input<string>;
+  /** RPO target, declared as a label (policies require it). */
   readonly rpoSeconds: pulumi.Input<number>;
+  /** RTO target, declared as a label. */
   readonly rtoSeconds: pulumi.Input<number>;
+  /** The service's image (takes its password from a *_FILE env, as the official images do). */
   readonly image: pulumi.Input<string>;
   /** Swarm service name; also its DNS name on the network, which the sidecar connects to. */
   readonly serviceName: pulumi.Input<string>;

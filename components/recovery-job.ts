@@ -9,14 +9,16 @@ import * as docker from "@pulumi/docker";
 import { AGENT_ENV, ENGINES, LABELS, SECRET_FILES, type Engine } from "../contract.js";
 import { AGENT_BIN } from "./backup-sidecar.js";
 import { ProtectedService } from "./protected-service.js";
-import { base64Secret, dockerLabels, validateInput } from "./shared.js";
+import { base64Secret, dockerLabels, validateInput, type CatalogConnection, type S3Location } from "./shared.js";
 
 export interface RecoveryJobArgs {
   /** Logical service name to recover. */
   readonly service: pulumi.Input<string>;
   /** One of contract.ENGINES. Plain: it decides which secrets are needed. */
   readonly engine: Engine;
+  /** One of contract.TIERS. */
   readonly tier: pulumi.Input<string>;
+  /** Catalog tenant id (UUID). */
   readonly tenantId: pulumi.Input<string>;
   /** `latest`, an ISO timestamp, or a backup id. */
   readonly recoveryPoint: pulumi.Input<string>;
@@ -26,25 +28,16 @@ export interface RecoveryJobArgs {
   readonly image: pulumi.Input<string>;
   /** Swarm name of the fresh service. */
   readonly serviceName: pulumi.Input<string>;
+  /** Where the data lives in the service's container; the restore writes there too. */
   readonly dataPath: pulumi.Input<string>;
+  /** RPO target of the fresh service (label). */
   readonly rpoSeconds: pulumi.Input<number>;
+  /** RTO target: the restore records its measured time against it. */
   readonly rtoSeconds: pulumi.Input<number>;
   /** Where the backups are read from, with restore (read-only) credentials. */
-  readonly s3: {
-    readonly endpoint: pulumi.Input<string>;
-    readonly region: pulumi.Input<string>;
-    readonly bucket: pulumi.Input<string>;
-    readonly accessKey: pulumi.Input<string>;
-    readonly secretKey: pulumi.Input<string>;
-  };
+  readonly s3: S3Location;
   /** The catalog (recovery point lookup, disaster_recovery_log). */
-  readonly catalog: {
-    readonly host: pulumi.Input<string>;
-    readonly port: pulumi.Input<number>;
-    readonly database: pulumi.Input<string>;
-    readonly user: pulumi.Input<string>;
-    readonly password: pulumi.Input<string>;
-  };
+  readonly catalog: CatalogConnection;
   /** age identity (private key): a restore must decrypt. */
   readonly encryptionIdentity: pulumi.Input<string>;
   /** volume: restic repository password. */

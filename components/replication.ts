@@ -20,9 +20,13 @@ export const REPLICATION_MODES = ["native", "replicator"] as const;
 export type ReplicationMode = (typeof REPLICATION_MODES)[number];
 
 export interface S3Access {
+  /** Endpoint URL (for mc: scheme and host:port; for the replicator: as containers reach it). */
   readonly endpoint: pulumi.Input<string>;
+  /** Signing region. */
   readonly region: pulumi.Input<string>;
+  /** Access key; only ever in secret env or Swarm secret files. */
   readonly accessKey: pulumi.Input<string>;
+  /** Secret key; only ever in secret env or Swarm secret files. */
   readonly secretKey: pulumi.Input<string>;
 }
 

@@ -35,3 +35,30 @@ export function validateInput<T>(value: pulumi.Input<T>, check: (v: T) => void):
   if (pulumi.Output.isInstance(value) || value instanceof Promise) pulumi.output(value).apply((v) => check(v as T));
   else check(value as T);
 }
+
+/** Where an agent reads or writes backups. */
+export interface S3Location {
+  /** S3 endpoint URL as the container reaches it. */
+  readonly endpoint: pulumi.Input<string>;
+  /** Signing region. */
+  readonly region: pulumi.Input<string>;
+  /** Tier bucket (keys inside follow contract.objectPrefix). */
+  readonly bucket: pulumi.Input<string>;
+  /** Access key of this container's own user; becomes a Swarm secret file. */
+  readonly accessKey: pulumi.Input<string>;
+  /** Secret key of that user; becomes a Swarm secret file. */
+  readonly secretKey: pulumi.Input<string>;
+}
+
+/** How an agent reaches the backup catalog. */
+export interface CatalogConnection {
+  /** Host as the container reaches it. */
+  readonly host: pulumi.Input<string>;
+  readonly port: pulumi.Input<number>;
+  /** Catalog database name. */
+  readonly database: pulumi.Input<string>;
+  /** Login role (agents: the writer, a member of kryonix_dr_writer). */
+  readonly user: pulumi.Input<string>;
+  /** Its password; becomes a Swarm secret file (or an uploaded file for run-once jobs). */
+  readonly password: pulumi.Input<string>;
+}

@@ -9,7 +9,7 @@ import { AGENT_ENV, SECRET_FILES } from "../contract.js";
 import { BackupSidecar } from "../components/backup-sidecar.js";
 import type { BackupStorage, Credentials, StorageService } from "../components/backup-storage.js";
 import { CronJob, type CronJobEntry } from "../components/cron-job.js";
-import { SECRET, type RegionSpec, type Secrets, type ServiceSpec, type Specs } from "./config.js";
+import { SECRET, type RegionSpec, type Secrets, type Specs } from "./config.js";
 
 /** A MinIO provider for one region; its credentials stay secrets. */
 export function minioProvider(region: RegionSpec, secrets: Secrets): minio.Provider {
@@ -29,7 +29,7 @@ export function catalogProvider(specs: Specs, secrets: Secrets): postgresql.Prov
     port: specs.catalog.port,
     username: specs.catalog.adminUser,
     password: secrets.get(SECRET.catalogAdminPassword),
-    sslmode: specs.catalog.sslmode === "prefer" ? "disable" : specs.catalog.sslmode,
+    sslmode: specs.catalog.sslmode,
     database: "postgres",
     superuser: true,
   });
@@ -205,5 +205,3 @@ export function declareCrons(args: {
   );
   return { maintenance, drill };
 }
-
-export type { ServiceSpec };

@@ -536,7 +536,7 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
     owner: c.owner ?? "kryonix_dr_owner",
     reader: c.reader ?? "kryonix_dr_dashboard",
     writer: c.writer ?? "kryonix_dr_agent",
-    sslmode: c.sslmode ?? "prefer",
+    sslmode: oneOf(issues, "catalog.sslmode", c.sslmode, ["disable", "require", "verify-ca", "verify-full"] as const, "require"),
   };
 
   const sidecar = {

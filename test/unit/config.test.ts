@@ -199,3 +199,22 @@ describe("cronIntervalSeconds", () => {
     expect(cronIntervalSeconds("0 3 1 * *")).toBe(31 * 86400);
   });
 });
+
+describe("the stack entry", () => {
+  it("fails with the ConfigError before declaring anything when a secret is missing", async () => {
+    const { setupMocks, stackFileConfig: file, runProgram } = await import("../support/mocks.js");
+    const cfg = file("prod");
+    delete cfg.config.ageIdentity;
+    const regs = await setupMocks({ config: cfg.config, secretKeys: (cfg.secretKeys ?? []).filter((k) => k !== "ageIdentity"), stack: "prod" });
+    await expect(runProgram()).rejects.toThrow("kryonix-dr:ageIdentity: secret is missing: set it with 'pulumi config set --secret kryonix-dr:ageIdentity <value>'");
+    expect(regs.filter((r) => r.custom)).toEqual([]);
+  });
+
+  it("picks the composition by kryonix-dr:role, not only by stack name", async () => {
+    const { setupMocks, stackFileConfig: file, runProgram } = await import("../support/mocks.js");
+    const cfg = file("recovery");
+    await setupMocks({ ...cfg, stack: "rehearsal-2026-11" });
+    const outputs = await runProgram();
+    expect(outputs.role).toBe("recovery");
+  });
+});
