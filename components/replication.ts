@@ -78,7 +78,9 @@ export class Replication extends pulumi.ComponentResource {
     for (const pair of args.pairs) {
       if (args.mode === "native") {
         // Credentials reach mc through env (MC_HOST_<alias> and the target URL), so they are
-        // neither in the command string nor in Pulumi's plain state.
+        // neither in the command string nor in Pulumi's plain state. mc takes the remote target
+        // only as an argument, so the shell expands it into mc's argv for the seconds the command
+        // runs on the deploying machine; it never reaches the cluster.
         const cmd = new command.local.Command(
           `${name}-${pair.tier}`,
           {
