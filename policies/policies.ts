@@ -54,7 +54,7 @@ interface Definition<C extends object> {
   check(resources: PlannedResource[], config: C): Finding[];
 }
 
-/** A policy's own `check`, for callers that already hold a plan (evaluate.ts). */
+/** A pack policy: a StackValidationPolicy that also carries its parameter defaults. */
 export interface KdrPolicy extends StackValidationPolicy {
   readonly defaults: object;
 }
