@@ -115,6 +115,8 @@ export async function startTmpPostgres(opts: TmpPostgresOptions = {}): Promise<T
       "-D", dataDir, "-U", "postgres", `--pwfile=${pwFile}`,
       "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
       "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
+      // A throwaway cluster need not survive a power cut; skipping the fsync of initdb saves seconds.
+      "--no-sync",
     ]);
     rmSync(pwFile, { force: true });
 
