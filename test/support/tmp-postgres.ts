@@ -78,6 +78,41 @@ export function freePort(host = "127.0.0.1"): Promise<number> {
   });
 }
 
+/**
+ * Cleanups that must run however the test process ends. A server started with pg_ctl (or a
+ * redis-server child) outlives a process killed by SIGTERM/SIGINT, so besides 'exit' the
+ * signals run them too, then the signal takes its default course unless someone else handles it.
+ */
+const pendingCleanups = new Set<() => void>();
+let hooksInstalled = false;
+function runCleanups(): void {
+  for (const fn of [...pendingCleanups]) {
+    pendingCleanups.delete(fn);
+    try {
+      fn();
+    } catch {
+      // best effort: the process is going away
+    }
+  }
+}
+/** Registers a synchronous cleanup; returns a function that unregisters it. */
+export function onProcessEnd(fn: () => void): () => void {
+  if (!hooksInstalled) {
+    hooksInstalled = true;
+    process.once("exit", runCleanups);
+    for (const sig of ["SIGTERM", "SIGINT"] as const) {
+      const handler = () => {
+        runCleanups();
+        process.removeListener(sig, handler);
+        if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+      };
+      process.on(sig, handler);
+    }
+  }
+  pendingCleanups.add(fn);
+  return () => pendingCleanups.delete(fn);
+}
+
 export async function startTmpPostgres(opts: TmpPostgresOptions = {}): Promise<TmpPostgres> {
   const root = mkdtempSync(path.join(tmpdir(), "kdrtest-pg-"));
   const dataDir = path.join(root, "data");
@@ -108,7 +143,7 @@ export async function startTmpPostgres(opts: TmpPostgresOptions = {}): Promise<T
     rmSync(root, { recursive: true, force: true });
   };
   // A test process that dies without calling stop() must not leave a server behind.
-  process.once("exit", cleanupSync);
+  const unregister = onProcessEnd(cleanupSync);
 
   try {
     await run(path.join(PG_BIN, "initdb"), [
@@ -168,7 +203,7 @@ export async function startTmpPostgres(opts: TmpPostgresOptions = {}): Promise<T
           async stop() {
             if (stopped) return;
             stopped = true;
-            process.removeListener("exit", cleanupSync);
+            unregister();
             try {
               if (existsSync(path.join(dataDir, "postmaster.pid"))) {
                 await run(path.join(PG_BIN, "pg_ctl"), ["stop", "-D", dataDir, "-m", "fast", "-w", "-t", "60"]);
@@ -189,7 +224,7 @@ export async function startTmpPostgres(opts: TmpPostgresOptions = {}): Promise<T
     throw new Error(`PostgreSQL did not start: ${String(lastErr)}\n${log}`);
   } catch (e) {
     cleanupSync();
-    process.removeListener("exit", cleanupSync);
+    unregister();
     throw e;
   }
 }

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from "no
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { freePort } from "./tmp-postgres.js";
+import { freePort, onProcessEnd } from "./tmp-postgres.js";
 
 export const REDIS_SERVER = process.env.KDR_REDIS_SERVER ?? "/usr/bin/redis-server";
 
@@ -66,7 +66,7 @@ export async function startTmpRedis(opts: TmpRedisOptions = {}): Promise<TmpRedi
     proc?.kill("SIGKILL");
     rmSync(dataDir, { recursive: true, force: true });
   };
-  process.once("exit", cleanupSync);
+  const unregister = onProcessEnd(cleanupSync);
 
   let lastErr = "";
   for (let attempt = 0; attempt < 4; attempt++) {
@@ -100,7 +100,7 @@ export async function startTmpRedis(opts: TmpRedisOptions = {}): Promise<TmpRedi
             dataDir,
             logFile,
             async stop() {
-              process.removeListener("exit", cleanupSync);
+              unregister();
               if (p.exitCode === null && p.signalCode === null) {
                 const gone = new Promise((r) => p.once("exit", r));
                 p.kill("SIGTERM");
@@ -122,6 +122,6 @@ export async function startTmpRedis(opts: TmpRedisOptions = {}): Promise<TmpRedi
     if (!/Address already in use/i.test(lastErr)) break;
   }
   cleanupSync();
-  process.removeListener("exit", cleanupSync);
+  unregister();
   throw new Error(`redis-server did not start:\n${lastErr}`);
 }
