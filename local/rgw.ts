@@ -74,7 +74,8 @@ async function signedFetch(
     credentials: { accessKeyId: c.accessKey, secretAccessKey: c.secretKey },
     sha256: Sha256,
   });
-  const headers: Record<string, string> = { host: url.host };
+  // RGW authenticates a SigV4 request with a body only when it names the payload's hash.
+  const headers: Record<string, string> = { host: url.host, "x-amz-content-sha256": createHash("sha256").update(body ?? "").digest("hex") };
   if (contentType) headers["content-type"] = contentType;
   const signed = await signer.sign({
     method,
@@ -103,7 +104,7 @@ function errorOf(status: number, text: string, what: string): RgwError {
 /** RGW admin ops API (the admin user needs users=* and buckets=* caps). */
 export async function rgwAdmin<T = unknown>(c: S3Connection, method: string, resource: "user" | "bucket", query: Record<string, string>, body?: unknown): Promise<T> {
   const payload = body === undefined ? undefined : JSON.stringify(body);
-  const r = await signedFetch(c, "s3", method, `/admin/${resource}`, { format: "json", ...query }, payload, payload ? "application/json" : undefined);
+  const r = await signedFetch(c, "s3", method, `/admin/${resource}`, { ...query, format: "json" }, payload, payload ? "application/json" : undefined);
   if (r.status >= 300) throw errorOf(r.status, r.text, `RGW admin ${method} /admin/${resource}`);
   return (r.text ? JSON.parse(r.text) : undefined) as T;
 }

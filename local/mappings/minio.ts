@@ -88,7 +88,18 @@ export const bucket: Mapping<Obj> = {
         if (acl !== "private") await s3.send(new PutBucketAclCommand({ Bucket: name, ACL: acl }));
         if (i.quota !== undefined && i.quota !== null) {
           const info = await rgwAdmin<{ owner: string }>(conn, "GET", "bucket", { bucket: name });
-          await rgwAdmin(conn, "PUT", "bucket", { quota: "", uid: info.owner, bucket: name }, { enabled: true, max_size: Number(i.quota), max_objects: -1 });
+          // As query arguments: this RGW answers 501 to the JSON-body form. Pacific reads the size
+          // in KiB, later releases in bytes (and let KiB override), so both are sent.
+          const bytes = Number(i.quota);
+          await rgwAdmin(conn, "PUT", "bucket", {
+            quota: "",
+            uid: info.owner,
+            bucket: name,
+            enabled: "true",
+            "max-size": String(bytes),
+            "max-size-kb": String(Math.ceil(bytes / 1024)),
+            "max-objects": "-1",
+          });
         }
       } catch (err) {
         throw Object.assign(err as Error, { created: record });
