@@ -6,7 +6,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { Cron } from "croner";
-import { BACKUP_CLASSES, DEFAULT_METRICS_PORT, ENGINES, TIERS, type Engine, type Tier } from "../contract.js";
+import { DEFAULT_METRICS_PORT, ENGINES, TIERS, type Engine, type Tier } from "../contract.js";
 
 export const PROJECT = "kryonix-dr";
 export const ROLES = ["prod", "dr", "recovery", "local"] as const;
@@ -649,15 +649,4 @@ export function loadConfig(): { specs: Specs; secrets: Secrets } {
     notificationTargets: specs.optionalSecretKeys.includes(SECRET.notificationTargets) ? cfg.requireSecret(SECRET.notificationTargets) : undefined,
   };
   return { specs, secrets };
-}
-
-/** Lifecycle days of each backup class for a service (restic is pruned by restic itself). */
-export function classRetentionDays(s: ServiceSpec): Record<(typeof BACKUP_CLASSES)[number], number | undefined> {
-  return {
-    full: s.retention.fullDays,
-    logical: s.retention.fullDays,
-    incremental: s.retention.incrementalDays,
-    wal: s.retention.walDays,
-    restic: undefined,
-  };
 }
