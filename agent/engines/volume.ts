@@ -124,6 +124,11 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental"): 
     runHook(s, "hookPost");
   }
   if (!summary) throw new Error("restic backup finished without a JSON summary: the tool's output format changed; check the restic version.");
+  // restic 0.14's summary gives the short id; the full id is the SHA-256 of the snapshot object.
+  const snaps = JSON.parse(await restic(s, ["snapshots", "--json", "--tag", ctx.backupId])) as { id: string; short_id: string }[];
+  const full = snaps.find((x) => x.id.startsWith(summary!.snapshot_id));
+  if (!full) throw new Error(`restic snapshot ${summary.snapshot_id} of this run is not listed by 'restic snapshots': the repository changed under us.`);
+  summary.snapshot_id = full.id;
   return {
     repoId,
     artifacts: [

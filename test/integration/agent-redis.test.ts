@@ -4,7 +4,7 @@
  * corruption and key errors.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentWorld, flipByte, type AgentWorld } from "../support/s3.js";
@@ -23,22 +23,24 @@ function cli(port: number, password: string | undefined, args: string[]): string
   return r.stdout;
 }
 
-/** Every key with its type and a canonical dump of its value. */
+/** Every key with its type and value, in two redis-cli calls (--csv puts each reply on one line). */
 function snapshot(port: number, password?: string): Record<string, string> {
   const keys = cli(port, password, ["--scan"]).split("\n").filter(Boolean).sort();
-  const out: Record<string, string> = {};
-  for (const k of keys) {
-    const type = cli(port, password, ["TYPE", k]).trim();
-    const val =
-      type === "string" ? cli(port, password, ["GET", k])
-      : type === "hash" ? cli(port, password, ["HGETALL", k]).split("\n").join("|")
-      : type === "list" ? cli(port, password, ["LRANGE", k, "0", "-1"])
-      : type === "set" ? cli(port, password, ["SMEMBERS", k]).split("\n").sort().join("|")
-      : type === "zset" ? cli(port, password, ["ZRANGE", k, "0", "-1", "WITHSCORES"])
-      : "?";
-    out[k] = `${type}:${val}`;
-  }
-  return out;
+  const batch = (cmds: string[][]) => {
+    const input = cmds.map((c) => c.map((x) => JSON.stringify(x)).join(" ")).join("\n");
+    const r = spawnSync("redis-cli", ["-p", String(port), "--no-auth-warning", "--csv"], { input, encoding: "utf8", env: { ...process.env, ...(password ? { REDISCLI_AUTH: password } : {}) } });
+    return r.stdout.split("\n").slice(0, cmds.length);
+  };
+  const types = batch(keys.map((k) => ["TYPE", k])).map((t) => t.replace(/"/g, ""));
+  const read: Record<string, (k: string) => string[]> = {
+    string: (k) => ["GET", k],
+    hash: (k) => ["HGETALL", k],
+    list: (k) => ["LRANGE", k, "0", "-1"],
+    set: (k) => ["SORT", k, "ALPHA"],
+    zset: (k) => ["ZRANGE", k, "0", "-1", "WITHSCORES"],
+  };
+  const values = batch(keys.map((k, i) => read[types[i]!]!(k)));
+  return Object.fromEntries(keys.map((k, i) => [k, `${types[i]}:${values[i]}`]));
 }
 
 beforeAll(async () => {
@@ -118,11 +120,17 @@ describe("agent: redis", () => {
     expect(existsSync(target) ? readdirSync(target) : []).toEqual([]);
   });
 
-  it("a missing recipient key stops the backup with a clear message, and the run is recorded as nothing", async () => {
+  it("a missing secret or a private key given as the recipient stops the backup with a clear message", async () => {
     const r = await w.run(["backup"], { ...env, KDR_SECRET_DIR: path.join(w.root, "empty-secrets") });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/secret kdr-(s3-access-key|catalog-password|age-recipient) is missing/);
-    writeFileSync(path.join(w.root, "bad-recipient"), "AGE-SECRET-KEY-1NOTAPUBLICKEY\n");
-    rmSync(path.join(w.root, "bad-recipient"));
+    // A private key put where the public recipient belongs is refused, naming the secret.
+    const dir = path.join(w.root, "bad-secrets");
+    mkdirSync(dir);
+    for (const f of readdirSync(w.secretDir)) copyFileSync(path.join(w.secretDir, f), path.join(dir, f));
+    copyFileSync(path.join(w.secretDir, "kdr-age-identity"), path.join(dir, "kdr-age-recipient"));
+    const bad = await w.run(["backup"], { ...env, KDR_SECRET_DIR: dir });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/is not an age public key: put the 'age1\.\.\.' line printed by 'age-keygen -y' into the kdr-age-recipient secret \(never the private key\)/);
   });
 });
