@@ -67,7 +67,9 @@ export class ProtectedService extends pulumi.ComponentResource {
     const env: Record<string, pulumi.Input<string>> = {};
     if (args.password !== undefined) {
       const s = new docker.Secret(`${name}-password`, { data: base64Secret(args.password), labels: dockerLabels({ [LABELS.service]: args.service }) }, { parent: this });
-      secrets.push({ secretId: s.id, secretName: s.name, fileName: secretFileName(SECRET_FILES.targetPassword), fileMode: 0o400 });
+      // Readable by all (Docker's default): the images read it after dropping root to the
+      // database user, the only process in the container.
+      secrets.push({ secretId: s.id, secretName: s.name, fileName: secretFileName(SECRET_FILES.targetPassword), fileMode: 0o444 });
     }
     // The *_FILE convention of the official images: the password never sits in env.
     if (args.engine === "postgres") {
