@@ -185,7 +185,13 @@ export interface HealthRow {
   /** What to alert on: also considers verification and staleness (see migration 002). */
   effectiveStatus: EffectiveHealth;
   storageUsageGb: number | null;
+  storageQuotaGb: number | null;
   lastVerifiedAgeSeconds: number | null;
+  /** When a recovery (drill or real) of this service last completed. */
+  lastRecoveryTest: Date | null;
+  /** That recovery's measured duration. */
+  estimatedFullRecoverySeconds: number | null;
+  alertsEnabled: boolean;
   updatedAt: Date;
 }
 
@@ -949,12 +955,42 @@ export async function serviceHealth(db: Db, opts: { service?: string; tenantId?:
     `SELECT tenant_id, service_name, extract(epoch FROM backup_frequency)::float8 AS backup_frequency_seconds,
             last_successful_backup, last_failed_backup, last_verified_backup, backup_streak, failure_count,
             verify_failure_count, health_status, effective_status, storage_usage_gb::float8 AS storage_usage_gb,
-            extract(epoch FROM last_verified_age)::float8 AS last_verified_age_seconds, updated_at
+            storage_quota_gb::float8 AS storage_quota_gb,
+            extract(epoch FROM last_verified_age)::float8 AS last_verified_age_seconds, last_recovery_test,
+            extract(epoch FROM estimated_full_recovery_time)::float8 AS estimated_full_recovery_seconds,
+            alerts_enabled, updated_at
      FROM backup_health WHERE ($1::text IS NULL OR service_name = $1) AND ($2::uuid IS NULL OR tenant_id = $2)
      ORDER BY service_name`,
     [opts.service ?? null, opts.tenantId ?? null],
   );
   return rows.map((r) => camel<HealthRow>(r));
+}
+
+export interface HealthSettingsInput {
+  tenantId: string;
+  service: string;
+  /** How often a successful backup is expected; staleness is judged against twice this. */
+  backupFrequencySeconds?: number;
+  storageQuotaGb?: number;
+  alertsEnabled?: boolean;
+}
+
+/** Creates or updates a service's health row settings (from its configured schedule and quota). */
+export async function setHealthSettings(db: Db, h: HealthSettingsInput): Promise<void> {
+  checkUuid("tenantId", h.tenantId);
+  checkService(h.service);
+  if (h.backupFrequencySeconds !== undefined && !(h.backupFrequencySeconds > 0)) {
+    throw new CatalogError(`backupFrequencySeconds must be > 0; got ${h.backupFrequencySeconds}. Pass the interval between scheduled full or incremental backups.`);
+  }
+  await db.query(
+    `INSERT INTO backup_health_monitoring AS h (tenant_id, service_name, backup_frequency, storage_quota_gb, alerts_enabled)
+     VALUES ($1, $2, coalesce(make_interval(secs => $3), interval '24 hours'), $4, coalesce($5, true))
+     ON CONFLICT (tenant_id, service_name) DO UPDATE SET
+       backup_frequency = coalesce(make_interval(secs => $3), h.backup_frequency),
+       storage_quota_gb = coalesce($4, h.storage_quota_gb),
+       alerts_enabled = coalesce($5, h.alerts_enabled)`,
+    [h.tenantId, h.service, h.backupFrequencySeconds ?? null, h.storageQuotaGb ?? null, h.alertsEnabled ?? null],
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

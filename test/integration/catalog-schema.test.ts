@@ -254,6 +254,32 @@ describe("constraints", () => {
     expect(done).toMatchObject({ dataLossMinutes: 2, rtoMet: true, rpoMet: false, actualRecoverySeconds: 600, phaseTimings: { fetch: 1.5, restore: 4.25 }, recoveryStatus: "completed" });
     await expect(q.finishRecovery(owner, r.recoveryId, { status: "completed" })).rejects.toThrow(/already finished/);
   });
+
+  it("a completed recovery records the recovery test and its measured time on each service's health row", async () => {
+    await insertRow(owner, { service: "drilled", status: "completed" });
+    const r = await q.startRecovery(owner, { tenantId: T1, incidentType: "drill", affectedServices: ["drilled", "drilled-too", "drilled"], procedure: "drill" });
+    expect((await q.serviceHealth(owner, { service: "drilled", tenantId: T1 }))[0]!.lastRecoveryTest).toBeNull();
+    await q.finishRecovery(owner, r.recoveryId, { status: "completed", actualRecoverySeconds: 321 });
+    for (const svc of ["drilled", "drilled-too"]) {
+      const h = (await q.serviceHealth(owner, { service: svc, tenantId: T1 }))[0]!;
+      expect(h.lastRecoveryTest).toBeInstanceOf(Date);
+      expect(h.estimatedFullRecoverySeconds).toBe(321);
+    }
+    // A failed recovery proves nothing.
+    const f = await q.startRecovery(owner, { tenantId: T1, incidentType: "drill", affectedServices: ["drill-failed"], procedure: "drill" });
+    await q.finishRecovery(owner, f.recoveryId, { status: "failed", error: "restore refused: checksum mismatch" });
+    expect(await q.serviceHealth(owner, { service: "drill-failed" })).toEqual([]);
+  });
+
+  it("health settings follow the configured schedule: staleness is judged against twice the frequency", async () => {
+    await insertRow(owner, { service: "hourly", status: "completed", completedAgo: "3 hours" });
+    const id = (await owner.query("SELECT backup_id FROM backup_management WHERE service_name = 'hourly'")).rows[0].backup_id;
+    await q.recordVerification(owner, id, { status: "passed" });
+    expect((await q.serviceHealth(owner, { service: "hourly" }))[0]!.effectiveStatus).toBe("healthy");
+    await q.setHealthSettings(owner, { tenantId: T1, service: "hourly", backupFrequencySeconds: 3600, storageQuotaGb: 50 });
+    expect((await q.serviceHealth(owner, { service: "hourly" }))[0]).toMatchObject({ effectiveStatus: "stale", backupFrequencySeconds: 3600, storageQuotaGb: 50 });
+    await expect(q.setHealthSettings(owner, { tenantId: T1, service: "hourly", backupFrequencySeconds: 0 })).rejects.toThrow(/must be > 0/);
+  });
 });
 
 describe("roles", () => {
