@@ -53,6 +53,23 @@ afterAll(async () => {
 });
 
 describe("catalog migrations", () => {
+  it("apply as the production owner: a non-superuser with CREATEROLE that owns the database (runs first: it creates the group roles)", async () => {
+    const before = await withClient(server.url, (c) => c.query("SELECT count(*)::int AS n FROM pg_roles WHERE rolname LIKE 'kryonix_dr_%'"));
+    expect(before.rows[0].n).toBe(0);
+    await withClient(server.url, async (c) => {
+      await c.query("CREATE ROLE kdrtest_owner LOGIN CREATEROLE PASSWORD 'owner-pw'");
+      await c.query("CREATE DATABASE kdrtest_owned OWNER kdrtest_owner");
+    });
+    const url = `postgres://kdrtest_owner:owner-pw@${server.host}:${server.port}/kdrtest_owned`;
+    const first = await withClient(url, (c) => migrate(c, { dir: REPO_MIGRATIONS }));
+    expect(first.applied).toEqual(loadMigrations(REPO_MIGRATIONS).map((f) => f.name));
+    expect((await withClient(url, (c) => migrate(c, { dir: REPO_MIGRATIONS }))).applied).toEqual([]);
+    const owners = await withClient(url, (c) =>
+      c.query("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"),
+    );
+    expect(owners.rows).toEqual([{ tableowner: "kdrtest_owner" }]);
+  });
+
   it("apply on a fresh database, and a second run applies nothing", async () => {
     const url = await freshDb();
     const files = loadMigrations(REPO_MIGRATIONS).map((f) => f.name);
