@@ -70,8 +70,6 @@ export interface BackupSidecarArgs {
   readonly encryptionRecipient: pulumi.Input<string>;
   /** volume: restic repository password. */
   readonly resticPassword?: pulumi.Input<string>;
-  /** Object-lock mode the agent expects on its bucket. @default "GOVERNANCE" */
-  readonly lockMode?: pulumi.Input<string>;
   /** Overlay networks shared with the protected service (ids or names). @default [] */
   readonly networks?: pulumi.Input<pulumi.Input<string>[]>;
   /** Placement constraints that keep the sidecar next to the data. @default [] */
@@ -141,7 +139,8 @@ export class BackupSidecar extends pulumi.ComponentResource {
       [AGENT_ENV.retentionFullDays]: pulumi.output(args.retention.fullDays).apply(String),
       [AGENT_ENV.retentionIncrementalDays]: pulumi.output(args.retention.incrementalDays).apply(String),
       [AGENT_ENV.retentionWalDays]: pulumi.output(args.retention.walDays).apply(String),
-      [AGENT_ENV.lockMode]: args.lockMode ?? "GOVERNANCE",
+      // No KDR_LOCK_MODE: a sidecar's user may not set retention (no s3:PutObjectRetention), so
+      // every upload is locked by the bucket's default retention, which is derived from config.
       [AGENT_ENV.metricsPort]: pulumi.output(metricsPort).apply(String),
       [AGENT_ENV.stateDir]: STATE_DIR,
     };

@@ -262,3 +262,10 @@ describe("prod: every credential is a secret", () => {
     expect(Object.values(SECRET_FILES).length).toBeGreaterThan(0);
   });
 });
+
+describe("prod: immutability", () => {
+  it("lets the bucket's default retention lock sidecar uploads (sidecars may not set retention themselves)", () => {
+    for (const s of services()) expect(envOf(s)[AGENT_ENV.lockMode], s.name).toBeUndefined();
+    expect(byType(regs, T.command).filter((c) => commandText(c).includes("put-default-retention --bucket")).length).toBe(6);
+  });
+});
