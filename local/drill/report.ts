@@ -1,0 +1,37 @@
+/** The drill report as people read it. */
+import type { DrillReport } from "./drill.js";
+
+const s1 = (n: number | undefined) => (n === undefined ? "-" : `${n.toFixed(1)} s`);
+
+export function formatReport(r: DrillReport): string {
+  const lines: string[] = [];
+  lines.push(`kryonix-dr drill ${r.runId}: ${r.ok ? "PASSED" : "FAILED"} (recovery point: ${r.target})`, "");
+  lines.push("Phases:");
+  const w = Math.max(...r.phases.map((p) => p.name.length));
+  for (const p of r.phases) lines.push(`  ${p.name.padEnd(w)}  ${s1(p.seconds).padStart(8)}`);
+  lines.push("");
+  lines.push(`RTO: ${s1(r.rto.seconds)} from disaster declared (${r.rto.declaredAt}) to verified data (${r.rto.verifiedAt}); target ${r.rto.targetSeconds} s: ${r.rto.met ? "met" : "MISSED"}`);
+  lines.push("", "Per service:");
+  for (const s of r.services) {
+    lines.push(
+      `  ${s.service} (${s.engine}): restored from backup ${s.restoredFromBackup ?? "?"} to ${s.recoveryPoint ?? "?"}`,
+      `    writes ${s.writes} acknowledged (${s.failedWrites} failed); expected back ${s.expected}, back ${s.restored}, missing ${s.missing.length}, changed ${s.corrupted.length}${r.target === "latest" ? "" : `, after the point ${s.unexpected.length}`}, straddling the point ${s.straddling}`,
+      `    last acknowledged write ${s.lastAcknowledgedWrite ?? "-"}, newest restored ${s.newestRestoredWrite ?? "-"}`,
+      `    RPO (data loss) ${s1(s.dataLossSeconds)}; target ${s.rpoTargetSeconds} s: ${s.rpoMet ? "met" : "MISSED"}`,
+    );
+  }
+  const byKind = new Map<string, number>();
+  for (const b of r.backups) byKind.set(`${b.service} ${b.type} ${b.status}`, (byKind.get(`${b.service} ${b.type} ${b.status}`) ?? 0) + 1);
+  lines.push("", `Backups during the drill: ${[...byKind].map(([k, n]) => `${k} x${n}`).join(", ") || "none"}; WAL segments uploaded: ${r.walSegments}`);
+  for (const [stack, d] of Object.entries(r.deployments)) {
+    lines.push(`Stack ${stack}: ${d.deployed.length} resources deployed, ${d.declared.length} declared${d.missing.length || d.extra.length ? ` (DIFFER: not created ${d.missing.join(", ")}; not declared ${d.extra.join(", ")})` : ", identical"}`);
+  }
+  if (r.recoveryLog) {
+    const l = r.recoveryLog;
+    lines.push(`disaster_recovery_log ${l.recoveryId}: ${l.status}, recovery ${l.actualRecoverySeconds?.toFixed(1) ?? "-"} s, data loss ${l.dataLossSeconds?.toFixed(1) ?? "-"} s, RTO met ${l.rtoMet}, RPO met ${l.rpoMet}${r.kept ? "" : " (the catalog went with the local stack; the report file keeps it)"}`);
+  }
+  if (r.reportFile) lines.push(`Report: ${r.reportFile}`);
+  if (r.failures.length) lines.push("", "Failures:", ...r.failures.map((f) => `  - ${f}`));
+  lines.push("", r.kept ? "Kept both stacks (--keep): remove them with 'kryonix-dr destroy --stack recovery --force' then 'kryonix-dr destroy --stack local --force'." : "Both stacks destroyed.");
+  return lines.join("\n");
+}

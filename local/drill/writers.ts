@@ -1,0 +1,153 @@
+/**
+ * Continuous sample writes into the protected services, each acknowledged by the service itself,
+ * and read-back of what a recovered service holds. Every write records the service's own clock
+ * at the write (`writtenAt`) and the host time its acknowledgement arrived (`ackedAt`): the
+ * commit lies between the two, which is what lets the verification say for certain whether a
+ * row belongs before or after a recovery point.
+ *
+ * The services live on an overlay network the host cannot route to; the writes go through
+ * `docker exec` into the service's own task container with its own client (psql, redis-cli, sh).
+ */
+import { dockerExec } from "./docker.js";
+
+export type DrillEngine = "postgres" | "redis" | "volume";
+
+export interface Ack {
+  key: string;
+  /** Service clock at the write, ms since the epoch. */
+  writtenAt: number;
+  /** Host clock when the acknowledgement arrived, ms since the epoch. */
+  ackedAt: number;
+  /** volume: SHA-256 of the file written. */
+  sha256?: string;
+}
+
+export interface WriterStats {
+  engine: DrillEngine;
+  acks: Ack[];
+  failures: number;
+  lastError?: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const PSQL = ["psql", "-X", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-At"];
+// A password, if the service has one, comes from its Swarm secret file, never from argv.
+const REDIS = ["sh", "-c", 'if [ -r /run/secrets/kdr-target-password ]; then REDISCLI_AUTH="$(cat /run/secrets/kdr-target-password)"; export REDISCLI_AUTH; fi; exec redis-cli --no-auth-warning "$@"', "redis-cli"];
+export const FILES_DIR = "drill";
+
+/** Prepares the service for writes (PostgreSQL: the table). */
+export async function prepare(engine: DrillEngine, container: string): Promise<void> {
+  if (engine !== "postgres") return;
+  const r = await dockerExec(container, [
+    ...PSQL,
+    "-c",
+    "CREATE TABLE IF NOT EXISTS drill_events (id bigserial PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT clock_timestamp(), payload text NOT NULL)",
+  ]);
+  if (r.code !== 0) throw new Error(`could not create drill_events in PostgreSQL: ${r.stderr.trim()}`);
+}
+
+/** One acknowledged write, or an error. */
+export async function writeOne(engine: DrillEngine, container: string, runId: string, n: number, dataPath: string): Promise<Ack> {
+  if (engine === "postgres") {
+    const r = await dockerExec(container, [
+      ...PSQL,
+      "-c",
+      `INSERT INTO drill_events (payload) VALUES ('${runId}-${n}') RETURNING id, (extract(epoch FROM written_at) * 1000000)::bigint`,
+    ]);
+    const ackedAt = Date.now();
+    const m = /^(\d+)\|(\d+)$/m.exec(r.stdout);
+    if (r.code !== 0 || !m) throw new Error(`INSERT failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+    return { key: m[1]!, writtenAt: Number(m[2]) / 1000, ackedAt };
+  }
+  if (engine === "redis") {
+    const key = `drill:${runId}:${n}`;
+    const script = "local t = redis.call('TIME'); redis.call('SET', KEYS[1], ARGV[1] .. '@' .. t[1] .. '.' .. t[2]); return t";
+    const r = await dockerExec(container, [...REDIS, "EVAL", script, "1", key, `${runId}-${n}`]);
+    const ackedAt = Date.now();
+    const [sec, usec] = r.stdout.trim().split(/\s+/).map(Number);
+    if (r.code !== 0 || !Number.isFinite(sec) || !Number.isFinite(usec)) throw new Error(`SET failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+    return { key, writtenAt: sec! * 1000 + usec! / 1000, ackedAt };
+  }
+  const name = `${runId}-${n}.bin`;
+  // Written to a temporary name and renamed, so a backup never sees half a file under its name.
+  const r = await dockerExec(container, [
+    "sh",
+    "-c",
+    'set -e; d="$1/$2"; mkdir -p "$d"; head -c 4096 /dev/urandom > "$d/.$3.tmp"; mv "$d/.$3.tmp" "$d/$3"; date +%s%N; sha256sum "$d/$3"',
+    "sh",
+    dataPath,
+    FILES_DIR,
+    name,
+  ]);
+  const ackedAt = Date.now();
+  const m = /^(\d{19})\s*\n([0-9a-f]{64})\s/m.exec(r.stdout);
+  if (r.code !== 0 || !m) throw new Error(`file write failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+  return { key: name, writtenAt: Number(BigInt(m[1]!) / 1000n) / 1000, ackedAt, sha256: m[2]! };
+}
+
+/** Writes until stopped; failures are counted (a write that failed was never acknowledged). */
+export class Writer {
+  readonly stats: WriterStats;
+  private stopped = false;
+  private loop?: Promise<void>;
+
+  constructor(
+    readonly engine: DrillEngine,
+    private readonly container: string,
+    private readonly runId: string,
+    private readonly dataPath: string,
+    private readonly pauseMs = 300,
+  ) {
+    this.stats = { engine, acks: [], failures: 0 };
+  }
+
+  start(): void {
+    this.loop = (async () => {
+      for (let n = 1; !this.stopped; n++) {
+        try {
+          this.stats.acks.push(await writeOne(this.engine, this.container, this.runId, n, this.dataPath));
+        } catch (e) {
+          this.stats.failures++;
+          this.stats.lastError = (e as Error).message;
+        }
+        await sleep(this.pauseMs);
+      }
+    })();
+  }
+
+  /** Stops after the write in flight; resolves once it is acknowledged or failed. */
+  async stop(): Promise<WriterStats> {
+    this.stopped = true;
+    await this.loop;
+    return this.stats;
+  }
+}
+
+/** What a (recovered) service holds: key -> content (PostgreSQL: id -> payload; files: name -> SHA-256). */
+export async function readBack(engine: DrillEngine, container: string, runId: string, dataPath: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  if (engine === "postgres") {
+    const r = await dockerExec(container, [...PSQL, "-c", `SELECT id, payload FROM drill_events WHERE payload LIKE '${runId}-%'`], 60_000);
+    if (r.code !== 0) throw new Error(`reading drill_events failed: ${r.stderr.trim()}`);
+    for (const line of r.stdout.split("\n")) {
+      const [id, payload] = line.split("|");
+      if (id && payload) out.set(id, payload);
+    }
+    return out;
+  }
+  if (engine === "redis") {
+    const script = "local ks = redis.call('KEYS', ARGV[1]); local out = {}; for _, k in ipairs(ks) do out[#out + 1] = k; out[#out + 1] = redis.call('GET', k) end; return out";
+    const r = await dockerExec(container, [...REDIS, "EVAL", script, "0", `drill:${runId}:*`], 60_000);
+    if (r.code !== 0) throw new Error(`reading drill keys failed: ${r.stderr.trim()}`);
+    const lines = r.stdout.split("\n").filter((l) => l !== "");
+    for (let i = 0; i + 1 < lines.length; i += 2) out.set(lines[i]!, lines[i + 1]!);
+    return out;
+  }
+  const r = await dockerExec(container, ["sh", "-c", 'cd "$1/$2" 2>/dev/null || exit 0; for f in *.bin; do [ -e "$f" ] && sha256sum "$f"; done; true', "sh", dataPath, FILES_DIR], 60_000);
+  if (r.code !== 0) throw new Error(`reading drill files failed: ${r.stderr.trim()}`);
+  for (const line of r.stdout.split("\n")) {
+    const m = /^([0-9a-f]{64})\s+\*?(.+)$/.exec(line.trim());
+    if (m) out.set(m[2]!, m[1]!);
+  }
+  return out;
+}
