@@ -867,7 +867,17 @@ export async function recoveryPlan(
     return { service, target, base, chain, artifacts, wal: [], history: [], recoveryPoint: baseEnd };
   }
 
-  const all = await listWalSegments(db, service, { tenantId: opts.tenantId });
+  const first = lsnToSegmentNumber(walStartLsn, segSize);
+  // Only this timeline's segments from the base on (names of equal width sort in LSN order), and
+  // the history files: a week of 60 s switches is 10k rows a plan need not read.
+  const walRes = await db.query(
+    `SELECT ${WAL_COLS} FROM wal_segment
+     WHERE service_name = $1 AND ($2::uuid IS NULL OR tenant_id = $2) AND expired_at IS NULL
+       AND ((timeline = $3 AND segment_name >= $4) OR segment_name LIKE '%.history')
+     ORDER BY timeline, segment_name`,
+    [service, opts.tenantId ?? null, timeline, walFileName(timeline, first, segSize)],
+  );
+  const all = walRes.rows.map((r) => camel<WalSegmentRow>(r));
   const history = all.filter((s) => s.segmentName.endsWith(".history") && parseInt(s.segmentName.slice(0, 8), 16) <= timeline);
   // A completed segment supersedes the .partial of the same name.
   const byNo = new Map<bigint, WalSegmentRow>();
@@ -877,7 +887,6 @@ export async function recoveryPlan(
     const prev = byNo.get(no);
     if (!prev || prev.segmentName.endsWith(".partial")) byNo.set(no, s);
   }
-  const first = lsnToSegmentNumber(walStartLsn, segSize);
   const mustReach = base.endLsn ? lsnToSegmentNumber(base.endLsn, segSize) : first;
   const wal: WalSegmentRow[] = [];
   let coveredUntil = baseEnd;
