@@ -919,6 +919,36 @@ export async function recoveryPlan(
   };
 }
 
+export interface ConsistentPlans {
+  /** The one point in time every plan restores to (or, for engines without WAL, just before). */
+  point: Date;
+  plans: RecoveryPlan[];
+}
+
+/**
+ * One recovery point across several services: for `latest`, the newest time every service can
+ * reach (the minimum of their latest points); then each service's plan for that time. Services
+ * with WAL restore to exactly that point; the others to their newest backup at or before it.
+ */
+export async function consistentRecoveryPlans(
+  db: Db,
+  services: string[],
+  target: Date | "latest" = "latest",
+  opts: RecoveryPlanOptions = {},
+): Promise<ConsistentPlans> {
+  if (services.length === 0) throw new CatalogError("no services given: name the services to recover together.");
+  let point: Date;
+  if (target === "latest") {
+    const latest = await Promise.all(services.map((s) => recoveryPlan(db, s, "latest", opts)));
+    point = new Date(Math.min(...latest.map((p) => p.recoveryPoint.getTime())));
+  } else {
+    point = target;
+  }
+  const plans: RecoveryPlan[] = [];
+  for (const s of services) plans.push(await recoveryPlan(db, s, point, opts));
+  return { point, plans };
+}
+
 /**
  * Seconds since the newest VERIFIED recovery point of a service, or null when it has none.
  * Defined as the recovery point `recoveryPlan(service, 'latest', { verifiedOnly: true })` reaches:

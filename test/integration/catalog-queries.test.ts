@@ -266,6 +266,23 @@ describe("recoveryPlan", () => {
   });
 });
 
+describe("consistentRecoveryPlans", () => {
+  it("picks one point every service reaches: exact for WAL services, the backup before it for the others", async () => {
+    await fullBackup("c-pg", { rpEnd: at(1000), startLsn: "0/1000028", endLsn: "0/2000100" });
+    for (const [n, s] of [[2, 1100], [3, 1200], [4, 1300]] as const) await wal("c-pg", n, at(s));
+    const r1 = await fullBackup("c-redis", { rpEnd: at(1050), engine: "redis" });
+    const r2 = await fullBackup("c-redis", { rpEnd: at(1250), engine: "redis" });
+    const latest = await q.consistentRecoveryPlans(db, ["c-pg", "c-redis"]);
+    expect(latest.point).toEqual(at(1250)); // redis's newest; postgres can reach it through WAL
+    expect(latest.plans.map((p) => p.recoveryPoint)).toEqual([at(1250), at(1250)]);
+    expect(latest.plans[1]!.base.backupId).toBe(r2.backupId);
+    const earlier = await q.consistentRecoveryPlans(db, ["c-pg", "c-redis"], at(1150));
+    expect(earlier.plans[0]!.recoveryTargetTime).toEqual(at(1150));
+    expect(earlier.plans[1]!.base.backupId).toBe(r1.backupId);
+    await expect(q.consistentRecoveryPlans(db, ["c-pg", "c-redis"], at(1020))).rejects.toThrow(/before the oldest good backup of 'c-redis'/);
+  });
+});
+
 describe("rpoSeconds", () => {
   it("is the age of the newest VERIFIED recovery point (verified base + contiguous WAL)", async () => {
     const b = await fullBackup("rpo", { rpEnd: at(10), startLsn: "0/1000028", endLsn: "0/2000100" });
