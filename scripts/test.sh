@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The whole test suite on a machine from nothing: npm dependencies, the local platform
+# (scripts/platform-up.sh), the type check, every unit/integration/component/policy test, and the
+# teardown test last (it stops the platform). Ends with one line "tests: N passed, N failed".
+#
+# KDR_KEEP_PLATFORM=1 skips the teardown test so a shared development platform stays up
+# (refused when CI=true: CI always runs the full suite).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+source "$here/lib/common.sh"
+source "$here/lib/npm.sh"
+cd "$repo"
+
+if [[ "${CI:-}" == true && "${KDR_KEEP_PLATFORM:-0}" == 1 ]]; then
+  die "KDR_KEEP_PLATFORM=1 is not allowed when CI=true" "" "unset KDR_KEEP_PLATFORM: CI runs the teardown test too"
+fi
+
+ensure_node_modules "$repo"
+bash scripts/platform-up.sh
+
+results="$repo/.cache/test-results"
+rm -rf "$results"
+mkdir -p "$results"
+failed_steps=()
+
+step "Type check (tsc --noEmit -p .)"
+if npx tsc --noEmit -p .; then ok "clean"; else failed_steps+=("tsc"); echo "    FAILED: type errors above"; fi
+
+step "Tests: unit, integration, components, policies"
+if ! npx vitest run test/unit test/integration components policies --exclude 'test/teardown/**' \
+  --reporter=default --reporter=json --outputFile.json="$results/suite.json"; then
+  failed_steps+=("vitest")
+fi
+
+if [[ "${KDR_KEEP_PLATFORM:-0}" == 1 ]]; then
+  step "Teardown test"
+  ok "skipped (KDR_KEEP_PLATFORM=1)"
+else
+  step "Teardown test (stops and removes the local platform)"
+  if ! npx vitest run test/teardown --reporter=default --reporter=json --outputFile.json="$results/teardown.json"; then
+    failed_steps+=("teardown")
+  fi
+fi
+
+# Counts come from vitest's own JSON reports; a run that wrote no report counts as one failure.
+passed=0 failed=0
+for name in suite teardown; do
+  report="$results/$name.json"
+  if [[ "$name" == teardown && "${KDR_KEEP_PLATFORM:-0}" == 1 ]]; then continue; fi
+  if [[ -s "$report" ]]; then
+    passed=$((passed + $(jq '.numPassedTests' "$report")))
+    failed=$((failed + $(jq '.numFailedTests' "$report")))
+    # Files that failed to load have no test results but must still count.
+    failed=$((failed + $(jq '[.testResults[] | select(.status == "failed" and ((.assertionResults | length) == 0))] | length' "$report")))
+  else
+    failed=$((failed + 1))
+    echo "no JSON report from the $name run ($report)" >&2
+  fi
+done
+[[ " ${failed_steps[*]:-} " == *" tsc "* ]] && failed=$((failed + 1))
+
+echo "tests: $passed passed, $failed failed"
+if ((failed > 0)) || ((${#failed_steps[@]} > 0)); then
+  echo "failed steps: ${failed_steps[*]}" >&2
+  exit 1
+fi
