@@ -8,15 +8,15 @@ import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import { AGENT_ENV, LABELS } from "../contract.js";
 import { AGENT_BIN } from "./backup-sidecar.js";
-import { base64Secret, dockerLabels, secretFileName } from "./shared.js";
+import { base64Secret, dockerLabels, secretFileName, validateInput } from "./shared.js";
 
 export interface CronJobEntry {
   /** Unique within the cron service; becomes the job name in logs and metrics. */
   readonly name: string;
   /** croner expression, 5 or 6 fields. */
-  readonly schedule: pulumi.Input<string>;
-  /** Agent argv, e.g. ["prune", "--all"]. */
-  readonly command: pulumi.Input<pulumi.Input<string>[]>;
+  readonly schedule: string;
+  /** Agent argv, e.g. ["prune", "--service", "pg", ...]: settings as flags (contract.AGENT_ENV in kebab case). */
+  readonly command: readonly string[];
 }
 
 export interface CronJobArgs {
@@ -24,8 +24,8 @@ export interface CronJobArgs {
   readonly image: pulumi.Input<string>;
   /** What this cron is for; becomes the `kryonix.dr.role` label (`cron-<purpose>`). */
   readonly purpose: pulumi.Input<string>;
-  /** Jobs to run. Plain list: names are checked for uniqueness at construction. */
-  readonly jobs: readonly CronJobEntry[];
+  /** Jobs to run; they travel as one env var (KDR_CRON_JOBS), so they may come from Outputs. */
+  readonly jobs: pulumi.Input<readonly CronJobEntry[]>;
   /** Non-secret settings; keys must be contract.AGENT_ENV names. @default {} */
   readonly env?: Record<string, pulumi.Input<string>>;
   /** Credentials and keys, each a Swarm secret mounted at its contract.SECRET_FILES path. @default [] */
@@ -47,10 +47,12 @@ export class CronJob extends pulumi.ComponentResource {
 
   constructor(name: string, args: CronJobArgs, opts?: pulumi.ComponentResourceOptions) {
     super("kryonix:cron:CronJob", name, {}, opts);
-    const names = args.jobs.map((j) => j.name);
-    if (names.length === 0 || new Set(names).size !== names.length || names.some((n) => !/^[a-z][a-z0-9-]*$/.test(n))) {
-      throw new pulumi.ResourceError(`cron ${name}: jobs need unique lowercase names (got ${JSON.stringify(names)})`, this);
-    }
+    validateInput(args.jobs, (jobs) => {
+      const names = jobs.map((j) => j.name);
+      if (names.length === 0 || new Set(names).size !== names.length || names.some((n) => !/^[a-z][a-z0-9-]*$/.test(n))) {
+        throw new pulumi.ResourceError(`cron ${name}: jobs need unique lowercase names (got ${JSON.stringify(names)})`, this);
+      }
+    });
     const allowed = new Set<string>(Object.values(AGENT_ENV));
     const unknown = Object.keys(args.env ?? {}).filter((k) => !allowed.has(k));
     if (unknown.length > 0) {
@@ -64,9 +66,7 @@ export class CronJob extends pulumi.ComponentResource {
       return { secretId: s.id, secretName: s.name, fileName, fileMode: 0o400 };
     });
 
-    const jobs = pulumi
-      .output(args.jobs.map((j) => ({ name: j.name, schedule: j.schedule, command: j.command })))
-      .apply((list) => JSON.stringify(list));
+    const jobs = pulumi.output(args.jobs).apply((list) => JSON.stringify(list.map((j) => ({ name: j.name, schedule: j.schedule, command: j.command }))));
     const limits = args.limits ?? { cpus: 1, memoryMiB: 1024 };
     const service = new docker.Service(
       `${name}-service`,

@@ -99,6 +99,10 @@ export class ProtectedService extends pulumi.ComponentResource {
           placement: { constraints: args.placement ?? [] },
           restartPolicy: { condition: "any", delay: "5s" },
         },
+        // Clients (the sidecar) reach the task itself through DNS: a stateful single-replica
+        // service gains nothing from a virtual IP, and VIPs need IPVS in the kernel, which some
+        // hosts (this project's test machines) lack, so the VIP is unreachable there.
+        endpointSpec: { mode: "dnsrr" },
       },
       { parent: this },
     );

@@ -57,6 +57,12 @@ export interface RecoveryJobArgs {
   readonly placement?: pulumi.Input<pulumi.Input<string>[]>;
 }
 
+/** The agent's restore flags for a recovery point: none for latest, --time, or --backup-id. */
+export function pointFlags(point: string): string[] {
+  if (point === "latest") return [];
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-/i.test(point) ? ["--backup-id", point] : ["--time", point];
+}
+
 export class RecoveryJob extends pulumi.ComponentResource {
   public readonly volumeName: pulumi.Output<string>;
   public readonly restoreContainerId: pulumi.Output<string>;
@@ -114,7 +120,7 @@ export class RecoveryJob extends pulumi.ComponentResource {
       `${name}-restore`,
       {
         image: args.agentImage,
-        command: ["node", AGENT_BIN, "restore"],
+        command: pulumi.all([args.dataPath, args.recoveryPoint]).apply(([target, point]) => ["node", AGENT_BIN, "restore", "--target", target, ...pointFlags(point)]),
         envs: pulumi.all(env).apply((e) => Object.entries(e).map(([k, v]) => `${k}=${v}`)),
         uploads: files.map(({ file, value }) => ({ file, contentBase64: base64Secret(value), permissions: "0400" })),
         mounts: [{ type: "volume", source: volume.name, target: args.dataPath }],

@@ -113,9 +113,64 @@ export function declareSidecars(args: {
   return out;
 }
 
-/** The bucket map the cron commands take (`--buckets {"critical":"..."}`). */
-export function bucketMap(buckets: Partial<Record<string, pulumi.Input<string>>>): pulumi.Output<string> {
-  return pulumi.output(buckets as Record<string, pulumi.Input<string>>).apply((b) => JSON.stringify(b));
+/** What the crons need to know of a protected service (the primary stack exports this list). */
+export interface ServiceSummary {
+  name: string;
+  engine: string;
+  tier: string;
+  rpoSeconds: number;
+  rtoSeconds: number;
+  retention: { fullDays: number; incrementalDays: number; walDays: number };
+}
+
+export function summarize(specs: Specs): ServiceSummary[] {
+  return specs.services.map((s) => ({ name: s.name, engine: s.engine, tier: s.tier, rpoSeconds: s.rpoSeconds, rtoSeconds: s.rtoSeconds, retention: s.retention }));
+}
+
+/** A service's settings as agent flags (AGENT_ENV names in kebab case), for one cron job. */
+export function serviceFlags(s: ServiceSummary, bucket: string): string[] {
+  return [
+    "--service", s.name,
+    "--engine", s.engine,
+    "--tier", s.tier,
+    "--s3-bucket", bucket,
+    "--rpo-seconds", String(s.rpoSeconds),
+    "--rto-seconds", String(s.rtoSeconds),
+    "--retention-full-days", String(s.retention.fullDays),
+    "--retention-incremental-days", String(s.retention.incrementalDays),
+    "--retention-wal-days", String(s.retention.walDays),
+  ];
+}
+
+/** Where the drill cron restores to: its scratch volume, one directory per service. */
+export const DRILL_SCRATCH = "/var/lib/kryonix-dr/drill";
+
+/**
+ * The cron jobs, one per service and purpose, from the maintenance schedules in config:
+ * health checks (freshness of the newest verified recovery point against the RPO), prune, and
+ * the weekly drill (re-read and check every artifact, then restore into scratch space).
+ */
+export function cronJobs(
+  kind: "maintenance" | "drill",
+  services: ServiceSummary[],
+  buckets: Record<string, string>,
+  schedules: Specs["maintenance"],
+  options: { prune: boolean },
+): CronJobEntry[] {
+  return services.flatMap((s) => {
+    const bucket = buckets[s.tier];
+    if (!bucket) throw new Error(`no bucket for tier ${s.tier} of service ${s.name} (buckets: ${Object.keys(buckets).join(", ")})`);
+    const flags = serviceFlags(s, bucket);
+    if (kind === "maintenance") {
+      const jobs: CronJobEntry[] = [{ name: `health-${s.name}`, schedule: schedules.health, command: ["health", ...flags] }];
+      if (options.prune) jobs.push({ name: `prune-${s.name}`, schedule: schedules.prune, command: ["prune", ...flags] });
+      return jobs;
+    }
+    return [
+      { name: `verify-${s.name}`, schedule: schedules.drill, command: ["verify", ...flags] },
+      { name: `restore-drill-${s.name}`, schedule: schedules.drill, command: ["restore", "--target", `${DRILL_SCRATCH}/${s.name}`, ...flags] },
+    ];
+  });
 }
 
 function cronEnv(specs: Specs, region: { endpoint: pulumi.Input<string>; name: pulumi.Input<string> }, catalog: ReturnType<typeof agentCatalog>) {
@@ -128,9 +183,7 @@ function cronEnv(specs: Specs, region: { endpoint: pulumi.Input<string>; name: p
     [AGENT_ENV.catalogDatabase]: catalog.database,
     [AGENT_ENV.catalogUser]: catalog.user,
     [AGENT_ENV.metricsPort]: String(specs.sidecar.metricsPort),
-    [AGENT_ENV.scheduleHealth]: specs.maintenance.health,
-    [AGENT_ENV.schedulePrune]: specs.maintenance.prune,
-    [AGENT_ENV.scheduleDrill]: specs.maintenance.drill,
+    [AGENT_ENV.stateDir]: "/var/lib/kryonix-dr",
   };
 }
 
@@ -143,7 +196,10 @@ export function declareCrons(args: {
   secrets: Secrets;
   purposeSuffix?: string;
   region: { endpoint: pulumi.Input<string>; name: pulumi.Input<string> };
-  buckets: pulumi.Output<string>;
+  /** Protected services (known here, or from the primary stack's outputs). */
+  services: pulumi.Input<ServiceSummary[]>;
+  /** Bucket name per tier. */
+  buckets: pulumi.Input<Record<string, string>>;
   restore: Credentials | { accessKey: pulumi.Input<string>; secretKey: pulumi.Input<string> };
   prune?: Credentials;
   networks: pulumi.Input<string>[];
@@ -160,15 +216,15 @@ export function declareCrons(args: {
     networks: args.networks,
     placement: specs.sidecar.placement,
   };
-  const maintenanceJobs: CronJobEntry[] = [{ name: "health", schedule: specs.maintenance.health, command: ["health", "--all"] }];
-  if (args.prune) maintenanceJobs.push({ name: "prune", schedule: specs.maintenance.prune, command: ["prune", "--all", "--buckets", args.buckets] });
+  const jobs = (kind: "maintenance" | "drill") =>
+    pulumi.all([args.services, args.buckets]).apply(([services, buckets]) => cronJobs(kind, services, buckets, specs.maintenance, { prune: args.prune !== undefined }));
   const maintenance = new CronJob(
     `maintenance${suffix}`,
     {
       ...common,
       purpose: `maintenance${suffix}`,
       serviceName: `${specs.namePrefix}-maintenance${suffix}`,
-      jobs: maintenanceJobs,
+      jobs: jobs("maintenance"),
       secrets: [
         { file: SECRET_FILES.catalogPassword, value: catalog.password },
         ...(args.prune
@@ -188,7 +244,7 @@ export function declareCrons(args: {
       ...common,
       purpose: `drill${suffix}`,
       serviceName: `${specs.namePrefix}-drill${suffix}`,
-      jobs: [{ name: "restore-drill", schedule: specs.maintenance.drill, command: ["drill", "--all", "--buckets", args.buckets] }],
+      jobs: jobs("drill"),
       secrets: [
         { file: SECRET_FILES.catalogPassword, value: catalog.password },
         { file: SECRET_FILES.s3AccessKey, value: args.restore.accessKey },

@@ -7,11 +7,12 @@
 import * as pulumi from "@pulumi/pulumi";
 import { Monitoring } from "../components/monitoring.js";
 import type { Secrets, Specs } from "./config.js";
-import { declareCrons } from "./common.js";
+import { declareCrons, type ServiceSummary } from "./common.js";
 
 export function dr(specs: Specs, secrets: Secrets): Record<string, unknown> {
   const primary = new pulumi.StackReference("primary", { name: specs.primaryStack! });
   const drBuckets = primary.requireOutput("drBuckets") as pulumi.Output<Record<string, string>>;
+  const services = primary.requireOutput("services") as pulumi.Output<ServiceSummary[]>;
   const creds = primary.requireOutput("drRestoreCredentials") as pulumi.Output<{ accessKey: string; secretKey: string }>;
   const region = specs.regions.dr!;
   const crons = declareCrons({
@@ -19,7 +20,8 @@ export function dr(specs: Specs, secrets: Secrets): Record<string, unknown> {
     secrets,
     purposeSuffix: "dr",
     region: { endpoint: region.endpoint, name: region.name },
-    buckets: drBuckets.apply((b) => JSON.stringify(b)),
+    services,
+    buckets: drBuckets,
     restore: { accessKey: pulumi.secret(creds.apply((c) => c.accessKey)), secretKey: pulumi.secret(creds.apply((c) => c.secretKey)) },
     networks: specs.sidecar.networks,
   });

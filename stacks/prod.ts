@@ -9,7 +9,7 @@ import { BackupStorage } from "../components/backup-storage.js";
 import { Monitoring } from "../components/monitoring.js";
 import { Replication } from "../components/replication.js";
 import { SECRET, type Secrets, type Specs } from "./config.js";
-import { bucketMap, catalogProvider, declareCrons, declareSidecars, minioProvider, storageServices, type DeclaredTarget } from "./common.js";
+import { catalogProvider, declareCrons, declareSidecars, minioProvider, storageServices, summarize, type DeclaredTarget } from "./common.js";
 
 export interface ProtectionOptions {
   /** Networks every kryonix-dr container joins (ids or names). */
@@ -102,7 +102,8 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
     specs,
     secrets,
     region: { endpoint: primary.endpoint, name: primary.name },
-    buckets: bucketMap(primaryStorage.buckets),
+    services: summarize(specs),
+    buckets: pulumi.output(primaryStorage.buckets as Record<string, pulumi.Output<string>>),
     restore: primaryStorage.restoreCredentials!,
     prune: primaryStorage.pruneCredentials!,
     networks: options.networks,
@@ -118,7 +119,8 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
 
   return {
     role: specs.role,
-    services: specs.services.map((s) => ({ name: s.name, engine: s.engine, tier: s.tier, rpoSeconds: s.rpoSeconds, rtoSeconds: s.rtoSeconds, achievableRpoSeconds: s.achievableRpoSeconds })),
+    /** The DR stack's crons take the service list from here (one source: this stack's config). */
+    services: summarize(specs),
     primaryBuckets: primaryStorage.buckets,
     drBuckets: drStorage.buckets,
     lockDays: primaryStorage.lockDays,

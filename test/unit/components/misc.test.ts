@@ -8,7 +8,7 @@ import { AGENT_ENV, SECRET_FILES } from "../../../contract.js";
 import { BackupCatalog, hashMigrations } from "../../../components/backup-catalog.js";
 import { CronJob } from "../../../components/cron-job.js";
 import { Monitoring, alertRules } from "../../../components/monitoring.js";
-import { RecoveryJob, type RecoveryJobArgs } from "../../../components/recovery-job.js";
+import { RecoveryJob, pointFlags, type RecoveryJobArgs } from "../../../components/recovery-job.js";
 import { ProtectedService } from "../../../components/protected-service.js";
 import { byType, isSecret, one, reveal, settle, setupMocks, type Registration } from "../../support/mocks.js";
 
@@ -42,6 +42,11 @@ describe("CronJob", () => {
       "env PASSWORD is not in contract.AGENT_ENV; credentials go in 'secrets'",
     );
     expect(() => new CronJob("dup", { image: "a", purpose: "p", jobs: [{ name: "x", schedule: "* * * * *", command: ["x"] }, { name: "x", schedule: "* * * * *", command: ["y"] }] })).toThrow("jobs need unique lowercase names");
+  });
+  it("turns a recovery point into the agent's restore flags", () => {
+    expect(pointFlags("latest")).toEqual([]);
+    expect(pointFlags("2026-11-28T20:15:00.000Z")).toEqual(["--time", "2026-11-28T20:15:00.000Z"]);
+    expect(pointFlags("0b6c2a8e-3f0a-4c11-9a57-0d2f8e6b1c44")).toEqual(["--backup-id", "0b6c2a8e-3f0a-4c11-9a57-0d2f8e6b1c44"]);
   });
 });
 

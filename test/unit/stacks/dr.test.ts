@@ -18,6 +18,10 @@ beforeAll(async () => {
     stackOutputs: {
       "kryonix/kryonix-dr/prod": {
         drBuckets: DR_BUCKETS,
+        services: [
+          { name: "postgresql", engine: "postgres", tier: "critical", rpoSeconds: 300, rtoSeconds: 900, retention: { fullDays: 30, incrementalDays: 7, walDays: 7 } },
+          { name: "nextcloud", engine: "volume", tier: "important", rpoSeconds: 3600, rtoSeconds: 900, retention: { fullDays: 30, incrementalDays: 7, walDays: 7 } },
+        ],
         drRestoreCredentials: { accessKey: "kdr-prod-restore", secretKey: "primary-generated-restore-secret" },
       },
     },
@@ -35,8 +39,11 @@ describe("dr stack", () => {
   it("drills the replicas in the DR region weekly, with buckets from the primary's outputs", async () => {
     const drill = byType(regs, "docker:index/service:Service").find((s) => labelsOf(s.inputs)[LABELS.role] === "cron-drill-dr")!;
     expect(env(drill)[AGENT_ENV.s3Endpoint]).toBe("https://s3.dr.kryonix.internal:9000");
-    const jobs = JSON.parse(env(drill)[AGENT_ENV.cronJobs]!);
-    expect(jobs).toEqual([{ name: "restore-drill", schedule: "0 4 * * 6", command: ["drill", "--all", "--buckets", JSON.stringify(DR_BUCKETS)] }]);
+    const jobs = JSON.parse(env(drill)[AGENT_ENV.cronJobs]!) as Array<{ name: string; schedule: string; command: string[] }>;
+    expect(jobs.map((j) => j.name)).toEqual(["verify-postgresql", "restore-drill-postgresql", "verify-nextcloud", "restore-drill-nextcloud"]);
+    const restoreNextcloud = jobs.find((j) => j.name === "restore-drill-nextcloud")!;
+    expect(restoreNextcloud.schedule).toBe("0 4 * * 6");
+    expect(restoreNextcloud.command.slice(0, 11)).toEqual(["restore", "--target", "/var/lib/kryonix-dr/drill/nextcloud", "--service", "nextcloud", "--engine", "volume", "--tier", "important", "--s3-bucket", "kdr-prod-backups-important"]);
     expect(await promiseOf(outputs.drBuckets as pulumi.Output<unknown>)).toEqual(DR_BUCKETS);
   });
 

@@ -209,12 +209,22 @@ describe("prod: replication, catalog, crons, monitoring", () => {
   it("runs the seed's maintenance and drill schedules", () => {
     const cron = (purpose: string) => services().find((s) => labelsOf(s.inputs)[LABELS.role] === `cron-${purpose}`)!;
     const jobs = (r: Registration) => JSON.parse(envOf(r)[AGENT_ENV.cronJobs]!) as Array<{ name: string; schedule: string; command: string[] }>;
-    expect(jobs(cron("maintenance")).map((j) => [j.name, j.schedule])).toEqual([
-      ["health", "0 */2 * * *"],
-      ["prune", "0 3 * * 0"],
-    ]);
+    const maintenance = jobs(cron("maintenance"));
+    expect(maintenance).toHaveLength(2 * SEED.length);
+    for (const name of SEED) {
+      const health = maintenance.find((j) => j.name === `health-${name}`)!;
+      expect(health.schedule).toBe("0 */2 * * *");
+      expect(health.command.slice(0, 3)).toEqual(["health", "--service", name]);
+      expect(health.command[health.command.indexOf("--s3-bucket") + 1]).toMatch(/^kdr-prod-backups-(critical|important|secondary)$/);
+      expect(maintenance.find((j) => j.name === `prune-${name}`)!.schedule).toBe("0 3 * * 0");
+    }
+    const redisHealth = maintenance.find((j) => j.name === "health-redis")!.command;
+    expect(redisHealth.slice(0, 12)).toEqual(["health", "--service", "redis", "--engine", "redis", "--tier", "critical", "--s3-bucket", "kdr-prod-backups-critical", "--rpo-seconds", "300", "--rto-seconds"]);
     const drill = cron("drill");
-    expect(jobs(drill)).toEqual([{ name: "restore-drill", schedule: "0 4 * * 6", command: ["drill", "--all", "--buckets", expect.stringContaining("kdr-prod-backups-critical")] }]);
+    const drillJobs = jobs(drill);
+    expect(drillJobs.map((j) => j.name).sort()).toEqual(SEED.flatMap((n) => [`verify-${n}`, `restore-drill-${n}`]).sort());
+    for (const j of drillJobs) expect(j.schedule).toBe("0 4 * * 6");
+    expect(drillJobs.find((j) => j.name === "restore-drill-grafana")!.command.slice(0, 5)).toEqual(["restore", "--target", "/var/lib/kryonix-dr/drill/grafana", "--service", "grafana"]);
     expect(secretFilesOf(drill).map((s) => s.fileName)).toContain("kdr-age-identity");
     expect(secretFilesOf(cron("maintenance")).map((s) => s.fileName)).not.toContain("kdr-age-identity");
   });
