@@ -162,14 +162,17 @@ export function restorePolicy(buckets: string[]): string {
 }
 
 /**
- * restic's `forget --prune` rewrites and deletes pack files. Deletes on a versioned, locked
- * bucket create delete markers; the locked versions stay until their retention ends and the
- * noncurrent lifecycle rule removes them. Other classes expire by lifecycle, so only restic/.
+ * The agent's prune expires backups past retention (never the last good full or the WAL it
+ * needs), and restic's `forget --prune` rewrites pack files. On a versioned, locked bucket a
+ * delete only adds a delete marker: the locked version stays until its retention ends and the
+ * noncurrent lifecycle rule removes it. So: delete, but never DeleteObjectVersion or a bypass;
+ * writes only where restic rewrites its repository.
  */
 export function prunePolicy(buckets: string[]): string {
   return policyDoc([
-    { Sid: "List", Effect: "Allow", Action: ["s3:ListBucket", "s3:GetBucketLocation"], Resource: buckets.map((b) => bucketArn(b)) },
-    { Sid: "ResticRepositories", Effect: "Allow", Action: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], Resource: buckets.map((b) => bucketArn(b, "restic/*")) },
+    { Sid: "List", Effect: "Allow", Action: ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation"], Resource: buckets.map((b) => bucketArn(b)) },
+    { Sid: "ReadAndExpire", Effect: "Allow", Action: ["s3:GetObject", "s3:DeleteObject"], Resource: buckets.map((b) => bucketArn(b, "*")) },
+    { Sid: "ResticRewrites", Effect: "Allow", Action: ["s3:PutObject"], Resource: buckets.map((b) => bucketArn(b, "restic/*")) },
   ]);
 }
 

@@ -57,9 +57,11 @@ describe("IAM policies", () => {
     expect(deletes).toEqual([expect.objectContaining({ Resource: ["arn:aws:s3:::b/restic/files/locks/*"] })]);
   });
 
-  it("restore reads only; prune deletes only restic objects; the replication writer never deletes", () => {
+  it("restore reads only; prune deletes (markers) but never versions and writes only restic; the replication writer never deletes", () => {
     expect(actions(restorePolicy(["a", "b"])).flatMap((s) => s.Action).filter((a) => !/^s3:(Get|List)/.test(a))).toEqual([]);
-    for (const s of actions(prunePolicy(["a"]))) if (s.Action.includes("s3:DeleteObject")) expect(s.Resource).toEqual(["arn:aws:s3:::a/restic/*"]);
+    const prune = actions(prunePolicy(["a"]));
+    expect(prune.flatMap((s) => s.Action).filter((a) => /DeleteObjectVersion|Bypass|Retention|Lifecycle/.test(a))).toEqual([]);
+    for (const s of prune) if (s.Action.includes("s3:PutObject")) expect(s.Resource).toEqual(["arn:aws:s3:::a/restic/*"]);
     expect(actions(replicationTargetPolicy(["a"])).flatMap((s) => s.Action).filter((a) => /Delete|Bypass/.test(a))).toEqual([]);
   });
 });

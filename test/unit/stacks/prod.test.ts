@@ -165,15 +165,15 @@ describe("prod: least privilege", () => {
     }
   });
 
-  it("has a separate read-only restore user and a prune user limited to restic", () => {
+  it("has a separate read-only restore user and a prune user that cannot remove versions", () => {
     const restore = statementsOf("kdr-prod-restore").flatMap((s) => s.Action);
     expect(restore).toContain("s3:GetObject");
     expect(restore.filter((a) => /Put|Delete|Bypass/.test(a))).toEqual([]);
     const prune = statementsOf("kdr-prod-prune");
     for (const s of prune) {
-      if (s.Action.includes("s3:DeleteObject")) for (const r of s.Resource) expect(r).toMatch(/\/restic\/\*$/);
+      if (s.Action.includes("s3:PutObject")) for (const r of s.Resource) expect(r).toMatch(/\/restic\/\*$/);
     }
-    expect(prune.flatMap((s) => s.Action)).not.toContain("s3:DeleteObjectVersion");
+    expect(prune.flatMap((s) => s.Action).filter((a) => /DeleteObjectVersion|Bypass|Retention/.test(a))).toEqual([]);
   });
 });
 
