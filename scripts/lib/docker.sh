@@ -3,7 +3,7 @@
 ensure_dockerd() {
   step "Docker engine"
   if docker info >/dev/null 2>&1; then
-    if [[ -f "$KDR_OWNED_DIR/dockerd" ]]; then ok "running (started by platform-up, pid $(cat "$KDR_OWNED_DIR/dockerd.pid" 2>/dev/null || echo '?'))"
+    if [[ -f "$KDR_OWNED_DIR/dockerd" ]]; then ok "running (ours, pid $(cat "$KDR_OWNED_DIR/dockerd.pid" 2>/dev/null || echo '?'))"
     else ok "already running (not ours; teardown will leave it running)"; fi
     return
   fi
