@@ -267,6 +267,9 @@ export async function runStackProgram(opts: RunOptions): Promise<{ registrations
 
   const registrations: Registration[] = [];
   const failures: unknown[] = [];
+  // A handler's own error is the root cause; the SDK re-reports it, wrapped, through every
+  // dependent ("error serializing property ..."), so it is the one to show.
+  const rootCauses: unknown[] = [];
   const pending = new Map<string, RequestMeta[]>();
   const keyOf = (type: string, name: string) => `${type}\u0000${name}`;
 
@@ -297,7 +300,7 @@ export async function runStackProgram(opts: RunOptions): Promise<{ registrations
         // Inputs (still secret-wrapped, so outputs stay secret) plus what the handler learned.
         return { id: res.id, state: { ...args.inputs, ...(res.state ?? {}) } };
       } catch (err) {
-        failures.push(err);
+        rootCauses.push(err);
         throw err;
       }
     },
@@ -360,6 +363,7 @@ export async function runStackProgram(opts: RunOptions): Promise<{ registrations
     await new Promise((r) => setTimeout(r, 0));
     process.off("unhandledRejection", onUnhandled);
   }
+  if (rootCauses.length > 0) throw asError(rootCauses[0]);
   if (failures.length > 0) throw asError(failures[0]);
   return { registrations, outputs };
 }

@@ -150,7 +150,7 @@ export function serviceSpec(name: string, i: Obj, extraLabels: Record<string, st
   });
 }
 
-interface Task {
+export interface Task {
   Status?: { State?: string; Err?: string; Message?: string };
   DesiredState?: string;
 }
@@ -199,13 +199,17 @@ export const service: Mapping<Obj> = {
     const d = api(provider);
     const id = String(rec.id);
     await d.remove(`/services/${id}`);
-    // Networks, secrets and volumes it used stay busy until its tasks are gone.
-    const deadline = Date.now() + 60_000;
+    // Networks, secrets and volumes it used stay busy until its task containers are gone, which
+    // can take a while after the service itself (a process that ignores SIGTERM waits out the
+    // stop grace period).
+    const filter = encodeURIComponent(JSON.stringify({ label: [`com.docker.swarm.service.id=${id}`] }));
+    const deadline = Date.now() + 180_000;
     while (Date.now() < deadline) {
-      const tasks = await serviceTasks(d, id).catch(() => [] as Task[]);
-      if (tasks.length === 0) return;
-      await sleep(500);
+      const left = await d.request<unknown[]>("GET", `/containers/json?all=1&filters=${filter}`);
+      if (left.length === 0) return;
+      await sleep(1000);
     }
+    throw new Error(`the containers of service ${rec.name} were still there 180 s after it was removed`);
   },
 };
 

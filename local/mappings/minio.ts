@@ -265,6 +265,56 @@ export const iamPolicy: Mapping<Obj> = {
   async destroy() {},
 };
 
+interface Statement {
+  Action?: string | string[];
+  [k: string]: unknown;
+}
+
+/** Actions this endpoint refused in a policy document, learnt once per endpoint. */
+const unknownActions = new Map<string, Set<string>>();
+
+/**
+ * Writes the inline user policy. A policy written for MinIO may name actions RGW does not have
+ * (s3:ReplicateObject, s3:ReplicateTags ...), and RGW rejects the whole document for one of them.
+ * Then each action is tried alone, in the statement it came from, under the same policy name, so
+ * the user never holds more than the declared policy, and the final document is the declared one
+ * without the actions RGW refused. Returns those actions.
+ */
+async function putUserPolicy(conn: S3Connection, user: string, name: string, document: string): Promise<string[]> {
+  const put = (doc: unknown) => rgwIam(conn, "PutUserPolicy", { UserName: user, PolicyName: name, PolicyDocument: JSON.stringify(doc) });
+  const doc = JSON.parse(document) as { Statement: Statement[] | Statement };
+  const statements = Array.isArray(doc.Statement) ? doc.Statement : [doc.Statement];
+  const known = unknownActions.get(conn.endpoint) ?? new Set<string>();
+  unknownActions.set(conn.endpoint, known);
+  const actionsOf = (st: Statement) => (st.Action === undefined ? [] : Array.isArray(st.Action) ? st.Action : [st.Action]);
+  const without = (skip: Set<string>) => ({
+    ...doc,
+    Statement: statements
+      .map((st) => (st.Action === undefined ? st : { ...st, Action: actionsOf(st).filter((a) => !skip.has(a)) }))
+      .filter((st) => st.Action === undefined || (st.Action as string[]).length > 0),
+  });
+  const malformed = (err: unknown) => err instanceof RgwError && err.code === "MalformedPolicyDocument";
+  try {
+    await put(without(known));
+    return [...new Set(statements.flatMap(actionsOf).filter((a) => known.has(a)))];
+  } catch (err) {
+    if (!malformed(err)) throw err;
+  }
+  for (const st of statements) {
+    for (const action of actionsOf(st)) {
+      if (known.has(action)) continue;
+      try {
+        await put({ ...doc, Statement: [{ ...st, Action: [action] }] });
+      } catch (err) {
+        if (!malformed(err)) throw err;
+        known.add(action);
+      }
+    }
+  }
+  await put(without(known));
+  return [...new Set(statements.flatMap(actionsOf).filter((a) => known.has(a)))];
+}
+
 export const iamUserPolicyAttachment: Mapping<Obj> = {
   type: "minio:index/iamUserPolicyAttachment:IamUserPolicyAttachment",
   async create(i, ctx, reg) {
@@ -272,10 +322,11 @@ export const iamUserPolicyAttachment: Mapping<Obj> = {
     if (!policy) {
       throw new Error(`IamUserPolicyAttachment ${reg.name}: policy '${i.policyName}' is not an IamPolicy of this program (MinIO's built-in policies do not exist on RGW).`);
     }
-    await withS3(ctx.provider, (_s3, conn) =>
-      rgwIam(conn, "PutUserPolicy", { UserName: i.userName, PolicyName: i.policyName, PolicyDocument: String(policy.policy) }),
-    );
-    return { id: `${i.userName}-${i.policyName}`, record: { userName: i.userName, policyName: i.policyName } };
+    const dropped = await withS3(ctx.provider, (_s3, conn) => putUserPolicy(conn, i.userName, i.policyName, String(policy.policy)));
+    if (dropped.length > 0) {
+      ctx.log(`${reg.name}: this RGW does not implement ${dropped.join(", ")}; left out of policy ${i.policyName} (it could not grant them anyway)`);
+    }
+    return { id: `${i.userName}-${i.policyName}`, record: { userName: i.userName, policyName: i.policyName, droppedActions: dropped } };
   },
   async destroy(rec, provider) {
     await withS3(provider, (_s3, conn) =>

@@ -146,19 +146,38 @@ function grantee(c: pg.Client, role: string): string {
   return role.toLowerCase() === "public" ? "PUBLIC" : id(c, role);
 }
 
+/**
+ * Concurrent GRANTs on one database update the same catalog rows and fail with "tuple
+ * concurrently updated"; like the provider, hold a transaction-scoped advisory lock per database.
+ */
+async function serialized<T>(c: pg.Client, database: string, fn: () => Promise<T>): Promise<T> {
+  await c.query("BEGIN");
+  try {
+    await c.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`kryonix-dr grant ${database}`]);
+    const r = await fn();
+    await c.query("COMMIT");
+    return r;
+  } catch (err) {
+    await c.query("ROLLBACK").catch(() => {});
+    throw err;
+  }
+}
+
 export const grant: Mapping<Obj> = {
   type: "postgresql:index/grant:Grant",
   async create(i, ctx, reg) {
     if (i.columns?.length) throw new Error(`postgresql.Grant ${reg.name}: column grants are not supported by the local deployer.`);
     const privileges = (i.privileges as string[]).map((p) => p.toUpperCase());
-    await withClient(ctx.provider, i.database, async (c) => {
-      // The provider makes the grant exactly the declared set: revoke, then grant.
-      const target = grantTarget(c, i);
-      await c.query(`REVOKE ALL ON ${target} FROM ${grantee(c, i.role)}`);
-      if (privileges.length > 0) {
-        await c.query(`GRANT ${privileges.join(", ")} ON ${target} TO ${grantee(c, i.role)}${i.withGrantOption ? " WITH GRANT OPTION" : ""}`);
-      }
-    });
+    await withClient(ctx.provider, i.database, (c) =>
+      serialized(c, i.database, async () => {
+        // The provider makes the grant exactly the declared set: revoke, then grant.
+        const target = grantTarget(c, i);
+        await c.query(`REVOKE ALL ON ${target} FROM ${grantee(c, i.role)}`);
+        if (privileges.length > 0) {
+          await c.query(`GRANT ${privileges.join(", ")} ON ${target} TO ${grantee(c, i.role)}${i.withGrantOption ? " WITH GRANT OPTION" : ""}`);
+        }
+      }),
+    );
     const gid = `${i.role}_${i.database}_${i.schema ?? ""}_${i.objectType}`;
     return { id: gid, record: { database: i.database, role: i.role, schema: i.schema, objectType: i.objectType, objects: i.objects ?? [] } };
   },
@@ -167,7 +186,9 @@ export const grant: Mapping<Obj> = {
       const db = await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [rec.database]);
       const role = String(rec.role).toLowerCase() === "public" ? { rowCount: 1 } : await c.query("SELECT 1 FROM pg_roles WHERE rolname = $1", [rec.role]);
       if (db.rowCount === 0 || role.rowCount === 0) return;
-      await withClient(provider, String(rec.database), (d) => d.query(`REVOKE ALL ON ${grantTarget(d, rec)} FROM ${grantee(d, String(rec.role))}`));
+      await withClient(provider, String(rec.database), (d) =>
+        serialized(d, String(rec.database), () => d.query(`REVOKE ALL ON ${grantTarget(d, rec)} FROM ${grantee(d, String(rec.role))}`)),
+      );
     });
   },
 };
