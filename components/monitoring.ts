@@ -15,7 +15,7 @@ export interface MonitoringArgs {
   readonly rpoWarningRatio?: pulumi.Input<number>;
   /** Failed runs per service in 24 h that raise an alert. @default 1 */
   readonly failedRunsPerDay?: pulumi.Input<number>;
-  /** Replication (WAL upload) lag that raises an alert, in seconds. @default 900 */
+  /** Age of the oldest object version the replicator has not copied yet that raises an alert, in seconds. @default 900 */
   readonly replicationLagSeconds?: pulumi.Input<number>;
   /** Notification targets (JSON: webhook URLs etc. by name); stored as a Swarm secret only. @default none */
   readonly notificationTargets?: pulumi.Input<string>;
@@ -52,7 +52,9 @@ export function alertRules(t: { rpoWarningRatio: number; failedRunsPerDay: numbe
     rule("KryonixDrRpoBreached", "kdr_rpo_seconds > on(service) kdr_rpo_target_seconds", "critical", "{{ $labels.service }}: newest recovery point is older than its RPO target", "1m"),
     rule("KryonixDrRpoAtRisk", `kdr_rpo_seconds > on(service) (kdr_rpo_target_seconds * ${t.rpoWarningRatio})`, "warning", `{{ $labels.service }}: RPO above ${t.rpoWarningRatio * 100}% of target`),
     rule("KryonixDrBackupFailures", `increase(kdr_backup_failures_total[1d]) >= ${t.failedRunsPerDay}`, "warning", "{{ $labels.service }}: backup runs failed in the last 24 h", "0m"),
-    rule("KryonixDrWalLag", `kdr_wal_lag_seconds > ${t.replicationLagSeconds}`, "critical", "{{ $labels.service }}: WAL is not reaching the object store"),
+    // WAL lag is measured against each service's own RPO target: it is the RPO of PostgreSQL.
+    rule("KryonixDrWalLag", "kdr_wal_lag_seconds > on(service) kdr_rpo_target_seconds", "critical", "{{ $labels.service }}: WAL is not reaching the object store within the RPO", "1m"),
+    rule("KryonixDrReplicationLag", `kdr_replication_lag_seconds > ${t.replicationLagSeconds}`, "warning", "the DR copy is more than ${t.replicationLagSeconds} s behind the primary"),
     rule("KryonixDrAgentDown", 'up{job="kryonix-dr"} == 0', "critical", "{{ $labels.service }}: backup agent not answering /metrics"),
     "",
   ].join("\n");

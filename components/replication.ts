@@ -12,7 +12,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import * as command from "@pulumi/command";
-import { AGENT_ENV, LABELS, SECRET_FILES } from "../contract.js";
+import { AGENT_ENV, DEFAULT_METRICS_PORT, LABELS, SECRET_FILES } from "../contract.js";
 import { AGENT_BIN } from "./backup-sidecar.js";
 import { base64Secret, dockerLabels, secretFileName } from "./shared.js";
 
@@ -45,6 +45,8 @@ export interface ReplicationArgs {
   readonly intervalSeconds?: pulumi.Input<number>;
   /** replicator: networks from which both endpoints are reachable. @default [] */
   readonly networks?: pulumi.Input<pulumi.Input<string>[]>;
+  /** replicator: port of /healthz and /metrics. @default contract.DEFAULT_METRICS_PORT */
+  readonly metricsPort?: pulumi.Input<number>;
   /** replicator: placement constraints. @default [] */
   readonly placement?: pulumi.Input<pulumi.Input<string>[]>;
 }
@@ -128,6 +130,8 @@ export class Replication extends pulumi.ComponentResource {
                   [AGENT_ENV.replicaRegion]: args.target.region,
                   [AGENT_ENV.replicaBucket]: pair.target,
                   [AGENT_ENV.replicationIntervalSeconds]: pulumi.output(args.intervalSeconds ?? 30).apply(String),
+                  // Backlog and lag are exported here; the monitoring scrape finds it by label.
+                  [AGENT_ENV.metricsPort]: pulumi.output(args.metricsPort ?? DEFAULT_METRICS_PORT).apply(String),
                 },
                 secrets,
                 healthcheck: { tests: ["CMD", "node", AGENT_BIN, "healthz"], interval: "30s", timeout: "10s", retries: 3 },

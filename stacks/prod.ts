@@ -75,6 +75,7 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
     },
     image: specs.images.agent,
     intervalSeconds: specs.replication.intervalSeconds,
+    metricsPort: specs.sidecar.metricsPort,
     networks: options.networks,
     placement: specs.sidecar.placement,
   });

@@ -91,7 +91,7 @@ describe("Monitoring", () => {
     const rules = alertRules({ rpoWarningRatio: 0.5, failedRunsPerDay: 3, replicationLagSeconds: 120 });
     expect(rules).toContain("kdr_rpo_target_seconds * 0.5");
     expect(rules).toContain("increase(kdr_backup_failures_total[1d]) >= 3");
-    expect(rules).toContain("kdr_wal_lag_seconds > 120");
+    expect(rules).toContain("kdr_replication_lag_seconds > 120");
   });
   it("rejects a warning ratio outside (0, 1]", async () => {
     await settle();
