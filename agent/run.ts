@@ -360,6 +360,32 @@ const walRef = (w: cat.WalSegmentRow): pgEngine.StoredRef => ({
   name: w.segmentName.replace(/\.partial$/, ""),
 });
 
+/**
+ * The plan's WAL, extended by every contiguous archived segment after it. A segment's
+ * covers_until is when the agent saw it complete, which after a catch-up (sidecar restart,
+ * one-shot incremental) is later than the commits inside it; replaying more WAL than needed is
+ * harmless because recovery stops at recovery_target_time, while too little would stop short.
+ */
+async function contiguousWal(c: pg.Client, tenantId: string, service: string, planned: cat.WalSegmentRow[]): Promise<cat.WalSegmentRow[]> {
+  const last = planned[planned.length - 1];
+  if (!last || last.segmentName.endsWith(".partial")) return planned;
+  const byNo = new Map<bigint, cat.WalSegmentRow>();
+  for (const w of await cat.listWalSegments(c, service, { tenantId, timeline: last.timeline })) {
+    if (w.segmentName.endsWith(".history")) continue;
+    const no = cat.walSegmentNumber(w.segmentName);
+    const prev = byNo.get(no);
+    if (!prev || prev.segmentName.endsWith(".partial")) byNo.set(no, w);
+  }
+  const out = [...planned];
+  for (let no = cat.walSegmentNumber(last.segmentName) + 1n; ; no++) {
+    const w = byNo.get(no);
+    if (!w) break;
+    out.push(w);
+    if (w.segmentName.endsWith(".partial")) break;
+  }
+  return out;
+}
+
 export interface RestoreOptions {
   target: string;
   backupId?: string;
@@ -416,7 +442,7 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
     const plan = await cat.recoveryPlan(c, service, o.time ?? "latest", { tenantId, baseTypes: engine === "postgres" ? ["full"] : ["full", "incremental"] });
     row = plan.base;
     arts = plan.artifacts.filter((a) => a.backupId === row.backupId);
-    wal = engine === "postgres" ? [...plan.history, ...plan.wal] : [];
+    wal = engine === "postgres" ? [...plan.history, ...(await contiguousWal(c, tenantId, service, plan.wal))] : [];
     reaches = plan.recoveryPoint;
   }
   log(`restore ${service}: using backup ${row.backupId} (${row.backupType}, recovery point ${row.recoveryPointEnd?.toISOString()})${wal.length ? ` + ${wal.length} WAL file(s)` : ""}, reaching ${reaches.toISOString()}`);

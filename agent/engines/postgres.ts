@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync, ap
 import path from "node:path";
 import pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
-import { checkStoredSha, openAndRestore, sealAndUpload, spawnTool, devNull, type SealedArtifact } from "../storage/pipeline.js";
+import { checkStoredSha, childSink, openAndRestore, sealAndUpload, spawnTool, devNull, type SealedArtifact } from "../storage/pipeline.js";
 import { Progress, log } from "../storage/progress.js";
 import type { Storage, Lock } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
@@ -52,13 +52,32 @@ export async function pgConnect(s: Settings, database = "postgres"): Promise<pg.
   return c;
 }
 
-const lsnRe = (what: string) => new RegExp(`write-ahead log ${what} point: ([0-9A-F]+/[0-9A-F]+) on timeline (\\d+)`);
+const lsnRe = (what: string) => new RegExp(`write-ahead log ${what} point: ([0-9A-F]+/[0-9A-F]+)(?: on timeline (\\d+))?`);
+
+/**
+ * The slot must reserve WAL from the moment it exists (pg_receivewal --create-slot does not),
+ * so that everything after a base is kept until it has been streamed.
+ */
+export async function ensureSlot(s: Settings, slot: string): Promise<void> {
+  const c = await pgConnect(s);
+  try {
+    await c.query(
+      "SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+      [slot],
+    );
+  } catch (e) {
+    if (/already exists/.test((e as Error).message)) return;
+    throw new ConfigError(`cannot create the replication slot ${slot} for ${s.require("targetUser")}: ${(e as Error).message}. The backup role needs the REPLICATION attribute.`);
+  } finally {
+    await c.end();
+  }
+}
 
 export async function backupFull(ctx: BackupContext, opts: { logical?: boolean } = {}): Promise<EngineResult> {
   const env = pgEnv(ctx.settings);
   // The WAL archive must continue from this base: the slot makes the primary keep every segment
   // after it until pg_receivewal (serve, or the next incremental run) has streamed it.
-  await spawnTool("pg_receivewal", ["--create-slot", "--if-not-exists", "--slot", slotName(ctx.service), "--no-password"], { env, stdin: "ignore" }).exited;
+  await ensureSlot(ctx.settings, slotName(ctx.service));
   const started = new Date();
   // KDR_PG_MAX_RATE (e.g. 50M): pg_basebackup's --max-rate, to bound the load on the primary.
   const maxRate = process.env.KDR_PG_MAX_RATE;
@@ -175,9 +194,7 @@ export class WalStreamer {
 
   async start(): Promise<void> {
     mkdirSync(this.spool, { recursive: true });
-    const env = pgEnv(this.settings);
-    const create = spawnTool("pg_receivewal", ["--create-slot", "--if-not-exists", "--slot", this.slot, "--no-password"], { env, stdin: "ignore" });
-    await create.exited;
+    await ensureSlot(this.settings, this.slot);
     this.spawnReceiver();
     const every = this.settings.walSwitchSeconds * 1000;
     this.timers.push(setInterval(() => void this.switchIfMoved().catch((e: Error) => this.onError(e)), every));
@@ -335,7 +352,7 @@ export async function restore(o: {
 }): Promise<void> {
   mkdirSync(o.target, { recursive: true, mode: 0o700 });
   mkdirSync(o.walDir, { recursive: true });
-  const tar = spawnTool("tar", ["-x", "-f", "-", "-C", o.target]);
+  const tar = spawnTool("tar", ["-x", "-i", "-f", "-", "-C", o.target]);
   await Promise.all([openAndRestore({ storage: o.storage, ref: o.base, identityFile: o.identityFile, label: o.base.name, sink: tar.child.stdin! }), tar.exited]);
   const progress = new Progress(`wal segments`, o.wal.length, 5000);
   for (const w of o.wal) {
@@ -346,7 +363,8 @@ export async function restore(o: {
     "",
     "# written by kdr-agent restore",
     `restore_command = 'cp "${o.walDir}/%f" "%p"'`,
-    o.targetTime ? `recovery_target_time = '${o.targetTime.toISOString()}'` : "",
+    // PostgreSQL does not parse the ISO 'T'/'Z' form; this is the same instant in its syntax.
+    o.targetTime ? `recovery_target_time = '${o.targetTime.toISOString().replace("T", " ").replace("Z", "+00")}'` : "",
     "recovery_target_action = 'promote'",
     "",
   ].filter((l, i) => l !== "" || i === 0);
@@ -365,7 +383,7 @@ export async function verifyArtifacts(o: { storage: Storage; identityFile: strin
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       try {
-        const tar = spawnTool("tar", ["-x", "-f", "-", "-C", dir]);
+        const tar = spawnTool("tar", ["-x", "-i", "-f", "-", "-C", dir]);
         await Promise.all([openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: tar.child.stdin! }), tar.exited]);
         const v = spawnTool("pg_verifybackup", [dir], { env: { ...process.env, PATH: toolPath() }, stdin: "ignore" });
         let out = "";
@@ -376,10 +394,11 @@ export async function verifyArtifacts(o: { storage: Storage; identityFile: strin
         rmSync(dir, { recursive: true, force: true });
       }
     } else if (a.name.endsWith(".dump")) {
-      const l = spawnTool("pg_restore", ["-l"], { env: { ...process.env, PATH: toolPath() } });
+      // pg_restore reads the whole archive (every table's data) and writes the SQL nowhere.
+      const l = spawnTool("pg_restore", ["-f", "/dev/null"], { env: { ...process.env, PATH: toolPath() } });
       l.child.stdout!.resume();
-      await Promise.all([openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: l.child.stdin! }), l.exited]);
-      notes.push(`${a.name}: pg_restore -l ok`);
+      await Promise.all([openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: childSink(l.child.stdin!) }), l.exited]);
+      notes.push(`${a.name}: pg_restore read the whole archive`);
     } else {
       await openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: devNull() });
       notes.push(`${a.name}: decrypt + zstd ok`);

@@ -110,9 +110,12 @@ export async function sealAndUpload(o: SealOptions): Promise<SealedArtifact> {
   const raw = new Meter([], o.progress);
   const sourceDone = pipeline(o.source, raw, zstd.child.stdin!);
   const ageIn = pipeline(zstd.child.stdout!, age.child.stdin!);
+  sourceDone.catch(() => undefined);
+  ageIn.catch(() => undefined);
   const stored = new Meter([sourceDone, ageIn, zstd.exited, age.exited, ...(o.producers ?? [])]);
   const out = new PassThrough();
   const storedDone = pipeline(age.child.stdout!, stored, out);
+  storedDone.catch(() => undefined);
   const kill = () => {
     for (const c of [zstd.child, age.child]) if (c.exitCode === null) c.kill("SIGTERM");
   };
@@ -158,6 +161,10 @@ export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number
   const stored = new Meter();
   const inDone = pipeline(body, stored, age.child.stdin!);
   const midDone = pipeline(age.child.stdout!, zstd.child.stdin!);
+  // Awaited through the gates below; a failure that ends the main pipeline first must not
+  // surface as an unhandled rejection.
+  inDone.catch(() => undefined);
+  midDone.catch(() => undefined);
   const shaOk = inDone.then(() => {
     if (stored.digest !== o.ref.sha256) {
       throw new IntegrityError(`${o.label}: SHA-256 of the stored object is ${stored.digest}, the catalog recorded ${o.ref.sha256}: the object is corrupt or was replaced.`);
@@ -190,6 +197,49 @@ export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number
     throw new IntegrityError(`${o.label}: decrypted content has SHA-256 ${raw.digest}, expected ${o.ref.rawSha256}.`);
   }
   return { rawBytes: raw.bytes };
+}
+
+/**
+ * Feeds a child's stdin, but when the child stops reading early (it found what it needed, or
+ * failed) the rest is still consumed, so the stream's checksums are always complete; the
+ * child's exit status is what says whether its check passed.
+ */
+export function childSink(stdin: Writable): Writable {
+  let broken = false;
+  let pending: (() => void) | undefined;
+  const release = () => {
+    const p = pending;
+    pending = undefined;
+    p?.();
+  };
+  const fail = () => {
+    broken = true;
+    release();
+  };
+  // A child that exits closes the pipe: 'close' (without a write in flight there is no EPIPE).
+  stdin.on("error", fail);
+  stdin.on("close", fail);
+  return new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      if (broken || stdin.destroyed) return cb();
+      if (stdin.write(chunk)) return cb();
+      pending = () => cb();
+      stdin.once("drain", release);
+    },
+    final(cb) {
+      if (broken || stdin.destroyed) return cb();
+      let done = false;
+      const once = () => {
+        if (!done) {
+          done = true;
+          cb();
+        }
+      };
+      stdin.once("finish", once);
+      stdin.once("close", once);
+      stdin.end();
+    },
+  });
 }
 
 /** A Writable that discards everything (for integrity-only passes). */

@@ -119,6 +119,8 @@ export async function agentWorld(prefix: string): Promise<AgentWorld> {
   const root = mkdtempSync(path.join(tmpdir(), `${prefix}-`));
   const secretDir = path.join(root, "secrets");
   const stateDir = path.join(root, "state");
+  // The restored PostgreSQL runs as the postgres user and must reach its data dir under root.
+  chmodSync(root, 0o755);
   mkdirSync(secretDir, { mode: 0o700 });
   mkdirSync(stateDir);
   const bucket = await makeBucket(prefix);
