@@ -23,7 +23,7 @@ import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPlatform, PLATFORM_FILE, type Platform, type S3Region } from "../../local/platform.js";
-import { docker, removeQuietly, waitForTask } from "../support/docker.js";
+import { docker, removeQuietly, runScript, waitForTask } from "../support/docker.js";
 
 const REPO = path.resolve(__dirname, "../..");
 const REGIONS = ["primary", "dr"] as const;
@@ -187,17 +187,15 @@ describe("catalog PostgreSQL", () => {
 });
 
 describe("platform-up", () => {
-  it("changes nothing on a second run on a ready machine, and finishes in under 60 s", () => {
-    const up = () => spawnSync("bash", [path.join(REPO, "scripts/platform-up.sh")], { encoding: "utf8", timeout: 900_000 });
+  it("changes nothing on a second run on a ready machine, and finishes in under 60 s", async () => {
+    const script = path.join(REPO, "scripts/platform-up.sh");
     // The first run converges (sources of the agent image may have changed since the suite began).
-    const first = up();
+    const first = await runScript(script, 900_000);
     expect(first.status, first.stdout + first.stderr).toBe(0);
     const before = { mtime: statSync(PLATFORM_FILE).mtimeMs, facts: readFileSync(PLATFORM_FILE, "utf8"), pids: daemonPids() };
-    const t0 = Date.now();
-    const second = up();
-    const seconds = (Date.now() - t0) / 1000;
+    const second = await runScript(script, 300_000);
     expect(second.status, second.stdout + second.stderr).toBe(0);
-    expect(seconds).toBeLessThan(60);
+    expect(second.seconds).toBeLessThan(60);
     const steps = second.stdout.split("\n").filter((l) => l.startsWith("==> "));
     const oks = second.stdout.split("\n").filter((l) => l.startsWith("    ok ("));
     expect(oks.length).toBe(steps.length);
@@ -206,7 +204,7 @@ describe("platform-up", () => {
     expect(statSync(PLATFORM_FILE).mtimeMs).toBe(before.mtime);
     expect(readFileSync(PLATFORM_FILE, "utf8")).toBe(before.facts);
     expect(daemonPids()).toEqual(before.pids);
-  }, 960_000);
+  }, 1_260_000);
 });
 
 /** The pids of the platform's daemons, from the pid files platform-up and the daemons keep. */

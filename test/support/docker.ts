@@ -2,7 +2,7 @@
  * Test support: the Docker CLI against the local engine (no SDK: the CLI is what people use and
  * what platform-up checks). Every call throws with the command and its stderr when it fails.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 
 /** Runs `docker ...args` and returns its trimmed stdout; throws on a non-zero exit. */
 export function docker(args: string[], opts: { input?: string; timeoutMs?: number } = {}): string {
@@ -75,4 +75,28 @@ export function processesMatching(needle: string): { pid: number; cmd: string }[
       return m ? { pid: Number(m[1]), cmd: m[2]! } : null;
     })
     .filter((p): p is { pid: number; cmd: string } => p !== null && p.cmd.includes(needle) && p.pid !== process.pid);
+}
+
+/**
+ * Runs a script (bash) without blocking the event loop: vitest's worker must keep answering its
+ * RPC while platform-up or platform-down takes minutes.
+ */
+export function runScript(script: string, timeoutMs: number): Promise<{ status: number | null; stdout: string; stderr: string; seconds: number }> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const p = spawn("bash", [script], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d: Buffer) => (stdout += d));
+    p.stderr.on("data", (d: Buffer) => (stderr += d));
+    const t = setTimeout(() => {
+      p.kill("SIGTERM");
+      reject(new Error(`${script} did not finish within ${timeoutMs} ms\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    p.on("error", reject);
+    p.on("close", (status) => {
+      clearTimeout(t);
+      resolve({ status, stdout, stderr, seconds: (Date.now() - started) / 1000 });
+    });
+  });
 }
