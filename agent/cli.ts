@@ -22,7 +22,7 @@ const USAGE = `usage: kdr-agent <command> [options]
 
 commands:
   backup --type full|incremental [--wait <s>] [--no-logical]   one backup run, recorded in the catalog
-  restore --target <dir> [--time <ISO> | --backup-id <id>] [--wal-dir <dir>] [--force-overwrite-source --yes]
+  restore --target <dir> [--time <ISO> | --backup-id <id>] [--wal-dir <dir>] [--clean-target] [--force-overwrite-source --yes]
   verify [--backup-id <id>]        re-read artifacts: SHA-256 + the tool's own check; recorded in the catalog
   list [--limit <n>]               backups of the service (or all services with --all)
   prune                            expire backups past retention (never the last good full or the WAL it needs)
@@ -37,7 +37,7 @@ every setting is an env var (KDR_SERVICE ...) or the matching flag (--service ..
 secrets are files in /run/secrets (override with KDR_SECRET_DIR or --secret-dir);
 --json prints machine-readable output on stdout; progress goes to stderr.`;
 
-const BOOLEANS = new Set(["--json", "--yes", "--force-overwrite-source", "--no-logical", "--once", "--all", "--help", "--version"]);
+const BOOLEANS = new Set(["--json", "--yes", "--force-overwrite-source", "--clean-target", "--no-logical", "--once", "--all", "--help", "--version"]);
 
 function out(json: boolean, obj: unknown, text: string): void {
   process.stdout.write(json ? JSON.stringify(obj, null, 2) + "\n" : text + "\n");
@@ -97,6 +97,7 @@ export async function main(argv: string[]): Promise<number> {
             walDir: str(flags.get("--wal-dir")),
             forceOverwriteSource: flags.has("--force-overwrite-source"),
             yes: flags.has("--yes"),
+            cleanTarget: flags.has("--clean-target"),
           }),
         );
         out(json, r, `restore of ${r.service} completed from backup ${r.backupId} into ${r.target}\n  target ${r.recoveryTarget}, reaches ${r.reaches}; ${r.artifactsChecked} artifact(s) checked first; ${fmtSeconds(r.durationSeconds)}\n  next: ${r.next}`);

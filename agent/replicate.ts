@@ -11,6 +11,7 @@ import type { Readable } from "node:stream";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { ConfigError, type Settings } from "./config.js";
 import { registry } from "./metrics.js";
+import { httpServer } from "./serve.js";
 import { log } from "./storage/progress.js";
 import { Storage, withRetry } from "./storage/s3.js";
 
@@ -50,15 +51,26 @@ export async function replicate(s: Settings, once: boolean): Promise<void> {
   const dst = new Storage(s.require("replicaBucket"), endpoint, s.get("replicaRegion") ?? "us-east-1", s.secret("replicaAccessKey"), s.secret("replicaSecretKey"));
   if (src.bucket === dst.bucket && endpoint === s.get("s3Endpoint")) throw new ConfigError("KDR_REPLICA_S3_BUCKET is the source bucket: give the DR bucket.");
   const interval = s.int("replicationIntervalSeconds", 30);
+  let lastOk = Date.now();
+  let lastError: string | undefined;
+  const srv = once
+    ? undefined
+    : httpServer(s.metricsPort, () => ({ ok: Date.now() - lastOk < Math.max(300, interval * 5) * 1000, detail: { source: src.bucket, replica: dst.bucket, lastError } }));
   for (;;) {
     try {
       const r = await replicateOnce(s, src, dst);
+      lastOk = Date.now();
+      lastError = undefined;
       log(`replicate ${src.bucket} -> ${dst.bucket}: copied ${r.copied} new version(s)`);
     } catch (e) {
       if (once) throw e;
-      log(`replicate: ${(e as Error).message}`);
+      lastError = (e as Error).message;
+      log(`replicate: ${lastError}`);
     }
-    if (once) return;
+    if (once) {
+      srv?.close();
+      return;
+    }
     await new Promise((r) => setTimeout(r, interval * 1000));
   }
 }

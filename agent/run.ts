@@ -3,7 +3,7 @@
  * integrity checks before restore, retention, health.
  */
 import { randomUUID } from "node:crypto";
-import { existsSync, readdirSync, mkdirSync } from "node:fs";
+import { existsSync, readdirSync, mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import type pg from "pg";
 import { objectPrefix, type BackupClass } from "../contract.js";
@@ -393,6 +393,8 @@ export interface RestoreOptions {
   walDir?: string;
   forceOverwriteSource?: boolean;
   yes?: boolean;
+  /** Empty the target first (for scratch targets such as drills); never allowed on the source. */
+  cleanTarget?: boolean;
 }
 
 export interface RestoreSummary {
@@ -418,6 +420,11 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
   const overSource = (source !== undefined && path.resolve(source) === target) || existsSync(path.join(target, "postmaster.pid"));
   if (overSource && !(o.forceOverwriteSource && o.yes)) {
     throw new ConfigError(`${target} is the source (or a running PostgreSQL data directory): restoring over it needs both --force-overwrite-source and --yes.`);
+  }
+  if (o.cleanTarget && existsSync(target)) {
+    if (overSource) throw new ConfigError(`--clean-target refuses ${target}: it is the source. Use --force-overwrite-source --yes if you really mean to replace it.`);
+    for (const f of readdirSync(target)) rmSync(path.join(target, f), { recursive: true, force: true });
+    rmSync(o.walDir ?? `${target}.kdr-wal`, { recursive: true, force: true });
   }
   const nonEmpty = existsSync(target) && readdirSync(target).length > 0;
   if (nonEmpty && !(o.forceOverwriteSource && o.yes)) {
@@ -495,6 +502,8 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
 export interface VerifySummary {
   backupId: string;
   service: string;
+  /** Recovery point of the verified backup. */
+  recoveryPoint: string | null;
   passed: boolean;
   checks: string[];
   error?: string;
@@ -532,11 +541,11 @@ export async function runVerify(s: Settings, c: pg.Client, backupId?: string): P
     }
     await cat.recordVerification(c, row.backupId, { status: "passed", details: { checks } });
     if (row.recoveryPointEnd) m.lastVerified.set({ service }, row.recoveryPointEnd.getTime() / 1000);
-    return { backupId: row.backupId, service, passed: true, checks };
+    return { backupId: row.backupId, service, recoveryPoint: row.recoveryPointEnd?.toISOString() ?? null, passed: true, checks };
   } catch (e) {
     if (e instanceof ConfigError) throw e;
     await cat.recordVerification(c, row.backupId, { status: "failed", details: { checks, error: (e as Error).message } });
-    return { backupId: row.backupId, service, passed: false, checks, error: (e as Error).message };
+    return { backupId: row.backupId, service, recoveryPoint: row.recoveryPointEnd?.toISOString() ?? null, passed: false, checks, error: (e as Error).message };
   }
 }
 
@@ -608,7 +617,9 @@ export async function runPrune(s: Settings, c: pg.Client, now = new Date()): Pro
           continue;
         }
         try {
-          await storage.deleteVersion(a.objectKey, a.versionId ?? undefined);
+          // A delete marker, never a version delete: the lifecycle's noncurrent rule (same day
+          // counts as the object lock) removes the data, so prune needs no bypass rights.
+          await storage.deleteVersion(a.objectKey);
           sum.objectsDeleted++;
         } catch {
           sum.objectsLeftToLifecycle++;
@@ -631,7 +642,7 @@ export async function runPrune(s: Settings, c: pg.Client, now = new Date()): Pro
         const gone: string[] = [];
         for (const w of old) {
           try {
-            await storage.deleteVersion(w.objectKey, w.versionId ?? undefined);
+            await storage.deleteVersion(w.objectKey);
             gone.push(w.segmentId);
           } catch {
             sum.objectsLeftToLifecycle++;

@@ -16,7 +16,7 @@ import { printSummary, recipient, runBackup, runHealth, runPrune, startWalStream
 import { log } from "./storage/progress.js";
 import { Storage } from "./storage/s3.js";
 
-function httpServer(port: number, health: () => { ok: boolean; detail: Record<string, unknown> }): Server {
+export function httpServer(port: number, health: () => { ok: boolean; detail: Record<string, unknown> }): Server {
   const srv = createServer((req, res) => {
     if (req.url === "/metrics") {
       registry.metrics().then(
@@ -74,8 +74,14 @@ export async function serve(s: Settings): Promise<void> {
     log(`serve ${service}: streaming WAL (slot ${streamer.slot}), switching segments every ${s.walSwitchSeconds} s when there is activity`);
   }
   const started = Date.now();
+  let lastRpo = 0;
   const tick = setInterval(() => {
-    if (streamer) m.walLag.set({ service }, ((Date.now() - (streamer.lastUploadAt?.getTime() ?? started)) / 1000));
+    if (streamer) m.walLag.set({ service }, (Date.now() - (streamer.lastUploadAt?.getTime() ?? started)) / 1000);
+    // kdr_rpo_seconds is what alerts read: keep it current, not only when a health job runs.
+    if (Date.now() - lastRpo >= 15_000) {
+      lastRpo = Date.now();
+      void runHealth(s, c).catch((e: Error) => (lastError = `rpo: ${e.message}`));
+    }
   }, 5000);
   const jobs = [
     schedule(`${service} full`, s.get("scheduleFull"), async () => log(printSummary(await runBackup(s, c, "full", { streamer, waitSeconds: 600 })))),
@@ -131,6 +137,13 @@ export function parseCronJobs(raw: string | undefined): CronJob[] {
   });
 }
 
+function flagValue(argv: string[], flag: string): string | undefined {
+  const i = argv.indexOf(flag);
+  if (i >= 0 && i + 1 < argv.length) return argv[i + 1];
+  const eq = argv.find((a) => a.startsWith(flag + "="));
+  return eq?.slice(flag.length + 1);
+}
+
 /** argv that starts this same agent again (bundle or tsx) with other arguments. */
 export function selfArgv(args: string[]): [string, string[]] {
   return [process.execPath, [...process.execArgv, process.argv[1]!, ...args]];
@@ -143,11 +156,30 @@ export async function cron(s: Settings): Promise<void> {
     schedule(j.name, j.schedule, () => {
       const [cmd, args] = selfArgv(j.command);
       log(`cron ${j.name}: kdr-agent ${j.command.join(" ")}`);
+      // --json so this process can carry the job's result into its own /metrics.
+      const wantsJson = ["health", "verify", "backup", "prune"].includes(j.command[0]!) && !j.command.includes("--json");
+      const [c2, a2] = wantsJson ? selfArgv([...j.command, "--json"]) : [cmd, args];
+      const svc = flagValue(j.command, "--service") ?? s.get("service") ?? "cron";
       return new Promise<void>((resolve) => {
-        const p = spawn(cmd, args, { stdio: ["ignore", "inherit", "inherit"] });
+        const p = spawn(c2, a2, { stdio: ["ignore", "pipe", "inherit"] });
+        let out = "";
+        p.stdout!.on("data", (d: Buffer) => {
+          out += d;
+          process.stdout.write(d);
+        });
         p.on("close", (code) => {
           last[j.name] = { at: new Date().toISOString(), exit: code };
-          if (code !== 0) m.failures.inc({ service: s.get("service") ?? "cron", type: j.name });
+          if (code !== 0 && j.command[0] !== "health") m.failures.inc({ service: svc, type: j.command[0]! });
+          try {
+            const r = JSON.parse(out) as { ageSeconds?: number | null; rpoTargetSeconds?: number; passed?: boolean; recoveryPoint?: string | null };
+            if (j.command[0] === "health" && r.rpoTargetSeconds !== undefined) {
+              m.rpoTarget.set({ service: svc }, r.rpoTargetSeconds);
+              if (r.ageSeconds !== null && r.ageSeconds !== undefined) m.rpo.set({ service: svc }, r.ageSeconds);
+            }
+            if (j.command[0] === "verify" && r.passed && r.recoveryPoint) m.lastVerified.set({ service: svc }, new Date(r.recoveryPoint).getTime() / 1000);
+          } catch {
+            /* not JSON (an error): the exit code says enough */
+          }
           log(`cron ${j.name}: exit ${code}`);
           resolve();
         });

@@ -138,7 +138,10 @@ export class Storage {
     }
   }
 
-  /** Deletes one version (object lock may refuse it: the caller decides what that means). */
+  /**
+   * Without a version id: a delete marker (the locked version stays; the bucket's noncurrent
+   * lifecycle rule removes it when its lock allows). With one: that version (object lock may refuse).
+   */
   async deleteVersion(key: string, versionId?: string): Promise<void> {
     await withRetry(`delete ${key}`, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key, VersionId: versionId })));
   }

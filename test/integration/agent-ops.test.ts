@@ -1,0 +1,130 @@
+/**
+ * The agent's operational modes against real Redis, catalog and RGW: object-lock retention on
+ * upload, prune (delete markers, the newest good full kept), cron mode with /metrics and
+ * /healthz, and replicate (new versions copied with their retention to a second bucket).
+ */
+import { GetObjectCommand, GetObjectRetentionCommand, ListObjectVersionsCommand } from "@aws-sdk/client-s3";
+import { createHash } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { agentWorld, makeBucket, type AgentWorld, type TestBucket } from "../support/s3.js";
+import { freePort } from "../support/tmp-postgres.js";
+import { startTmpRedis, type TmpRedis } from "../support/tmp-redis.js";
+
+let w: AgentWorld;
+let redis: TmpRedis;
+let replica: TestBucket;
+let env: Record<string, string>;
+const SERVICE = "redis-ops";
+
+beforeAll(async () => {
+  w = await agentWorld("kdrtest-agent-ops");
+  replica = await makeBucket("kdrtest-agent-ops-dr", "dr");
+  redis = await startTmpRedis();
+  writeFileSync(path.join(w.secretDir, "kdr-target-password"), redis.password + "\n", { mode: 0o600 });
+  writeFileSync(path.join(w.secretDir, "kdr-replica-s3-access-key"), replica.accessKey + "\n");
+  writeFileSync(path.join(w.secretDir, "kdr-replica-s3-secret-key"), replica.secretKey + "\n");
+  env = w.env(SERVICE, { KDR_ENGINE: "redis", KDR_TARGET_HOST: redis.host, KDR_TARGET_PORT: String(redis.port) });
+});
+
+afterAll(async () => {
+  await redis?.stop();
+  await replica?.remove();
+  await w?.close();
+});
+
+async function sha(b: TestBucket, key: string, versionId?: string): Promise<string> {
+  const o = await b.client.send(new GetObjectCommand({ Bucket: b.bucket, Key: key, VersionId: versionId }));
+  return createHash("sha256").update(await o.Body!.transformToByteArray()).digest("hex");
+}
+
+describe("agent: retention, prune, cron, replicate", () => {
+  const ids: string[] = [];
+
+  it("uploads under object-lock retention that matches the class's retention days", async () => {
+    const r = await w.run(["backup", "--json"], { ...env, KDR_LOCK_MODE: "GOVERNANCE", KDR_RETENTION_FULL_DAYS: "1" });
+    expect(r.code, r.stderr).toBe(0);
+    const b = JSON.parse(r.stdout);
+    ids.push(b.backupId);
+    const ret = await w.bucket.client.send(new GetObjectRetentionCommand({ Bucket: w.bucket.bucket, Key: b.artifacts[0].key, VersionId: b.artifacts[0].versionId }));
+    expect(ret.Retention?.Mode).toBe("GOVERNANCE");
+    const days = (ret.Retention!.RetainUntilDate!.getTime() - Date.now()) / 86400_000;
+    expect(days).toBeGreaterThan(0.99);
+    expect(days).toBeLessThan(1.01);
+  });
+
+  it("prune expires backups past retention with delete markers and keeps the newest good full", async () => {
+    for (let i = 0; i < 2; i++) {
+      const r = await w.run(["backup", "--json"], { ...env, KDR_RETENTION_FULL_DAYS: "0" });
+      expect(r.code, r.stderr).toBe(0);
+      ids.push(JSON.parse(r.stdout).backupId);
+    }
+    // ids[0] is locked for a day and its retention_until is a day away: not due yet.
+    const p = await w.run(["prune", "--json"], env);
+    expect(p.code, p.stderr).toBe(0);
+    const sum = JSON.parse(p.stdout);
+    expect(sum.expired).toEqual([ids[1]]);
+    expect(sum.kept).toEqual([ids[2]]);
+    const rows = (await w.db.query("SELECT backup_id, backup_status FROM backup_management WHERE service_name = $1", [SERVICE])).rows;
+    const st = Object.fromEntries(rows.map((r) => [r.backup_id, r.backup_status]));
+    expect([st[ids[0]!], st[ids[1]!], st[ids[2]!]]).toEqual(["completed", "expired", "completed"]);
+    const v = await w.bucket.client.send(new ListObjectVersionsCommand({ Bucket: w.bucket.bucket, Prefix: `full/${SERVICE}/${ids[1]}/` }));
+    expect((v.DeleteMarkers ?? []).length).toBe(2); // dump.rdb and manifest.json
+    const restored = await w.run(["restore", "--target", path.join(w.root, "after-prune")], env);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.stdout).toContain(ids[2]);
+  });
+
+  it("cron mode runs agent commands on their schedules and exposes /metrics and /healthz", async () => {
+    const port = await freePort();
+    const jobs = [
+      { name: "backup", schedule: "*/3 * * * * *", command: ["backup", "--service", SERVICE] },
+      { name: "verify", schedule: "*/4 * * * * *", command: ["verify", "--service", SERVICE] },
+      { name: "health", schedule: "*/2 * * * * *", command: ["health", "--service", SERVICE, "--rpo-seconds", "600"] },
+    ];
+    const before = Number((await w.db.query("SELECT count(*) FROM backup_management WHERE service_name = $1 AND backup_status = 'completed'", [SERVICE])).rows[0].count);
+    const cron = w.start(["cron"], { ...env, KDR_CRON_JOBS: JSON.stringify(jobs), KDR_METRICS_PORT: String(port) });
+    try {
+      let metrics = "";
+      const completed = async () => Number((await w.db.query("SELECT count(*) FROM backup_management WHERE service_name = $1 AND backup_status = 'completed'", [SERVICE])).rows[0].count);
+      for (let i = 0; i < 60; i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        metrics = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text()).catch(() => "");
+        if (/kdr_rpo_seconds\{service="redis-ops"\}/.test(metrics) && /kdr_backup_last_verified_timestamp_seconds\{service="redis-ops"\}/.test(metrics) && (await completed()) > before) break;
+      }
+      expect(metrics, cron.output()).toMatch(/kdr_rpo_target_seconds\{service="redis-ops"\} 600/);
+      expect(metrics).toMatch(/kdr_rpo_seconds\{service="redis-ops"\} \d+/);
+      expect(await completed()).toBeGreaterThan(before);
+      const hz = await w.run(["healthz"], { ...env, KDR_METRICS_PORT: String(port) });
+      expect(hz.code).toBe(0);
+      expect(hz.stdout).toMatch(/"ok":true/);
+    } finally {
+      cron.kill("SIGTERM");
+      await new Promise((r) => cron.once("close", r));
+    }
+    const none = await w.run(["healthz"], { ...env, KDR_METRICS_PORT: String(port) });
+    expect(none.code).toBe(1);
+  });
+
+  it("replicate copies every new object version, with its retention, once", async () => {
+    const renv = { ...env, KDR_REPLICA_S3_ENDPOINT: replica.endpoint, KDR_REPLICA_S3_BUCKET: replica.bucket, KDR_REPLICA_S3_REGION: replica.region };
+    const r1 = await w.run(["replicate", "--once"], renv);
+    expect(r1.code, r1.stderr).toBe(0);
+    const src = await w.bucket.client.send(new ListObjectVersionsCommand({ Bucket: w.bucket.bucket }));
+    const dst = await replica.client.send(new ListObjectVersionsCommand({ Bucket: replica.bucket }));
+    const srcLive = (src.Versions ?? []).filter((v) => v.IsLatest);
+    for (const v of srcLive) {
+      const d = (dst.Versions ?? []).find((x) => x.Key === v.Key && x.IsLatest);
+      expect(d, v.Key).toBeTruthy();
+      expect(await sha(replica, v.Key!, d!.VersionId)).toBe(await sha(w.bucket, v.Key!, v.VersionId));
+    }
+    expect((dst.Versions ?? []).length).toBe((src.Versions ?? []).length);
+    // The locked backup keeps its lock on the replica.
+    const [locked] = (await w.db.query("SELECT object_key FROM backup_artifact WHERE backup_id = $1 AND role = 'rdb'", [ids[0]])).rows;
+    const ret = await replica.client.send(new GetObjectRetentionCommand({ Bucket: replica.bucket, Key: locked.object_key }));
+    expect(ret.Retention?.Mode).toBe("GOVERNANCE");
+    const r2 = await w.run(["replicate", "--once"], renv);
+    expect(r2.stderr).toMatch(/copied 0 new version/);
+  });
+});
