@@ -9,7 +9,7 @@
  * - Only declared resources are created; a type without a mapping fails the deployment, naming it.
  * - Every created object is written to the stack's state file before the next one starts, so a
  *   failed deployment can always be destroyed.
- * - Destroy removes them in reverse creation order (the reverse of a dependency order).
+ * - Destroy removes them in reverse dependency order (dependents first, independent ones together).
  * The state file also holds the provider connection settings that destroy needs, as a local
  * Terraform state does, so it is written 0600 in a 0700 directory.
  */
@@ -255,6 +255,17 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
   }
 }
 
+const DESTROY_CONCURRENCY = 8;
+
+/** Runs fn over items, at most `limit` at a time. */
+async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
 export interface DestroyOptions {
   stack: string;
   stateDir?: string;
@@ -264,7 +275,7 @@ export interface DestroyOptions {
 }
 
 /**
- * Destroys in reverse creation order. A failure does not stop the rest: what could not be
+ * Destroys in reverse dependency order. A failure does not stop the rest: what could not be
  * removed stays in the state file and the error lists it, so destroy can simply be run again.
  */
 export async function destroy(opts: DestroyOptions): Promise<{ destroyed: StateEntry[] }> {
@@ -274,31 +285,34 @@ export async function destroy(opts: DestroyOptions): Promise<{ destroyed: StateE
   if (!state) throw new Error(`Stack '${opts.stack}' has no local deployment (${statePath(opts.stack, dir)} does not exist): nothing to destroy.`);
   const destroyed: StateEntry[] = [];
   const failed: Array<{ entry: StateEntry; error: string }> = [];
-  const failedUrns = new Set<string>();
-  for (const entry of [...state.resources].reverse()) {
-    const mapping = MAPPINGS.get(entry.type);
-    if (!mapping) {
-      failed.push({ entry, error: `no mapping for ${entry.type}` });
-      continue;
-    }
-    // Something that depends on this one is still there: removing this would fail or orphan it.
-    const blocker = state.resources.find((e) => failedUrns.has(e.urn) && e.dependsOn.includes(entry.urn));
-    if (blocker) {
-      failedUrns.add(entry.urn);
-      failed.push({ entry, error: `still needed by ${blocker.type} ${blocker.name}, which could not be destroyed` });
-      continue;
-    }
-    const record = opts.force && entry.type === "minio:index/s3Bucket:S3Bucket" ? { ...entry.record, forceDestroy: true } : entry.record;
-    try {
-      await mapping.destroy(record, state.providers[entry.provider] ?? {});
-      destroyed.push(entry);
-      state.resources = state.resources.filter((e) => e !== entry);
-      writeState(state, dir);
-      log(`destroyed ${entry.type} ${entry.name} (${entry.id})`);
-    } catch (err) {
-      failedUrns.add(entry.urn);
-      failed.push({ entry, error: err instanceof Error ? err.message : String(err) });
-    }
+  // In waves, as the engine does: everything that nothing left depends on goes at once. Entries
+  // whose dependents could not be removed are never ready, and are reported as blocked.
+  const remaining = new Set(state.resources);
+  const stuck = new Set<StateEntry>();
+  for (;;) {
+    const ready = [...remaining].filter((e) => !stuck.has(e) && ![...remaining].some((o) => o !== e && o.dependsOn.includes(e.urn)));
+    if (ready.length === 0) break;
+    await mapLimit(ready, DESTROY_CONCURRENCY, async (entry) => {
+      const mapping = MAPPINGS.get(entry.type);
+      const record = opts.force && entry.type === "minio:index/s3Bucket:S3Bucket" ? { ...entry.record, forceDestroy: true } : entry.record;
+      try {
+        if (!mapping) throw new Error(`no mapping for ${entry.type}`);
+        await mapping.destroy(record, state.providers[entry.provider] ?? {});
+        destroyed.push(entry);
+        remaining.delete(entry);
+        state.resources = state.resources.filter((e) => e !== entry);
+        writeState(state, dir);
+        log(`destroyed ${entry.type} ${entry.name} (${entry.id})`);
+      } catch (err) {
+        stuck.add(entry);
+        failed.push({ entry, error: err instanceof Error ? err.message : String(err) });
+      }
+    });
+  }
+  for (const entry of remaining) {
+    if (stuck.has(entry)) continue;
+    const blocker = [...remaining].find((o) => o.dependsOn.includes(entry.urn));
+    failed.push({ entry, error: `still needed by ${blocker?.type} ${blocker?.name}, which could not be destroyed` });
   }
   if (failed.length > 0) {
     throw new Error(

@@ -15,6 +15,24 @@ function api(provider: Record<string, unknown>): DockerApi {
 
 const arr = (v: unknown): any[] => (Array.isArray(v) ? v : []);
 
+/**
+ * Removes an object that may still be in use by a service being removed at the same time (a
+ * dependency the program expressed by name only, which the graph does not show): retried while
+ * the engine says "in use", for up to two minutes.
+ */
+async function removeWhenFree(d: DockerApi, path: string, busy: (err: DockerApiError) => boolean): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      return await d.remove(path);
+    } catch (err) {
+      if (!(err instanceof DockerApiError) || !busy(err) || Date.now() > deadline) throw err;
+      await sleep(1000);
+    }
+  }
+}
+const inUse = (err: DockerApiError) => /in use/i.test(err.message);
+
 function mountSpec(m: Obj): Obj {
   return compact({
     Type: m.type,
@@ -227,7 +245,7 @@ export const secret: Mapping<Obj> = {
     return { id: res.ID, state: { name }, record: { id: res.ID, name } };
   },
   async destroy(rec, provider) {
-    await api(provider).remove(`/secrets/${rec.id}`);
+    await removeWhenFree(api(provider), `/secrets/${rec.id}`, inUse);
   },
 };
 
@@ -246,7 +264,7 @@ export const serviceConfig: Mapping<Obj> = {
     return { id: res.ID, state: { name }, record: { id: res.ID, name } };
   },
   async destroy(rec, provider) {
-    await api(provider).remove(`/configs/${rec.id}`);
+    await removeWhenFree(api(provider), `/configs/${rec.id}`, inUse);
   },
 };
 
@@ -281,16 +299,8 @@ export const network: Mapping<Obj> = {
     return { id: res.Id, state: { name }, record: { id: res.Id, name } };
   },
   async destroy(rec, provider) {
-    const d = api(provider);
-    // An overlay network stays "in use" for a moment after its last task is removed.
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await d.remove(`/networks/${rec.id}`);
-      } catch (err) {
-        if (!(err instanceof DockerApiError) || err.status !== 403 || attempt >= 30) throw err;
-        await sleep(1000);
-      }
-    }
+    // An overlay network stays "in use" (403) for a moment after its last task is removed.
+    await removeWhenFree(api(provider), `/networks/${rec.id}`, (e) => e.status === 403 || inUse(e));
   },
 };
 
@@ -308,16 +318,8 @@ export const volume: Mapping<Obj> = {
     return { id: res.Name, state: { name: res.Name, mountpoint: undefined }, record: { id: res.Name, name: res.Name } };
   },
   async destroy(rec, provider) {
-    const d = api(provider);
-    // A volume is busy until the containers of removed services are gone.
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await d.remove(`/volumes/${encodeURIComponent(String(rec.id))}`);
-      } catch (err) {
-        if (!(err instanceof DockerApiError) || err.status !== 409 || attempt >= 30) throw err;
-        await sleep(1000);
-      }
-    }
+    // A volume is busy (409) until the containers of removed services are gone.
+    await removeWhenFree(api(provider), `/volumes/${encodeURIComponent(String(rec.id))}`, (e) => e.status === 409 || inUse(e));
   },
 };
 

@@ -85,6 +85,9 @@ export const role: Mapping<Obj> = {
         await withClient(provider, datname, async (d) => {
           if (!rec.skipReassignOwned) await d.query(`REASSIGN OWNED BY ${id(d, String(rec.name))} TO CURRENT_USER`);
           await d.query(`DROP OWNED BY ${id(d, String(rec.name))}`);
+        }).catch((err: { code?: string }) => {
+          // A database dropped meanwhile (destroy runs independent resources together) holds nothing.
+          if (err.code !== "3D000" && err.code !== "57P01") throw err;
         });
       }
       await c.query(`DROP ROLE IF EXISTS ${id(c, String(rec.name))}`);
