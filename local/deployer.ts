@@ -45,6 +45,8 @@ export interface DeploymentState {
   project: string;
   projectDir: string;
   status: "deploying" | "deployed" | "failed";
+  /** The deploying process, while status is "deploying". */
+  pid?: number;
   startedAt: string;
   finishedAt?: string;
   error?: string;
@@ -73,6 +75,17 @@ function writeState(state: DeploymentState, dir: string): void {
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   renameSync(tmp, file);
+}
+
+/** A deployment still running in another live process. */
+function deployingElsewhere(state: DeploymentState): boolean {
+  if (state.status !== "deploying" || !state.pid || state.pid === process.pid) return false;
+  try {
+    process.kill(state.pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The stack name a StackReference names ("org/project/stack" or "stack"). */
@@ -153,7 +166,7 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
   const dir = opts.stateDir ?? DEPLOYMENTS_DIR;
   const log = opts.log ?? (() => {});
   const existing = readState(opts.stack, dir);
-  if (existing && existing.resources.length > 0) {
+  if (existing && (existing.resources.length > 0 || deployingElsewhere(existing))) {
     throw new Error(
       `Stack '${opts.stack}' is already deployed (${existing.resources.length} resources in ${statePath(opts.stack, dir)}): the local deployer does not update in place; run 'kryonix-dr destroy --stack ${opts.stack}' first.`,
     );
@@ -168,6 +181,7 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
     project: project.name,
     projectDir,
     status: "deploying",
+    pid: process.pid,
     startedAt: new Date().toISOString(),
     providers: defaultProviders(config),
     resources: [],
@@ -239,6 +253,7 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
   try {
     const { registrations, outputs } = await runStackProgram({ ...opts, projectDir, handler });
     state.status = "deployed";
+    delete state.pid;
     state.outputs = outputs;
     state.finishedAt = new Date().toISOString();
     writeState(state, dir);
@@ -248,6 +263,7 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
     return { state, registrations, planned, difference };
   } catch (err) {
     state.status = "failed";
+    delete state.pid;
     state.error = err instanceof Error ? err.message : String(err);
     state.finishedAt = new Date().toISOString();
     writeState(state, dir);
@@ -283,6 +299,9 @@ export async function destroy(opts: DestroyOptions): Promise<{ destroyed: StateE
   const log = opts.log ?? (() => {});
   const state = readState(opts.stack, dir);
   if (!state) throw new Error(`Stack '${opts.stack}' has no local deployment (${statePath(opts.stack, dir)} does not exist): nothing to destroy.`);
+  if (deployingElsewhere(state)) {
+    throw new Error(`Stack '${opts.stack}' is being deployed right now by process ${state.pid}: wait for it to finish (or stop it), then destroy.`);
+  }
   const destroyed: StateEntry[] = [];
   const failed: Array<{ entry: StateEntry; error: string }> = [];
   // In waves, as the engine does: everything that nothing left depends on goes at once. Entries
