@@ -4,7 +4,7 @@
  * `stdin` piped), records stdout/stderr as outputs, and runs `delete` on destroy.
  */
 import { spawn } from "node:child_process";
-import type { Mapping } from "./types.js";
+import { bucketConfigTurns, type Mapping } from "./types.js";
 
 type Obj = Record<string, any>;
 
@@ -39,7 +39,8 @@ export const localCommand: Mapping<Obj> = {
   async create(i, _ctx, reg) {
     if (i.assetPaths?.length || i.archivePaths?.length) throw new Error(`command.local.Command ${reg.name}: assetPaths/archivePaths are not supported by the local deployer.`);
     if (!i.create) return { id: reg.name, state: { stdout: "", stderr: "" }, record: deleteRecord(i, "") };
-    const r = await runCommand(i.create, { interpreter: i.interpreter, dir: i.dir, environment: i.environment, stdin: i.stdin });
+    // In turn with bucket configuration writes (see bucketConfigTurns).
+    const r = await bucketConfigTurns.run(() => runCommand(i.create, { interpreter: i.interpreter, dir: i.dir, environment: i.environment, stdin: i.stdin }));
     if (r.code !== 0) {
       // The provider does not record a failed create, so neither do we (no delete runs for it).
       throw new Error(`command.local.Command ${reg.name} failed with exit code ${r.code}: ${tail(r.stderr || r.stdout)}`);

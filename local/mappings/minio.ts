@@ -27,7 +27,7 @@ import {
   type BucketCannedACL,
 } from "@aws-sdk/client-s3";
 import { rgwAdmin, rgwIam, RgwError, s3Client, type S3Connection } from "../rgw.js";
-import { autoName, type Mapping } from "./types.js";
+import { autoName, bucketConfigTurns, type Mapping } from "./types.js";
 
 type Obj = Record<string, any>;
 
@@ -79,36 +79,38 @@ export const bucket: Mapping<Obj> = {
   },
   type: "minio:index/s3Bucket:S3Bucket",
   async create(i, ctx, reg) {
-    const name: string = i.bucket ?? (i.bucketPrefix ? `${i.bucketPrefix}${randomBytes(4).toString("hex")}` : autoName(reg.name, undefined));
-    return withS3(ctx.provider, async (s3, conn) => {
-      await s3.send(new CreateBucketCommand({ Bucket: name, ObjectLockEnabledForBucket: i.objectLocking === true }));
-      const record = { bucket: name, forceDestroy: i.forceDestroy === true };
-      try {
-        const acl = (i.acl ?? "private") as BucketCannedACL;
-        if (acl !== "private") await s3.send(new PutBucketAclCommand({ Bucket: name, ACL: acl }));
-        if (i.quota !== undefined && i.quota !== null) {
-          const info = await rgwAdmin<{ owner: string }>(conn, "GET", "bucket", { bucket: name });
-          // As query arguments: this RGW answers 501 to the JSON-body form. Pacific reads the size
-          // in KiB, later releases in bytes (and let KiB override), so both are sent.
-          const bytes = Number(i.quota);
-          await rgwAdmin(conn, "PUT", "bucket", {
-            quota: "",
-            uid: info.owner,
-            bucket: name,
-            enabled: "true",
-            "max-size": String(bytes),
-            "max-size-kb": String(Math.ceil(bytes / 1024)),
-            "max-objects": "-1",
-          });
+    return bucketConfigTurns.run(async () => {
+      const name: string = i.bucket ?? (i.bucketPrefix ? `${i.bucketPrefix}${randomBytes(4).toString("hex")}` : autoName(reg.name, undefined));
+      return withS3(ctx.provider, async (s3, conn) => {
+        await s3.send(new CreateBucketCommand({ Bucket: name, ObjectLockEnabledForBucket: i.objectLocking === true }));
+        const record = { bucket: name, forceDestroy: i.forceDestroy === true };
+        try {
+          const acl = (i.acl ?? "private") as BucketCannedACL;
+          if (acl !== "private") await s3.send(new PutBucketAclCommand({ Bucket: name, ACL: acl }));
+          if (i.quota !== undefined && i.quota !== null) {
+            const info = await rgwAdmin<{ owner: string }>(conn, "GET", "bucket", { bucket: name });
+            // As query arguments: this RGW answers 501 to the JSON-body form. Pacific reads the size
+            // in KiB, later releases in bytes (and let KiB override), so both are sent.
+            const bytes = Number(i.quota);
+            await rgwAdmin(conn, "PUT", "bucket", {
+              quota: "",
+              uid: info.owner,
+              bucket: name,
+              enabled: "true",
+              "max-size": String(bytes),
+              "max-size-kb": String(Math.ceil(bytes / 1024)),
+              "max-objects": "-1",
+            });
+          }
+        } catch (err) {
+          throw Object.assign(err as Error, { created: record });
         }
-      } catch (err) {
-        throw Object.assign(err as Error, { created: record });
-      }
-      return {
-        id: name,
-        state: { bucket: name, arn: `arn:aws:s3:::${name}`, bucketDomainName: `${conn.endpoint}/${name}`, acl: i.acl ?? "private" },
-        record,
-      };
+        return {
+          id: name,
+          state: { bucket: name, arn: `arn:aws:s3:::${name}`, bucketDomainName: `${conn.endpoint}/${name}`, acl: i.acl ?? "private" },
+          record,
+        };
+      });
     });
   },
   async destroy(rec, provider) {
@@ -150,12 +152,14 @@ export const bucket: Mapping<Obj> = {
 export const versioning: Mapping<Obj> = {
   type: "minio:index/s3BucketVersioning:S3BucketVersioning",
   async create(i, ctx) {
-    const cfg = i.versioningConfiguration ?? {};
-    if ((cfg.excludedPrefixes?.length ?? 0) > 0 || cfg.excludeFolders) {
-      throw new Error(`S3BucketVersioning ${i.bucket}: excludedPrefixes/excludeFolders are MinIO extensions that RGW does not have; drop them for this target.`);
-    }
-    await withS3(ctx.provider, (s3) => s3.send(new PutBucketVersioningCommand({ Bucket: i.bucket, VersioningConfiguration: { Status: cfg.status } })));
-    return { id: i.bucket, record: { bucket: i.bucket } };
+    return bucketConfigTurns.run(async () => {
+      const cfg = i.versioningConfiguration ?? {};
+      if ((cfg.excludedPrefixes?.length ?? 0) > 0 || cfg.excludeFolders) {
+        throw new Error(`S3BucketVersioning ${i.bucket}: excludedPrefixes/excludeFolders are MinIO extensions that RGW does not have; drop them for this target.`);
+      }
+      await withS3(ctx.provider, (s3) => s3.send(new PutBucketVersioningCommand({ Bucket: i.bucket, VersioningConfiguration: { Status: cfg.status } })));
+      return { id: i.bucket, record: { bucket: i.bucket } };
+    });
   },
   // Versioning cannot be switched off once on (only suspended, and never with object lock);
   // the bucket's own destroy removes it.
@@ -183,9 +187,11 @@ export function lifecycleRule(r: Obj): LifecycleRule {
 export const ilmPolicy: Mapping<Obj> = {
   type: "minio:index/ilmPolicy:IlmPolicy",
   async create(i, ctx) {
-    const rules = (i.rules as Obj[]).map(lifecycleRule);
-    await withS3(ctx.provider, (s3) => s3.send(new PutBucketLifecycleConfigurationCommand({ Bucket: i.bucket, LifecycleConfiguration: { Rules: rules } })));
-    return { id: i.bucket, record: { bucket: i.bucket } };
+    return bucketConfigTurns.run(async () => {
+      const rules = (i.rules as Obj[]).map(lifecycleRule);
+      await withS3(ctx.provider, (s3) => s3.send(new PutBucketLifecycleConfigurationCommand({ Bucket: i.bucket, LifecycleConfiguration: { Rules: rules } })));
+      return { id: i.bucket, record: { bucket: i.bucket } };
+    });
   },
   async destroy(rec, provider) {
     await withS3(provider, (s3) => ignoreGone(s3.send(new DeleteBucketLifecycleCommand({ Bucket: String(rec.bucket) }))));
@@ -195,8 +201,10 @@ export const ilmPolicy: Mapping<Obj> = {
 export const bucketPolicy: Mapping<Obj> = {
   type: "minio:index/s3BucketPolicy:S3BucketPolicy",
   async create(i, ctx) {
-    await withS3(ctx.provider, (s3) => s3.send(new PutBucketPolicyCommand({ Bucket: i.bucket, Policy: i.policy })));
-    return { id: i.bucket, record: { bucket: i.bucket } };
+    return bucketConfigTurns.run(async () => {
+      await withS3(ctx.provider, (s3) => s3.send(new PutBucketPolicyCommand({ Bucket: i.bucket, Policy: i.policy })));
+      return { id: i.bucket, record: { bucket: i.bucket } };
+    });
   },
   async destroy(rec, provider) {
     await withS3(provider, (s3) => ignoreGone(s3.send(new DeleteBucketPolicyCommand({ Bucket: String(rec.bucket) }))));
@@ -206,22 +214,24 @@ export const bucketPolicy: Mapping<Obj> = {
 export const serverSideEncryption: Mapping<Obj> = {
   type: "minio:index/s3BucketServerSideEncryption:S3BucketServerSideEncryption",
   async create(i, ctx, reg) {
-    try {
-      await withS3(ctx.provider, (s3) =>
-        s3.send(
-          new PutBucketEncryptionCommand({
-            Bucket: i.bucket,
-            ServerSideEncryptionConfiguration: {
-              Rules: [{ ApplyServerSideEncryptionByDefault: { SSEAlgorithm: i.encryptionType ?? "aws:kms", KMSMasterKeyID: i.kmsKeyId } }],
-            },
-          }),
-        ),
-      );
-    } catch (err) {
-      const e = err as { name?: string; message?: string };
-      throw new Error(`S3BucketServerSideEncryption ${reg.name}: this S3 server refused bucket default encryption (${e.name}: ${e.message}). RGW needs a KMS backend configured for it; leave encryption off for this target.`);
-    }
-    return { id: i.bucket, record: { bucket: i.bucket } };
+    return bucketConfigTurns.run(async () => {
+      try {
+        await withS3(ctx.provider, (s3) =>
+          s3.send(
+            new PutBucketEncryptionCommand({
+              Bucket: i.bucket,
+              ServerSideEncryptionConfiguration: {
+                Rules: [{ ApplyServerSideEncryptionByDefault: { SSEAlgorithm: i.encryptionType ?? "aws:kms", KMSMasterKeyID: i.kmsKeyId } }],
+              },
+            }),
+          ),
+        );
+      } catch (err) {
+        const e = err as { name?: string; message?: string };
+        throw new Error(`S3BucketServerSideEncryption ${reg.name}: this S3 server refused bucket default encryption (${e.name}: ${e.message}). RGW needs a KMS backend configured for it; leave encryption off for this target.`);
+      }
+      return { id: i.bucket, record: { bucket: i.bucket } };
+    });
   },
   async destroy(rec, provider) {
     await withS3(provider, (s3) => ignoreGone(s3.send(new DeleteBucketEncryptionCommand({ Bucket: String(rec.bucket) }))));

@@ -80,3 +80,21 @@ export function compact<T extends Record<string, unknown>>(o: T): T {
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/** A FIFO mutex: `run` calls never overlap. */
+export class Mutex {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(fn, fn);
+    this.tail = result.catch(() => {});
+    return result;
+  }
+}
+
+/**
+ * RGW (Pacific) updates bucket metadata read-modify-write: two configuration writes to one
+ * bucket at the same time (policy, lifecycle, versioning, object lock) can silently lose one of
+ * them. Bucket configuration mappings, and local commands (which may configure buckets, e.g.
+ * default retention), therefore take turns. MinIO does not need this; it costs seconds here.
+ */
+export const bucketConfigTurns = new Mutex();
