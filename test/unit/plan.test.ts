@@ -125,3 +125,29 @@ describe("secret paths", () => {
     expect(o.secretKeys).toEqual(["kdrtest-plan:password"]);
   });
 });
+
+describe("the kryonix-dr command registry", () => {
+  it("lists every command in --help", () => {
+    const r = cli("--help");
+    expect(r.code).toBe(0);
+    for (const name of ["plan", "deploy", "destroy", "s3", "migrate"]) expect(r.stdout).toMatch(new RegExp(`^  ${name}\\s+\\S`, "m"));
+  });
+
+  it("rejects an unknown command, listing the known ones", () => {
+    const r = cli("nosuch");
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/unknown command 'nosuch'\. Available commands: .*plan/);
+  });
+
+  it("validates s3 put-default-retention's flags before touching anything", () => {
+    const a = cli("s3", "put-default-retention", "--bucket", "b", "--mode", "LOCKED", "--days", "1");
+    expect(a.code).toBe(2);
+    expect(a.stderr).toContain("--mode must be GOVERNANCE or COMPLIANCE, not 'LOCKED'.");
+    const b = cli("s3", "put-default-retention", "--bucket", "b", "--mode", "GOVERNANCE", "--days", "0");
+    expect(b.code).toBe(2);
+    expect(b.stderr).toContain("--days must be a whole number of days of at least 1, not '0'.");
+    const c = cli("s3", "nosuch");
+    expect(c.code).toBe(2);
+    expect(c.stderr).toContain("Unknown subcommand 'nosuch'");
+  });
+});
