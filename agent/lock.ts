@@ -9,6 +9,12 @@ import type pg from "pg";
 
 export class LockBusyError extends Error {}
 
+/**
+ * Locks held by this process: advisory locks are re-entrant within one session and the lock
+ * file names our own pid, so two jobs of one serve process need this to exclude each other.
+ */
+const heldHere = new Set<string>();
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -48,14 +54,16 @@ export async function acquireServiceLock(client: pg.ClientBase, stateDir: string
   const file = path.join(stateDir, "locks", name.replace(/[^a-zA-Z0-9._-]/g, "_") + ".lock");
   const deadline = Date.now() + waitSeconds * 1000;
   for (;;) {
-    if (tryLocalLock(file)) {
+    if (!heldHere.has(name) && tryLocalLock(file)) {
       const r = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok", [`kdr:${name}`]);
       if (r.rows[0]!.ok) {
         let released = false;
+        heldHere.add(name);
         return {
           async release() {
             if (released) return;
             released = true;
+            heldHere.delete(name);
             await client.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [`kdr:${name}`]).catch(() => undefined);
             rmSync(file, { force: true });
           },

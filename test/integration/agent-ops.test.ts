@@ -5,7 +5,7 @@
  */
 import { GetObjectCommand, GetObjectRetentionCommand, ListObjectVersionsCommand } from "@aws-sdk/client-s3";
 import { createHash } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentWorld, makeBucket, type AgentWorld, type TestBucket } from "../support/s3.js";
@@ -105,6 +105,24 @@ describe("agent: retention, prune, cron, replicate", () => {
     }
     const none = await w.run(["healthz"], { ...env, KDR_METRICS_PORT: String(port) });
     expect(none.code).toBe(1);
+  });
+
+  it("list shows the runs with status, size, measured ratio and verification", async () => {
+    const text = await w.run(["list"], env);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(new RegExp(`${ids[1]}  redis-ops  full\\s+expired`));
+    expect(text.stdout).toMatch(/completed .* ratio \d+\.\d+ .*(verify passed|unverified)/);
+    const json = JSON.parse((await w.run(["list", "--json"], env)).stdout) as { backupId: string; compressionRatio: number }[];
+    expect(json.map((r) => r.backupId)).toEqual(expect.arrayContaining(ids));
+  });
+
+  it("migrate applies the catalog migrations (nothing left to apply here) and needs the owner's rights", async () => {
+    const dir = path.join(w.root, "owner-secrets");
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, "kdr-catalog-password"), w.catalog.password + "\n");
+    const r = await w.run(["migrate"], { ...env, KDR_SECRET_DIR: dir, KDR_CATALOG_USER: "postgres", KDR_MIGRATIONS_DIR: path.resolve(__dirname, "../../catalog/migrations") });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/catalog migrations: applied 0 \(none\), already applied \d+/);
   });
 
   it("replicate copies every new object version, with its retention, once", async () => {

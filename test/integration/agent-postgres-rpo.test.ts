@@ -8,7 +8,7 @@ import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentWorld, type AgentWorld } from "../support/s3.js";
-import { startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
+import { freePort, startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
 import { startRestored } from "../support/s3.js";
 
 let w: AgentWorld;
@@ -37,12 +37,13 @@ describe("agent: postgres RPO under continuous writes", () => {
       KDR_TARGET_HOST: primary.host,
       KDR_TARGET_PORT: String(primary.port),
       KDR_TARGET_USER: "postgres",
-      KDR_METRICS_PORT: "0",
       // KDR_WAL_SWITCH_SECONDS left at its default.
     });
     const full = await w.run(["backup", "--type", "full", "--no-logical"], env);
     expect(full.code, full.stderr).toBe(0);
-    const serve = w.start(["serve"], { ...env, KDR_METRICS_PORT: String(20000 + Math.floor(Math.random() * 20000)) });
+    const port = await freePort();
+    // The sidecar schedules its own incrementals (croner, 6-field) while it streams WAL.
+    const serve = w.start(["serve"], { ...env, KDR_METRICS_PORT: String(port), KDR_SCHEDULE_INCREMENTAL: "*/15 * * * * *" });
 
     const c = new pg.Client({ connectionString: primary.url });
     await c.connect();
@@ -54,6 +55,14 @@ describe("agent: postgres RPO under continuous writes", () => {
       await new Promise((res) => setTimeout(res, 50));
     }
     await c.end();
+    const metrics = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text());
+    expect(metrics, serve.output()).toMatch(/kdr_wal_segments_uploaded_total\{service="pg-orders"\} [1-9]/);
+    expect(metrics).toMatch(/kdr_wal_lag_seconds\{service="pg-orders"\} /);
+    expect(metrics).toMatch(/kdr_backup_last_success_timestamp_seconds\{service="pg-orders",type="incremental"\} /);
+    const hz = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect(hz.status).toBe(200);
+    const incs = (await w.db.query("SELECT backup_size FROM backup_management WHERE service_name = $1 AND backup_type = 'incremental' AND backup_status = 'completed'", [SERVICE])).rows;
+    expect(incs.length).toBeGreaterThanOrEqual(1);
     // No shutdown checkpoint, no goodbye: SIGKILL the postmaster.
     const pid = Number(readFileSync(path.join(primary.dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
     process.kill(pid, "SIGKILL");

@@ -254,7 +254,11 @@ export async function startRestored(dataDir: string, password: string): Promise<
   const log = path.join(sock, "log");
   const r = spawnSync("runuser", ["-u", "postgres", "--", path.join(PG_BIN, "pg_ctl"), "start", "-D", dataDir, "-l", log, "-w", "-t", "90", "-o", `-p ${port} -k ${sock} -c listen_addresses=127.0.0.1`], { encoding: "utf8" });
   const logText = () => (existsSync(log) ? spawnSync("tail", ["-n", "30", log], { encoding: "utf8" }).stdout : "");
-  if (r.status !== 0) throw new Error(`restored PostgreSQL did not start: ${r.stderr}\n${logText()}`);
+  if (r.status !== 0) {
+    const text = logText();
+    rmSync(sock, { recursive: true, force: true });
+    throw new Error(`restored PostgreSQL did not start: ${r.stderr}\n${text}`);
+  }
   const url = (db: string) => `postgres://postgres:${password}@127.0.0.1:${port}/${db}`;
   for (let i = 0; i < 120; i++) {
     const [x] = await pgQuery<{ r: boolean }>(url("postgres"), "SELECT pg_is_in_recovery() AS r");

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync, chmodSync } from "node:fs";
+import { mkdtempSync, writeFileSync, chmodSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -41,6 +41,7 @@ describe("agent settings", () => {
       chmodSync(path.join(dir, "kdr-s3-access-key"), 0);
       expect(() => s.secret("s3AccessKey")).toThrow(/cannot be read/);
     }
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it("derives a short, stable key id from the public key only", () => {
@@ -70,6 +71,36 @@ describe("agent settings", () => {
     } finally {
       process.stderr.write = orig;
       process.env = saved;
+    }
+  });
+});
+
+describe("agent storage retries", () => {
+  it("retries transient storage errors with backoff and gives up on the others at once", async () => {
+    const { withRetry } = await import("../../agent/storage/s3.js");
+    let calls = 0;
+    const flaky = async () => {
+      calls++;
+      if (calls < 3) throw Object.assign(new Error("SlowDown"), { $metadata: { httpStatusCode: 503 } });
+      return "ok";
+    };
+    const orig = process.stderr.write.bind(process.stderr);
+    const err: string[] = [];
+    process.stderr.write = ((c: string) => (err.push(String(c)), true)) as typeof process.stderr.write;
+    try {
+      expect(await withRetry("put x", flaky, 5, 1)).toBe("ok");
+      expect(calls).toBe(3);
+      expect(err.join("")).toMatch(/storage: put x failed \(Error: SlowDown\); retry 1\/4/);
+      let denied = 0;
+      await expect(
+        withRetry("put y", async () => {
+          denied++;
+          throw Object.assign(new Error("AccessDenied"), { $metadata: { httpStatusCode: 403 } });
+        }, 5, 1),
+      ).rejects.toThrow("AccessDenied");
+      expect(denied).toBe(1);
+    } finally {
+      process.stderr.write = orig;
     }
   });
 });
