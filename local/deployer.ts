@@ -15,6 +15,7 @@
  */
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { spawn } from "node:child_process";
 import { join, resolve } from "node:path";
 import { planInChildProcess, type PlannedResource } from "./plan.js";
 import { forgetGeneratedSecrets } from "./local-stack.js";
@@ -161,8 +162,55 @@ async function planFirst(stack: string, projectDir: string, config: RunOptions["
   }
 }
 
-/** Deploys a stack; on failure the state keeps what was created and the error says how to clean up. */
+/**
+ * Deploys a stack in a fresh process (`kryonix-dr deploy`), so a caller can deploy several stacks
+ * (the drill: local, then recovery): the Pulumi runtime runs one program per process. Progress
+ * lines reach `log`; the result comes back through a 0600 temp file, secrets redacted.
+ */
 export async function deploy(opts: DeployOptions): Promise<DeployResult> {
+  const dir = opts.stateDir ?? DEPLOYMENTS_DIR;
+  const tmp = mkdtempSync(join(tmpdir(), "kdr-deploy-"));
+  const resultFile = join(tmp, "result.json");
+  const args = [BIN, "deploy", "--stack", opts.stack, "--no-platform", "--result-file", resultFile];
+  if (opts.projectDir) args.push("--project-dir", opts.projectDir);
+  if (!opts.log) args.push("--quiet");
+  try {
+    if (opts.config) {
+      const configFile = join(tmp, "config.json");
+      writeFileSync(configFile, JSON.stringify(opts.config), { mode: 0o600 });
+      args.push("--config-file", configFile);
+    }
+    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolvePromise, reject) => {
+      const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, KDR_DEPLOYMENTS_DIR: dir } });
+      let err = "";
+      let partial = "";
+      child.stderr.on("data", (d: Buffer) => {
+        partial += d.toString();
+        const lines = partial.split("\n");
+        partial = lines.pop()!;
+        for (const line of lines) {
+          if (line.startsWith("kryonix-dr deploy:") || err) err += `${line}\n`;
+          else if (line.trim()) opts.log?.(line);
+        }
+      });
+      child.on("error", reject);
+      child.on("close", (c) => resolvePromise({ code: c, stderr: err + partial }));
+    });
+    if (existsSync(resultFile)) return JSON.parse(readFileSync(resultFile, "utf8")) as DeployResult;
+    throw new Error(stderr.replace(/^kryonix-dr deploy: /, "").trim() || `kryonix-dr deploy exited with ${code}`);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+const BIN = join(__dirname, "..", "bin", "kryonix-dr.mjs");
+
+/**
+ * Deploys a stack in THIS process (what `kryonix-dr deploy` runs). The Pulumi runtime allows one
+ * program per process, so other callers use deploy(). On failure the state keeps what was
+ * created and the error says how to clean up.
+ */
+export async function deployInThisProcess(opts: DeployOptions): Promise<DeployResult> {
   const dir = opts.stateDir ?? DEPLOYMENTS_DIR;
   const log = opts.log ?? (() => {});
   const existing = readState(opts.stack, dir);

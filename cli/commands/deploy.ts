@@ -6,7 +6,9 @@
 import { join, resolve } from "node:path";
 import { parseFlags, required, type Command } from "../command.js";
 import { readConfigFile } from "../config-file.js";
-import { deploy, statePath, DEPLOYMENTS_DIR } from "../../local/deployer.js";
+import { writeFileSync } from "node:fs";
+import { deployInThisProcess, statePath, DEPLOYMENTS_DIR } from "../../local/deployer.js";
+import { redact } from "../../local/program.js";
 import { localStackConfig } from "../../local/local-stack.js";
 import { readPlatform } from "../../local/platform.js";
 
@@ -23,6 +25,8 @@ production uses 'pulumi up'.
   --config-file <file.json>  config overriding the stack file: {"key": {"value": ..., "secret": true}}
                              (secure: values in stack files cannot be decrypted without the Pulumi CLI)
   --project-dir <dir>        directory holding Pulumi.yaml (default: this repository)
+  --no-platform              never apply the platform overrides (not even for 'local')
+  --result-file <file>       also write the result (state, plan, difference; secrets redacted) as JSON
   --quiet                    no progress lines`;
 
 export const command: Command = {
@@ -36,19 +40,26 @@ export const command: Command = {
       "project-dir": { type: "string" },
       quiet: { type: "boolean" },
       platform: { type: "boolean" },
+      "no-platform": { type: "boolean" },
+      "result-file": { type: "string" },
     });
     const stack = required(values.stack, "stack");
     const fromFile = values["config-file"] ? readConfigFile(values["config-file"]) : undefined;
-    const usePlatform = values.platform ?? stack === "local";
+    const usePlatform = !values["no-platform"] && (values.platform ?? stack === "local");
     const config = usePlatform ? { ...localStackConfig(readPlatform(), stack, DEPLOYMENTS_DIR), ...(fromFile ?? {}) } : fromFile;
     const projectDir = resolve(values["project-dir"] ?? join(__dirname, "..", ".."));
     const started = Date.now();
-    const { state, difference } = await deploy({
+    const result = await deployInThisProcess({
       stack,
       projectDir,
       config,
       log: values.quiet ? undefined : (l) => process.stderr.write(`${l}\n`),
     });
+    const { state, difference } = result;
+    if (values["result-file"]) {
+      const registrations = result.registrations.map((r) => ({ ...r, inputs: redact(r.inputs, r.secretPaths) }));
+      writeFileSync(values["result-file"], JSON.stringify({ ...result, registrations }), { mode: 0o600 });
+    }
     if (difference.missing.length || difference.extra.length) {
       process.stderr.write(`declared and deployed differ: not created ${JSON.stringify(difference.missing)}, not declared ${JSON.stringify(difference.extra)}\n`);
       return 1;

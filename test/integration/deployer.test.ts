@@ -26,7 +26,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPlatform } from "../../local/platform.js";
 import { DockerApi } from "../../local/docker-api.js";
 import { rgwAdmin, s3Client, type S3Connection } from "../../local/rgw.js";
-import type { DeploymentState } from "../../local/deployer.js";
+import { deploy, destroy, type DeploymentState } from "../../local/deployer.js";
 
 const ROOT = join(__dirname, "..", "..");
 const FIXTURE = join(ROOT, "test", "fixtures", "deployer-fixture");
@@ -124,7 +124,7 @@ beforeAll(() => {
 afterAll(async () => {
   // Whatever a failed assertion left behind goes too.
   if (existsSync(join(stateDir, `${stack}.json`))) cli("destroy", "--stack", stack, "--force", "--quiet");
-  if (existsSync(join(stateDir, "unsupported.json"))) cli("destroy", "--stack", "unsupported", "--quiet");
+  for (const s of ["unsupported", "net"]) if (existsSync(join(stateDir, `${s}.json`))) cli("destroy", "--stack", s, "--quiet");
   rmSync(stateDir, { recursive: true, force: true });
   rmSync(workDir, { recursive: true, force: true });
 });
@@ -280,6 +280,27 @@ describe("an unsupported resource type", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`does not support resource type(s) docker:index/plugin:Plugin (resource '${p}-plugin'); nothing was created`);
     expect(existsSync(join(stateDir, "unsupported.json"))).toBe(false);
+    expect(await leftovers(p)).toEqual([]);
+  });
+});
+
+describe("deploy() as a library", () => {
+  it("runs each stack's program in a fresh process, so one caller can deploy several stacks", async () => {
+    const p = `${prefix}-lib`;
+    const lines: string[] = [];
+    const r = await deploy({ stack: "net", projectDir: FIXTURE, stateDir, config: { prefix: { value: p } }, log: (l) => lines.push(l) });
+    expect(r.difference).toEqual({ missing: [], extra: [] });
+    expect(r.state.resources.map((e) => `${e.type} ${e.name}`)).toEqual([`docker:index/network:Network ${p}-net`]);
+    expect(r.registrations.map((x) => x.type)).toContain("pulumi:providers:docker");
+    expect(lines).toContain(`planned 2 resources`);
+    // A second program in the same caller process.
+    await expect(deploy({ stack: "unsupported", projectDir: FIXTURE, stateDir, config: { prefix: { value: `${p}-u` } } })).rejects.toThrow(
+      "does not support resource type(s) docker:index/plugin:Plugin",
+    );
+    const net = await docker.request<{ Name: string }>("GET", `/networks/${p}-net`);
+    expect(net.Name).toBe(`${p}-net`);
+    const d = await destroy({ stack: "net", stateDir });
+    expect(d.destroyed.map((e) => e.name)).toEqual([`${p}-net`]);
     expect(await leftovers(p)).toEqual([]);
   });
 });
