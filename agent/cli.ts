@@ -8,7 +8,8 @@
 import { request } from "node:http";
 import type pg from "pg";
 import { connectCatalog, listBackups } from "./catalog.js";
-import { ConfigError, parseArgs, Settings } from "./config.js";
+import { AGENT_ENV } from "../contract.js";
+import { ConfigError, flagName, parseArgs, Settings } from "./config.js";
 import { LockBusyError } from "./lock.js";
 import { AGENT_VERSION, printSummary, runBackup, runHealth, runPrune, runRestore, runVerify } from "./run.js";
 import { cron, serve } from "./serve.js";
@@ -22,7 +23,7 @@ const USAGE = `usage: kdr-agent <command> [options]
 
 commands:
   backup --type full|incremental [--wait <s>] [--no-logical]   one backup run, recorded in the catalog
-  restore --target <dir> [--time <ISO> | --backup-id <id>] [--wal-dir <dir>] [--clean-target] [--force-overwrite-source --yes]
+  restore --target <dir> [--time <ISO> | --backup-id <id>] [--wal-dir <dir>] [--owner uid:gid] [--clean-target] [--force-overwrite-source --yes]
   verify [--backup-id <id>]        re-read artifacts: SHA-256 + the tool's own check; recorded in the catalog
   list [--limit <n>]               backups of the service (or all services with --all)
   prune                            expire backups past retention (never the last good full or the WAL it needs)
@@ -37,6 +38,7 @@ every setting is an env var (KDR_SERVICE ...) or the matching flag (--service ..
 secrets are files in /run/secrets (override with KDR_SECRET_DIR or --secret-dir);
 --json prints machine-readable output on stdout; progress goes to stderr.`;
 
+const VALUED = ["--type", "--wait", "--target", "--time", "--backup-id", "--wal-dir", "--owner", "--limit", "--secret-dir"];
 const BOOLEANS = new Set(["--json", "--yes", "--force-overwrite-source", "--clean-target", "--no-logical", "--once", "--all", "--help", "--version"]);
 
 function out(json: boolean, obj: unknown, text: string): void {
@@ -73,6 +75,13 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE + "\n");
     return cmd === undefined && !flags.has("--help") ? 2 : 0;
   }
+  // A mistyped option must not be silently ignored (a backup with the wrong bucket, say).
+  const known = new Set([...Object.keys(AGENT_ENV).map(flagName), ...BOOLEANS, ...VALUED]);
+  const unknown = [...flags.keys()].filter((f) => !known.has(f));
+  if (unknown.length) {
+    process.stderr.write(`kdr-agent: unknown option ${unknown.join(", ")}: see 'kdr-agent --help' (every KDR_* setting is also --kebab-case).\n`);
+    return 2;
+  }
   const json = flags.has("--json");
   setQuiet(json);
   const s = new Settings(flags);
@@ -98,6 +107,7 @@ export async function main(argv: string[]): Promise<number> {
             forceOverwriteSource: flags.has("--force-overwrite-source"),
             yes: flags.has("--yes"),
             cleanTarget: flags.has("--clean-target"),
+            owner: str(flags.get("--owner")),
           }),
         );
         out(json, r, `restore of ${r.service} completed from backup ${r.backupId} into ${r.target}\n  target ${r.recoveryTarget}, reaches ${r.reaches}; ${r.artifactsChecked} artifact(s) checked first; ${fmtSeconds(r.durationSeconds)}\n  next: ${r.next}`);

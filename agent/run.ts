@@ -2,7 +2,8 @@
  * The runner: what every command does around the engines. Catalog rows, locks, manifest,
  * integrity checks before restore, retention, health.
  */
-import { randomUUID } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { createHash, randomUUID } from "node:crypto";
 import { existsSync, readdirSync, mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import type pg from "pg";
@@ -175,7 +176,6 @@ export async function runBackup(
     const body = JSON.stringify(manifest, null, 2);
     const mref = await storage.putSmall(manifestKey, body, lockFor(s, type === "full" ? "full" : "incremental"));
     storedBytes += engine === "volume" ? 0 : Buffer.byteLength(body);
-    const { createHash } = await import("node:crypto");
     const manifestSha = createHash("sha256").update(body).digest("hex");
     const artifacts = [
       ...res.artifacts.map((a) => ({
@@ -395,6 +395,8 @@ export interface RestoreOptions {
   yes?: boolean;
   /** Empty the target first (for scratch targets such as drills); never allowed on the source. */
   cleanTarget?: boolean;
+  /** uid:gid to own the restored files (the server's user in the image that will serve them). */
+  owner?: string;
 }
 
 export interface RestoreSummary {
@@ -424,7 +426,7 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
   if (o.cleanTarget && existsSync(target)) {
     if (overSource) throw new ConfigError(`--clean-target refuses ${target}: it is the source. Use --force-overwrite-source --yes if you really mean to replace it.`);
     for (const f of readdirSync(target)) rmSync(path.join(target, f), { recursive: true, force: true });
-    rmSync(o.walDir ?? `${target}.kdr-wal`, { recursive: true, force: true });
+    if (o.walDir) rmSync(o.walDir, { recursive: true, force: true });
   }
   const nonEmpty = existsSync(target) && readdirSync(target).length > 0;
   if (nonEmpty && !(o.forceOverwriteSource && o.yes)) {
@@ -476,13 +478,20 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
     if (engine === "postgres") {
       const base = refs.find((r) => r.name === "base.tar");
       if (!base) throw new IntegrityError(`backup ${row.backupId} has no base.tar artifact.`);
-      await pgEngine.restore({ storage, identityFile: identity, base, wal: walRefs, target, walDir: o.walDir ?? `${target}.kdr-wal`, targetTime: o.time });
+      await pgEngine.restore({ storage, identityFile: identity, base, wal: walRefs, target, walDir: o.walDir, targetTime: o.time });
       next = `start PostgreSQL 15 on ${target} (owned by the postgres user, mode 0700); it replays the WAL and promotes`;
     } else {
       const rdb = refs.find((r) => r.name === "dump.rdb");
       if (!rdb) throw new IntegrityError(`backup ${row.backupId} has no dump.rdb artifact.`);
       await redisEngine.restore({ storage, identityFile: identity, rdb, target, overwrite: !!(o.forceOverwriteSource && o.yes) });
       next = `start redis-server with 'dir ${target}' and 'dbfilename dump.rdb'`;
+    }
+  }
+  if (o.owner) {
+    if (!/^\d+:\d+$/.test(o.owner)) throw new ConfigError(`--owner '${o.owner}' is not uid:gid: give numbers, e.g. 999:999 for the official postgres image.`);
+    for (const p of [target, ...(o.walDir ? [o.walDir] : [])]) {
+      const r = spawnSync("chown", ["-R", o.owner, p], { encoding: "utf8" });
+      if (r.status !== 0) throw new Error(`chown -R ${o.owner} ${p} failed: ${r.stderr.trim()}`);
     }
   }
   return {

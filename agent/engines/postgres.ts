@@ -337,9 +337,14 @@ export interface StoredRef {
   name: string;
 }
 
+/** Where WAL is staged by default: inside the data dir, so it travels with the volume. */
+export const STAGED_WAL_DIR = "kdr_restore_wal";
+
 /**
- * Restores base + WAL into `target` (must be empty). WAL is staged, decrypted, in `walDir` and
- * replayed through restore_command; recovery stops at `targetTime` (or the end of the WAL).
+ * Restores base + WAL into `target` (must be empty). WAL is staged, decrypted, in `walDir`
+ * (default `<target>/kdr_restore_wal`, which moves with the data volume into the PostgreSQL
+ * container) and replayed through restore_command; recovery stops at `targetTime` (or the end
+ * of the WAL), then promotes and deletes the staged WAL.
  */
 export async function restore(o: {
   storage: Storage;
@@ -347,30 +352,33 @@ export async function restore(o: {
   base: StoredRef;
   wal: StoredRef[];
   target: string;
-  walDir: string;
+  walDir?: string;
   targetTime?: Date;
 }): Promise<void> {
   mkdirSync(o.target, { recursive: true, mode: 0o700 });
-  mkdirSync(o.walDir, { recursive: true });
+  const walDir = o.walDir ?? path.join(o.target, STAGED_WAL_DIR);
+  mkdirSync(walDir, { recursive: true });
   const tar = spawnTool("tar", ["-x", "-i", "-f", "-", "-C", o.target]);
   await Promise.all([openAndRestore({ storage: o.storage, ref: o.base, identityFile: o.identityFile, label: o.base.name, sink: tar.child.stdin! }), tar.exited]);
   const progress = new Progress(`wal segments`, o.wal.length, 5000);
   for (const w of o.wal) {
-    await openAndRestore({ storage: o.storage, ref: w, identityFile: o.identityFile, label: w.name, sink: createWriteStream(path.join(o.walDir, w.name)) });
+    await openAndRestore({ storage: o.storage, ref: w, identityFile: o.identityFile, label: w.name, sink: createWriteStream(path.join(walDir, w.name)) });
     progress.add(1);
   }
+  // restore_command runs with the data directory as its working directory.
+  const from = o.walDir ? o.walDir : STAGED_WAL_DIR;
   const conf = [
     "",
     "# written by kdr-agent restore",
-    `restore_command = 'cp "${o.walDir}/%f" "%p"'`,
-    // PostgreSQL does not parse the ISO 'T'/'Z' form; this is the same instant in its syntax.
-    o.targetTime ? `recovery_target_time = '${o.targetTime.toISOString().replace("T", " ").replace("Z", "+00")}'` : "",
+    `restore_command = 'cp "${from}/%f" "%p"'`,
+    ...(o.targetTime ? [`recovery_target_time = '${o.targetTime.toISOString().replace("T", " ").replace("Z", "+00")}'`] : []),
     "recovery_target_action = 'promote'",
+    ...(o.walDir ? [] : [`recovery_end_command = 'rm -rf ${STAGED_WAL_DIR}'`]),
     "",
-  ].filter((l, i) => l !== "" || i === 0);
-  appendFileSync(path.join(o.target, "postgresql.auto.conf"), conf.join("\n") + "\n");
+  ];
+  appendFileSync(path.join(o.target, "postgresql.auto.conf"), conf.join("\n"));
   writeFileSync(path.join(o.target, "recovery.signal"), "");
-  log(`postgres restore: base + ${o.wal.length} WAL segment(s) in ${o.target}; recovery ${o.targetTime ? `to ${o.targetTime.toISOString()}` : "to the end of the WAL"} happens when PostgreSQL starts on it`);
+  log(`postgres restore: base + ${o.wal.length} WAL file(s) in ${o.target}; recovery ${o.targetTime ? `to ${o.targetTime.toISOString()}` : "to the end of the WAL"} happens when PostgreSQL starts on it`);
 }
 
 /** Tool-level checks: pg_verifybackup on the unpacked base (with its backup_manifest), pg_restore -l on dumps. */

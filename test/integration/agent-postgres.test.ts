@@ -125,11 +125,15 @@ describe("agent: postgres", () => {
   it("restores to a point in time between two committed transactions", async () => {
     expect(tMid.getTime()).toBeGreaterThan(tA.getTime());
     const target = path.join(w.root, "restore-pitr");
-    json(await w.run(["restore", "--target", target, "--time", tMid.toISOString(), "--json"], env));
+    const uid = spawnSync("id", ["-u", "postgres"], { encoding: "utf8" }).stdout.trim();
+    const gid = spawnSync("id", ["-g", "postgres"], { encoding: "utf8" }).stdout.trim();
+    json(await w.run(["restore", "--target", target, "--time", tMid.toISOString(), "--owner", `${uid}:${gid}`, "--json"], env));
     const srv = await startRestored(target, primary.password);
     try {
       const labels = (await q<{ label: string }>(srv.url("app"), "SELECT label FROM events ORDER BY id")).map((x) => x.label);
       expect(labels).toEqual(["A"]);
+      // The staged WAL lived inside the data dir and is removed when recovery ends.
+      expect(existsSync(path.join(target, "kdr_restore_wal"))).toBe(false);
     } finally {
       srv.stop();
     }

@@ -248,7 +248,6 @@ export async function tableChecksums(urlFor: (db: string) => string): Promise<Re
 export async function startRestored(dataDir: string, password: string): Promise<{ url: (db: string) => string; stop: () => void; log: string }> {
   const sock = mkdtempSync(path.join(tmpdir(), "kdrtest-agent-sock-"));
   spawnSync("chown", ["-R", "postgres:postgres", dataDir, sock]);
-  if (existsSync(`${dataDir}.kdr-wal`)) spawnSync("chown", ["-R", "postgres:postgres", `${dataDir}.kdr-wal`]);
   chmodSync(dataDir, 0o700);
   const port = await freePort();
   const log = path.join(sock, "log");

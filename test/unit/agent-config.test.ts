@@ -68,6 +68,8 @@ describe("agent settings", () => {
       expect(await main(["backup", "--type", "weekly"])).toBe(2);
       expect(err.join("")).toMatch(/--type 'weekly' is not a backup type: use full or incremental/);
       expect(await main(["frobnicate"])).toBe(2);
+      expect(await main(["backup", "--s3-bukket", "b"])).toBe(2);
+      expect(err.join("")).toMatch(/unknown option --s3-bukket: see 'kdr-agent --help'/);
     } finally {
       process.stderr.write = orig;
       process.env = saved;
