@@ -90,6 +90,16 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
     ["-D", "-", "-Ft", "-X", "fetch", "-c", "fast", "--manifest-checksums=SHA256", "-v", "--no-password", `--label=kdr-${ctx.backupId}`, ...(maxRate ? [`--max-rate=${maxRate}`] : [])],
     { env, stdin: "ignore" },
   );
+  // The sum of database sizes is what pg_basebackup will read, give or take WAL and config
+  // files: good enough for an ETA, never recorded as a measurement.
+  let estimate: number | undefined;
+  try {
+    const c = await pgConnect(ctx.settings);
+    estimate = Number((await c.query<{ n: string }>("SELECT sum(pg_database_size(oid))::bigint AS n FROM pg_database")).rows[0]!.n);
+    await c.end();
+  } catch {
+    estimate = undefined;
+  }
   const base = await sealAndUpload({
     storage: ctx.storage,
     key: `${ctx.prefix}base.tar.zst.age`,
@@ -98,7 +108,7 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
     recipientFile: ctx.recipientFile,
     lock: ctx.lock("full"),
     producers: [bb.exited],
-    progress: new Progress(`pg_basebackup ${ctx.service}`),
+    progress: new Progress(`pg_basebackup ${ctx.service}`, estimate),
   });
   const ended = new Date();
   const err = bb.stderr();
