@@ -143,6 +143,9 @@ export function sidecarPolicy(bucket: string, s: StorageService): string {
     { Sid: "WriteReadOwnPrefixes", Effect: "Allow", Action: ["s3:PutObject", "s3:GetObject"], Resource: prefixes.map((p) => bucketArn(bucket, `${p}*`)) },
   ];
   if (s.engine === "volume") {
+    // restic's `init` checks the bucket exists (HEAD bucket), which S3 authorises as
+    // s3:ListBucket without a prefix; Null on s3:prefix allows that check but no unprefixed listing.
+    statements.push({ Sid: "ResticBucketCheck", Effect: "Allow", Action: ["s3:ListBucket"], Resource: [bucketArn(bucket)], Condition: { Null: { "s3:prefix": "true" } } });
     statements.push({ Sid: "ResticLockFiles", Effect: "Allow", Action: ["s3:DeleteObject"], Resource: [bucketArn(bucket, `${objectPrefix("restic", s.name)}locks/*`)] });
   }
   return policyDoc(statements);
