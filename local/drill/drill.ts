@@ -7,16 +7,18 @@
  * Every figure in the report is measured during this run.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import * as cat from "../../catalog/queries.js";
 import { LABELS } from "../../contract.js";
-import { declaredKeys, deploy, deployedKeys, destroy, readState, DEPLOYER_LABEL, DEPLOYMENTS_DIR, type DeployResult } from "../deployer.js";
+import { destroy, readState, DEPLOYER_LABEL, DEPLOYMENTS_DIR } from "../deployer.js";
 import { generatedSecrets, localStackConfig } from "../local-stack.js";
 import { readPlatform, type Platform } from "../platform.js";
 import { loadStackConfig, type RunOptions } from "../program.js";
-import { containerLogs, docker, dockerExec, removeService, removeVolume, serviceLabels, waitForTask } from "./docker.js";
+import { containerLogs, docker, dockerExec, removeService, removeVolume, serviceContainers, serviceLabels, waitForTask } from "./docker.js";
 import { prepare, readBack, Writer, type Ack, type DrillEngine, type WriterStats } from "./writers.js";
 
 type Config = NonNullable<RunOptions["config"]>;
@@ -96,6 +98,15 @@ export interface DrillReport {
   reportFile?: string;
 }
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -138,11 +149,55 @@ export function localNamePrefix(projectDir: string): string {
   return loadStackConfig(projectDir, LOCAL_STACK).config["kryonix-dr:namePrefix"] ?? "kdr-local";
 }
 
-function difference(r: DeployResult) {
-  const declared = declaredKeys(r.planned);
-  const deployed = deployedKeys(r.state, r.registrations);
-  return { declared, deployed, missing: declared.filter((k) => !deployed.includes(k)), extra: deployed.filter((k) => !declared.includes(k)) };
+interface ChildDeploy {
+  declared: string[];
+  deployed: string[];
+  missing: string[];
+  extra: string[];
+  resources: Array<{ type: string; name: string; id: string }>;
 }
+
+/**
+ * Deploys a stack in a child process (the SDK runs one program per process and the drill deploys
+ * two). The config, secrets included, goes through a 0600 file in a 0700 directory, never argv.
+ */
+function deployInChild(stack: string, projectDir: string, stateDir: string, config: Config, log: (l: string) => void): Promise<ChildDeploy> {
+  const dir = mkdtempSync(join(tmpdir(), "kdr-drill-"));
+  chmodSync(dir, 0o700);
+  const file = join(dir, "config.json");
+  writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", join(__dirname, "deploy-child.ts"), stack, projectDir, stateDir, file], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let buf = "";
+    const tail: string[] = [];
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (line.trim() === "" || NOISE.test(line)) continue;
+        tail.push(line);
+        if (tail.length > 20) tail.shift();
+        log(`  ${line}`);
+      }
+    });
+    child.on("error", reject);
+    child.on("close", (code) => {
+      rmSync(dir, { recursive: true, force: true });
+      if (code !== 0) return reject(new Error(`deploying stack ${stack} failed: ${[...tail, buf].join("\n").trim()}`));
+      try {
+        resolvePromise(JSON.parse(out) as ChildDeploy);
+      } catch (e) {
+        reject(new Error(`deploying stack ${stack} printed no result (${(e as Error).message}): ${out.slice(0, 500)}`));
+      }
+    });
+  });
+}
+/** The AWS SDK's Node-version notice, repeated by every process; not drill progress. */
+const NOISE = /NodeVersionSupportWarning|versions published after|require node >=22|To continue receiving updates|and security updates please|More information can be found|node --trace-warnings|You are running node/;
 
 /** Every Swarm service a stack's deployment made, by name. */
 async function stackServices(stack: string): Promise<Array<{ name: string; labels: Record<string, string> }>> {
@@ -182,18 +237,27 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     throw new Error(`--point-in-time ${opts.pointInTime.toISOString()} lies beyond this drill's writes: give a moment inside the write window (or omit it for the latest point).`);
   }
 
-  // A previous drill run with --keep (or one that failed) leaves its deployments: the drill owns
-  // both stacks, so it removes them before deploying afresh.
-  for (const stack of [RECOVERY_STACK, LOCAL_STACK]) {
-    if (readState(stack, stateDir)) {
-      await phase(`remove the previous ${stack} deployment`, () => destroy({ stack, stateDir, force: true, log: (l) => log(`  ${l}`) }));
+  // A previous drill run with --keep (or one that failed) leaves its deployments, which this run
+  // removes; a deployment the drill did not make is someone else's, and is left alone.
+  const marker = join(stateDir, "drill.json");
+  if (existsSync(marker)) {
+    const other = JSON.parse(readFileSync(marker, "utf8")) as { pid?: number; runId?: string };
+    if (other.pid && other.pid !== process.pid && alive(other.pid)) {
+      throw new Error(`another drill (${other.runId}, pid ${other.pid}) is running on this platform: the stacks and service names are shared, so wait for it to finish.`);
     }
   }
+  for (const stack of [RECOVERY_STACK, LOCAL_STACK]) {
+    if (!readState(stack, stateDir)) continue;
+    if (!existsSync(marker)) {
+      throw new Error(`Stack '${stack}' is already deployed (${join(stateDir, `${stack}.json`)}), not by a drill: remove it with 'kryonix-dr destroy --stack ${stack} --force' first (recovery before local).`);
+    }
+    await phase(`remove the previous drill's ${stack} deployment`, () => destroy({ stack, stateDir, force: true, log: (l) => log(`  ${l}`) }));
+  }
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  writeFileSync(marker, `${JSON.stringify({ runId, startedAt: iso(startedAt), pid: process.pid })}\n`, { mode: 0o600 });
 
-  const localDeploy = await phase("deploy the local stack", () =>
-    deploy({ stack: LOCAL_STACK, projectDir, stateDir, config: drillLocalConfig(platform, projectDir, stateDir), log: (l) => log(`  ${l}`) }),
-  );
-  deployments[LOCAL_STACK] = difference(localDeploy);
+  const localDeploy = await phase("deploy the local stack", () => deployInChild(LOCAL_STACK, projectDir, stateDir, drillLocalConfig(platform, projectDir, stateDir), log));
+  deployments[LOCAL_STACK] = { declared: localDeploy.declared, deployed: localDeploy.deployed, missing: localDeploy.missing, extra: localDeploy.extra };
   if (deployments[LOCAL_STACK]!.missing.length || deployments[LOCAL_STACK]!.extra.length) {
     failures.push(`local stack: declared and deployed differ (not created ${JSON.stringify(deployments[LOCAL_STACK]!.missing)}, not declared ${JSON.stringify(deployments[LOCAL_STACK]!.extra)})`);
   }
@@ -204,10 +268,17 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     const containers: Record<string, string> = {};
     await phase("wait for services and healthy sidecars", async () => {
       for (const s of await stackServices(LOCAL_STACK)) {
-        const id = await waitForTask(s.name, 180_000);
-        log(`  ${s.name}: running${s.labels[LABELS.role] === "sidecar" ? ", healthy" : ""}`);
         const svc = s.labels[LABELS.service];
-        if (s.labels[LABELS.stateful] === "true" && svc) containers[svc] = id;
+        const stateful = s.labels[LABELS.stateful] === "true" && !!svc;
+        if (stateful || s.labels[LABELS.role] === "sidecar") {
+          const id = await waitForTask(s.name, 180_000);
+          log(`  ${s.name}: running${stateful ? "" : ", healthy"}`);
+          if (stateful) containers[svc!] = id;
+        } else {
+          // Crons and replicators are not what the drill proves; their state is shown, not awaited.
+          const cs = await serviceContainers(s.name);
+          log(`  ${s.name} (${s.labels[LABELS.role] ?? "service"}): ${cs.length ? cs[0]!.Status : "no running task"}`);
+        }
       }
       for (const s of services) {
         if (!containers[s.name]) throw new Error(`the local stack has no running service labelled ${LABELS.service}=${s.name}.`);
@@ -239,6 +310,8 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
         const name = `${prefix}-${s.name}`;
         const spec = await docker.request<{ Spec: { TaskTemplate: { ContainerSpec: { Mounts?: Array<{ Type: string; Source: string }> } } } }>("GET", `/services/${name}`);
         const volumes = (spec.Spec.TaskTemplate.ContainerSpec.Mounts ?? []).filter((m) => m.Type === "volume").map((m) => m.Source);
+        // Abrupt, as a lost node is: SIGKILL, no clean shutdown, then the service and its data go.
+        for (const c of await serviceContainers(name)) await docker.request("POST", `/containers/${c.Id}/kill?signal=KILL`).catch(() => undefined);
         await removeService(name);
         for (const v of volumes) await removeVolume(v);
         log(`  removed service ${name} and volume(s) ${volumes.join(", ")}`);
@@ -264,9 +337,9 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     });
 
     const recoveryDeploy = await phase("recover: deploy the recovery stack", () =>
-      deploy({ stack: RECOVERY_STACK, projectDir, stateDir, config: drillRecoveryConfig(platform, projectDir, target, stateDir), log: (l) => log(`  ${l}`) }),
+      deployInChild(RECOVERY_STACK, projectDir, stateDir, drillRecoveryConfig(platform, projectDir, target, stateDir), log),
     );
-    deployments[RECOVERY_STACK] = difference(recoveryDeploy);
+    deployments[RECOVERY_STACK] = { declared: recoveryDeploy.declared, deployed: recoveryDeploy.deployed, missing: recoveryDeploy.missing, extra: recoveryDeploy.extra };
     if (deployments[RECOVERY_STACK]!.missing.length || deployments[RECOVERY_STACK]!.extra.length) {
       failures.push(`recovery stack: declared and deployed differ (not created ${JSON.stringify(deployments[RECOVERY_STACK]!.missing)}, not declared ${JSON.stringify(deployments[RECOVERY_STACK]!.extra)})`);
     }
@@ -344,6 +417,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     if (!opts.keep) {
       await phase("clean up: destroy the recovery and local stacks", async () => {
         for (const stack of [RECOVERY_STACK, LOCAL_STACK]) await destroy({ stack, stateDir, force: true, log: (l) => log(`  ${l}`) });
+        rmSync(marker, { force: true });
       });
       report.phases = phases;
     }
@@ -435,9 +509,9 @@ interface RestoreResult {
 }
 
 /** What each restore job did, from its container's own summary (kept by the deployment). */
-async function restoreResults(r: DeployResult, db: pg.Pool): Promise<Record<string, RestoreResult>> {
+async function restoreResults(r: ChildDeploy, db: pg.Pool): Promise<Record<string, RestoreResult>> {
   const out: Record<string, RestoreResult> = {};
-  for (const e of r.state.resources.filter((x) => x.type === "docker:index/container:Container")) {
+  for (const e of r.resources.filter((x) => x.type === "docker:index/container:Container")) {
     const logs = await containerLogs(e.id);
     const m = /restore of (\S+) completed from backup ([0-9a-f-]{36})[\s\S]*?reaches (\S+?);/.exec(logs);
     if (!m) throw new Error(`restore container ${e.name} (${e.id.slice(0, 12)}) printed no restore summary:\n${logs.slice(-2000)}`);
