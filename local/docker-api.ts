@@ -81,6 +81,27 @@ export class DockerApi {
     }
   }
 
+  /** PUT /containers/{id}/archive: extracts a tar into the container's filesystem at `path`. */
+  putArchive(id: string, path: string, tar: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          socketPath: this.socketPath,
+          method: "PUT",
+          path: `${API}/containers/${id}/archive?path=${encodeURIComponent(path)}`,
+          headers: { "content-type": "application/x-tar", "content-length": tar.length },
+        },
+        (res) => {
+          let text = "";
+          res.on("data", (c: Buffer) => (text += c.toString()));
+          res.on("end", () => ((res.statusCode ?? 0) >= 400 ? reject(new DockerApiError(res.statusCode ?? 0, `PUT archive into ${id}: ${res.statusCode} ${text.trim()}`)) : resolve()));
+        },
+      );
+      req.on("error", reject);
+      req.end(tar);
+    });
+  }
+
   /** Container logs (stdout and stderr demultiplexed). */
   async logs(id: string): Promise<{ stdout: string; stderr: string }> {
     const raw = await new Promise<Buffer>((resolve, reject) => {

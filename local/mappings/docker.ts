@@ -4,6 +4,10 @@
  * function turns them into the Engine API's spec. Fields the program does not set stay unset,
  * so the engine applies its own defaults exactly as it does for the real provider.
  */
+import { spawnSync } from "node:child_process";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { DockerApi, DockerApiError, DEFAULT_DOCKER_HOST } from "../docker-api.js";
 import { autoName, compact, durationNs, labelList, sleep, type Mapping } from "./types.js";
 
@@ -381,15 +385,51 @@ export function containerBody(i: Obj, extraLabels: Record<string, string>): Obj 
   });
 }
 
+/**
+ * The provider's `uploads` (files copied into the container before it starts, e.g. secret files
+ * for a run-once job) as a tar archive, made by tar(1) from a private temporary directory that
+ * is removed at once. Entries carry only the files (owner root, the declared permissions); the
+ * engine creates missing parent directories.
+ */
+export function uploadsTar(uploads: Obj[], resource: string): Buffer {
+  const dir = mkdtempSync(join(tmpdir(), "kdr-uploads-"));
+  try {
+    const files: string[] = [];
+    for (const u of uploads) {
+      const rel = String(u.file ?? "").replace(/^\/+/, "");
+      if (!rel) throw new Error(`docker.Container ${resource}: an upload has no 'file'.`);
+      const path = join(dir, rel);
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      if (u.contentBase64 !== undefined) writeFileSync(path, Buffer.from(String(u.contentBase64), "base64"), { mode: 0o600 });
+      else if (u.content !== undefined) writeFileSync(path, String(u.content), { mode: 0o600 });
+      else if (u.source !== undefined) copyFileSync(String(u.source), path);
+      else throw new Error(`docker.Container ${resource}: upload ${u.file} has none of content, contentBase64, source.`);
+      chmodSync(path, u.permissions ? parseInt(String(u.permissions), 8) : u.executable ? 0o755 : 0o644);
+      files.push(rel);
+    }
+    const r = spawnSync("tar", ["-C", dir, "--numeric-owner", "--owner=0", "--group=0", "--no-recursion", "-cf", "-", ...files], { maxBuffer: 256 << 20 });
+    if (r.status !== 0) throw new Error(`docker.Container ${resource}: tar failed: ${r.stderr.toString().trim()}`);
+    return r.stdout;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export const container: Mapping<Obj> = {
   plan: (i, reg) => ({ name: i.name ?? reg.name }),
   type: "docker:index/container:Container",
   async create(i, ctx, reg) {
     const d = api(ctx.provider);
     const name = autoName(reg.name, i.name);
-    if (arr(i.uploads).length > 0) throw new Error(`docker.Container ${reg.name}: 'uploads' is not supported by the local deployer; mount a volume or a config instead.`);
     const res = await d.request<{ Id: string }>("POST", `/containers/create?name=${encodeURIComponent(name)}`, containerBody(i, ctx.labels));
     const id = res.Id;
+    if (arr(i.uploads).length > 0) {
+      try {
+        await d.putArchive(id, "/", uploadsTar(arr(i.uploads), reg.name));
+      } catch (err) {
+        throw Object.assign(err as Error, { created: { id, name, removeVolumes: i.removeVolumes !== false } });
+      }
+    }
     for (const n of arr(i.networksAdvanced).slice(1)) {
       await d.request("POST", `/networks/${encodeURIComponent(n.name)}/connect`, { Container: id, EndpointConfig: compact({ Aliases: n.aliases }) });
     }

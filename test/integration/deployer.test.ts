@@ -149,7 +149,10 @@ describe("kryonix-dr deploy of a program using every mapping", () => {
   it("declared equals deployed: the created set is exactly what plan --json lists", () => {
     const p = cli("plan", "--stack", stack, "--project-dir", FIXTURE, "--config-file", configFile, "--json");
     expect(p.code).toBe(0);
-    const planned = (JSON.parse(p.stdout) as Array<{ type: string; name: string; custom: boolean }>).filter((x) => x.custom && !x.type.startsWith("pulumi:providers:"));
+    const all = JSON.parse(p.stdout) as Array<{ type: string; name: string; custom: boolean; inputs: any }>;
+    expect(all.find((x) => x.name === `${prefix}-once`)?.inputs.uploads[0].contentBase64).toBe("[secret]");
+    expect(p.stdout).not.toContain(roleSecret);
+    const planned = all.filter((x) => x.custom && !x.type.startsWith("pulumi:providers:"));
     const created = state.resources.map((e) => `${e.type} ${e.name}`).sort();
     expect(created).toEqual(planned.map((x) => `${x.type} ${x.name}`).sort());
     // Explicit providers became connection settings, one per declared provider.
@@ -175,7 +178,7 @@ describe("kryonix-dr deploy of a program using every mapping", () => {
     expect(tasks.some((t) => t.Status.State === "running")).toBe(true);
   });
 
-  it("ran the run-once container to a zero exit before the service that depends on it", async () => {
+  it("ran the run-once container, with its uploaded secret file, to a zero exit before the service that depends on it", async () => {
     const c = await docker.request<any>("GET", `/containers/${prefix}-once/json`);
     expect(c.State).toMatchObject({ Status: "exited", ExitCode: 0 });
     // The service reads the seed it wrote (its command fails otherwise, and it would not converge).
