@@ -39,8 +39,9 @@ function table(resources: PlannedResource[]): string {
   return [fmt(head), ...rows.map(fmt), "", `${resources.length} resources (${custom} custom, ${resources.length - custom} components)`].join("\n");
 }
 
-async function evaluate(projectDir: string, resources: PlannedResource[]): Promise<Violation[]> {
-  const file = join(projectDir, "policies", "evaluate.ts");
+/** The pack that ships with kryonix-dr judges any program it plans (fixtures included). */
+async function evaluate(resources: PlannedResource[]): Promise<Violation[]> {
+  const file = join(__dirname, "..", "..", "policies", "evaluate.ts");
   if (!existsSync(file)) throw new Error(`--policy needs ${file}, which does not exist yet.`);
   const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   const fn = (mod.evaluatePolicies ?? (mod.default as Record<string, unknown> | undefined)?.evaluatePolicies) as
@@ -74,7 +75,7 @@ export const command: Command = {
     if (values.json) process.stdout.write(`${JSON.stringify(resources, null, 2)}\n`);
     else process.stdout.write(`${table(resources)}\n`);
     if (!values.policy) return 0;
-    const violations = await evaluate(projectDir, resources);
+    const violations = await evaluate(resources);
     // With --json stdout stays pure JSON; the verdict goes to stderr.
     const out = values.json ? process.stderr : process.stdout;
     for (const v of violations) {

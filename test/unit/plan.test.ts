@@ -151,3 +151,25 @@ describe("the kryonix-dr command registry", () => {
     expect(c.stderr).toContain("Unknown subcommand 'nosuch'");
   });
 });
+
+describe("plan --policy", () => {
+  it("passes a compliant program", () => {
+    const r = cli("plan", "--stack", "dev", "--project-dir", FIXTURE, "--policy");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("policies: 0 violation(s), 0 mandatory");
+  });
+
+  it("exits 1 on a mandatory violation, naming the policy, the resource and the fix", () => {
+    const r = cli("plan", "--stack", "unprotected", "--project-dir", FIXTURE, "--policy");
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^\[mandatory\] stateful-service-has-backup-sidecar: docker:index\/service:Service "unprotected-db" .*Fix: /m);
+    expect(r.stdout).toMatch(/policies: \d+ violation\(s\), [1-9]\d* mandatory/);
+  });
+
+  it("keeps stdout pure JSON with --json and reports violations on stderr", () => {
+    const r = cli("plan", "--stack", "unprotected", "--project-dir", FIXTURE, "--policy", "--json");
+    expect(r.code).toBe(1);
+    expect((JSON.parse(r.stdout) as Array<{ name: string }>).map((x) => x.name)).toContain("unprotected-db");
+    expect(r.stderr).toContain("[mandatory] stateful-service-has-backup-sidecar");
+  });
+});
