@@ -73,6 +73,13 @@ export const command: Command = {
     const client = s3ClientFromEnv();
     try {
       await putDefaultRetention(client, bucket, mode, days);
+    } catch (err) {
+      // The SDK's message is often just "UnknownError" for S3 servers that send no error body.
+      const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+      const detail = e.message && e.message !== "UnknownError" ? `: ${e.message}` : "";
+      throw new Error(
+        `PutObjectLockConfiguration on bucket ${bucket} at ${process.env.KDR_S3_ENDPOINT} failed: ${e.name} (HTTP ${e.$metadata?.httpStatusCode ?? "?"})${detail}. The bucket must exist with object locking enabled, and the credentials must be allowed to configure it.`,
+      );
     } finally {
       client.destroy();
     }
