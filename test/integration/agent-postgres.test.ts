@@ -63,6 +63,7 @@ describe("agent: postgres", () => {
   let tA: Date;
   let tMid: Date;
   let sourceSums: Record<string, string>;
+  let incId: string;
 
   it("refuses an incremental before any full, naming the fix", async () => {
     const r = await w.run(["backup", "--type", "incremental"], env);
@@ -102,6 +103,7 @@ describe("agent: postgres", () => {
     sourceSums = await tableChecksums(primary.urlFor);
 
     const inc = json<Summary>(await w.run(["backup", "--type", "incremental", "--json"], env));
+    incId = inc.backupId;
     const base = (await w.db.query("SELECT start_lsn::text, end_lsn::text FROM backup_management WHERE backup_id = $1", [full.backupId])).rows[0];
     const segs = (await w.db.query("SELECT segment_name, covers_until FROM wal_segment ORDER BY segment_name")).rows;
     console.log("base", base, "archived WAL", segs.map((x) => x.segment_name).join(" "));
@@ -145,6 +147,10 @@ describe("agent: postgres", () => {
     expect(v.checks.join("\n")).toMatch(/backup successfully verified/);
     const [row] = (await w.db.query("SELECT verify_status, verified_at FROM backup_management WHERE backup_id = $1", [full.backupId])).rows;
     expect(row.verify_status).toBe("passed");
+    // An incremental's artifacts are its WAL segments: each re-read, decrypted and decompressed.
+    const vi = json<{ passed: boolean; checks: string[] }>(await w.run(["verify", "--backup-id", incId, "--json"], env));
+    expect(vi.passed).toBe(true);
+    expect(vi.checks.filter((c) => /^[0-9A-F]{24}: decrypt \+ zstd ok$/.test(c)).length).toBeGreaterThan(0);
     const h = await w.run(["health", "--json"], { ...env, KDR_RPO_SECONDS: "3600" });
     expect(h.code).toBe(0);
     const stale = await w.run(["health"], { ...env, KDR_RPO_SECONDS: "0" });
