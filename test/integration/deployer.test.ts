@@ -124,7 +124,7 @@ beforeAll(() => {
 afterAll(async () => {
   // Whatever a failed assertion left behind goes too.
   if (existsSync(join(stateDir, `${stack}.json`))) cli("destroy", "--stack", stack, "--force", "--quiet");
-  for (const s of ["unsupported", "net"]) if (existsSync(join(stateDir, `${s}.json`))) cli("destroy", "--stack", s, "--quiet");
+  for (const s of ["unsupported", "net", "failing"]) if (existsSync(join(stateDir, `${s}.json`))) cli("destroy", "--stack", s, "--quiet");
   rmSync(stateDir, { recursive: true, force: true });
   rmSync(workDir, { recursive: true, force: true });
 });
@@ -304,6 +304,25 @@ describe("deploy() as a library", () => {
     expect(net.Name).toBe(`${p}-net`);
     const d = await destroy({ stack: "net", stateDir });
     expect(d.destroyed.map((e) => e.name)).toEqual([`${p}-net`]);
+    expect(await leftovers(p)).toEqual([]);
+  });
+});
+
+describe("a deployment that fails midway", () => {
+  it("records what it created (the failed job's container too), never creates its dependents, and destroys cleanly", async () => {
+    const p = `${prefix}-f`;
+    const file = join(stateDir, "failing-config.json");
+    writeFileSync(file, JSON.stringify({ prefix: { value: p }, image: { value: platform.images.base } }));
+    const r = cli("deploy", "--stack", "failing", "--project-dir", FIXTURE, "--config-file", file);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`docker.Container ${p}-job exited with code 3: boom`);
+    expect(r.stderr).toContain("remove them with 'kryonix-dr destroy --stack failing'");
+    const state = JSON.parse(readFileSync(join(stateDir, "failing.json"), "utf8")) as DeploymentState;
+    expect(state.status).toBe("failed");
+    expect(state.resources.map((e) => `${e.type} ${e.name}`).sort()).toEqual([`docker:index/container:Container ${p}-job`, `docker:index/network:Network ${p}-net`]);
+    expect((await leftovers(p)).sort()).toEqual([`container ${p}-job`, `network ${p}-net`]);
+    const d = cli("destroy", "--stack", "failing");
+    expect(d.code, d.stderr).toBe(0);
     expect(await leftovers(p)).toEqual([]);
   });
 });
