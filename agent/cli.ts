@@ -11,7 +11,7 @@ import { connectCatalog, listBackups } from "./catalog.js";
 import { AGENT_ENV } from "../contract.js";
 import { ConfigError, flagName, parseArgs, Settings } from "./config.js";
 import { LockBusyError } from "./lock.js";
-import { AGENT_VERSION, printSummary, runBackup, runHealth, runPrune, runRestore, runVerify } from "./run.js";
+import { AGENT_VERSION, failInflight, printSummary, runBackup, runHealth, runPrune, runRestore, runVerify } from "./run.js";
 import { cron, serve } from "./serve.js";
 import { replicate } from "./replicate.js";
 import { fmtBytes, fmtSeconds, log, setQuiet } from "./storage/progress.js";
@@ -193,7 +193,22 @@ function healthz(port: number): Promise<number> {
   });
 }
 
+/**
+ * A one-shot run stopped with SIGTERM/SIGINT (Swarm reschedules, an operator presses ^C)
+ * records its row as failed with the reason, instead of leaving it for the next run to reconcile.
+ * serve/cron/replicate install their own handlers.
+ */
+function stopOneShotOnSignal(cmd: string | undefined): void {
+  if (cmd === "serve" || cmd === "cron" || cmd === "replicate") return;
+  for (const sig of ["SIGTERM", "SIGINT"] as const) {
+    process.once(sig, () => {
+      void failInflight(`stopped by ${sig} before it finished; nothing of this run is used`).finally(() => process.exit(sig === "SIGTERM" ? 143 : 130));
+    });
+  }
+}
+
 if (require.main === module) {
+  stopOneShotOnSignal(process.argv.slice(2).find((a) => !a.startsWith("--")));
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

@@ -67,6 +67,16 @@ export function identityFor(s: Settings, expectedKeyId: string | null): string {
   return file;
 }
 
+/** Runs in progress in this process, so a SIGTERM can record them as failed before exiting. */
+const inflight = new Map<string, pg.Client>();
+
+/** Marks every run of this process failed (Swarm stops containers with SIGTERM). */
+export async function failInflight(reason: string): Promise<number> {
+  const ids = [...inflight.entries()];
+  for (const [id, c] of ids) await cat.failBackup(c, id, reason).catch(() => undefined);
+  return ids.length;
+}
+
 export interface BackupSummary {
   backupId: string;
   service: string;
@@ -118,6 +128,7 @@ export async function runBackup(
       retentionUntil: new Date(Date.now() + s.retentionDays(type) * 86400_000),
     });
     await cat.markRunning(c, backupId);
+    inflight.set(backupId, c);
     hb = setInterval(() => void cat.heartbeat(c, backupId).catch(() => undefined), 15_000);
     log(`backup ${backupId}: ${type} of ${service} (${engine}) started`);
 
@@ -237,6 +248,7 @@ export async function runBackup(
     if (id) await cat.failBackup(c, id, (e as Error).message).catch(() => undefined);
     throw e;
   } finally {
+    if (id) inflight.delete(id);
     if (hb) clearInterval(hb);
     await held.release();
   }

@@ -12,7 +12,7 @@ import { ConfigError, type Settings } from "./config.js";
 import type { WalStreamer } from "./engines/postgres.js";
 import { acquireServiceLock } from "./lock.js";
 import { m, registry } from "./metrics.js";
-import { printSummary, recipient, runBackup, runHealth, runPrune, startWalStreamer } from "./run.js";
+import { failInflight, printSummary, recipient, runBackup, runHealth, runPrune, startWalStreamer } from "./run.js";
 import { log } from "./storage/progress.js";
 import { Storage } from "./storage/s3.js";
 
@@ -107,6 +107,8 @@ export async function serve(s: Settings): Promise<void> {
   });
   log(`serve ${service}: stopping`);
   for (const j of jobs) j.stop();
+  const stopped = await failInflight("the sidecar was stopped (SIGTERM) during this run; nothing of it is used");
+  if (stopped) log(`serve ${service}: recorded ${stopped} unfinished run(s) as failed`);
   clearInterval(tick);
   srv.close();
   await streamer?.stop();

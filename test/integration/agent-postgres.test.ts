@@ -220,6 +220,22 @@ describe("agent: postgres", () => {
     expect(after.error_message).toMatch(/stopped reporting/);
   });
 
+  it("a run stopped with SIGTERM records itself as failed at once", async () => {
+    const slow = w.start(["backup", "--type", "full"], { ...env, KDR_PG_MAX_RATE: "512k" });
+    let id: string | undefined;
+    for (let i = 0; i < 100 && !id; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      id = (await w.db.query("SELECT backup_id FROM backup_management WHERE backup_status = 'running' AND service_name = $1", [SERVICE])).rows[0]?.backup_id;
+    }
+    expect(id, slow.output()).toBeTruthy();
+    slow.kill("SIGTERM");
+    const code = await new Promise((r) => slow.once("close", (c) => r(c)));
+    expect(code).toBe(143);
+    const [row] = (await w.db.query("SELECT backup_status, error_message FROM backup_management WHERE backup_id = $1", [id])).rows;
+    expect(row.backup_status).toBe("failed");
+    expect(row.error_message).toMatch(/stopped by SIGTERM before it finished/);
+  });
+
   it("a second run for the same service refuses instead of interleaving", async () => {
     const first = w.start(["backup", "--type", "full", "--no-logical"], { ...env, KDR_PG_MAX_RATE: "8M" });
     for (let i = 0; i < 100; i++) {
