@@ -168,7 +168,8 @@ export function cronJobs(
     }
     return [
       { name: `verify-${s.name}`, schedule: schedules.drill, command: ["verify", ...flags] },
-      { name: `restore-drill-${s.name}`, schedule: schedules.drill, command: ["restore", "--target", `${DRILL_SCRATCH}/${s.name}`, ...flags] },
+      // The scratch target holds last week's drill: --clean-target empties it (and only it) first.
+      { name: `restore-drill-${s.name}`, schedule: schedules.drill, command: ["restore", "--target", `${DRILL_SCRATCH}/${s.name}`, "--clean-target", ...flags] },
     ];
   });
 }

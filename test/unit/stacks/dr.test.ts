@@ -43,7 +43,7 @@ describe("dr stack", () => {
     expect(jobs.map((j) => j.name)).toEqual(["verify-postgresql", "restore-drill-postgresql", "verify-nextcloud", "restore-drill-nextcloud"]);
     const restoreNextcloud = jobs.find((j) => j.name === "restore-drill-nextcloud")!;
     expect(restoreNextcloud.schedule).toBe("0 4 * * 6");
-    expect(restoreNextcloud.command.slice(0, 11)).toEqual(["restore", "--target", "/var/lib/kryonix-dr/drill/nextcloud", "--service", "nextcloud", "--engine", "volume", "--tier", "important", "--s3-bucket", "kdr-prod-backups-important"]);
+    expect(restoreNextcloud.command.slice(0, 12)).toEqual(["restore", "--target", "/var/lib/kryonix-dr/drill/nextcloud", "--clean-target", "--service", "nextcloud", "--engine", "volume", "--tier", "important", "--s3-bucket", "kdr-prod-backups-important"]);
     expect(await promiseOf(outputs.drBuckets as pulumi.Output<unknown>)).toEqual(DR_BUCKETS);
   });
 

@@ -224,7 +224,7 @@ describe("prod: replication, catalog, crons, monitoring", () => {
     const drillJobs = jobs(drill);
     expect(drillJobs.map((j) => j.name).sort()).toEqual(SEED.flatMap((n) => [`verify-${n}`, `restore-drill-${n}`]).sort());
     for (const j of drillJobs) expect(j.schedule).toBe("0 4 * * 6");
-    expect(drillJobs.find((j) => j.name === "restore-drill-grafana")!.command.slice(0, 5)).toEqual(["restore", "--target", "/var/lib/kryonix-dr/drill/grafana", "--service", "grafana"]);
+    expect(drillJobs.find((j) => j.name === "restore-drill-grafana")!.command.slice(0, 6)).toEqual(["restore", "--target", "/var/lib/kryonix-dr/drill/grafana", "--clean-target", "--service", "grafana"]);
     expect(secretFilesOf(drill).map((s) => s.fileName)).toContain("kdr-age-identity");
     expect(secretFilesOf(cron("maintenance")).map((s) => s.fileName)).not.toContain("kdr-age-identity");
   });
