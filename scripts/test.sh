@@ -52,8 +52,9 @@ for name in suite teardown; do
   if [[ -s "$report" ]]; then
     passed=$((passed + $(jq '.numPassedTests' "$report")))
     failed=$((failed + $(jq '.numFailedTests' "$report")))
-    # Files that failed to load have no test results but must still count.
-    failed=$((failed + $(jq '[.testResults[] | select(.status == "failed" and ((.assertionResults | length) == 0))] | length' "$report")))
+    # A file that failed outside its tests (import error, failing beforeAll) has no failed test
+    # but must still count: one failure per such file.
+    failed=$((failed + $(jq '[.testResults[] | select(.status == "failed" and ([.assertionResults[] | select(.status == "failed")] | length) == 0)] | length' "$report")))
   else
     failed=$((failed + 1))
     echo "no JSON report from the $name run ($report)" >&2

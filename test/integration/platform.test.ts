@@ -192,18 +192,26 @@ describe("platform-up", () => {
     // The first run converges (sources of the agent image may have changed since the suite began).
     const first = await runScript(script, 900_000);
     expect(first.status, first.stdout + first.stderr).toBe(0);
-    const before = { mtime: statSync(PLATFORM_FILE).mtimeMs, facts: readFileSync(PLATFORM_FILE, "utf8"), pids: daemonPids() };
-    const second = await runScript(script, 300_000);
-    expect(second.status, second.stdout + second.stderr).toBe(0);
-    expect(second.seconds).toBeLessThan(60);
-    const steps = second.stdout.split("\n").filter((l) => l.startsWith("==> "));
-    const oks = second.stdout.split("\n").filter((l) => l.startsWith("    ok ("));
-    expect(oks.length).toBe(steps.length);
+    // Other work on this machine may edit the agent's sources meanwhile, which rightly rebuilds its
+    // image; such a run is retried, and any other change fails the test.
     const changing = /\b(started|initialised|created|recreated|restarted|reloaded|built|imported|installed|written|initdb|set to|moved)\b/;
-    expect(oks.filter((l) => changing.test(l))).toEqual([]);
-    expect(statSync(PLATFORM_FILE).mtimeMs).toBe(before.mtime);
-    expect(readFileSync(PLATFORM_FILE, "utf8")).toBe(before.facts);
-    expect(daemonPids()).toEqual(before.pids);
+    for (let attempt = 1; ; attempt++) {
+      const before = { mtime: statSync(PLATFORM_FILE).mtimeMs, facts: readFileSync(PLATFORM_FILE, "utf8"), pids: daemonPids() };
+      const second = await runScript(script, 900_000);
+      expect(second.status, second.stdout + second.stderr).toBe(0);
+      const out = second.stdout.split("\n");
+      const steps = out.filter((l) => l.startsWith("==> "));
+      const oks = out.filter((l) => l.startsWith("    ok ("));
+      expect(oks.length).toBe(steps.length);
+      const changed = out.flatMap((l, i) => (l.startsWith("    ok (") && changing.test(l) ? [`${out[i - 1]} ${l.trim()}`] : []));
+      if (changed.length > 0 && attempt < 3 && changed.every((c) => /^==> Image kryonix-dr\/agent:local .* ok \(built/.test(c))) continue;
+      expect(changed).toEqual([]);
+      expect(second.seconds).toBeLessThan(60);
+      expect(statSync(PLATFORM_FILE).mtimeMs).toBe(before.mtime);
+      expect(readFileSync(PLATFORM_FILE, "utf8")).toBe(before.facts);
+      expect(daemonPids()).toEqual(before.pids);
+      break;
+    }
   }, 1_260_000);
 });
 
