@@ -34,6 +34,10 @@ export function postgresqlConnection(p: Record<string, unknown>): PgConnection {
 async function withClient<T>(provider: Record<string, unknown>, database: string | undefined, fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const conn = postgresqlConnection(provider);
   const client = new pg.Client({ host: conn.host, port: conn.port, user: conn.user, password: conn.password, database: database ?? conn.database, ssl: conn.ssl });
+  // A session ended by the server (a database dropped WITH (FORCE) in the same destroy wave)
+  // also emits 'error' on the client; unheard, that would crash the process. The failing query
+  // reports it.
+  client.on("error", () => {});
   await client.connect();
   try {
     return await fn(client);

@@ -140,7 +140,7 @@ describe("kryonix-dr deploy of a program using every mapping", () => {
 
   it("succeeds and records every resource", () => {
     expect(deployed.stderr.slice(deployed.stderr.indexOf("kryonix-dr deploy:") >>> 0)).toBe("");
-    expect(deployed.code, deployed.stderr).toBe(0);
+    expect(deployed.code, deployed.stderr.split("\n").slice(-25).join("\n")).toBe(0);
     expect(deployed.stdout).toMatch(/deployed stack demo: 21 resources/);
     expect(state.status).toBe("deployed");
     expect(state.outputs).toEqual({ prefix });
@@ -255,7 +255,7 @@ describe("kryonix-dr deploy of a program using every mapping", () => {
     // The bucket holds a version from the least-privilege test; its S3Bucket has forceDestroy.
     const d = cli("destroy", "--stack", stack);
     expect(d.stderr.slice(d.stderr.indexOf("kryonix-dr destroy:") >>> 0)).toBe("");
-    expect(d.code, d.stderr).toBe(0);
+    expect(d.code, d.stderr.split("\n").slice(-25).join("\n")).toBe(0);
     expect(d.stdout).toContain("destroyed stack demo: 21 resources");
     const order = [...d.stderr.matchAll(/^destroyed (\S+) (\S+)/gm)].map((m) => m[2]);
     // Dependents before what they depend on.
@@ -322,7 +322,7 @@ describe("a deployment that fails midway", () => {
     expect(state.resources.map((e) => `${e.type} ${e.name}`).sort()).toEqual([`docker:index/container:Container ${p}-job`, `docker:index/network:Network ${p}-net`]);
     expect((await leftovers(p)).sort()).toEqual([`container ${p}-job`, `network ${p}-net`]);
     const d = cli("destroy", "--stack", "failing");
-    expect(d.code, d.stderr).toBe(0);
+    expect(d.code, d.stderr.split("\n").slice(-25).join("\n")).toBe(0);
     expect(await leftovers(p)).toEqual([]);
   });
 });
