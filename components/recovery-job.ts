@@ -120,7 +120,10 @@ export class RecoveryJob extends pulumi.ComponentResource {
       `${name}-restore`,
       {
         image: args.agentImage,
-        command: pulumi.all([args.dataPath, args.recoveryPoint]).apply(([target, point]) => ["node", AGENT_BIN, "restore", "--target", target, ...pointFlags(point)]),
+        // A container's command is appended to the image's entrypoint (unlike a service's
+        // `commands`, which replaces it), so the entrypoint is set here explicitly.
+        entrypoints: ["node", AGENT_BIN],
+        command: pulumi.all([args.dataPath, args.recoveryPoint]).apply(([target, point]) => ["restore", "--target", target, ...pointFlags(point)]),
         envs: pulumi.all(env).apply((e) => Object.entries(e).map(([k, v]) => `${k}=${v}`)),
         uploads: files.map(({ file, value }) => ({ file, contentBase64: base64Secret(value), permissions: "0400" })),
         mounts: [{ type: "volume", source: volume.name, target: args.dataPath }],

@@ -25,8 +25,9 @@ describe("recovery stack", () => {
     expect(jobs.map((j) => j.name).sort()).toEqual(["recover-files-restore", "recover-postgresql-restore", "recover-redis-restore"]);
     for (const j of jobs) {
       expect(j.inputs).toMatchObject({ attach: true, mustRun: false, restart: "no", logs: true });
-      expect((j.inputs.command as string[]).slice(0, 5)).toEqual(["node", "/opt/kryonix-dr/agent.cjs", "restore", "--target", expect.stringMatching(/^\//)]);
-      expect((j.inputs.command as string[]).slice(5)).toEqual(["--time", "2026-11-28T20:15:00.000Z"]);
+      expect(j.inputs.entrypoints).toEqual(["node", "/opt/kryonix-dr/agent.cjs"]);
+      expect((j.inputs.command as string[]).slice(0, 3)).toEqual(["restore", "--target", expect.stringMatching(/^\//)]);
+      expect((j.inputs.command as string[]).slice(3)).toEqual(["--time", "2026-11-28T20:15:00.000Z"]);
       expect(envList(j)[AGENT_ENV.recoveryPoint]).toBe("2026-11-28T20:15:00.000Z");
     }
     expect(outputs.recoveryPoint).toBe("2026-11-28T20:15:00.000Z");
