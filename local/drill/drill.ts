@@ -306,15 +306,19 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
         const st = written.get(s.name)!;
         log(`  ${s.name}: ${st.acks.length} acknowledged writes (${st.failures} failed), last at ${st.acks.length ? iso(st.acks.at(-1)!.writtenAt) : "none"}`);
       }
+      // Abrupt, as a lost node is: SIGKILL, no clean shutdown; then the services go, with the
+      // backup sidecars beside them (a lost primary takes its sidecar along, which also mounts
+      // the volume; buckets, catalog and crons survive); then the data volumes.
+      const volumes: string[] = [];
       for (const s of services) {
         const name = `${prefix}-${s.name}`;
         const spec = await docker.request<{ Spec: { TaskTemplate: { ContainerSpec: { Mounts?: Array<{ Type: string; Source: string }> } } } }>("GET", `/services/${name}`);
-        const volumes = (spec.Spec.TaskTemplate.ContainerSpec.Mounts ?? []).filter((m) => m.Type === "volume").map((m) => m.Source);
-        // Abrupt, as a lost node is: SIGKILL, no clean shutdown, then the service and its data go.
+        volumes.push(...(spec.Spec.TaskTemplate.ContainerSpec.Mounts ?? []).filter((m) => m.Type === "volume").map((m) => m.Source));
         for (const c of await serviceContainers(name)) await docker.request("POST", `/containers/${c.Id}/kill?signal=KILL`).catch(() => undefined);
-        await removeService(name);
-        for (const v of volumes) await removeVolume(v);
-        log(`  removed service ${name} and volume(s) ${volumes.join(", ")}`);
+      }
+      for (const s of services) {
+        await removeService(`${prefix}-${s.name}`);
+        log(`  killed and removed service ${prefix}-${s.name}`);
       }
       for (const s of await stackServices(LOCAL_STACK)) {
         if (s.labels[LABELS.role] === "sidecar" && services.some((x) => x.name === s.labels[LABELS.protects])) {
@@ -322,6 +326,8 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
           log(`  removed sidecar ${s.name}`);
         }
       }
+      for (const v of volumes) await removeVolume(v);
+      log(`  removed volume(s) ${volumes.join(", ")}`);
       declaredAt = Date.now();
     });
 
