@@ -29,9 +29,10 @@ step "Type check (tsc --noEmit -p .)"
 if npx tsc --noEmit -p .; then ok "clean"; else failed_steps+=("tsc"); echo "    FAILED: type errors above"; fi
 
 step "Tests: unit, integration, components, policies"
+declare -A vitest_failed=()
 if ! npx vitest run test/unit test/integration components policies --exclude 'test/teardown/**' \
   --reporter=default --reporter=json --outputFile.json="$results/suite.json"; then
-  failed_steps+=("vitest")
+  failed_steps+=("vitest"); vitest_failed[suite]=1
 fi
 
 if [[ "${KDR_KEEP_PLATFORM:-0}" == 1 ]]; then
@@ -40,7 +41,7 @@ if [[ "${KDR_KEEP_PLATFORM:-0}" == 1 ]]; then
 else
   step "Teardown test (stops and removes the local platform)"
   if ! npx vitest run test/teardown --reporter=default --reporter=json --outputFile.json="$results/teardown.json"; then
-    failed_steps+=("teardown")
+    failed_steps+=("teardown"); vitest_failed[teardown]=1
   fi
 fi
 
@@ -51,10 +52,16 @@ for name in suite teardown; do
   if [[ "$name" == teardown && "${KDR_KEEP_PLATFORM:-0}" == 1 ]]; then continue; fi
   if [[ -s "$report" ]]; then
     passed=$((passed + $(jq '.numPassedTests' "$report")))
-    failed=$((failed + $(jq '.numFailedTests' "$report")))
+    run_failed=$(jq '.numFailedTests' "$report")
     # A file that failed outside its tests (import error, failing beforeAll) has no failed test
     # but must still count: one failure per such file.
-    failed=$((failed + $(jq '[.testResults[] | select(.status == "failed" and ([.assertionResults[] | select(.status == "failed")] | length) == 0)] | length' "$report")))
+    run_failed=$((run_failed + $(jq '[.testResults[] | select(.status == "failed" and ([.assertionResults[] | select(.status == "failed")] | length) == 0)] | length' "$report")))
+    # vitest also fails a run for unhandled errors, which the JSON report does not list.
+    if ((run_failed == 0)) && [[ -n "${vitest_failed[$name]:-}" ]]; then
+      echo "the $name run failed without a failed test (see 'Unhandled Errors' above); counted as one failure" >&2
+      run_failed=1
+    fi
+    failed=$((failed + run_failed))
   else
     failed=$((failed + 1))
     echo "no JSON report from the $name run ($report)" >&2

@@ -95,7 +95,7 @@ stop_pidfile() {
     local deadline=$((SECONDS + grace))
     while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.3; done
     if kill -0 "$pid" 2>/dev/null; then
-      warn "$name (pid $pid) ignored SIGTERM for ${grace}s; sending SIGKILL"
+      warn "$name (pid $pid) had not exited ${grace}s after SIGTERM; sent SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
       sleep 0.5
     fi

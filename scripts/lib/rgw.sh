@@ -90,6 +90,8 @@ rgw_all_running() {
 stop_region() {
   local r="$1"
   [[ -d "$KDR_RGW_DIR/$r/run" ]] || return 0
+  # radosgw's shutdown can wait up to 120 s on its lifecycle and sync threads; it keeps no data of
+  # its own (objects live in the OSD), so it is killed after a short grace.
   stop_pidfile "$(rgw_pidfile "$r" "client.rgw.$r")" "radosgw ($r)" 15
   stop_pidfile "$(rgw_pidfile "$r" osd.0)" "ceph-osd ($r)" 30
   stop_pidfile "$(rgw_pidfile "$r" mon.a)" "ceph-mon ($r)" 15
