@@ -105,7 +105,8 @@ export class RecoveryJob extends pulumi.ComponentResource {
       [AGENT_ENV.tier]: args.tier,
       [AGENT_ENV.tenantId]: args.tenantId,
       [AGENT_ENV.recoveryPoint]: args.recoveryPoint,
-      [AGENT_ENV.volumePath]: args.dataPath,
+      // No KDR_VOLUME_PATH: that names a backup's source, and the agent refuses to restore onto
+      // its source; here the target is the fresh volume, given as --target.
       [AGENT_ENV.s3Endpoint]: args.s3.endpoint,
       [AGENT_ENV.s3Region]: args.s3.region,
       [AGENT_ENV.s3Bucket]: args.s3.bucket,
