@@ -166,7 +166,9 @@ export async function restore(s: Settings, snapshotId: string, target: string, o
     throw new Error(`restore target ${target} is not empty: give an empty directory, or --force-overwrite-source --yes to restore over it.`);
   }
   // restic verifies every blob's MAC and hash as it restores; a damaged pack fails the restore.
-  await restic(s, ["restore", snapshotId, "--target", target, "--verify"]);
+  // --no-lock: restore credentials are read-only (a restore must not be able to change the
+  // repository), and a lock is an object write; reading a snapshot needs no lock.
+  await restic(s, ["--no-lock", "restore", snapshotId, "--target", target, "--verify"]);
   log(`volume restore: snapshot ${snapshotId.slice(0, 8)} restored into ${target}`);
 }
 
