@@ -7,7 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import { AGENT_ENV, DEFAULT_METRICS_PORT, ENGINES, LABELS, SECRET_FILES, type Engine } from "../contract.js";
-import { base64Secret, dockerLabels, secretFileName, type CatalogConnection, type S3Location } from "./shared.js";
+import { base64Secret, dockerLabels, secretFileName, type CatalogConnection, type S3Location, swarmLimits, type AgentLimits } from "./shared.js";
 
 /** Where the agent bundle lives in the agent image. */
 export const AGENT_BIN = "/opt/kryonix-dr/agent.cjs";
@@ -75,7 +75,7 @@ export interface BackupSidecarArgs {
   /** Placement constraints that keep the sidecar next to the data. @default [] */
   readonly placement?: pulumi.Input<pulumi.Input<string>[]>;
   /** @default { cpus: 0.5, memoryMiB: 512 } */
-  readonly limits?: { readonly cpus: pulumi.Input<number>; readonly memoryMiB: pulumi.Input<number> };
+  readonly limits?: AgentLimits;
   /** Port of /healthz and /metrics. @default contract.DEFAULT_METRICS_PORT */
   readonly metricsPort?: pulumi.Input<number>;
 }
@@ -183,12 +183,7 @@ export class BackupSidecar extends pulumi.ComponentResource {
           },
           networksAdvanceds: pulumi.output(args.networks ?? []).apply((ids) => ids.map((id) => ({ id }))),
           placement: { constraints: args.placement ?? [] },
-          resources: {
-            limits: {
-              nanoCpus: pulumi.output(limits.cpus).apply((c) => Math.round(c * 1e9)),
-              memoryBytes: pulumi.output(limits.memoryMiB).apply((m) => m * 1024 * 1024),
-            },
-          },
+          resources: swarmLimits(limits),
           restartPolicy: { condition: "any", delay: "10s" },
         },
       },

@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import { AGENT_ENV, LABELS } from "../contract.js";
 import { AGENT_BIN } from "./backup-sidecar.js";
-import { base64Secret, dockerLabels, secretFileName, validateInput } from "./shared.js";
+import { base64Secret, dockerLabels, secretFileName, validateInput, swarmLimits, type AgentLimits } from "./shared.js";
 
 export interface CronJobEntry {
   /** Unique within the cron service; becomes the job name in logs and metrics. */
@@ -37,7 +37,7 @@ export interface CronJobArgs {
   /** @default [] */
   readonly placement?: pulumi.Input<pulumi.Input<string>[]>;
   /** @default { cpus: 1, memoryMiB: 1024 } */
-  readonly limits?: { readonly cpus: pulumi.Input<number>; readonly memoryMiB: pulumi.Input<number> };
+  readonly limits?: AgentLimits;
   /** Extra volume mounts (e.g. scratch space for drills). @default [] */
   readonly mounts?: docker.types.input.ServiceTaskSpecContainerSpecMount[];
 }
@@ -85,12 +85,7 @@ export class CronJob extends pulumi.ComponentResource {
           },
           networksAdvanceds: pulumi.output(args.networks ?? []).apply((ids) => ids.map((id) => ({ id }))),
           placement: { constraints: args.placement ?? [] },
-          resources: {
-            limits: {
-              nanoCpus: pulumi.output(limits.cpus).apply((c) => Math.round(c * 1e9)),
-              memoryBytes: pulumi.output(limits.memoryMiB).apply((m) => m * 1024 * 1024),
-            },
-          },
+          resources: swarmLimits(limits),
           restartPolicy: { condition: "any", delay: "10s" },
         },
       },

@@ -22,6 +22,22 @@ export function base64Secret(value: pulumi.Input<string>): pulumi.Output<string>
   return pulumi.secret(pulumi.output(value).apply((v) => Buffer.from(v, "utf8").toString("base64")));
 }
 
+/** CPU and memory limits of an agent service (sidecar, cron). */
+export interface AgentLimits {
+  readonly cpus: pulumi.Input<number>;
+  readonly memoryMiB: pulumi.Input<number>;
+}
+
+/** Swarm resource limits in the units @pulumi/docker takes (nano-CPUs, bytes). */
+export function swarmLimits(limits: AgentLimits) {
+  return {
+    limits: {
+      nanoCpus: pulumi.output(limits.cpus).apply((c) => Math.round(c * 1e9)),
+      memoryBytes: pulumi.output(limits.memoryMiB).apply((m) => m * 1024 * 1024),
+    },
+  };
+}
+
 /** S3 bucket ARN of MinIO/AWS IAM policies. */
 export function bucketArn(bucket: string, key?: string): string {
   return key === undefined ? `arn:aws:s3:::${bucket}` : `arn:aws:s3:::${bucket}/${key}`;

@@ -9,6 +9,7 @@ import { AGENT_ENV, SECRET_FILES } from "../contract.js";
 import { BackupSidecar } from "../components/backup-sidecar.js";
 import type { BackupStorage, Credentials, StorageService } from "../components/backup-storage.js";
 import { CronJob, type CronJobEntry } from "../components/cron-job.js";
+import { Monitoring } from "../components/monitoring.js";
 import { SECRET, type RegionSpec, type Secrets, type Specs } from "./config.js";
 
 /** A MinIO provider for one region; its credentials stay secrets. */
@@ -259,4 +260,15 @@ export function declareCrons(args: {
     { dependsOn: args.dependsOn },
   );
   return { maintenance, drill };
+}
+
+/** Metrics scraping and alert rules, with thresholds and notification targets from config. */
+export function declareMonitoring(specs: Specs, secrets: Secrets): Monitoring {
+  return new Monitoring("monitoring", {
+    metricsPort: specs.sidecar.metricsPort,
+    rpoWarningRatio: specs.monitoring.rpoWarningRatio,
+    failedRunsPerDay: specs.monitoring.failedRunsPerDay,
+    replicationLagSeconds: specs.monitoring.replicationLagSeconds,
+    notificationTargets: secrets.notificationTargets,
+  });
 }

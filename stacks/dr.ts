@@ -5,9 +5,8 @@
  * DR copy restores) and the health checks, plus its own monitoring hooks.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { Monitoring } from "../components/monitoring.js";
 import type { Secrets, Specs } from "./config.js";
-import { declareCrons, type ServiceSummary } from "./common.js";
+import { declareCrons, type ServiceSummary, declareMonitoring } from "./common.js";
 
 export function dr(specs: Specs, secrets: Secrets): Record<string, unknown> {
   const primary = new pulumi.StackReference("primary", { name: specs.primaryStack! });
@@ -25,13 +24,7 @@ export function dr(specs: Specs, secrets: Secrets): Record<string, unknown> {
     restore: { accessKey: pulumi.secret(creds.apply((c) => c.accessKey)), secretKey: pulumi.secret(creds.apply((c) => c.secretKey)) },
     networks: specs.sidecar.networks,
   });
-  const monitoring = new Monitoring("monitoring", {
-    metricsPort: specs.sidecar.metricsPort,
-    rpoWarningRatio: specs.monitoring.rpoWarningRatio,
-    failedRunsPerDay: specs.monitoring.failedRunsPerDay,
-    replicationLagSeconds: specs.monitoring.replicationLagSeconds,
-    notificationTargets: secrets.notificationTargets,
-  });
+  const monitoring = declareMonitoring(specs, secrets);
   return {
     role: specs.role,
     primaryStack: specs.primaryStack,

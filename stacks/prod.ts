@@ -6,10 +6,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import { BackupCatalog } from "../components/backup-catalog.js";
 import { BackupStorage } from "../components/backup-storage.js";
-import { Monitoring } from "../components/monitoring.js";
 import { Replication } from "../components/replication.js";
 import { SECRET, type Secrets, type Specs } from "./config.js";
-import { catalogProvider, declareCrons, declareSidecars, minioProvider, storageServices, summarize, type DeclaredTarget } from "./common.js";
+import { catalogProvider, declareCrons, declareSidecars, minioProvider, storageServices, summarize, type DeclaredTarget, declareMonitoring } from "./common.js";
 
 export interface ProtectionOptions {
   /** Networks every kryonix-dr container joins (ids or names). */
@@ -110,13 +109,7 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
     networks: options.networks,
     dependsOn: [catalog],
   });
-  const monitoring = new Monitoring("monitoring", {
-    metricsPort: specs.sidecar.metricsPort,
-    rpoWarningRatio: specs.monitoring.rpoWarningRatio,
-    failedRunsPerDay: specs.monitoring.failedRunsPerDay,
-    replicationLagSeconds: specs.monitoring.replicationLagSeconds,
-    notificationTargets: secrets.notificationTargets,
-  });
+  const monitoring = declareMonitoring(specs, secrets);
 
   return {
     role: specs.role,
