@@ -4,7 +4,7 @@
  * disaster_recovery_log and against `kryonix-dr plan --json` of the same stacks with the same
  * config. Needs `bash scripts/platform-up.sh` first; takes about 5 minutes on 2 cores.
  */
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,15 +19,24 @@ const CLI = join(ROOT, "bin", "kryonix-dr.mjs");
 const platform = readPlatform();
 const tmp = mkdtempSync(join(tmpdir(), "kdrtest-drill-"));
 
-function cli(args: string[], timeoutMs: number) {
-  return spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: "utf8", timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 });
+/** Runs the CLI without blocking this worker (a synchronous spawn starves vitest's RPC for minutes). */
+function cli(args: string[], timeoutMs: number): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], timeout: timeoutMs });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("error", reject);
+    child.on("close", (status) => resolvePromise({ status, stdout, stderr }));
+  });
 }
 
 /** `type name` of every custom resource `plan --json` lists for a stack under the given config. */
-function planned(stack: string, config: unknown): string[] {
+async function planned(stack: string, config: unknown): Promise<string[]> {
   const file = join(tmp, `${stack}.config.json`);
   writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
-  const r = cli(["plan", "--stack", stack, "--json", "--config-file", file], 180_000);
+  const r = await cli(["plan", "--stack", stack, "--json", "--config-file", file], 180_000);
   rmSync(file, { force: true });
   expect(r.status, r.stderr).toBe(0);
   return (JSON.parse(r.stdout) as Array<{ type: string; name: string; custom: boolean }>).filter((p) => p.custom).map((p) => `${p.type} ${p.name}`).sort();
@@ -37,16 +46,16 @@ describe("kryonix-dr drill (real Swarm, RGW, PostgreSQL)", () => {
   let report: DrillReport;
   let stderr = "";
 
-  beforeAll(() => {
-    const r = cli(["drill", "--keep", "--json"], 590_000);
+  beforeAll(async () => {
+    const r = await cli(["drill", "--keep", "--json"], 590_000);
     stderr = r.stderr;
     expect(r.stdout, `drill printed no report (exit ${r.status}):\n${r.stderr.slice(-6000)}`).not.toBe("");
     report = JSON.parse(r.stdout) as DrillReport;
     expect({ status: r.status, failures: report.failures }).toEqual({ status: 0, failures: [] });
   }, 600_000);
 
-  afterAll(() => {
-    for (const stack of [RECOVERY_STACK, LOCAL_STACK]) cli(["destroy", "--stack", stack, "--force", "--quiet"], 300_000);
+  afterAll(async () => {
+    for (const stack of [RECOVERY_STACK, LOCAL_STACK]) await cli(["destroy", "--stack", stack, "--force", "--quiet"], 300_000);
     rmSync(join(DEPLOYMENTS_DIR, "drill.json"), { force: true });
     rmSync(tmp, { recursive: true, force: true });
   }, 600_000);
@@ -99,10 +108,10 @@ describe("kryonix-dr drill (real Swarm, RGW, PostgreSQL)", () => {
     }
   });
 
-  it("deployed exactly what plan --json declares, for both stacks", () => {
-    const local = planned(LOCAL_STACK, drillLocalConfig(platform, ROOT));
+  it("deployed exactly what plan --json declares, for both stacks", async () => {
+    const local = await planned(LOCAL_STACK, drillLocalConfig(platform, ROOT));
     expect(report.deployments[LOCAL_STACK]!.deployed).toEqual(local);
-    const recovery = planned(RECOVERY_STACK, drillRecoveryConfig(platform, ROOT, "latest"));
+    const recovery = await planned(RECOVERY_STACK, drillRecoveryConfig(platform, ROOT, "latest"));
     expect(report.deployments[RECOVERY_STACK]!.deployed).toEqual(recovery);
   }, 400_000);
 });
