@@ -31,27 +31,43 @@ export function secretsPath(stack: string, stateDir: string): string {
   return join(stateDir, `${stack}.secrets.json`);
 }
 
-/** Generated secrets of a stack's deployment: read back when present, otherwise created and kept. */
-export function generatedSecrets(stack: string, stateDir: string): Record<string, string> {
-  const file = secretsPath(stack, stateDir);
-  if (existsSync(file)) return JSON.parse(readFileSync(file, "utf8")) as Record<string, string>;
-  const age = ageKeyPair();
-  const secrets = {
-    catalogOwnerPassword: password(),
-    catalogWriterPassword: password(),
-    catalogReaderPassword: password(),
-    resticPassword: password(),
-    "targetPassword-postgresql": password(),
-    ageIdentity: age.identity,
-    ageRecipient: age.recipient,
-  };
+/**
+ * Keys that decrypt backups. Backups sit under object lock and outlive the deployment that wrote
+ * them, so destroying a deployment must not destroy the only copy of these keys: a later
+ * deployment reuses them and can still read (and restic can still append to) what is stored.
+ */
+export const DATA_KEYS = ["ageIdentity", "ageRecipient", "resticPassword"] as const;
+
+function writeSecrets(file: string, stateDir: string, secrets: Record<string, string>): void {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   writeFileSync(file, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
+}
+
+/** Generated secrets of a stack's deployment: what is kept is read back, what is missing is created and kept. */
+export function generatedSecrets(stack: string, stateDir: string): Record<string, string> {
+  const file = secretsPath(stack, stateDir);
+  const kept = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Record<string, string>) : {};
+  const secrets: Record<string, string> = { ...kept };
+  for (const key of ["catalogOwnerPassword", "catalogWriterPassword", "catalogReaderPassword", "resticPassword", "targetPassword-postgresql"]) {
+    secrets[key] ??= password();
+  }
+  if (!secrets.ageIdentity || !secrets.ageRecipient) {
+    const age = ageKeyPair();
+    secrets.ageIdentity = age.identity;
+    secrets.ageRecipient = age.recipient;
+  }
+  if (Object.keys(secrets).some((k) => secrets[k] !== kept[k])) writeSecrets(file, stateDir, secrets);
   return secrets;
 }
 
+/** After a destroy: the deployment's passwords go, the data keys (DATA_KEYS) stay. */
 export function forgetGeneratedSecrets(stack: string, stateDir: string): void {
-  rmSync(secretsPath(stack, stateDir), { force: true });
+  const file = secretsPath(stack, stateDir);
+  if (!existsSync(file)) return;
+  const all = JSON.parse(readFileSync(file, "utf8")) as Record<string, string>;
+  const keys = Object.fromEntries(DATA_KEYS.filter((k) => all[k] !== undefined).map((k) => [k, all[k]!]));
+  if (Object.keys(keys).length === 0) rmSync(file, { force: true });
+  else writeSecrets(file, stateDir, keys);
 }
 
 /** Config overrides that point the local stack at the running platform, with real secrets. */
