@@ -10,6 +10,12 @@ import { register as registerCjs } from "tsx/cjs/api";
 // output (and in the progress the drill relays). An explicit setting still wins.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 
+// `kryonix-dr plan --json | head` closes the pipe early: that is the reader's choice, not a failure.
+process.stdout.on("error", (err) => {
+  if (err.code === "EPIPE") process.exit(0);
+  throw err;
+});
+
 registerEsm();
 registerCjs();
 
