@@ -132,19 +132,26 @@ start_mon() {
 osd_up() { rgw_ceph "$1" osd dump 2>/dev/null | grep -q '^osd.0 up'; }
 
 start_osd() {
-  local r="$1" attempt
-  pid_alive "$(rgw_pidfile "$r" osd.0)" && return 0
-  # A fresh mon sometimes answers the OSD's first command with 'wrong fsid' and the OSD exits;
-  # a second start then succeeds.
-  for attempt in 1 2 3; do
-    ceph-osd -c "$(rgw_conf "$r")" -i 0 9>&- >>"$(rgw_log "$r" setup)" 2>&1 || return 1
-    local deadline=$((SECONDS + 60))
+  local r="$1" attempt pidfile
+  pidfile="$(rgw_pidfile "$r" osd.0)"
+  pid_alive "$pidfile" && osd_up "$r" && return 0
+  # A fresh mon sometimes answers the OSD's first command with 'wrong fsid'. The OSD then either
+  # exits or stays alive without ever booting, so each attempt is bounded and a stuck OSD is
+  # stopped before the next one (a healthy OSD is up within a few seconds).
+  for attempt in 1 2 3 4; do
+    if ! pid_alive "$pidfile" && ! ceph-osd -c "$(rgw_conf "$r")" -i 0 9>&- >>"$(rgw_log "$r" setup)" 2>&1; then
+      warn "ceph-osd ($r) failed to start (attempt $attempt): $(grep -iE 'error|fail' "$(rgw_log "$r" setup)" | tail -1)"
+      sleep 2
+      continue
+    fi
+    local deadline=$((SECONDS + 20))
     while ((SECONDS < deadline)); do
       osd_up "$r" && return 0
-      pid_alive "$(rgw_pidfile "$r" osd.0)" || break
+      pid_alive "$pidfile" || break
       sleep 0.5
     done
-    pid_alive "$(rgw_pidfile "$r" osd.0)" && return 1
+    warn "ceph-osd ($r) not up after attempt $attempt; restarting it"
+    stop_pidfile "$pidfile" "ceph-osd ($r)" 10
     sleep 1
   done
   return 1
@@ -219,7 +226,7 @@ ensure_region() {
       create_region "$r"
       what="created a new cluster (fsid $(cat "$dir/fsid"))"
     fi
-    start_osd "$r" || die "ceph-osd ($r) did not come up within 60 s" "$(rgw_log "$r" osd.0)" "read the log; then run platform-down.sh and this script again"
+    start_osd "$r" || die "ceph-osd ($r) did not come up after 4 bounded attempts" "$(rgw_log "$r" osd.0)" "read the log; then run platform-down.sh and this script again"
     start_rgw "$r" || die "radosgw ($r) did not answer on port $port within 120 s" "$(rgw_log "$r" "client.rgw.$r")" \
       "check that nothing else listens on port $port ('ss -ltnp | grep :$port'); read the log"
   fi
