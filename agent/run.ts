@@ -97,12 +97,21 @@ export interface BackupSummary {
   details: Record<string, unknown>;
 }
 
+/** A run that found nothing to back up (an empty volume): nothing stored, nothing recorded. */
+export interface SkippedBackup {
+  status: "skipped";
+  service: string;
+  engine: string;
+  type: string;
+  reason: string;
+}
+
 export async function runBackup(
   s: Settings,
   c: pg.Client,
   type: "full" | "incremental",
   opts: { waitSeconds?: number; streamer?: pgEngine.WalStreamer; logical?: boolean } = {},
-): Promise<BackupSummary> {
+): Promise<BackupSummary | SkippedBackup> {
   const service = s.service;
   const engine = s.engine;
   const tenantId = s.tenantId;
@@ -116,6 +125,11 @@ export async function runBackup(
     // We hold the service lock, so every in-flight row of this service is a dead run's leftover.
     const reconciled = (await cat.reconcileStaleRuns(c, { service, tenantId, staleAfterSeconds: 0 })).map((r) => r.backupId);
     for (const r of reconciled) log(`reconciled stale run ${r} (its agent stopped) to failed`);
+    const empty = engine === "volume" ? volumeEngine.emptyVolumeReason(s) : undefined;
+    if (empty) {
+      log(`backup of ${service} skipped: ${empty}`);
+      return { status: "skipped", service, engine, type, reason: empty };
+    }
     const backupId = randomUUID();
     id = backupId;
     const cls: BackupClass = engine === "volume" ? "restic" : type;
@@ -325,7 +339,8 @@ export async function startWalStreamer(s: Settings, storage: Storage, rcpt: { fi
   return streamer;
 }
 
-export function printSummary(b: BackupSummary): string {
+export function printSummary(b: BackupSummary | SkippedBackup): string {
+  if (b.status === "skipped") return `backup of ${b.service} (${b.engine}, ${b.type}) skipped: ${b.reason}`;
   const lines = [
     `backup ${b.backupId} completed: ${b.type} of ${b.service} (${b.engine})`,
     `  read ${fmtBytes(b.rawBytes)}, stored ${fmtBytes(b.storedBytes)}${b.ratio !== null ? `, measured ratio stored/raw ${b.ratio.toFixed(3)}` : ""}, in ${fmtSeconds(b.durationSeconds)}`,

@@ -790,8 +790,9 @@ export interface RecoveryPlanOptions {
 
 /**
  * The base backup (with its delta chain) and the WAL needed to reach `target` (or the newest
- * recoverable point). Throws a CatalogError saying what is covered when the target is before the
- * oldest good backup, beyond the newest covered point, or behind a gap in the WAL archive.
+ * recoverable point). Engines without WAL restore the newest snapshot at or before the target.
+ * Throws a CatalogError saying what is covered when the target is in the future, before the oldest
+ * good backup, or (with WAL) beyond the newest covered point or behind a gap in the WAL archive.
  */
 export async function recoveryPlan(
   db: Db,
@@ -806,6 +807,16 @@ export async function recoveryPlan(
   const segSize = opts.walSegmentSize ?? DEFAULT_WAL_SEGMENT_SIZE;
   const which = opts.verifiedOnly ? "verified " : "";
 
+  if (at) {
+    // The catalog's clock, not this host's: the two may differ, and the catalog stamps the backups.
+    const now = (await db.query<{ now: Date }>("SELECT now() AS now")).rows[0]!.now;
+    if (at.getTime() > now.getTime()) {
+      throw new CatalogError(
+        `target ${at.toISOString()} is in the future (the catalog's clock reads ${now.toISOString()}): nothing can be restored to a moment that has not happened. ` +
+          `Choose a time at or before now, or 'latest'.`,
+      );
+    }
+  }
   const base = await latestGoodBackup(db, service, { tenantId: opts.tenantId, type: baseTypes, before: at, verifiedOnly: opts.verifiedOnly });
   if (!base) {
     const oldest = await db.query<{ rp: Date; n: string }>(
@@ -854,16 +865,9 @@ export async function recoveryPlan(
     ? (await db.query(`SELECT 1 FROM wal_segment WHERE service_name = $1 AND ($2::uuid IS NULL OR tenant_id = $2) AND expired_at IS NULL LIMIT 1`, [service, opts.tenantId ?? null])).rows.length > 0
     : false;
   if (!walStartLsn || !hasWal) {
-    if (at && at.getTime() > baseEnd.getTime()) {
-      // Only an error when a newer backup does not exist: latestGoodBackup picked the newest at or before the target.
-      const newer = await latestGoodBackup(db, service, { tenantId: opts.tenantId, type: baseTypes, verifiedOnly: opts.verifiedOnly });
-      if (newer && newer.backupId === base.backupId) {
-        throw new CatalogError(
-          `target ${at.toISOString()} is beyond the newest covered point of '${service}' (${baseEnd.toISOString()}, backup ${base.backupId}; no archived WAL continues it): ` +
-            `choose a time at or before ${baseEnd.toISOString()}, or 'latest'.`,
-        );
-      }
-    }
+    // A snapshot restores the state at its own recovery point: for a target after the newest
+    // snapshot that is the newest one (the gap is data loss the report shows), as 'latest' would
+    // give at that moment. Only a target still in the future is refused (checked above).
     return { service, target, base, chain, artifacts, wal: [], history: [], recoveryPoint: baseEnd };
   }
 

@@ -4,6 +4,7 @@
  */
 import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import path from "node:path";
+import { Transform } from "node:stream";
 import type { Settings } from "../config.js";
 import { checkStoredSha, openAndRestore, sealAndUpload, spawnTool } from "../storage/pipeline.js";
 import { Progress, log } from "../storage/progress.js";
@@ -24,26 +25,39 @@ export function redisArgs(s: Settings): { args: string[]; env: NodeJS.ProcessEnv
 
 export async function backup(ctx: BackupContext): Promise<EngineResult> {
   const { args, env } = redisArgs(ctx.settings);
-  const at = new Date();
+  // The server forks its snapshot some time after the request (a diskless replica sync waits
+  // repl-diskless-sync-delay, 5 s by default, for other replicas) and sends the first byte only
+  // after the fork. So the snapshot holds everything acknowledged before the request and nothing
+  // written after the first byte: those two times are the recovery point's bounds.
+  const requestedAt = new Date();
+  let firstByteAt: Date | undefined;
   const cli = spawnTool("redis-cli", [...args, "--no-auth-warning", "--rdb", "-"], { env, stdin: "ignore" });
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      firstByteAt ??= new Date();
+      done(null, chunk);
+    },
+  });
+  cli.child.stdout!.on("error", (e) => tap.destroy(e));
+  cli.child.stdout!.pipe(tap);
   const rdb = await sealAndUpload({
     storage: ctx.storage,
     key: `${ctx.prefix}dump.rdb.zst.age`,
     name: "dump.rdb",
-    source: cli.child.stdout!,
+    source: tap,
     recipientFile: ctx.recipientFile,
     lock: ctx.lock("full"),
     producers: [cli.exited],
     progress: new Progress(`redis rdb ${ctx.service}`),
   });
-  if (rdb.rawBytes < 9) throw new Error(`redis-cli --rdb returned ${rdb.rawBytes} bytes, not an RDB file: ${cli.stderr().trim()}`);
+  if (rdb.rawBytes < 9 || !firstByteAt) throw new Error(`redis-cli --rdb returned ${rdb.rawBytes} bytes, not an RDB file: ${cli.stderr().trim()}`);
   return {
     artifacts: [rdb],
     tool: "redis-cli --rdb",
     toolVersion: toolVersion("redis-cli"),
-    recoveryPointStart: at,
-    recoveryPointEnd: at,
-    details: { meaning: "consistent RDB snapshot at the time of the request" },
+    recoveryPointStart: requestedAt,
+    recoveryPointEnd: firstByteAt,
+    details: { meaning: "consistent RDB snapshot forked between the request (recovery point start) and the first byte received (end)" },
   };
 }
 

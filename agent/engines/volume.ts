@@ -87,6 +87,16 @@ interface ResticSummary {
   snapshot_id: string;
 }
 
+/**
+ * Why an empty volume is not backed up, or undefined when it has content. restic refuses to save
+ * an empty tree ("snapshot is empty"), and there is nothing to lose: the run is skipped, not failed.
+ */
+export function emptyVolumeReason(s: Settings): string | undefined {
+  const volume = s.require("volumePath");
+  if (!existsSync(volume)) throw new ConfigError(`KDR_VOLUME_PATH=${volume} does not exist: mount the protected volume there (read-only is enough).`);
+  return readdirSync(volume).length === 0 ? `${volume} is empty: nothing to back up (restic cannot snapshot an empty tree); no backup was recorded` : undefined;
+}
+
 export async function backup(ctx: BackupContext, type: "full" | "incremental"): Promise<EngineResult & { repoId: string }> {
   const s = ctx.settings;
   const volume = s.require("volumePath");
@@ -95,6 +105,7 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental"): 
   const at = new Date();
   runHook(s, "hookPre");
   let summary: ResticSummary | undefined;
+  let walkedAt = at;
   try {
     let lastPrint = 0;
     // --force on a full re-reads every file instead of trusting the parent snapshot's metadata.
@@ -120,6 +131,7 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental"): 
       }
     });
     await r.exited;
+    walkedAt = new Date();
   } finally {
     runHook(s, "hookPost");
   }
@@ -145,8 +157,11 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental"): 
     ],
     tool: "restic",
     toolVersion: toolVersion("restic", ["version"]),
+    // restic reads the files one after another: a file changed during the walk may be in the
+    // snapshot or not, so the point is the walk's span (start: all before it is in; end: nothing
+    // after it is).
     recoveryPointStart: at,
-    recoveryPointEnd: at,
+    recoveryPointEnd: walkedAt,
     measured: { rawBytes: summary.total_bytes_processed, storedBytes: summary.data_added },
     details: {
       snapshotId: summary.snapshot_id,

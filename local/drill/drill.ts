@@ -510,8 +510,12 @@ async function watchBackups(db: pg.Pool, tenantId: string, services: ServiceSpec
 interface RestoreResult {
   backupId: string;
   reaches: Date;
-  /** The restored backup's own snapshot time (redis/volume), from the catalog. */
-  snapshotAt?: Date;
+  /**
+   * The restored snapshot's span (redis/volume), from the catalog: it holds every write
+   * acknowledged before `snapshotStart` and none written after `snapshotEnd`.
+   */
+  snapshotStart?: Date;
+  snapshotEnd?: Date;
 }
 
 /** What each restore job did, from its container's own summary (kept by the deployment). */
@@ -522,7 +526,7 @@ async function restoreResults(r: ChildDeploy, db: pg.Pool): Promise<Record<strin
     const m = /restore of (\S+) completed from backup ([0-9a-f-]{36})[\s\S]*?reaches (\S+?);/.exec(logs);
     if (!m) throw new Error(`restore container ${e.name} (${e.id.slice(0, 12)}) printed no restore summary:\n${logs.slice(-2000)}`);
     const row = await cat.getBackup(db, m[2]!);
-    out[m[1]!] = { backupId: m[2]!, reaches: new Date(m[3]!), snapshotAt: row?.recoveryPointEnd ?? undefined };
+    out[m[1]!] = { backupId: m[2]!, reaches: new Date(m[3]!), snapshotStart: row?.recoveryPointStart ?? undefined, snapshotEnd: row?.recoveryPointEnd ?? undefined };
   }
   return out;
 }
@@ -530,9 +534,12 @@ async function restoreResults(r: ChildDeploy, db: pg.Pool): Promise<Record<strin
 /** Compares what came back with what was acknowledged. */
 export function verify(s: ServiceSpec, written: WriterStats, got: Map<string, string>, restore: RestoreResult | undefined, target: Date | "latest", rpoTargetSeconds: number): ServiceReport {
   const acks = written.acks;
-  // PostgreSQL reaches its recovery point through WAL; redis and volumes reach their snapshot time.
-  const point = s.engine === "postgres" ? restore?.reaches : (restore?.snapshotAt ?? restore?.reaches);
+  // PostgreSQL reaches its recovery point through WAL, to the instant. A redis or volume snapshot
+  // is taken over a span: what was acknowledged before its start must be back, what was written
+  // after its end must not be, and a write inside the span may be either ("straddling").
+  const point = s.engine === "postgres" ? restore?.reaches : (restore?.snapshotEnd ?? restore?.reaches);
   const pointMs = point?.getTime() ?? -Infinity;
+  const fromMs = s.engine === "postgres" ? pointMs : (restore?.snapshotStart?.getTime() ?? pointMs);
   const content = (a: Ack): string | undefined => (s.engine === "volume" ? a.sha256 : undefined);
   const missing: string[] = [];
   const unexpected: string[] = [];
@@ -548,7 +555,7 @@ export function verify(s: ServiceSpec, written: WriterStats, got: Map<string, st
       if (want !== undefined && back !== want) corrupted.push(a.key);
       if (s.engine === "redis" && !back.startsWith(`${a.key.split(":")[1]}-${a.key.split(":")[2]}@`)) corrupted.push(a.key);
     }
-    if (a.ackedAt <= pointMs) {
+    if (a.ackedAt <= fromMs) {
       expected++;
       if (back === undefined) missing.push(a.key);
     } else if (a.writtenAt > pointMs) {

@@ -75,6 +75,8 @@ describe("agent: redis", () => {
     key = sum.artifacts[0].key;
     versionId = sum.artifacts[0].versionId;
     expect(sum.ratio).toBeGreaterThan(0);
+    // Forked between the request and the first byte: a span, not one guessed instant.
+    expect(Date.parse(sum.recoveryPoint.end)).toBeGreaterThanOrEqual(Date.parse(sum.recoveryPoint.start));
     console.log(`redis: raw ${sum.rawBytes} B, stored ${sum.storedBytes} B, measured ratio ${sum.ratio.toFixed(3)}`);
     // Later writes must not show up in the restore.
     cli(redis.port, redis.password, ["SET", "after-backup", "1"]);

@@ -48,10 +48,23 @@ afterAll(async () => {
 describe("agent: volume (restic)", () => {
   let full: { backupId: string; storedBytes: number; rawBytes: number };
 
+  it("skips an empty volume: nothing stored, no row in the catalog, exit 0", async () => {
+    const empty = path.join(w.root, "empty-volume");
+    mkdirSync(empty, { recursive: true });
+    const r = await w.run(["backup", "--type", "full", "--json"], { ...env, KDR_VOLUME_PATH: empty });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: "skipped", service: SERVICE, reason: expect.stringMatching(/empty-volume is empty: nothing to back up/) });
+    const { rows } = await w.db.query("SELECT count(*)::int AS n FROM backup_management WHERE service_name = $1", [SERVICE]);
+    expect(rows[0].n).toBe(0);
+  });
+
   it("backs up with hooks around it and restores every file with the same hash", async () => {
     const r = await w.run(["backup", "--type", "full", "--json"], env);
     expect(r.code, r.stderr).toBe(0);
     full = JSON.parse(r.stdout);
+    const rp = (full as unknown as { recoveryPoint: { start: string; end: string } }).recoveryPoint;
+    // The point spans restic's walk: start before it, end after it.
+    expect(Date.parse(rp.end)).toBeGreaterThan(Date.parse(rp.start));
     expect(readFileSync(path.join(w.root, "hook.log"), "utf8")).toBe("pre\npost\n");
     const [row] = (await w.db.query("SELECT * FROM backup_management WHERE backup_id = $1", [full.backupId])).rows;
     expect(row.backup_status).toBe("completed");

@@ -243,14 +243,21 @@ describe("recoveryPlan", () => {
     expect(p.recoveryPoint).toEqual(at(50));
   });
 
-  it("engines without WAL: the newest backup at or before the target; beyond the newest is an error", async () => {
+  it("engines without WAL: the newest backup at or before the target, also after the newest; a future target is an error", async () => {
     const r1 = await fullBackup("cache", { rpEnd: at(100), engine: "redis" });
     const r2 = await fullBackup("cache", { rpEnd: at(200), engine: "redis" });
     expect((await q.recoveryPlan(db, "cache")).base.backupId).toBe(r2.backupId);
     const mid = await q.recoveryPlan(db, "cache", at(150));
     expect(mid).toMatchObject({ wal: [], recoveryPoint: at(100) });
     expect(mid.base.backupId).toBe(r1.backupId);
-    await expect(q.recoveryPlan(db, "cache", at(250))).rejects.toThrow(/beyond the newest covered point of 'cache' \(.*no archived WAL continues it\)/);
+    // After the newest snapshot: that snapshot, and its own recovery point (the gap is data loss).
+    const after = await q.recoveryPlan(db, "cache", at(250));
+    expect(after).toMatchObject({ wal: [], recoveryPoint: at(200) });
+    expect(after.base.backupId).toBe(r2.backupId);
+    const future = new Date(Date.now() + 3_600_000);
+    await expect(q.recoveryPlan(db, "cache", future)).rejects.toThrow(
+      new RegExp(`target ${future.toISOString()} is in the future \\(the catalog's clock reads .*\\): .*Choose a time at or before now, or 'latest'`),
+    );
     await expect(q.recoveryPlan(db, "cache", at(50))).rejects.toThrow(/before the oldest good backup/);
   });
 
