@@ -7,7 +7,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { existsSync, readdirSync, mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import type pg from "pg";
-import { objectPrefix, type BackupClass } from "../contract.js";
+import { BACKUP_CLASSES, objectPrefix, type BackupClass } from "../contract.js";
 import * as cat from "./catalog.js";
 import { ConfigError, type Settings } from "./config.js";
 import * as pgEngine from "./engines/postgres.js";
@@ -94,6 +94,8 @@ export interface BackupSummary {
   toolVersion: string;
   artifacts: { name: string; sha256: string; storedBytes: number; rawBytes: number; key: string; versionId?: string }[];
   reconciled: string[];
+  /** Multipart uploads a killed run left, aborted before this run wrote anything. */
+  staleUploadsAborted: string[];
   details: Record<string, unknown>;
 }
 
@@ -125,6 +127,7 @@ export async function runBackup(
     // We hold the service lock, so every in-flight row of this service is a dead run's leftover.
     const reconciled = (await cat.reconcileStaleRuns(c, { service, tenantId, staleAfterSeconds: 0 })).map((r) => r.backupId);
     for (const r of reconciled) log(`reconciled stale run ${r} (its agent stopped) to failed`);
+    const staleUploadsAborted = await abortStaleUploads(storage, service);
     const empty = engine === "volume" ? volumeEngine.emptyVolumeReason(s) : undefined;
     if (empty) {
       log(`backup of ${service} skipped: ${empty}`);
@@ -255,6 +258,7 @@ export async function runBackup(
       toolVersion: res.toolVersion,
       artifacts: res.artifacts.map((a) => ({ name: a.name, sha256: a.sha256, storedBytes: a.storedBytes, rawBytes: a.rawBytes, key: a.key, versionId: a.versionId })),
       reconciled,
+      staleUploadsAborted,
       details: res.details,
     };
   } catch (e) {
@@ -266,6 +270,35 @@ export async function runBackup(
     if (hb) clearInterval(hb);
     await held.release();
   }
+}
+
+/** How old an unfinished upload under wal/ must be to count as a dead run's. */
+export const STALE_WAL_UPLOAD_MS = 3600_000;
+
+/**
+ * Aborts the multipart uploads a killed run left under this service's prefixes (their parts are
+ * stored and billed, yet no lifecycle rule of the provider removes them). Called with the
+ * service's backup lock held, so no other backup or prune of the service is writing: everything
+ * unfinished there is a dead run's, except under wal/, where the WAL streamer uploads beside us;
+ * there only uploads begun over an hour ago count (a segment takes seconds). A cleanup failure
+ * never fails the backup: it is logged, with the permission to check.
+ */
+export async function abortStaleUploads(storage: Storage, service: string, now = new Date()): Promise<string[]> {
+  const aborted: string[] = [];
+  try {
+    for (const cls of BACKUP_CLASSES) {
+      for await (const u of storage.listUploads(objectPrefix(cls, service))) {
+        if (cls === "wal" && (!u.initiated || now.getTime() - u.initiated.getTime() < STALE_WAL_UPLOAD_MS)) continue;
+        await storage.abortUpload(u.key, u.uploadId);
+        aborted.push(u.key);
+        log(`aborted the unfinished upload of ${u.key} (begun ${u.initiated?.toISOString() ?? "at an unknown time"} by a run that did not finish)`);
+      }
+    }
+  } catch (e) {
+    log(`warning: could not clean up unfinished uploads of ${service} (${(e as Error).name}: ${(e as Error).message}); the backup goes on. ` +
+      `The sidecar's S3 user needs s3:ListBucketMultipartUploads on the bucket and s3:AbortMultipartUpload on its prefixes.`);
+  }
+  return aborted;
 }
 
 /**
@@ -349,6 +382,7 @@ export function printSummary(b: BackupSummary | SkippedBackup): string {
     `  tool ${b.toolVersion}; key id ${b.keyId}`,
     ...b.artifacts.map((a) => `  ${a.name}: ${fmtBytes(a.storedBytes)} stored, sha256 ${a.sha256}`),
     ...(b.reconciled.length ? [`  reconciled ${b.reconciled.length} stale run(s) to failed: ${b.reconciled.join(", ")}`] : []),
+    ...(b.staleUploadsAborted.length ? [`  aborted ${b.staleUploadsAborted.length} unfinished upload(s) of killed runs`] : []),
   ];
   return lines.join("\n");
 }

@@ -124,7 +124,8 @@ type Statement = { Sid: string; Effect: "Allow"; Action: string[]; Resource: str
 const policyDoc = (statements: Statement[]) => JSON.stringify({ Version: "2012-10-17", Statement: statements });
 
 /**
- * A sidecar may write and read its own prefixes and nothing else. No DeleteObject (except
+ * A sidecar may write and read its own prefixes (and abort its own multipart uploads) and nothing
+ * else. No DeleteObject (except
  * restic's lock files, which restic must remove; on a versioned bucket that only adds a delete
  * marker, the locked version stays), no DeleteObjectVersion, no BypassGovernanceRetention, no
  * PutObjectRetention or lock configuration: a compromised sidecar cannot destroy backups.
@@ -140,7 +141,14 @@ export function sidecarPolicy(bucket: string, s: StorageService): string {
       Condition: { StringLike: { "s3:prefix": prefixes.flatMap((p) => [p, `${p}*`]) } },
     },
     { Sid: "BucketFacts", Effect: "Allow", Action: ["s3:GetBucketLocation", "s3:GetBucketObjectLockConfiguration"], Resource: [bucketArn(bucket)] },
-    { Sid: "WriteReadOwnPrefixes", Effect: "Allow", Action: ["s3:PutObject", "s3:GetObject"], Resource: prefixes.map((p) => bucketArn(bucket, `${p}*`)) },
+    // AbortMultipartUpload: a failed upload removes its parts, and each backup run removes what
+    // a killed run left (see agent/run.ts abortStaleUploads); the lifecycle provider has no rule
+    // for it. Scoped to the own prefixes like the writes.
+    { Sid: "WriteReadOwnPrefixes", Effect: "Allow", Action: ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"], Resource: prefixes.map((p) => bucketArn(bucket, `${p}*`)) },
+    // Finding those uploads needs the bucket's multipart listing. RGW does not evaluate s3:prefix
+    // for it (a condition denies every listing, measured on RGW 16.2), so it is bucket-wide: the
+    // sidecar sees the keys of uploads in progress in its tier bucket, never their data.
+    { Sid: "FindOwnStaleUploads", Effect: "Allow", Action: ["s3:ListBucketMultipartUploads"], Resource: [bucketArn(bucket)] },
   ];
   if (s.engine === "volume") {
     // restic's `init` checks the bucket exists (HEAD bucket), which S3 authorises as

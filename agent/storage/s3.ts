@@ -3,9 +3,11 @@
  * by the SDK with exponential backoff); small calls go through `withRetry`.
  */
 import {
+  AbortMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectVersionsCommand,
   PutObjectCommand,
   S3Client,
@@ -144,6 +146,26 @@ export class Storage {
    */
   async deleteVersion(key: string, versionId?: string): Promise<void> {
     await withRetry(`delete ${key}`, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key, VersionId: versionId })));
+  }
+
+  /** Multipart uploads begun under `prefix` and neither completed nor aborted. */
+  async *listUploads(prefix: string): AsyncGenerator<{ key: string; uploadId: string; initiated?: Date }> {
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (;;) {
+      const res = await withRetry(`list uploads ${prefix}`, () =>
+        this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker })),
+      );
+      for (const u of res.Uploads ?? []) yield { key: u.Key!, uploadId: u.UploadId!, initiated: u.Initiated };
+      if (!res.IsTruncated) return;
+      keyMarker = res.NextKeyMarker;
+      uploadIdMarker = res.NextUploadIdMarker;
+    }
+  }
+
+  /** Drops an unfinished multipart upload and its parts. */
+  async abortUpload(key: string, uploadId: string): Promise<void> {
+    await withRetry(`abort upload ${key}`, () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })));
   }
 
   async *listVersions(prefix: string): AsyncGenerator<{ key: string; versionId?: string; size: number; lastModified?: Date; isLatest: boolean }> {

@@ -3,7 +3,15 @@
  * upload, prune (delete markers, the newest good full kept), cron mode with /metrics and
  * /healthz, and replicate (new versions copied with their retention to a second bucket).
  */
-import { GetObjectCommand, GetObjectRetentionCommand, ListObjectVersionsCommand } from "@aws-sdk/client-s3";
+import {
+  AbortMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  GetObjectRetentionCommand,
+  ListMultipartUploadsCommand,
+  ListObjectVersionsCommand,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
 import { createHash } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -52,6 +60,31 @@ describe("agent: retention, prune, cron, replicate", () => {
     const days = (ret.Retention!.RetainUntilDate!.getTime() - Date.now()) / 86400_000;
     expect(days).toBeGreaterThan(0.99);
     expect(days).toBeLessThan(1.01);
+  });
+
+  it("a backup first aborts the multipart uploads a killed run left under its own prefixes, and nothing else", async () => {
+    const B = w.bucket.bucket;
+    const begin = async (Key: string) => {
+      const u = await w.bucket.client.send(new CreateMultipartUploadCommand({ Bucket: B, Key }));
+      await w.bucket.client.send(new UploadPartCommand({ Bucket: B, Key, UploadId: u.UploadId, PartNumber: 1, Body: Buffer.alloc(64 * 1024, 7) }));
+      return u.UploadId!;
+    };
+    const dead = `full/${SERVICE}/dead-run/dump.rdb.zst.age`;
+    await begin(dead);
+    // A WAL segment upload begun a moment ago may be the streamer's, in flight: kept.
+    const walNow = `wal/${SERVICE}/000000010000000000000001.zst.age`;
+    const walId = await begin(walNow);
+    const other = `full/another-service/x/dump.rdb.zst.age`;
+    const otherId = await begin(other);
+    const open = async () => ((await w.bucket.client.send(new ListMultipartUploadsCommand({ Bucket: B }))).Uploads ?? []).map((u) => u.Key).sort();
+    expect(await open()).toEqual([dead, other, walNow].sort());
+
+    const r = await w.run(["backup", "--type", "full", "--json"], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).staleUploadsAborted).toEqual([dead]);
+    expect(await open()).toEqual([other, walNow].sort());
+    await w.bucket.client.send(new AbortMultipartUploadCommand({ Bucket: B, Key: walNow, UploadId: walId }));
+    await w.bucket.client.send(new AbortMultipartUploadCommand({ Bucket: B, Key: other, UploadId: otherId }));
   });
 
   it("prune expires backups past retention with delete markers and keeps the newest good full", async () => {

@@ -157,7 +157,8 @@ export function sidecarPolicyDoc(bucket: string, s: StorageService): string {
   const statements: unknown[] = [
     { Sid: "ListOwnPrefixes", Effect: "Allow", Action: ["s3:ListBucket"], Resource: [`arn:aws:s3:::${bucket}`], Condition: { StringLike: { "s3:prefix": prefixes } } },
     { Sid: "BucketFacts", Effect: "Allow", Action: ["s3:GetBucketLocation", "s3:GetBucketObjectLockConfiguration"], Resource: [`arn:aws:s3:::${bucket}`] },
-    { Sid: "WriteReadOwnPrefixes", Effect: "Allow", Action: ["s3:PutObject", "s3:GetObject"], Resource: prefixes.map((p) => `arn:aws:s3:::${bucket}/${p}*`) },
+    { Sid: "WriteReadOwnPrefixes", Effect: "Allow", Action: ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"], Resource: prefixes.map((p) => `arn:aws:s3:::${bucket}/${p}*`) },
+    { Sid: "FindOwnStaleUploads", Effect: "Allow", Action: ["s3:ListBucketMultipartUploads"], Resource: [`arn:aws:s3:::${bucket}`] },
   ];
   if (s.engine === "volume") {
     statements.push({ Sid: "ResticLockFiles", Effect: "Allow", Action: ["s3:DeleteObject"], Resource: [`arn:aws:s3:::${bucket}/restic/${s.name}/locks/*`] });
