@@ -1,0 +1,254 @@
+/**
+ * `kryonix-dr status` against a real PostgreSQL 15 catalog filled through catalog/queries.ts:
+ * the real CLI process, its text and --json output, its exit codes, and a login role that is
+ * only a member of kryonix_dr_reader.
+ */
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { migrate } from "../../catalog/migrate.js";
+import * as q from "../../catalog/queries.js";
+import type { StatusReport, ServiceStatus } from "../../cli/commands/status.js";
+import { startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
+
+const ROOT = join(__dirname, "..", "..");
+const CLI = join(ROOT, "bin", "kryonix-dr.mjs");
+const DB = "kdrtest_status";
+/** Tenant A: every service fine. Tenant B: every way a service can need attention. */
+const A = "aaaaaaaa-0000-4000-8000-00000000000a";
+const B = "bbbbbbbb-0000-4000-8000-00000000000b";
+const sha = (n: number) => n.toString(16).padStart(64, "0");
+
+let server: TmpPostgres;
+let db: pg.Pool;
+let now: Date;
+const ago = (s: number) => new Date(now.getTime() - s * 1000);
+const ids: Record<string, string> = {};
+
+async function completed(
+  tenantId: string,
+  service: string,
+  engine: "postgres" | "redis" | "volume",
+  o: { rpAgo: number; raw: number; stored: number; lsn?: [string, string]; verify?: q.VerifyStatus },
+): Promise<q.BackupRow> {
+  const b = await q.createBackup(db, { tenantId, service, type: "full", engine, bucket: "kdr-primary", prefix: `full/${service}/x/` });
+  await q.markRunning(db, b.backupId);
+  const row = await q.completeBackup(db, b.backupId, {
+    rawSize: o.raw, storedSize: o.stored, recoveryPointEnd: ago(o.rpAgo),
+    ...(o.lsn ? { timeline: 1, startLsn: o.lsn[0], endLsn: o.lsn[1] } : {}),
+    artifacts: [{ role: "base", objectKey: `full/${service}/${b.backupId}/base`, sha256: sha(1), sizeBytes: o.stored, rawSize: o.raw }],
+  });
+  if (o.verify) await q.recordVerification(db, b.backupId, { status: o.verify, details: { test: true } });
+  return row;
+}
+
+async function failed(tenantId: string, service: string, engine: "postgres" | "redis" | "volume", error: string): Promise<q.BackupRow> {
+  const b = await q.createBackup(db, { tenantId, service, type: "full", engine, bucket: "kdr-primary", prefix: `full/${service}/y/` });
+  await q.markRunning(db, b.backupId);
+  return q.failBackup(db, b.backupId, error);
+}
+
+/** Runs the real CLI asynchronously (a synchronous spawn starves vitest's RPC). */
+function status(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("PG")));
+  const pgEnv = { PGHOST: server.host, PGPORT: String(server.port), PGDATABASE: DB, PGUSER: server.user, PGPASSWORD: server.password, PGSSLMODE: "disable" };
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, "status", ...args], { cwd: ROOT, env: { ...clean, ...pgEnv, ...env }, stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const svc = (r: StatusReport, tenant: string, name: string): ServiceStatus => {
+  const s = r.tenants.find((t) => t.tenantId === tenant)?.services.find((x) => x.service === name);
+  if (!s) throw new Error(`no ${name} in tenant ${tenant}: ${JSON.stringify(r.tenants.map((t) => t.services.map((x) => x.service)))}`);
+  return s;
+};
+
+beforeAll(async () => {
+  server = await startTmpPostgres();
+  const admin = new pg.Client({ connectionString: server.url });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${DB}`);
+  await admin.end();
+  db = new pg.Pool({ connectionString: server.urlFor(DB), max: 2 });
+  const c = await db.connect();
+  try {
+    await migrate(c, { dir: join(ROOT, "catalog", "migrations") });
+  } finally {
+    c.release();
+  }
+  now = (await db.query<{ now: Date }>("SELECT now() AS now")).rows[0]!.now;
+
+  // Tenant A. orders-db: a verified base plus two archived WAL segments after it, so a restore
+  // reaches past the base (to the second segment's covers_until, 120 s ago).
+  const base = await completed(A, "orders-db", "postgres", { rpAgo: 600, raw: 4000, stored: 1000, lsn: ["0/3000028", "0/3000138"], verify: "passed" });
+  ids.ordersBase = base.backupId;
+  for (const [segno, coversAgo] of [[3, 300], [4, 120]] as const) {
+    const name = q.walFileName(1, BigInt(segno));
+    await q.recordWalSegment(db, { tenantId: A, service: "orders-db", timeline: 1, segmentName: name, objectKey: `wal/orders-db/${name}`, sha256: sha(100 + segno), sizeBytes: 2048, rawSize: 16 * 1024 * 1024, coversUntil: ago(coversAgo) });
+  }
+  // files: verified, then one failed run: degraded, which is still fine to be on call with.
+  ids.filesOk = (await completed(A, "files", "volume", { rpAgo: 900, raw: 1000, stored: 500, verify: "passed" })).backupId;
+  ids.filesFail = (await failed(A, "files", "volume", "restic: repository is locked by pid 42")).backupId;
+  const drill = await q.startRecovery(db, { tenantId: A, incidentType: "drill", affectedServices: ["orders-db", "files"], procedure: "kryonix-dr drill", target: "latest", rtoTargetSeconds: 900, rpoTargetSeconds: 60 });
+  await q.finishRecovery(db, drill.recoveryId, { status: "completed", actualRecoverySeconds: 42, dataLossSeconds: 2.5 });
+
+  // Tenant B. sessions: a verified backup, a newer one a verify failed, then two failed runs.
+  ids.sessionsGood = (await completed(B, "sessions", "redis", { rpAgo: 3000, raw: 800, stored: 200, verify: "passed" })).backupId;
+  ids.sessionsBad = (await completed(B, "sessions", "redis", { rpAgo: 2000, raw: 800, stored: 400, verify: "failed" })).backupId;
+  await failed(B, "sessions", "redis", "redis: BGSAVE refused");
+  ids.sessionsLastFail = (await failed(B, "sessions", "redis", "redis: connection refused by 10.0.0.7:6379")).backupId;
+  // reports-db: completed, never verified.
+  ids.reports = (await completed(B, "reports-db", "postgres", { rpAgo: 400, raw: 5000, stored: 1000 })).backupId;
+  // uploads: no completed backup, one failed run and one still running.
+  await failed(B, "uploads", "volume", "restic: no space left on device");
+  const running = await q.createBackup(db, { tenantId: B, service: "uploads", type: "full", engine: "volume", bucket: "kdr-primary", prefix: "full/uploads/z/" });
+  await q.markRunning(db, running.backupId);
+  const failedRecovery = await q.startRecovery(db, { tenantId: B, incidentType: "node_failure", affectedServices: ["sessions"], procedure: "runbook 3", rtoTargetSeconds: 600, rpoTargetSeconds: 300 });
+  await q.finishRecovery(db, failedRecovery.recoveryId, { status: "failed", error: "restore container exited 1", actualRecoverySeconds: 700 });
+
+  // A login role with nothing but the dashboards' group role.
+  await db.query("CREATE ROLE kdrtest_status_reader LOGIN PASSWORD 'reader-pw' IN ROLE kryonix_dr_reader");
+}, 120_000);
+
+afterAll(async () => {
+  await db?.end();
+  await server?.stop();
+});
+
+describe("kryonix-dr status", () => {
+  it("an all-healthy tenant: exit 0, restore point follows the WAL, degraded is fine, drill shown", async () => {
+    const r = await status(["--tenant", A, "--json"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const rep = JSON.parse(r.stdout) as StatusReport;
+    expect(rep.healthy).toBe(true);
+    expect(rep.tenants.map((t) => t.tenantId)).toEqual([A]);
+    const orders = svc(rep, A, "orders-db");
+    expect(orders).toMatchObject({
+      engine: "postgres", effectiveStatus: "healthy", ok: true, attention: [], restoreProblem: null, verifyFailures: 0,
+      runningRuns: 0, completedBackups: 1, storedBytes: 1000, avgCompressionRatio: 0.25, lastFailure: null, stale: false,
+      restorable: { recoveryPoint: ago(120).toISOString(), baseBackupId: ids.ordersBase, baseType: "full", chainLength: 1, walSegments: 2 },
+      newestCompleted: { backupId: ids.ordersBase, type: "full", recoveryPoint: ago(600).toISOString() },
+      newestVerified: { backupId: ids.ordersBase, recoveryPoint: ago(600).toISOString() },
+    });
+    // Ages are against the catalog's clock, which has moved on a little since `now`.
+    expect(orders.restorable!.ageSeconds).toBeGreaterThanOrEqual(120);
+    expect(orders.restorable!.ageSeconds).toBeLessThan(120 + 60);
+    const files = svc(rep, A, "files");
+    expect(files).toMatchObject({
+      engine: "volume", effectiveStatus: "degraded", ok: true, storedBytes: 500, avgCompressionRatio: 0.5,
+      restorable: { recoveryPoint: ago(900).toISOString(), baseBackupId: ids.filesOk, walSegments: 0 },
+      lastFailure: { backupId: ids.filesFail, error: "restic: repository is locked by pid 42" },
+    });
+    expect(rep.tenants[0]!.recoveries).toEqual([
+      expect.objectContaining({ status: "completed", incidentType: "drill", services: ["orders-db", "files"], recoverySeconds: 42, rtoTargetSeconds: 900, rtoMet: true, dataLossSeconds: 2.5, rpoTargetSeconds: 60, rpoMet: true, error: null }),
+    ]);
+
+    const text = await status(["--tenant", A]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain(`tenant ${A}: 2 service(s), 0 need attention`);
+    expect(text.stdout).toMatch(/^SERVICE\s+ENGINE\s+STATUS\s+RESTORE AGE/m);
+    expect(text.stdout).toMatch(/^orders-db\s+postgres\s+healthy\s+2 min \d+ s\s+full, /m);
+    expect(text.stdout).toContain(`orders-db: restores to ${ago(120).toISOString()} from full ${ids.ordersBase} + 2 WAL segment(s)`);
+    expect(text.stdout).toContain("files: newest run FAILED at");
+    expect(text.stdout).toContain("restic: repository is locked by pid 42");
+    expect(text.stdout).toMatch(/drill\s+completed\s+orders-db,files\s+42\.0 s \/ 15 min 0 s\s+met\s+2\.5 s \/ 1 min 0 s\s+met/);
+    expect(text.stdout.trimEnd().endsWith("all services healthy")).toBe(true);
+  });
+
+  it("--max-age marks a service whose restorable point is older as STALE (exit 1)", async () => {
+    const r = await status(["--tenant", A, "--max-age", "200", "--json"]);
+    expect(r.code).toBe(1);
+    const rep = JSON.parse(r.stdout) as StatusReport;
+    expect(rep.maxAgeSeconds).toBe(200);
+    expect(svc(rep, A, "orders-db")).toMatchObject({ stale: false, ok: true });
+    expect(svc(rep, A, "files")).toMatchObject({ stale: true, ok: false });
+    expect(svc(rep, A, "files").attention.join("\n")).toMatch(/STALE: a restore now reaches .* \(over --max-age 3 min 20 s\): run kdr-agent backup/);
+    const text = await status(["--tenant", A, "--max-age", "200"]);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toMatch(/^files\s+volume\s+STALE\s/m);
+    expect(text.stdout).toMatch(/needs attention:\n {2}- files: STALE: /);
+    expect((await status(["--tenant", A, "--max-age", "3600"])).code).toBe(0);
+  });
+
+  it("every kind of trouble: exit 1 and a needs-attention list saying what to do", async () => {
+    const r = await status(["--json"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(1);
+    const rep = JSON.parse(r.stdout) as StatusReport;
+    expect(rep.healthy).toBe(false);
+    expect(rep.tenants.map((t) => t.tenantId)).toEqual([A, B]);
+
+    const sessions = svc(rep, B, "sessions");
+    expect(sessions).toMatchObject({
+      effectiveStatus: "warning", ok: false, verifyFailures: 1, completedBackups: 2, storedBytes: 600, avgCompressionRatio: 0.375,
+      // The newer backup failed its verify, so a restore uses the older verified one.
+      restorable: { baseBackupId: ids.sessionsGood, recoveryPoint: ago(3000).toISOString() },
+      newestCompleted: { backupId: ids.sessionsBad }, newestVerified: { backupId: ids.sessionsGood },
+      lastFailure: { backupId: ids.sessionsLastFail, error: "redis: connection refused by 10.0.0.7:6379" },
+    });
+    expect(sessions.attention.join("\n")).toMatch(/newest run failed \(2 in a row\): redis: connection refused/);
+    expect(sessions.attention.join("\n")).toMatch(/verify failed on 1 backup\(s\).*kdr-agent verify/);
+
+    const reports = svc(rep, B, "reports-db");
+    expect(reports).toMatchObject({ effectiveStatus: "unverified", ok: false, newestVerified: null, restorable: { baseBackupId: ids.reports }, lastFailure: null });
+    expect(reports.attention).toEqual(["unverified: no backup has passed a verify: run kdr-agent verify"]);
+
+    const uploads = svc(rep, B, "uploads");
+    expect(uploads).toMatchObject({ engine: "volume", ok: false, restorable: null, completedBackups: 0, runningRuns: 1, storedBytes: 0, avgCompressionRatio: null, newestCompleted: null });
+    expect(uploads.restoreProblem).toMatch(/^no completed full\/incremental\/differential backup of 'uploads'/);
+    expect(uploads.attention[0]).toBe("no backup to restore from: run kdr-agent backup --type full in its sidecar");
+
+    expect(rep.tenants[1]!.recoveries).toEqual([
+      expect.objectContaining({ status: "failed", incidentType: "node_failure", recoverySeconds: 700, rtoTargetSeconds: 600, rtoMet: false, rpoMet: null, error: "restore container exited 1" }),
+    ]);
+
+    const text = await status([]);
+    expect(text.code).toBe(1);
+    const out = text.stdout;
+    expect(out).toContain(`tenant ${B}: 3 service(s), 3 need attention`);
+    expect(out).toMatch(/^uploads\s+volume\s+NO-RESTORE\s+-\s+none\s/m);
+    expect(out).toContain("uploads: cannot restore: no completed full/incremental/differential backup of 'uploads'");
+    expect(out).toMatch(/node_failure\s+failed\s+sessions\s+11 min 40 s \/ 10 min 0 s\s+MISSED/);
+    expect(out).toContain("node_failure");
+    expect(out).toContain("failed: restore container exited 1");
+    const attention = out.slice(out.indexOf("needs attention:"));
+    expect(attention).toContain(`- reports-db (tenant ${B}): unverified: no backup has passed a verify: run kdr-agent verify`);
+    expect(attention).toContain(`- uploads (tenant ${B}): no backup to restore from: run kdr-agent backup --type full`);
+    expect(attention).toContain(`- sessions (tenant ${B}): newest run failed (2 in a row): redis: connection refused`);
+    expect(attention).not.toContain("orders-db");
+  });
+
+  it("a login role that is only in kryonix_dr_reader sees the same report", async () => {
+    const asReader = await status(["--tenant", A, "--json"], { PGUSER: "kdrtest_status_reader", PGPASSWORD: "reader-pw" });
+    expect(asReader.stderr).toBe("");
+    expect(asReader.code).toBe(0);
+    const owner = JSON.parse((await status(["--tenant", A, "--json"])).stdout) as StatusReport;
+    const reader = JSON.parse(asReader.stdout) as StatusReport;
+    // Ages and the catalog time move between the two runs; the facts must not.
+    const facts = (r: StatusReport) => r.tenants.map((t) => ({ ...t, services: t.services.map((s) => ({ ...s, restorable: { ...s.restorable, ageSeconds: 0 }, newestCompleted: { ...s.newestCompleted, ageSeconds: 0 }, newestVerified: { ...s.newestVerified, ageSeconds: 0 }, lastFailure: s.lastFailure && { ...s.lastFailure, ageSeconds: 0 } })) }));
+    expect(facts(reader)).toEqual(facts(owner));
+  });
+
+  it("usage errors exit 2 naming the flag; a missing connection is named", async () => {
+    const badFlag = await status(["--bogus"]);
+    expect(badFlag.code).toBe(2);
+    expect(badFlag.stderr).toContain("Unknown option '--bogus'");
+    const badAge = await status(["--max-age", "soon"]);
+    expect(badAge.code).toBe(2);
+    expect(badAge.stderr).toContain("--max-age 'soon' must be a whole number >= 1 of seconds");
+    const badTenant = await status(["--tenant", "acme"]);
+    expect(badTenant.code).toBe(2);
+    expect(badTenant.stderr).toContain("--tenant 'acme' is not a UUID");
+    const noConn = await status([], { PGHOST: "", PGDATABASE: "", PGUSER: "" });
+    expect(noConn.code).toBe(1);
+    expect(noConn.stderr).toContain("Missing environment variable(s) PGHOST, PGDATABASE, PGUSER");
+  });
+});
