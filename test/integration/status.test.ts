@@ -30,9 +30,9 @@ async function completed(
   tenantId: string,
   service: string,
   engine: "postgres" | "redis" | "volume",
-  o: { rpAgo: number; raw: number; stored: number; lsn?: [string, string]; verify?: q.VerifyStatus },
+  o: { rpAgo: number; raw: number; stored: number; lsn?: [string, string]; verify?: q.VerifyStatus; type?: q.BackupType; parent?: string },
 ): Promise<q.BackupRow> {
-  const b = await q.createBackup(db, { tenantId, service, type: "full", engine, bucket: "kdr-primary", prefix: `full/${service}/x/` });
+  const b = await q.createBackup(db, { tenantId, service, type: o.type ?? "full", engine, bucket: "kdr-primary", prefix: `full/${service}/x/`, parentBackupId: o.parent });
   await q.markRunning(db, b.backupId);
   const row = await q.completeBackup(db, b.backupId, {
     rawSize: o.raw, storedSize: o.stored, recoveryPointEnd: ago(o.rpAgo),
@@ -106,6 +106,9 @@ beforeAll(async () => {
   ids.sessionsLastFail = (await failed(B, "sessions", "redis", "redis: connection refused by 10.0.0.7:6379")).backupId;
   // reports-db: completed, never verified.
   ids.reports = (await completed(B, "reports-db", "postgres", { rpAgo: 400, raw: 5000, stored: 1000 })).backupId;
+  // ledger-db: a verified incremental whose parent full failed its verify: the chain is broken.
+  ids.ledgerFull = (await completed(B, "ledger-db", "volume", { rpAgo: 1200, raw: 100, stored: 100, verify: "failed" })).backupId;
+  ids.ledgerIncr = (await completed(B, "ledger-db", "volume", { rpAgo: 600, raw: 100, stored: 10, verify: "passed", type: "differential", parent: ids.ledgerFull })).backupId;
   // uploads: no completed backup, one failed run and one still running.
   await failed(B, "uploads", "volume", "restic: no space left on device");
   const running = await q.createBackup(db, { tenantId: B, service: "uploads", type: "full", engine: "volume", bucket: "kdr-primary", prefix: "full/uploads/z/" });
@@ -201,6 +204,11 @@ describe("kryonix-dr status", () => {
     expect(reports).toMatchObject({ effectiveStatus: "unverified", ok: false, newestVerified: null, restorable: { baseBackupId: ids.reports }, lastFailure: null });
     expect(reports.attention).toEqual(["unverified: no backup has passed a verify: run kdr-agent verify"]);
 
+    const ledger = svc(rep, B, "ledger-db");
+    expect(ledger).toMatchObject({ effectiveStatus: "healthy", ok: false, restorable: null, verifyFailures: 1, newestVerified: { backupId: ids.ledgerIncr } });
+    expect(ledger.restoreProblem).toMatch(new RegExp(`^backup ${ids.ledgerIncr} of 'ledger-db' needs its parent ${ids.ledgerFull}, which is completed and failed verification: the chain is broken`));
+    expect(ledger.attention).toEqual([`no restore plan: ${ledger.restoreProblem}`]);
+
     const uploads = svc(rep, B, "uploads");
     expect(uploads).toMatchObject({ engine: "volume", ok: false, restorable: null, completedBackups: 0, runningRuns: 1, storedBytes: 0, avgCompressionRatio: null, newestCompleted: null });
     expect(uploads.restoreProblem).toMatch(/^no completed full\/incremental\/differential backup of 'uploads'/);
@@ -213,7 +221,8 @@ describe("kryonix-dr status", () => {
     const text = await status([]);
     expect(text.code).toBe(1);
     const out = text.stdout;
-    expect(out).toContain(`tenant ${B}: 3 service(s), 3 need attention`);
+    expect(out).toContain(`tenant ${B}: 4 service(s), 4 need attention`);
+    expect(out).toMatch(/^ledger-db\s+volume\s+NO-RESTORE\s+-\s+differential, /m);
     expect(out).toMatch(/^uploads\s+volume\s+NO-RESTORE\s+-\s+none\s/m);
     expect(out).toContain("uploads: cannot restore: no completed full/incremental/differential backup of 'uploads'");
     expect(out).toMatch(/node_failure\s+failed\s+sessions\s+11 min 40 s \/ 10 min 0 s\s+MISSED/);
@@ -223,6 +232,7 @@ describe("kryonix-dr status", () => {
     expect(attention).toContain(`- reports-db (tenant ${B}): unverified: no backup has passed a verify: run kdr-agent verify`);
     expect(attention).toContain(`- uploads (tenant ${B}): no backup to restore from: run kdr-agent backup --type full`);
     expect(attention).toContain(`- sessions (tenant ${B}): newest run failed (2 in a row): redis: connection refused`);
+    expect(attention).toContain(`- ledger-db (tenant ${B}): no restore plan: backup ${ids.ledgerIncr} of 'ledger-db' needs its parent`);
     expect(attention).not.toContain("orders-db");
   });
 
@@ -250,5 +260,9 @@ describe("kryonix-dr status", () => {
     const noConn = await status([], { PGHOST: "", PGDATABASE: "", PGUSER: "" });
     expect(noConn.code).toBe(1);
     expect(noConn.stderr).toContain("Missing environment variable(s) PGHOST, PGDATABASE, PGUSER");
+    const notCatalog = await status([], { PGDATABASE: "postgres" });
+    expect(notCatalog.code).toBe(1);
+    expect(notCatalog.stderr).toContain("the catalog schema is missing in database 'postgres'");
+    expect(notCatalog.stderr).toContain("kryonix-dr migrate");
   });
 });
