@@ -1135,6 +1135,8 @@ export interface ServiceBackupSummary {
   completedBackups: number;
   /** Runs pending or running now. */
   runningRuns: number;
+  /** Oldest last sign of life (heartbeat, else start, else creation) among those runs; null when none. */
+  oldestRunSignOfLife: Date | null;
   /** Completed backups a verify failed (a restore skips them). */
   verifyFailures: number;
   /** Sum of backup_size over completed backups. */
@@ -1167,6 +1169,7 @@ export async function serviceBackupSummaries(db: Db, opts: { tenantId?: string }
      CROSS JOIN LATERAL (
        SELECT count(*) FILTER (WHERE backup_status = 'completed')::float8 AS completed_backups,
               count(*) FILTER (WHERE backup_status IN ('pending', 'running'))::float8 AS running_runs,
+              min(coalesce(heartbeat_at, started_at, created_at)) FILTER (WHERE backup_status IN ('pending', 'running')) AS oldest_run_sign_of_life,
               count(*) FILTER (WHERE backup_status = 'completed' AND verify_status = 'failed')::float8 AS verify_failures,
               coalesce(sum(backup_size) FILTER (WHERE backup_status = 'completed'), 0)::float8 AS stored_bytes,
               avg(compression_ratio) FILTER (WHERE backup_status = 'completed')::float8 AS avg_compression_ratio
@@ -1196,6 +1199,7 @@ export async function serviceBackupSummaries(db: Db, opts: { tenantId?: string }
     engine: r.engine ?? null,
     completedBackups: r.completed_backups,
     runningRuns: r.running_runs,
+    oldestRunSignOfLife: r.oldest_run_sign_of_life ?? null,
     verifyFailures: r.verify_failures,
     storedBytes: r.stored_bytes,
     avgCompressionRatio: r.avg_compression_ratio ?? null,

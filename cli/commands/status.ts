@@ -28,6 +28,8 @@ PGUSER, PGPASSWORD (and PGSSLMODE); a member of kryonix_dr_reader is enough.`;
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const OK_STATUSES: readonly string[] = ["healthy", "degraded"];
+/** A run silent this long is presumed dead: the agent's own reconcile default (reconcileStaleRuns). */
+const SILENT_RUN_SECONDS = 900;
 
 export interface ServiceStatus {
   tenantId: string;
@@ -51,6 +53,8 @@ export interface ServiceStatus {
   /** The newest finished run, when it failed. */
   lastFailure: { backupId: string; failedAt: string; ageSeconds: number; error: string | null } | null;
   runningRuns: number;
+  /** Seconds since the quietest of those runs last reported (heartbeat, else start); null when none runs. */
+  runningSilentSeconds: number | null;
   completedBackups: number;
   storedBytes: number;
   avgCompressionRatio: number | null;
@@ -121,6 +125,12 @@ function attentionFor(s: Omit<ServiceStatus, "ok" | "attention">, health: cat.He
       out.push(`unverified: ${s.newestVerified ? `the newest verified recovery point is ${fmtSeconds(s.newestVerified.ageSeconds)} old` : "no backup has passed a verify"}: run kdr-agent verify`);
       break;
   }
+  if (s.runningSilentSeconds !== null && s.runningSilentSeconds > SILENT_RUN_SECONDS) {
+    out.push(
+      `a run has not reported for ${fmtSeconds(s.runningSilentSeconds)} (its agent is presumably dead): check the sidecar's log; ` +
+        `its next kdr-agent backup records the leftover run as failed`,
+    );
+  }
   if (s.stale && s.restorable) {
     out.push(
       `STALE: a restore now reaches ${s.restorable.recoveryPoint}, ${fmtSeconds(s.restorable.ageSeconds)} ago (over --max-age ${fmtSeconds(maxAge!)}): ` +
@@ -166,6 +176,7 @@ async function serviceStatus(db: cat.Db, sum: cat.ServiceBackupSummary, health: 
     verifyFailures: sum.verifyFailures,
     lastFailure: lf ? { backupId: lf.backupId, failedAt: lf.finishedAt.toISOString(), ageSeconds: age(now, lf.finishedAt), error: lf.errorMessage } : null,
     runningRuns: sum.runningRuns,
+    runningSilentSeconds: sum.oldestRunSignOfLife ? age(now, sum.oldestRunSignOfLife) : null,
     completedBackups: sum.completedBackups,
     storedBytes: sum.storedBytes,
     avgCompressionRatio: sum.avgCompressionRatio,
@@ -311,7 +322,7 @@ export function formatStatus(r: StatusReport): string {
 
 export const command: Command = {
   name: "status",
-  summary: "On-call status from the catalog: what each service can restore now, its age, verification, failures, recent drills",
+  summary: "On-call report from the catalog: what each service restores to now, verification, failures, recent drills",
   usage: USAGE,
   async run(argv) {
     const { values } = parseFlags(argv, {

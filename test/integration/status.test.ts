@@ -113,6 +113,10 @@ beforeAll(async () => {
   await failed(B, "uploads", "volume", "restic: no space left on device");
   const running = await q.createBackup(db, { tenantId: B, service: "uploads", type: "full", engine: "volume", bucket: "kdr-primary", prefix: "full/uploads/z/" });
   await q.markRunning(db, running.backupId);
+  // A second run whose agent died 20 minutes ago without a word.
+  const dead = await q.createBackup(db, { tenantId: B, service: "uploads", type: "full", engine: "volume", bucket: "kdr-primary", prefix: "full/uploads/d/" });
+  await q.markRunning(db, dead.backupId);
+  await db.query("UPDATE backup_management SET heartbeat_at = now() - interval '20 minutes' WHERE backup_id = $1", [dead.backupId]);
   const failedRecovery = await q.startRecovery(db, { tenantId: B, incidentType: "node_failure", affectedServices: ["sessions"], procedure: "runbook 3", rtoTargetSeconds: 600, rpoTargetSeconds: 300 });
   await q.finishRecovery(db, failedRecovery.recoveryId, { status: "failed", error: "restore container exited 1", actualRecoverySeconds: 700 });
 
@@ -136,7 +140,7 @@ describe("kryonix-dr status", () => {
     const orders = svc(rep, A, "orders-db");
     expect(orders).toMatchObject({
       engine: "postgres", effectiveStatus: "healthy", ok: true, attention: [], restoreProblem: null, verifyFailures: 0,
-      runningRuns: 0, completedBackups: 1, storedBytes: 1000, avgCompressionRatio: 0.25, lastFailure: null, stale: false,
+      runningRuns: 0, runningSilentSeconds: null, completedBackups: 1, storedBytes: 1000, avgCompressionRatio: 0.25, lastFailure: null, stale: false,
       restorable: { recoveryPoint: ago(120).toISOString(), baseBackupId: ids.ordersBase, baseType: "full", chainLength: 1, walSegments: 2 },
       newestCompleted: { backupId: ids.ordersBase, type: "full", recoveryPoint: ago(600).toISOString() },
       newestVerified: { backupId: ids.ordersBase, recoveryPoint: ago(600).toISOString() },
@@ -210,9 +214,11 @@ describe("kryonix-dr status", () => {
     expect(ledger.attention).toEqual([`no restore plan: ${ledger.restoreProblem}`]);
 
     const uploads = svc(rep, B, "uploads");
-    expect(uploads).toMatchObject({ engine: "volume", ok: false, restorable: null, completedBackups: 0, runningRuns: 1, storedBytes: 0, avgCompressionRatio: null, newestCompleted: null });
+    expect(uploads).toMatchObject({ engine: "volume", ok: false, restorable: null, completedBackups: 0, runningRuns: 2, storedBytes: 0, avgCompressionRatio: null, newestCompleted: null });
     expect(uploads.restoreProblem).toMatch(/^no completed full\/incremental\/differential backup of 'uploads'/);
+    expect(uploads.runningSilentSeconds).toBeGreaterThanOrEqual(1200);
     expect(uploads.attention[0]).toBe("no backup to restore from: run kdr-agent backup --type full in its sidecar");
+    expect(uploads.attention).toContainEqual(expect.stringMatching(/^a run has not reported for 20 min \d+ s \(its agent is presumably dead\)/));
 
     expect(rep.tenants[1]!.recoveries).toEqual([
       expect.objectContaining({ status: "failed", incidentType: "node_failure", recoverySeconds: 700, rtoTargetSeconds: 600, rtoMet: false, rpoMet: null, error: "restore container exited 1" }),
