@@ -120,8 +120,18 @@ export function lifecycleRules(services: readonly StorageService[], lockDays: nu
   return rules;
 }
 
-type Statement = { Sid: string; Effect: "Allow"; Action: string[]; Resource: string[]; Condition?: unknown };
+type Statement = { Sid: string; Effect: "Allow" | "Deny"; Action: string[]; Resource: string[]; Condition?: unknown };
 const policyDoc = (statements: Statement[]) => JSON.stringify({ Version: "2012-10-17", Statement: statements });
+
+/**
+ * Every way to lift or shorten a lock, denied outright. Not granting them is not enough on RGW:
+ * when no statement of the user's policy matches, RGW falls back to the object's ACL, and the
+ * uploader owns its objects. Measured on RGW 16.2: a sidecar holding only the Allow statements
+ * could shorten its own objects' GOVERNANCE retention with the bypass header. An explicit Deny
+ * wins on RGW, MinIO and AWS alike.
+ */
+export const NEVER_UNLOCK_ACTIONS = ["s3:PutObjectRetention", "s3:BypassGovernanceRetention", "s3:PutObjectLegalHold", "s3:DeleteObjectVersion"];
+const neverUnlock = (buckets: string[]): Statement => ({ Sid: "NeverUnlock", Effect: "Deny", Action: NEVER_UNLOCK_ACTIONS, Resource: buckets.map((b) => bucketArn(b, "*")) });
 
 /**
  * A sidecar may write and read its own prefixes (and abort its own multipart uploads) and nothing
@@ -156,6 +166,7 @@ export function sidecarPolicy(bucket: string, s: StorageService): string {
     statements.push({ Sid: "ResticBucketCheck", Effect: "Allow", Action: ["s3:ListBucket"], Resource: [bucketArn(bucket)], Condition: { Null: { "s3:prefix": "true" } } });
     statements.push({ Sid: "ResticLockFiles", Effect: "Allow", Action: ["s3:DeleteObject"], Resource: [bucketArn(bucket, `${objectPrefix("restic", s.name)}locks/*`)] });
   }
+  statements.push(neverUnlock([bucket]));
   return policyDoc(statements);
 }
 
@@ -184,6 +195,7 @@ export function prunePolicy(buckets: string[]): string {
     { Sid: "List", Effect: "Allow", Action: ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation"], Resource: buckets.map((b) => bucketArn(b)) },
     { Sid: "ReadAndExpire", Effect: "Allow", Action: ["s3:GetObject", "s3:DeleteObject"], Resource: buckets.map((b) => bucketArn(b, "*")) },
     { Sid: "ResticRewrites", Effect: "Allow", Action: ["s3:PutObject"], Resource: buckets.map((b) => bucketArn(b, "restic/*")) },
+    neverUnlock(buckets),
   ]);
 }
 

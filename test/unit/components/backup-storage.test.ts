@@ -45,11 +45,22 @@ describe("lock and lifecycle derivation", () => {
 });
 
 describe("IAM policies", () => {
-  const actions = (doc: string) => (JSON.parse(doc).Statement as Array<{ Action: string[]; Resource: string[] }>);
+  // What a policy grants: its Allow statements (the Deny ones are checked on their own).
+  const actions = (doc: string) => (JSON.parse(doc).Statement as Array<{ Effect: string; Action: string[]; Resource: string[] }>).filter((s) => s.Effect === "Allow");
+  const denies = (doc: string) => (JSON.parse(doc).Statement as Array<{ Effect: string; Action: string[]; Resource: string[] }>).filter((s) => s.Effect === "Deny");
 
   it("a postgres sidecar cannot delete anything", () => {
     const all = actions(sidecarPolicy("b", pg)).flatMap((s) => s.Action);
     expect(all.filter((a) => /Delete|Bypass|Retention|Lifecycle/.test(a))).toEqual([]);
+  });
+
+  it("sidecar and prune users are denied every way to lift or shorten a lock, on every object", () => {
+    for (const doc of [sidecarPolicy("b", pg), sidecarPolicy("b", files), prunePolicy(["a", "b"])]) {
+      const d = denies(doc);
+      expect(d).toHaveLength(1);
+      expect(d[0]!.Action.sort()).toEqual(["s3:BypassGovernanceRetention", "s3:DeleteObjectVersion", "s3:PutObjectLegalHold", "s3:PutObjectRetention"]);
+      for (const r of d[0]!.Resource) expect(r).toMatch(/^arn:aws:s3:::[ab]\/\*$/);
+    }
   });
 
   it("a volume sidecar may delete only restic's lock files", () => {

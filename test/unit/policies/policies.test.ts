@@ -590,9 +590,11 @@ describe("no-plaintext-credentials", () => {
 describe("sidecar-cannot-delete-backups", () => {
   const P = "sidecar-cannot-delete-backups";
   const pgPolicy = (plan: PlannedResource[]) => find(plan, T.iamPolicy, "storage-sidecar-postgres-policy");
-  const withStatements = (plan: PlannedResource[], extra: unknown[]) => {
-    const doc = JSON.parse(String(pgPolicy(plan).inputs.policy)) as { Statement: unknown[] };
-    doc.Statement.push(...extra);
+  /** Adds statements; `dropDenies` first removes the document's own Deny (the lock guard), as an edit that loosens it would. */
+  const withStatements = (plan: PlannedResource[], extra: unknown[], dropDenies = false) => {
+    const doc = JSON.parse(String(pgPolicy(plan).inputs.policy)) as { Statement: Array<{ Effect?: string }> };
+    if (dropDenies) doc.Statement = doc.Statement.filter((st) => st.Effect !== "Deny");
+    doc.Statement.push(...(extra as Array<{ Effect?: string }>));
     pgPolicy(plan).inputs.policy = JSON.stringify(doc);
   };
 
@@ -603,7 +605,7 @@ describe("sidecar-cannot-delete-backups", () => {
   for (const action of ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectRetention", "s3:PutBucketObjectLockConfiguration"]) {
     it(`flags ${action}`, () => {
       const plan = copy(compliantPlan());
-      withStatements(plan, [{ Effect: "Allow", Action: [action], Resource: ["arn:aws:s3:::kryonix-backups-critical/full/postgres/*"] }]);
+      withStatements(plan, [{ Effect: "Allow", Action: [action], Resource: ["arn:aws:s3:::kryonix-backups-critical/full/postgres/*"] }], true);
       const v = of(P, plan);
       expect(v).toHaveLength(1);
       expect(v[0]).toMatchObject({ resourceType: T.iamPolicy, resourceName: "storage-sidecar-postgres-policy" });

@@ -143,16 +143,19 @@ describe("prod: least privilege", () => {
   const statementsOf = (userName: string) => {
     const att = byType(regs, T.attachment).find((a) => a.inputs.userName === userName)!;
     const policy = byType(regs, T.policy).find((p) => p.inputs.name === att.inputs.policyName)!;
-    return JSON.parse(policy.inputs.policy as string).Statement as Array<{ Action: string[]; Resource: string[] }>;
+    return JSON.parse(policy.inputs.policy as string).Statement as Array<{ Effect: string; Action: string[]; Resource: string[] }>;
   };
+  /** What a user's policy grants (its Deny statements take rights away, never add them). */
+  const allowsOf = (userName: string) => statementsOf(userName).filter((s) => s.Effect === "Allow");
 
   it("gives every sidecar its own user that writes and reads only its own prefixes", () => {
     for (const name of SEED) {
       const user = one(regs, T.user, `primary-sidecar-${name}-user`);
       expect(user.inputs.name).toBe(`kdr-prod-sidecar-${name}`);
       expect((user.inputs.tags as Record<string, string>)[LABELS.role]).toBe("sidecar");
-      const statements = statementsOf(`kdr-prod-sidecar-${name}`);
+      const statements = allowsOf(`kdr-prod-sidecar-${name}`);
       const actions = statements.flatMap((s) => s.Action);
+      expect(statementsOf(`kdr-prod-sidecar-${name}`).find((s) => s.Effect === "Deny")?.Action).toContain("s3:BypassGovernanceRetention");
       for (const forbidden of ["s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutObjectRetention", "s3:PutBucketObjectLockConfiguration", "s3:*"]) {
         expect(actions).not.toContain(forbidden);
       }
@@ -166,10 +169,10 @@ describe("prod: least privilege", () => {
   });
 
   it("has a separate read-only restore user and a prune user that cannot remove versions", () => {
-    const restore = statementsOf("kdr-prod-restore").flatMap((s) => s.Action);
+    const restore = allowsOf("kdr-prod-restore").flatMap((s) => s.Action);
     expect(restore).toContain("s3:GetObject");
     expect(restore.filter((a) => /Put|Delete|Bypass/.test(a))).toEqual([]);
-    const prune = statementsOf("kdr-prod-prune");
+    const prune = allowsOf("kdr-prod-prune");
     for (const s of prune) {
       if (s.Action.includes("s3:PutObject")) for (const r of s.Resource) expect(r).toMatch(/\/restic\/\*$/);
     }
