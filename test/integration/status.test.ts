@@ -109,6 +109,9 @@ beforeAll(async () => {
   // ledger-db: a verified incremental whose parent full failed its verify: the chain is broken.
   ids.ledgerFull = (await completed(B, "ledger-db", "volume", { rpAgo: 1200, raw: 100, stored: 100, verify: "failed" })).backupId;
   ids.ledgerIncr = (await completed(B, "ledger-db", "volume", { rpAgo: 600, raw: 100, stored: 10, verify: "passed", type: "differential", parent: ids.ledgerFull })).backupId;
+  // archive: verified, but its schedule (a few ms here) has passed twice since: backup_health says stale.
+  await completed(B, "archive", "volume", { rpAgo: 60, raw: 100, stored: 50, verify: "passed" });
+  await q.setHealthSettings(db, { tenantId: B, service: "archive", backupFrequencySeconds: 0.001 });
   // uploads: no completed backup, one failed run and one still running.
   await failed(B, "uploads", "volume", "restic: no space left on device");
   const running = await q.createBackup(db, { tenantId: B, service: "uploads", type: "full", engine: "volume", bucket: "kdr-primary", prefix: "full/uploads/z/" });
@@ -193,6 +196,10 @@ describe("kryonix-dr status", () => {
     expect(rep.healthy).toBe(false);
     expect(rep.tenants.map((t) => t.tenantId)).toEqual([A, B]);
 
+    const archive = svc(rep, B, "archive");
+    expect(archive).toMatchObject({ effectiveStatus: "stale", ok: false, restoreProblem: null, lastFailure: null });
+    expect(archive.attention).toEqual([expect.stringMatching(/^stale: no successful backup within twice the schedule \(0\.0 s\): check the sidecar's schedule and run kdr-agent backup --type full$/)]);
+
     const sessions = svc(rep, B, "sessions");
     expect(sessions).toMatchObject({
       effectiveStatus: "warning", ok: false, verifyFailures: 1, completedBackups: 2, storedBytes: 600, avgCompressionRatio: 0.375,
@@ -227,7 +234,7 @@ describe("kryonix-dr status", () => {
     const text = await status([]);
     expect(text.code).toBe(1);
     const out = text.stdout;
-    expect(out).toContain(`tenant ${B}: 4 service(s), 4 need attention`);
+    expect(out).toContain(`tenant ${B}: 5 service(s), 5 need attention`);
     expect(out).toMatch(/^ledger-db\s+volume\s+NO-RESTORE\s+-\s+differential, /m);
     expect(out).toMatch(/^uploads\s+volume\s+NO-RESTORE\s+-\s+none\s/m);
     expect(out).toContain("uploads: cannot restore: no completed full/incremental/differential backup of 'uploads'");
@@ -239,6 +246,7 @@ describe("kryonix-dr status", () => {
     expect(attention).toContain(`- uploads (tenant ${B}): no backup to restore from: run kdr-agent backup --type full`);
     expect(attention).toContain(`- sessions (tenant ${B}): newest run failed (2 in a row): redis: connection refused`);
     expect(attention).toContain(`- ledger-db (tenant ${B}): no restore plan: backup ${ids.ledgerIncr} of 'ledger-db' needs its parent`);
+    expect(attention).toContain(`- archive (tenant ${B}): stale: no successful backup within twice the schedule`);
     expect(attention).not.toContain("orders-db");
   });
 
