@@ -224,7 +224,8 @@ export async function statusReport(db: cat.Db, opts: { tenantId?: string; maxAge
     const recoveries = (await cat.listRecoveries(db, { tenantId, limit: opts.recoveries ?? 5 })).map(recoveryStatus);
     tenants.push({ tenantId, services, recoveries });
   }
-  const healthy = tenants.every((t) => t.services.length > 0 && t.services.every((s) => s.ok));
+  // An empty catalog protects nothing: that is not healthy.
+  const healthy = tenants.length > 0 && tenants.every((t) => t.services.length > 0 && t.services.every((s) => s.ok));
   return { catalogTime: now.toISOString(), maxAgeSeconds: maxAge, healthy, tenants };
 }
 
@@ -313,7 +314,7 @@ export function formatStatus(r: StatusReport): string {
     const many = r.tenants.length > 1;
     for (const { t, s } of bad) for (const a of s.attention) out.push(`  - ${s.service}${many ? ` (tenant ${t.tenantId})` : ""}: ${a}`);
   } else if (!r.healthy) {
-    out.push("", "needs attention:", "  - no service is recorded in the catalog: deploy the backup sidecars and let them run a full backup");
+    out.push("", "needs attention:", `  - no service is recorded in the catalog${r.tenants.length === 1 ? ` for tenant ${r.tenants[0]!.tenantId}` : ""}: check the tenant id, or deploy the backup sidecars and let them run a full backup`);
   } else {
     out.push("", "all services healthy");
   }

@@ -75,7 +75,12 @@ beforeAll(async () => {
   const admin = new pg.Client({ connectionString: server.url });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${DB}`);
+  await admin.query(`CREATE DATABASE ${DB}_empty`);
   await admin.end();
+  const empty = new pg.Client({ connectionString: server.urlFor(`${DB}_empty`) });
+  await empty.connect();
+  await migrate(empty, { dir: join(ROOT, "catalog", "migrations") });
+  await empty.end();
   db = new pg.Pool({ connectionString: server.urlFor(DB), max: 2 });
   const c = await db.connect();
   try {
@@ -261,7 +266,7 @@ describe("kryonix-dr status", () => {
     expect(facts(reader)).toEqual(facts(owner));
   });
 
-  it("usage errors exit 2 naming the flag; a missing connection is named", async () => {
+  it("usage errors exit 2 naming the flag; a missing connection, an empty catalog and an unknown tenant are named", async () => {
     const badFlag = await status(["--bogus"]);
     expect(badFlag.code).toBe(2);
     expect(badFlag.stderr).toContain("Unknown option '--bogus'");
@@ -271,6 +276,14 @@ describe("kryonix-dr status", () => {
     const badTenant = await status(["--tenant", "acme"]);
     expect(badTenant.code).toBe(2);
     expect(badTenant.stderr).toContain("--tenant 'acme' is not a UUID");
+    const unknown = await status(["--tenant", "cccccccc-0000-4000-8000-00000000000c"]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stdout).toContain("tenant cccccccc-0000-4000-8000-00000000000c: 0 service(s), 0 need attention");
+    expect(unknown.stdout).toContain("- no service is recorded in the catalog for tenant cccccccc-0000-4000-8000-00000000000c: check the tenant id");
+    const empty = await status([], { PGDATABASE: `${DB}_empty` });
+    expect(empty.code).toBe(1);
+    expect(empty.stdout).toContain("the catalog has no services yet: no backup has been recorded.");
+    expect(empty.stdout).toContain("- no service is recorded in the catalog: check the tenant id, or deploy the backup sidecars");
     const noConn = await status([], { PGHOST: "", PGDATABASE: "", PGUSER: "" });
     expect(noConn.code).toBe(1);
     expect(noConn.stderr).toContain("Missing environment variable(s) PGHOST, PGDATABASE, PGUSER");
