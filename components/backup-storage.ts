@@ -218,6 +218,9 @@ export function replicationTargetPolicy(buckets: string[]): string {
       Action: ["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:PutObjectRetention", "s3:PutObjectLegalHold", "s3:ReplicateObject", "s3:ReplicateTags", "s3:GetObjectVersionTagging"],
       Resource: buckets.map((b) => bucketArn(b, "*")),
     },
+    // It sets retention on its copies, so it may lengthen a lock but never bypass or delete one
+    // (denied outright for RGW's ACL fallback, as in neverUnlock).
+    { Sid: "NeverUnlock", Effect: "Deny", Action: ["s3:BypassGovernanceRetention", "s3:DeleteObjectVersion"], Resource: buckets.map((b) => bucketArn(b, "*")) },
   ]);
 }
 

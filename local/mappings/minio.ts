@@ -294,7 +294,7 @@ const unknownActions = new Map<string, Set<string>>();
  * the user never holds more than the declared policy, and the final document is the declared one
  * without the actions RGW refused. Returns those actions.
  */
-async function putUserPolicy(conn: S3Connection, user: string, name: string, document: string): Promise<string[]> {
+export async function putUserPolicy(conn: S3Connection, user: string, name: string, document: string): Promise<string[]> {
   const put = (doc: unknown) => rgwIam(conn, "PutUserPolicy", { UserName: user, PolicyName: name, PolicyDocument: JSON.stringify(doc) });
   const doc = JSON.parse(document) as { Statement: Statement[] | Statement };
   const statements = Array.isArray(doc.Statement) ? doc.Statement : [doc.Statement];
