@@ -565,7 +565,10 @@ export function verify(s: ServiceSpec, written: WriterStats, got: Map<string, st
   const restored = acks.filter((a) => got.has(a.key)).length;
   const last = acks.at(-1)?.writtenAt;
   const reference = target === "latest" ? last : Math.min(target.getTime(), last ?? Infinity);
-  const dataLossSeconds = reference !== undefined && newest > -Infinity ? Math.max(0, (reference - newest) / 1000) : undefined;
+  // Loss runs from the newest moment whose writes are all back: the newest restored write, or, when
+  // the restored snapshot predates every write of the drill, the snapshot itself.
+  const covered = newest > -Infinity ? newest : restore ? fromMs : -Infinity;
+  const dataLossSeconds = reference !== undefined && covered > -Infinity ? Math.max(0, (reference - covered) / 1000) : undefined;
   return {
     service: s.name,
     engine: s.engine,

@@ -35,6 +35,13 @@ describe("drill verify", () => {
     expect(r.unexpected).toEqual([acks[4]!.key]);
   });
 
+  it("a snapshot older than every write: nothing owed, and the loss runs from the snapshot to the target", () => {
+    const r = verify({ name: "redis", engine: "redis" }, stats(acks), new Map(), { backupId: "b", reaches: at(-8), snapshotStart: at(-10), snapshotEnd: at(-8) }, at(45), 300);
+    expect(r).toMatchObject({ expected: 0, restored: 0, missing: [], unexpected: [], newestRestoredWrite: undefined });
+    expect(r.dataLossSeconds).toBeCloseTo(55, 3);
+    expect(r.rpoMet).toBe(true);
+  });
+
   it("PostgreSQL is judged at the instant it reached, and its RPO against the target", () => {
     const got = back(acks.slice(0, 4));
     const r = verify({ name: "pg", engine: "postgres" }, stats(acks), got, { backupId: "b", reaches: at(35) }, at(35), 60);
