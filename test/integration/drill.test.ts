@@ -12,7 +12,8 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPlatform } from "../../local/platform.js";
-import { DEPLOYMENTS_DIR } from "../../local/deployer.js";
+import { DEPLOYER_LABEL, DEPLOYMENTS_DIR, readState } from "../../local/deployer.js";
+import { docker } from "../../local/drill/docker.js";
 import { drillLocalConfig, drillRecoveryConfig, LOCAL_STACK, RECOVERY_STACK, type DrillReport } from "../../local/drill/drill.js";
 
 const ROOT = join(__dirname, "..", "..");
@@ -161,6 +162,19 @@ describe("kryonix-dr drill --point-in-time (real Swarm, RGW, PostgreSQL)", () =>
       expect(s.rpoMet).toBe(true);
     }
     expect(report.rto.met).toBe(true);
+  });
+
+  it("cleaned up without --keep: no deployment state, and no service, container, volume, secret, config or network of either stack", async () => {
     expect(report.kept).toBe(false);
+    for (const stack of [LOCAL_STACK, RECOVERY_STACK]) {
+      expect(readState(stack), `${stack} still has deployment state`).toBeUndefined();
+      const filters = encodeURIComponent(JSON.stringify({ label: [`${DEPLOYER_LABEL}=${stack}`] }));
+      for (const kind of ["services", "secrets", "configs", "networks", "containers/json?all=true&"] as const) {
+        const path = kind.endsWith("&") ? `/${kind}filters=${filters}` : `/${kind}?filters=${filters}`;
+        expect(await docker.request<unknown[]>("GET", path), `${stack} left ${kind}`).toEqual([]);
+      }
+      const volumes = await docker.request<{ Volumes: unknown[] | null }>("GET", `/volumes?filters=${filters}`);
+      expect(volumes.Volumes ?? [], `${stack} left volumes`).toEqual([]);
+    }
   });
 });
