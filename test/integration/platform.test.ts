@@ -92,6 +92,13 @@ describe("Docker Swarm", () => {
     expect(failed).toMatchObject({ state: "failed", exitCode: 3 });
   });
 
+  it("the agent image answers to kdr-agent (the name the runbooks use) and carries every tool the agent drives", () => {
+    const out = docker(["run", "--rm", "--label", "kryonix.dr.managed=true", "--entrypoint", "sh", platform.images.agent, "-c",
+      "kdr-agent --version && pg_basebackup --version && pg_receivewal --version && redis-cli --version && restic version && age --version && zstd --version"]);
+    expect(out).toMatch(/0\.\d+\.\d+/);
+    for (const tool of [/pg_basebackup \(PostgreSQL\) 15/, /pg_receivewal \(PostgreSQL\) 15/, /redis-cli 7/, /restic 0\.14/, /^v?1\.\d+\.\d+$/m, /Zstandard CLI|zstd command line interface/]) expect(out).toMatch(tool);
+  });
+
   it("lets a Swarm container on an overlay network reach both S3 endpoints and the catalog through the gateway address", async () => {
     const net = name("net");
     networks.push(net);
