@@ -23,14 +23,14 @@ export async function replicateOnce(s: Settings, src: Storage, dst: Storage): Pr
   const stateFile = path.join(s.stateDir, `replicate-${src.bucket}-to-${dst.bucket}.json`);
   mkdirSync(path.dirname(stateFile), { recursive: true });
   const done = new Set<string>(existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, "utf8")) as string[]) : []);
-  const todo: { key: string; versionId?: string; lastModified?: Date }[] = [];
-  for await (const v of src.listVersions("")) if (v.versionId && !done.has(v.versionId)) todo.push(v);
+  const pending: { key: string; versionId?: string; lastModified?: Date }[] = [];
+  for await (const v of src.listVersions("")) if (v.versionId && !done.has(v.versionId)) pending.push(v);
   // Oldest first, so the replica's newest version of a key is the primary's newest.
-  todo.sort((a, b) => (a.lastModified?.getTime() ?? 0) - (b.lastModified?.getTime() ?? 0));
-  backlog.set(todo.length);
-  lag.set(todo.length ? (Date.now() - (todo[0]!.lastModified?.getTime() ?? Date.now())) / 1000 : 0);
+  pending.sort((a, b) => (a.lastModified?.getTime() ?? 0) - (b.lastModified?.getTime() ?? 0));
+  backlog.set(pending.length);
+  lag.set(pending.length ? (Date.now() - (pending[0]!.lastModified?.getTime() ?? Date.now())) / 1000 : 0);
   let n = 0;
-  for (const v of todo) {
+  for (const v of pending) {
     const got = await withRetry(`get ${v.key}`, () => src.client.send(new GetObjectCommand({ Bucket: src.bucket, Key: v.key, VersionId: v.versionId })));
     const lock = got.ObjectLockMode && got.ObjectLockRetainUntilDate ? { mode: got.ObjectLockMode, retainUntil: got.ObjectLockRetainUntilDate } : undefined;
     await dst.upload(v.key, got.Body as Readable, lock, got.ContentType);

@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import * as cat from "../../catalog/queries.js";
+import { alive } from "../../agent/lock.js";
 import { LABELS } from "../../contract.js";
 import { destroy, readState, DEPLOYER_LABEL, DEPLOYMENTS_DIR } from "../deployer.js";
 import { generatedSecrets, localStackConfig } from "../local-stack.js";
@@ -96,15 +97,6 @@ export interface DrillReport {
   failures: string[];
   kept: boolean;
   reportFile?: string;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
