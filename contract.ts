@@ -139,3 +139,26 @@ export const LABELS = {
 export function objectPrefix(cls: BackupClass, service: string): string {
   return `${cls}/${service}/`;
 }
+
+/**
+ * A volume service's restic repository of one generation. A repository that cannot be opened is
+ * never written again: the agent starts the next generation beside it (so a policy on
+ * `restic/<service>/*` covers them all, and restic's lock files are at `.../g<N>/locks/`).
+ */
+export function resticRepoPrefix(service: string, generation: number): string {
+  return `${objectPrefix("restic", service)}g${generation}/`;
+}
+
+/** The generation of a restic repository prefix or of an object key under it, if any. */
+export function resticGeneration(key: string): number | undefined {
+  const m = /^restic\/[^/]+\/g([1-9][0-9]*)\//.exec(key);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Beside each generation's restic files: who it belongs to and the key to open it with. */
+export const RESTIC_DESCRIPTOR = "kdr-repository.json";
+
+/** restic's lock files of every generation: the one thing a volume sidecar may delete. */
+export function resticLockFiles(service: string): string {
+  return `${objectPrefix("restic", service)}g*/locks/*`;
+}

@@ -6,6 +6,7 @@ import pg from "pg";
 import { ConfigError, type Settings } from "./config.js";
 
 export * from "../catalog/queries.js";
+export * from "../catalog/repositories.js";
 
 export async function connectCatalog(s: Settings): Promise<pg.Client> {
   const host = s.require("catalogHost");

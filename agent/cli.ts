@@ -14,7 +14,7 @@ import { LockBusyError } from "./lock.js";
 import { AGENT_VERSION, failInflight, printSummary, runBackup, runHealth, runPrune, runRestore, runVerify } from "./run.js";
 import { cron, serve } from "./serve.js";
 import { replicate } from "./replicate.js";
-import { fmtBytes, fmtSeconds, log, setQuiet } from "./storage/progress.js";
+import { fmtBytes, fmtSeconds, log } from "./storage/progress.js";
 import { migrate } from "../catalog/migrate.js";
 
 export { AGENT_VERSION };
@@ -65,6 +65,11 @@ function parseTime(v: string | true | undefined): Date | undefined {
 const str = (v: string | true | undefined): string | undefined => (typeof v === "string" ? v : undefined);
 
 export async function main(argv: string[]): Promise<number> {
+  // The AWS SDK warns once per process that its 2027 releases need Node 22. The version is
+  // pinned, so in a sidecar that is the same warning in every container's log at every start,
+  // saying nothing about the backups; production images take the current LTS through BASE_IMAGE.
+  // It is read when the first S3 client is built, so setting it here is in time.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   const { positional, flags } = parseArgs(argv, BOOLEANS);
   const cmd = positional[0];
   if (flags.has("--version") || cmd === "version") {
@@ -82,8 +87,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`kdr-agent: unknown option ${unknown.join(", ")}: see 'kdr-agent --help' (every KDR_* setting is also --kebab-case).\n`);
     return 2;
   }
+  // --json shapes stdout only: the log (progress, alerts) still goes to stderr, as in any other run.
   const json = flags.has("--json");
-  setQuiet(json);
   const s = new Settings(flags);
   try {
     switch (cmd) {

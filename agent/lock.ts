@@ -55,22 +55,35 @@ export async function acquireServiceLock(client: pg.ClientBase, stateDir: string
   const file = path.join(stateDir, "locks", name.replace(/[^a-zA-Z0-9._-]/g, "_") + ".lock");
   const deadline = Date.now() + waitSeconds * 1000;
   for (;;) {
-    if (!heldHere.has(name) && tryLocalLock(file)) {
-      const r = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok", [`kdr:${name}`]);
-      if (r.rows[0]!.ok) {
+    // Claimed synchronously, before the first await: a second job of this process that asks in
+    // the same tick must see it taken. (The lock file names our own pid and the advisory lock is
+    // re-entrant within one session, so neither of those can tell two jobs of one process apart.)
+    if (!heldHere.has(name)) {
+      heldHere.add(name);
+      let ok = false;
+      try {
+        if (tryLocalLock(file)) {
+          const r = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok", [`kdr:${name}`]);
+          ok = r.rows[0]!.ok;
+          if (!ok) rmSync(file, { force: true });
+        }
+      } finally {
+        if (!ok) heldHere.delete(name);
+      }
+      if (ok) {
         let released = false;
-        heldHere.add(name);
         return {
           async release() {
             if (released) return;
             released = true;
-            heldHere.delete(name);
-            await client.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [`kdr:${name}`]).catch(() => undefined);
+            // The in-process claim goes last, so a job waiting in this process cannot take the
+            // lock file before it is removed here.
             rmSync(file, { force: true });
+            await client.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [`kdr:${name}`]).catch(() => undefined);
+            heldHere.delete(name);
           },
         };
       }
-      rmSync(file, { force: true });
     }
     if (Date.now() >= deadline) {
       throw new LockBusyError(

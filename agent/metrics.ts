@@ -17,5 +17,7 @@ export const m = {
   rpoTarget: new Gauge({ name: "kdr_rpo_target_seconds", help: "Configured RPO target", labelNames: ["service"], registers: [registry] }),
   walLag: new Gauge({ name: "kdr_wal_lag_seconds", help: "Seconds since the last WAL segment reached the object store", labelNames: ["service"], registers: [registry] }),
   walSegments: new Counter({ name: "kdr_wal_segments_uploaded_total", help: "WAL segments uploaded", labelNames: ["service"], registers: [registry] }),
+  resticGeneration: new Gauge({ name: "kdr_restic_repository_generation", help: "Generation of the restic repository backups go to (it grows when one was found unusable)", labelNames: ["service"], registers: [registry] }),
+  resticRepoFailures: new Counter({ name: "kdr_restic_repository_failures_total", help: "restic repositories found unusable and replaced by a new generation", labelNames: ["service"], registers: [registry] }),
   failures: new Counter({ name: "kdr_backup_failures_total", help: "Failed runs", labelNames: ["service", "type"], registers: [registry] }),
 };

@@ -13,6 +13,7 @@ import { ConfigError, type Settings } from "./config.js";
 import * as pgEngine from "./engines/postgres.js";
 import * as redisEngine from "./engines/redis.js";
 import * as volumeEngine from "./engines/volume.js";
+import { writableRepo, type ActiveRepo } from "./engines/restic-repo.js";
 import type { BackupContext, EngineResult } from "./engines/types.js";
 import { acquireServiceLock } from "./lock.js";
 import { m } from "./metrics.js";
@@ -111,7 +112,7 @@ export interface SkippedBackup {
 export async function runBackup(
   s: Settings,
   c: pg.Client,
-  type: "full" | "incremental",
+  requestedType: "full" | "incremental",
   opts: { waitSeconds?: number; streamer?: pgEngine.WalStreamer; logical?: boolean } = {},
 ): Promise<BackupSummary | SkippedBackup> {
   const service = s.service;
@@ -119,6 +120,7 @@ export async function runBackup(
   const tenantId = s.tenantId;
   const storage = Storage.fromSettings(s);
   const rcpt = engine === "volume" ? undefined : recipient(s);
+  let type = requestedType;
   const held = await acquireServiceLock(c, s.stateDir, `backup:${service}`, opts.waitSeconds ?? 0);
   const t0 = Date.now();
   let id: string | undefined;
@@ -133,10 +135,25 @@ export async function runBackup(
       log(`backup of ${service} skipped: ${empty}`);
       return { status: "skipped", service, engine, type, reason: empty };
     }
+    // The restic repository is chosen (or initialised: exactly once, as we hold the lock) first,
+    // so the first backup into a new generation is recorded as the full it is.
+    let repo: (ActiveRepo & { started: boolean }) | undefined;
+    let repoError: unknown;
+    if (engine === "volume") {
+      try {
+        repo = await writableRepo(s, c, storage, lockFor(s, "full"));
+        if (repo.started && type === "incremental") {
+          log(`backup of ${service}: the first snapshot of generation ${repo.generation} is taken as a full`);
+          type = "full";
+        }
+      } catch (e) {
+        repoError = e;
+      }
+    }
     const backupId = randomUUID();
     id = backupId;
     const cls: BackupClass = engine === "volume" ? "restic" : type;
-    const prefix = engine === "volume" ? objectPrefix("restic", service) : `${objectPrefix(cls, service)}${backupId}/`;
+    const prefix = engine === "volume" ? (repo?.prefix ?? objectPrefix("restic", service)) : `${objectPrefix(cls, service)}${backupId}/`;
     let parent: cat.BackupRow | undefined;
     if (type === "incremental" && engine === "postgres") parent = (await cat.latestGoodBackup(c, service, { tenantId, type: "full" })) ?? undefined;
     await cat.createBackup(c, {
@@ -148,6 +165,7 @@ export async function runBackup(
     inflight.set(backupId, c);
     hb = setInterval(() => void cat.heartbeat(c, backupId).catch(() => undefined), 15_000);
     log(`backup ${backupId}: ${type} of ${service} (${engine}) started`);
+    if (repoError) throw repoError;
 
     const ctx: BackupContext = { settings: s, storage, service, backupId, recipientFile: rcpt?.file ?? "", lock: (k) => lockFor(s, k), prefix };
     let res: EngineResult;
@@ -177,9 +195,8 @@ export async function runBackup(
       if (type === "incremental") throw new ConfigError(`redis has no incremental backup (an RDB snapshot is always whole): schedule --type full for ${service}.`);
       res = await redisEngine.backup(ctx);
     } else {
-      const r = await volumeEngine.backup(ctx, type);
-      kid = `restic-${r.repoId.slice(0, 16)}`;
-      res = r;
+      res = await volumeEngine.backup(ctx, type, repo!);
+      kid = `restic-${repo!.repositoryId.slice(0, 16)}`;
     }
 
     const rawBytes = res.measured?.rawBytes ?? res.artifacts.reduce((a, x) => a + x.rawBytes, 0);
@@ -523,7 +540,7 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
   if (engine === "volume") {
     const snap = arts.find((a) => a.role === "restic");
     if (!snap) throw new IntegrityError(`backup ${row.backupId} has no restic snapshot artifact.`);
-    await volumeEngine.restore(s, snap.sha256, target, !!(o.forceOverwriteSource && o.yes));
+    await volumeEngine.restore(s, storage, snap.objectKey, snap.sha256, target, !!(o.forceOverwriteSource && o.yes));
     checked++;
     next = `files are in ${target}`;
   } else {
@@ -598,7 +615,7 @@ export async function runVerify(s: Settings, c: pg.Client, backupId?: string): P
     checks.push("manifest: present, SHA-256 matches, lists every artifact");
     if (engine === "volume") {
       const snap = arts.find((a) => a.role === "restic")!;
-      checks.push(...(await volumeEngine.verify(s, snap.sha256)));
+      checks.push(...(await volumeEngine.verify(s, storage, snap.objectKey, snap.sha256)));
     } else {
       const refs = arts.filter((a) => a.role !== "manifest").map(toRef);
       if (engine === "postgres") {
@@ -675,7 +692,7 @@ export async function runPrune(s: Settings, c: pg.Client, now = new Date()): Pro
       (r) => r.retentionUntil && r.retentionUntil < now,
     );
     const sum: PruneSummary = { service, expired: [], kept: [], objectsDeleted: 0, objectsLeftToLifecycle: 0, walSegmentsExpired: 0 };
-    const snapshots: string[] = [];
+    const snapshots: { key: string; id: string }[] = [];
     for (const r of rows.reverse()) {
       if (keepFull && (r.backupId === keepFull.backupId || r.parentBackupId === keepFull.backupId)) {
         sum.kept.push(r.backupId);
@@ -683,7 +700,7 @@ export async function runPrune(s: Settings, c: pg.Client, now = new Date()): Pro
       }
       for (const a of await cat.listArtifacts(c, r.backupId)) {
         if (a.role === "restic") {
-          snapshots.push(a.sha256);
+          snapshots.push({ key: a.objectKey, id: a.sha256 });
           continue;
         }
         try {
@@ -698,7 +715,7 @@ export async function runPrune(s: Settings, c: pg.Client, now = new Date()): Pro
       await cat.expireBackup(c, r.backupId);
       sum.expired.push(r.backupId);
     }
-    if (s.engine === "volume" && snapshots.length) await volumeEngine.forget(s, snapshots);
+    if (s.engine === "volume" && snapshots.length) await volumeEngine.forget(s, storage, snapshots);
     if (s.engine === "postgres" && keepFull) {
       // WAL before the oldest base still kept (and older than the WAL retention) serves no restore.
       const bases = (await cat.listBackups(c, { service, tenantId, status: "completed", type: "full", limit: 100000 })).filter((b) => b.endLsn && b.timeline);

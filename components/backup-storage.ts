@@ -7,7 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as minio from "@pulumi/minio";
 import * as command from "@pulumi/command";
-import { BACKUP_CLASSES, LABELS, TIERS, objectPrefix, type BackupClass, type Engine, type Tier } from "../contract.js";
+import { BACKUP_CLASSES, LABELS, TIERS, objectPrefix, resticLockFiles, type BackupClass, type Engine, type Tier } from "../contract.js";
 import { bucketArn, validateInput } from "./shared.js";
 
 export interface StorageService {
@@ -164,7 +164,7 @@ export function sidecarPolicy(bucket: string, s: StorageService): string {
     // restic's `init` checks the bucket exists (HEAD bucket), which S3 authorises as
     // s3:ListBucket without a prefix; Null on s3:prefix allows that check but no unprefixed listing.
     statements.push({ Sid: "ResticBucketCheck", Effect: "Allow", Action: ["s3:ListBucket"], Resource: [bucketArn(bucket)], Condition: { Null: { "s3:prefix": "true" } } });
-    statements.push({ Sid: "ResticLockFiles", Effect: "Allow", Action: ["s3:DeleteObject"], Resource: [bucketArn(bucket, `${objectPrefix("restic", s.name)}locks/*`)] });
+    statements.push({ Sid: "ResticLockFiles", Effect: "Allow", Action: ["s3:DeleteObject"], Resource: [bucketArn(bucket, resticLockFiles(s.name))] });
   }
   statements.push(neverUnlock([bucket]));
   return policyDoc(statements);

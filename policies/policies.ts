@@ -670,7 +670,7 @@ interface SidecarIamConfig {
 }
 
 /** restic must remove its own lock files; that is the one delete a backup writer may do. */
-const RESTIC_LOCKS = /^arn:aws:s3:::[^/]+\/restic\/[^/*]+\/locks\/\*$/;
+const RESTIC_LOCKS = /^arn:aws:s3:::[^/]+\/restic\/[^/*]+\/g\*\/locks\/\*$/;
 
 /** A sidecar user is tagged role=sidecar, or named like one (the components name them `<prefix>-sidecar-<service>`). */
 function isSidecarUser(u: PlannedResource, pattern: string): boolean {
@@ -753,7 +753,7 @@ export const sidecarCannotDelete = define<SidecarIamConfig>({
             resource: source,
             message:
               `${describe(source)} lets sidecar user "${names[0]}" delete backups or bypass retention: ${bad.join(", ")}. ` +
-              `Fix: allow only s3:PutObject, s3:GetObject and s3:ListBucket on its own prefixes (s3:DeleteObject only on restic/<service>/locks/*), and leave deletion to lifecycle rules.`,
+              `Fix: allow only s3:PutObject, s3:GetObject and s3:ListBucket on its own prefixes (s3:DeleteObject only on restic/<service>/g*/locks/*), and leave deletion to lifecycle rules.`,
           });
         }
       }

@@ -15,14 +15,9 @@ export const fmtBytes = (n: number): string => {
 export const fmtSeconds = (s: number): string =>
   s < 60 ? `${s.toFixed(1)} s` : s < 3600 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s` : `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
 
-let quiet = false;
-/** `--json` runs keep stderr for errors only. */
-export function setQuiet(q: boolean): void {
-  quiet = q;
-}
-
+/** The agent's log: stderr, whatever shape stdout has (--json or text). */
 export function log(msg: string): void {
-  if (!quiet) process.stderr.write(msg + "\n");
+  process.stderr.write(msg + "\n");
 }
 
 export class Progress {
@@ -38,7 +33,7 @@ export class Progress {
   add(n: number): void {
     this.done += n;
     const now = Date.now();
-    if (!quiet && now - this.last >= this.everyMs) {
+    if (now - this.last >= this.everyMs) {
       this.last = now;
       process.stderr.write(this.line() + "\n");
     }

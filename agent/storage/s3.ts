@@ -9,6 +9,7 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectVersionsCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   type ObjectLockMode,
@@ -166,6 +167,25 @@ export class Storage {
   /** Drops an unfinished multipart upload and its parts. */
   async abortUpload(key: string, uploadId: string): Promise<void> {
     await withRetry(`abort upload ${key}`, () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })));
+  }
+
+  /**
+   * Current keys under `prefix`; with a delimiter, also the common prefixes one level down
+   * (e.g. the generations `restic/<service>/g<N>/`). `max` stops early (an emptiness check).
+   */
+  async list(prefix: string, opts: { delimiter?: string; max?: number } = {}): Promise<{ keys: string[]; prefixes: string[] }> {
+    const keys: string[] = [];
+    const prefixes: string[] = [];
+    let token: string | undefined;
+    for (;;) {
+      const res = await withRetry(`list ${prefix}`, () =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: opts.delimiter, ContinuationToken: token, MaxKeys: opts.max })),
+      );
+      keys.push(...(res.Contents ?? []).map((o) => o.Key!));
+      prefixes.push(...(res.CommonPrefixes ?? []).map((p) => p.Prefix!));
+      if (!res.IsTruncated || (opts.max !== undefined && keys.length + prefixes.length >= opts.max)) return { keys, prefixes };
+      token = res.NextContinuationToken;
+    }
   }
 
   async *listVersions(prefix: string): AsyncGenerator<{ key: string; versionId?: string; size: number; lastModified?: Date; isLatest: boolean }> {

@@ -7,6 +7,7 @@
 import pg from "pg";
 import { parseFlags, UsageError, type Command } from "../command.js";
 import * as cat from "../../catalog/queries.js";
+import { listResticRepositories, type ResticRepositoryRow } from "../../catalog/repositories.js";
 import { fmtBytes, fmtSeconds } from "../../agent/storage/progress.js";
 
 const USAGE = `Usage: kryonix-dr status [--tenant <uuid>] [--max-age <seconds>] [--recoveries <n>] [--json]
@@ -58,6 +59,8 @@ export interface ServiceStatus {
   completedBackups: number;
   storedBytes: number;
   avgCompressionRatio: number | null;
+  /** Volume services: each restic repository generation, oldest first; failed ones say why. */
+  repositories: Array<{ generation: number; status: "active" | "failed"; createdAt: string; failedAt: string | null; failure: string | null }>;
   /** The newest restorable point is older than --max-age. */
   stale: boolean;
   ok: boolean;
@@ -131,6 +134,11 @@ function attentionFor(s: Omit<ServiceStatus, "ok" | "attention">, health: cat.He
         `its next kdr-agent backup records the leftover run as failed`,
     );
   }
+  const active = s.repositories.find((r) => r.status === "active");
+  const lastFailed = s.repositories.filter((r) => r.status === "failed").at(-1);
+  if (lastFailed && (!active || active.generation < lastFailed.generation)) {
+    out.push(`restic repository generation ${lastFailed.generation} failed and no newer one is in use: run kdr-agent backup --type full in its sidecar (it starts the next generation)`);
+  }
   if (s.stale && s.restorable) {
     out.push(
       `STALE: a restore now reaches ${s.restorable.recoveryPoint}, ${fmtSeconds(s.restorable.ageSeconds)} ago (over --max-age ${fmtSeconds(maxAge!)}): ` +
@@ -140,7 +148,14 @@ function attentionFor(s: Omit<ServiceStatus, "ok" | "attention">, health: cat.He
   return out;
 }
 
-async function serviceStatus(db: cat.Db, sum: cat.ServiceBackupSummary, health: cat.HealthRow | undefined, now: Date, maxAge: number | null): Promise<ServiceStatus> {
+async function serviceStatus(
+  db: cat.Db,
+  sum: cat.ServiceBackupSummary,
+  health: cat.HealthRow | undefined,
+  repos: ResticRepositoryRow[],
+  now: Date,
+  maxAge: number | null,
+): Promise<ServiceStatus> {
   let restorable: ServiceStatus["restorable"] = null;
   let restoreProblem: string | null = null;
   try {
@@ -180,6 +195,7 @@ async function serviceStatus(db: cat.Db, sum: cat.ServiceBackupSummary, health: 
     completedBackups: sum.completedBackups,
     storedBytes: sum.storedBytes,
     avgCompressionRatio: sum.avgCompressionRatio,
+    repositories: repos.map((r) => ({ generation: r.generation, status: r.status, createdAt: r.createdAt.toISOString(), failedAt: r.failedAt?.toISOString() ?? null, failure: r.failure })),
     stale: maxAge !== null && restorable !== null && restorable.ageSeconds > maxAge,
   };
   const attention = attentionFor(facts, health, maxAge);
@@ -208,9 +224,10 @@ function recoveryStatus(r: cat.RecoveryLogRow): RecoveryStatus {
 export async function statusReport(db: cat.Db, opts: { tenantId?: string; maxAgeSeconds?: number; recoveries?: number } = {}): Promise<StatusReport> {
   const now = (await db.query<{ now: Date }>("SELECT now() AS now")).rows[0]!.now;
   const maxAge = opts.maxAgeSeconds ?? null;
-  const [summaries, health] = await Promise.all([
+  const [summaries, health, repos] = await Promise.all([
     cat.serviceBackupSummaries(db, { tenantId: opts.tenantId }),
     cat.serviceHealth(db, { tenantId: opts.tenantId }),
+    listResticRepositories(db, { tenantId: opts.tenantId }),
   ]);
   const healthOf = new Map(health.map((h) => [`${h.tenantId}/${h.serviceName}`, h]));
   const tenantIds = [...new Set(summaries.map((s) => s.tenantId))];
@@ -219,7 +236,8 @@ export async function statusReport(db: cat.Db, opts: { tenantId?: string; maxAge
   for (const tenantId of tenantIds) {
     const services: ServiceStatus[] = [];
     for (const s of summaries.filter((x) => x.tenantId === tenantId)) {
-      services.push(await serviceStatus(db, s, healthOf.get(`${tenantId}/${s.serviceName}`), now, maxAge));
+      const own = repos.filter((r) => r.tenantId === tenantId && r.serviceName === s.serviceName);
+      services.push(await serviceStatus(db, s, healthOf.get(`${tenantId}/${s.serviceName}`), own, now, maxAge));
     }
     const recoveries = (await cat.listRecoveries(db, { tenantId, limit: opts.recoveries ?? 5 })).map(recoveryStatus);
     tenants.push({ tenantId, services, recoveries });
@@ -288,6 +306,11 @@ export function formatStatus(r: StatusReport): string {
         } else {
           out.push(`  ${s.service}: cannot restore: ${oneLine(s.restoreProblem ?? "", 240)}`);
         }
+        for (const g of s.repositories.filter((x) => x.status === "failed")) {
+          out.push(`  ${s.service}: restic repository generation ${g.generation} FAILED at ${g.failedAt}: ${oneLine(g.failure ?? "", 200)}`);
+        }
+        const inUse = s.repositories.find((x) => x.status === "active");
+        if (inUse && s.repositories.length > 1) out.push(`  ${s.service}: restic repository generation ${inUse.generation} in use since ${inUse.createdAt}`);
         if (s.lastFailure) out.push(`  ${s.service}: newest run FAILED at ${s.lastFailure.failedAt} (${fmtSeconds(s.lastFailure.ageSeconds)} ago): ${oneLine(s.lastFailure.error ?? "no reason recorded", 240)}`);
       }
     }

@@ -69,7 +69,7 @@ describe("agent: volume (restic)", () => {
     const [row] = (await w.db.query("SELECT * FROM backup_management WHERE backup_id = $1", [full.backupId])).rows;
     expect(row.backup_status).toBe("completed");
     expect(row.tool_version).toMatch(/restic 0\.14/);
-    expect(row.backup_location).toBe(`s3://${w.bucket.bucket}/restic/${SERVICE}/`);
+    expect(row.backup_location).toBe(`s3://${w.bucket.bucket}/restic/${SERVICE}/g1/`);
     const objs = await w.bucket.client.send(new ListObjectsV2Command({ Bucket: w.bucket.bucket, Prefix: `restic/${SERVICE}/` }));
     expect((objs.Contents ?? []).some((o) => o.Key!.includes("/data/"))).toBe(true);
 
@@ -98,7 +98,7 @@ describe("agent: volume (restic)", () => {
     const ok = await w.run(["verify", "--json"], env);
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout).checks.join("\n")).toMatch(/restic check --read-data/);
-    const objs = await w.bucket.client.send(new ListObjectsV2Command({ Bucket: w.bucket.bucket, Prefix: `restic/${SERVICE}/data/` }));
+    const objs = await w.bucket.client.send(new ListObjectsV2Command({ Bucket: w.bucket.bucket, Prefix: `restic/${SERVICE}/g1/data/` }));
     const pack = (objs.Contents ?? []).sort((a, b) => (b.Size ?? 0) - (a.Size ?? 0))[0]!;
     // restic reads the newest version of a key: a new version is exactly what bit rot looks like to it.
     await flipByte(w.bucket, pack.Key!);
@@ -116,7 +116,7 @@ describe("agent: volume (restic)", () => {
     try {
       const r = await w.run(["backup", "--type", "incremental"], env);
       expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(/restic cannot open the repository with the password in .*kdr-restic-password: put the repository's password into the kdr-restic-password secret/);
+      expect(r.stderr).toMatch(/restic cannot open the repository at restic\/grafana-data\/g1\/ with the password in .*kdr-restic-password \(no key there fits it\): put the repository's password into the kdr-restic-password secret/);
     } finally {
       writeFileSync(path.join(w.secretDir, "kdr-restic-password"), readFileSync(path.join(w.secretDir, "kdr-restic-password.bak")));
     }

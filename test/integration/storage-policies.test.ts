@@ -122,11 +122,11 @@ describe("component S3 policies on a real RGW", () => {
 
   it("a volume sidecar may delete restic's lock files and nothing else", async () => {
     const s = await userWith("sidecar-files", sidecarPolicy(bucket.bucket, FILES));
-    await put(s, "restic/files/locks/abc");
-    await put(s, "restic/files/data/00/pack");
-    await s.send(new DeleteObjectCommand({ Bucket: bucket.bucket, Key: "restic/files/locks/abc" }));
-    await expect(s.send(new DeleteObjectCommand({ Bucket: bucket.bucket, Key: "restic/files/data/00/pack" }))).rejects.toMatchObject(denied);
-    await expect(put(s, "restic/db/locks/abc")).rejects.toMatchObject(denied);
+    await put(s, "restic/files/g1/locks/abc");
+    await put(s, "restic/files/g1/data/00/pack");
+    await s.send(new DeleteObjectCommand({ Bucket: bucket.bucket, Key: "restic/files/g1/locks/abc" }));
+    await expect(s.send(new DeleteObjectCommand({ Bucket: bucket.bucket, Key: "restic/files/g1/data/00/pack" }))).rejects.toMatchObject(denied);
+    await expect(put(s, "restic/db/g1/locks/abc")).rejects.toMatchObject(denied);
   });
 
   it("prune adds delete markers but cannot remove a version or write outside restic/", async () => {

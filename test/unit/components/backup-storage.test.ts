@@ -65,7 +65,7 @@ describe("IAM policies", () => {
 
   it("a volume sidecar may delete only restic's lock files", () => {
     const deletes = actions(sidecarPolicy("b", files)).filter((s) => s.Action.includes("s3:DeleteObject"));
-    expect(deletes).toEqual([expect.objectContaining({ Resource: ["arn:aws:s3:::b/restic/files/locks/*"] })]);
+    expect(deletes).toEqual([expect.objectContaining({ Resource: ["arn:aws:s3:::b/restic/files/g*/locks/*"] })]);
   });
 
   it("restore reads only; prune deletes (markers) but never versions and writes only restic; the replication writer never deletes", () => {

@@ -161,7 +161,7 @@ export function sidecarPolicyDoc(bucket: string, s: StorageService): string {
     { Sid: "FindOwnStaleUploads", Effect: "Allow", Action: ["s3:ListBucketMultipartUploads"], Resource: [`arn:aws:s3:::${bucket}`] },
   ];
   if (s.engine === "volume") {
-    statements.push({ Sid: "ResticLockFiles", Effect: "Allow", Action: ["s3:DeleteObject"], Resource: [`arn:aws:s3:::${bucket}/restic/${s.name}/locks/*`] });
+    statements.push({ Sid: "ResticLockFiles", Effect: "Allow", Action: ["s3:DeleteObject"], Resource: [`arn:aws:s3:::${bucket}/restic/${s.name}/g*/locks/*`] });
   }
   statements.push({ Sid: "NeverUnlock", Effect: "Deny", Action: ["s3:PutObjectRetention", "s3:BypassGovernanceRetention", "s3:PutObjectLegalHold", "s3:DeleteObjectVersion"], Resource: [`arn:aws:s3:::${bucket}/*`] });
   return policyDoc(statements);

@@ -624,7 +624,7 @@ describe("sidecar-cannot-delete-backups", () => {
 
   it("allows DeleteObject only on restic lock files", () => {
     const plan = copy(compliantPlan());
-    withStatements(plan, [{ Effect: "Allow", Action: ["s3:DeleteObject"], Resource: ["arn:aws:s3:::kryonix-backups-critical/restic/postgres/locks/*"] }]);
+    withStatements(plan, [{ Effect: "Allow", Action: ["s3:DeleteObject"], Resource: ["arn:aws:s3:::kryonix-backups-critical/restic/postgres/g*/locks/*"] }]);
     expect(of(P, plan)).toEqual([]);
     withStatements(plan, [{ Effect: "Allow", Action: ["s3:DeleteObject"], Resource: ["arn:aws:s3:::kryonix-backups-critical/restic/postgres/*"] }]);
     expect(of(P, plan)).toHaveLength(1);

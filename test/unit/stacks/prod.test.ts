@@ -163,7 +163,7 @@ describe("prod: least privilege", () => {
         for (const resource of s.Resource) {
           if (resource.includes("/")) expect(resource).toMatch(new RegExp(`^arn:aws:s3:::[^/]+/(${BACKUP_CLASSES.join("|")})/${name}/`));
         }
-        if (s.Action.includes("s3:DeleteObject")) expect(s.Resource).toEqual([expect.stringMatching(new RegExp(`/restic/${name}/locks/\\*$`))]);
+        if (s.Action.includes("s3:DeleteObject")) expect(s.Resource).toEqual([expect.stringMatching(new RegExp(`/restic/${name}/g\\*/locks/\\*$`))]);
       }
     }
   });
