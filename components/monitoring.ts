@@ -54,7 +54,9 @@ export function alertRules(t: { rpoWarningRatio: number; failedRunsPerDay: numbe
     rule("KryonixDrBackupFailures", `increase(kdr_backup_failures_total[1d]) >= ${t.failedRunsPerDay}`, "warning", "{{ $labels.service }}: backup runs failed in the last 24 h", "0m"),
     // WAL lag is measured against each service's own RPO target: it is the RPO of PostgreSQL.
     rule("KryonixDrWalLag", "kdr_wal_lag_seconds > on(service) kdr_rpo_target_seconds", "critical", "{{ $labels.service }}: WAL is not reaching the object store within the RPO", "1m"),
-    rule("KryonixDrReplicationLag", `kdr_replication_lag_seconds > ${t.replicationLagSeconds}`, "warning", "the DR copy is more than ${t.replicationLagSeconds} s behind the primary"),
+    rule("KryonixDrReplicationLag", `kdr_replication_lag_seconds > ${t.replicationLagSeconds}`, "warning", `the DR copy is more than ${t.replicationLagSeconds} s behind the primary`),
+    // The agent already moved on to a new generation; a person must still find out why one broke.
+    rule("KryonixDrResticRepositoryReplaced", "increase(kdr_restic_repository_failures_total[1d]) > 0", "critical", "{{ $labels.service }}: a restic repository was found unusable and replaced by a new generation (kryonix-dr status shows why)", "0m"),
     rule("KryonixDrAgentDown", 'up{job="kryonix-dr"} == 0', "critical", "{{ $labels.service }}: backup agent not answering /metrics"),
     "",
   ].join("\n");
