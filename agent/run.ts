@@ -192,8 +192,7 @@ export async function runBackup(
         }
       }
     } else if (engine === "redis") {
-      if (type === "incremental") throw new ConfigError(`redis has no incremental backup (an RDB snapshot is always whole): schedule --type full for ${service}.`);
-      res = await redisEngine.backup(ctx);
+      res = await redisEngine.backup(ctx, type);
     } else {
       res = await volumeEngine.backup(ctx, type, repo!);
       kid = `restic-${repo!.repositoryId.slice(0, 16)}`;
@@ -408,6 +407,7 @@ async function loadManifest(storage: Storage, row: cat.BackupRow, arts: cat.Arti
   const ma = arts.find((a) => a.role === "manifest");
   if (!ma) throw new IntegrityError(`backup ${row.backupId} has no manifest in the catalog: it is not a complete backup and will not be used.`);
   await checkStoredSha(storage, { key: ma.objectKey, versionId: ma.versionId, sha256: ma.sha256 }, "manifest.json").catch((e: Error) => {
+    if (outsideTheBackup(e)) throw e; // unreachable storage says nothing about the backup
     throw new IntegrityError(`backup ${row.backupId}: manifest ${ma.objectKey} cannot be read or does not match the catalog (${e.message}); the backup will not be used.`);
   });
   const mf = JSON.parse(await storage.getText(ma.objectKey, ma.versionId ?? undefined)) as Manifest;
@@ -631,9 +631,33 @@ export async function runVerify(s: Settings, c: pg.Client, backupId?: string): P
     return { backupId: row.backupId, service, recoveryPoint: row.recoveryPointEnd?.toISOString() ?? null, passed: true, checks };
   } catch (e) {
     if (e instanceof ConfigError) throw e;
+    const outside = outsideTheBackup(e);
+    if (outside) {
+      // Nothing was learned about the backup: recording it failed would make recovery skip a
+      // good backup (a verify in an image without pg_waldump once did exactly that).
+      throw new Error(`verify of ${row.backupId} could not run, so the backup was not judged (its verify status is unchanged): ${outside}: ${(e as Error).message}`);
+    }
     await cat.recordVerification(c, row.backupId, { status: "failed", details: { checks, error: (e as Error).message } });
     return { backupId: row.backupId, service, recoveryPoint: row.recoveryPointEnd?.toISOString() ?? null, passed: false, checks, error: (e as Error).message };
   }
+}
+
+/**
+ * Why a verify error says nothing about the backup, or undefined when it does: a tool missing
+ * from the image, or storage that could not be reached. A checksum, decryption, decompression
+ * or tool-check failure is about the backup, and is recorded as a failed verify.
+ */
+export function outsideTheBackup(e: unknown): string | undefined {
+  if (e instanceof IntegrityError) return undefined;
+  const err = e as { message?: string; name?: string; code?: string; $metadata?: { httpStatusCode?: number } };
+  const msg = err.message ?? "";
+  if (/is not installed \(not found on PATH\)|is needed by \S+ but was not found/.test(msg)) return "a tool is missing in this container";
+  const status = err.$metadata?.httpStatusCode;
+  if ((status !== undefined && status >= 500) || ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH"].includes(err.code ?? "") ||
+    ["TimeoutError", "NetworkingError"].includes(err.name ?? "") || /ECONNREFUSED|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|socket hang up/.test(msg)) {
+    return "the object store could not be reached";
+  }
+  return undefined;
 }
 
 export interface HealthSummary {

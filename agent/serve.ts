@@ -85,10 +85,7 @@ export async function serve(s: Settings): Promise<void> {
   }, 5000);
   const jobs = [
     schedule(`${service} full`, s.get("scheduleFull"), async () => log(printSummary(await runBackup(s, c, "full", { streamer, waitSeconds: 600 })))),
-    schedule(`${service} incremental`, s.get("scheduleIncremental"), async () => {
-      if (engine === "redis") return;
-      log(printSummary(await runBackup(s, c, "incremental", { streamer, waitSeconds: 600 })));
-    }),
+    schedule(`${service} incremental`, s.get("scheduleIncremental"), async () => log(printSummary(await runBackup(s, c, "incremental", { streamer, waitSeconds: 600 })))),
     schedule(`${service} health`, s.get("scheduleHealth"), async () => log((await runHealth(s, c)).message)),
     schedule(`${service} prune`, s.get("schedulePrune"), async () => {
       const p = await runPrune(s, c);

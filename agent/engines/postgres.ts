@@ -407,7 +407,7 @@ export async function verifyArtifacts(o: { storage: Storage; identityFile: strin
         let out = "";
         v.child.stdout!.on("data", (d: Buffer) => (out += d));
         await v.exited;
-        notes.push(`base.tar: ${out.trim() || "pg_verifybackup ok"}`);
+        notes.push(`base.tar: pg_verifybackup (checksums against backup_manifest, WAL parsed with pg_waldump): ${out.trim() || "ok"}`);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

@@ -23,7 +23,12 @@ export function redisArgs(s: Settings): { args: string[]; env: NodeJS.ProcessEnv
   return { args, env };
 }
 
-export async function backup(ctx: BackupContext): Promise<EngineResult> {
+/**
+ * One RDB snapshot. An RDB is always whole, so a run on the incremental schedule takes the same
+ * snapshot; it only lives under incremental/ with the incremental retention (a critical Redis
+ * snapshots every few minutes and keeps those for days, and its daily fulls for weeks).
+ */
+export async function backup(ctx: BackupContext, type: "full" | "incremental"): Promise<EngineResult> {
   const { args, env } = redisArgs(ctx.settings);
   // The server forks its snapshot some time after the request (a diskless replica sync waits
   // repl-diskless-sync-delay, 5 s by default, for other replicas) and sends the first byte only
@@ -46,7 +51,7 @@ export async function backup(ctx: BackupContext): Promise<EngineResult> {
     name: "dump.rdb",
     source: tap,
     recipientFile: ctx.recipientFile,
-    lock: ctx.lock("full"),
+    lock: ctx.lock(type),
     producers: [cli.exited],
     progress: new Progress(`redis rdb ${ctx.service}`),
   });
@@ -57,7 +62,9 @@ export async function backup(ctx: BackupContext): Promise<EngineResult> {
     toolVersion: toolVersion("redis-cli"),
     recoveryPointStart: requestedAt,
     recoveryPointEnd: firstByteAt,
-    details: { meaning: "consistent RDB snapshot forked between the request (recovery point start) and the first byte received (end)" },
+    details: {
+      meaning: `consistent RDB snapshot forked between the request (recovery point start) and the first byte received (end)${type === "incremental" ? "; whole and self-contained, taken on the incremental schedule" : ""}`,
+    },
   };
 }
 

@@ -132,12 +132,12 @@ export async function openRepo(s: Settings, storage: Storage, repo: RepoRef): Pr
   for (const k of order) {
     try {
       // --no-lock: restore users are read-only, and opening needs no lock.
+      // restic tries the hinted key first and uses it when the password fits; only a key the
+      // password does not fit makes it fall back to the others. Our keys all share one password,
+      // so success here means key k opened it. (`restic key list` would say so too, but in 0.14
+      // it takes a lock even with --no-lock, which a read-only restore user cannot.)
       const cfg = JSON.parse(await restic(s, { prefix: repo.prefix, keyId: k }, ["--no-lock", "cat", "config", "--json"])) as { id: string };
-      // With a hint restic still falls back to other keys; ask which one it really used.
-      const listed = JSON.parse(await restic(s, { prefix: repo.prefix, keyId: k }, ["--no-lock", "key", "list", "--json"])) as { current: boolean; id: string }[];
-      const used = listed.find((x) => x.current)?.id;
-      const keyId = used ? (keys.find((x) => x.startsWith(used)) ?? k) : k;
-      return { keyId, repositoryId: cfg.id, orphanKeys: keys.filter((x) => x !== keyId) };
+      return { keyId: k, repositoryId: cfg.id, orphanKeys: keys.filter((x) => x !== k) };
     } catch (e) {
       if (!(e instanceof ResticDamagedError)) throw e;
       failures.push(`${k.slice(0, 8)}: ${e.message.split("\n").slice(-1)[0]}`);

@@ -122,6 +122,28 @@ describe("agent: redis", () => {
     expect(existsSync(target) ? readdirSync(target) : []).toEqual([]);
   });
 
+  it("honours the incremental schedule: serve takes an RDB snapshot on each run, kept under incremental/, and restore uses the newest", async () => {
+    const port = await freePort();
+    const serve = w.start(["serve"], { ...env, KDR_METRICS_PORT: String(port), KDR_SCHEDULE_INCREMENTAL: "*/3 * * * * *" });
+    let rows: { backup_id: string; storage_prefix: string; recovery_point_end: Date }[] = [];
+    const deadline = Date.now() + 45_000;
+    while (Date.now() < deadline && rows.length < 3) {
+      await new Promise((r) => setTimeout(r, 1000));
+      rows = (await w.db.query("SELECT backup_id, storage_prefix, recovery_point_end FROM backup_management WHERE service_name = $1 AND backup_type = 'incremental' AND backup_status = 'completed' ORDER BY recovery_point_end", [SERVICE])).rows;
+    }
+    cli(redis.port, redis.password, ["SET", "after-incrementals", "1"]);
+    serve.kill("SIGTERM");
+    await new Promise((r) => serve.once("close", r));
+    expect(rows.length, serve.output()).toBeGreaterThanOrEqual(3);
+    for (const r of rows) expect(r.storage_prefix).toBe(`incremental/${SERVICE}/${r.backup_id}/`);
+    const target = path.join(w.root, "redis-restore-incremental");
+    const r = await w.run(["restore", "--target", target, "--json"], env);
+    expect(r.code, r.stderr).toBe(0);
+    const newest = (await w.db.query("SELECT backup_id FROM backup_management WHERE service_name = $1 AND backup_status = 'completed' ORDER BY recovery_point_end DESC LIMIT 1", [SERVICE])).rows[0];
+    expect(JSON.parse(r.stdout).backupId).toBe(newest.backup_id);
+    expect(existsSync(path.join(target, "dump.rdb"))).toBe(true);
+  }, 90_000);
+
   it("a missing secret or a private key given as the recipient stops the backup with a clear message", async () => {
     const r = await w.run(["backup"], { ...env, KDR_SECRET_DIR: path.join(w.root, "empty-secrets") });
     expect(r.code).toBe(2);

@@ -8,30 +8,65 @@
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { CopyObjectCommand, DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatStatus, statusReport } from "../../cli/commands/status.js";
+import { restorePolicy, sidecarPolicy } from "../../components/backup-storage.js";
+import { readPlatform } from "../../local/platform.js";
+import { putUserPolicy } from "../../local/mappings/minio.js";
+import { rgwAdmin, type S3Connection } from "../../local/rgw.js";
 import { agentWorld, type AgentWorld } from "../support/s3.js";
 import { freePort } from "../support/tmp-postgres.js";
 
 let w: AgentWorld;
+const region = readPlatform().regions.primary;
+const admin: S3Connection = { endpoint: region.loopbackEndpoint, region: region.name, accessKey: region.accessKey, secretKey: region.secretKey };
+const users: string[] = [];
 
 beforeAll(async () => {
   w = await agentWorld("kdrtest-restic-repo");
 });
 
 afterAll(async () => {
+  for (const uid of users) await rgwAdmin(admin, "DELETE", "user", { uid, "purge-data": "false" }).catch(() => undefined);
   await w?.close();
 });
 
-/** A volume with a few files, and the agent env for a volume service over it. */
-function volumeService(service: string): { env: Record<string, string>; vol: string } {
+/**
+ * A secret dir whose S3 keys are those of a fresh RGW user holding exactly the policy the
+ * storage component generates: the sidecar's for `service`, or the read-only restore policy.
+ */
+async function secretsAs(role: "sidecar" | "restore", service: string): Promise<string> {
+  const uid = `kdrtest-rr-${role}-${randomBytes(3).toString("hex")}`;
+  const secret = randomBytes(24).toString("base64url");
+  await rgwAdmin(admin, "PUT", "user", { uid, "display-name": uid, "access-key": uid, "secret-key": secret, "key-type": "s3", "generate-key": "false" });
+  users.push(uid);
+  const policy = role === "sidecar"
+    ? sidecarPolicy(w.bucket.bucket, { name: service, tier: "critical", engine: "volume", retention: { fullDays: 7, incrementalDays: 3, walDays: 3 } })
+    : restorePolicy([w.bucket.bucket]);
+  await putUserPolicy(admin, uid, role, policy);
+  const dir = path.join(w.root, `secrets-${uid}`);
+  mkdirSync(dir, { mode: 0o700 });
+  for (const f of readdirSync(w.secretDir)) copyFileSync(path.join(w.secretDir, f), path.join(dir, f));
+  writeFileSync(path.join(dir, "kdr-s3-access-key"), uid + "\n");
+  writeFileSync(path.join(dir, "kdr-s3-secret-key"), secret + "\n");
+  return dir;
+}
+
+/**
+ * A volume with a few files, and the agent env for a volume service over it: backups run with
+ * the service's own least-privilege sidecar keys, restores with the read-only restore keys, as
+ * in production.
+ */
+async function volumeService(service: string): Promise<{ env: Record<string, string>; restoreEnv: Record<string, string>; vol: string }> {
   const vol = path.join(w.root, `vol-${service}`);
   mkdirSync(path.join(vol, "d"), { recursive: true });
   for (let i = 0; i < 5; i++) writeFileSync(path.join(vol, "d", `f${i}.bin`), randomBytes(20 * 1024));
-  return { vol, env: w.env(service, { KDR_ENGINE: "volume", KDR_VOLUME_PATH: vol }) };
+  const env = w.env(service, { KDR_ENGINE: "volume", KDR_VOLUME_PATH: vol, KDR_SECRET_DIR: await secretsAs("sidecar", service) });
+  const restoreEnv = { ...env, KDR_SECRET_DIR: await secretsAs("restore", service) };
+  return { vol, env, restoreEnv };
 }
 
 async function keys(prefix: string): Promise<string[]> {
@@ -39,8 +74,14 @@ async function keys(prefix: string): Promise<string[]> {
   return (r.Contents ?? []).map((o) => o.Key!);
 }
 
-/** restic run directly (as an operator or another tool would), outside the agent. */
-function resticAt(prefix: string, args: string[]): string {
+/**
+ * restic run directly (as an operator or another tool would), outside the agent: with the bucket
+ * admin's keys, or with those in `secretDir` (RGW lets the admin read only the objects it owns).
+ */
+function resticAt(prefix: string, args: string[], secretDir?: string): string {
+  const keys = secretDir
+    ? { id: readFileSync(path.join(secretDir, "kdr-s3-access-key"), "utf8").trim(), secret: readFileSync(path.join(secretDir, "kdr-s3-secret-key"), "utf8").trim() }
+    : { id: w.bucket.accessKey, secret: w.bucket.secretKey };
   const r = spawnSync("restic", args, {
     encoding: "utf8",
     env: {
@@ -48,8 +89,8 @@ function resticAt(prefix: string, args: string[]): string {
       HOME: w.root,
       RESTIC_REPOSITORY: `s3:${w.bucket.endpoint}/${w.bucket.bucket}/${prefix.replace(/\/$/, "")}`,
       RESTIC_PASSWORD_FILE: path.join(w.secretDir, "kdr-restic-password"),
-      AWS_ACCESS_KEY_ID: w.bucket.accessKey,
-      AWS_SECRET_ACCESS_KEY: w.bucket.secretKey,
+      AWS_ACCESS_KEY_ID: keys.id,
+      AWS_SECRET_ACCESS_KEY: keys.secret,
       RESTIC_CACHE_DIR: path.join(w.root, "restic-cache-direct"),
     },
   });
@@ -76,7 +117,7 @@ describe("restic repository lifecycle", () => {
   it("two agents initialising the same empty prefix at the same instant: one init, the other waits and uses it (5 times)", async () => {
     for (let i = 1; i <= 5; i++) {
       const service = `race-${i}`;
-      const { env } = volumeService(service);
+      const { env } = await volumeService(service);
       const [a, b] = await Promise.all([backup(env, "full", 120), backup(env, "incremental", 120)]);
       expect(a.code, a.stderr).toBe(0);
       expect(b.code, b.stderr).toBe(0);
@@ -97,7 +138,7 @@ describe("restic repository lifecycle", () => {
 
   it("the full and the incremental job of one serve process firing in the same second never overlap, and init once", async () => {
     const service = "serve-race";
-    const { env } = volumeService(service);
+    const { env } = await volumeService(service);
     const port = await freePort();
     // Both schedules fire at the same seconds: 0, 5, 10, ...
     const serve = w.start(["serve"], { ...env, KDR_METRICS_PORT: String(port), KDR_SCHEDULE_FULL: "*/5 * * * * *", KDR_SCHEDULE_INCREMENTAL: "*/5 * * * * *" });
@@ -123,7 +164,7 @@ describe("restic repository lifecycle", () => {
 
   it("an init interrupted after its key was written: the next run starts generation 2, with a full, and says why", async () => {
     const service = "interrupted";
-    const { env } = volumeService(service);
+    const { env } = await volumeService(service);
     // What a killed `restic init` leaves: its key, no config (restic writes the key first).
     resticAt(`restic/${service}/g1/`, ["init"]);
     await w.bucket.client.send(new DeleteObjectCommand({ Bucket: w.bucket.bucket, Key: `restic/${service}/g1/config` }));
@@ -147,7 +188,7 @@ describe("restic repository lifecycle", () => {
 
   it("an orphan key in the generation in use is ignored; an older generation still restores after a newer one took over", async () => {
     const service = "orphan";
-    const { env, vol } = volumeService(service);
+    const { env, restoreEnv, vol } = await volumeService(service);
     const first = await backup(env);
     expect(first.code, first.stderr).toBe(0);
     // A second key with the same password but another master key, sorted before the real one
@@ -156,13 +197,13 @@ describe("restic repository lifecycle", () => {
     const [foreign] = await keys(`scratch/${service}/keys/`);
     const orphanId = "0".repeat(8) + foreign!.split("/").pop()!.slice(8);
     await copy(foreign!, `restic/${service}/g1/keys/${orphanId}`);
-    expect(() => resticAt(`restic/${service}/g1/`, ["cat", "config"])).toThrow(/ciphertext verification failed/);
+    expect(() => resticAt(`restic/${service}/g1/`, ["cat", "config"], env.KDR_SECRET_DIR)).toThrow(/ciphertext verification failed/);
     const second = await backup(env, "incremental");
     expect(second.code, second.stderr).toBe(0);
     expect(second.summary!.location).toMatch(/\/g1\/$/);
     // Storage alone is enough to open it: restore finds the key in the descriptor, or tries each.
     const t1 = path.join(w.root, "restore-orphan");
-    const res = await w.run(["restore", "--backup-id", first.summary!.backupId, "--target", t1], env);
+    const res = await w.run(["restore", "--backup-id", first.summary!.backupId, "--target", t1], restoreEnv);
     expect(res.code, res.stderr).toBe(0);
     expect(readFileSync(path.join(t1, "d", "f0.bin"))).toEqual(readFileSync(path.join(vol, "d", "f0.bin")));
     // Generation 1 is given up (as the agent does when it cannot open it); the next run goes to
@@ -172,14 +213,18 @@ describe("restic repository lifecycle", () => {
     expect(third.code, third.stderr).toBe(0);
     expect(third.summary!.location).toMatch(/\/g2\/$/);
     const t2 = path.join(w.root, "restore-orphan-g1");
-    const old = await w.run(["restore", "--backup-id", second.summary!.backupId, "--target", t2], env);
+    const old = await w.run(["restore", "--backup-id", second.summary!.backupId, "--target", t2], restoreEnv);
     expect(old.code, old.stderr).toBe(0);
     expect(old.stderr).toMatch(/from restic\/orphan\/g1\//);
+    // verify reads with the same read-only keys (restic check takes no lock it could not write).
+    const v = await w.run(["verify", "--backup-id", second.summary!.backupId, "--json"], restoreEnv);
+    expect(v.code, v.stderr).toBe(0);
+    expect(JSON.parse(v.stdout).checks.join("\n")).toMatch(/restic check --read-data of restic\/orphan\/g1\/: no errors were found/);
   }, 180_000);
 
   it("a damaged repository: the next scheduled run marks it failed, starts a new generation and backs up; catalog and status show both", async () => {
     const service = "damaged";
-    const { env } = volumeService(service);
+    const { env, restoreEnv } = await volumeService(service);
     const first = await backup(env);
     expect(first.code, first.stderr).toBe(0);
     // Plant the damage CI saw: a config no key of the repository decrypts.
@@ -215,14 +260,14 @@ describe("restic repository lifecycle", () => {
     const st = report.tenants[0]!.services.find((s) => s.service === service)!;
     expect(st.repositories.map((r) => r.status)).toEqual(["failed", "active"]);
     // The old snapshot cannot be read any more, and restore says so plainly.
-    const res = await w.run(["restore", "--backup-id", first.summary!.backupId, "--target", path.join(w.root, "restore-damaged")], env);
+    const res = await w.run(["restore", "--backup-id", first.summary!.backupId, "--target", path.join(w.root, "restore-damaged")], restoreEnv);
     expect(res.code).not.toBe(0);
     expect(res.stderr).toMatch(/restic repository restic\/damaged\/g1\/ opens with none of its 1 key\(s\)/);
   }, 120_000);
 
   it("a repository of another service at our prefix is refused with the fix, and nothing is written", async () => {
     const service = "mine";
-    const { env } = volumeService(service);
+    const { env } = await volumeService(service);
     const descriptor = { format: "kdr-restic-repository/1", tenantId: w.tenantId, service: "theirs", generation: 1, repositoryId: "a".repeat(64), keyId: "b".repeat(64), createdAt: new Date().toISOString() };
     await w.bucket.client.send(new PutObjectCommand({ Bucket: w.bucket.bucket, Key: `restic/${service}/g1/kdr-repository.json`, Body: JSON.stringify(descriptor) }));
     const r = await backup(env);

@@ -1,0 +1,84 @@
+/**
+ * The agent commands the runbooks name, run inside the agent image (not on the host, whose
+ * PostgreSQL server binaries once hid that the image had no pg_waldump, so every verify of a
+ * PostgreSQL backup in a cron container failed and recovery then refused good backups).
+ * The backup itself is taken by the agent on the host; everything else runs in a container of
+ * kryonix-dr/agent:local with its secrets at /run/secrets, as in the drill cron container.
+ */
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readPlatform } from "../../local/platform.js";
+import { dockerTry } from "../support/docker.js";
+import { agentWorld, type AgentWorld } from "../support/s3.js";
+import { startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
+
+let w: AgentWorld;
+let primary: TmpPostgres;
+let env: Record<string, string>;
+let backupId: string;
+const SERVICE = "pg-image";
+
+beforeAll(async () => {
+  w = await agentWorld("kdrtest-agent-image");
+  primary = await startTmpPostgres();
+  writeFileSync(path.join(w.secretDir, "kdr-target-password"), primary.password + "\n", { mode: 0o600 });
+  const c = new pg.Client({ connectionString: primary.url });
+  await c.connect();
+  await c.query("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g");
+  await c.end();
+  env = w.env(SERVICE, { KDR_ENGINE: "postgres", KDR_TARGET_HOST: primary.host, KDR_TARGET_PORT: String(primary.port), KDR_TARGET_USER: "postgres" });
+  const b = await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 });
+  if (b.code !== 0) throw new Error(b.stderr);
+  backupId = JSON.parse(b.stdout).backupId;
+});
+
+afterAll(async () => {
+  await primary?.stop().catch(() => undefined);
+  await w?.close();
+});
+
+/** `kdr-agent <args>` in a fresh container of the agent image (host network: the catalog and RGW listen on loopback). */
+function inImage(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const image = readPlatform().images.agent;
+  const e = Object.entries(env).filter(([k]) => k.startsWith("KDR_") && k !== "KDR_SECRET_DIR" && k !== "KDR_STATE_DIR");
+  return dockerTry([
+    "run", "--rm", "--network", "host",
+    "-v", `${w.secretDir}:/run/secrets:ro`,
+    ...e.flatMap(([k, v]) => ["-e", `${k}=${v}`]),
+    "--entrypoint", "kdr-agent", image, ...args,
+  ]);
+}
+
+describe("agent commands inside the agent image", () => {
+  it("verify of a PostgreSQL base backup passes, pg_verifybackup parsing its WAL with pg_waldump", () => {
+    const r = inImage(["verify", "--backup-id", backupId, "--json"]);
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    const v = JSON.parse(r.stdout) as { passed: boolean; checks: string[] };
+    expect(v.passed, r.stdout).toBe(true);
+    expect(v.checks.join("\n")).toMatch(/base\.tar: pg_verifybackup \(checksums against backup_manifest, WAL parsed with pg_waldump\): backup successfully verified/);
+  }, 120_000);
+
+  it("the verify is recorded as passed in the catalog", async () => {
+    const { rows } = await w.db.query("SELECT verify_status FROM backup_management WHERE backup_id = $1", [backupId]);
+    expect(rows[0].verify_status).toBe("passed");
+  });
+
+  it("a verify that cannot reach the object store judges nothing: exit 1, the reason, and the recorded status stays passed", async () => {
+    const r = inImage(["verify", "--backup-id", backupId, "--s3-endpoint", "http://127.0.0.1:1"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`verify of ${backupId} could not run, so the backup was not judged \\(its verify status is unchanged\\): the object store could not be reached`));
+    const { rows } = await w.db.query("SELECT verify_status FROM backup_management WHERE backup_id = $1", [backupId]);
+    expect(rows[0].verify_status).toBe("passed");
+  }, 180_000);
+
+  it("list and health answer from the catalog", () => {
+    const l = inImage(["list", "--limit", "5"]);
+    expect(l.status, l.stderr).toBe(0);
+    expect(l.stdout).toContain(backupId.slice(0, 8));
+    const h = inImage(["health", "--json"]);
+    expect(h.status === 0 || h.status === 1, h.stderr).toBe(true);
+    expect(JSON.parse(h.stdout)).toMatchObject({ service: SERVICE });
+  }, 60_000);
+});
