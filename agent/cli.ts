@@ -8,7 +8,7 @@
 import { request } from "node:http";
 import type pg from "pg";
 import { connectCatalog, listBackups } from "./catalog.js";
-import { AGENT_ENV } from "../contract.js";
+import { AGENT_ENV } from "../contract/index.js";
 import { ConfigError, flagName, parseArgs, Settings } from "./config.js";
 import { LockBusyError } from "./lock.js";
 import { AGENT_VERSION, failInflight, printSummary, runBackup, runHealth, runPrune, runRestore, runVerify } from "./run.js";

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { AGENT_ENV, DEFAULT_METRICS_PORT, ENGINES, SECRET_DIR, SECRET_FILES, TIERS, type Engine, type Tier } from "../contract.js";
+import { AGENT_ENV, DEFAULT_METRICS_PORT, ENGINES, SECRET_DIR, SECRET_FILES, TIERS, type Engine, type Tier } from "../contract/index.js";
 
 export type SettingKey = keyof typeof AGENT_ENV;
 export type SecretKey = keyof typeof SECRET_FILES;

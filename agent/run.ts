@@ -7,7 +7,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { existsSync, readdirSync, mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import type pg from "pg";
-import { BACKUP_CLASSES, objectPrefix, type BackupClass } from "../contract.js";
+import { BACKUP_CLASSES, objectPrefix, type BackupClass } from "../contract/index.js";
 import * as cat from "./catalog.js";
 import { ConfigError, type Settings } from "./config.js";
 import * as pgEngine from "./engines/postgres.js";

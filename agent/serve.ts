@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import { Cron } from "croner";
-import { AGENT_ENV } from "../contract.js";
+import { AGENT_ENV } from "../contract/index.js";
 import * as cat from "./catalog.js";
 import { ConfigError, type Settings } from "./config.js";
 import type { WalStreamer } from "./engines/postgres.js";

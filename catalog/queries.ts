@@ -20,7 +20,7 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type pg from "pg";
-import type { Engine } from "../contract.js";
+import type { Engine } from "../contract/index.js";
 
 /** A pg.Pool or a connected pg.Client / PoolClient. */
 export interface Db {

@@ -6,7 +6,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
-import { AGENT_ENV, DEFAULT_METRICS_PORT, ENGINES, LABELS, SECRET_FILES, type Engine } from "../contract.js";
+import { AGENT_ENV, DEFAULT_METRICS_PORT, ENGINES, LABELS, SECRET_FILES, type Engine } from "../contract/index.js";
 import { base64Secret, dockerLabels, secretFileName, type CatalogConnection, type S3Location, swarmLimits, type AgentLimits } from "./shared.js";
 
 /** Where the agent bundle lives in the agent image. */

@@ -7,7 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as minio from "@pulumi/minio";
 import * as command from "@pulumi/command";
-import { BACKUP_CLASSES, LABELS, TIERS, objectPrefix, resticLockFiles, type BackupClass, type Engine, type Tier } from "../contract.js";
+import { BACKUP_CLASSES, LABELS, TIERS, objectPrefix, resticLockFiles, type BackupClass, type Engine, type Tier } from "../contract/index.js";
 import { bucketArn, validateInput } from "./shared.js";
 
 export interface StorageService {

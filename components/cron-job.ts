@@ -6,7 +6,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
-import { AGENT_ENV, LABELS } from "../contract.js";
+import { AGENT_ENV, LABELS } from "../contract/index.js";
 import { AGENT_BIN } from "./backup-sidecar.js";
 import { base64Secret, dockerLabels, secretFileName, validateInput, swarmLimits, type AgentLimits } from "./shared.js";
 

@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
-import { DEFAULT_METRICS_PORT, LABELS } from "../contract.js";
+import { DEFAULT_METRICS_PORT, LABELS } from "../contract/index.js";
 import { base64Secret, dockerLabels, validateInput } from "./shared.js";
 
 export interface MonitoringArgs {

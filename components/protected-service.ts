@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
-import { ENGINES, LABELS, SECRET_FILES, type Engine } from "../contract.js";
+import { ENGINES, LABELS, SECRET_FILES, type Engine } from "../contract/index.js";
 import { base64Secret, dockerLabels, secretFileName } from "./shared.js";
 
 export interface ProtectedServiceArgs {

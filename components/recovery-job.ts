@@ -6,7 +6,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
-import { AGENT_ENV, ENGINES, LABELS, SECRET_FILES, type Engine } from "../contract.js";
+import { AGENT_ENV, ENGINES, LABELS, SECRET_FILES, type Engine } from "../contract/index.js";
 import { AGENT_BIN } from "./backup-sidecar.js";
 import { ProtectedService } from "./protected-service.js";
 import { base64Secret, dockerLabels, validateInput, type CatalogConnection, type S3Location } from "./shared.js";

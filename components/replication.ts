@@ -12,7 +12,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import * as command from "@pulumi/command";
-import { AGENT_ENV, DEFAULT_METRICS_PORT, LABELS, SECRET_FILES } from "../contract.js";
+import { AGENT_ENV, DEFAULT_METRICS_PORT, LABELS, SECRET_FILES } from "../contract/index.js";
 import { AGENT_BIN } from "./backup-sidecar.js";
 import { base64Secret, dockerLabels, secretFileName } from "./shared.js";
 

@@ -3,7 +3,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { posix } from "node:path";
-import { LABELS, SECRET_DIR } from "../contract.js";
+import { LABELS, SECRET_DIR } from "../contract/index.js";
 
 /** Label lists in the shape every @pulumi/docker resource takes; always marks the resource as ours. */
 export function dockerLabels(labels: Record<string, pulumi.Input<string>>): Array<{ label: string; value: pulumi.Input<string> }> {

@@ -7,7 +7,7 @@
  * This module imports nothing from @pulumi: constructing a PolicyPack starts a gRPC server, so
  * the pack entry (index.ts) is the only place that touches it at run time.
  */
-import { AGENT_ENV, LABELS } from "../contract.js";
+import { AGENT_ENV, LABELS } from "../contract/index.js";
 
 /** One resource of a plan, as `kryonix-dr plan --json` prints it. */
 export interface PlannedResource {

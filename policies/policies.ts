@@ -8,7 +8,7 @@
  * message names the resource and says how to fix it.
  */
 import type { PolicyConfigSchema, PolicyResource, StackValidationPolicy } from "@pulumi/policy";
-import { AGENT_ENV, LABELS } from "../contract.js";
+import { AGENT_ENV, LABELS } from "../contract/index.js";
 import {
   isOwnRole,
   SECRET,
@@ -38,7 +38,7 @@ import {
   type Protection,
   type ServiceView,
 } from "./model.js";
-import { cronError, human, maxGapSeconds, unionMaxGapSeconds } from "./schedule.js";
+import { cronError, humanDuration as human, worstGapSeconds } from "../contract/schedule.js";
 
 export interface Finding {
   /** The resource the problem is on; stack-wide problems have none. */
@@ -421,7 +421,7 @@ export const retentionCoversFulls = define<{ minFullBackups: number }>({
         });
         continue;
       }
-      const interval = maxGapSeconds(schedule);
+      const interval = worstGapSeconds([schedule]);
       const need = cfg.minFullBackups * interval;
       if (days * 86400 < need) {
         out.push({
@@ -481,7 +481,7 @@ export const scheduleMeetsRpo = define<{ walMarginSeconds: number }>({
         });
         continue;
       }
-      const gap = unionMaxGapSeconds(patterns);
+      const gap = worstGapSeconds(patterns);
       if (gap > rpo) {
         out.push({
           resource: p.sidecar.resource,

@@ -5,7 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as minio from "@pulumi/minio";
 import * as postgresql from "@pulumi/postgresql";
-import { AGENT_ENV, SECRET_FILES } from "../contract.js";
+import { AGENT_ENV, SECRET_FILES } from "../contract/index.js";
 import { BackupSidecar } from "../components/backup-sidecar.js";
 import type { BackupStorage, Credentials, StorageService } from "../components/backup-storage.js";
 import { CronJob, type CronJobEntry } from "../components/cron-job.js";

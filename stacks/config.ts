@@ -5,8 +5,8 @@
  * and the fix, so a bad `Pulumi.<stack>.yaml` fails at the stack entry, before any resource.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { Cron } from "croner";
-import { DEFAULT_METRICS_PORT, ENGINES, TIERS, type Engine, type Tier } from "../contract.js";
+import { DEFAULT_METRICS_PORT, ENGINES, TARGET_DEFAULTS, TIERS, type Engine, type Tier } from "../contract/index.js";
+import { worstGapSeconds } from "../contract/schedule.js";
 
 export const PROJECT = "kryonix-dr";
 export const ROLES = ["prod", "dr", "recovery", "local"] as const;
@@ -24,11 +24,11 @@ export type RegionRole = (typeof REGIONS)[number];
 export const DEFAULTS = {
   schedules: { full: "0 2 * * *", incremental: "0 */6 * * *" },
   maintenance: { health: "0 */2 * * *", prune: "0 3 * * 0", drill: "0 4 * * 6" },
-  retention: { fullDays: 30, incrementalDays: 7, walDays: 7 },
-  rtoSeconds: 15 * 60,
-  rpoSeconds: { critical: 5 * 60, important: 60 * 60, secondary: 24 * 60 * 60 } as Record<Tier, number>,
+  retention: TARGET_DEFAULTS.retention,
+  rtoSeconds: TARGET_DEFAULTS.rtoSeconds,
+  rpoSeconds: TARGET_DEFAULTS.rpoSeconds,
   /** We aim for 60 s on PostgreSQL: a forced WAL switch every 30 s plus 30 s to upload the segment. */
-  walSwitchSeconds: 30,
+  walSwitchSeconds: TARGET_DEFAULTS.walSwitchSeconds,
   uploadMarginSeconds: 30,
   images: {
     agent: "kryonix-dr/agent:local",
@@ -225,43 +225,6 @@ export interface Specs {
 const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
-/** A fixed start makes the derived intervals reproducible. */
-const CRON_SAMPLE_START = Date.UTC(2026, 0, 1);
-const DAY_MS = 86400 * 1000;
-
-/**
- * Longest gap between consecutive runs of a cron expression, in seconds, from a fixed start in
- * UTC. Sparse crons (at most 400 runs in 62 days) are walked run by run over 62 days, which shows
- * daily, weekly and monthly gaps. For dense crons, walking every run is too slow, and their long
- * gaps open across hour boundaries, so each hour boundary of 15 days is probed for the run just
- * before and just after it; the first 400 runs give the short, regular gap.
- * Throws croner's message when the expression is invalid.
- */
-export function cronIntervalSeconds(expression: string): number {
-  const cron = new Cron(expression, { paused: true, timezone: "UTC", mode: "5-or-6-parts" });
-  const runs = cron.nextRuns(400, new Date(CRON_SAMPLE_START));
-  if (runs.length < 2) return Number.POSITIVE_INFINITY;
-  let longest = 0;
-  for (let i = 1; i < runs.length; i++) longest = Math.max(longest, runs[i]!.getTime() - runs[i - 1]!.getTime());
-  const last = runs[runs.length - 1]!.getTime();
-  if (runs.length < 400 || last - CRON_SAMPLE_START >= 62 * DAY_MS) {
-    // Sparse: finish walking the 62 days run by run.
-    let prev = runs[runs.length - 1]!;
-    while (prev.getTime() < CRON_SAMPLE_START + 62 * DAY_MS) {
-      const next = cron.nextRun(prev);
-      if (!next) break;
-      longest = Math.max(longest, next.getTime() - prev.getTime());
-      prev = next;
-    }
-  } else {
-    for (let h = CRON_SAMPLE_START + 3600_000; h < CRON_SAMPLE_START + 15 * DAY_MS; h += 3600_000) {
-      const before = cron.previousRuns(1, new Date(h))[0];
-      const after = cron.nextRun(new Date(h - 1));
-      if (before && after) longest = Math.max(longest, after.getTime() - before.getTime());
-    }
-  }
-  return longest / 1000;
-}
 
 export const SECRET = {
   catalogAdminPassword: "catalogAdminPassword",
@@ -304,16 +267,16 @@ function cron(issues: Issues, key: string, value: unknown, fallback: string): { 
   const expr = value === undefined ? fallback : value;
   if (typeof expr !== "string") {
     issues.add(key, `must be a cron expression string (5 or 6 fields), got ${JSON.stringify(expr)}`);
-    return { expr: fallback, interval: cronIntervalSeconds(fallback) };
+    return { expr: fallback, interval: worstGapSeconds([fallback]) };
   }
   try {
-    return { expr, interval: cronIntervalSeconds(expr) };
+    return { expr, interval: worstGapSeconds([expr]) };
   } catch (err) {
     issues.add(
       key,
       `invalid cron ${JSON.stringify(expr)} (${(err as Error).message}); use 5 fields (minute hour day month weekday, e.g. "0 2 * * *") or 6 with seconds first`,
     );
-    return { expr: fallback, interval: cronIntervalSeconds(fallback) };
+    return { expr: fallback, interval: worstGapSeconds([fallback]) };
   }
 }
 
@@ -431,7 +394,7 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
       return;
     }
     const engine = s.engine as Engine;
-    const tier = oneOf(issues, `${key}.tier`, s.tier, TIERS, "important");
+    const tier = oneOf(issues, `${key}.tier`, s.tier, TIERS, TARGET_DEFAULTS.tier);
     const full = cron(issues, `${key}.schedules.full`, s.schedules?.full ?? defaultFull, DEFAULTS.schedules.full);
     const incrementalExpr = s.schedules?.incremental ?? defaultIncremental;
     const incremental = incrementalExpr === "" ? undefined : cron(issues, `${key}.schedules.incremental`, incrementalExpr, DEFAULTS.schedules.incremental);
@@ -448,10 +411,9 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
     }
     const walSwitchSeconds = engine === "postgres" ? positive(issues, `${key}.walSwitchSeconds`, s.walSwitchSeconds, defaultWalSwitch) : undefined;
     const rpoSeconds = positive(issues, `${key}.rpoSeconds`, s.rpoSeconds, rpoByTier[tier]);
-    const achievable =
-      engine === "postgres"
-        ? walSwitchSeconds! + uploadMargin
-        : Math.min(full.interval, incremental?.interval ?? Number.POSITIVE_INFINITY);
+    // Snapshot engines: the longest time with no backup of either kind, by the same function
+    // the schedule policy and the agent use.
+    const achievable = engine === "postgres" ? walSwitchSeconds! + uploadMargin : worstGapSeconds([full.expr, incremental?.expr ?? ""]);
     if (achievable > rpoSeconds) {
       const fix =
         engine === "postgres"

@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
-import { LABELS } from "../contract.js";
+import { LABELS } from "../contract/index.js";
 import { ProtectedService } from "../components/protected-service.js";
 import { dockerLabels } from "../components/shared.js";
 import type { Secrets, Specs } from "./config.js";

@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
-import { LABELS } from "../contract.js";
+import { LABELS } from "../contract/index.js";
 import { BackupStorage } from "../components/backup-storage.js";
 import { RecoveryJob } from "../components/recovery-job.js";
 import { dockerLabels } from "../components/shared.js";

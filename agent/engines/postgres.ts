@@ -24,7 +24,7 @@ import { Progress, log } from "../storage/progress.js";
 import type { Storage, Lock } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
 import type { BackupContext, EngineResult } from "./types.js";
-import { objectPrefix } from "../../contract.js";
+import { objectPrefix } from "../../contract/index.js";
 
 export function pgEnv(s: Settings): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {

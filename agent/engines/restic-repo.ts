@@ -23,7 +23,7 @@ import { m } from "../metrics.js";
 import { spawnTool } from "../storage/pipeline.js";
 import { log } from "../storage/progress.js";
 import type { Lock, Storage } from "../storage/s3.js";
-import { objectPrefix, RESTIC_DESCRIPTOR, resticGeneration, resticRepoPrefix } from "../../contract.js";
+import { objectPrefix, RESTIC_DESCRIPTOR, resticGeneration, resticRepoPrefix } from "../../contract/index.js";
 import type pg from "pg";
 import path from "node:path";
 

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import pg from "pg";
 import * as cat from "../../catalog/queries.js";
 import { alive } from "../../agent/lock.js";
-import { LABELS } from "../../contract.js";
+import { LABELS } from "../../contract/index.js";
 import { destroy, readState, DEPLOYER_LABEL, DEPLOYMENTS_DIR } from "../deployer.js";
 import { generatedSecrets, localStackConfig } from "../local-stack.js";
 import { readPlatform, type Platform } from "../platform.js";

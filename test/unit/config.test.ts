@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ENGINES } from "../../contract.js";
-import { ConfigError, DEFAULTS, cronIntervalSeconds, parseSpecs, type RawConfig } from "../../stacks/config.js";
+import { ENGINES } from "../../contract/index.js";
+import { ConfigError, DEFAULTS, parseSpecs, type RawConfig } from "../../stacks/config.js";
 import { stackFileConfig } from "../support/mocks.js";
 
 const ALL_SECRETS = new Set([
@@ -60,14 +60,6 @@ describe("parseSpecs defaults (the seed's)", () => {
     expect(specs.maintenance).toEqual({ health: "0 */2 * * *", prune: "0 3 * * 0", drill: "0 4 * * 6" });
     expect(specs.storage.lockMode).toBe("GOVERNANCE");
     expect(specs.role).toBe("prod");
-  });
-
-  it("derives the longest gap between runs from a cron", () => {
-    expect(cronIntervalSeconds("0 2 * * *")).toBe(86400);
-    expect(cronIntervalSeconds("0 */6 * * *")).toBe(21600);
-    expect(cronIntervalSeconds("*/30 * * * * *")).toBe(30);
-    // Weekdays only: the weekend makes the longest gap three days.
-    expect(cronIntervalSeconds("0 2 * * 1-5")).toBe(3 * 86400);
   });
 
   it("accepts per-service overrides of schedules, retention and targets", () => {
@@ -187,16 +179,6 @@ describe("parseSpecs rejects bad config with the key and the fix", () => {
   it("keeps the seed's numbers as the defaults", () => {
     expect(DEFAULTS.rpoSeconds).toEqual({ critical: 300, important: 3600, secondary: 86400 });
     expect(DEFAULTS.rtoSeconds).toBe(900);
-  });
-});
-
-describe("cronIntervalSeconds", () => {
-  it("sees the overnight gap of a dense daytime cron", () => {
-    // Every 30 s from 09:00 to 17:59: the longest gap is 17:59:30 → 09:00:00.
-    expect(cronIntervalSeconds("*/30 * 9-17 * * *")).toBe(15 * 3600 + 30);
-  });
-  it("sees monthly gaps", () => {
-    expect(cronIntervalSeconds("0 3 1 * *")).toBe(31 * 86400);
   });
 });
 

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
-import { AGENT_ENV, LABELS } from "../../../contract.js";
+import { AGENT_ENV, LABELS } from "../../../contract/index.js";
 import { BackupSidecar, type BackupSidecarArgs } from "../../../components/backup-sidecar.js";
 import { byType, isSecret, labelsOf, one, plainLeaks, settle, setupMocks, type Registration } from "../../support/mocks.js";
 

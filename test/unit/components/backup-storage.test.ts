@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
-import { BACKUP_CLASSES } from "../../../contract.js";
+import { BACKUP_CLASSES } from "../../../contract/index.js";
 import { byType, one, promiseOf, settle, setupMocks, type Registration } from "../../support/mocks.js";
 import {
   BackupStorage,

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
-import { AGENT_ENV, SECRET_FILES } from "../../../contract.js";
+import { AGENT_ENV, SECRET_FILES } from "../../../contract/index.js";
 import { BackupCatalog, hashMigrations } from "../../../components/backup-catalog.js";
 import { CronJob } from "../../../components/cron-job.js";
 import { Monitoring, alertRules } from "../../../components/monitoring.js";

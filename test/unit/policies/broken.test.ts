@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { AGENT_ENV, LABELS } from "../../../contract.js";
+import { AGENT_ENV, LABELS } from "../../../contract/index.js";
 import { evaluatePolicies, hasMandatory } from "../../../policies/evaluate.js";
 import { compliantPlan, containerSpec, copy, envOf, find, T, without } from "./fixtures.js";
 

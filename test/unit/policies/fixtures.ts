@@ -4,7 +4,7 @@
  * with secret inputs redacted to "[secret]" as `kryonix-dr plan --json` prints them.
  * `compliantPlan()` passes every policy; tests mutate a copy to break one thing at a time.
  */
-import { AGENT_ENV, LABELS, objectPrefix, BACKUP_CLASSES } from "../../../contract.js";
+import { AGENT_ENV, LABELS, objectPrefix, BACKUP_CLASSES } from "../../../contract/index.js";
 import type { PlannedResource } from "../../../policies/evaluate.js";
 
 export const SECRET = "[secret]";

@@ -15,7 +15,7 @@ import type * as AnalyzerGrpc from "@pulumi/pulumi/proto/analyzer_grpc_pb.js";
 import type * as StructPb from "google-protobuf/google/protobuf/struct_pb.js";
 import type * as EmptyPb from "google-protobuf/google/protobuf/empty_pb.js";
 import type * as Grpc from "@grpc/grpc-js";
-import { AGENT_ENV } from "../../../contract.js";
+import { AGENT_ENV } from "../../../contract/index.js";
 import type { PlannedResource } from "../../../policies/evaluate.js";
 import { compliantPlan, copy, envOf, find, SECRET, T } from "./fixtures.js";
 

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { AGENT_ENV, LABELS } from "../../../contract.js";
+import { AGENT_ENV, LABELS } from "../../../contract/index.js";
 import { evaluatePolicies, hasMandatory, policies, readPolicyConfig, type EvaluateConfig, type PlannedResource, type Violation } from "../../../policies/evaluate.js";
 import { appService, compliantPlan, containerSpec, copy, envOf, find, minioProvider, SECRET, setLabel, sidecar, storage, T, without } from "./fixtures.js";
 

@@ -7,7 +7,7 @@
 import { spawnSync } from "node:child_process";
 import { join, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { AGENT_ENV } from "../../../contract.js";
+import { AGENT_ENV } from "../../../contract/index.js";
 import { evaluatePolicies, type PlannedResource } from "../../../policies/evaluate.js";
 import { buckets, defaultRetentions, protections, services, TYPES } from "../../../policies/model.js";
 

@@ -1,7 +1,7 @@
 /** The DR stack: finds the primary through a StackReference named in config, drills the replicas. */
 import { beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
-import { AGENT_ENV, LABELS } from "../../../contract.js";
+import { AGENT_ENV, LABELS } from "../../../contract/index.js";
 import { byType, isSecret, labelsOf, one, plainLeaks, promiseOf, runProgram, setupMocks, stackFileConfig, testSecretValue, type Registration } from "../../support/mocks.js";
 
 let regs: Registration[];

@@ -1,6 +1,6 @@
 /** The local stack: both regions on one machine, the protected services declared too, replicator mode. */
 import { beforeAll, describe, expect, it } from "vitest";
-import { AGENT_ENV, LABELS } from "../../../contract.js";
+import { AGENT_ENV, LABELS } from "../../../contract/index.js";
 import { byType, isSecret, labelsOf, one, plainLeaks, runProgram, setupMocks, stackFileConfig, testSecretValue, type Registration } from "../../support/mocks.js";
 
 let regs: Registration[];

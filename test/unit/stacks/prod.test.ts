@@ -3,7 +3,7 @@
  * recognisable test values), under Pulumi mocks.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { AGENT_ENV, BACKUP_CLASSES, LABELS, SECRET_FILES } from "../../../contract.js";
+import { AGENT_ENV, BACKUP_CLASSES, LABELS, SECRET_FILES } from "../../../contract/index.js";
 import {
   byType,
   isSecret,

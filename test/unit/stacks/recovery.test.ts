@@ -1,6 +1,6 @@
 /** The recovery stack: fresh volumes, run-once restore jobs that finish before the services start. */
 import { beforeAll, describe, expect, it } from "vitest";
-import { AGENT_ENV, LABELS } from "../../../contract.js";
+import { AGENT_ENV, LABELS } from "../../../contract/index.js";
 import { byType, isSecret, labelsOf, one, plainLeaks, reveal, runProgram, setupMocks, stackFileConfig, testSecretValue, type Registration } from "../../support/mocks.js";
 
 const CONTAINER = "docker:index/container:Container";

@@ -1,7 +1,8 @@
 /**
  * The contract between the Pulumi program (components) and the agent that runs inside the
  * containers it declares. Components write these names; the agent reads them. Neither side
- * imports the other: this file is the only thing they share, so it imports nothing.
+ * imports the other: contract/ is the only thing they share (this file imports nothing;
+ * schedule.ts answers schedule questions for both with croner, which both run).
  *
  * Rules:
  * - Non-secret settings travel as environment variables (AGENT_ENV).
@@ -20,6 +21,23 @@ export type BackupClass = (typeof BACKUP_CLASSES)[number];
 /** Service tiers (the seed's RPO classes: critical 5 min, important 1 h, secondary 24 h). */
 export const TIERS = ["critical", "important", "secondary"] as const;
 export type Tier = (typeof TIERS)[number];
+
+/**
+ * Defaults that program and agent both apply. The stack config falls back to these, and so does
+ * the agent when a setting reaches it unset (a container started by hand, a test), so a service
+ * is never judged by a target the program does not know.
+ */
+export const TARGET_DEFAULTS = {
+  /** The seed's RPO classes. */
+  rpoSeconds: { critical: 5 * 60, important: 60 * 60, secondary: 24 * 60 * 60 } as Readonly<Record<Tier, number>>,
+  /** The seed's P0 recovery target. */
+  rtoSeconds: 15 * 60,
+  /** A forced WAL segment switch this often when there was activity (PostgreSQL RPO = this + the upload margin). */
+  walSwitchSeconds: 30,
+  retention: { fullDays: 30, incrementalDays: 7, walDays: 7 },
+  /** The tier a service without one gets. */
+  tier: "important" as Tier,
+} as const;
 
 /** Environment variable names the agent reads. */
 export const AGENT_ENV = {
