@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { AGENT_ENV, DEFAULT_METRICS_PORT, ENGINES, SECRET_DIR, SECRET_FILES, TIERS, type Engine, type Tier } from "../contract/index.js";
+import { AGENT_ENV, DEFAULT_METRICS_PORT, ENGINES, SECRET_DIR, SECRET_FILES, TARGET_DEFAULTS, TIERS, type Engine, type Tier } from "../contract/index.js";
 
 export type SettingKey = keyof typeof AGENT_ENV;
 export type SecretKey = keyof typeof SECRET_FILES;
@@ -96,7 +96,7 @@ export class Settings {
   }
 
   get tier(): Tier {
-    const t = this.get("tier") ?? "important";
+    const t = this.get("tier") ?? TARGET_DEFAULTS.tier;
     if (!(TIERS as readonly string[]).includes(t)) {
       throw new ConfigError(`${AGENT_ENV.tier}='${t}' is not a tier: use one of ${TIERS.join(", ")}.`);
     }
@@ -111,12 +111,17 @@ export class Settings {
     return t;
   }
 
+  /** The service's RPO; unset, the program's default for its tier (never one of the agent's own). */
   get rpoSeconds(): number {
-    return this.int("rpoSeconds", 300);
+    return this.int("rpoSeconds", TARGET_DEFAULTS.rpoSeconds[this.tier]);
+  }
+
+  get rtoSeconds(): number {
+    return this.int("rtoSeconds", TARGET_DEFAULTS.rtoSeconds);
   }
 
   get walSwitchSeconds(): number {
-    const n = this.int("walSwitchSeconds", 30);
+    const n = this.int("walSwitchSeconds", TARGET_DEFAULTS.walSwitchSeconds);
     if (n < 1) throw new ConfigError(`${AGENT_ENV.walSwitchSeconds} must be at least 1 second.`);
     return n;
   }
@@ -140,7 +145,7 @@ export class Settings {
 
   retentionDays(cls: "full" | "incremental" | "wal"): number {
     const key = cls === "full" ? "retentionFullDays" : cls === "incremental" ? "retentionIncrementalDays" : "retentionWalDays";
-    return this.int(key, cls === "full" ? 30 : 7);
+    return this.int(key, TARGET_DEFAULTS.retention[cls === "full" ? "fullDays" : cls === "incremental" ? "incrementalDays" : "walDays"]);
   }
 
   /** Secret directory: /run/secrets in containers; KDR_SECRET_DIR or --secret-dir on a host. */

@@ -6,7 +6,9 @@
 import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import { Cron } from "croner";
+import type pg from "pg";
 import { AGENT_ENV } from "../contract/index.js";
+import { humanDuration, worstGapSeconds } from "../contract/schedule.js";
 import * as cat from "./catalog.js";
 import { ConfigError, type Settings } from "./config.js";
 import type { WalStreamer } from "./engines/postgres.js";
@@ -92,6 +94,7 @@ export async function serve(s: Settings): Promise<void> {
       log(`prune ${service}: expired ${p.expired.length}, kept ${p.kept.length}, deleted ${p.objectsDeleted} object(s), expired ${p.walSegmentsExpired} WAL segment(s)`);
     }),
   ].filter((j): j is Cron => !!j);
+  await reportSettings(s, c);
   const srv = httpServer(s.metricsPort, () => {
     const lagOk = !streamer || Date.now() - (streamer.lastUploadAt?.getTime() ?? started) < Math.max(s.rpoSeconds, s.walSwitchSeconds * 4) * 1000;
     return { ok: lagOk, detail: { service, engine, walSegmentsUploaded: streamer?.uploaded, lastWalSegment: streamer?.lastSegment, lastError, jobs: jobs.map((j) => ({ name: j.name, next: j.nextRun()?.toISOString() })) } };
@@ -111,6 +114,35 @@ export async function serve(s: Settings): Promise<void> {
   await streamer?.stop();
   await walLock?.release();
   await c.end().catch(() => undefined);
+}
+
+/**
+ * Writes the sidecar's effective schedule and targets into its health row, so the catalog (and
+ * `status`, and alerts) judge its freshness by the schedule it really runs: a service is stale
+ * after twice the worst gap between its scheduled backups. A catalog that cannot take them
+ * (not migrated) is said once; the sidecar still backs up.
+ */
+export async function reportSettings(s: Settings, c: pg.Client): Promise<void> {
+  const full = s.get("scheduleFull") ?? "";
+  const incremental = s.get("scheduleIncremental") ?? "";
+  const gap = worstGapSeconds([full, incremental]);
+  try {
+    await cat.setHealthSettings(c, {
+      tenantId: s.tenantId,
+      service: s.service,
+      backupFrequencySeconds: Number.isFinite(gap) ? gap : undefined,
+      rpoSeconds: s.rpoSeconds,
+      rtoSeconds: s.rtoSeconds,
+      scheduleFull: full,
+      scheduleIncremental: incremental,
+    });
+    log(
+      `serve ${s.service}: catalog health settings: ${Number.isFinite(gap) ? `a backup at least every ${humanDuration(gap)} (stale after ${humanDuration(2 * gap)})` : "no backup schedule"}, ` +
+        `RPO ${humanDuration(s.rpoSeconds)}, RTO ${humanDuration(s.rtoSeconds)}`,
+    );
+  } catch (e) {
+    log(`warning: could not record ${s.service}'s schedule and targets in the catalog (${(e as Error).message}); run 'kryonix-dr migrate' if the catalog schema is older than this agent. Backups go on.`);
+  }
 }
 
 export interface CronJob {

@@ -6,7 +6,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
-import { AGENT_ENV, DEFAULT_METRICS_PORT, ENGINES, LABELS, SECRET_FILES, type Engine } from "../contract/index.js";
+import { AGENT_ENV, DEFAULT_METRICS_PORT, ENGINES, LABELS, SECRET_FILES, TARGET_DEFAULTS, type Engine } from "../contract/index.js";
 import { base64Secret, dockerLabels, secretFileName, type CatalogConnection, type S3Location, swarmLimits, type AgentLimits } from "./shared.js";
 
 /** Where the agent bundle lives in the agent image. */
@@ -45,7 +45,7 @@ export interface BackupSidecarArgs {
     /** WAL: the PITR window. */
     readonly walDays: pulumi.Input<number>;
   };
-  /** postgres: force a WAL switch this often when there was activity. @default 30 */
+  /** postgres: force a WAL switch this often when there was activity. @default 30 (TARGET_DEFAULTS.walSwitchSeconds) */
   readonly walSwitchSeconds?: pulumi.Input<number>;
   /** postgres/redis: how to reach the protected service. */
   readonly target?: {
@@ -149,7 +149,7 @@ export class BackupSidecar extends pulumi.ComponentResource {
       env[AGENT_ENV.targetPort] = pulumi.output(args.target.port).apply(String);
       if (args.target.user !== undefined) env[AGENT_ENV.targetUser] = args.target.user;
     }
-    if (args.engine === "postgres") env[AGENT_ENV.walSwitchSeconds] = pulumi.output(args.walSwitchSeconds ?? 30).apply(String);
+    if (args.engine === "postgres") env[AGENT_ENV.walSwitchSeconds] = pulumi.output(args.walSwitchSeconds ?? TARGET_DEFAULTS.walSwitchSeconds).apply(String);
     if (args.volume) env[AGENT_ENV.volumePath] = args.volume.path;
     if (args.hooks?.pre !== undefined) env[AGENT_ENV.hookPre] = args.hooks.pre;
     if (args.hooks?.post !== undefined) env[AGENT_ENV.hookPost] = args.hooks.post;
