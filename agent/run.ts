@@ -131,15 +131,26 @@ export async function runBackup(
     for (const r of reconciled) log(`reconciled stale run ${r} (its agent stopped) to failed`);
     const staleUploadsAborted = await abortStaleUploads(storage, service);
     const empty = engine === "volume" ? volumeEngine.emptyVolumeReason(s) : undefined;
+    let emptyError: Error | undefined;
     if (empty) {
-      log(`backup of ${service} skipped: ${empty}`);
-      return { status: "skipped", service, engine, type, reason: empty };
+      // Empty before anything was ever backed up: nothing to lose. Empty after a backup that held
+      // data: the volume is gone, unmounted, or this sidecar runs on a node without it. That is
+      // a failed run (counted, alerted), never a quiet skip.
+      const last = await cat.latestGoodBackup(c, service, { tenantId, type: ["full", "incremental"] });
+      if (!last || !last.rawSize) {
+        log(`backup of ${service} skipped: ${empty}`);
+        return { status: "skipped", service, engine, type, reason: empty };
+      }
+      emptyError = new Error(
+        `${s.require("volumePath")} is empty, but the last backup of ${service} (${last.backupId}, ${last.completedAt?.toISOString()}) held ${fmtBytes(last.rawSize)}: ` +
+          `the volume is missing, not mounted, or this sidecar runs on a node without the data (check its placement constraint against the service's). Nothing was backed up.`,
+      );
     }
     // The restic repository is chosen (or initialised: exactly once, as we hold the lock) first,
     // so the first backup into a new generation is recorded as the full it is.
     let repo: (ActiveRepo & { started: boolean }) | undefined;
     let repoError: unknown;
-    if (engine === "volume") {
+    if (engine === "volume" && !emptyError) {
       try {
         repo = await writableRepo(s, c, storage, lockFor(s, "full"));
         if (repo.started && type === "incremental") {
@@ -165,6 +176,7 @@ export async function runBackup(
     inflight.set(backupId, c);
     hb = setInterval(() => void cat.heartbeat(c, backupId).catch(() => undefined), 15_000);
     log(`backup ${backupId}: ${type} of ${service} (${engine}) started`);
+    if (emptyError) throw emptyError;
     if (repoError) throw repoError;
 
     const ctx: BackupContext = { settings: s, storage, service, backupId, recipientFile: rcpt?.file ?? "", lock: (k) => lockFor(s, k), prefix };

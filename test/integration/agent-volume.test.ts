@@ -110,6 +110,16 @@ describe("agent: volume (restic)", () => {
     expect(existsSync(vol)).toBe(true);
   });
 
+  it("an empty volume after a backup that held data is a failed run that says why, never a skip", async () => {
+    const gone = path.join(w.root, "unmounted-volume");
+    mkdirSync(gone, { recursive: true });
+    const r = await w.run(["backup", "--type", "incremental", "--json"], { ...env, KDR_VOLUME_PATH: gone });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/unmounted-volume is empty, but the last backup of grafana-data \(\S+, \S+\) held [\d.]+ MiB: the volume is missing, not mounted, or this sidecar runs on a node without the data/);
+    const [row] = (await w.db.query("SELECT backup_status, error_message FROM backup_management WHERE service_name = $1 ORDER BY created_at DESC LIMIT 1", [SERVICE])).rows;
+    expect(row).toMatchObject({ backup_status: "failed", error_message: expect.stringMatching(/is empty, but the last backup/) });
+  });
+
   it("a wrong restic password fails with a message naming the secret", async () => {
     writeFileSync(path.join(w.secretDir, "kdr-restic-password.bak"), readFileSync(path.join(w.secretDir, "kdr-restic-password")));
     writeFileSync(path.join(w.secretDir, "kdr-restic-password"), "not-the-password\n");
