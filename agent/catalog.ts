@@ -3,6 +3,7 @@
  * with the drill and the CLI, so the agent and the recovery tooling agree on every plan.
  */
 import pg from "pg";
+import { AGENT_ENV } from "../contract/index.js";
 import { ConfigError, type Settings } from "./config.js";
 
 export * from "../catalog/queries.js";
@@ -17,7 +18,7 @@ export async function connectCatalog(s: Settings): Promise<pg.Client> {
   try {
     await c.connect();
   } catch (e) {
-    throw new ConfigError(`cannot connect to the catalog ${user}@${host}:${port}/${database}: ${(e as Error).message}. Check KDR_CATALOG_HOST/PORT/DATABASE/USER and the kdr-catalog-password secret.`);
+    throw new ConfigError(`cannot connect to the catalog ${user}@${host}:${port}/${database}: ${(e as Error).message}. Check ${AGENT_ENV.catalogHost}, ${AGENT_ENV.catalogPort}, ${AGENT_ENV.catalogDatabase}, ${AGENT_ENV.catalogUser} and the kdr-catalog-password secret.`);
   }
   // A connection error later (catalog restarted) must not crash a long-running sidecar.
   c.on("error", () => undefined);

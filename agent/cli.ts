@@ -8,7 +8,7 @@
 import { request } from "node:http";
 import type pg from "pg";
 import { connectCatalog, listBackups } from "./catalog.js";
-import { AGENT_ENV } from "../contract/index.js";
+import { AGENT_ENV, SETTINGS, type SettingDef, type SettingKey } from "../contract/index.js";
 import { ConfigError, flagName, parseArgs, Settings } from "./config.js";
 import { LockBusyError } from "./lock.js";
 import { AGENT_VERSION, failInflight, printSummary, runBackup, runHealth, runPrune, runRestore, runVerify } from "./run.js";
@@ -29,16 +29,30 @@ commands:
   prune                            expire backups past retention (never the last good full or the WAL it needs)
   health                           freshness of the newest verified recovery point vs the RPO (exit 1 when stale)
   serve                            backup sidecar: schedules, WAL streaming, /healthz and /metrics
-  cron                             run the jobs in KDR_CRON_JOBS on their schedules
+  cron                             run the jobs in ${AGENT_ENV.cronJobs} on their schedules
   replicate [--once]               copy new object versions (with their retention) to the replica bucket
   migrate                          apply the catalog migrations
   healthz                          probe a running serve/cron/replicate process (for HEALTHCHECK)
 
-every setting is an env var (KDR_SERVICE ...) or the matching flag (--service ...);
-secrets are files in /run/secrets (override with KDR_SECRET_DIR or --secret-dir);
---json prints machine-readable output on stdout; progress goes to stderr.`;
+every setting is an env var or the matching flag (below); secrets are files in ${SETTINGS.secretDir.default}
+(another directory: --secret-dir); --json prints machine-readable output on stdout; the log goes to stderr.
 
-const VALUED = ["--type", "--wait", "--target", "--time", "--backup-id", "--wal-dir", "--owner", "--limit", "--secret-dir"];
+settings (env, flag, default):
+${settingsHelp()}`;
+
+/** The settings part of --help, generated from the table in contract/settings.ts. */
+function settingsHelp(): string {
+  return (Object.keys(SETTINGS) as SettingKey[])
+    .map((k) => {
+      const d: SettingDef = SETTINGS[k];
+      const dflt = d.default !== undefined ? ` [${d.default}]` : "";
+      const values = d.values ? ` (${d.values.join("|")})` : "";
+      return `  ${d.env.padEnd(33)} ${flagName(k).padEnd(30)} ${d.doc}${values}${dflt}`;
+    })
+    .join("\n");
+}
+
+const VALUED = ["--type", "--wait", "--target", "--time", "--backup-id", "--wal-dir", "--owner", "--limit"];
 const BOOLEANS = new Set(["--json", "--yes", "--force-overwrite-source", "--clean-target", "--no-logical", "--once", "--all", "--help", "--version"]);
 
 function out(json: boolean, obj: unknown, text: string): void {
@@ -84,13 +98,14 @@ export async function main(argv: string[]): Promise<number> {
   const known = new Set([...Object.keys(AGENT_ENV).map(flagName), ...BOOLEANS, ...VALUED]);
   const unknown = [...flags.keys()].filter((f) => !known.has(f));
   if (unknown.length) {
-    process.stderr.write(`kdr-agent: unknown option ${unknown.join(", ")}: see 'kdr-agent --help' (every KDR_* setting is also --kebab-case).\n`);
+    process.stderr.write(`kdr-agent: unknown option ${unknown.join(", ")}: see 'kdr-agent --help' (every setting's env name has a --kebab-case flag).\n`);
     return 2;
   }
   // --json shapes stdout only: the log (progress, alerts) still goes to stderr, as in any other run.
   const json = flags.has("--json");
   const s = new Settings(flags);
   try {
+    s.check();
     switch (cmd) {
       case "healthz":
         return await healthz(s.metricsPort);
@@ -164,7 +179,7 @@ export async function main(argv: string[]): Promise<number> {
         await replicate(s, flags.has("--once"));
         return 0;
       case "migrate": {
-        const r = await withCatalog(s, (c) => migrate(c, { dir: process.env.KDR_MIGRATIONS_DIR, log }));
+        const r = await withCatalog(s, (c) => migrate(c, { dir: s.get("migrationsDir"), log }));
         out(json, r, `catalog migrations: applied ${r.applied.length} (${r.applied.join(", ") || "none"}), already applied ${r.skipped.length}`);
         return 0;
       }

@@ -5,16 +5,53 @@
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { AGENT_ENV, DEFAULT_METRICS_PORT, ENGINES, SECRET_DIR, SECRET_FILES, TARGET_DEFAULTS, TIERS, type Engine, type Tier } from "../contract/index.js";
+import { cronError } from "../contract/schedule.js";
+import { AGENT_ENV, ENGINES, flagName, SECRET_FILES, SETTINGS, TARGET_DEFAULTS, TIERS, type Engine, type SettingDef, type SettingKey, type Tier } from "../contract/index.js";
 
-export type SettingKey = keyof typeof AGENT_ENV;
+export { flagName, type SettingKey };
 export type SecretKey = keyof typeof SECRET_FILES;
 
 /** Thrown for anything the operator must fix; the CLI prints only the message. */
 export class ConfigError extends Error {}
 
-/** `--target-host` for `targetHost`. */
-export const flagName = (key: string) => "--" + key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+/** Why a value does not fit its setting's kind, or undefined when it does. */
+export function settingProblem(def: SettingDef, v: string): string | undefined {
+  switch (def.kind) {
+    case "name":
+      return /^[a-z0-9][a-z0-9._-]{0,62}$/.test(v) ? undefined : "is not a valid service name: use lower-case letters, digits, '.', '_' or '-' (it becomes an object key prefix)";
+    case "uuid":
+      return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(v) ? undefined : "is not a UUID: give the catalog tenant id, e.g. 00000000-0000-0000-0000-000000000001";
+    case "url":
+      try {
+        new URL(v);
+        return undefined;
+      } catch {
+        return "is not a URL: give e.g. http://10.0.0.5:7480";
+      }
+    case "port":
+      return /^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= 65535 ? undefined : "is not a TCP port: give a number from 1 to 65535";
+    case "seconds":
+    case "days":
+      return /^\d+$/.test(v) ? undefined : `is not a whole number >= 0: give a number of ${def.kind}, such as 60`;
+    case "enum":
+      return def.values!.includes(v) ? undefined : `is not one of ${def.values!.join(", ")}`;
+    case "cron": {
+      const e = cronError(v);
+      return e ? `is not a valid cron expression (${e}): use 5 or 6 fields, e.g. '0 2 * * *'` : undefined;
+    }
+    case "json":
+      try {
+        JSON.parse(v);
+        return undefined;
+      } catch (e) {
+        return `is not valid JSON (${(e as Error).message})`;
+      }
+    case "rate":
+      return /^\d+[kM]?$/.test(v) ? undefined : "is not a rate: give kB/s as a number, optionally with k or M, e.g. 50M";
+    default:
+      return undefined;
+  }
+}
 
 export interface ParsedArgs {
   positional: string[];
@@ -45,12 +82,39 @@ export class Settings {
     private readonly env: NodeJS.ProcessEnv = process.env,
   ) {}
 
-  /** Raw value from flag or env, or undefined. */
-  get(key: SettingKey): string | undefined {
+  /** The raw value from flag or env, without the table's default. */
+  private given(key: SettingKey): string | undefined {
     const f = this.flags.get(flagName(key));
     if (typeof f === "string" && f !== "") return f;
     const e = this.env[AGENT_ENV[key]];
     return e === undefined || e === "" ? undefined : e;
+  }
+
+  /**
+   * Checks every setting that was given against its kind, all at once, so a container with a
+   * bad setting stops at start with every problem named (not hours later at the first run that
+   * reads it). Returns the given values, frozen.
+   */
+  check(): Readonly<Partial<Record<SettingKey, string>>> {
+    const problems: string[] = [];
+    const out: Partial<Record<SettingKey, string>> = {};
+    for (const key of Object.keys(SETTINGS) as SettingKey[]) {
+      const v = this.given(key);
+      if (v === undefined) continue;
+      const p = settingProblem(SETTINGS[key], v);
+      if (p) problems.push(`${AGENT_ENV[key]}='${v}' ${p}`);
+      out[key] = v;
+    }
+    if (problems.length) throw new ConfigError(problems.length === 1 ? `${problems[0]}.` : `bad settings:\n  ${problems.join("\n  ")}`);
+    return Object.freeze(out);
+  }
+
+  /** Value from flag or env, else the table's default, or undefined. */
+  get(key: SettingKey): string | undefined {
+    const v = this.given(key);
+    if (v !== undefined) return v;
+    const d = (SETTINGS[key] as SettingDef).default;
+    return d === undefined ? undefined : String(d);
   }
 
   require(key: SettingKey): string {
@@ -81,9 +145,8 @@ export class Settings {
 
   get service(): string {
     const s = this.require("service");
-    if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(s)) {
-      throw new ConfigError(`${AGENT_ENV.service}='${s}' is not a valid service name: use lower-case letters, digits, '.', '_' or '-' (it becomes an object key prefix).`);
-    }
+    const p = settingProblem(SETTINGS.service, s);
+    if (p) throw new ConfigError(`${AGENT_ENV.service}='${s}' ${p}.`);
     return s;
   }
 
@@ -96,7 +159,7 @@ export class Settings {
   }
 
   get tier(): Tier {
-    const t = this.get("tier") ?? TARGET_DEFAULTS.tier;
+    const t = this.get("tier")!;
     if (!(TIERS as readonly string[]).includes(t)) {
       throw new ConfigError(`${AGENT_ENV.tier}='${t}' is not a tier: use one of ${TIERS.join(", ")}.`);
     }
@@ -117,17 +180,17 @@ export class Settings {
   }
 
   get rtoSeconds(): number {
-    return this.int("rtoSeconds", TARGET_DEFAULTS.rtoSeconds);
+    return this.int("rtoSeconds");
   }
 
   get walSwitchSeconds(): number {
-    const n = this.int("walSwitchSeconds", TARGET_DEFAULTS.walSwitchSeconds);
+    const n = this.int("walSwitchSeconds");
     if (n < 1) throw new ConfigError(`${AGENT_ENV.walSwitchSeconds} must be at least 1 second.`);
     return n;
   }
 
   get metricsPort(): number {
-    return this.int("metricsPort", DEFAULT_METRICS_PORT);
+    return this.int("metricsPort");
   }
 
   get lockMode(): "GOVERNANCE" | "COMPLIANCE" | undefined {
@@ -140,19 +203,17 @@ export class Settings {
   }
 
   get stateDir(): string {
-    return this.get("stateDir") ?? "/var/lib/kdr-agent";
+    return this.get("stateDir")!;
   }
 
   retentionDays(cls: "full" | "incremental" | "wal"): number {
     const key = cls === "full" ? "retentionFullDays" : cls === "incremental" ? "retentionIncrementalDays" : "retentionWalDays";
-    return this.int(key, TARGET_DEFAULTS.retention[cls === "full" ? "fullDays" : cls === "incremental" ? "incrementalDays" : "walDays"]);
+    return this.int(key);
   }
 
-  /** Secret directory: /run/secrets in containers; KDR_SECRET_DIR or --secret-dir on a host. */
+  /** Secret directory: /run/secrets in containers; another with --secret-dir (or its env name) on a host. */
   get secretDir(): string {
-    const f = this.flags.get("--secret-dir");
-    if (typeof f === "string") return f;
-    return this.env.KDR_SECRET_DIR || SECRET_DIR;
+    return this.get("secretDir")!;
   }
 
   secretPath(key: SecretKey): string {
@@ -169,7 +230,7 @@ export class Settings {
       const code = (e as NodeJS.ErrnoException).code;
       throw new ConfigError(
         `secret ${path.basename(file)} ${code === "ENOENT" ? "is missing" : `cannot be read (${code})`}: expected the file ${file}. ` +
-          `Attach the Swarm secret '${path.basename(file)}' to this service (or, on a host, set KDR_SECRET_DIR to a directory holding it).`,
+          `Attach the Swarm secret '${path.basename(file)}' to this service (or, on a host, set ${AGENT_ENV.secretDir} to a directory holding it).`,
       );
     }
     if (v === "") throw new ConfigError(`secret file ${file} is empty: put the value in the Swarm secret '${path.basename(file)}'.`);

@@ -9,6 +9,7 @@ import path from "node:path";
 import { Gauge } from "prom-client";
 import type { Readable } from "node:stream";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { AGENT_ENV } from "../contract/index.js";
 import { ConfigError, type Settings } from "./config.js";
 import { registry } from "./metrics.js";
 import { httpServer } from "./serve.js";
@@ -49,7 +50,7 @@ export async function replicate(s: Settings, once: boolean): Promise<void> {
   const src = Storage.fromSettings(s);
   const endpoint = s.require("replicaEndpoint");
   const dst = new Storage(s.require("replicaBucket"), endpoint, s.get("replicaRegion") ?? "us-east-1", s.secret("replicaAccessKey"), s.secret("replicaSecretKey"));
-  if (src.bucket === dst.bucket && endpoint === s.get("s3Endpoint")) throw new ConfigError("KDR_REPLICA_S3_BUCKET is the source bucket: give the DR bucket.");
+  if (src.bucket === dst.bucket && endpoint === s.get("s3Endpoint")) throw new ConfigError(`${AGENT_ENV.replicaBucket} is the source bucket: give the DR bucket.`);
   const interval = s.int("replicationIntervalSeconds", 30);
   let lastOk = Date.now();
   let lastError: string | undefined;

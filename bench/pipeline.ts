@@ -28,6 +28,7 @@ import { pipeline } from "node:stream/promises";
 import type { Readable } from "node:stream";
 import { parseArgs } from "node:util";
 import { writeFileSync } from "node:fs";
+import { AGENT_ENV } from "../contract/index.js";
 import { agentWorld, pgQuery, startRestored } from "../test/support/s3.js";
 import { PG_BIN, startTmpPostgres } from "../test/support/tmp-postgres.js";
 
@@ -98,11 +99,11 @@ async function main(): Promise<void> {
     const [size] = await pgQuery<{ b: string }>(primary.url, "SELECT sum(pg_database_size(datname))::text AS b FROM pg_database");
     const dbBytes = Number(size!.b);
     const env = w.env("bench-pg", {
-      KDR_ENGINE: "postgres",
-      KDR_TARGET_HOST: primary.host,
-      KDR_TARGET_PORT: String(primary.port),
-      KDR_TARGET_USER: "kdr_backup",
-      KDR_WAL_SWITCH_SECONDS: "2",
+      [AGENT_ENV.engine]: "postgres",
+      [AGENT_ENV.targetHost]: primary.host,
+      [AGENT_ENV.targetPort]: String(primary.port),
+      [AGENT_ENV.targetUser]: "kdr_backup",
+      [AGENT_ENV.walSwitchSeconds]: "2",
     });
     const upload = async (key: string, file: string) => {
       const up = new Upload({ client: w.bucket.client, params: { Bucket: w.bucket.bucket, Key: key, Body: createReadStream(file) }, partSize: 8 * 1024 * 1024, queueSize: 2 });

@@ -14,9 +14,10 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import type pg from "pg";
+import { AGENT_ENV } from "../contract/index.js";
 
 /** Env var that overrides where the migration files are read from. */
-export const MIGRATIONS_DIR_ENV = "KDR_MIGRATIONS_DIR";
+export const MIGRATIONS_DIR_ENV = AGENT_ENV.migrationsDir;
 /** Where the agent image copies the migrations. */
 export const IMAGE_MIGRATIONS_DIR = "/opt/kryonix-dr/catalog/migrations";
 /** Advisory lock key held while migrating ("kdr-migr" as ASCII). */
@@ -25,7 +26,7 @@ export const MIGRATION_LOCK_KEY = "7738889455958025842";
 const FILE_RE = /^(\d{3})_[a-z0-9_]+\.sql$/;
 
 export interface MigrateOptions {
-  /** Directory holding 001_*.sql ...; default: $KDR_MIGRATIONS_DIR, then catalog/migrations beside this file, then the image path. */
+  /** Directory holding 001_*.sql ...; default: the migrationsDir setting's env var, then catalog/migrations beside this file, then the image path. */
   dir?: string;
   /** Progress lines (one per applied file). */
   log?: (line: string) => void;

@@ -7,6 +7,7 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { UsageError, type Command } from "./command.js";
+import { TOOL_ENV } from "../contract/index.js";
 
 const COMMANDS_DIR = join(__dirname, "commands");
 
@@ -71,7 +72,7 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     process.stderr.write(`kryonix-dr ${name}: ${err instanceof Error ? err.message : String(err)}\n`);
-    if (process.env.KDR_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    if (process.env[TOOL_ENV.debug] && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
     return 1;
   }
 }

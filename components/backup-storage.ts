@@ -7,7 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as minio from "@pulumi/minio";
 import * as command from "@pulumi/command";
-import { BACKUP_CLASSES, LABELS, TIERS, objectPrefix, resticLockFiles, type BackupClass, type Engine, type Tier } from "../contract/index.js";
+import { BACKUP_CLASSES, LABELS, TIERS, TOOL_ENV, objectPrefix, resticLockFiles, type BackupClass, type Engine, type Tier } from "../contract/index.js";
 import { bucketArn, validateInput } from "./shared.js";
 
 export interface StorageService {
@@ -296,8 +296,8 @@ export class BackupStorage extends pulumi.ComponentResource {
         {
           create: pulumi.interpolate`node bin/kryonix-dr.mjs s3 put-default-retention --bucket ${bucket.bucket} --mode ${lockMode} --days ${days}`,
           environment: {
-            KDR_S3_ENDPOINT: args.endpoint,
-            KDR_S3_REGION: args.region,
+            [TOOL_ENV.s3Endpoint]: args.endpoint,
+            [TOOL_ENV.s3Region]: args.region,
             AWS_ACCESS_KEY_ID: pulumi.secret(args.adminAccessKey),
             AWS_SECRET_ACCESS_KEY: pulumi.secret(args.adminSecretKey),
           },

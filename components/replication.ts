@@ -12,12 +12,11 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import * as command from "@pulumi/command";
-import { AGENT_ENV, DEFAULT_METRICS_PORT, LABELS, SECRET_FILES } from "../contract/index.js";
+import { AGENT_ENV, DEFAULT_METRICS_PORT, LABELS, REPLICATION_MODES, SECRET_FILES, TOOL_ENV, type ReplicationMode } from "../contract/index.js";
 import { AGENT_BIN } from "./backup-sidecar.js";
 import { base64Secret, dockerLabels, secretFileName } from "./shared.js";
 
-export const REPLICATION_MODES = ["native", "replicator"] as const;
-export type ReplicationMode = (typeof REPLICATION_MODES)[number];
+export { REPLICATION_MODES, type ReplicationMode };
 
 export interface S3Access {
   /** Endpoint URL (for mc: scheme and host:port; for the replicator: as containers reach it). */
@@ -86,11 +85,11 @@ export class Replication extends pulumi.ComponentResource {
         const cmd = new command.local.Command(
           `${name}-${pair.tier}`,
           {
-            create: pulumi.interpolate`mc replicate add kdrsrc/${pair.source} --remote-bucket "$KDR_REPLICATION_TARGET" --replicate "existing-objects,metadata-sync" --priority 1`,
+            create: pulumi.interpolate`mc replicate add kdrsrc/${pair.source} --remote-bucket "$${TOOL_ENV.replicationTarget}" --replicate "existing-objects,metadata-sync" --priority 1`,
             delete: pulumi.interpolate`mc replicate rm --all --force kdrsrc/${pair.source}`,
             environment: {
               MC_HOST_kdrsrc: credentialUrl(args.source.endpoint, args.source.accessKey, args.source.secretKey),
-              KDR_REPLICATION_TARGET: pulumi
+              [TOOL_ENV.replicationTarget]: pulumi
                 .output(pair.target)
                 .apply((t) => credentialUrl(args.target.endpoint, args.target.accessKey, args.target.secretKey, `/${t}`)),
             },

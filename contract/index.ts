@@ -9,18 +9,17 @@
  * - Every credential and key travels as a Swarm secret mounted as a file (SECRET_FILES);
  *   never as an environment variable or a command-line argument.
  */
+import type { Tier } from "./enums.js";
+import { SETTINGS } from "./settings.js";
 
-/** Engines the agent knows how to back up and restore. */
-export const ENGINES = ["postgres", "redis", "volume"] as const;
-export type Engine = (typeof ENGINES)[number];
+export * from "./enums.js";
+export { AGENT_ENV, SETTINGS, TOOL_ENV, agentFlags, flagName, type SettingDef, type SettingKey, type SettingKind } from "./settings.js";
+
 
 /** Backup classes. Each is a key prefix with its own lifecycle rule. */
 export const BACKUP_CLASSES = ["full", "incremental", "wal", "logical", "restic"] as const;
 export type BackupClass = (typeof BACKUP_CLASSES)[number];
 
-/** Service tiers (the seed's RPO classes: critical 5 min, important 1 h, secondary 24 h). */
-export const TIERS = ["critical", "important", "secondary"] as const;
-export type Tier = (typeof TIERS)[number];
 
 /**
  * Defaults that program and agent both apply. The stack config falls back to these, and so does
@@ -31,86 +30,19 @@ export const TARGET_DEFAULTS = {
   /** The seed's RPO classes. */
   rpoSeconds: { critical: 5 * 60, important: 60 * 60, secondary: 24 * 60 * 60 } as Readonly<Record<Tier, number>>,
   /** The seed's P0 recovery target. */
-  rtoSeconds: 15 * 60,
+  rtoSeconds: SETTINGS.rtoSeconds.default,
   /** A forced WAL segment switch this often when there was activity (PostgreSQL RPO = this + the upload margin). */
-  walSwitchSeconds: 30,
-  retention: { fullDays: 30, incrementalDays: 7, walDays: 7 },
+  walSwitchSeconds: SETTINGS.walSwitchSeconds.default,
+  retention: { fullDays: SETTINGS.retentionFullDays.default, incrementalDays: SETTINGS.retentionIncrementalDays.default, walDays: SETTINGS.retentionWalDays.default },
   /** The tier a service without one gets. */
-  tier: "important" as Tier,
-} as const;
-
-/** Environment variable names the agent reads. */
-export const AGENT_ENV = {
-  /** Logical name of the protected service (catalog `service_name`, key prefix). */
-  service: "KDR_SERVICE",
-  /** One of ENGINES. */
-  engine: "KDR_ENGINE",
-  /** Catalog tenant id (UUID). */
-  tenantId: "KDR_TENANT_ID",
-  /** Tier of the protected service, one of TIERS. */
-  tier: "KDR_TIER",
-
-  /** Host and port of the protected service (postgres, redis). */
-  targetHost: "KDR_TARGET_HOST",
-  targetPort: "KDR_TARGET_PORT",
-  /** User the agent connects as (postgres: a REPLICATION role). */
-  targetUser: "KDR_TARGET_USER",
-  /** Path where the protected volume is mounted read-only (volume engine). */
-  volumePath: "KDR_VOLUME_PATH",
-  /** Shell commands run before/after a volume backup for application consistency. */
-  hookPre: "KDR_HOOK_PRE",
-  hookPost: "KDR_HOOK_POST",
-
-  /** S3 endpoint URL, region name and bucket of this service's backups. */
-  s3Endpoint: "KDR_S3_ENDPOINT",
-  s3Region: "KDR_S3_REGION",
-  s3Bucket: "KDR_S3_BUCKET",
-
-  /** Catalog PostgreSQL connection (password comes from SECRET_FILES.catalogPassword). */
-  catalogHost: "KDR_CATALOG_HOST",
-  catalogPort: "KDR_CATALOG_PORT",
-  catalogDatabase: "KDR_CATALOG_DATABASE",
-  catalogUser: "KDR_CATALOG_USER",
-
-  /** Cron expressions (croner syntax; 5 or 6 fields). Empty disables the schedule. */
-  scheduleFull: "KDR_SCHEDULE_FULL",
-  scheduleIncremental: "KDR_SCHEDULE_INCREMENTAL",
-  scheduleHealth: "KDR_SCHEDULE_HEALTH",
-  schedulePrune: "KDR_SCHEDULE_PRUNE",
-  scheduleDrill: "KDR_SCHEDULE_DRILL",
-
-  /** Targets, in seconds. */
-  rpoSeconds: "KDR_RPO_SECONDS",
-  rtoSeconds: "KDR_RTO_SECONDS",
-  /** PostgreSQL: force a WAL segment switch this often when there was activity (seconds). */
-  walSwitchSeconds: "KDR_WAL_SWITCH_SECONDS",
-
-  /** Retention in days per class. */
-  retentionFullDays: "KDR_RETENTION_FULL_DAYS",
-  retentionIncrementalDays: "KDR_RETENTION_INCREMENTAL_DAYS",
-  retentionWalDays: "KDR_RETENTION_WAL_DAYS",
-
-  /** Object-lock mode used on upload: GOVERNANCE or COMPLIANCE. */
-  lockMode: "KDR_LOCK_MODE",
-  /** Port of /healthz and /metrics in serve mode. */
-  metricsPort: "KDR_METRICS_PORT",
-  /** Where the agent keeps local working state (WAL spool); a volume, not the container layer. */
-  stateDir: "KDR_STATE_DIR",
-
-  /** cron mode: JSON array of {name, schedule, command: string[]} (command = agent argv). */
-  cronJobs: "KDR_CRON_JOBS",
-  /** replicate mode: where new object versions are copied to (credentials in SECRET_FILES.replica*). */
-  replicaEndpoint: "KDR_REPLICA_S3_ENDPOINT",
-  replicaRegion: "KDR_REPLICA_S3_REGION",
-  replicaBucket: "KDR_REPLICA_S3_BUCKET",
-  /** replicate mode: seconds between two passes over the source bucket. */
-  replicationIntervalSeconds: "KDR_REPLICATION_INTERVAL_SECONDS",
-  /** restore jobs: `latest`, an ISO timestamp, or a backup id (backup_management.backup_id). */
-  recoveryPoint: "KDR_RECOVERY_POINT",
+  tier: SETTINGS.tier.default as Tier,
+  /** The protected service's port when none is given. */
+  targetPort: { postgres: 5432, redis: 6379 } as Readonly<Record<"postgres" | "redis", number>>,
+  replicationIntervalSeconds: SETTINGS.replicationIntervalSeconds.default,
 } as const;
 
 /** Swarm secret file paths inside the containers. */
-export const SECRET_DIR = "/run/secrets";
+export const SECRET_DIR = SETTINGS.secretDir.default;
 export const SECRET_FILES = {
   s3AccessKey: `${SECRET_DIR}/kdr-s3-access-key`,
   s3SecretKey: `${SECRET_DIR}/kdr-s3-secret-key`,
@@ -128,7 +60,7 @@ export const SECRET_FILES = {
 } as const;
 
 /** Default port of the agent's /healthz and /metrics endpoints. */
-export const DEFAULT_METRICS_PORT = 9469;
+export const DEFAULT_METRICS_PORT = SETTINGS.metricsPort.default;
 
 /** Labels the components put on Swarm services; policies and the drill read them. */
 export const LABELS = {

@@ -22,8 +22,9 @@ import { forgetGeneratedSecrets } from "./local-stack.js";
 import { loadStackConfig, runStackProgram, type Registration, type ResourceHandler, type RunOptions } from "./program.js";
 import { MAPPINGS, packageOf, providerSettings, unsupported } from "./mappings/index.js";
 import type { DeployContext } from "./mappings/types.js";
+import { TOOL_ENV } from "../contract/index.js";
 
-export const DEPLOYMENTS_DIR = process.env.KDR_DEPLOYMENTS_DIR ?? "/var/lib/kryonix-dr/deployments";
+export const DEPLOYMENTS_DIR = process.env[TOOL_ENV.deploymentsDir] ?? "/var/lib/kryonix-dr/deployments";
 export const STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference";
 /** Label on every Docker object the deployer creates: which stack's deployment made it. */
 export const DEPLOYER_LABEL = "kryonix.dr.local-deployer.stack";
@@ -181,7 +182,7 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
       args.push("--config-file", configFile);
     }
     const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolvePromise, reject) => {
-      const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, KDR_DEPLOYMENTS_DIR: dir } });
+      const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, [TOOL_ENV.deploymentsDir]: dir } });
       let err = "";
       let partial = "";
       child.stderr.on("data", (d: Buffer) => {

@@ -4,9 +4,10 @@
  * repository hard-codes an address, a port or a credential of the local platform.
  */
 import { readFileSync, existsSync } from "node:fs";
+import { TOOL_ENV } from "../contract/index.js";
 
 /** Where platform-up.sh writes the facts (outside the checkout, so CI's fresh clone finds them). */
-export const PLATFORM_FILE = process.env.KDR_PLATFORM_FILE ?? "/var/lib/kryonix-dr/platform.json";
+export const PLATFORM_FILE = process.env[TOOL_ENV.platformFile] ?? "/var/lib/kryonix-dr/platform.json";
 
 export interface S3Region {
   /** Region name (also the S3 signing region). */

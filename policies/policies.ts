@@ -443,7 +443,7 @@ export const scheduleMeetsRpo = define<{ walMarginSeconds: number }>({
   description: "Each service's backup schedule or continuous mechanism can meet its declared RPO.",
   defaults: { walMarginSeconds: 30 },
   schema: {
-    walMarginSeconds: { type: "number", minimum: 0, description: "Time to ship a switched WAL segment, added to KDR_WAL_SWITCH_SECONDS." },
+    walMarginSeconds: { type: "number", minimum: 0, description: `Time to ship a switched WAL segment, added to ${AGENT_ENV.walSwitchSeconds}.` },
   },
   check(resources, cfg) {
     const out: Finding[] = [];

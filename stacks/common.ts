@@ -5,7 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as minio from "@pulumi/minio";
 import * as postgresql from "@pulumi/postgresql";
-import { AGENT_ENV, SECRET_FILES } from "../contract/index.js";
+import { AGENT_ENV, SECRET_FILES, agentFlags } from "../contract/index.js";
 import { BackupSidecar } from "../components/backup-sidecar.js";
 import type { BackupStorage, Credentials, StorageService } from "../components/backup-storage.js";
 import { CronJob, type CronJobEntry } from "../components/cron-job.js";
@@ -128,19 +128,19 @@ export function summarize(specs: Specs): ServiceSummary[] {
   return specs.services.map((s) => ({ name: s.name, engine: s.engine, tier: s.tier, rpoSeconds: s.rpoSeconds, rtoSeconds: s.rtoSeconds, retention: s.retention }));
 }
 
-/** A service's settings as agent flags (AGENT_ENV names in kebab case), for one cron job. */
+/** A service's settings as agent flags (from the settings table), for one cron job. */
 export function serviceFlags(s: ServiceSummary, bucket: string): string[] {
-  return [
-    "--service", s.name,
-    "--engine", s.engine,
-    "--tier", s.tier,
-    "--s3-bucket", bucket,
-    "--rpo-seconds", String(s.rpoSeconds),
-    "--rto-seconds", String(s.rtoSeconds),
-    "--retention-full-days", String(s.retention.fullDays),
-    "--retention-incremental-days", String(s.retention.incrementalDays),
-    "--retention-wal-days", String(s.retention.walDays),
-  ];
+  return agentFlags({
+    service: s.name,
+    engine: s.engine,
+    tier: s.tier,
+    s3Bucket: bucket,
+    rpoSeconds: s.rpoSeconds,
+    rtoSeconds: s.rtoSeconds,
+    retentionFullDays: s.retention.fullDays,
+    retentionIncrementalDays: s.retention.incrementalDays,
+    retentionWalDays: s.retention.walDays,
+  });
 }
 
 /** Where the drill cron restores to: its scratch volume, one directory per service. */

@@ -5,16 +5,13 @@
  * and the fix, so a bad `Pulumi.<stack>.yaml` fails at the stack entry, before any resource.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { DEFAULT_METRICS_PORT, ENGINES, TARGET_DEFAULTS, TIERS, type Engine, type Tier } from "../contract/index.js";
+import { DEFAULT_METRICS_PORT, ENGINES, LOCK_MODES, REPLICATION_MODES, TARGET_DEFAULTS, TIERS, type Engine, type LockMode, type ReplicationMode, type Tier } from "../contract/index.js";
+export { LOCK_MODES, REPLICATION_MODES, type LockMode, type ReplicationMode };
 import { worstGapSeconds } from "../contract/schedule.js";
 
 export const PROJECT = "kryonix-dr";
 export const ROLES = ["prod", "dr", "recovery", "local"] as const;
 export type Role = (typeof ROLES)[number];
-export const LOCK_MODES = ["GOVERNANCE", "COMPLIANCE"] as const;
-export type LockMode = (typeof LOCK_MODES)[number];
-export const REPLICATION_MODES = ["native", "replicator"] as const;
-export type ReplicationMode = (typeof REPLICATION_MODES)[number];
 export const REGION_KINDS = ["minio", "s3"] as const;
 export type RegionKind = (typeof REGION_KINDS)[number];
 export const REGIONS = ["primary", "dr"] as const;
@@ -39,7 +36,7 @@ export const DEFAULTS = {
   quotaGiB: { critical: 500, important: 200, secondary: 100 } as Record<Tier, number>,
   sidecar: { cpus: 0.5, memoryMiB: 512 },
   monitoring: { replicationLagSeconds: 900, failedRunsPerDay: 1, rpoWarningRatio: 0.8 },
-  replicationIntervalSeconds: 30,
+  replicationIntervalSeconds: TARGET_DEFAULTS.replicationIntervalSeconds,
 } as const;
 
 /** Rejected config. The message names the key (`kryonix-dr:...`) and how to fix it. */
@@ -425,7 +422,7 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
     if (engine === "volume" && !s.volume && role !== "local" && role !== "recovery") {
       issues.add(`${key}.volume`, `service "${s.name}" uses the volume engine and needs the Docker volume that holds its data: set ${key}.volume`);
     }
-    const defaultPort = engine === "postgres" ? 5432 : engine === "redis" ? 6379 : undefined;
+    const defaultPort = engine === "volume" ? undefined : TARGET_DEFAULTS.targetPort[engine];
     const passwordKey = engine === "postgres" || (engine === "redis" && presentKeys.has(SECRET.targetPassword(s.name))) ? SECRET.targetPassword(s.name) : undefined;
     services.push({
       name: s.name,

@@ -24,7 +24,7 @@ import { Progress, log } from "../storage/progress.js";
 import type { Storage, Lock } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
 import type { BackupContext, EngineResult } from "./types.js";
-import { objectPrefix } from "../../contract/index.js";
+import { AGENT_ENV, objectPrefix } from "../../contract/index.js";
 
 export function pgEnv(s: Settings): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
@@ -47,7 +47,7 @@ export async function pgConnect(s: Settings, database = "postgres"): Promise<pg.
   try {
     await c.connect();
   } catch (e) {
-    throw new ConfigError(`cannot connect to PostgreSQL ${env.PGUSER}@${env.PGHOST}:${env.PGPORT}/${database}: ${(e as Error).message}. Check KDR_TARGET_HOST/PORT/USER and the kdr-target-password secret.`);
+    throw new ConfigError(`cannot connect to PostgreSQL ${env.PGUSER}@${env.PGHOST}:${env.PGPORT}/${database}: ${(e as Error).message}. Check ${AGENT_ENV.targetHost}, ${AGENT_ENV.targetPort}, ${AGENT_ENV.targetUser} and the kdr-target-password secret.`);
   }
   return c;
 }
@@ -79,9 +79,8 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
   // after it until pg_receivewal (serve, or the next incremental run) has streamed it.
   await ensureSlot(ctx.settings, slotName(ctx.service));
   const started = new Date();
-  // KDR_PG_MAX_RATE (e.g. 50M): pg_basebackup's --max-rate, to bound the load on the primary.
-  const maxRate = process.env.KDR_PG_MAX_RATE;
-  if (maxRate && !/^\d+[kM]?$/.test(maxRate)) throw new ConfigError(`KDR_PG_MAX_RATE='${maxRate}' is not a rate: give kB/s as a number, optionally with k or M, e.g. 50M.`);
+  // pgMaxRate (e.g. 50M, checked by the settings table): pg_basebackup's --max-rate, to bound the load on the primary.
+  const maxRate = ctx.settings.get("pgMaxRate");
   const bb = spawnTool(
     "pg_basebackup",
     // -X fetch: the WAL needed to make the base consistent goes inside base.tar, so a base is

@@ -23,7 +23,7 @@ import { m } from "../metrics.js";
 import { spawnTool } from "../storage/pipeline.js";
 import { log } from "../storage/progress.js";
 import type { Lock, Storage } from "../storage/s3.js";
-import { objectPrefix, RESTIC_DESCRIPTOR, resticGeneration, resticRepoPrefix } from "../../contract/index.js";
+import { AGENT_ENV, objectPrefix, RESTIC_DESCRIPTOR, resticGeneration, resticRepoPrefix } from "../../contract/index.js";
 import type pg from "pg";
 import path from "node:path";
 
@@ -211,7 +211,7 @@ export async function writableRepo(s: Settings, c: pg.Client, storage: Storage, 
       const d = await readDescriptor(storage, prefix);
       if (d && (d.service !== service || d.tenantId !== tenantId)) {
         throw new ConfigError(
-          `${prefix} holds the restic repository of service '${d.service}' (tenant ${d.tenantId}), not of '${service}' (tenant ${tenantId}): check KDR_SERVICE, KDR_TENANT_ID and KDR_S3_BUCKET. Nothing was written.`,
+          `${prefix} holds the restic repository of service '${d.service}' (tenant ${d.tenantId}), not of '${service}' (tenant ${tenantId}): check ${AGENT_ENV.service}, ${AGENT_ENV.tenantId} and ${AGENT_ENV.s3Bucket}. Nothing was written.`,
         );
       }
       try {

@@ -2,10 +2,11 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
+import { AGENT_ENV } from "../../contract/index.js";
 
 /** PATH with PostgreSQL's versioned bin dir first (Debian puts pg_verifybackup only there). */
 export function toolPath(env: NodeJS.ProcessEnv = process.env): string {
-  const dirs = [env.KDR_PG_BIN, "/usr/lib/postgresql/15/bin"].filter((d): d is string => !!d && existsSync(d));
+  const dirs = [env[AGENT_ENV.pgBin], "/usr/lib/postgresql/15/bin"].filter((d): d is string => !!d && existsSync(d));
   return [...dirs, env.PATH ?? "/usr/bin:/bin"].join(path.delimiter);
 }
 

@@ -7,6 +7,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { AGENT_ENV } from "../../contract/index.js";
 import { ConfigError, type Settings } from "../config.js";
 import { log } from "../storage/progress.js";
 import type { Storage } from "../storage/s3.js";
@@ -19,7 +20,7 @@ function runHook(s: Settings, which: "hookPre" | "hookPost"): void {
   if (!cmd) return;
   log(`hook ${which === "hookPre" ? "pre" : "post"}: ${cmd}`);
   const r = spawnSync("/bin/sh", ["-c", cmd], { stdio: ["ignore", "inherit", "inherit"], timeout: 600_000 });
-  if (r.status !== 0) throw new Error(`${which === "hookPre" ? "KDR_HOOK_PRE" : "KDR_HOOK_POST"} command failed (exit ${r.status}): ${cmd}`);
+  if (r.status !== 0) throw new Error(`${AGENT_ENV[which]} command failed (exit ${r.status}): ${cmd}`);
 }
 
 interface ResticSummary {
@@ -38,14 +39,14 @@ interface ResticSummary {
  */
 export function emptyVolumeReason(s: Settings): string | undefined {
   const volume = s.require("volumePath");
-  if (!existsSync(volume)) throw new ConfigError(`KDR_VOLUME_PATH=${volume} does not exist: mount the protected volume there (read-only is enough).`);
+  if (!existsSync(volume)) throw new ConfigError(`${AGENT_ENV.volumePath}=${volume} does not exist: mount the protected volume there (read-only is enough).`);
   return readdirSync(volume).length === 0 ? `${volume} is empty: nothing to back up (restic cannot snapshot an empty tree); no backup was recorded` : undefined;
 }
 
 export async function backup(ctx: BackupContext, type: "full" | "incremental", repo: ActiveRepo): Promise<EngineResult> {
   const s = ctx.settings;
   const volume = s.require("volumePath");
-  if (!existsSync(volume)) throw new ConfigError(`KDR_VOLUME_PATH=${volume} does not exist: mount the protected volume there (read-only is enough).`);
+  if (!existsSync(volume)) throw new ConfigError(`${AGENT_ENV.volumePath}=${volume} does not exist: mount the protected volume there (read-only is enough).`);
   const at = new Date();
   runHook(s, "hookPre");
   let summary: ResticSummary | undefined;

@@ -16,6 +16,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import type { Readable } from "node:stream";
+import { AGENT_ENV } from "../../contract/index.js";
 import { ConfigError, type Settings } from "../config.js";
 
 export interface ObjectRef {
@@ -78,7 +79,7 @@ export class Storage {
     try {
       new URL(endpoint);
     } catch {
-      throw new ConfigError(`KDR_S3_ENDPOINT='${endpoint}' is not a URL: give e.g. http://10.0.0.5:7480.`);
+      throw new ConfigError(`${AGENT_ENV.s3Endpoint}='${endpoint}' is not a URL: give e.g. http://10.0.0.5:7480.`);
     }
     return new Storage(s.require("s3Bucket"), endpoint, s.get("s3Region") ?? "us-east-1", s.secret("s3AccessKey"), s.secret("s3SecretKey"));
   }

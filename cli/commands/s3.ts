@@ -6,25 +6,26 @@
  */
 import { S3Client, PutObjectLockConfigurationCommand } from "@aws-sdk/client-s3";
 import { parseFlags, required, UsageError, type Command } from "../command.js";
+import { TOOL_ENV } from "../../contract/index.js";
 
 const USAGE = `Usage: kryonix-dr s3 put-default-retention --bucket <name> --mode GOVERNANCE|COMPLIANCE --days <n>
 
 Sets the bucket's default object-lock retention (the bucket must have object locking enabled).
 Environment:
-  KDR_S3_ENDPOINT        S3 endpoint URL (required)
-  KDR_S3_REGION          signing region (default us-east-1)
+  ${TOOL_ENV.s3Endpoint.padEnd(22)} S3 endpoint URL (required)
+  ${TOOL_ENV.s3Region.padEnd(22)} signing region (default us-east-1)
   AWS_ACCESS_KEY_ID      credentials of a user allowed to configure the bucket
   AWS_SECRET_ACCESS_KEY`;
 
-/** Builds an S3 client from the KDR_S3_* and AWS_* environment, naming what is missing. */
+/** Builds an S3 client from the TOOL_ENV S3 names and the AWS_* environment, naming what is missing. */
 export function s3ClientFromEnv(env: NodeJS.ProcessEnv = process.env): S3Client {
-  const missing = ["KDR_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"].filter((k) => !env[k]);
+  const missing = [TOOL_ENV.s3Endpoint, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"].filter((k) => !env[k]);
   if (missing.length > 0) {
     throw new Error(`Missing environment variable(s) ${missing.join(", ")}: set them to the S3 endpoint and credentials.`);
   }
   return new S3Client({
-    endpoint: env.KDR_S3_ENDPOINT,
-    region: env.KDR_S3_REGION || "us-east-1",
+    endpoint: env[TOOL_ENV.s3Endpoint],
+    region: env[TOOL_ENV.s3Region] || "us-east-1",
     forcePathStyle: true,
     credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! },
   });
@@ -78,7 +79,7 @@ export const command: Command = {
       const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
       const detail = e.message && e.message !== "UnknownError" ? `: ${e.message}` : "";
       throw new Error(
-        `PutObjectLockConfiguration on bucket ${bucket} at ${process.env.KDR_S3_ENDPOINT} failed: ${e.name} (HTTP ${e.$metadata?.httpStatusCode ?? "?"})${detail}. The bucket must exist with object locking enabled, and the credentials must be allowed to configure it.`,
+        `PutObjectLockConfiguration on bucket ${bucket} at ${process.env[TOOL_ENV.s3Endpoint]} failed: ${e.name} (HTTP ${e.$metadata?.httpStatusCode ?? "?"})${detail}. The bucket must exist with object locking enabled, and the credentials must be allowed to configure it.`,
       );
     } finally {
       client.destroy();

@@ -1,0 +1,108 @@
+/**
+ * Every setting of the agent, in one table: its env name, its flag, its kind, its default and a
+ * line of doc. The components build containers' env and argv from it (AGENT_ENV, agentFlags),
+ * the agent parses and checks it once (agent/config.ts) and prints its --help from it. A
+ * setting, a default or a name that is not here does not exist. (pgBackRest keeps its options
+ * the same way, for the same reason: a second copy drifts.)
+ */
+
+/** How a value is checked when the agent reads it. */
+export type SettingKind = "text" | "name" | "uuid" | "url" | "port" | "seconds" | "days" | "cron" | "enum" | "path" | "json" | "rate";
+
+export interface SettingDef {
+  readonly env: string;
+  readonly kind: SettingKind;
+  readonly doc: string;
+  /** Used when the setting is unset. Absent: no default (required where it is needed). */
+  readonly default?: string | number;
+  /** enum: the accepted values. */
+  readonly values?: readonly string[];
+}
+
+import { ENGINES, LOCK_MODES, TIERS } from "./enums.js";
+
+export const SETTINGS = {
+  service: { env: "KDR_SERVICE", kind: "name", doc: "logical name of the protected service (catalog service_name, object key prefix)" },
+  engine: { env: "KDR_ENGINE", kind: "enum", values: ENGINES, doc: "how the service is backed up" },
+  tenantId: { env: "KDR_TENANT_ID", kind: "uuid", doc: "catalog tenant id" },
+  tier: { env: "KDR_TIER", kind: "enum", values: TIERS, default: "important", doc: "the service's tier (its default RPO: critical 5 min, important 1 h, secondary 24 h)" },
+
+  targetHost: { env: "KDR_TARGET_HOST", kind: "text", doc: "host of the protected service (postgres, redis)" },
+  targetPort: { env: "KDR_TARGET_PORT", kind: "port", doc: "port of the protected service (default by engine: postgres 5432, redis 6379)" },
+  targetUser: { env: "KDR_TARGET_USER", kind: "text", doc: "user the agent connects as (postgres: a REPLICATION role)" },
+  volumePath: { env: "KDR_VOLUME_PATH", kind: "path", doc: "where the protected volume is mounted, read-only (volume engine)" },
+  hookPre: { env: "KDR_HOOK_PRE", kind: "text", doc: "shell command run before a volume backup (application consistency)" },
+  hookPost: { env: "KDR_HOOK_POST", kind: "text", doc: "shell command run after a volume backup, also when it failed" },
+
+  s3Endpoint: { env: "KDR_S3_ENDPOINT", kind: "url", doc: "S3 endpoint URL of this service's backups" },
+  s3Region: { env: "KDR_S3_REGION", kind: "text", default: "us-east-1", doc: "S3 signing region" },
+  s3Bucket: { env: "KDR_S3_BUCKET", kind: "text", doc: "bucket of this service's tier" },
+
+  catalogHost: { env: "KDR_CATALOG_HOST", kind: "text", doc: "catalog PostgreSQL host (password: secret kdr-catalog-password)" },
+  catalogPort: { env: "KDR_CATALOG_PORT", kind: "port", default: 5432, doc: "catalog PostgreSQL port" },
+  catalogDatabase: { env: "KDR_CATALOG_DATABASE", kind: "text", default: "kryonix_dr", doc: "catalog database" },
+  catalogUser: { env: "KDR_CATALOG_USER", kind: "text", doc: "catalog login (a member of kryonix_dr_writer)" },
+
+  scheduleFull: { env: "KDR_SCHEDULE_FULL", kind: "cron", doc: "full backups (croner, 5 or 6 fields; empty: none)" },
+  scheduleIncremental: { env: "KDR_SCHEDULE_INCREMENTAL", kind: "cron", doc: "incremental backups (Redis: a whole RDB snapshot each time)" },
+  scheduleHealth: { env: "KDR_SCHEDULE_HEALTH", kind: "cron", doc: "freshness checks in the sidecar" },
+  schedulePrune: { env: "KDR_SCHEDULE_PRUNE", kind: "cron", doc: "retention runs in the sidecar" },
+  scheduleDrill: { env: "KDR_SCHEDULE_DRILL", kind: "cron", doc: "restore drills" },
+
+  rpoSeconds: { env: "KDR_RPO_SECONDS", kind: "seconds", doc: "RPO target (default: the tier's)" },
+  rtoSeconds: { env: "KDR_RTO_SECONDS", kind: "seconds", default: 15 * 60, doc: "RTO target (the seed's P0: 15 min)" },
+  walSwitchSeconds: { env: "KDR_WAL_SWITCH_SECONDS", kind: "seconds", default: 30, doc: "PostgreSQL: force a WAL segment switch this often when there was activity" },
+
+  retentionFullDays: { env: "KDR_RETENTION_FULL_DAYS", kind: "days", default: 30, doc: "days a full backup is kept (and locked)" },
+  retentionIncrementalDays: { env: "KDR_RETENTION_INCREMENTAL_DAYS", kind: "days", default: 7, doc: "days an incremental backup is kept (and locked)" },
+  retentionWalDays: { env: "KDR_RETENTION_WAL_DAYS", kind: "days", default: 7, doc: "days archived WAL is kept (and locked)" },
+
+  lockMode: { env: "KDR_LOCK_MODE", kind: "enum", values: LOCK_MODES, doc: "object-lock mode on upload (unset: the bucket's default retention)" },
+  metricsPort: { env: "KDR_METRICS_PORT", kind: "port", default: 9469, doc: "port of /healthz and /metrics (serve, cron, replicate)" },
+  stateDir: { env: "KDR_STATE_DIR", kind: "path", default: "/var/lib/kdr-agent", doc: "local working state (WAL spool, restic cache, locks): a volume, not the container layer" },
+  secretDir: { env: "KDR_SECRET_DIR", kind: "path", default: "/run/secrets", doc: "where the secret files are (Swarm mounts them at /run/secrets)" },
+
+  cronJobs: { env: "KDR_CRON_JOBS", kind: "json", doc: "cron mode: JSON array of {name, schedule, command: [agent args]}" },
+  replicaEndpoint: { env: "KDR_REPLICA_S3_ENDPOINT", kind: "url", doc: "replicate mode: S3 endpoint of the DR copy (credentials: secrets kdr-replica-s3-*)" },
+  replicaRegion: { env: "KDR_REPLICA_S3_REGION", kind: "text", default: "us-east-1", doc: "replicate mode: signing region of the DR copy" },
+  replicaBucket: { env: "KDR_REPLICA_S3_BUCKET", kind: "text", doc: "replicate mode: the DR bucket" },
+  replicationIntervalSeconds: { env: "KDR_REPLICATION_INTERVAL_SECONDS", kind: "seconds", default: 30, doc: "replicate mode: seconds between two passes over the source bucket" },
+  recoveryPoint: { env: "KDR_RECOVERY_POINT", kind: "text", doc: "restore jobs: latest, an ISO time, or a backup id" },
+
+  pgMaxRate: { env: "KDR_PG_MAX_RATE", kind: "rate", doc: "pg_basebackup --max-rate (kB/s, optionally k or M, e.g. 50M)" },
+  pgBin: { env: "KDR_PG_BIN", kind: "path", doc: "extra directory searched first for PostgreSQL tools" },
+  migrationsDir: { env: "KDR_MIGRATIONS_DIR", kind: "path", doc: "where `migrate` finds the catalog migrations (default: the image's)" },
+} as const satisfies Record<string, SettingDef>;
+
+export type SettingKey = keyof typeof SETTINGS;
+
+/** `--target-host` for `targetHost`. */
+export const flagName = (key: string): string => "--" + key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+
+/** The env names, by key: what components write and the agent reads. */
+export const AGENT_ENV = Object.freeze(Object.fromEntries(Object.entries(SETTINGS).map(([k, d]) => [k, d.env]))) as {
+  readonly [K in SettingKey]: (typeof SETTINGS)[K]["env"];
+};
+
+/** Agent argv flags for some settings (a cron job's command line), in the table's order. */
+export function agentFlags(values: Partial<Record<SettingKey, string | number>>): string[] {
+  return (Object.keys(SETTINGS) as SettingKey[]).flatMap((k) => (values[k] === undefined ? [] : [flagName(k), String(values[k])]));
+}
+
+/**
+ * Env names of the host-side tools (the kryonix-dr CLI and the local deployer), not of the
+ * agent, kept here so that no KDR_ name is spelled anywhere else.
+ */
+export const TOOL_ENV = {
+  /** CLI: print stacks with errors. */
+  debug: "KDR_DEBUG",
+  /** Local deployer: where deployment state lives. */
+  deploymentsDir: "KDR_DEPLOYMENTS_DIR",
+  /** Local platform facts (scripts/platform-up.sh writes them). */
+  platformFile: "KDR_PLATFORM_FILE",
+  /** `kryonix-dr s3`: the endpoint and region (keys from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY). */
+  s3Endpoint: "KDR_S3_ENDPOINT",
+  s3Region: "KDR_S3_REGION",
+  /** MinIO replication command: the remote target URL (a secret, so never on the command line). */
+  replicationTarget: "KDR_REPLICATION_TARGET",
+} as const;
