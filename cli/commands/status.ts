@@ -224,11 +224,10 @@ function recoveryStatus(r: cat.RecoveryLogRow): RecoveryStatus {
 export async function statusReport(db: cat.Db, opts: { tenantId?: string; maxAgeSeconds?: number; recoveries?: number } = {}): Promise<StatusReport> {
   const now = (await db.query<{ now: Date }>("SELECT now() AS now")).rows[0]!.now;
   const maxAge = opts.maxAgeSeconds ?? null;
-  const [summaries, health, repos] = await Promise.all([
-    cat.serviceBackupSummaries(db, { tenantId: opts.tenantId }),
-    cat.serviceHealth(db, { tenantId: opts.tenantId }),
-    listResticRepositories(db, { tenantId: opts.tenantId }),
-  ]);
+  // One after another: a pg.Client runs one query at a time (and warns when handed two).
+  const summaries = await cat.serviceBackupSummaries(db, { tenantId: opts.tenantId });
+  const health = await cat.serviceHealth(db, { tenantId: opts.tenantId });
+  const repos = await listResticRepositories(db, { tenantId: opts.tenantId });
   const healthOf = new Map(health.map((h) => [`${h.tenantId}/${h.serviceName}`, h]));
   const tenantIds = [...new Set(summaries.map((s) => s.tenantId))];
   if (opts.tenantId && !tenantIds.includes(opts.tenantId)) tenantIds.push(opts.tenantId);

@@ -98,5 +98,5 @@ describe("agent: postgres RPO under continuous writes", () => {
     } finally {
       srv.stop();
     }
-  });
+  }, 180_000); // 40 s of writes, the kill, the restore and a server start: ~55 s on an idle 2-core VM, so the 60 s default left no margin
 });
