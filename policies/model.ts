@@ -113,6 +113,8 @@ export interface ServiceView {
   args: unknown[];
   commands: unknown[];
   mounts: Mount[];
+  /** Swarm placement constraints (taskSpec.placement.constraints). */
+  constraints: string[];
   /** The logical name other services refer to it by (LABELS.service, else its name). */
   logicalName: string;
   role?: string;
@@ -137,6 +139,7 @@ export function serviceView(r: PlannedResource): ServiceView {
       const o = obj(m) ?? {};
       return { type: str(o.type) ?? "", source: str(o.source), target: str(o.target) };
     }),
+    constraints: arr(obj(taskSpec?.placement)?.constraints).filter((c): c is string => typeof c === "string"),
     logicalName: labels[LABELS.service] ?? name,
     role: labels[LABELS.role],
   };

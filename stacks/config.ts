@@ -418,6 +418,14 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
           : `set ${key}.schedules.incremental to run at least every ${rpoSeconds} s (e.g. "*/${Math.max(1, Math.floor(rpoSeconds / 60))} * * * *"; the shortest configured interval is ${achievable} s)`;
       issues.add(`${key}.rpoSeconds`, `RPO target ${rpoSeconds} s of "${s.name}" (tier ${tier}) cannot be met: ${fix}, or raise rpoSeconds / choose another tier`);
     }
+    // A local volume lives on one node. Without a constraint the service (after a reschedule)
+    // and its sidecar can each run on a node where the volume is empty.
+    if (engine === "volume" && (s.placement ?? []).length === 0) {
+      issues.add(
+        `${key}.placement`,
+        `service "${s.name}" keeps its data on a volume, which lives on one node: pin the service and its backup sidecar to it, e.g. ["node.labels.kryonix.${s.name} == true"] with that label on the node that holds the data`,
+      );
+    }
     // local and recovery declare their services, and with them the volumes.
     if (engine === "volume" && !s.volume && role !== "local" && role !== "recovery") {
       issues.add(`${key}.volume`, `service "${s.name}" uses the volume engine and needs the Docker volume that holds its data: set ${key}.volume`);

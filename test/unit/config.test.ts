@@ -28,7 +28,7 @@ function base(): RawConfig {
     catalog: { host: "catalog.example" },
     services: [
       { name: "pg", engine: "postgres", tier: "critical" },
-      { name: "files", engine: "volume", tier: "secondary", volume: "files_data" },
+      { name: "files", engine: "volume", tier: "secondary", volume: "files_data", placement: ["node.labels.kryonix.files == true"] },
     ],
   };
 }
@@ -174,6 +174,14 @@ describe("parseSpecs rejects bad config with the key and the fix", () => {
     const s3 = base();
     s3.regions!.primary!.kind = "s3";
     expect(errorOf(s3)).toContain('kryonix-dr:replication.mode: "native" needs MinIO on the primary region');
+  });
+
+  it("a volume service without a placement constraint (its data lives on one node)", () => {
+    const raw = base();
+    delete raw.services![1]!.placement;
+    expect(errorOf(raw)).toContain(
+      'kryonix-dr:services[1].placement: service "files" keeps its data on a volume, which lives on one node: pin the service and its backup sidecar to it, e.g. ["node.labels.kryonix.files == true"]',
+    );
   });
 
   it("keeps the seed's numbers as the defaults", () => {

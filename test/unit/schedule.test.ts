@@ -55,7 +55,7 @@ describe("config validation and the schedule policy agree", () => {
       stack: "prod",
       regions: { primary: { name: "r1", endpoint: "https://s3.one.example:9000" }, dr: { name: "r2", endpoint: "https://s3.two.example:9000" } },
       catalog: { host: "catalog.example" },
-      services: [{ name: "grafana", engine: "volume", tier: "secondary", volume: "grafana-data", schedules: { full, incremental }, rpoSeconds }],
+      services: [{ name: "grafana", engine: "volume", tier: "secondary", volume: "grafana-data", placement: ["node.labels.kryonix.grafana == true"], schedules: { full, incremental }, rpoSeconds }],
     };
     try {
       parseSpecs(raw, secrets);

@@ -39,7 +39,7 @@ export function labels(m: Record<string, string>): Array<{ label: string; value:
 /** A protected (application) service, as the local/recovery stacks declare them. */
 export function appService(
   name: string,
-  opts: { image: string; volume?: string; dataPath?: string; labels?: Record<string, string>; env?: Record<string, unknown>; args?: string[] },
+  opts: { image: string; volume?: string; dataPath?: string; labels?: Record<string, string>; env?: Record<string, unknown>; args?: string[]; placement?: string[] },
 ): PlannedResource {
   return res(T.service, `${name}-service`, {
     name,
@@ -54,6 +54,7 @@ export function appService(
         secrets: [],
       },
       restartPolicy: { condition: "any" },
+      ...(opts.placement ? { placement: { constraints: opts.placement } } : {}),
     },
   });
 }
@@ -70,6 +71,7 @@ export interface SidecarOpts {
   rtoSeconds?: number;
   walSwitchSeconds?: number;
   volume?: string;
+  placement?: string[];
 }
 
 /** A BackupSidecar component and its children, as components/backup-sidecar.ts declares them. */
@@ -135,6 +137,7 @@ export function sidecar(o: SidecarOpts): PlannedResource[] {
             mounts,
           },
           restartPolicy: { condition: "any", delay: "10s" },
+          ...(o.placement ? { placement: { constraints: o.placement } } : {}),
         },
       },
       parent,
@@ -254,6 +257,9 @@ export function replicator(bucket: string): PlannedResource {
  * (secondary), each with its sidecar; a stateless Traefik; storage; a replicator for the
  * critical bucket.
  */
+/** Where the compliant plan's volume service and its sidecar both run. */
+export const GRAFANA_NODE = "node.labels.kryonix.grafana == true";
+
 export function compliantPlan(): PlannedResource[] {
   const bucket = (tier: string) => `kryonix-backups-${tier}`;
   return [
@@ -267,8 +273,8 @@ export function compliantPlan(): PlannedResource[] {
     ...sidecar({ service: "postgres", engine: "postgres", tier: "critical", bucket: bucket("critical"), rpoSeconds: 300 }),
     appService("redis", { image: "kryonix-dr/redis:7", volume: "redisdata", args: ["--appendonly", "yes", "--port", "6379"] }),
     ...sidecar({ service: "redis", engine: "redis", tier: "important", bucket: bucket("important"), incremental: "*/30 * * * *", rpoSeconds: 3600 }),
-    appService("grafana", { image: "grafana/grafana:10.4.2", volume: "grafana-data", dataPath: "/var/lib/grafana" }),
-    ...sidecar({ service: "grafana", engine: "volume", tier: "secondary", bucket: bucket("secondary"), volume: "grafana-data", incremental: "", rpoSeconds: 86400, rtoSeconds: 3600 }),
+    appService("grafana", { image: "grafana/grafana:10.4.2", volume: "grafana-data", dataPath: "/var/lib/grafana", placement: [GRAFANA_NODE] }),
+    ...sidecar({ service: "grafana", engine: "volume", tier: "secondary", bucket: bucket("secondary"), volume: "grafana-data", incremental: "", rpoSeconds: 86400, rtoSeconds: 3600, placement: [GRAFANA_NODE] }),
     appService("traefik", { image: "traefik:v2.11", args: ["--providers.docker.swarmMode=true", "--entrypoints.web.address=:80"] }),
     ...storage("kryonix-backups", [
       { name: "postgres", tier: "critical", engine: "postgres" },

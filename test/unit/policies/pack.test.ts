@@ -106,12 +106,12 @@ function configure(levels: Record<string, AnalyzerPb.EnforcementLevel>): Promise
 }
 
 describe("the PolicyPack served over gRPC", () => {
-  it("describes the ten policies, mandatory, with their config schemas", async () => {
+  it("describes the eleven policies, mandatory, with their config schemas", async () => {
     const info = await new Promise<AnalyzerPb.AnalyzerInfo>((res, rej) => client.getAnalyzerInfo(new Empty(), (err, r) => (err ? rej(err) : res(r))));
     expect(info.getName()).toBe("kryonix-dr");
     expect(info.getVersion()).toBe("0.1.0");
     const policies = info.getPoliciesList();
-    expect(policies).toHaveLength(10);
+    expect(policies).toHaveLength(11);
     for (const p of policies) expect(p.getEnforcementlevel()).toBe(pb.EnforcementLevel.MANDATORY);
     const sidecar = policies.find((p) => p.getName() === "stateful-service-has-backup-sidecar")!;
     expect(Object.keys(sidecar.getConfigschema()!.getProperties()!.toJavaScript()).sort()).toEqual(["engines", "exclude", "statefulMountTypes"]);

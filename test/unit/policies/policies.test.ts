@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { AGENT_ENV, LABELS } from "../../../contract/index.js";
 import { evaluatePolicies, hasMandatory, policies, readPolicyConfig, type EvaluateConfig, type PlannedResource, type Violation } from "../../../policies/evaluate.js";
-import { appService, compliantPlan, containerSpec, copy, envOf, find, minioProvider, SECRET, setLabel, sidecar, storage, T, without } from "./fixtures.js";
+import { appService, compliantPlan, containerSpec, copy, envOf, find, GRAFANA_NODE, minioProvider, SECRET, setLabel, sidecar, storage, T, without } from "./fixtures.js";
 
 /**
  * The prod stack's shape: the same bucket names in a primary and a DR region, behind two minio
@@ -44,7 +44,7 @@ describe("the compliant plan", () => {
     expect(run(compliantPlan())).toEqual([]);
   });
 
-  it("has ten policies, each mandatory by default with a config schema", () => {
+  it("has eleven policies, each mandatory by default with a config schema", () => {
     expect(policies.map((p) => p.name)).toEqual([
       "stateful-service-has-backup-sidecar",
       "backup-bucket-private-versioned-locked",
@@ -56,6 +56,7 @@ describe("the compliant plan", () => {
       "sidecar-cannot-delete-backups",
       "no-public-bucket-policy",
       "protected-service-declares-rpo-rto",
+      "volume-sidecar-on-the-data-node",
     ]);
     for (const p of policies) {
       expect(p.enforcementLevel).toBe("mandatory");
@@ -771,5 +772,42 @@ describe("fixtures", () => {
   it("sidecar() declares a service that protects its target", () => {
     const svc = sidecar({ service: "x", engine: "redis", tier: "secondary", bucket: "b" }).find((r) => r.type === T.service)!;
     expect(JSON.stringify(svc.inputs.labels)).toContain(`"${LABELS.protects}","value":"x"`);
+  });
+});
+
+describe("volume-sidecar-on-the-data-node", () => {
+  const P = "volume-sidecar-on-the-data-node";
+  const placement = (plan: PlannedResource[], name: string) => (find(plan, T.service, name).inputs.taskSpec as Record<string, unknown>);
+
+  it("passes a volume sidecar pinned like its service", () => {
+    expect(of(P, compliantPlan())).toEqual([]);
+  });
+
+  it("flags a volume sidecar with no placement constraint", () => {
+    const plan = copy(compliantPlan());
+    delete placement(plan, "grafana-sidecar-service").placement;
+    const v = of(P, plan);
+    expect(v).toHaveLength(1);
+    expect(v[0]!.message).toContain('Backup sidecar "grafana-sidecar-service" ');
+    expect(v[0]!.message).toContain("has no placement constraint: on a multi-node swarm it can start on a node where its volume is empty");
+    expect(v[0]!.message).toContain('Fix: set kryonix-dr:services[].placement of "grafana" (e.g. ["node.labels.kryonix.grafana == true"]');
+  });
+
+  it("flags a sidecar pinned elsewhere than its service", () => {
+    const plan = copy(compliantPlan());
+    placement(plan, "grafana-sidecar-service").placement = { constraints: ["node.role == manager"] };
+    expect(of(P, plan)[0]!.message).toContain(`lacks the protected service's placement constraint(s) "${GRAFANA_NODE}"`);
+  });
+
+  it("flags an unpinned protected service, whose data is wherever it last ran", () => {
+    const plan = copy(compliantPlan());
+    delete placement(plan, "grafana-service").placement;
+    expect(of(P, plan)[0]!.message).toContain('Protected service "grafana" (docker:index/service:Service "grafana-service") keeps its data on a volume but has no placement constraint');
+  });
+
+  it("leaves database sidecars alone (they reach their service over the network)", () => {
+    const plan = copy(compliantPlan());
+    delete placement(plan, "postgres-sidecar-service").placement;
+    expect(of(P, plan)).toEqual([]);
   });
 });
