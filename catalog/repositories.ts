@@ -3,7 +3,7 @@
  * generation is written to, the key restic must open it with, and which generations failed and
  * why. Shared by the agent (which writes it) and `kryonix-dr status` (which reports it).
  */
-import type { Db } from "./queries.js";
+import type { Db } from "./types.js";
 
 export interface ResticRepositoryRow {
   tenantId: string;

@@ -1,0 +1,67 @@
+/** Internal helpers of the query files: column lists, row mapping and input checks. */
+import { CatalogError } from "./types.js";
+
+// ---------------------------------------------------------------------------------------------
+// Column lists: casts make pg hand back JS numbers and strings instead of numeric strings and
+// interval objects, so rows map by renaming only.
+
+export const BACKUP_COLS = `backup_id, tenant_id, service_name, engine, backup_type, backup_status,
+  storage_bucket, storage_prefix, storage_region, backup_location,
+  raw_size::float8 AS raw_size, backup_size::float8 AS backup_size, compression_ratio::float8 AS compression_ratio,
+  started_at, completed_at, failed_at, extract(epoch FROM duration)::float8 AS duration_seconds,
+  recovery_point_start, recovery_point_end, timeline, start_lsn::text AS start_lsn, end_lsn::text AS end_lsn,
+  checksum, tool, tool_version, encryption_key_id, parent_backup_id,
+  run_host, run_pid, run_token, heartbeat_at, error_message,
+  verified_at, verify_status, verify_details, retention_until, expired_at, metadata, created_at, updated_at`;
+
+export const ARTIFACT_COLS = `artifact_id, backup_id, role, object_key, version_id, sha256,
+  size_bytes::float8 AS size_bytes, raw_size::float8 AS raw_size, metadata, created_at`;
+
+export const WAL_COLS = `segment_id, tenant_id, service_name, timeline, segment_name,
+  start_lsn::text AS start_lsn, end_lsn::text AS end_lsn, object_key, version_id, sha256,
+  size_bytes::float8 AS size_bytes, raw_size::float8 AS raw_size, covers_until, encryption_key_id,
+  uploaded_at, expired_at`;
+
+export const RECOVERY_COLS = `recovery_id, tenant_id, incident_type, affected_services, recovery_procedure,
+  recovery_status, recovery_target, recovery_point, source_backup_ids,
+  extract(epoch FROM rto_target)::float8 AS rto_target_seconds,
+  extract(epoch FROM rpo_target)::float8 AS rpo_target_seconds,
+  extract(epoch FROM actual_recovery_time)::float8 AS actual_recovery_seconds,
+  data_loss_seconds::float8 AS data_loss_seconds, data_loss_minutes, rto_met, rpo_met, phase_timings,
+  initiated_by, initiated_at, completed_at, recovery_notes, error_message, lessons_learned, metadata,
+  created_at, updated_at`;
+
+export function camel<T>(row: Record<string, unknown>): T {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(row)) out[k.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())] = v;
+  return out as T;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input validation: errors say what is wrong and how to fix it, before the database sees it.
+
+const SHA256_RE = /^[0-9a-f]{64}$/;
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const SERVICE_RE = /^[a-z0-9][a-z0-9_.-]*$/;
+
+export function checkSha256(what: string, v: string): void {
+  if (!SHA256_RE.test(v)) {
+    throw new CatalogError(`${what} must be a SHA-256 digest as 64 lowercase hex characters; got '${v}'. Pass digest('hex') of the stored bytes.`);
+  }
+}
+export function checkUuid(what: string, v: string): void {
+  if (!UUID_RE.test(v)) throw new CatalogError(`${what} must be a UUID; got '${v}'.`);
+}
+export function checkService(v: string): void {
+  if (!SERVICE_RE.test(v) || v.length > 100) {
+    throw new CatalogError(`service name '${v}' is invalid: use lowercase letters, digits, '.', '_' or '-' (at most 100 characters), starting with a letter or digit.`);
+  }
+}
+export function checkBytes(what: string, v: number | undefined | null): void {
+  if (v === undefined || v === null) return;
+  if (!Number.isSafeInteger(v) || v < 0) throw new CatalogError(`${what} must be a whole number of bytes >= 0; got ${v}.`);
+}
+export function checkDate(what: string, v: Date | undefined | null): void {
+  if (v === undefined || v === null) return;
+  if (!(v instanceof Date) || Number.isNaN(v.getTime())) throw new CatalogError(`${what} must be a valid Date; got ${String(v)}.`);
+}
