@@ -14,7 +14,11 @@ import { ConfigError, type Settings } from "./config.js";
 import type { WalStreamer } from "./engines/postgres.js";
 import { acquireServiceLock } from "./lock.js";
 import { m, registry } from "./metrics.js";
-import { failInflight, printSummary, recipient, runBackup, runHealth, runPrune, startWalStreamer } from "./run.js";
+import { failInflight, printSummary, runBackup } from "./commands/backup.js";
+import { runHealth } from "./commands/health.js";
+import { runPrune } from "./commands/prune.js";
+import { recipient } from "./commands/shared.js";
+import { startWalStreamer } from "./commands/wal-streamer.js";
 import { log } from "./storage/progress.js";
 import { Storage } from "./storage/s3.js";
 

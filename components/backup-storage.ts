@@ -152,7 +152,7 @@ export function sidecarPolicy(bucket: string, s: StorageService): string {
     },
     { Sid: "BucketFacts", Effect: "Allow", Action: ["s3:GetBucketLocation", "s3:GetBucketObjectLockConfiguration"], Resource: [bucketArn(bucket)] },
     // AbortMultipartUpload: a failed upload removes its parts, and each backup run removes what
-    // a killed run left (see agent/run.ts abortStaleUploads); the lifecycle provider has no rule
+    // a killed run left (see agent/commands/backup.ts abortStaleUploads); the lifecycle provider has no rule
     // for it. Scoped to the own prefixes like the writes.
     { Sid: "WriteReadOwnPrefixes", Effect: "Allow", Action: ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"], Resource: prefixes.map((p) => bucketArn(bucket, `${p}*`)) },
     // Finding those uploads needs the bucket's multipart listing. RGW does not evaluate s3:prefix

@@ -1,4 +1,4 @@
-/** What every engine gets and gives back; the runner (agent/run.ts) does catalog and manifest. */
+/** What every engine gets and gives back; the commands (agent/commands/) do catalog and manifest. */
 import type { Settings } from "../config.js";
 import type { SealedArtifact } from "../storage/pipeline.js";
 import type { Lock, Storage } from "../storage/s3.js";

@@ -1,0 +1,328 @@
+/** `kdr-agent backup`: one full or incremental run of a service, recorded in the catalog, with its manifest. */
+import { createHash, randomUUID } from "node:crypto";
+import type pg from "pg";
+import { BACKUP_CLASSES, objectPrefix, type BackupClass } from "../../contract/index.js";
+import * as cat from "../catalog.js";
+import { ConfigError, type Settings } from "../config.js";
+import * as pgEngine from "../engines/postgres.js";
+import * as redisEngine from "../engines/redis.js";
+import * as volumeEngine from "../engines/volume.js";
+import { writableRepo, type ActiveRepo } from "../engines/restic-repo.js";
+import type { BackupContext, EngineResult } from "../engines/types.js";
+import { acquireServiceLock } from "../lock.js";
+import { m } from "../metrics.js";
+import type { SealedArtifact } from "../storage/pipeline.js";
+import { fmtBytes, fmtSeconds, log } from "../storage/progress.js";
+import { Storage } from "../storage/s3.js";
+import { AGENT_VERSION, MANIFEST_FORMAT, lockFor, recipient, type Manifest } from "./shared.js";
+import { startWalStreamer } from "./wal-streamer.js";
+
+/** Runs in progress in this process, so a SIGTERM can record them as failed before exiting. */
+const inflight = new Map<string, pg.Client>();
+
+/** Marks every run of this process failed (Swarm stops containers with SIGTERM). */
+export async function failInflight(reason: string): Promise<number> {
+  const ids = [...inflight.entries()];
+  for (const [id, c] of ids) await cat.failBackup(c, id, reason).catch(() => undefined);
+  return ids.length;
+}
+
+export interface BackupSummary {
+  backupId: string;
+  service: string;
+  engine: string;
+  type: string;
+  status: "completed";
+  rawBytes: number;
+  storedBytes: number;
+  ratio: number | null;
+  durationSeconds: number;
+  location: string;
+  recoveryPoint: { start: string; end: string };
+  keyId: string;
+  tool: string;
+  toolVersion: string;
+  artifacts: { name: string; sha256: string; storedBytes: number; rawBytes: number; key: string; versionId?: string }[];
+  reconciled: string[];
+  /** Multipart uploads a killed run left, aborted before this run wrote anything. */
+  staleUploadsAborted: string[];
+  details: Record<string, unknown>;
+}
+
+/** A run that found nothing to back up (an empty volume): nothing stored, nothing recorded. */
+export interface SkippedBackup {
+  status: "skipped";
+  service: string;
+  engine: string;
+  type: string;
+  reason: string;
+}
+
+export async function runBackup(
+  s: Settings,
+  c: pg.Client,
+  requestedType: "full" | "incremental",
+  opts: { waitSeconds?: number; streamer?: pgEngine.WalStreamer; logical?: boolean } = {},
+): Promise<BackupSummary | SkippedBackup> {
+  const service = s.service;
+  const engine = s.engine;
+  const tenantId = s.tenantId;
+  const storage = Storage.fromSettings(s);
+  const rcpt = engine === "volume" ? undefined : recipient(s);
+  let type = requestedType;
+  const held = await acquireServiceLock(c, s.stateDir, `backup:${service}`, opts.waitSeconds ?? 0);
+  const t0 = Date.now();
+  let id: string | undefined;
+  let hb: NodeJS.Timeout | undefined;
+  try {
+    // We hold the service lock, so every in-flight row of this service is a dead run's leftover.
+    const reconciled = (await cat.reconcileStaleRuns(c, { service, tenantId, staleAfterSeconds: 0 })).map((r) => r.backupId);
+    for (const r of reconciled) log(`reconciled stale run ${r} (its agent stopped) to failed`);
+    const staleUploadsAborted = await abortStaleUploads(storage, service);
+    const empty = engine === "volume" ? volumeEngine.emptyVolumeReason(s) : undefined;
+    let emptyError: Error | undefined;
+    if (empty) {
+      // Empty before anything was ever backed up: nothing to lose. Empty after a backup that held
+      // data: the volume is gone, unmounted, or this sidecar runs on a node without it. That is
+      // a failed run (counted, alerted), never a quiet skip.
+      const last = await cat.latestGoodBackup(c, service, { tenantId, type: ["full", "incremental"] });
+      if (!last || !last.rawSize) {
+        log(`backup of ${service} skipped: ${empty}`);
+        return { status: "skipped", service, engine, type, reason: empty };
+      }
+      emptyError = new Error(
+        `${s.require("volumePath")} is empty, but the last backup of ${service} (${last.backupId}, ${last.completedAt?.toISOString()}) held ${fmtBytes(last.rawSize)}: ` +
+          `the volume is missing, not mounted, or this sidecar runs on a node without the data (check its placement constraint against the service's). Nothing was backed up.`,
+      );
+    }
+    // The restic repository is chosen (or initialised: exactly once, as we hold the lock) first,
+    // so the first backup into a new generation is recorded as the full it is.
+    let repo: (ActiveRepo & { started: boolean }) | undefined;
+    let repoError: unknown;
+    if (engine === "volume" && !emptyError) {
+      try {
+        repo = await writableRepo(s, c, storage, lockFor(s, "full"));
+        if (repo.started && type === "incremental") {
+          log(`backup of ${service}: the first snapshot of generation ${repo.generation} is taken as a full`);
+          type = "full";
+        }
+      } catch (e) {
+        repoError = e;
+      }
+    }
+    const backupId = randomUUID();
+    id = backupId;
+    const cls: BackupClass = engine === "volume" ? "restic" : type;
+    const prefix = engine === "volume" ? (repo?.prefix ?? objectPrefix("restic", service)) : `${objectPrefix(cls, service)}${backupId}/`;
+    let parent: cat.BackupRow | undefined;
+    if (type === "incremental" && engine === "postgres") parent = (await cat.latestGoodBackup(c, service, { tenantId, type: "full" })) ?? undefined;
+    await cat.createBackup(c, {
+      backupId, tenantId, service, engine, type, bucket: storage.bucket, prefix, region: s.get("s3Region"),
+      parentBackupId: parent?.backupId, encryptionKeyId: rcpt?.keyId,
+      retentionUntil: new Date(Date.now() + s.retentionDays(type) * 86400_000),
+    });
+    await cat.markRunning(c, backupId);
+    inflight.set(backupId, c);
+    hb = setInterval(() => void cat.heartbeat(c, backupId).catch(() => undefined), 15_000);
+    log(`backup ${backupId}: ${type} of ${service} (${engine}) started`);
+    if (emptyError) throw emptyError;
+    if (repoError) throw repoError;
+
+    const ctx: BackupContext = { settings: s, storage, service, backupId, recipientFile: rcpt?.file ?? "", lock: (k) => lockFor(s, k), prefix };
+    let res: EngineResult;
+    let kid = rcpt?.keyId ?? "";
+    if (engine === "postgres") {
+      if (type === "full") res = await pgEngine.backupFull(ctx, { logical: opts.logical });
+      else {
+        let streamer = opts.streamer;
+        let own: pgEngine.WalStreamer | undefined;
+        let walLock: Awaited<ReturnType<typeof acquireServiceLock>> | undefined;
+        if (!streamer) {
+          walLock = await acquireServiceLock(c, s.stateDir, `wal:${service}`, 0).catch((e: Error) => {
+            throw new ConfigError(`${e.message} (WAL streaming runs in the serve sidecar; there the scheduled incremental uses it)`);
+          });
+          own = streamer = await startWalStreamer(s, storage, rcpt!);
+        }
+        try {
+          res = await pgEngine.backupIncremental(ctx, streamer, parent ? { backupId: parent.backupId, at: parent.recoveryPointEnd! } : undefined);
+          res.artifacts = await walSinceLastIncremental(c, tenantId, service, parent!, String(res.details.uptoSegment));
+          res.details.segments = res.artifacts.length;
+        } finally {
+          await own?.stop();
+          await walLock?.release();
+        }
+      }
+    } else if (engine === "redis") {
+      res = await redisEngine.backup(ctx, type);
+    } else {
+      res = await volumeEngine.backup(ctx, type, repo!);
+      kid = `restic-${repo!.repositoryId.slice(0, 16)}`;
+    }
+
+    const rawBytes = res.measured?.rawBytes ?? res.artifacts.reduce((a, x) => a + x.rawBytes, 0);
+    let storedBytes = res.measured?.storedBytes ?? res.artifacts.reduce((a, x) => a + x.storedBytes, 0);
+    const manifest: Manifest = {
+      format: MANIFEST_FORMAT,
+      backupId,
+      service,
+      engine,
+      type,
+      createdAt: new Date().toISOString(),
+      recoveryPoint: { start: res.recoveryPointStart.toISOString(), end: res.recoveryPointEnd.toISOString() },
+      keyId: kid,
+      tool: res.tool,
+      toolVersion: res.toolVersion,
+      agentVersion: AGENT_VERSION,
+      artifacts: res.artifacts.map((a) => ({ name: a.name, key: a.key, versionId: a.versionId, sha256: a.sha256, storedBytes: a.storedBytes, rawBytes: a.rawBytes, rawSha256: a.rawSha256 })),
+      details: res.details,
+    };
+    // Written last: a set of artifacts without its manifest is never accepted by restore.
+    const manifestKey = engine === "volume" ? `${objectPrefix("restic", service)}kdr-manifests/${backupId}.json` : `${prefix}manifest.json`;
+    const body = JSON.stringify(manifest, null, 2);
+    const mref = await storage.putSmall(manifestKey, body, lockFor(s, type === "full" ? "full" : "incremental"));
+    storedBytes += engine === "volume" ? 0 : Buffer.byteLength(body);
+    const manifestSha = createHash("sha256").update(body).digest("hex");
+    const artifacts = [
+      ...res.artifacts.map((a) => ({
+        role: artifactRole(engine, a),
+        objectKey: a.key,
+        versionId: a.versionId,
+        sha256: a.sha256,
+        sizeBytes: a.storedBytes,
+        rawSize: a.rawBytes,
+        metadata: { name: a.name, rawSha256: a.rawSha256 },
+      })),
+      { role: "manifest", objectKey: manifestKey, versionId: mref.versionId, sha256: manifestSha, sizeBytes: Buffer.byteLength(body), rawSize: Buffer.byteLength(body), metadata: { name: "manifest.json" } },
+    ];
+    const details = res.details as { startLsn?: string; endLsn?: string; timeline?: number; baseBackupId?: string };
+    await cat.completeBackup(c, backupId, {
+      rawSize: rawBytes,
+      storedSize: storedBytes,
+      recoveryPointStart: res.recoveryPointStart,
+      recoveryPointEnd: res.recoveryPointEnd,
+      timeline: details.timeline,
+      startLsn: details.startLsn,
+      endLsn: details.endLsn,
+      checksum: res.artifacts[0]?.sha256 && /^[0-9a-f]{64}$/.test(res.artifacts[0].sha256) ? res.artifacts[0].sha256 : manifestSha,
+      tool: res.tool,
+      toolVersion: res.toolVersion,
+      encryptionKeyId: kid,
+      metadata: { ...res.details, manifestKey, agentVersion: AGENT_VERSION, ...(engine === "postgres" && type === "incremental" ? { baseBackupId: parent?.backupId } : {}) },
+      artifacts,
+    });
+    const dur = (Date.now() - t0) / 1000;
+    const ratio = rawBytes > 0 ? storedBytes / rawBytes : null;
+    const labels = { service, type };
+    m.duration.set(labels, dur);
+    m.rawBytes.set(labels, rawBytes);
+    m.storedBytes.set(labels, storedBytes);
+    if (ratio !== null) m.ratio.set(labels, ratio);
+    m.lastSuccess.set(labels, Date.now() / 1000);
+    return {
+      backupId,
+      service,
+      engine,
+      type,
+      status: "completed",
+      rawBytes,
+      storedBytes,
+      ratio,
+      durationSeconds: dur,
+      location: `s3://${storage.bucket}/${prefix}`,
+      recoveryPoint: manifest.recoveryPoint,
+      keyId: kid,
+      tool: res.tool,
+      toolVersion: res.toolVersion,
+      artifacts: res.artifacts.map((a) => ({ name: a.name, sha256: a.sha256, storedBytes: a.storedBytes, rawBytes: a.rawBytes, key: a.key, versionId: a.versionId })),
+      reconciled,
+      staleUploadsAborted,
+      details: res.details,
+    };
+  } catch (e) {
+    m.failures.inc({ service, type });
+    if (id) await cat.failBackup(c, id, (e as Error).message).catch(() => undefined);
+    throw e;
+  } finally {
+    if (id) inflight.delete(id);
+    if (hb) clearInterval(hb);
+    await held.release();
+  }
+}
+
+/** How old an unfinished upload under wal/ must be to count as a dead run's. */
+export const STALE_WAL_UPLOAD_MS = 3600_000;
+
+/**
+ * Aborts the multipart uploads a killed run left under this service's prefixes (their parts are
+ * stored and billed, yet no lifecycle rule of the provider removes them). Called with the
+ * service's backup lock held, so no other backup or prune of the service is writing: everything
+ * unfinished there is a dead run's, except under wal/, where the WAL streamer uploads beside us;
+ * there only uploads begun over an hour ago count (a segment takes seconds). A cleanup failure
+ * never fails the backup: it is logged, with the permission to check.
+ */
+export async function abortStaleUploads(storage: Storage, service: string, now = new Date()): Promise<string[]> {
+  const aborted: string[] = [];
+  try {
+    for (const cls of BACKUP_CLASSES) {
+      for await (const u of storage.listUploads(objectPrefix(cls, service))) {
+        if (cls === "wal" && (!u.initiated || now.getTime() - u.initiated.getTime() < STALE_WAL_UPLOAD_MS)) continue;
+        await storage.abortUpload(u.key, u.uploadId);
+        aborted.push(u.key);
+        log(`aborted the unfinished upload of ${u.key} (begun ${u.initiated?.toISOString() ?? "at an unknown time"} by a run that did not finish)`);
+      }
+    }
+  } catch (e) {
+    log(`warning: could not clean up unfinished uploads of ${service} (${(e as Error).name}: ${(e as Error).message}); the backup goes on. ` +
+      `The sidecar's S3 user needs s3:ListBucketMultipartUploads on the bucket and s3:AbortMultipartUpload on its prefixes.`);
+  }
+  return aborted;
+}
+
+/**
+ * The WAL an incremental covers: the archived segments after the previous incremental of the
+ * same base (or after the base), up to the segment this run flushed. They become the row's
+ * artifacts, so its size is what was really uploaded for it and verify re-reads exactly them.
+ */
+async function walSinceLastIncremental(c: pg.Client, tenantId: string, service: string, base: cat.BackupRow, upto: string): Promise<SealedArtifact[]> {
+  const prev = (await cat.listBackups(c, { service, tenantId, status: "completed", type: "incremental", limit: 50 })).find(
+    (b) => b.parentBackupId === base.backupId && typeof b.metadata.uptoSegment === "string",
+  );
+  const after = prev ? String(prev.metadata.uptoSegment) : undefined;
+  const from = base.endLsn && base.timeline ? cat.walFileName(base.timeline, cat.lsnToSegmentNumber(base.endLsn)) : "";
+  const segs = (await cat.listWalSegments(c, service, { tenantId })).filter(
+    (w) => /^[0-9A-F]{24}$/.test(w.segmentName) && w.segmentName >= from && (!after || w.segmentName > after) && w.segmentName <= upto,
+  );
+  return segs.map((w) => ({
+    bucket: "",
+    key: w.objectKey,
+    versionId: w.versionId ?? undefined,
+    name: w.segmentName,
+    rawBytes: w.rawSize ?? 0,
+    rawSha256: "",
+    storedBytes: w.sizeBytes,
+    sha256: w.sha256,
+  }));
+}
+
+function artifactRole(engine: string, a: SealedArtifact): string {
+  if (engine === "volume") return "restic";
+  if (a.name === "base.tar") return "base";
+  if (a.name.startsWith("logical/")) return "dump";
+  if (a.name === "dump.rdb") return "rdb";
+  return "wal";
+}
+
+export function printSummary(b: BackupSummary | SkippedBackup): string {
+  if (b.status === "skipped") return `backup of ${b.service} (${b.engine}, ${b.type}) skipped: ${b.reason}`;
+  const lines = [
+    `backup ${b.backupId} completed: ${b.type} of ${b.service} (${b.engine})`,
+    `  read ${fmtBytes(b.rawBytes)}, stored ${fmtBytes(b.storedBytes)}${b.ratio !== null ? `, measured ratio stored/raw ${b.ratio.toFixed(3)}` : ""}, in ${fmtSeconds(b.durationSeconds)}`,
+    `  location ${b.location}`,
+    `  recovery point ${b.recoveryPoint.start} .. ${b.recoveryPoint.end}`,
+    `  tool ${b.toolVersion}; key id ${b.keyId}`,
+    ...b.artifacts.map((a) => `  ${a.name}: ${fmtBytes(a.storedBytes)} stored, sha256 ${a.sha256}`),
+    ...(b.reconciled.length ? [`  reconciled ${b.reconciled.length} stale run(s) to failed: ${b.reconciled.join(", ")}`] : []),
+    ...(b.staleUploadsAborted.length ? [`  aborted ${b.staleUploadsAborted.length} unfinished upload(s) of killed runs`] : []),
+  ];
+  return lines.join("\n");
+}

@@ -1,0 +1,182 @@
+/** `kdr-agent restore`: the catalog's recovery plan for a target, checked object by object, then the engine's restore. */
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, rmSync } from "node:fs";
+import path from "node:path";
+import type pg from "pg";
+import * as cat from "../catalog.js";
+import { ConfigError, type Settings } from "../config.js";
+import * as pgEngine from "../engines/postgres.js";
+import * as redisEngine from "../engines/redis.js";
+import * as volumeEngine from "../engines/volume.js";
+import { checkStoredSha, IntegrityError } from "../storage/pipeline.js";
+import { log } from "../storage/progress.js";
+import { Storage } from "../storage/s3.js";
+import { identityFor, loadManifest } from "./shared.js";
+
+export const toRef = (a: cat.ArtifactRow): pgEngine.StoredRef => ({
+  key: a.objectKey,
+  versionId: a.versionId,
+  sha256: a.sha256,
+  storedBytes: a.sizeBytes,
+  rawBytes: a.rawSize ?? undefined,
+  rawSha256: typeof a.metadata.rawSha256 === "string" ? a.metadata.rawSha256 : undefined,
+  name: typeof a.metadata.name === "string" ? a.metadata.name : path.basename(a.objectKey),
+});
+
+/** A .partial segment is staged under its full name: recovery replays it up to where it ends. */
+const walRef = (w: cat.WalSegmentRow): pgEngine.StoredRef => ({
+  key: w.objectKey,
+  versionId: w.versionId,
+  sha256: w.sha256,
+  storedBytes: w.sizeBytes,
+  rawBytes: w.rawSize ?? undefined,
+  name: w.segmentName.replace(/\.partial$/, ""),
+});
+
+/**
+ * The plan's WAL, extended by every contiguous archived segment after it. A segment's
+ * covers_until is when the agent saw it complete, which after a catch-up (sidecar restart,
+ * one-shot incremental) is later than the commits inside it; replaying more WAL than needed is
+ * harmless because recovery stops at recovery_target_time, while too little would stop short.
+ */
+async function contiguousWal(c: pg.Client, tenantId: string, service: string, planned: cat.WalSegmentRow[]): Promise<cat.WalSegmentRow[]> {
+  const last = planned[planned.length - 1];
+  if (!last || last.segmentName.endsWith(".partial")) return planned;
+  const byNo = new Map<bigint, cat.WalSegmentRow>();
+  for (const w of await cat.listWalSegments(c, service, { tenantId, timeline: last.timeline })) {
+    if (w.segmentName.endsWith(".history")) continue;
+    const no = cat.walSegmentNumber(w.segmentName);
+    const prev = byNo.get(no);
+    if (!prev || prev.segmentName.endsWith(".partial")) byNo.set(no, w);
+  }
+  const out = [...planned];
+  for (let no = cat.walSegmentNumber(last.segmentName) + 1n; ; no++) {
+    const w = byNo.get(no);
+    if (!w) break;
+    out.push(w);
+    if (w.segmentName.endsWith(".partial")) break;
+  }
+  return out;
+}
+
+export interface RestoreOptions {
+  target: string;
+  backupId?: string;
+  time?: Date;
+  walDir?: string;
+  forceOverwriteSource?: boolean;
+  yes?: boolean;
+  /** Empty the target first (for scratch targets such as drills); never allowed on the source. */
+  cleanTarget?: boolean;
+  /** uid:gid to own the restored files (the server's user in the image that will serve them). */
+  owner?: string;
+}
+
+export interface RestoreSummary {
+  service: string;
+  engine: string;
+  backupId: string;
+  target: string;
+  recoveryTarget: string;
+  reaches: string;
+  artifactsChecked: number;
+  walSegments: number;
+  durationSeconds: number;
+  next: string;
+}
+
+export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): Promise<RestoreSummary> {
+  const service = s.service;
+  const engine = s.engine;
+  const tenantId = s.tenantId;
+  if (!o.target) throw new ConfigError("restore needs an explicit target: pass --target <empty directory> (it never restores over the source by default).");
+  const target = path.resolve(o.target);
+  const source = s.get("volumePath");
+  const overSource = (source !== undefined && path.resolve(source) === target) || existsSync(path.join(target, "postmaster.pid"));
+  if (overSource && !(o.forceOverwriteSource && o.yes)) {
+    throw new ConfigError(`${target} is the source (or a running PostgreSQL data directory): restoring over it needs both --force-overwrite-source and --yes.`);
+  }
+  if (o.cleanTarget && existsSync(target)) {
+    if (overSource) throw new ConfigError(`--clean-target refuses ${target}: it is the source. Use --force-overwrite-source --yes if you really mean to replace it.`);
+    for (const f of readdirSync(target)) rmSync(path.join(target, f), { recursive: true, force: true });
+    if (o.walDir) rmSync(o.walDir, { recursive: true, force: true });
+  }
+  const nonEmpty = existsSync(target) && readdirSync(target).length > 0;
+  if (nonEmpty && !(o.forceOverwriteSource && o.yes)) {
+    throw new ConfigError(`restore target ${target} is not empty: give an empty or new directory (or --force-overwrite-source --yes to replace what is there).`);
+  }
+  const storage = Storage.fromSettings(s);
+  const t0 = Date.now();
+
+  let row: cat.BackupRow;
+  let arts: cat.ArtifactRow[];
+  let wal: cat.WalSegmentRow[] = [];
+  let reaches: Date;
+  if (o.backupId) {
+    const r = await cat.getBackup(c, o.backupId);
+    if (!r || r.serviceName !== service) throw new ConfigError(`backup ${o.backupId} of '${service}' is not in the catalog: run 'kdr-agent list' to see ids.`);
+    if (r.backupStatus !== "completed") throw new ConfigError(`backup ${o.backupId} is ${r.backupStatus}, not completed: only completed backups are restored.`);
+    row = r;
+    arts = await cat.listArtifacts(c, r.backupId);
+    reaches = r.recoveryPointEnd!;
+  } else {
+    // PostgreSQL restores start from a base; its "incremental" rows are WAL bookkeeping.
+    const plan = await cat.recoveryPlan(c, service, o.time ?? "latest", { tenantId, baseTypes: engine === "postgres" ? ["full"] : ["full", "incremental"] });
+    row = plan.base;
+    arts = plan.artifacts.filter((a) => a.backupId === row.backupId);
+    wal = engine === "postgres" ? [...plan.history, ...(await contiguousWal(c, tenantId, service, plan.wal))] : [];
+    reaches = plan.recoveryPoint;
+  }
+  log(`restore ${service}: using backup ${row.backupId} (${row.backupType}, recovery point ${row.recoveryPointEnd?.toISOString()})${wal.length ? ` + ${wal.length} WAL file(s)` : ""}, reaching ${reaches.toISOString()}`);
+  await loadManifest(storage, row, arts);
+
+  let checked = 1;
+  let next = "";
+  if (engine === "volume") {
+    const snap = arts.find((a) => a.role === "restic");
+    if (!snap) throw new IntegrityError(`backup ${row.backupId} has no restic snapshot artifact.`);
+    await volumeEngine.restore(s, storage, snap.objectKey, snap.sha256, target, !!(o.forceOverwriteSource && o.yes));
+    checked++;
+    next = `files are in ${target}`;
+  } else {
+    const identity = identityFor(s, row.encryptionKeyId);
+    // Every artifact's SHA-256 is checked before anything is written to the target.
+    const refs = arts.filter((a) => a.role === "base" || a.role === "rdb").map(toRef);
+    const walRefs = wal.map(walRef);
+    for (const r of [...refs, ...walRefs]) {
+      await checkStoredSha(storage, r, r.name);
+      checked++;
+    }
+    log(`restore ${service}: SHA-256 of ${checked} object(s) (manifest included) verified before applying`);
+    if (engine === "postgres") {
+      const base = refs.find((r) => r.name === "base.tar");
+      if (!base) throw new IntegrityError(`backup ${row.backupId} has no base.tar artifact.`);
+      await pgEngine.restore({ storage, identityFile: identity, base, wal: walRefs, target, walDir: o.walDir, targetTime: o.time });
+      next = `start PostgreSQL 15 on ${target} (owned by the postgres user, mode 0700); it replays the WAL and promotes`;
+    } else {
+      const rdb = refs.find((r) => r.name === "dump.rdb");
+      if (!rdb) throw new IntegrityError(`backup ${row.backupId} has no dump.rdb artifact.`);
+      await redisEngine.restore({ storage, identityFile: identity, rdb, target, overwrite: !!(o.forceOverwriteSource && o.yes) });
+      next = `start redis-server with 'dir ${target}' and 'dbfilename dump.rdb'`;
+    }
+  }
+  if (o.owner) {
+    if (!/^\d+:\d+$/.test(o.owner)) throw new ConfigError(`--owner '${o.owner}' is not uid:gid: give numbers, e.g. 999:999 for the official postgres image.`);
+    for (const p of [target, ...(o.walDir ? [o.walDir] : [])]) {
+      const r = spawnSync("chown", ["-R", o.owner, p], { encoding: "utf8" });
+      if (r.status !== 0) throw new Error(`chown -R ${o.owner} ${p} failed: ${r.stderr.trim()}`);
+    }
+  }
+  return {
+    service,
+    engine,
+    backupId: row.backupId,
+    target,
+    recoveryTarget: o.time ? o.time.toISOString() : o.backupId ? `backup ${o.backupId}` : "latest",
+    reaches: reaches.toISOString(),
+    artifactsChecked: checked,
+    walSegments: wal.length,
+    durationSeconds: (Date.now() - t0) / 1000,
+    next,
+  };
+}
