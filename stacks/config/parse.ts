@@ -1,0 +1,376 @@
+/**
+ * `parseSpecs()` (pure) validates raw config once and turns it into the plain typed specs the
+ * compositions hand to components. Every rejection names the key and the fix.
+ */
+import { DEFAULT_METRICS_PORT, ENGINES, LOCK_MODES, REPLICATION_MODES, TARGET_DEFAULTS, TIERS, type Engine } from "../../contract/index.js";
+import { worstGapSeconds } from "../../contract/schedule.js";
+import { PROJECT, ROLES, Role, REGION_KINDS, REGIONS, RegionRole, DEFAULTS, ConfigError, RawRegion, RawConfig, RawService, RetentionSpec, ServiceSpec, RegionSpec, CatalogSpec, RecoveryPoint, Specs, SECRET } from "./schema.js";
+
+// ---------- parsing ----------
+
+const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
+
+class Issues {
+  readonly list: Array<{ key: string; message: string }> = [];
+  add(key: string, message: string): void {
+    this.list.push({ key, message });
+  }
+}
+
+function positive(issues: Issues, key: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    issues.add(key, `must be a positive number, got ${JSON.stringify(value)}; set it with 'pulumi config set --path ${PROJECT}:${key} <n>'`);
+    return fallback;
+  }
+  return value;
+}
+
+function oneOf<T extends string>(issues: Issues, key: string, value: unknown, accepted: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (typeof value === "string" && (accepted as readonly string[]).includes(value)) return value as T;
+  issues.add(key, `unknown value ${JSON.stringify(value)}; accepted: ${accepted.join(", ")}`);
+  return fallback;
+}
+
+function cron(issues: Issues, key: string, value: unknown, fallback: string): { expr: string; interval: number } {
+  const expr = value === undefined ? fallback : value;
+  if (typeof expr !== "string") {
+    issues.add(key, `must be a cron expression string (5 or 6 fields), got ${JSON.stringify(expr)}`);
+    return { expr: fallback, interval: worstGapSeconds([fallback]) };
+  }
+  try {
+    return { expr, interval: worstGapSeconds([expr]) };
+  } catch (err) {
+    issues.add(
+      key,
+      `invalid cron ${JSON.stringify(expr)} (${(err as Error).message}); use 5 fields (minute hour day month weekday, e.g. "0 2 * * *") or 6 with seconds first`,
+    );
+    return { expr: fallback, interval: worstGapSeconds([fallback]) };
+  }
+}
+
+function region(issues: Issues, role: RegionRole, raw: RawRegion | undefined): RegionSpec | undefined {
+  const key = `regions.${role}`;
+  if (raw === undefined) {
+    issues.add(key, `is required for this stack: set { name, endpoint, kind } with 'pulumi config set --path ${PROJECT}:${key}.endpoint https://host:port' (and .name)`);
+    return undefined;
+  }
+  let url: URL | undefined;
+  try {
+    url = new URL(raw.endpoint);
+  } catch {
+    issues.add(`${key}.endpoint`, `must be a URL like https://s3.example.net:9000, got ${JSON.stringify(raw.endpoint)}`);
+  }
+  if (!raw.name) issues.add(`${key}.name`, `is required: the S3 region name (signing region), e.g. "us-east-1"`);
+  const ssl = url?.protocol === "https:";
+  const port = url?.port || (ssl ? "443" : "80");
+  return {
+    role,
+    name: raw.name ?? "",
+    endpoint: url ? url.origin : "",
+    server: url ? `${url.hostname}:${port}` : "",
+    ssl,
+    kind: oneOf(issues, `${key}.kind`, raw.kind, REGION_KINDS, "minio"),
+    accessKeyKey: SECRET.regionAccessKey(role),
+    secretKeyKey: SECRET.regionSecretKey(role),
+  };
+}
+
+function recoveryPoint(issues: Issues, value: unknown): RecoveryPoint {
+  if (value === undefined || value === "latest") return { kind: "latest" };
+  if (typeof value === "string" && ISO_RE.test(value) && !Number.isNaN(Date.parse(value))) {
+    return { kind: "time", at: new Date(value).toISOString() };
+  }
+  if (typeof value === "string" && UUID_RE.test(value)) return { kind: "backup", id: value.toLowerCase() };
+  issues.add(
+    "recovery.point",
+    `must be "latest", an ISO timestamp with zone (e.g. 2026-11-28T21:00:00Z) or a backup id (UUID from backup_management), got ${JSON.stringify(value)}`,
+  );
+  return { kind: "latest" };
+}
+
+/** Which parts each role needs. */
+const ROLE_NEEDS: Record<Role, { services: boolean; primary: boolean; dr: boolean }> = {
+  prod: { services: true, primary: true, dr: true },
+  local: { services: true, primary: true, dr: true },
+  dr: { services: false, primary: false, dr: true },
+  recovery: { services: true, primary: false, dr: false },
+};
+
+/** The defaults every service falls back to (kryonix-dr:defaults, kryonix-dr:images). */
+function parseServiceDefaults(issues: Issues, raw: RawConfig) {
+  const d = raw.defaults ?? {};
+  const defaultRetention: RetentionSpec = {
+    fullDays: positive(issues, "defaults.retention.fullDays", d.retention?.fullDays, DEFAULTS.retention.fullDays),
+    incrementalDays: positive(issues, "defaults.retention.incrementalDays", d.retention?.incrementalDays, DEFAULTS.retention.incrementalDays),
+    walDays: positive(issues, "defaults.retention.walDays", d.retention?.walDays, DEFAULTS.retention.walDays),
+  };
+  const rpoByTier = { ...DEFAULTS.rpoSeconds };
+  for (const tier of TIERS) rpoByTier[tier] = positive(issues, `defaults.rpoSeconds.${tier}`, d.rpoSeconds?.[tier], DEFAULTS.rpoSeconds[tier]);
+  for (const key of Object.keys(d.rpoSeconds ?? {})) {
+    if (!(TIERS as readonly string[]).includes(key)) issues.add(`defaults.rpoSeconds.${key}`, `unknown tier; accepted: ${TIERS.join(", ")}`);
+  }
+  const defaultRto = positive(issues, "defaults.rtoSeconds", d.rtoSeconds, DEFAULTS.rtoSeconds);
+  const defaultWalSwitch = positive(issues, "defaults.walSwitchSeconds", d.walSwitchSeconds, DEFAULTS.walSwitchSeconds);
+  const uploadMargin = positive(issues, "defaults.uploadMarginSeconds", d.uploadMarginSeconds, DEFAULTS.uploadMarginSeconds);
+  const defaultFull = d.schedules?.full ?? DEFAULTS.schedules.full;
+  const defaultIncremental = d.schedules?.incremental ?? DEFAULTS.schedules.incremental;
+  cron(issues, "defaults.schedules.full", defaultFull, DEFAULTS.schedules.full);
+  if (defaultIncremental !== "") cron(issues, "defaults.schedules.incremental", defaultIncremental, DEFAULTS.schedules.incremental);
+
+  const images = {
+    agent: raw.images?.agent ?? DEFAULTS.images.agent,
+    postgres: raw.images?.postgres ?? DEFAULTS.images.postgres,
+    redis: raw.images?.redis ?? DEFAULTS.images.redis,
+    files: raw.images?.files ?? DEFAULTS.images.files,
+  };
+  return {
+    retention: defaultRetention,
+    rpoByTier,
+    rtoSeconds: defaultRto,
+    walSwitchSeconds: defaultWalSwitch,
+    uploadMarginSeconds: uploadMargin,
+    full: defaultFull,
+    incremental: defaultIncremental,
+    images,
+  };
+}
+
+interface ServiceContext extends ReturnType<typeof parseServiceDefaults> {
+  role: Role;
+  namePrefix: string;
+  presentKeys: ReadonlySet<string>;
+  /** Names taken so far, with their index, to report duplicates. */
+  seen: Map<string, number>;
+}
+
+/** One entry of kryonix-dr:services; undefined when it is too broken to describe (the issue is recorded). */
+function parseService(issues: Issues, s: RawService, i: number, ctx: ServiceContext): ServiceSpec | undefined {
+  const key = `services[${i}]`;
+  if (typeof s?.name !== "string" || !NAME_RE.test(s.name)) {
+    issues.add(`${key}.name`, `must be lowercase letters, digits and '-' (at most 31, starting with a letter), got ${JSON.stringify(s?.name)}`);
+    return undefined;
+  }
+  if (ctx.seen.has(s.name)) {
+    issues.add(`${key}.name`, `duplicate service name "${s.name}" (also services[${ctx.seen.get(s.name)}]); each service needs a unique name: rename or remove one`);
+    return undefined;
+  }
+  ctx.seen.set(s.name, i);
+  if (!(ENGINES as readonly string[]).includes(s.engine)) {
+    issues.add(`${key}.engine`, `unknown engine ${JSON.stringify(s.engine)} for service "${s.name}"; accepted: ${ENGINES.join(", ")}`);
+    return undefined;
+  }
+  const engine = s.engine as Engine;
+  const tier = oneOf(issues, `${key}.tier`, s.tier, TIERS, TARGET_DEFAULTS.tier);
+  const full = cron(issues, `${key}.schedules.full`, s.schedules?.full ?? ctx.full, DEFAULTS.schedules.full);
+  const incrementalExpr = s.schedules?.incremental ?? ctx.incremental;
+  const incremental = incrementalExpr === "" ? undefined : cron(issues, `${key}.schedules.incremental`, incrementalExpr, DEFAULTS.schedules.incremental);
+  const retention: RetentionSpec = {
+    fullDays: positive(issues, `${key}.retention.fullDays`, s.retention?.fullDays, ctx.retention.fullDays),
+    incrementalDays: positive(issues, `${key}.retention.incrementalDays`, s.retention?.incrementalDays, ctx.retention.incrementalDays),
+    walDays: positive(issues, `${key}.retention.walDays`, s.retention?.walDays, ctx.retention.walDays),
+  };
+  if (retention.fullDays * 86400 < full.interval) {
+    issues.add(
+      `${key}.retention.fullDays`,
+      `${retention.fullDays} d is shorter than the full-backup interval of "${s.name}" (${full.interval / 86400} d from "${full.expr}"): a moment would come with no full backup left; raise retention.fullDays to at least ${Math.ceil(full.interval / 86400)} or back up more often`,
+    );
+  }
+  const walSwitchSeconds = engine === "postgres" ? positive(issues, `${key}.walSwitchSeconds`, s.walSwitchSeconds, ctx.walSwitchSeconds) : undefined;
+  const rpoSeconds = positive(issues, `${key}.rpoSeconds`, s.rpoSeconds, ctx.rpoByTier[tier]);
+  // Snapshot engines: the longest time with no backup of either kind, by the same function
+  // the schedule policy and the agent use.
+  const achievable = engine === "postgres" ? walSwitchSeconds! + ctx.uploadMarginSeconds : worstGapSeconds([full.expr, incremental?.expr ?? ""]);
+  if (achievable > rpoSeconds) {
+    const fix =
+      engine === "postgres"
+        ? `lower ${key}.walSwitchSeconds (continuous WAL achieves walSwitchSeconds + ${ctx.uploadMarginSeconds} s upload margin = ${achievable} s)`
+        : `set ${key}.schedules.incremental to run at least every ${rpoSeconds} s (e.g. "*/${Math.max(1, Math.floor(rpoSeconds / 60))} * * * *"; the shortest configured interval is ${achievable} s)`;
+    issues.add(`${key}.rpoSeconds`, `RPO target ${rpoSeconds} s of "${s.name}" (tier ${tier}) cannot be met: ${fix}, or raise rpoSeconds / choose another tier`);
+  }
+  // A local volume lives on one node. Without a constraint the service (after a reschedule)
+  // and its sidecar can each run on a node where the volume is empty.
+  if (engine === "volume" && (s.placement ?? []).length === 0) {
+    issues.add(
+      `${key}.placement`,
+      `service "${s.name}" keeps its data on a volume, which lives on one node: pin the service and its backup sidecar to it, e.g. ["node.labels.kryonix.${s.name} == true"] with that label on the node that holds the data`,
+    );
+  }
+  // local and recovery declare their services, and with them the volumes.
+  if (engine === "volume" && !s.volume && ctx.role !== "local" && ctx.role !== "recovery") {
+    issues.add(`${key}.volume`, `service "${s.name}" uses the volume engine and needs the Docker volume that holds its data: set ${key}.volume`);
+  }
+  const defaultPort = engine === "volume" ? undefined : TARGET_DEFAULTS.targetPort[engine];
+  const passwordKey = engine === "postgres" || (engine === "redis" && ctx.presentKeys.has(SECRET.targetPassword(s.name))) ? SECRET.targetPassword(s.name) : undefined;
+  return {
+    name: s.name,
+    engine,
+    tier,
+    rpoSeconds,
+    rtoSeconds: positive(issues, `${key}.rtoSeconds`, s.rtoSeconds, ctx.rtoSeconds),
+    achievableRpoSeconds: achievable,
+    schedules: { full: full.expr, incremental: incremental?.expr ?? "" },
+    fullIntervalSeconds: full.interval,
+    retention,
+    walSwitchSeconds,
+    host: engine === "volume" ? undefined : (s.host ?? `${ctx.namePrefix}-${s.name}`),
+    port: engine === "volume" ? undefined : positive(issues, `${key}.port`, s.port, defaultPort!),
+    user: engine === "postgres" ? (s.user ?? "replicator") : s.user,
+    volume: s.volume,
+    dataPath: s.dataPath ?? (engine === "postgres" ? "/var/lib/postgresql/data" : "/data"),
+    hooks: { pre: s.hooks?.pre, post: s.hooks?.post },
+    placement: s.placement ?? [],
+    networks: s.networks ?? [],
+    image: s.image ?? (engine === "postgres" ? ctx.images.postgres : engine === "redis" ? ctx.images.redis : ctx.images.files),
+    passwordKey,
+};
+}
+
+/**
+ * Validates raw config and returns plain specs. Pure: `presentKeys` are the config keys (without
+ * the project prefix) that have a value, so missing secrets are reported without reading them.
+ */
+export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Specs {
+  const issues = new Issues();
+  const role = oneOf(issues, "role", raw.role ?? (ROLES.includes(raw.stack as Role) ? raw.stack : undefined), ROLES, "prod");
+  if (raw.role === undefined && !ROLES.includes(raw.stack as Role)) {
+    issues.add("role", `stack "${raw.stack}" is not one of ${ROLES.join(", ")}: set 'pulumi config set ${PROJECT}:role <${ROLES.join("|")}>'`);
+  }
+  const needs = ROLE_NEEDS[role];
+  const namePrefix = raw.namePrefix ?? `kdr-${raw.stack}`;
+  if (!/^[a-z][a-z0-9-]{0,20}$/.test(namePrefix)) {
+    issues.add("namePrefix", `must be lowercase letters, digits and '-', at most 21 characters, got ${JSON.stringify(namePrefix)}`);
+  }
+  const tenantId = raw.tenantId ?? "00000000-0000-0000-0000-000000000000";
+  if (!UUID_RE.test(tenantId)) issues.add("tenantId", `must be a UUID (the catalog's tenant_id), got ${JSON.stringify(tenantId)}`);
+
+  const defaults = parseServiceDefaults(issues, raw);
+  const images = defaults.images;
+
+  // Services.
+  const services: ServiceSpec[] = [];
+  if (needs.services && (raw.services === undefined || !Array.isArray(raw.services) || raw.services.length === 0)) {
+    issues.add("services", `must list at least one protected service, e.g. [{ name: postgresql, engine: postgres, tier: critical }]`);
+  }
+  const seen = new Map<string, number>();
+  const ctx: ServiceContext = { ...defaults, role, namePrefix, presentKeys, seen };
+  (needs.services ? (raw.services ?? []) : []).forEach((s, i) => {
+    const spec = parseService(issues, s, i, ctx);
+    if (spec) services.push(spec);
+  });
+
+  const maintenance = {
+    health: cron(issues, "maintenance.health", raw.maintenance?.health, DEFAULTS.maintenance.health).expr,
+    prune: cron(issues, "maintenance.prune", raw.maintenance?.prune, DEFAULTS.maintenance.prune).expr,
+    drill: cron(issues, "maintenance.drill", raw.maintenance?.drill, DEFAULTS.maintenance.drill).expr,
+  };
+
+  const quotaGiB = { ...DEFAULTS.quotaGiB };
+  for (const tier of TIERS) quotaGiB[tier] = positive(issues, `storage.quotaGiB.${tier}`, raw.storage?.quotaGiB?.[tier], DEFAULTS.quotaGiB[tier]);
+  const storage = {
+    bucketPrefix: raw.storage?.bucketPrefix ?? `${namePrefix}-backups`,
+    lockMode: oneOf(issues, "storage.lockMode", raw.storage?.lockMode, LOCK_MODES, "GOVERNANCE"),
+    sse: raw.storage?.sse ?? false,
+    kmsKeyId: raw.storage?.kmsKeyId ?? "kryonix-dr-backups",
+    quotaGiB,
+  };
+  if (!/^[a-z0-9][a-z0-9-]{1,40}$/.test(storage.bucketPrefix)) {
+    issues.add("storage.bucketPrefix", `must be a valid S3 bucket name prefix (lowercase, digits, '-', at most 41), got ${JSON.stringify(storage.bucketPrefix)}`);
+  }
+
+  const regions: Specs["regions"] = {};
+  const needPrimary = needs.primary || (role === "recovery" && (raw.recovery?.sourceRegion ?? "primary") === "primary");
+  const needDr = needs.dr || (role === "recovery" && raw.recovery?.sourceRegion === "dr");
+  if (needPrimary) regions.primary = region(issues, "primary", raw.regions?.primary);
+  if (needDr) regions.dr = region(issues, "dr", raw.regions?.dr);
+
+  const replication = {
+    mode: oneOf(issues, "replication.mode", raw.replication?.mode, REPLICATION_MODES, "native"),
+    intervalSeconds: positive(issues, "replication.intervalSeconds", raw.replication?.intervalSeconds, DEFAULTS.replicationIntervalSeconds),
+  };
+  if (replication.mode === "native" && regions.primary?.kind === "s3" && (role === "prod" || role === "local")) {
+    issues.add("replication.mode", `"native" needs MinIO on the primary region (regions.primary.kind is "s3"); use "replicator" for other S3 servers`);
+  }
+  if (storage.sse && [regions.primary, regions.dr].some((r) => r?.kind === "s3")) {
+    issues.add("storage.sse", `server-side encryption is declared through MinIO (KMS); a region of kind "s3" does not support it here: set storage.sse to false (backups are encrypted with age/restic before upload either way)`);
+  }
+
+  const c = raw.catalog ?? {};
+  if (!c.host) issues.add("catalog.host", `is required: the PostgreSQL server that holds the backup catalog ('pulumi config set --path ${PROJECT}:catalog.host <host>')`);
+  const catalog: CatalogSpec = {
+    host: c.host ?? "",
+    port: positive(issues, "catalog.port", c.port, 5432),
+    agentHost: c.agentHost ?? c.host ?? "",
+    database: c.database ?? "kryonix_dr",
+    adminUser: c.adminUser ?? "postgres",
+    owner: c.owner ?? "kryonix_dr_owner",
+    reader: c.reader ?? "kryonix_dr_dashboard",
+    writer: c.writer ?? "kryonix_dr_agent",
+    sslmode: oneOf(issues, "catalog.sslmode", c.sslmode, ["disable", "require", "verify-ca", "verify-full"] as const, "require"),
+  };
+
+  const sidecar = {
+    cpus: positive(issues, "sidecar.cpus", raw.sidecar?.cpus, DEFAULTS.sidecar.cpus),
+    memoryMiB: positive(issues, "sidecar.memoryMiB", raw.sidecar?.memoryMiB, DEFAULTS.sidecar.memoryMiB),
+    metricsPort: positive(issues, "sidecar.metricsPort", raw.sidecar?.metricsPort, DEFAULT_METRICS_PORT),
+    networks: raw.sidecar?.networks ?? [],
+    placement: raw.sidecar?.placement ?? [],
+  };
+  const monitoring = {
+    replicationLagSeconds: positive(issues, "monitoring.replicationLagSeconds", raw.monitoring?.replicationLagSeconds, DEFAULTS.monitoring.replicationLagSeconds),
+    failedRunsPerDay: positive(issues, "monitoring.failedRunsPerDay", raw.monitoring?.failedRunsPerDay, DEFAULTS.monitoring.failedRunsPerDay),
+    rpoWarningRatio: positive(issues, "monitoring.rpoWarningRatio", raw.monitoring?.rpoWarningRatio, DEFAULTS.monitoring.rpoWarningRatio),
+  };
+
+  if (role === "dr" && !raw.primaryStack) {
+    issues.add("primaryStack", `the DR stack finds the primary through a StackReference: set 'pulumi config set ${PROJECT}:primaryStack <org>/kryonix-dr/prod'`);
+  }
+  const recovery =
+    role === "recovery"
+      ? {
+          point: recoveryPoint(issues, raw.recovery?.point),
+          sourceRegion: oneOf(issues, "recovery.sourceRegion", raw.recovery?.sourceRegion, REGIONS, "primary"),
+          serviceNamePrefix: raw.recovery?.serviceNamePrefix ?? namePrefix,
+        }
+      : undefined;
+
+  // Secrets this composition reads: checked here so the message can say which and how.
+  const secretKeys: string[] = [SECRET.catalogWriterPassword, SECRET.ageIdentity, SECRET.ageRecipient];
+  if (role === "prod" || role === "local") {
+    secretKeys.push(SECRET.catalogAdminPassword, SECRET.catalogOwnerPassword, SECRET.catalogReaderPassword);
+  }
+  // The DR stack declares no S3 resources (its drill reads with credentials from the primary stack).
+  if (role !== "dr") for (const r of [regions.primary, regions.dr]) if (r) secretKeys.push(r.accessKeyKey, r.secretKeyKey);
+  if (services.some((s) => s.engine === "volume") || role === "dr") secretKeys.push(SECRET.resticPassword);
+  for (const s of services) if (s.passwordKey) secretKeys.push(s.passwordKey);
+  for (const key of secretKeys) {
+    if (!presentKeys.has(key)) {
+      issues.add(key, `secret is missing: set it with 'pulumi config set --secret ${PROJECT}:${key} <value>'`);
+    }
+  }
+  const optionalSecretKeys = [SECRET.notificationTargets].filter((k) => presentKeys.has(k));
+
+  if (issues.list.length > 0) throw new ConfigError(issues.list);
+  return {
+    role,
+    stack: raw.stack,
+    namePrefix,
+    tenantId,
+    services,
+    maintenance,
+    storage,
+    regions,
+    replication,
+    catalog,
+    images,
+    sidecar,
+    monitoring,
+    primaryStack: raw.primaryStack,
+    recovery,
+    secretKeys,
+    optionalSecretKeys,
+  };
+}

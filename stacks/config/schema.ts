@@ -1,0 +1,229 @@
+/**
+ * The shape of stack config: the raw groups a `Pulumi.<stack>.yaml` holds, the typed specs components
+ * receive, the seed's defaults, the secret key names, and the error every rejection raises.
+ */
+export { LOCK_MODES, REPLICATION_MODES, type LockMode, type ReplicationMode } from "../../contract/index.js";
+import * as pulumi from "@pulumi/pulumi";
+import { TARGET_DEFAULTS, type Engine, type LockMode, type ReplicationMode, type Tier } from "../../contract/index.js";
+
+export const PROJECT = "kryonix-dr";
+export const ROLES = ["prod", "dr", "recovery", "local"] as const;
+export type Role = (typeof ROLES)[number];
+export const REGION_KINDS = ["minio", "s3"] as const;
+export type RegionKind = (typeof REGION_KINDS)[number];
+export const REGIONS = ["primary", "dr"] as const;
+export type RegionRole = (typeof REGIONS)[number];
+
+/** The seed's defaults (PARTE-22): schedules, retention, RTO P0 and the RPO of each tier. */
+export const DEFAULTS = {
+  schedules: { full: "0 2 * * *", incremental: "0 */6 * * *" },
+  maintenance: { health: "0 */2 * * *", prune: "0 3 * * 0", drill: "0 4 * * 6" },
+  retention: TARGET_DEFAULTS.retention,
+  rtoSeconds: TARGET_DEFAULTS.rtoSeconds,
+  rpoSeconds: TARGET_DEFAULTS.rpoSeconds,
+  /** We aim for 60 s on PostgreSQL: a forced WAL switch every 30 s plus 30 s to upload the segment. */
+  walSwitchSeconds: TARGET_DEFAULTS.walSwitchSeconds,
+  uploadMarginSeconds: 30,
+  images: {
+    agent: "kryonix-dr/agent:local",
+    postgres: "kryonix-dr/postgres:15",
+    redis: "kryonix-dr/redis:7",
+    files: "kryonix-dr/files:local",
+  },
+  quotaGiB: { critical: 500, important: 200, secondary: 100 } as Record<Tier, number>,
+  sidecar: { cpus: 0.5, memoryMiB: 512 },
+  monitoring: { replicationLagSeconds: 900, failedRunsPerDay: 1, rpoWarningRatio: 0.8 },
+  replicationIntervalSeconds: TARGET_DEFAULTS.replicationIntervalSeconds,
+} as const;
+
+/** Rejected config. The message names the key (`kryonix-dr:...`) and how to fix it. */
+export class ConfigError extends pulumi.RunError {
+  constructor(
+    readonly issues: ReadonlyArray<{ key: string; message: string }>,
+  ) {
+    super(
+      `Invalid kryonix-dr stack config:\n` + issues.map((i) => `  - ${PROJECT}:${i.key}: ${i.message}`).join("\n"),
+    );
+    this.name = "ConfigError";
+  }
+}
+
+// ---------- raw config (what Pulumi.<stack>.yaml holds) ----------
+
+export interface RawSchedules {
+  full?: string;
+  /** Empty string disables incremental backups. */
+  incremental?: string;
+}
+export interface RawRetention {
+  fullDays?: number;
+  incrementalDays?: number;
+  /** PITR window: how long WAL is kept. */
+  walDays?: number;
+}
+export interface RawService {
+  name: string;
+  engine: string;
+  tier?: string;
+  rpoSeconds?: number;
+  rtoSeconds?: number;
+  /** postgres/redis: DNS name of the protected service on the shared network. */
+  host?: string;
+  port?: number;
+  /** postgres: a REPLICATION role; redis: ACL user. */
+  user?: string;
+  /** volume: the Docker volume holding the data. */
+  volume?: string;
+  /** Where the data lives inside the protected container (and where the sidecar mounts it). */
+  dataPath?: string;
+  hooks?: { pre?: string; post?: string };
+  schedules?: RawSchedules;
+  retention?: RawRetention;
+  walSwitchSeconds?: number;
+  /** Swarm placement constraints that put the sidecar next to the data. */
+  placement?: string[];
+  /** Networks (names) shared with the protected service. */
+  networks?: string[];
+  /** local/recovery only: the image of the protected service they declare themselves. */
+  image?: string;
+}
+export interface RawRegion {
+  name: string;
+  /** URL, e.g. https://s3.dr.example.net:9000 */
+  endpoint: string;
+  /** `minio` supports native replication and SSE; `s3` is any other S3 server (e.g. Ceph RGW). @default minio */
+  kind?: string;
+}
+export interface RawConfig {
+  role?: string;
+  stack: string;
+  namePrefix?: string;
+  tenantId?: string;
+  services?: RawService[];
+  defaults?: {
+    schedules?: RawSchedules;
+    retention?: RawRetention;
+    rtoSeconds?: number;
+    rpoSeconds?: Partial<Record<string, number>>;
+    walSwitchSeconds?: number;
+    uploadMarginSeconds?: number;
+  };
+  maintenance?: { health?: string; prune?: string; drill?: string };
+  storage?: { bucketPrefix?: string; lockMode?: string; sse?: boolean; kmsKeyId?: string; quotaGiB?: Partial<Record<string, number>> };
+  regions?: { primary?: RawRegion; dr?: RawRegion };
+  replication?: { mode?: string; intervalSeconds?: number };
+  catalog?: {
+    host?: string;
+    port?: number;
+    /** Host the containers use, when it differs from the one the deployer uses. @default host */
+    agentHost?: string;
+    database?: string;
+    adminUser?: string;
+    owner?: string;
+    reader?: string;
+    writer?: string;
+    sslmode?: string;
+  };
+  images?: { agent?: string; postgres?: string; redis?: string; files?: string };
+  sidecar?: { cpus?: number; memoryMiB?: number; metricsPort?: number; networks?: string[]; placement?: string[] };
+  monitoring?: { replicationLagSeconds?: number; failedRunsPerDay?: number; rpoWarningRatio?: number };
+  /** dr: fully qualified name of the primary stack (`org/kryonix-dr/prod`). */
+  primaryStack?: string;
+  recovery?: { point?: string; sourceRegion?: string; serviceNamePrefix?: string };
+}
+
+// ---------- specs (what components receive) ----------
+
+export interface RetentionSpec {
+  fullDays: number;
+  incrementalDays: number;
+  walDays: number;
+}
+export interface ServiceSpec {
+  name: string;
+  engine: Engine;
+  tier: Tier;
+  rpoSeconds: number;
+  rtoSeconds: number;
+  /** What the configured mechanism can achieve, derived from schedules / WAL switching. */
+  achievableRpoSeconds: number;
+  schedules: { full: string; incremental: string };
+  /** Longest gap between two full backups, from the cron. */
+  fullIntervalSeconds: number;
+  retention: RetentionSpec;
+  walSwitchSeconds?: number;
+  host?: string;
+  port?: number;
+  user?: string;
+  volume?: string;
+  dataPath: string;
+  hooks: { pre?: string; post?: string };
+  placement: string[];
+  networks: string[];
+  image: string;
+  /** Config key of this service's target password, when it has one. */
+  passwordKey?: string;
+}
+export interface RegionSpec {
+  role: RegionRole;
+  name: string;
+  endpoint: string;
+  /** host:port, as @pulumi/minio wants it. */
+  server: string;
+  ssl: boolean;
+  kind: RegionKind;
+  accessKeyKey: string;
+  secretKeyKey: string;
+}
+export interface CatalogSpec {
+  host: string;
+  port: number;
+  agentHost: string;
+  database: string;
+  adminUser: string;
+  owner: string;
+  reader: string;
+  writer: string;
+  sslmode: string;
+}
+export type RecoveryPoint =
+  | { kind: "latest" }
+  | { kind: "time"; at: string }
+  | { kind: "backup"; id: string };
+
+export interface Specs {
+  role: Role;
+  stack: string;
+  namePrefix: string;
+  tenantId: string;
+  services: ServiceSpec[];
+  maintenance: { health: string; prune: string; drill: string };
+  storage: { bucketPrefix: string; lockMode: LockMode; sse: boolean; kmsKeyId: string; quotaGiB: Record<Tier, number> };
+  regions: { primary?: RegionSpec; dr?: RegionSpec };
+  replication: { mode: ReplicationMode; intervalSeconds: number };
+  catalog: CatalogSpec;
+  images: { agent: string; postgres: string; redis: string; files: string };
+  sidecar: { cpus: number; memoryMiB: number; metricsPort: number; networks: string[]; placement: string[] };
+  monitoring: { replicationLagSeconds: number; failedRunsPerDay: number; rpoWarningRatio: number };
+  primaryStack?: string;
+  /** recovery: what to restore from, and the prefix of the fresh services' Swarm names. */
+  recovery?: { point: RecoveryPoint; sourceRegion: RegionRole; serviceNamePrefix: string };
+  /** Every secret config key this stack needs (without the project prefix). */
+  secretKeys: string[];
+  /** Optional secrets that are present. */
+  optionalSecretKeys: string[];
+}
+
+export const SECRET = {
+  catalogAdminPassword: "catalogAdminPassword",
+  catalogOwnerPassword: "catalogOwnerPassword",
+  catalogWriterPassword: "catalogWriterPassword",
+  catalogReaderPassword: "catalogReaderPassword",
+  ageRecipient: "ageRecipient",
+  ageIdentity: "ageIdentity",
+  resticPassword: "resticPassword",
+  notificationTargets: "notificationTargets",
+  regionAccessKey: (r: RegionRole) => `${r}AccessKey`,
+  regionSecretKey: (r: RegionRole) => `${r}SecretKey`,
+  targetPassword: (service: string) => `targetPassword-${service}`,
+} as const;
