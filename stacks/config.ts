@@ -6,5 +6,5 @@
  * stack entry, before any resource.
  */
 export * from "./config/schema.js";
-export { parseSpecs } from "./config/parse.js";
+export { parseServiceSpecs, parseSpecs } from "./config/parse.js";
 export { loadConfig, type Secrets } from "./config/load.js";

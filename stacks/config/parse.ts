@@ -229,6 +229,23 @@ function parseService(issues: Issues, s: RawService, i: number, ctx: ServiceCont
 };
 }
 
+function serviceList(issues: Issues, raw: RawConfig, ctx: ServiceContext): ServiceSpec[] {
+  return (Array.isArray(raw.services) ? raw.services : []).flatMap((s, i) => parseService(issues, s, i, ctx) ?? []);
+}
+
+/**
+ * Only the services of a stack's config, as the specs its components receive: the drill reads the
+ * local stack's services this way, so it judges them by the same defaults the stack deploys.
+ */
+export function parseServiceSpecs(raw: RawConfig, role: Role, presentKeys: ReadonlySet<string> = new Set()): ServiceSpec[] {
+  const issues = new Issues();
+  const defaults = parseServiceDefaults(issues, raw);
+  const namePrefix = raw.namePrefix ?? `kdr-${raw.stack}`;
+  const services = serviceList(issues, raw, { ...defaults, role, namePrefix, presentKeys, seen: new Map() });
+  if (issues.list.length > 0) throw new ConfigError(issues.list);
+  return services;
+}
+
 /**
  * Validates raw config and returns plain specs. Pure: `presentKeys` are the config keys (without
  * the project prefix) that have a value, so missing secrets are reported without reading them.
@@ -251,16 +268,10 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
   const images = defaults.images;
 
   // Services.
-  const services: ServiceSpec[] = [];
   if (needs.services && (raw.services === undefined || !Array.isArray(raw.services) || raw.services.length === 0)) {
     issues.add("services", `must list at least one protected service, e.g. [{ name: postgresql, engine: postgres, tier: critical }]`);
   }
-  const seen = new Map<string, number>();
-  const ctx: ServiceContext = { ...defaults, role, namePrefix, presentKeys, seen };
-  (needs.services ? (raw.services ?? []) : []).forEach((s, i) => {
-    const spec = parseService(issues, s, i, ctx);
-    if (spec) services.push(spec);
-  });
+  const services = needs.services ? serviceList(issues, raw, { ...defaults, role, namePrefix, presentKeys, seen: new Map() }) : [];
 
   const maintenance = {
     health: cron(issues, "maintenance.health", raw.maintenance?.health, DEFAULTS.maintenance.health).expr,

@@ -1,0 +1,283 @@
+/**
+ * The drill's phases, one function each, in the order runDrill (drill.ts) calls them. Each takes
+ * the run's shared state (DrillRun) and returns what the next phase needs.
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type pg from "pg";
+import * as cat from "../../catalog/queries.js";
+import { alive } from "../../agent/lock.js";
+import { LABELS } from "../../contract/index.js";
+import type { ServiceSpec } from "../../stacks/config.js";
+import { destroy, readState } from "../deployer.js";
+import type { Platform } from "../platform.js";
+import { deployInChild, restoreResults, stackServices, type ChildDeploy } from "./deploy.js";
+import { docker, dockerExec, removeService, removeVolume, serviceContainers, serviceLabels, waitForTask } from "./docker.js";
+import { drillLocalConfig, drillRecoveryConfig, LOCAL_STACK, RECOVERY_STACK } from "./stacks.js";
+import { verify, type ServiceReport } from "./verify.js";
+import { prepare, readBack, Writer, type WriterStats } from "./writers.js";
+
+/** The P0 recovery time objective (seed: 15 minutes) when a service declares none. */
+export const P0_RTO_SECONDS = 15 * 60;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const iso = (ms: number) => new Date(ms).toISOString();
+
+/** What every phase of one drill run shares. */
+export interface DrillRun {
+  runId: string;
+  startedAt: number;
+  projectDir: string;
+  stateDir: string;
+  platform: Platform;
+  tenantId: string;
+  /** The local stack's service name prefix (`<prefix>-<service>`). */
+  prefix: string;
+  services: ServiceSpec[];
+  target: Date | "latest";
+  writeSeconds: number;
+  /** The file that marks the platform's deployments as this drill's. */
+  marker: string;
+  failures: string[];
+  deployments: Record<string, { declared: string[]; deployed: string[]; missing: string[]; extra: string[] }>;
+  log: (line: string) => void;
+  /** Runs one phase: logs its start and end and records its duration. */
+  phase<T>(name: string, fn: () => Promise<T>): Promise<T>;
+}
+
+/**
+ * A previous drill run with --keep (or one that failed) leaves its deployments, which this run
+ * removes; a deployment the drill did not make is someone else's, and is left alone.
+ */
+export async function clearPreviousDrill(run: DrillRun): Promise<void> {
+  const { marker, stateDir, log } = run;
+  if (existsSync(marker)) {
+    const other = JSON.parse(readFileSync(marker, "utf8")) as { pid?: number; runId?: string };
+    if (other.pid && other.pid !== process.pid && alive(other.pid)) {
+      throw new Error(`another drill (${other.runId}, pid ${other.pid}) is running on this platform: the stacks and service names are shared, so wait for it to finish.`);
+    }
+  }
+  for (const stack of [RECOVERY_STACK, LOCAL_STACK]) {
+    if (!readState(stack, stateDir)) continue;
+    if (!existsSync(marker)) {
+      throw new Error(`Stack '${stack}' is already deployed (${join(stateDir, `${stack}.json`)}), not by a drill: remove it with 'kryonix-dr destroy --stack ${stack} --force' first (recovery before local).`);
+    }
+    await run.phase(`remove the previous drill's ${stack} deployment`, () => destroy({ stack, stateDir, force: true, log: (l) => log(`  ${l}`) }));
+  }
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  writeFileSync(marker, `${JSON.stringify({ runId: run.runId, startedAt: iso(run.startedAt), pid: process.pid })}\n`, { mode: 0o600 });
+}
+
+/** Records what a deployment made against what its stack declared; a difference fails the drill. */
+function recordDeployment(run: DrillRun, stack: string, d: ChildDeploy): void {
+  run.deployments[stack] = { declared: d.declared, deployed: d.deployed, missing: d.missing, extra: d.extra };
+  if (d.missing.length || d.extra.length) {
+    run.failures.push(`${stack} stack: declared and deployed differ (not created ${JSON.stringify(d.missing)}, not declared ${JSON.stringify(d.extra)})`);
+  }
+}
+
+export async function deployLocal(run: DrillRun): Promise<void> {
+  const d = await run.phase("deploy the local stack", () =>
+    deployInChild(LOCAL_STACK, run.projectDir, run.stateDir, drillLocalConfig(run.platform, run.projectDir, run.stateDir), run.log),
+  );
+  recordDeployment(run, LOCAL_STACK, d);
+}
+
+/** Waits for every protected service and sidecar; returns each protected service's container. */
+export async function waitForServices(run: DrillRun): Promise<Record<string, string>> {
+  const { log } = run;
+  const containers: Record<string, string> = {};
+  await run.phase("wait for services and healthy sidecars", async () => {
+    for (const s of await stackServices(LOCAL_STACK)) {
+      const svc = s.labels[LABELS.service];
+      const stateful = s.labels[LABELS.stateful] === "true" && !!svc;
+      if (stateful || s.labels[LABELS.role] === "sidecar") {
+        const id = await waitForTask(s.name, 180_000);
+        log(`  ${s.name}: running${stateful ? "" : ", healthy"}`);
+        if (stateful) containers[svc!] = id;
+      } else {
+        // Crons and replicators are not what the drill proves; their state is shown, not awaited.
+        const cs = await serviceContainers(s.name);
+        log(`  ${s.name} (${s.labels[LABELS.role] ?? "service"}): ${cs.length ? cs[0]!.Status : "no running task"}`);
+      }
+    }
+    for (const s of run.services) {
+      if (!containers[s.name]) throw new Error(`the local stack has no running service labelled ${LABELS.service}=${s.name}.`);
+      await waitUntilAccepting(s, containers[s.name]!);
+    }
+  });
+  return containers;
+}
+
+/** Starts the writers and waits until each service has a backup holding their writes. */
+export async function writeAndBackUp(run: DrillRun, db: pg.Pool, containers: Record<string, string>): Promise<Writer[]> {
+  const { services, log } = run;
+  const writers = services.map((s) => new Writer(s.engine, containers[s.name]!, run.runId, s.dataPath));
+  await run.phase("write sample data and take backups", async () => {
+    for (const s of services) await prepare(s.engine, containers[s.name]!).then(() => undefined, (e: Error) => { throw new Error(`${s.name}: ${e.message}`); });
+    const writesStart = Date.now();
+    for (const w of writers) w.start();
+    log(`  writing to ${services.map((s) => s.name).join(", ")} for at least ${run.writeSeconds} s, until each has a backup holding the writes`);
+    await watchBackups(db, run.tenantId, services, writers, writesStart, run.writeSeconds, log);
+  });
+  return writers;
+}
+
+/**
+ * The disaster: the writers stop, then each primary and its data volume go, with the sidecars
+ * next to them (a lost primary takes its backup sidecar along; buckets, catalog and cron survive).
+ * Returns what each writer had acknowledged, and when the disaster was declared.
+ */
+export async function disaster(run: DrillRun, writers: Writer[]): Promise<{ written: Map<string, WriterStats>; declaredAt: number }> {
+  const { services, prefix, log } = run;
+  const written = new Map<string, WriterStats>();
+  let declaredAt = 0;
+  await run.phase("disaster: remove the primary services and their volumes", async () => {
+    for (const [i, w] of writers.entries()) written.set(services[i]!.name, await w.stop());
+    for (const s of services) {
+      const st = written.get(s.name)!;
+      log(`  ${s.name}: ${st.acks.length} acknowledged writes (${st.failures} failed), last at ${st.acks.length ? iso(st.acks.at(-1)!.writtenAt) : "none"}`);
+    }
+    // Abrupt, as a lost node is: SIGKILL, no clean shutdown; then the services go, with the
+    // backup sidecars beside them (a lost primary takes its sidecar along, which also mounts
+    // the volume; buckets, catalog and crons survive); then the data volumes.
+    const volumes: string[] = [];
+    for (const s of services) {
+      const name = `${prefix}-${s.name}`;
+      const spec = await docker.request<{ Spec: { TaskTemplate: { ContainerSpec: { Mounts?: Array<{ Type: string; Source: string }> } } } }>("GET", `/services/${name}`);
+      volumes.push(...(spec.Spec.TaskTemplate.ContainerSpec.Mounts ?? []).filter((m) => m.Type === "volume").map((m) => m.Source));
+      for (const c of await serviceContainers(name)) await docker.request("POST", `/containers/${c.Id}/kill?signal=KILL`).catch(() => undefined);
+    }
+    for (const s of services) {
+      await removeService(`${prefix}-${s.name}`);
+      log(`  killed and removed service ${prefix}-${s.name}`);
+    }
+    for (const s of await stackServices(LOCAL_STACK)) {
+      if (s.labels[LABELS.role] === "sidecar" && services.some((x) => x.name === s.labels[LABELS.protects])) {
+        await removeService(s.name);
+        log(`  removed sidecar ${s.name}`);
+      }
+    }
+    for (const v of volumes) await removeVolume(v);
+    log(`  removed volume(s) ${volumes.join(", ")}`);
+    declaredAt = Date.now();
+  });
+  return { written, declaredAt };
+}
+
+/** Deploys the recovery stack; returns what each restore job restored. */
+export async function recover(run: DrillRun, db: pg.Pool): Promise<Awaited<ReturnType<typeof restoreResults>>> {
+  const d = await run.phase("recover: deploy the recovery stack", () =>
+    deployInChild(RECOVERY_STACK, run.projectDir, run.stateDir, drillRecoveryConfig(run.platform, run.projectDir, run.target, run.stateDir), run.log),
+  );
+  recordDeployment(run, RECOVERY_STACK, d);
+  return restoreResults(d, db);
+}
+
+/**
+ * Reads every recovered service back and judges it against what was acknowledged. Returns the
+ * reports and the RTO target: the tightest a recovered service declares, at most P0's.
+ */
+export async function verifyRecovered(
+  run: DrillRun,
+  written: Map<string, WriterStats>,
+  restores: Awaited<ReturnType<typeof restoreResults>>,
+): Promise<{ reports: ServiceReport[]; rtoTarget: number }> {
+  const { target, log } = run;
+  const reports: ServiceReport[] = [];
+  let rtoTarget = P0_RTO_SECONDS;
+  await run.phase("verify the recovered data", async () => {
+    for (const s of run.services) {
+      const name = `${run.prefix}-${s.name}`;
+      const id = await waitForTask(name, 180_000);
+      await waitUntilAccepting(s, id, true);
+      const labels = await serviceLabels(name);
+      const rpoTarget = Number(labels[LABELS.rpoSeconds]);
+      const rto = Number(labels[LABELS.rtoSeconds]);
+      if (Number.isFinite(rto) && rto > 0) rtoTarget = Math.min(rtoTarget, rto);
+      const got = await readBack(s.engine, id, run.runId, s.dataPath);
+      const rep = verify(s, written.get(s.name)!, got, restores[s.name], target, s.engine === "postgres" ? Math.min(60, rpoTarget || 60) : rpoTarget);
+      reports.push(rep);
+      log(`  ${s.name}: ${rep.restored}/${rep.expected} expected writes back (${rep.missing.length} missing, ${rep.corrupted.length} corrupted${target === "latest" ? "" : `, ${rep.unexpected.length} after the point`}), data loss ${rep.dataLossSeconds?.toFixed(1) ?? "?"} s (target ${rep.rpoTargetSeconds} s)`);
+    }
+  });
+  for (const r of reports) {
+    if (r.missing.length) run.failures.push(`${r.service}: ${r.missing.length} write(s) acknowledged before the recovery point are missing (e.g. ${r.missing.slice(0, 3).join(", ")})`);
+    if (r.corrupted.length) run.failures.push(`${r.service}: ${r.corrupted.length} write(s) came back with different content (e.g. ${r.corrupted.slice(0, 3).join(", ")})`);
+    if (r.unexpected.length) run.failures.push(`${r.service}: ${r.unexpected.length} write(s) made after the point in time are present`);
+    if (!r.rpoMet) run.failures.push(`${r.service}: data loss ${r.dataLossSeconds?.toFixed(1) ?? "unknown"} s exceeds its RPO target ${r.rpoTargetSeconds} s`);
+  }
+  return { reports, rtoTarget };
+}
+
+export async function cleanUp(run: DrillRun): Promise<void> {
+  await run.phase("clean up: destroy the recovery and local stacks", async () => {
+    for (const stack of [RECOVERY_STACK, LOCAL_STACK]) await destroy({ stack, stateDir: run.stateDir, force: true, log: (l) => run.log(`  ${l}`) });
+    rmSync(run.marker, { force: true });
+  });
+}
+
+/** Waits until the service inside the container answers (PostgreSQL: promoted, out of recovery). */
+async function waitUntilAccepting(s: ServiceSpec, container: string, recovered = false, timeoutMs = 300_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  for (;;) {
+    let r;
+    if (s.engine === "postgres") {
+      r = await dockerExec(container, ["psql", "-X", "-U", "postgres", "-d", "postgres", "-At", "-c", "SELECT pg_is_in_recovery()"]);
+      if (r.code === 0 && r.stdout.trim() === "f") return;
+    } else if (s.engine === "redis") {
+      r = await dockerExec(container, ["redis-cli", "PING"]);
+      if (r.code === 0 && /PONG|NOAUTH/.test(r.stdout)) return;
+    } else {
+      r = await dockerExec(container, ["test", "-d", s.dataPath]);
+      if (r.code === 0) return;
+    }
+    last = (r.stderr || r.stdout).trim();
+    if (Date.now() > deadline) throw new Error(`${s.name} did not accept requests within ${timeoutMs / 1000} s${recovered ? " after its restore" : ""}: ${last}`);
+    await sleep(1000);
+  }
+}
+
+/**
+ * Shows backups as the schedules complete them and waits until, for each service, a completed
+ * backup (PostgreSQL: a full and archived WAL) covers writes made during the drill.
+ */
+async function watchBackups(db: pg.Pool, tenantId: string, services: ServiceSpec[], writers: Writer[], writesStart: number, writeSeconds: number, log: (l: string) => void): Promise<void> {
+  const seen = new Set<string>();
+  const maxMs = (writeSeconds + 240) * 1000;
+  for (;;) {
+    await sleep(5000);
+    const rows = await cat.listBackups(db, { tenantId, limit: 200 });
+    for (const b of [...rows].reverse()) {
+      const key = `${b.backupId}:${b.backupStatus}`;
+      if (seen.has(key) || b.createdAt.getTime() < writesStart - 120_000) continue;
+      if (b.backupStatus === "completed" || b.backupStatus === "failed") {
+        seen.add(key);
+        log(`  backup ${b.backupStatus}: ${b.serviceName} ${b.backupType} ${b.backupId.slice(0, 8)}${b.recoveryPointEnd ? ` point ${b.recoveryPointEnd.toISOString()}` : ""}${b.backupSize != null ? ` ${b.backupSize} B` : ""}${b.errorMessage ? ` error: ${b.errorMessage}` : ""}`);
+      }
+    }
+    const missing: string[] = [];
+    const progress: string[] = [];
+    for (const [i, s] of services.entries()) {
+      const good = rows.filter((b) => b.serviceName === s.name && b.backupStatus === "completed" && b.backupType !== "wal" && (b.recoveryPointEnd?.getTime() ?? 0) > writesStart);
+      const w = writers[i]!.stats;
+      let line = `${s.name} ${w.acks.length} writes${w.failures ? ` (${w.failures} failed: ${w.lastError})` : ""}, ${good.length} backup(s) with them`;
+      if (good.length === 0) missing.push(`${s.name}: no completed backup since the writes began`);
+      if (s.engine === "postgres") {
+        const wal = await cat.listWalSegments(db, s.name, { tenantId });
+        const newest = Math.max(0, ...wal.map((x) => x.coversUntil.getTime()));
+        const fresh = wal.filter((x) => x.uploadedAt.getTime() >= writesStart).length;
+        line += `, ${fresh} WAL segment(s) uploaded, WAL lag ${newest ? ((Date.now() - newest) / 1000).toFixed(0) : "-"} s`;
+        if (newest <= writesStart) missing.push(`${s.name}: no WAL archived since the writes began`);
+      }
+      progress.push(line);
+    }
+    const elapsed = Date.now() - writesStart;
+    log(`  [${(elapsed / 1000).toFixed(0)} s] ${progress.join("; ")}`);
+    if (elapsed >= writeSeconds * 1000 && missing.length === 0) return;
+    if (elapsed > maxMs) {
+      throw new Error(`after ${(elapsed / 1000).toFixed(0)} s of writes the backups do not cover them: ${missing.join("; ")}. See 'docker service logs <prefix>-<service>-backup'.`);
+    }
+  }
+}
