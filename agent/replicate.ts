@@ -2,7 +2,10 @@
  * Replication for S3 targets without native bucket replication: every new object version in
  * the primary bucket is copied (streamed) to the replica bucket with the same key and the same
  * object-lock mode and retain-until date. What was copied is remembered in the state dir by
- * source version id, so a pass only moves new versions.
+ * source version id, so a pass only moves new versions. With a catalog configured, every copy is
+ * recorded there (object_copy) with the copy's own version id in the replica region, so a restore
+ * from that region can find it and the catalog can say how far each service's copies lag; a copy
+ * the catalog could not take yet is kept in the state dir and recorded on a later pass.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -10,6 +13,7 @@ import { Gauge } from "prom-client";
 import type { Readable } from "node:stream";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { AGENT_ENV } from "../contract/index.js";
+import * as cat from "./catalog.js";
 import { ConfigError, type Settings } from "./config.js";
 import { registry } from "./metrics.js";
 import { httpServer } from "./serve.js";
@@ -20,30 +24,71 @@ const backlog = new Gauge({ name: "kdr_replication_backlog_objects", help: "Obje
 const lag = new Gauge({ name: "kdr_replication_lag_seconds", help: "Age of the oldest object version not yet copied", registers: [registry] });
 const copied = new Gauge({ name: "kdr_replication_last_pass_copied", help: "Versions copied by the last pass", registers: [registry] });
 
-export async function replicateOnce(s: Settings, src: Storage, dst: Storage): Promise<{ copied: number; skipped: number }> {
+/** Where a pass records its copies: the catalog and the replica region's name. */
+export interface CopyLog {
+  db: cat.Db;
+  /** The replica region's name (for people; copies are keyed by the replica's endpoint). */
+  region: string;
+}
+
+function readJson<T>(file: string, fallback: T): T {
+  return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as T) : fallback;
+}
+
+function writeJson(file: string, value: unknown): void {
+  writeFileSync(file + ".tmp", JSON.stringify(value));
+  renameSync(file + ".tmp", file);
+}
+
+export async function replicateOnce(s: Settings, src: Storage, dst: Storage, copyLog?: CopyLog): Promise<{ copied: number; skipped: number; recorded: number }> {
   const stateFile = path.join(s.stateDir, `replicate-${src.bucket}-to-${dst.bucket}.json`);
+  const recordsFile = path.join(s.stateDir, `replicate-${src.bucket}-to-${dst.bucket}-unrecorded.json`);
   mkdirSync(path.dirname(stateFile), { recursive: true });
-  const done = new Set<string>(existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, "utf8")) as string[]) : []);
-  const pending: { key: string; versionId?: string; lastModified?: Date }[] = [];
+  const done = new Set<string>(readJson<string[]>(stateFile, []));
+  const unrecorded = readJson<(cat.ObjectCopy & { sourceCreatedAt?: string })[]>(recordsFile, []).map((c) => ({ ...c, sourceCreatedAt: c.sourceCreatedAt ? new Date(c.sourceCreatedAt) : undefined }));
+  let recorded = 0;
+  const record = async (): Promise<void> => {
+    if (!copyLog) return;
+    while (unrecorded.length > 0) {
+      await cat.recordCopy(copyLog.db, unrecorded[0]!);
+      unrecorded.shift();
+      recorded++;
+    }
+  };
+  // Copies a catalog outage left unrecorded go in first.
+  await record().catch((e: Error) => log(`replicate: ${unrecorded.length} copy record(s) still wait for the catalog (${e.message})`));
+  writeJson(recordsFile, unrecorded);
+  const pending: { key: string; versionId?: string; lastModified?: Date; size: number }[] = [];
   for await (const v of src.listVersions("")) if (v.versionId && !done.has(v.versionId)) pending.push(v);
   // Oldest first, so the replica's newest version of a key is the primary's newest.
   pending.sort((a, b) => (a.lastModified?.getTime() ?? 0) - (b.lastModified?.getTime() ?? 0));
   backlog.set(pending.length);
   lag.set(pending.length ? (Date.now() - (pending[0]!.lastModified?.getTime() ?? Date.now())) / 1000 : 0);
   let n = 0;
+  let catalogDown: string | undefined;
   for (const v of pending) {
     const got = await withRetry(`get ${v.key}`, () => src.client.send(new GetObjectCommand({ Bucket: src.bucket, Key: v.key, VersionId: v.versionId })));
     const lock = got.ObjectLockMode && got.ObjectLockRetainUntilDate ? { mode: got.ObjectLockMode, retainUntil: got.ObjectLockRetainUntilDate } : undefined;
-    await dst.upload(v.key, got.Body as Readable, lock, got.ContentType);
+    const put = await dst.upload(v.key, got.Body as Readable, lock, got.ContentType);
     done.add(v.versionId!);
     n++;
-    writeFileSync(stateFile + ".tmp", JSON.stringify([...done]));
-    renameSync(stateFile + ".tmp", stateFile);
+    writeJson(stateFile, [...done]);
+    if (copyLog) {
+      unrecorded.push({ endpoint: dst.endpoint, region: copyLog.region, bucket: dst.bucket, key: v.key, sourceBucket: src.bucket, sourceVersionId: v.versionId!, copyVersionId: put.versionId ?? null, sourceCreatedAt: v.lastModified, sizeBytes: v.size });
+      writeJson(recordsFile, unrecorded);
+      if (!catalogDown) {
+        await record().catch((e: Error) => {
+          catalogDown = e.message;
+        });
+        writeJson(recordsFile, unrecorded);
+      }
+    }
   }
+  if (catalogDown) log(`replicate: the catalog did not take ${unrecorded.length} copy record(s) (${catalogDown}); they are kept in ${recordsFile} and recorded on a later pass`);
   backlog.set(0);
   lag.set(0);
   copied.set(n);
-  return { copied: n, skipped: done.size - n };
+  return { copied: n, skipped: done.size - n, recorded };
 }
 
 export async function replicate(s: Settings, once: boolean): Promise<void> {
@@ -52,6 +97,10 @@ export async function replicate(s: Settings, once: boolean): Promise<void> {
   const dst = new Storage(s.require("replicaBucket"), endpoint, s.get("replicaRegion") ?? "us-east-1", s.secret("replicaAccessKey"), s.secret("replicaSecretKey"));
   if (src.bucket === dst.bucket && endpoint === s.get("s3Endpoint")) throw new ConfigError(`${AGENT_ENV.replicaBucket} is the source bucket: give the DR bucket.`);
   const interval = s.int("replicationIntervalSeconds", 30);
+  // Without a catalog the copies are made but not recorded: a restore from the replica region then
+  // cannot translate version ids, so every stack that declares a replicator gives it the catalog.
+  const copyLog = s.get("catalogHost") ? { db: await cat.connectCatalog(s), region: s.get("replicaRegion") ?? "us-east-1" } : undefined;
+  if (!copyLog) log(`replicate: no catalog configured (${AGENT_ENV.catalogHost}): copies are not recorded, so restores from the replica region cannot find them by version`);
   let lastOk = Date.now();
   let lastError: string | undefined;
   const srv = once
@@ -59,10 +108,10 @@ export async function replicate(s: Settings, once: boolean): Promise<void> {
     : httpServer(s.metricsPort, () => ({ ok: Date.now() - lastOk < Math.max(300, interval * 5) * 1000, detail: { source: src.bucket, replica: dst.bucket, lastError } }));
   for (;;) {
     try {
-      const r = await replicateOnce(s, src, dst);
+      const r = await replicateOnce(s, src, dst, copyLog);
       lastOk = Date.now();
       lastError = undefined;
-      log(`replicate ${src.bucket} -> ${dst.bucket}: copied ${r.copied} new version(s)`);
+      if (r.copied > 0 || r.recorded > 0 || once) log(`replicate ${src.bucket} -> ${dst.bucket}: copied ${r.copied} new version(s)${copyLog ? `, recorded ${r.recorded} in the catalog` : ""}`);
     } catch (e) {
       if (once) throw e;
       lastError = (e as Error).message;
@@ -70,6 +119,7 @@ export async function replicate(s: Settings, once: boolean): Promise<void> {
     }
     if (once) {
       srv?.close();
+      await copyLog?.db.end().catch(() => undefined);
       return;
     }
     await new Promise((r) => setTimeout(r, interval * 1000));

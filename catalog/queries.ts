@@ -4,7 +4,7 @@
  *
  * These files run inside the agent image: they must never import @pulumi. This index re-exports
  * the query files, one per subject: types, runs, wal, plans (recovery plans and the RPO), health,
- * recovery-log and summaries (status); sql.ts holds their internal helpers and is not exported.
+ * recovery-log, summaries (status) and copies (objects copied to another region); sql.ts holds their internal helpers and is not exported.
  *
  * Multi-row changes are single SQL statements (data-modifying CTEs), so they are atomic without
  * the caller managing a transaction, and safe to call inside one.
@@ -26,3 +26,4 @@ export * from "./plans.js";
 export * from "./health.js";
 export * from "./recovery-log.js";
 export * from "./summaries.js";
+export * from "./copies.js";

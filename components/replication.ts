@@ -14,7 +14,7 @@ import * as docker from "@pulumi/docker";
 import * as command from "@pulumi/command";
 import { AGENT_ENV, DEFAULT_METRICS_PORT, LABELS, REPLICATION_MODES, SECRET_FILES, TOOL_ENV, type ReplicationMode } from "../contract/index.js";
 import { AGENT_BIN } from "./backup-sidecar.js";
-import { base64Secret, dockerLabels, secretFileName } from "./shared.js";
+import { base64Secret, dockerLabels, secretFileName, type CatalogConnection } from "./shared.js";
 
 export { REPLICATION_MODES, type ReplicationMode };
 
@@ -48,6 +48,11 @@ export interface ReplicationArgs {
   readonly metricsPort?: pulumi.Input<number>;
   /** replicator: placement constraints. @default [] */
   readonly placement?: pulumi.Input<pulumi.Input<string>[]>;
+  /**
+   * replicator: the catalog, where every copy is recorded with its version id in the DR region
+   * (object_copy): a restore from the DR region reads those ids. Required for `replicator`.
+   */
+  readonly catalog?: CatalogConnection;
 }
 
 /** `scheme://user:password@host:port[/path]`, the form `mc` takes its credentials in. */
@@ -71,6 +76,9 @@ export class Replication extends pulumi.ComponentResource {
     }
     if (args.mode === "replicator" && args.image === undefined) {
       throw new pulumi.ResourceError(`replication mode "replicator" needs the agent image (kryonix-dr:images.agent)`, this);
+    }
+    if (args.mode === "replicator" && args.catalog === undefined) {
+      throw new pulumi.ResourceError(`replication mode "replicator" needs the catalog: it records each copy's DR version id there, which restores from the DR region read`, this);
     }
     if (args.pairs.length === 0) {
       throw new pulumi.ResourceError(`nothing to replicate: kryonix-dr:services puts no service in any tier`, this);
@@ -104,6 +112,7 @@ export class Replication extends pulumi.ComponentResource {
           { role: "source-secret-key", file: SECRET_FILES.s3SecretKey, value: args.source.secretKey },
           { role: "replica-access-key", file: SECRET_FILES.replicaAccessKey, value: args.target.accessKey },
           { role: "replica-secret-key", file: SECRET_FILES.replicaSecretKey, value: args.target.secretKey },
+          { role: "catalog-password", file: SECRET_FILES.catalogPassword, value: args.catalog!.password },
         ].map(({ role, file, value }) => {
           const s = new docker.Secret(
             `${name}-${pair.tier}-${role}`,
@@ -129,6 +138,10 @@ export class Replication extends pulumi.ComponentResource {
                   [AGENT_ENV.replicaRegion]: args.target.region,
                   [AGENT_ENV.replicaBucket]: pair.target,
                   [AGENT_ENV.replicationIntervalSeconds]: pulumi.output(args.intervalSeconds ?? 30).apply(String),
+                  [AGENT_ENV.catalogHost]: args.catalog!.host,
+                  [AGENT_ENV.catalogPort]: pulumi.output(args.catalog!.port).apply(String),
+                  [AGENT_ENV.catalogDatabase]: args.catalog!.database,
+                  [AGENT_ENV.catalogUser]: args.catalog!.user,
                   // Backlog and lag are exported here; the monitoring scrape finds it by label.
                   [AGENT_ENV.metricsPort]: pulumi.output(args.metricsPort ?? DEFAULT_METRICS_PORT).apply(String),
                 },

@@ -47,7 +47,7 @@ export interface DeclaredTarget {
 }
 
 /** The catalog as the agents see it (they write as the writer role). */
-function agentCatalog(specs: Specs, secrets: Secrets) {
+export function agentCatalog(specs: Specs, secrets: Secrets) {
   return {
     host: specs.catalog.agentHost,
     port: specs.catalog.port,

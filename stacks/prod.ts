@@ -8,7 +8,7 @@ import { BackupCatalog } from "../components/backup-catalog.js";
 import { BackupStorage } from "../components/backup-storage.js";
 import { Replication } from "../components/replication.js";
 import { SECRET, type Secrets, type Specs } from "./config.js";
-import { catalogProvider, declareCrons, declareSidecars, minioProvider, storageServices, summarize, type DeclaredTarget, declareMonitoring } from "./common.js";
+import { agentCatalog, catalogProvider, declareCrons, declareSidecars, minioProvider, storageServices, summarize, type DeclaredTarget, declareMonitoring } from "./common.js";
 
 export interface ProtectionOptions {
   /** Networks every kryonix-dr container joins (ids or names). */
@@ -55,6 +55,23 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
     { providers: { minio: minioProvider(dr, secrets) } },
   );
 
+  const catalog = new BackupCatalog(
+    "catalog",
+    {
+      host: specs.catalog.host,
+      port: specs.catalog.port,
+      database: specs.catalog.database,
+      owner: specs.catalog.owner,
+      reader: specs.catalog.reader,
+      writer: specs.catalog.writer,
+      ownerPassword: secrets.get(SECRET.catalogOwnerPassword),
+      readerPassword: secrets.get(SECRET.catalogReaderPassword),
+      writerPassword: secrets.get(SECRET.catalogWriterPassword),
+      sslmode: specs.catalog.sslmode,
+    },
+    { providers: { postgresql: catalogProvider(specs, secrets) } },
+  );
+
   const mode = specs.replication.mode;
   const replication = new Replication("replication", {
     mode,
@@ -77,24 +94,9 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
     metricsPort: specs.sidecar.metricsPort,
     networks: options.networks,
     placement: specs.sidecar.placement,
-  });
-
-  const catalog = new BackupCatalog(
-    "catalog",
-    {
-      host: specs.catalog.host,
-      port: specs.catalog.port,
-      database: specs.catalog.database,
-      owner: specs.catalog.owner,
-      reader: specs.catalog.reader,
-      writer: specs.catalog.writer,
-      ownerPassword: secrets.get(SECRET.catalogOwnerPassword),
-      readerPassword: secrets.get(SECRET.catalogReaderPassword),
-      writerPassword: secrets.get(SECRET.catalogWriterPassword),
-      sslmode: specs.catalog.sslmode,
-    },
-    { providers: { postgresql: catalogProvider(specs, secrets) } },
-  );
+    // Every copy's DR version id is recorded in the catalog: restores from the DR region read it.
+    catalog: mode === "replicator" ? agentCatalog(specs, secrets) : undefined,
+  }, { dependsOn: [catalog] });
 
   // Agents write to the catalog from their first run: they wait for the schema and roles.
   const sidecars = declareSidecars({ specs, secrets, region: primary, storage: primaryStorage, networks: options.networks, declared: options.declared, dependsOn: [catalog] });

@@ -11,7 +11,7 @@ import * as volumeEngine from "../engines/volume.js";
 import { checkStoredSha, IntegrityError } from "../storage/pipeline.js";
 import { log } from "../storage/progress.js";
 import { Storage } from "../storage/s3.js";
-import { identityFor, loadManifest } from "./shared.js";
+import { identityFor, inRegionOf, loadManifest } from "./shared.js";
 
 export const toRef = (a: cat.ArtifactRow): pgEngine.StoredRef => ({
   key: a.objectKey,
@@ -127,7 +127,9 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
     wal = engine === "postgres" ? [...plan.history, ...(await contiguousWal(c, tenantId, service, plan.wal))] : [];
     reaches = plan.recoveryPoint;
   }
-  log(`restore ${service}: using backup ${row.backupId} (${row.backupType}, recovery point ${row.recoveryPointEnd?.toISOString()})${wal.length ? ` + ${wal.length} WAL file(s)` : ""}, reaching ${reaches.toISOString()}`);
+  arts = await inRegionOf(c, storage, arts);
+  wal = await inRegionOf(c, storage, wal);
+  log(`restore ${service}: using backup ${row.backupId} (${row.backupType}, recovery point ${row.recoveryPointEnd?.toISOString()})${wal.length ? ` + ${wal.length} WAL file(s)` : ""}, reaching ${reaches.toISOString()}, from ${storage.bucket} in region ${storage.region}`);
   await loadManifest(storage, row, arts);
 
   let checked = 1;

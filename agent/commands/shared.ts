@@ -82,3 +82,19 @@ export function outsideTheBackup(e: unknown): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * The catalog records each object's version id in the region it was written to. Read from another
+ * region (a restore with sourceRegion dr), the copies there have their own ids, which the
+ * replicator recorded (object_copy): rows with a recorded copy in `storage`'s bucket get its id;
+ * the rest keep theirs (their own region, or a native replication that keeps version ids).
+ */
+export async function inRegionOf<T extends { objectKey: string; versionId: string | null }>(c: cat.Db, storage: Storage, rows: T[]): Promise<T[]> {
+  const refs = rows.flatMap((r) => (r.versionId ? [{ key: r.objectKey, versionId: r.versionId }] : []));
+  const copies = await cat.copyVersions(c, storage.endpoint, storage.bucket, refs);
+  if (copies.size === 0) return rows;
+  return rows.map((r) => {
+    const id = r.versionId ? copies.get(`${r.objectKey}\n${r.versionId}`) : undefined;
+    return id === undefined ? r : { ...r, versionId: id };
+  });
+}

@@ -10,7 +10,7 @@ import * as volumeEngine from "../engines/volume.js";
 import { m } from "../metrics.js";
 import { IntegrityError } from "../storage/pipeline.js";
 import { Storage } from "../storage/s3.js";
-import { identityFor, loadManifest, outsideTheBackup } from "./shared.js";
+import { identityFor, inRegionOf, loadManifest, outsideTheBackup } from "./shared.js";
 import { toRef } from "./restore.js";
 
 export interface VerifySummary {
@@ -37,7 +37,7 @@ export async function runVerify(s: Settings, c: pg.Client, backupId?: string): P
   // A missing or wrong key says nothing about the backup: it is a configuration error, not a verify result.
   const identity = engine === "volume" ? "" : identityFor(s, row.encryptionKeyId);
   try {
-    const arts = await cat.listArtifacts(c, row.backupId);
+    const arts = await inRegionOf(c, storage, await cat.listArtifacts(c, row.backupId));
     await loadManifest(storage, row, arts);
     checks.push("manifest: present, SHA-256 matches, lists every artifact");
     if (engine === "volume") {

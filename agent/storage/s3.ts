@@ -51,12 +51,38 @@ export async function withRetry<T>(what: string, fn: () => Promise<T>, attempts 
   }
 }
 
+/** The S3 error code of an SDK error and its HTTP status, e.g. "NoSuchVersion (HTTP 404)". */
+export function s3ErrorCode(e: unknown): string {
+  const err = e as { name?: string; Code?: string; code?: string; $metadata?: { httpStatusCode?: number } };
+  const status = err.$metadata?.httpStatusCode;
+  const named = err.Code ?? (err.name && !["UnknownError", "Error", "S3ServiceException"].includes(err.name) ? err.name : undefined);
+  // A response without a body (HEAD, some servers' errors) leaves the SDK only the status.
+  const byStatus = status === 404 ? "NoSuchKey or NoSuchVersion" : status === 403 ? "AccessDenied" : status === 400 ? "InvalidArgument" : undefined;
+  return `${named ?? byStatus ?? err.code ?? err.name ?? "error"}${status ? ` (HTTP ${status})` : ""}`;
+}
+
+/**
+ * A read that failed, naming the region, bucket, key, version and S3 error code. It keeps the
+ * SDK error's status and code, so callers still tell an unreachable store from a missing object.
+ */
+export class StorageReadError extends Error {
+  override name = "StorageReadError";
+  readonly $metadata?: { httpStatusCode?: number };
+  readonly code?: string;
+  constructor(message: string, cause: unknown) {
+    super(message, { cause });
+    const c = cause as { $metadata?: { httpStatusCode?: number }; code?: string };
+    this.$metadata = c.$metadata;
+    this.code = c.code;
+  }
+}
+
 export class Storage {
   readonly client: S3Client;
   constructor(
     readonly bucket: string,
-    endpoint: string,
-    region: string,
+    readonly endpoint: string,
+    readonly region: string,
     accessKeyId: string,
     secretAccessKey: string,
   ) {
@@ -119,10 +145,18 @@ export class Storage {
   }
 
   async get(key: string, versionId?: string): Promise<{ body: Readable; size?: number }> {
-    const res = await withRetry(`get ${key}`, () =>
-      this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, VersionId: versionId })),
-    );
-    return { body: res.Body as Readable, size: res.ContentLength };
+    try {
+      const res = await withRetry(`get ${key}`, () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, VersionId: versionId })));
+      return { body: res.Body as Readable, size: res.ContentLength };
+    } catch (e) {
+      const missing = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404;
+      throw new StorageReadError(
+        `cannot read s3://${this.bucket}/${key}${versionId ? ` version ${versionId}` : ""} in region ${this.region} (${this.endpoint}): ${s3ErrorCode(e)}` +
+          `${(e as Error).message && !/^UnknownError$/.test((e as Error).message) ? `: ${(e as Error).message}` : ""}` +
+          (missing && versionId ? `. A version id names one region's copy: reading another region's copy needs its own id (the replicator records it in the catalog's object_copy)` : ""),
+        e,
+      );
+    }
   }
 
   async getText(key: string, versionId?: string): Promise<string> {

@@ -8,9 +8,8 @@ import { mkdtempSync, readdirSync, rmSync, existsSync, copyFileSync } from "node
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { agentWorld, flipByte, pgQuery as q, startRestored, tableChecksums, type AgentWorld } from "../support/s3.js";
+import { agentWorld, flipByte, pgQuery as q, prepareBackupRole, restoredChecksums, startRestored, tableChecksums, type AgentWorld } from "../support/s3.js";
 import { startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
-import { writeFileSync } from "node:fs";
 
 let w: AgentWorld;
 let primary: TmpPostgres;
@@ -33,24 +32,13 @@ interface Summary {
 beforeAll(async () => {
   w = await agentWorld("kdrtest-agent-pg");
   primary = await startTmpPostgres();
-  // The documented backup role: replication, read-all for pg_dump, and pg_switch_wal for the RPO.
-  await q(primary.url, "CREATE ROLE kdr_backup LOGIN REPLICATION PASSWORD 'kdr-backup-pw'");
-  await q(primary.url, "GRANT pg_read_all_data TO kdr_backup");
-  await q(primary.url, "GRANT EXECUTE ON FUNCTION pg_switch_wal() TO kdr_backup");
-  writeFileSync(path.join(w.secretDir, "kdr-target-password"), "kdr-backup-pw\n", { mode: 0o600 });
-  await q(primary.url, "CREATE DATABASE app");
+  const targetEnv = await prepareBackupRole(primary, w.secretDir);
   await q(primary.urlFor("app"), "CREATE TABLE items (id int PRIMARY KEY, body text NOT NULL, n bigint)");
   await q(primary.urlFor("app"), "INSERT INTO items SELECT g, md5(g::text) || repeat('x', 60), g * 7 FROM generate_series(1, 100000) g");
   await q(primary.urlFor("app"), "CREATE TABLE events (id serial PRIMARY KEY, label text, at timestamptz DEFAULT clock_timestamp())");
   await q(primary.url, "CREATE TABLE public.settings (k text PRIMARY KEY, v jsonb)");
   await q(primary.url, `INSERT INTO settings VALUES ('a', '{"x":1}'), ('b', '[1,2,3]')`);
-  env = w.env(SERVICE, {
-    KDR_ENGINE: "postgres",
-    KDR_TARGET_HOST: primary.host,
-    KDR_TARGET_PORT: String(primary.port),
-    KDR_TARGET_USER: "kdr_backup",
-    KDR_WAL_SWITCH_SECONDS: "2",
-  });
+  env = w.env(SERVICE, targetEnv);
 });
 
 afterAll(async () => {
@@ -116,12 +104,7 @@ describe("agent: postgres", () => {
     const sum = json<{ walSegments: number; artifactsChecked: number }>(r);
     expect(sum.walSegments).toBeGreaterThan(0);
     expect(sum.artifactsChecked).toBe(sum.walSegments + 2); // + base.tar and the manifest
-    const srv = await startRestored(target, primary.password);
-    try {
-      expect(await tableChecksums(srv.url)).toEqual(sourceSums);
-    } finally {
-      srv.stop();
-    }
+    expect(await restoredChecksums(target, primary.password)).toEqual(sourceSums);
   });
 
   it("restores to a point in time between two committed transactions", async () => {

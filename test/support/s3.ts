@@ -244,6 +244,36 @@ export async function tableChecksums(urlFor: (db: string) => string): Promise<Re
   return out;
 }
 
+/**
+ * The documented backup role on a primary (replication, read-all for pg_dump, pg_switch_wal for
+ * the RPO), its password in the world's secret dir, and an "app" database to fill. Returns the
+ * agent env that backs this primary up (WAL switched every 2 s).
+ */
+export async function prepareBackupRole(primary: TmpPostgres, secretDir: string): Promise<Record<string, string>> {
+  await pgQuery(primary.url, "CREATE ROLE kdr_backup LOGIN REPLICATION PASSWORD 'kdr-backup-pw'");
+  await pgQuery(primary.url, "GRANT pg_read_all_data TO kdr_backup");
+  await pgQuery(primary.url, "GRANT EXECUTE ON FUNCTION pg_switch_wal() TO kdr_backup");
+  writeFileSync(path.join(secretDir, "kdr-target-password"), "kdr-backup-pw\n", { mode: 0o600 });
+  await pgQuery(primary.url, "CREATE DATABASE app");
+  return {
+    KDR_ENGINE: "postgres",
+    KDR_TARGET_HOST: primary.host,
+    KDR_TARGET_PORT: String(primary.port),
+    KDR_TARGET_USER: "kdr_backup",
+    KDR_WAL_SWITCH_SECONDS: "2",
+  };
+}
+
+/** Every table's checksum in a restored data dir, read from a PostgreSQL started on it (then stopped). */
+export async function restoredChecksums(dataDir: string, password: string): Promise<Record<string, string>> {
+  const srv = await startRestored(dataDir, password);
+  try {
+    return await tableChecksums(srv.url);
+  } finally {
+    srv.stop();
+  }
+}
+
 /** Starts PostgreSQL on a restored data dir (as the postgres OS user) and waits for promotion. */
 export async function startRestored(dataDir: string, password: string): Promise<{ url: (db: string) => string; stop: () => void; log: string }> {
   const sock = mkdtempSync(path.join(tmpdir(), "kdrtest-agent-sock-"));

@@ -9,6 +9,7 @@ const args = (mode: ReplicationArgs["mode"]): ReplicationArgs => ({
   source: { endpoint: "https://s3.a:9000", region: "a", accessKey: pulumi.secret("src-ak"), secretKey: pulumi.secret("src/sk+") },
   target: { endpoint: "https://s3.b:9000", region: "b", accessKey: pulumi.secret("dst-ak"), secretKey: pulumi.secret("dst-sk") },
   image: "kryonix-dr/agent:test",
+  catalog: { host: "catalog", port: 5432, database: "kryonix_dr", user: "kdr_writer", password: pulumi.secret("cat-pw") },
 });
 
 describe("Replication", () => {
@@ -33,9 +34,10 @@ describe("Replication", () => {
     await settle();
     const [svc] = byType(regs, "docker:index/service:Service");
     const spec = (svc!.inputs.taskSpec as any).containerSpec;
-    expect(spec.env).toMatchObject({ KDR_S3_BUCKET: "p-critical", KDR_REPLICA_S3_BUCKET: "d-critical", KDR_REPLICA_S3_ENDPOINT: "https://s3.b:9000" });
-    expect(spec.secrets.map((s: { fileName: string }) => s.fileName).sort()).toEqual(["kdr-replica-s3-access-key", "kdr-replica-s3-secret-key", "kdr-s3-access-key", "kdr-s3-secret-key"]);
-    expect(plainLeaks(regs, ["src-ak", "src/sk+", "dst-ak", "dst-sk"])).toEqual([]);
+    // The catalog is where each copy's DR version id is recorded (restores from DR read it).
+    expect(spec.env).toMatchObject({ KDR_S3_BUCKET: "p-critical", KDR_REPLICA_S3_BUCKET: "d-critical", KDR_REPLICA_S3_ENDPOINT: "https://s3.b:9000", KDR_REPLICA_S3_REGION: "b", KDR_CATALOG_HOST: "catalog", KDR_CATALOG_USER: "kdr_writer" });
+    expect(spec.secrets.map((s: { fileName: string }) => s.fileName).sort()).toEqual(["kdr-catalog-password", "kdr-replica-s3-access-key", "kdr-replica-s3-secret-key", "kdr-s3-access-key", "kdr-s3-secret-key"]);
+    expect(plainLeaks(regs, ["src-ak", "src/sk+", "dst-ak", "dst-sk", "cat-pw"])).toEqual([]);
   });
 
   describe("validation", () => {
@@ -48,6 +50,7 @@ describe("Replication", () => {
     });
     it("needs the agent image for the replicator", () => {
       expect(() => new Replication("y", { ...args("replicator"), image: undefined })).toThrow("kryonix-dr:images.agent");
+      expect(() => new Replication("z", { ...args("replicator"), catalog: undefined })).toThrow(/needs the catalog/);
     });
   });
 });
