@@ -15,6 +15,7 @@ import { AGENT_VERSION } from "./commands/shared.js";
 import { failInflight, printSummary, runBackup } from "./commands/backup.js";
 import { runHealth } from "./commands/health.js";
 import { runPrune } from "./commands/prune.js";
+import { runRebuild } from "./commands/rebuild.js";
 import { runRestore } from "./commands/restore.js";
 import { runVerify } from "./commands/verify.js";
 import { cron, serve } from "./serve.js";
@@ -37,6 +38,8 @@ commands:
   cron                             run the jobs in ${AGENT_ENV.cronJobs} on their schedules
   replicate [--once]               copy new object versions (with their retention) to the replica bucket
   migrate                          apply the catalog migrations
+  catalog rebuild                  rebuild the catalog's backups and WAL from the bucket's manifests and descriptors
+                                   (this region's version ids; --service limits it to one service)
   healthz                          probe a running serve/cron/replicate process (for HEALTHCHECK)
 
 every setting is an env var or the matching flag (below); secrets are files in ${SETTINGS.secretDir.default}
@@ -183,6 +186,18 @@ export async function main(argv: string[]): Promise<number> {
       case "replicate":
         await replicate(s, flags.has("--once"));
         return 0;
+      case "catalog": {
+        if (positional[1] !== "rebuild") throw new ConfigError(`'kdr-agent catalog ${positional[1] ?? ""}' is not a command: the catalog command is 'kdr-agent catalog rebuild'.`);
+        const r = await withCatalog(s, (c) => runRebuild(s, c, { service: s.get("service") }));
+        out(
+          json,
+          r,
+          `catalog rebuilt from s3://${r.bucket} (region ${r.region}): ${r.backups.inserted} backup(s) added, ${r.backups.known} already known; ` +
+            `${r.walSegments.inserted} WAL segment(s) added, ${r.walSegments.known} already known; ${r.copiesRecorded} copy version(s) recorded` +
+            (r.skipped.length ? `\n  skipped ${r.skipped.length}:\n${r.skipped.map((x) => `    ${x.key}: ${x.reason}`).join("\n")}` : ""),
+        );
+        return 0;
+      }
       case "migrate": {
         const r = await withCatalog(s, (c) => migrate(c, { dir: s.get("migrationsDir"), log }));
         out(json, r, `catalog migrations: applied ${r.applied.length} (${r.applied.join(", ") || "none"}), already applied ${r.skipped.length}`);

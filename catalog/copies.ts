@@ -14,7 +14,8 @@ export interface ObjectCopy {
   region: string;
   bucket: string;
   key: string;
-  sourceBucket: string;
+  /** The bucket the catalog's version id is in, when known (a WAL segment row names none). */
+  sourceBucket?: string;
   sourceVersionId: string;
   /** The copy's version id in its region; null when that bucket is not versioned. */
   copyVersionId: string | null;
@@ -34,7 +35,7 @@ export async function recordCopy(db: Db, c: ObjectCopy): Promise<void> {
     `INSERT INTO object_copy (endpoint, region, bucket, object_key, source_bucket, source_version_id, copy_version_id, service_name, source_created_at, size_bytes)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
      ON CONFLICT (endpoint, bucket, object_key, source_version_id) DO UPDATE SET copy_version_id = EXCLUDED.copy_version_id`,
-    [endpointOrigin(c.endpoint), c.region, c.bucket, c.key, c.sourceBucket, c.sourceVersionId, c.copyVersionId, serviceOfKey(c.key) ?? null, c.sourceCreatedAt ?? null, c.sizeBytes ?? null],
+    [endpointOrigin(c.endpoint), c.region, c.bucket, c.key, c.sourceBucket ?? null, c.sourceVersionId, c.copyVersionId, serviceOfKey(c.key) ?? null, c.sourceCreatedAt ?? null, c.sizeBytes ?? null],
   );
 }
 

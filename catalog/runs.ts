@@ -380,3 +380,62 @@ export async function latestGoodBackup(db: Db, service: string, opts: LatestGood
   );
   return rows[0] ? camel<BackupRow>(rows[0]) : null;
 }
+
+/** A completed backup as its manifest describes it, for `catalog rebuild`. */
+export interface RebuiltBackupInput {
+  backupId: string;
+  tenantId: string;
+  service: string;
+  engine: Engine;
+  type: BackupType;
+  bucket: string;
+  prefix: string;
+  region: string | null;
+  rawSize: number;
+  storedSize: number;
+  recoveryPointStart: Date;
+  recoveryPointEnd: Date;
+  timeline: number | null;
+  startLsn: string | null;
+  endLsn: string | null;
+  checksum: string;
+  tool: string;
+  toolVersion: string;
+  encryptionKeyId: string;
+  parentBackupId: string | null;
+  retentionUntil: Date;
+  /** When the backup finished (its manifest's time). */
+  completedAt: Date;
+  metadata: Record<string, unknown>;
+  artifacts: ArtifactInput[];
+}
+
+/**
+ * Inserts a completed backup and its artifacts from a manifest, in one statement. A backup whose
+ * id the catalog already holds is left exactly as it is: returns false.
+ */
+export async function insertRebuiltBackup(db: Db, b: RebuiltBackupInput): Promise<boolean> {
+  checkUuid("backupId", b.backupId);
+  checkUuid("tenantId", b.tenantId);
+  checkService(b.service);
+  if (b.parentBackupId) checkUuid("parentBackupId", b.parentBackupId);
+  checkArtifacts(b.artifacts);
+  const { rows } = await db.query(
+    `WITH b AS (
+       INSERT INTO backup_management (
+         backup_id, tenant_id, service_name, engine, backup_type, backup_status, storage_bucket, storage_prefix, storage_region,
+         raw_size, backup_size, recovery_point_start, recovery_point_end, timeline, start_lsn, end_lsn, checksum, tool, tool_version,
+         encryption_key_id, parent_backup_id, retention_until, metadata, started_at, completed_at, created_at)
+       VALUES ($1, $2, $3, $4, $5, 'completed', $6, $7, $8, $9, $10, $11, $12, $13, $14::pg_lsn, $15::pg_lsn, $16, $17, $18, $19, $20, $21, $22, $23, $23, $23)
+       ON CONFLICT (backup_id) DO NOTHING
+       RETURNING backup_id),
+     a AS (${INSERT_ARTIFACTS("b", "$24")} RETURNING 1)
+     SELECT (SELECT count(*) FROM b)::int AS inserted`,
+    [
+      b.backupId, b.tenantId, b.service, b.engine, b.type, b.bucket, b.prefix, b.region, b.rawSize, b.storedSize,
+      b.recoveryPointStart, b.recoveryPointEnd, b.timeline, b.startLsn, b.endLsn, b.checksum, b.tool, b.toolVersion,
+      b.encryptionKeyId, b.parentBackupId, b.retentionUntil, JSON.stringify(b.metadata), b.completedAt, artifactsJson(b.artifacts),
+    ],
+  );
+  return rows[0]!.inserted === 1;
+}

@@ -14,7 +14,7 @@ import { m } from "../metrics.js";
 import type { SealedArtifact } from "../storage/pipeline.js";
 import { fmtBytes, fmtSeconds, log } from "../storage/progress.js";
 import { Storage } from "../storage/s3.js";
-import { AGENT_VERSION, MANIFEST_FORMAT, lockFor, recipient, type Manifest } from "./shared.js";
+import { AGENT_VERSION, MANIFEST_FORMAT, lockFor, manifestArtifact, recipient, sealManifest, type Manifest, type ManifestCatalogRow } from "./shared.js";
 import { startWalStreamer } from "./wal-streamer.js";
 
 /** Runs in progress in this process, so a SIGTERM can record them as failed before exiting. */
@@ -161,6 +161,33 @@ export async function runBackup(
 
     const rawBytes = res.measured?.rawBytes ?? res.artifacts.reduce((a, x) => a + x.rawBytes, 0);
     let storedBytes = res.measured?.storedBytes ?? res.artifacts.reduce((a, x) => a + x.storedBytes, 0);
+    const details = res.details as { startLsn?: string; endLsn?: string; timeline?: number; baseBackupId?: string };
+    const manifestKey = engine === "volume" ? `${objectPrefix("restic", service)}kdr-manifests/${backupId}.json` : `${prefix}manifest.json`;
+    // What the catalog row holds, in the manifest too: a region's bucket alone can rebuild it.
+    const row: ManifestCatalogRow = {
+      tenantId,
+      parentBackupId: parent?.backupId ?? null,
+      bucket: storage.bucket,
+      prefix,
+      region: s.get("s3Region") ?? null,
+      rawSize: rawBytes,
+      storedSize: storedBytes,
+      timeline: details.timeline ?? null,
+      startLsn: details.startLsn ?? null,
+      endLsn: details.endLsn ?? null,
+      checksum: res.artifacts[0]?.sha256 && /^[0-9a-f]{64}$/.test(res.artifacts[0].sha256) ? res.artifacts[0].sha256 : null,
+      retentionUntil: new Date(Date.now() + s.retentionDays(type) * 86400_000).toISOString(),
+      metadata: { ...res.details, manifestKey, agentVersion: AGENT_VERSION, ...(engine === "postgres" && type === "incremental" ? { baseBackupId: parent?.backupId } : {}) },
+      artifacts: res.artifacts.map((a) => ({
+        role: artifactRole(engine, a),
+        objectKey: a.key,
+        versionId: a.versionId ?? null,
+        sha256: a.sha256,
+        sizeBytes: a.storedBytes,
+        rawSize: a.rawBytes,
+        metadata: { name: a.name, rawSha256: a.rawSha256 },
+      })),
+    };
     const manifest: Manifest = {
       format: MANIFEST_FORMAT,
       backupId,
@@ -175,26 +202,13 @@ export async function runBackup(
       agentVersion: AGENT_VERSION,
       artifacts: res.artifacts.map((a) => ({ name: a.name, key: a.key, versionId: a.versionId, sha256: a.sha256, storedBytes: a.storedBytes, rawBytes: a.rawBytes, rawSha256: a.rawSha256 })),
       details: res.details,
+      catalog: row,
     };
     // Written last: a set of artifacts without its manifest is never accepted by restore.
-    const manifestKey = engine === "volume" ? `${objectPrefix("restic", service)}kdr-manifests/${backupId}.json` : `${prefix}manifest.json`;
-    const body = JSON.stringify(manifest, null, 2);
+    const body = sealManifest(manifest);
     const mref = await storage.putSmall(manifestKey, body, lockFor(s, type === "full" ? "full" : "incremental"));
     storedBytes += engine === "volume" ? 0 : Buffer.byteLength(body);
     const manifestSha = createHash("sha256").update(body).digest("hex");
-    const artifacts = [
-      ...res.artifacts.map((a) => ({
-        role: artifactRole(engine, a),
-        objectKey: a.key,
-        versionId: a.versionId,
-        sha256: a.sha256,
-        sizeBytes: a.storedBytes,
-        rawSize: a.rawBytes,
-        metadata: { name: a.name, rawSha256: a.rawSha256 },
-      })),
-      { role: "manifest", objectKey: manifestKey, versionId: mref.versionId, sha256: manifestSha, sizeBytes: Buffer.byteLength(body), rawSize: Buffer.byteLength(body), metadata: { name: "manifest.json" } },
-    ];
-    const details = res.details as { startLsn?: string; endLsn?: string; timeline?: number; baseBackupId?: string };
     await cat.completeBackup(c, backupId, {
       rawSize: rawBytes,
       storedSize: storedBytes,
@@ -203,12 +217,12 @@ export async function runBackup(
       timeline: details.timeline,
       startLsn: details.startLsn,
       endLsn: details.endLsn,
-      checksum: res.artifacts[0]?.sha256 && /^[0-9a-f]{64}$/.test(res.artifacts[0].sha256) ? res.artifacts[0].sha256 : manifestSha,
+      checksum: row.checksum ?? manifestSha,
       tool: res.tool,
       toolVersion: res.toolVersion,
       encryptionKeyId: kid,
-      metadata: { ...res.details, manifestKey, agentVersion: AGENT_VERSION, ...(engine === "postgres" && type === "incremental" ? { baseBackupId: parent?.backupId } : {}) },
-      artifacts,
+      metadata: row.metadata,
+      artifacts: [...row.artifacts, manifestArtifact(manifestKey, mref.versionId, body)],
     });
     const dur = (Date.now() - t0) / 1000;
     const ratio = rawBytes > 0 ? storedBytes / rawBytes : null;

@@ -1,11 +1,37 @@
 /** What the agent's commands share: the manifest format, the age key halves, object-lock settings, why an error is not the backup's. */
+import { createHash } from "node:crypto";
 import * as cat from "../catalog.js";
 import { ConfigError, type Settings } from "../config.js";
 import { checkRecipient, checkStoredSha, keyId, recipientOfIdentity, IntegrityError } from "../storage/pipeline.js";
 import { Storage, type Lock } from "../storage/s3.js";
 
 export const AGENT_VERSION = "0.1.0";
-export const MANIFEST_FORMAT = "kdr-manifest/1";
+/**
+ * kdr-manifest/2 adds `catalog` (everything the backup's catalog row and artifacts hold) and
+ * `selfSha256`, so a region's bucket alone rebuilds the catalog; /1 manifests still restore.
+ */
+export const MANIFEST_FORMAT = "kdr-manifest/2";
+
+/** The catalog row of a backup as its manifest carries it (version ids: the region it was written to). */
+export interface ManifestCatalogRow {
+  tenantId: string;
+  parentBackupId: string | null;
+  bucket: string;
+  prefix: string;
+  region: string | null;
+  rawSize: number;
+  /** Stored bytes of the artifacts, the manifest itself not included. */
+  storedSize: number;
+  timeline: number | null;
+  startLsn: string | null;
+  endLsn: string | null;
+  /** SHA-256 of the primary artifact; null: the manifest's own (a restic snapshot has no single object). */
+  checksum: string | null;
+  retentionUntil: string;
+  metadata: Record<string, unknown>;
+  /** Every artifact but the manifest. */
+  artifacts: cat.ArtifactInput[];
+}
 
 export interface Manifest {
   format: string;
@@ -21,6 +47,82 @@ export interface Manifest {
   agentVersion: string;
   artifacts: { name: string; key: string; versionId?: string; sha256: string; storedBytes: number; rawBytes: number; rawSha256: string }[];
   details: Record<string, unknown>;
+  /** kdr-manifest/2 and later. */
+  catalog?: ManifestCatalogRow;
+  /** SHA-256 of this manifest's JSON without this field (kdr-manifest/2 and later). */
+  selfSha256?: string;
+}
+
+function manifestJson(m: Manifest): string {
+  return JSON.stringify(m, null, 2);
+}
+
+/** The manifest's body: its JSON, closed by the SHA-256 of everything before it. */
+export function sealManifest(m: Manifest): string {
+  const { selfSha256: _old, ...rest } = m;
+  return manifestJson({ ...rest, selfSha256: createHash("sha256").update(manifestJson(rest)).digest("hex") });
+}
+
+/**
+ * Parses a manifest body and checks its own SHA-256: a truncated or altered manifest is an
+ * IntegrityError naming the object. Manifests from before kdr-manifest/2 carry no checksum.
+ */
+export function openManifest(body: string, where: string): Manifest {
+  let m: Manifest;
+  try {
+    m = JSON.parse(body) as Manifest;
+  } catch (e) {
+    throw new IntegrityError(`${where} is not a whole manifest (${(e as Error).message}): it was cut short or damaged.`);
+  }
+  if (m.format !== "kdr-manifest/1") {
+    const { selfSha256, ...rest } = m;
+    const want = createHash("sha256").update(manifestJson(rest as Manifest)).digest("hex");
+    if (selfSha256 !== want) throw new IntegrityError(`${where} does not match its own SHA-256 (${selfSha256 ?? "none"}, computed ${want}): it was altered or damaged.`);
+  }
+  return m;
+}
+
+/** A WAL segment's descriptor, stored beside it (`<segment key>.kdr.json`): its catalog row. */
+export interface WalDescriptor {
+  format: "kdr-wal/1";
+  tenantId: string;
+  service: string;
+  timeline: number;
+  segmentName: string;
+  objectKey: string;
+  sha256: string;
+  sizeBytes: number;
+  rawSize: number | null;
+  coversUntil: string;
+  encryptionKeyId: string | null;
+  selfSha256?: string;
+}
+
+export const WAL_DESCRIPTOR_SUFFIX = ".kdr.json";
+
+/** A WAL descriptor's body, closed by its own SHA-256 like a manifest. */
+export function sealWalDescriptor(d: WalDescriptor): string {
+  const { selfSha256: _old, ...rest } = d;
+  return JSON.stringify({ ...rest, selfSha256: createHash("sha256").update(JSON.stringify(rest)).digest("hex") });
+}
+
+export function openWalDescriptor(body: string, where: string): WalDescriptor {
+  let d: WalDescriptor;
+  try {
+    d = JSON.parse(body) as WalDescriptor;
+  } catch (e) {
+    throw new IntegrityError(`${where} is not a whole WAL descriptor (${(e as Error).message}): it was cut short or damaged.`);
+  }
+  const { selfSha256, ...rest } = d;
+  const want = createHash("sha256").update(JSON.stringify(rest)).digest("hex");
+  if (d.format !== "kdr-wal/1" || selfSha256 !== want) throw new IntegrityError(`${where} does not match its own SHA-256 (${selfSha256 ?? "none"}, computed ${want}): it was altered or damaged.`);
+  return d;
+}
+
+/** The catalog artifact of a manifest body stored at `key`. */
+export function manifestArtifact(key: string, versionId: string | null | undefined, body: string): cat.ArtifactInput {
+  const bytes = Buffer.byteLength(body);
+  return { role: "manifest", objectKey: key, versionId: versionId ?? null, sha256: createHash("sha256").update(body).digest("hex"), sizeBytes: bytes, rawSize: bytes, metadata: { name: "manifest.json" } };
 }
 
 export function lockFor(s: Settings, cls: "full" | "incremental" | "wal" | "logical"): Lock | undefined {
@@ -58,7 +160,7 @@ export async function loadManifest(storage: Storage, row: cat.BackupRow, arts: c
     if (outsideTheBackup(e)) throw e; // unreachable storage says nothing about the backup
     throw new IntegrityError(`backup ${row.backupId}: manifest ${ma.objectKey} cannot be read or does not match the catalog (${e.message}); the backup will not be used.`);
   });
-  const mf = JSON.parse(await storage.getText(ma.objectKey, ma.versionId ?? undefined)) as Manifest;
+  const mf = openManifest(await storage.getText(ma.objectKey, ma.versionId ?? undefined), `backup ${row.backupId}: manifest ${ma.objectKey}`);
   for (const a of arts.filter((x) => x.role !== "manifest")) {
     const inMf = mf.artifacts.find((x) => x.key === a.objectKey);
     if (!inMf || inMf.sha256 !== a.sha256) throw new IntegrityError(`backup ${row.backupId}: artifact ${a.objectKey} is not in the manifest with the same SHA-256; the backup will not be used.`);

@@ -4,7 +4,7 @@ import type { Settings } from "../config.js";
 import * as pgEngine from "../engines/postgres.js";
 import { m } from "../metrics.js";
 import type { Storage } from "../storage/s3.js";
-import { lockFor } from "./shared.js";
+import { lockFor, sealWalDescriptor, WAL_DESCRIPTOR_SUFFIX, type WalDescriptor } from "./shared.js";
 
 export async function startWalStreamer(s: Settings, storage: Storage, rcpt: { file: string; keyId: string }): Promise<pgEngine.WalStreamer> {
   const wc = await cat.connectCatalog(s);
@@ -16,7 +16,7 @@ export async function startWalStreamer(s: Settings, storage: Storage, rcpt: { fi
     rcpt.file,
     {
       record: async (seg) => {
-        await cat.recordWalSegment(wc, {
+        const row = {
           tenantId,
           service,
           timeline: seg.timeline,
@@ -28,7 +28,12 @@ export async function startWalStreamer(s: Settings, storage: Storage, rcpt: { fi
           rawSize: seg.rawBytes,
           coversUntil: seg.completedAt,
           encryptionKeyId: rcpt.keyId,
-        });
+        };
+        // The segment's row, beside it in the bucket: a region's bucket alone rebuilds the catalog.
+        const { versionId: _v, ...described } = row;
+        const descriptor: WalDescriptor = { ...described, format: "kdr-wal/1", rawSize: seg.rawBytes ?? null, coversUntil: seg.completedAt.toISOString() };
+        await storage.putSmall(`${seg.key}${WAL_DESCRIPTOR_SUFFIX}`, sealWalDescriptor(descriptor), lockFor(s, "wal"));
+        await cat.recordWalSegment(wc, row);
         m.walSegments.inc({ service });
       },
     },

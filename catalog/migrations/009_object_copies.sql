@@ -13,7 +13,7 @@ CREATE TABLE object_copy (
     source_version_id text NOT NULL CHECK (source_version_id <> ''),
     copy_version_id   text,
     service_name      varchar(100),
-    source_bucket     text NOT NULL CHECK (source_bucket <> ''),
+    source_bucket     text CHECK (source_bucket <> ''),
     source_created_at timestamptz,
     copied_at         timestamptz NOT NULL DEFAULT now(),
     size_bytes        bigint CHECK (size_bytes >= 0),

@@ -3,12 +3,19 @@
  * real PostgreSQL: the replicator records each copy's own version id in the catalog (object_copy),
  * a restore pointed at the DR bucket reads those ids and brings back identical tables, and a copy
  * the catalog does not know is an error that names the region, bucket, key, version and S3 code.
+ * And `kdr-agent catalog rebuild`: a catalog rebuilt from either region's bucket alone equals the
+ * original (with that region's version ids), skips damaged manifests by name, changes nothing when
+ * run twice, and restores; run against a live catalog it records that region's copies.
  */
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
+import pg from "pg";
 import { replicationLag } from "../../catalog/copies.js";
+import { migrate } from "../../catalog/migrate.js";
+import { sealWalDescriptor } from "../../agent/commands/shared.js";
 import { agentWorld, makeBucket, pgQuery as q, prepareBackupRole, restoredChecksums, tableChecksums, type AgentWorld, type TestBucket } from "../support/s3.js";
 import { startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
 
@@ -50,6 +57,30 @@ afterAll(async () => {
   await dr?.remove().catch(() => undefined);
   await w?.close();
 });
+
+/** A new, empty, migrated catalog database in the world's catalog server. */
+async function freshCatalog(name: string): Promise<pg.Client> {
+  await q(w.catalog.url, `CREATE DATABASE ${name}`);
+  const c = new pg.Client({ connectionString: w.catalog.urlFor(name) });
+  await c.connect();
+  await migrate(c);
+  return c;
+}
+
+/** The catalog's rows as a rebuild must reproduce them (times of the run itself aside). */
+async function catalogRows(c: pg.Client): Promise<{ backups: unknown[]; artifacts: unknown[]; wal: unknown[] }> {
+  const backups = (
+    await c.query(
+      `SELECT backup_id, tenant_id, service_name, engine, backup_type, backup_status, storage_prefix, raw_size, backup_size,
+              recovery_point_start, recovery_point_end, timeline, start_lsn::text, end_lsn::text, checksum, tool, tool_version,
+              encryption_key_id, parent_backup_id, metadata - 'rebuiltFrom' AS metadata
+       FROM backup_management WHERE backup_status = 'completed' ORDER BY backup_id`,
+    )
+  ).rows;
+  const artifacts = (await c.query("SELECT backup_id, role, object_key, version_id, sha256, size_bytes, raw_size, metadata FROM backup_artifact ORDER BY backup_id, object_key")).rows;
+  const wal = (await c.query("SELECT tenant_id, service_name, timeline, segment_name, object_key, version_id, sha256, size_bytes, raw_size, covers_until, encryption_key_id FROM wal_segment ORDER BY segment_name")).rows;
+  return { backups, artifacts, wal };
+}
 
 describe("agent: restore from the DR region", () => {
   let sourceSums: Record<string, string>;
@@ -105,6 +136,86 @@ describe("agent: restore from the DR region", () => {
   it("verify from the DR bucket passes on the copies", async () => {
     const v = json<{ passed: boolean }>(await w.run(["verify", "--json"], drEnv, { timeoutMs: 60_000 }));
     expect(v.passed).toBe(true);
+  });
+
+  it("catalog rebuild from the primary's bucket alone reproduces every row, version ids included", async () => {
+    const rebuilt = await freshCatalog("rebuilt_primary");
+    try {
+      const r = await w.run(["catalog", "rebuild", "--json"], { ...env, KDR_CATALOG_DATABASE: "rebuilt_primary" });
+      const sum = json<{ backups: { inserted: number }; walSegments: { inserted: number }; skipped: unknown[] }>(r);
+      expect(sum.skipped).toEqual([]);
+      expect(sum.backups.inserted).toBe(2);
+      expect(await catalogRows(rebuilt)).toEqual(await catalogRows(w.db));
+      // Run twice: nothing changes.
+      const again = json<{ backups: { inserted: number; known: number }; walSegments: { inserted: number }; copiesRecorded: number }>(
+        await w.run(["catalog", "rebuild", "--json"], { ...env, KDR_CATALOG_DATABASE: "rebuilt_primary" }),
+      );
+      expect(again).toMatchObject({ backups: { inserted: 0, known: 2 }, walSegments: { inserted: 0 }, copiesRecorded: 0 });
+      expect(await catalogRows(rebuilt)).toEqual(await catalogRows(w.db));
+    } finally {
+      await rebuilt.end();
+    }
+  });
+
+  it("catalog rebuild from the DR bucket gives the same rows with the DR copies' version ids, and restores from them", async () => {
+    const rebuilt = await freshCatalog("rebuilt_dr");
+    try {
+      const r = await w.run(["catalog", "rebuild", "--json"], { ...drEnv, KDR_CATALOG_DATABASE: "rebuilt_dr" });
+      expect(json<{ skipped: unknown[] }>(r).skipped).toEqual([]);
+      const copies = (await w.db.query("SELECT object_key, source_version_id, copy_version_id FROM object_copy")).rows;
+      const copyOf = new Map(copies.map((x) => [`${x.object_key}\n${x.source_version_id}`, x.copy_version_id]));
+      const inDrRegion = (rows: unknown[]) =>
+        rows.map((r) => {
+          const x = r as { object_key: string; version_id: string };
+          return { ...x, version_id: copyOf.get(`${x.object_key}\n${x.version_id}`) };
+        });
+      const original = await catalogRows(w.db);
+      const inDr = { ...original, artifacts: inDrRegion(original.artifacts), wal: inDrRegion(original.wal) };
+      expect(await catalogRows(rebuilt)).toEqual(inDr);
+      const target = path.join(w.root, "restore-rebuilt-dr");
+      json(await w.run(["restore", "--target", target, "--json"], { ...drEnv, KDR_CATALOG_DATABASE: "rebuilt_dr" }));
+      expect(await restoredChecksums(target, primary.password)).toEqual(sourceSums);
+    } finally {
+      await rebuilt.end();
+    }
+  });
+
+  it("catalog rebuild skips a cut-short or altered manifest and a WAL descriptor without its segment, naming each", async () => {
+    const put = (Key: string, Body: string) => w.bucket.client.send(new PutObjectCommand({ Bucket: w.bucket.bucket, Key, Body }));
+    const [m] = (await w.db.query("SELECT object_key, version_id FROM backup_artifact WHERE role = 'manifest' LIMIT 1")).rows;
+    const body = await (await w.bucket.client.send(new (await import("@aws-sdk/client-s3")).GetObjectCommand({ Bucket: w.bucket.bucket, Key: m.object_key }))).Body!.transformToString();
+    const cut = `full/${SERVICE}/00000000-0000-4000-8000-000000000c00/manifest.json`;
+    const altered = `full/${SERVICE}/00000000-0000-4000-8000-000000000a1e/manifest.json`;
+    await put(cut, body.slice(0, body.length / 2));
+    await put(altered, body.replace(/"rawSize": \d+/, '"rawSize": 1'));
+    // A descriptor whose segment never arrived (its upload died, or it is not replicated yet).
+    const [seg] = (await w.db.query("SELECT * FROM wal_segment LIMIT 1")).rows;
+    const lost = `wal/${SERVICE}/0000000100000000000000FF.zst.age`;
+    const orphan = `${lost}.kdr.json`;
+    await put(orphan, sealWalDescriptor({ format: "kdr-wal/1", tenantId: seg.tenant_id, service: SERVICE, timeline: 1, segmentName: "0000000100000000000000FF", objectKey: lost, sha256: seg.sha256, sizeBytes: 1, rawSize: 1, coversUntil: new Date().toISOString(), encryptionKeyId: null }));
+    const rebuilt = await freshCatalog("rebuilt_damaged");
+    try {
+      const r = await w.run(["catalog", "rebuild"], { ...env, KDR_CATALOG_DATABASE: "rebuilt_damaged" });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/2 backup\(s\) added/);
+      expect(r.stdout).toContain(`${cut}: s3://${w.bucket.bucket}/${cut} is not a whole manifest`);
+      expect(r.stdout).toContain(`${altered}: s3://${w.bucket.bucket}/${altered} does not match its own SHA-256`);
+      expect(r.stdout).toContain(`${orphan}: the bucket does not hold its segment ${lost} (half-written, or not replicated yet)`);
+      // Only the real backups and segments were recorded.
+      expect(await catalogRows(rebuilt)).toEqual(await catalogRows(w.db));
+    } finally {
+      await rebuilt.end();
+    }
+  });
+
+  it("catalog rebuild from the DR bucket into the live catalog records the DR copies it lacks, and the DR restore works again", async () => {
+    await w.db.query("DELETE FROM object_copy");
+    const r = json<{ backups: { known: number; inserted: number }; copiesRecorded: number }>(await w.run(["catalog", "rebuild", "--json"], drEnv));
+    expect(r.backups).toEqual({ inserted: 0, known: 2 });
+    expect(r.copiesRecorded).toBeGreaterThan(3);
+    const target = path.join(w.root, "restore-dr-reindexed");
+    json(await w.run(["restore", "--target", target, "--json"], drEnv));
+    expect(await restoredChecksums(target, primary.password)).toEqual(sourceSums);
   });
 
   it("without the copy records the restore stops, naming the region, bucket, key, version and S3 error", async () => {

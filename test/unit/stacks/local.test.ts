@@ -60,7 +60,8 @@ describe("local stack", () => {
       expect(env(r)).toMatchObject({ [AGENT_ENV.s3Endpoint]: "http://127.0.0.1:7480", [AGENT_ENV.replicaEndpoint]: "http://127.0.0.1:7481", [AGENT_ENV.replicationIntervalSeconds]: "10" });
       expect((r.inputs.taskSpec as any).containerSpec.commands).toEqual(["node", "/opt/kryonix-dr/agent.cjs", "replicate"]);
       const files = ((r.inputs.taskSpec as any).containerSpec.secrets as Array<{ fileName: string }>).map((s) => s.fileName).sort();
-      expect(files).toEqual(["kdr-replica-s3-access-key", "kdr-replica-s3-secret-key", "kdr-s3-access-key", "kdr-s3-secret-key"]);
+      // The catalog password: each copy is recorded there with its DR version id.
+      expect(files).toEqual(["kdr-catalog-password", "kdr-replica-s3-access-key", "kdr-replica-s3-secret-key", "kdr-s3-access-key", "kdr-s3-secret-key"]);
     }
     // No native replication command on RGW.
     expect(byType(regs, "command:local:Command").filter((c) => String(c.inputs.create).startsWith("mc "))).toEqual([]);
