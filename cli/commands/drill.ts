@@ -4,7 +4,7 @@ import { parseFlags, UsageError, type Command } from "../command.js";
 import { runDrill } from "../../local/drill/drill.js";
 import { formatReport } from "../../local/drill/report.js";
 
-const USAGE = `Usage: kryonix-dr drill [--keep] [--point-in-time <ISO>] [--write-seconds N] [--json]
+const USAGE = `Usage: kryonix-dr drill [--disaster services|region] [--keep] [--point-in-time <ISO>] [--write-seconds N] [--json]
 
 Proves recovery end to end on the local platform (scripts/platform-up.sh): deploys the local
 stack (PostgreSQL, Redis and a volume service with their backup sidecars, buckets, catalog and
@@ -12,6 +12,10 @@ crons), writes data continuously while the schedules take full, incremental and 
 removes the primary services and their volumes, deploys the recovery stack (restore jobs from
 the catalog's recovery point, fresh services), verifies every acknowledged write, and records
 the measured recovery time and data-loss window in disaster_recovery_log.
+  --disaster region        lose the whole primary region instead: its S3 cluster is stopped and the
+                           catalog database dropped too; recovery creates a new catalog, rebuilds it
+                           from the DR region's buckets (kdr-agent catalog rebuild, in the agent image)
+                           and restores from the DR region; the primary region is started again after
   --keep                   keep both stacks afterwards (and the catalog with the log row)
   --point-in-time <ISO>    recover to this moment (with zone, e.g. 2026-01-02T03:04:05Z) instead of the latest
   --write-seconds N        write for at least N seconds before the disaster (default 75)
@@ -28,8 +32,11 @@ export const command: Command = {
       keep: { type: "boolean" },
       "point-in-time": { type: "string" },
       "write-seconds": { type: "string" },
+      disaster: { type: "string" },
       json: { type: "boolean" },
     });
+    const disaster = values.disaster ?? "services";
+    if (disaster !== "services" && disaster !== "region") throw new UsageError(`--disaster '${disaster}' is not a disaster the drill knows: use services (the default) or region.`);
     let pointInTime: Date | undefined;
     if (values["point-in-time"] !== undefined) {
       const raw = values["point-in-time"];
@@ -49,6 +56,7 @@ export const command: Command = {
       keep: values.keep,
       pointInTime,
       writeSeconds,
+      disaster,
       projectDir: resolve(join(__dirname, "..", "..")),
       log: (l) => process.stderr.write(`${l}\n`),
     });

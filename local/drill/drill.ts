@@ -19,6 +19,10 @@ import { readPlatform } from "../platform.js";
 import { cleanUp, clearPreviousDrill, deployLocal, disaster, iso, P0_RTO_SECONDS, recover, verifyRecovered, waitForServices, writeAndBackUp, type DrillRun } from "./phases.js";
 import { drillServices, localNamePrefix, localTenantId, RECOVERY_STACK, LOCAL_STACK } from "./stacks.js";
 import type { ServiceReport } from "./verify.js";
+import { createCatalog, dropCatalog, rebuildFromDr, setRegion, waitForCopies } from "./region.js";
+
+/** The local stack's catalog database (Pulumi.local.yaml, kryonix-dr:catalog.database). */
+const CATALOG_DB = "kryonix_dr";
 
 export { drillLocalConfig, drillRecoveryConfig, DRILL_FULL_SCHEDULE, LOCAL_STACK, RECOVERY_STACK } from "./stacks.js";
 export { verify, type ServiceReport } from "./verify.js";
@@ -31,6 +35,12 @@ export interface DrillOptions {
   pointInTime?: Date;
   /** Write at least this long before the disaster (default 75 s). */
   writeSeconds?: number;
+  /**
+   * services (default): the primary services and their volumes are lost. region: the whole
+   * primary region is: its S3 cluster stopped and the catalog database dropped too; recovery
+   * gets a catalog back from the DR region alone and restores from there.
+   */
+  disaster?: "services" | "region";
   projectDir: string;
   stateDir?: string;
   log?: (line: string) => void;
@@ -48,6 +58,11 @@ export interface DrillReport {
   backups: Array<{ service: string; type: string; status: string; backupId: string; recoveryPointEnd?: string; sizeBytes?: number | null }>;
   walSegments: number;
   deployments: DrillRun["deployments"];
+  disaster: "services" | "region";
+  /** region: what the catalog rebuild from each DR bucket found. */
+  catalogRebuild?: Awaited<ReturnType<typeof rebuildFromDr>>;
+  /** region: how far each service's DR copies were, when the region was lost. */
+  replicationLag?: Array<{ service: string; newestCopiedSourceAt: string | null; copies: number }>;
   recoveryLog?: { recoveryId: string; status: string; actualRecoverySeconds: number | null; dataLossSeconds: number | null; rtoMet: boolean | null; rpoMet: boolean | null };
   failures: string[];
   kept: boolean;
@@ -95,15 +110,46 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   const phases: DrillReport["phases"] = [];
   const run = newRun(opts, phases);
   const { platform, tenantId, services, target, failures, startedAt } = run;
+  const region = opts.disaster === "region";
   await clearPreviousDrill(run);
   await deployLocal(run);
 
-  const db = new pg.Pool({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "kryonix_dr", max: 2 });
-  db.on("error", () => undefined);
+  const pool = () => {
+    const p = new pg.Pool({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: CATALOG_DB, max: 2 });
+    p.on("error", () => undefined);
+    return p;
+  };
+  let db = pool();
+  let primaryStopped = false;
+  let catalogRebuild: DrillReport["catalogRebuild"];
+  let lag: DrillReport["replicationLag"];
   try {
     const containers = await waitForServices(run);
-    const writers = await writeAndBackUp(run, db, containers);
-    const { written, declaredAt } = await disaster(run, writers);
+    const { writers, writesStart } = await writeAndBackUp(run, db, containers);
+    if (region) await run.phase("wait for the DR region's copies", () => waitForCopies(run, db, writesStart));
+    const { written, declaredAt } = await disaster(
+      run,
+      writers,
+      region
+        ? async () => {
+            lag = (await cat.replicationLag(db)).map((l) => ({ service: l.service, newestCopiedSourceAt: l.newestCopiedSourceAt?.toISOString() ?? null, copies: l.copies }));
+            await db.end().catch(() => undefined);
+            await setRegion("stop", "primary", run.projectDir, run.log);
+            primaryStopped = true;
+            run.log("  stopped the primary S3 region (radosgw, OSD, mon)");
+            await dropCatalog(run, CATALOG_DB);
+          }
+        : undefined,
+    );
+    if (region) {
+      catalogRebuild = await run.phase("get a catalog: a new database, rebuilt from the DR region's buckets", async () => {
+        await createCatalog(run, CATALOG_DB);
+        const sums = await rebuildFromDr(run, CATALOG_DB);
+        for (const r of sums) run.log(`  ${r.bucket}: ${r.backups.inserted} backup(s), ${r.walSegments.inserted} WAL segment(s) rebuilt, ${r.skipped.length} skipped`);
+        return sums;
+      });
+      db = pool();
+    }
 
     const recoveryRow = await cat.startRecovery(db, {
       tenantId,
@@ -115,7 +161,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       rpoTargetSeconds: 60,
       metadata: { runId: run.runId },
     });
-    const restores = await recover(run, db);
+    const restores = await recover(run, db, region ? "dr" : "primary");
     const { reports, rtoTarget } = await verifyRecovered(run, written, restores);
     const verifiedAt = Date.now();
     const rtoSeconds = (verifiedAt - declaredAt) / 1000;
@@ -150,6 +196,8 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       backups: backups.reverse().map((b) => ({ service: b.serviceName, type: b.backupType, status: b.backupStatus, backupId: b.backupId, recoveryPointEnd: b.recoveryPointEnd?.toISOString(), sizeBytes: b.backupSize })),
       walSegments: Number(walSegments),
       deployments: run.deployments,
+      disaster: region ? "region" : "services",
+      ...(region ? { catalogRebuild, replicationLag: lag } : {}),
       recoveryLog: {
         recoveryId: finished.recoveryId,
         status: finished.recoveryStatus,
@@ -162,6 +210,10 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       kept: !!opts.keep,
     };
     await db.end().catch(() => undefined);
+    if (primaryStopped) {
+      await run.phase("bring the primary region back", () => setRegion("start", "primary", run.projectDir, run.log));
+      primaryStopped = false;
+    }
     if (!opts.keep) await cleanUp(run);
     report.finishedAt = iso(Date.now());
     // The catalog (and its disaster_recovery_log) belongs to the local stack and goes with it;
@@ -173,6 +225,8 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
     return report;
   } catch (err) {
     await db.end().catch(() => undefined);
+    // The platform's other users need the primary region, whatever happened to the drill.
+    if (primaryStopped) await setRegion("start", "primary", run.projectDir, run.log).catch((e: Error) => run.log(`  could not bring the primary region back: ${e.message}; run 'bash scripts/region.sh start primary'`));
     const msg = err instanceof Error ? err.message : String(err);
     throw new Error(`${msg}\n(the drill's stacks are left as they are for inspection; the next drill removes them, or run 'kryonix-dr destroy --stack ${RECOVERY_STACK} --force' and 'kryonix-dr destroy --stack ${LOCAL_STACK} --force')`);
   }

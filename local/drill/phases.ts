@@ -110,17 +110,18 @@ export async function waitForServices(run: DrillRun): Promise<Record<string, str
 }
 
 /** Starts the writers and waits until each service has a backup holding their writes. */
-export async function writeAndBackUp(run: DrillRun, db: pg.Pool, containers: Record<string, string>): Promise<Writer[]> {
+export async function writeAndBackUp(run: DrillRun, db: pg.Pool, containers: Record<string, string>): Promise<{ writers: Writer[]; writesStart: number }> {
   const { services, log } = run;
   const writers = services.map((s) => new Writer(s.engine, containers[s.name]!, run.runId, s.dataPath));
+  let writesStart = 0;
   await run.phase("write sample data and take backups", async () => {
     for (const s of services) await prepare(s.engine, containers[s.name]!).then(() => undefined, (e: Error) => { throw new Error(`${s.name}: ${e.message}`); });
-    const writesStart = Date.now();
+    writesStart = Date.now();
     for (const w of writers) w.start();
     log(`  writing to ${services.map((s) => s.name).join(", ")} for at least ${run.writeSeconds} s, until each has a backup holding the writes`);
     await watchBackups(db, run.tenantId, services, writers, writesStart, run.writeSeconds, log);
   });
-  return writers;
+  return { writers, writesStart };
 }
 
 /**
@@ -128,11 +129,12 @@ export async function writeAndBackUp(run: DrillRun, db: pg.Pool, containers: Rec
  * next to them (a lost primary takes its backup sidecar along; buckets, catalog and cron survive).
  * Returns what each writer had acknowledged, and when the disaster was declared.
  */
-export async function disaster(run: DrillRun, writers: Writer[]): Promise<{ written: Map<string, WriterStats>; declaredAt: number }> {
+export async function disaster(run: DrillRun, writers: Writer[], regionLoss?: () => Promise<void>): Promise<{ written: Map<string, WriterStats>; declaredAt: number }> {
   const { services, prefix, log } = run;
   const written = new Map<string, WriterStats>();
   let declaredAt = 0;
-  await run.phase("disaster: remove the primary services and their volumes", async () => {
+  const what = regionLoss ? "disaster: lose the primary region (services, volumes, S3 cluster, catalog)" : "disaster: remove the primary services and their volumes";
+  await run.phase(what, async () => {
     for (const [i, w] of writers.entries()) written.set(services[i]!.name, await w.stop());
     for (const s of services) {
       const st = written.get(s.name)!;
@@ -160,15 +162,16 @@ export async function disaster(run: DrillRun, writers: Writer[]): Promise<{ writ
     }
     for (const v of volumes) await removeVolume(v);
     log(`  removed volume(s) ${volumes.join(", ")}`);
+    await regionLoss?.();
     declaredAt = Date.now();
   });
   return { written, declaredAt };
 }
 
-/** Deploys the recovery stack; returns what each restore job restored. */
-export async function recover(run: DrillRun, db: pg.Pool): Promise<Awaited<ReturnType<typeof restoreResults>>> {
-  const d = await run.phase("recover: deploy the recovery stack", () =>
-    deployInChild(RECOVERY_STACK, run.projectDir, run.stateDir, drillRecoveryConfig(run.platform, run.projectDir, run.target, run.stateDir), run.log),
+/** Deploys the recovery stack reading from `source`; returns what each restore job restored. */
+export async function recover(run: DrillRun, db: pg.Pool, source: "primary" | "dr" = "primary"): Promise<Awaited<ReturnType<typeof restoreResults>>> {
+  const d = await run.phase(`recover: deploy the recovery stack${source === "dr" ? " from the DR region" : ""}`, () =>
+    deployInChild(RECOVERY_STACK, run.projectDir, run.stateDir, drillRecoveryConfig(run.platform, run.projectDir, run.target, run.stateDir, source), run.log),
   );
   recordDeployment(run, RECOVERY_STACK, d);
   return restoreResults(d, db);

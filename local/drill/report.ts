@@ -5,7 +5,7 @@ const s1 = (n: number | undefined) => (n === undefined ? "-" : `${n.toFixed(1)} 
 
 export function formatReport(r: DrillReport): string {
   const lines: string[] = [];
-  lines.push(`kryonix-dr drill ${r.runId}: ${r.ok ? "PASSED" : "FAILED"} (recovery point: ${r.target})`, "");
+  lines.push(`kryonix-dr drill ${r.runId}: ${r.ok ? "PASSED" : "FAILED"} (recovery point: ${r.target}${r.disaster === "region" ? "; disaster: the whole primary region" : ""})`, "");
   lines.push("Phases:");
   const w = Math.max(...r.phases.map((p) => p.name.length));
   for (const p of r.phases) lines.push(`  ${p.name.padEnd(w)}  ${s1(p.seconds).padStart(8)}`);
@@ -25,6 +25,10 @@ export function formatReport(r: DrillReport): string {
   lines.push("", `Backups during the drill: ${[...byKind].map(([k, n]) => `${k} x${n}`).join(", ") || "none"}; WAL segments uploaded: ${r.walSegments}`);
   for (const [stack, d] of Object.entries(r.deployments)) {
     lines.push(`Stack ${stack}: ${d.deployed.length} resources deployed, ${d.declared.length} declared${d.missing.length || d.extra.length ? ` (DIFFER: not created ${d.missing.join(", ")}; not declared ${d.extra.join(", ")})` : ", identical"}`);
+  }
+  if (r.disaster === "region") {
+    lines.push(`DR copies when the region was lost: ${(r.replicationLag ?? []).map((l) => `${l.service} newest copied object from ${l.newestCopiedSourceAt ?? "-"} (${l.copies} objects)`).join("; ") || "none"}`);
+    for (const c of r.catalogRebuild ?? []) lines.push(`Catalog rebuilt from ${c.bucket}: ${c.backups.inserted} backup(s), ${c.walSegments.inserted} WAL segment(s); skipped ${c.skipped.length}${c.skipped.length ? ` (${c.skipped.map((x) => `${x.key}: ${x.reason}`).join("; ")})` : ""}`);
   }
   if (r.recoveryLog) {
     const l = r.recoveryLog;

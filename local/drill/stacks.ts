@@ -54,19 +54,21 @@ export function drillLocalConfig(platform: Platform, projectDir: string, stateDi
 
 /**
  * Config of the recovery stack: same platform facts and the local deployment's secrets (the
- * restore must decrypt what the sidecars encrypted), its source region, and the recovery point.
+ * restore must decrypt what the sidecars encrypted), its source region (the DR region after a
+ * region loss), and the recovery point.
  */
-export function drillRecoveryConfig(platform: Platform, projectDir: string, point: Date | "latest", stateDir = DEPLOYMENTS_DIR): Config {
+export function drillRecoveryConfig(platform: Platform, projectDir: string, point: Date | "latest", stateDir = DEPLOYMENTS_DIR, sourceRegion: "primary" | "dr" = "primary"): Config {
   const local = localStackConfig(platform, LOCAL_STACK, stateDir);
   const secrets = generatedSecrets(LOCAL_STACK, stateDir);
+  const regions = local.regions!.value as Record<"primary" | "dr", unknown>;
   const config: Config = {
-    regions: { value: { primary: (local.regions!.value as { primary: unknown }).primary } },
+    regions: { value: { [sourceRegion]: regions[sourceRegion] } },
     catalog: local.catalog!,
     images: local.images!,
     services: { value: drillRawServices(projectDir) },
-    recovery: { value: { point: point === "latest" ? "latest" : point.toISOString(), sourceRegion: "primary", serviceNamePrefix: localNamePrefix(projectDir) } },
-    primaryAccessKey: local.primaryAccessKey!,
-    primarySecretKey: local.primarySecretKey!,
+    recovery: { value: { point: point === "latest" ? "latest" : point.toISOString(), sourceRegion, serviceNamePrefix: localNamePrefix(projectDir) } },
+    [`${sourceRegion}AccessKey`]: local[`${sourceRegion}AccessKey`]!,
+    [`${sourceRegion}SecretKey`]: local[`${sourceRegion}SecretKey`]!,
   };
   for (const k of ["catalogWriterPassword", "ageRecipient", "ageIdentity", "resticPassword", "targetPassword-postgresql"]) {
     config[k] = { value: secrets[k], secret: true };

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Stops or starts one S3 region of the local platform: its whole Ceph cluster (radosgw, OSD and
+# mon), as a region loss takes it. Used by `kryonix-dr drill --disaster region` and to practise
+# docs/runbooks.md §4 by hand. A stopped region keeps its objects (the memstore OSD saves them on a
+# clean stop); `start` brings it back exactly as platform-up does.
+#
+#   bash scripts/region.sh stop primary     # the primary region is gone
+#   bash scripts/region.sh start primary    # and back
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/lib/common.sh"
+source "$here/lib/docker.sh"
+source "$here/lib/rgw.sh"
+
+usage() { die "usage: bash scripts/region.sh stop|start primary|dr" "" "name an action and a region, e.g. 'bash scripts/region.sh stop primary'"; }
+[[ $# -eq 2 ]] || usage
+action="$1" region="$2"
+[[ "$region" == primary || "$region" == dr ]] || usage
+need_root
+take_lock
+mkdir -p "$KDR_LOG_DIR"
+[[ -f "$KDR_RGW_DIR/$region/initialised" ]] || die "the $region region was never set up here" "" "run 'bash scripts/platform-up.sh' first"
+case "$action" in
+  stop)
+    step "Stop the S3 region '$region' (radosgw, OSD, mon)"
+    stop_region "$region"
+    if rgw_http_ready "$region"; then die "region $region still answers on port $(region_rgw_port "$region")" "$(rgw_log "$region" "client.rgw.$region")" "read the log"; fi
+    ok "stopped; its objects are kept for 'bash scripts/region.sh start $region'"
+    ;;
+  start)
+    read_gateway
+    ensure_region "$region"
+    ;;
+  *) usage ;;
+esac
