@@ -61,6 +61,8 @@ export interface ServiceStatus {
   avgCompressionRatio: number | null;
   /** Volume services: each restic repository generation, oldest first; failed ones say why. */
   repositories: Array<{ generation: number; status: "active" | "failed"; createdAt: string; failedAt: string | null; failure: string | null }>;
+  /** Copies in other regions (recorded by the replicator): per region, how fresh the newest copied object is. */
+  drCopies: Array<{ region: string; copies: number; newestCopiedSourceAt: string | null; newestCopiedAgeSeconds: number | null; lastCopiedAt: string | null }>;
   /** The newest restorable point is older than --max-age. */
   stale: boolean;
   ok: boolean;
@@ -181,6 +183,7 @@ async function serviceStatus(
     engine: sum.engine,
     effectiveStatus: health?.effectiveStatus ?? null,
     restorable,
+    drCopies: [],
     restoreProblem,
     newestCompleted: nc
       ? { backupId: nc.backupId, type: nc.backupType, completedAt: nc.completedAt.toISOString(), ageSeconds: age(now, nc.completedAt), recoveryPoint: nc.recoveryPointEnd.toISOString() }
@@ -228,6 +231,7 @@ export async function statusReport(db: cat.Db, opts: { tenantId?: string; maxAge
   const summaries = await cat.serviceBackupSummaries(db, { tenantId: opts.tenantId });
   const health = await cat.serviceHealth(db, { tenantId: opts.tenantId });
   const repos = await listResticRepositories(db, { tenantId: opts.tenantId });
+  const lags = await cat.replicationLag(db);
   const healthOf = new Map(health.map((h) => [`${h.tenantId}/${h.serviceName}`, h]));
   const tenantIds = [...new Set(summaries.map((s) => s.tenantId))];
   if (opts.tenantId && !tenantIds.includes(opts.tenantId)) tenantIds.push(opts.tenantId);
@@ -236,7 +240,17 @@ export async function statusReport(db: cat.Db, opts: { tenantId?: string; maxAge
     const services: ServiceStatus[] = [];
     for (const s of summaries.filter((x) => x.tenantId === tenantId)) {
       const own = repos.filter((r) => r.tenantId === tenantId && r.serviceName === s.serviceName);
-      services.push(await serviceStatus(db, s, healthOf.get(`${tenantId}/${s.serviceName}`), own, now, maxAge));
+      const st = await serviceStatus(db, s, healthOf.get(`${tenantId}/${s.serviceName}`), own, now, maxAge);
+      st.drCopies = lags
+        .filter((l) => l.service === s.serviceName)
+        .map((l) => ({
+          region: l.region,
+          copies: l.copies,
+          newestCopiedSourceAt: l.newestCopiedSourceAt?.toISOString() ?? null,
+          newestCopiedAgeSeconds: l.newestCopiedSourceAt ? age(now, l.newestCopiedSourceAt) : null,
+          lastCopiedAt: l.lastCopiedAt?.toISOString() ?? null,
+        }));
+      services.push(st);
     }
     const recoveries = (await cat.listRecoveries(db, { tenantId, limit: opts.recoveries ?? 5 })).map(recoveryStatus);
     tenants.push({ tenantId, services, recoveries });
@@ -310,6 +324,9 @@ export function formatStatus(r: StatusReport): string {
         }
         const inUse = s.repositories.find((x) => x.status === "active");
         if (inUse && s.repositories.length > 1) out.push(`  ${s.service}: restic repository generation ${inUse.generation} in use since ${inUse.createdAt}`);
+        for (const c of s.drCopies) {
+          out.push(`  ${s.service}: ${c.copies} object(s) copied to region ${c.region}; the newest copied was stored ${ago(c.newestCopiedAgeSeconds)} ago, copied at ${c.lastCopiedAt ?? "-"}`);
+        }
         if (s.lastFailure) out.push(`  ${s.service}: newest run FAILED at ${s.lastFailure.failedAt} (${fmtSeconds(s.lastFailure.ageSeconds)} ago): ${oneLine(s.lastFailure.error ?? "no reason recorded", 240)}`);
       }
     }

@@ -98,6 +98,8 @@ beforeAll(async () => {
     const name = q.walFileName(1, BigInt(segno));
     await q.recordWalSegment(db, { tenantId: A, service: "orders-db", timeline: 1, segmentName: name, objectKey: `wal/orders-db/${name}`, sha256: sha(100 + segno), sizeBytes: 2048, rawSize: 16 * 1024 * 1024, coversUntil: ago(coversAgo) });
   }
+  // The replicator copied orders-db's WAL segment 3 to the DR region (stored 300 s ago).
+  await q.recordCopy(db, { endpoint: "http://dr.example:7481", region: "dr-east", bucket: "b", key: `wal/orders-db/${q.walFileName(1, 3n)}`, sourceBucket: "b", sourceVersionId: "v3", copyVersionId: "c3", sourceCreatedAt: ago(300), sizeBytes: 2048 });
   // files: verified, then one failed run: degraded, which is still fine to be on call with.
   ids.filesOk = (await completed(A, "files", "volume", { rpAgo: 900, raw: 1000, stored: 500, verify: "passed" })).backupId;
   ids.filesFail = (await failed(A, "files", "volume", "restic: repository is locked by pid 42")).backupId;
@@ -154,6 +156,7 @@ describe("kryonix-dr status", () => {
       newestVerified: { backupId: ids.ordersBase, recoveryPoint: ago(600).toISOString() },
     });
     // Ages are against the catalog's clock, which has moved on a little since `now`.
+    expect(orders.drCopies).toEqual([expect.objectContaining({ region: "dr-east", copies: 1, newestCopiedSourceAt: ago(300).toISOString() })]);
     expect(orders.restorable!.ageSeconds).toBeGreaterThanOrEqual(120);
     expect(orders.restorable!.ageSeconds).toBeLessThan(120 + 60);
     const files = svc(rep, A, "files");
@@ -172,6 +175,7 @@ describe("kryonix-dr status", () => {
     expect(text.stdout).toMatch(/^SERVICE\s+ENGINE\s+STATUS\s+RESTORE AGE/m);
     expect(text.stdout).toMatch(/^orders-db\s+postgres\s+healthy\s+2 min \d+ s\s+full, /m);
     expect(text.stdout).toContain(`orders-db: restores to ${ago(120).toISOString()} from full ${ids.ordersBase} + 2 WAL segment(s)`);
+    expect(text.stdout).toMatch(/orders-db: 1 object\(s\) copied to region dr-east; the newest copied was stored 5 min \d+ s ago/);
     expect(text.stdout).toContain("files: newest run FAILED at");
     expect(text.stdout).toContain("restic: repository is locked by pid 42");
     expect(text.stdout).toMatch(/drill\s+completed\s+orders-db,files\s+42\.0 s \/ 15 min 0 s\s+met\s+2\.5 s \/ 1 min 0 s\s+met/);
@@ -262,7 +266,7 @@ describe("kryonix-dr status", () => {
     const owner = JSON.parse((await status(["--tenant", A, "--json"])).stdout) as StatusReport;
     const reader = JSON.parse(asReader.stdout) as StatusReport;
     // Ages and the catalog time move between the two runs; the facts must not.
-    const facts = (r: StatusReport) => r.tenants.map((t) => ({ ...t, services: t.services.map((s) => ({ ...s, restorable: { ...s.restorable, ageSeconds: 0 }, newestCompleted: { ...s.newestCompleted, ageSeconds: 0 }, newestVerified: { ...s.newestVerified, ageSeconds: 0 }, lastFailure: s.lastFailure && { ...s.lastFailure, ageSeconds: 0 } })) }));
+    const facts = (r: StatusReport) => r.tenants.map((t) => ({ ...t, services: t.services.map((s) => ({ ...s, restorable: { ...s.restorable, ageSeconds: 0 }, newestCompleted: { ...s.newestCompleted, ageSeconds: 0 }, newestVerified: { ...s.newestVerified, ageSeconds: 0 }, lastFailure: s.lastFailure && { ...s.lastFailure, ageSeconds: 0 }, drCopies: s.drCopies.map((c) => ({ ...c, newestCopiedAgeSeconds: 0 })) })) }));
     expect(facts(reader)).toEqual(facts(owner));
   });
 
