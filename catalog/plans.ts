@@ -80,6 +80,21 @@ export async function recoveryPlan(
     );
     const o = oldest.rows[0]!;
     if (Number(o.n) === 0) {
+      // Completed backups that failed verification are not restored from; say which, and why.
+      const failed = await db.query<{ backup_id: string; rp: Date; details: unknown }>(
+        `SELECT backup_id, recovery_point_end AS rp, verify_details AS details FROM backup_management
+         WHERE service_name = $1 AND backup_status = 'completed' AND backup_type = ANY($2) AND verify_status = 'failed'
+           AND ($3::uuid IS NULL OR tenant_id = $3) AND ($4::timestamptz IS NULL OR recovery_point_end <= $4)
+         ORDER BY recovery_point_end DESC LIMIT 3`,
+        [service, baseTypes, opts.tenantId ?? null, at ?? null],
+      );
+      if (failed.rows.length > 0) {
+        const why = failed.rows.map((f) => `${f.backup_id} (point ${f.rp.toISOString()}): ${verifyError(f.details)}`).join("; ");
+        throw new CatalogError(
+          `every completed ${baseTypes.join("/")} backup of '${service}'${at ? ` before ${at.toISOString()}` : ""} failed verification, so none is restored from: ${why}. ` +
+            `If the cause is outside the backup (a tool missing where verify ran, storage unreachable), fix it and verify again ('kdr-agent verify --backup-id <id>'); otherwise take a new full backup.`,
+        );
+      }
       throw new CatalogError(`no ${which}completed ${baseTypes.join("/")} backup of '${service}' in the catalog: nothing to restore from. Run a full backup${opts.verifiedOnly ? " and verify it" : ""} first.`);
     }
     throw new CatalogError(
@@ -222,4 +237,11 @@ export async function rpoSeconds(db: Db, service: string, opts: { tenantId?: str
   }
   const now = opts.now ?? (await db.query<{ now: Date }>("SELECT now() AS now")).rows[0]!.now;
   return Math.max(0, (now.getTime() - plan.recoveryPoint.getTime()) / 1000);
+}
+
+/** The reason a failed verify recorded (verify_details.error, else the details as JSON). */
+function verifyError(details: unknown): string {
+  const d = details as { error?: unknown } | null;
+  if (d && typeof d.error === "string") return d.error.length > 300 ? `${d.error.slice(0, 299)}…` : d.error;
+  return details === null || details === undefined ? "no reason recorded" : JSON.stringify(details).slice(0, 300);
 }

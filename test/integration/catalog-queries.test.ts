@@ -243,6 +243,14 @@ describe("recoveryPlan", () => {
     expect(p.recoveryPoint).toEqual(at(50));
   });
 
+  it("when every candidate failed verification, says which and why instead of 'no completed backup'", async () => {
+    const b = await fullBackup("all-failed", { rpEnd: at(10) });
+    await q.recordVerification(db, b.backupId, { status: "failed", details: { checks: [], error: 'pg_verifybackup: error: program "pg_waldump" is needed by pg_verifybackup but was not found' } });
+    await expect(q.recoveryPlan(db, "all-failed")).rejects.toThrow(
+      new RegExp(`every completed full/incremental/differential backup of 'all-failed' failed verification, so none is restored from: ${b.backupId} \\(point ${at(10).toISOString().replace(/[.]/g, "\\.")}\\): pg_verifybackup: error: program "pg_waldump" is needed.*fix it and verify again`),
+    );
+  });
+
   it("engines without WAL: the newest backup at or before the target, also after the newest; a future target is an error", async () => {
     const r1 = await fullBackup("cache", { rpEnd: at(100), engine: "redis" });
     const r2 = await fullBackup("cache", { rpEnd: at(200), engine: "redis" });
