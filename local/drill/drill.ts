@@ -162,7 +162,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       metadata: { runId: run.runId },
     });
     const restores = await recover(run, db, region ? "dr" : "primary");
-    const { reports, rtoTarget } = await verifyRecovered(run, written, restores);
+    const { reports, rtoTarget } = await verifyRecovered(run, written, restores, declaredAt);
     const verifiedAt = Date.now();
     const rtoSeconds = (verifiedAt - declaredAt) / 1000;
     const rtoMet = rtoSeconds <= rtoTarget;

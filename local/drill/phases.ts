@@ -185,6 +185,7 @@ export async function verifyRecovered(
   run: DrillRun,
   written: Map<string, WriterStats>,
   restores: Awaited<ReturnType<typeof restoreResults>>,
+  declaredAt: number,
 ): Promise<{ reports: ServiceReport[]; rtoTarget: number }> {
   const { target, log } = run;
   const reports: ServiceReport[] = [];
@@ -199,9 +200,17 @@ export async function verifyRecovered(
       const rto = Number(labels[LABELS.rtoSeconds]);
       if (Number.isFinite(rto) && rto > 0) rtoTarget = Math.min(rtoTarget, rto);
       const got = await readBack(s.engine, id, run.runId, s.dataPath);
-      const rep = verify(s, written.get(s.name)!, got, restores[s.name], target, s.engine === "postgres" ? Math.min(60, rpoTarget || 60) : rpoTarget);
+      const recoverySeconds = (Date.now() - declaredAt) / 1000;
+      const ownRto = Number.isFinite(rto) && rto > 0 ? rto : P0_RTO_SECONDS;
+      const rep: ServiceReport = {
+        ...verify(s, written.get(s.name)!, got, restores[s.name], target, s.engine === "postgres" ? Math.min(60, rpoTarget || 60) : rpoTarget),
+        priority: s.priority,
+        recoverySeconds,
+        rtoTargetSeconds: ownRto,
+        rtoMet: recoverySeconds <= ownRto,
+      };
       reports.push(rep);
-      log(`  ${s.name}: ${rep.restored}/${rep.expected} expected writes back (${rep.missing.length} missing, ${rep.corrupted.length} corrupted${target === "latest" ? "" : `, ${rep.unexpected.length} after the point`}), data loss ${rep.dataLossSeconds?.toFixed(1) ?? "?"} s (target ${rep.rpoTargetSeconds} s)`);
+      log(`  ${s.name}: ${rep.restored}/${rep.expected} expected writes back (${rep.missing.length} missing, ${rep.corrupted.length} corrupted${target === "latest" ? "" : `, ${rep.unexpected.length} after the point`}), data loss ${rep.dataLossSeconds?.toFixed(1) ?? "?"} s (target ${rep.rpoTargetSeconds} s), recovered in ${recoverySeconds.toFixed(1)} s (${s.priority} target ${ownRto} s)`);
     }
   });
   for (const r of reports) {
@@ -209,6 +218,7 @@ export async function verifyRecovered(
     if (r.corrupted.length) run.failures.push(`${r.service}: ${r.corrupted.length} write(s) came back with different content (e.g. ${r.corrupted.slice(0, 3).join(", ")})`);
     if (r.unexpected.length) run.failures.push(`${r.service}: ${r.unexpected.length} write(s) made after the point in time are present`);
     if (!r.rpoMet) run.failures.push(`${r.service}: data loss ${r.dataLossSeconds?.toFixed(1) ?? "unknown"} s exceeds its RPO target ${r.rpoTargetSeconds} s`);
+    if (r.rtoMet === false) run.failures.push(`${r.service}: recovered in ${r.recoverySeconds!.toFixed(1)} s, over its ${r.priority} RTO of ${r.rtoTargetSeconds} s`);
   }
   return { reports, rtoTarget };
 }

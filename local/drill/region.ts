@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import pg from "pg";
 import * as cat from "../../catalog/queries.js";
+import { AGENT_ENV } from "../../contract/index.js";
 import { migrate } from "../../catalog/migrate.js";
 import { readState } from "../deployer.js";
 import { generatedSecrets } from "../local-stack.js";
@@ -157,9 +158,15 @@ export async function rebuildFromDr(run: DrillRun, database: string): Promise<Ar
         "docker",
         [
           "run", "--rm", "--network", "host", "-v", `${dir}:/run/secrets:ro`,
-          "-e", `KDR_S3_ENDPOINT=${dr.endpoint}`, "-e", `KDR_S3_REGION=${dr.name}`, "-e", `KDR_S3_BUCKET=${bucket}`,
-          "-e", `KDR_CATALOG_HOST=${run.platform.catalog.host}`, "-e", `KDR_CATALOG_PORT=${run.platform.catalog.port}`,
-          "-e", `KDR_CATALOG_DATABASE=${database}`, "-e", `KDR_CATALOG_USER=${out.catalog.writer}`,
+          ...Object.entries({
+            [AGENT_ENV.s3Endpoint]: dr.endpoint,
+            [AGENT_ENV.s3Region]: dr.name,
+            [AGENT_ENV.s3Bucket]: bucket,
+            [AGENT_ENV.catalogHost]: run.platform.catalog.host,
+            [AGENT_ENV.catalogPort]: String(run.platform.catalog.port),
+            [AGENT_ENV.catalogDatabase]: database,
+            [AGENT_ENV.catalogUser]: out.catalog.writer,
+          }).flatMap(([k, v]) => ["-e", `${k}=${v}`]),
           run.platform.images.agent, "catalog", "rebuild", "--json",
         ],
         run.log,

@@ -17,7 +17,8 @@ export function formatReport(r: DrillReport): string {
       `  ${s.service} (${s.engine}): restored from backup ${s.restoredFromBackup ?? "?"} to ${s.recoveryPoint ?? "?"}`,
       `    writes ${s.writes} acknowledged (${s.failedWrites} failed); expected back ${s.expected}, back ${s.restored}, missing ${s.missing.length}, changed ${s.corrupted.length}${r.target === "latest" ? "" : `, after the point ${s.unexpected.length}`}, straddling the point ${s.straddling}`,
       `    last acknowledged write ${s.lastAcknowledgedWrite ?? "-"}, newest restored ${s.newestRestoredWrite ?? "-"}`,
-      `    RPO (data loss) ${s1(s.dataLossSeconds)}; target ${s.rpoTargetSeconds} s: ${s.rpoMet ? "met" : "MISSED"}`,
+      `    RPO (data loss) ${s1(s.dataLossSeconds)}; target ${s.rpoTargetSeconds} s: ${s.rpoMet ? "met" : "MISSED"}` +
+        (s.recoverySeconds !== undefined ? `; RTO ${s1(s.recoverySeconds)}, ${s.priority} target ${s.rtoTargetSeconds} s: ${s.rtoMet ? "met" : "MISSED"}` : ""),
     );
   }
   const byKind = new Map<string, number>();

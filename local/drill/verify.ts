@@ -31,6 +31,11 @@ export interface ServiceReport {
   dataLossSeconds?: number;
   rpoTargetSeconds: number;
   rpoMet: boolean;
+  /** The service's priority (P0..P3) and its own RTO: from the disaster to this service's data verified. */
+  priority?: string;
+  recoverySeconds?: number;
+  rtoTargetSeconds?: number;
+  rtoMet?: boolean;
 }
 
 export interface RestoreResult {

@@ -2,7 +2,7 @@
  * `parseSpecs()` (pure) validates raw config once and turns it into the plain typed specs the
  * compositions hand to components. Every rejection names the key and the fix.
  */
-import { DEFAULT_METRICS_PORT, ENGINES, LOCK_MODES, REPLICATION_MODES, TARGET_DEFAULTS, TIERS, type Engine } from "../../contract/index.js";
+import { DEFAULT_METRICS_PORT, ENGINES, LOCK_MODES, PRIORITIES, PRIORITY_RTO_SECONDS, REPLICATION_MODES, TARGET_DEFAULTS, TIER_PRIORITY, TIERS, type Engine } from "../../contract/index.js";
 import { worstGapSeconds } from "../../contract/schedule.js";
 import { PROJECT, ROLES, Role, REGION_KINDS, REGIONS, RegionRole, DEFAULTS, ConfigError, RawRegion, RawConfig, RawService, RetentionSpec, ServiceSpec, RegionSpec, CatalogSpec, RecoveryPoint, Specs, SECRET } from "./schema.js";
 
@@ -113,7 +113,8 @@ function parseServiceDefaults(issues: Issues, raw: RawConfig) {
   for (const key of Object.keys(d.rpoSeconds ?? {})) {
     if (!(TIERS as readonly string[]).includes(key)) issues.add(`defaults.rpoSeconds.${key}`, `unknown tier; accepted: ${TIERS.join(", ")}`);
   }
-  const defaultRto = positive(issues, "defaults.rtoSeconds", d.rtoSeconds, DEFAULTS.rtoSeconds);
+  // Unset, each service's priority gives its RTO.
+  const defaultRto = d.rtoSeconds === undefined ? undefined : positive(issues, "defaults.rtoSeconds", d.rtoSeconds, DEFAULTS.rtoSeconds);
   const defaultWalSwitch = positive(issues, "defaults.walSwitchSeconds", d.walSwitchSeconds, DEFAULTS.walSwitchSeconds);
   const uploadMargin = positive(issues, "defaults.uploadMarginSeconds", d.uploadMarginSeconds, DEFAULTS.uploadMarginSeconds);
   const defaultFull = d.schedules?.full ?? DEFAULTS.schedules.full;
@@ -165,6 +166,7 @@ function parseService(issues: Issues, s: RawService, i: number, ctx: ServiceCont
   }
   const engine = s.engine as Engine;
   const tier = oneOf(issues, `${key}.tier`, s.tier, TIERS, TARGET_DEFAULTS.tier);
+  const priority = oneOf(issues, `${key}.priority`, s.priority, PRIORITIES, TIER_PRIORITY[tier]);
   const full = cron(issues, `${key}.schedules.full`, s.schedules?.full ?? ctx.full, DEFAULTS.schedules.full);
   const incrementalExpr = s.schedules?.incremental ?? ctx.incremental;
   const incremental = incrementalExpr === "" ? undefined : cron(issues, `${key}.schedules.incremental`, incrementalExpr, DEFAULTS.schedules.incremental);
@@ -209,8 +211,9 @@ function parseService(issues: Issues, s: RawService, i: number, ctx: ServiceCont
     name: s.name,
     engine,
     tier,
+    priority,
     rpoSeconds,
-    rtoSeconds: positive(issues, `${key}.rtoSeconds`, s.rtoSeconds, ctx.rtoSeconds),
+    rtoSeconds: positive(issues, `${key}.rtoSeconds`, s.rtoSeconds, ctx.rtoSeconds ?? PRIORITY_RTO_SECONDS[priority]),
     achievableRpoSeconds: achievable,
     schedules: { full: full.expr, incremental: incremental?.expr ?? "" },
     fullIntervalSeconds: full.interval,

@@ -4,7 +4,7 @@
  */
 export { LOCK_MODES, REPLICATION_MODES, type LockMode, type ReplicationMode } from "../../contract/index.js";
 import * as pulumi from "@pulumi/pulumi";
-import { TARGET_DEFAULTS, type Engine, type LockMode, type ReplicationMode, type Tier } from "../../contract/index.js";
+import { TARGET_DEFAULTS, type Engine, type LockMode, type Priority, type ReplicationMode, type Tier } from "../../contract/index.js";
 
 export const PROJECT = "kryonix-dr";
 export const ROLES = ["prod", "dr", "recovery", "local"] as const;
@@ -65,6 +65,8 @@ export interface RawService {
   name: string;
   engine: string;
   tier?: string;
+  /** P0..P3: sets the default RTO (15 min, 1 h, 4 h, 24 h). Default: by tier (critical P0, important P1, secondary P2). */
+  priority?: string;
   rpoSeconds?: number;
   rtoSeconds?: number;
   /** postgres/redis: DNS name of the protected service on the shared network. */
@@ -143,7 +145,9 @@ export interface ServiceSpec {
   name: string;
   engine: Engine;
   tier: Tier;
+  priority: Priority;
   rpoSeconds: number;
+  /** Its own rtoSeconds, else defaults.rtoSeconds, else its priority's. */
   rtoSeconds: number;
   /** What the configured mechanism can achieve, derived from schedules / WAL switching. */
   achievableRpoSeconds: number;

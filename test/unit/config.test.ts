@@ -52,8 +52,12 @@ describe("parseSpecs defaults (the seed's)", () => {
     expect(files.retention).toEqual({ fullDays: 30, incrementalDays: 7, walDays: 7 });
     expect(files.rpoSeconds).toBe(24 * 3600);
     expect(files.achievableRpoSeconds).toBe(6 * 3600);
-    expect(files.rtoSeconds).toBe(15 * 60);
+    // Secondary data is P2 unless it says otherwise: 4 h to recover.
+    expect(files.priority).toBe("P2");
+    expect(files.rtoSeconds).toBe(4 * 3600);
     const pg = specs.services.find((s) => s.name === "pg")!;
+    expect(pg.priority).toBe("P0");
+    expect(pg.rtoSeconds).toBe(15 * 60);
     expect(pg.rpoSeconds).toBe(300);
     // Continuous WAL: 30 s forced switch + 30 s upload margin = the 60 s we aim for.
     expect(pg.achievableRpoSeconds).toBe(60);
@@ -70,6 +74,20 @@ describe("parseSpecs defaults (the seed's)", () => {
     expect(files.retention.fullDays).toBe(90);
     expect(files.achievableRpoSeconds).toBe(600);
     expect(files.rtoSeconds).toBe(3600);
+  });
+
+  it("a service's priority (P0..P3) sets its RTO; its own rtoSeconds and defaults.rtoSeconds come first; a bad one is named", () => {
+    const raw = base();
+    raw.services![1] = { ...raw.services![1]!, priority: "P3" };
+    expect(parseSpecs(raw, ALL_SECRETS).services[1]).toMatchObject({ priority: "P3", rtoSeconds: 24 * 3600 });
+    raw.services![1] = { ...raw.services![1]!, priority: "P1", rtoSeconds: 600 };
+    expect(parseSpecs(raw, ALL_SECRETS).services[1]).toMatchObject({ priority: "P1", rtoSeconds: 600 });
+    const d = base();
+    d.defaults = { rtoSeconds: 1800 };
+    expect(parseSpecs(d, ALL_SECRETS).services.map((s) => s.rtoSeconds)).toEqual([1800, 1800]);
+    const bad = base();
+    bad.services![0] = { ...bad.services![0]!, priority: "urgent" };
+    expect(errorOf(bad)).toContain('kryonix-dr:services[0].priority: unknown value "urgent"; accepted: P0, P1, P2, P3');
   });
 
   it("expresses the full seed list in Pulumi.prod.yaml", () => {
