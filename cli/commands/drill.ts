@@ -12,7 +12,7 @@ crons), writes data continuously while the schedules take full, incremental and 
 removes the primary services and their volumes, deploys the recovery stack (restore jobs from
 the catalog's recovery point, fresh services), verifies every acknowledged write, and records
 the measured recovery time and data-loss window in disaster_recovery_log.
-  --disaster region        lose the whole primary region instead: its S3 cluster is stopped and the
+  --disaster region        lose the whole primary region instead: its S3 server is stopped and the
                            catalog database dropped too; recovery creates a new catalog, rebuilds it
                            from the DR region's buckets (kdr-agent catalog rebuild, in the agent image)
                            and restores from the DR region; the primary region is started again after

@@ -37,7 +37,7 @@ export interface DrillOptions {
   writeSeconds?: number;
   /**
    * services (default): the primary services and their volumes are lost. region: the whole
-   * primary region is: its S3 cluster stopped and the catalog database dropped too; recovery
+   * primary region is: its S3 server stopped and the catalog database dropped too; recovery
    * gets a catalog back from the DR region alone and restores from there.
    */
   disaster?: "services" | "region";
@@ -136,7 +136,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
             await db.end().catch(() => undefined);
             await setRegion("stop", "primary", run.projectDir, run.log);
             primaryStopped = true;
-            run.log("  stopped the primary S3 region (radosgw, OSD, mon)");
+            run.log("  stopped the primary S3 region: its radosgw is down, nothing of the region answers");
             await dropCatalog(run, CATALOG_DB);
           }
         : undefined,

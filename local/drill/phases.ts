@@ -133,9 +133,12 @@ export async function disaster(run: DrillRun, writers: Writer[], regionLoss?: ()
   const { services, prefix, log } = run;
   const written = new Map<string, WriterStats>();
   let declaredAt = 0;
-  const what = regionLoss ? "disaster: lose the primary region (services, volumes, S3 cluster, catalog)" : "disaster: remove the primary services and their volumes";
+  const what = regionLoss ? "disaster: lose the primary region (services, volumes, S3 server, catalog)" : "disaster: remove the primary services and their volumes";
   await run.phase(what, async () => {
     for (const [i, w] of writers.entries()) written.set(services[i]!.name, await w.stop());
+    // A region goes at once: its S3 server and catalog with the services, before any of them can
+    // ship or copy another byte.
+    await regionLoss?.();
     for (const s of services) {
       const st = written.get(s.name)!;
       log(`  ${s.name}: ${st.acks.length} acknowledged writes (${st.failures} failed), last at ${st.acks.length ? iso(st.acks.at(-1)!.writtenAt) : "none"}`);
@@ -162,7 +165,6 @@ export async function disaster(run: DrillRun, writers: Writer[], regionLoss?: ()
     }
     for (const v of volumes) await removeVolume(v);
     log(`  removed volume(s) ${volumes.join(", ")}`);
-    await regionLoss?.();
     declaredAt = Date.now();
   });
   return { written, declaredAt };

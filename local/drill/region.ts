@@ -1,6 +1,6 @@
 /**
  * Region loss for `kryonix-dr drill --disaster region`: waiting until the DR region holds copies
- * of the backups, losing the primary region (its whole S3 cluster stopped, the catalog database
+ * of the backups, losing the primary region (its S3 server stopped, the catalog database
  * dropped), getting a catalog back from the DR region alone (a new database, migrated, rebuilt by
  * the agent image's `catalog rebuild` from each DR bucket), and bringing the primary region back
  * for the platform afterwards. Each step is a command of docs/runbooks.md §4.
