@@ -175,7 +175,8 @@ describe("agent: postgres", () => {
     // A latest restore no longer picks a backup that failed verification.
     const plan = await w.run(["restore", "--target", target], env);
     expect(plan.code).not.toBe(0);
-    expect(plan.stderr).toMatch(/no completed full backup of 'pg-main'|nothing to restore/);
+    // ... and says which backup it passed over, and why.
+    expect(plan.stderr).toMatch(new RegExp(`every completed full backup of 'pg-main' failed verification, so none is restored from: ${full.backupId} \\(point [^)]+\\): .*SHA-256 of s3://`));
   });
 
   it("a run killed mid-upload leaves no completed row and no manifest; the next run reconciles it and succeeds", async () => {
