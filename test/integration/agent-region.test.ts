@@ -208,6 +208,12 @@ describe("agent: restore from the DR region", () => {
     }
   });
 
+  it("a mistyped catalog command is refused, naming the one that exists", async () => {
+    const r = await w.run(["catalog", "rebuid"], env);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("'kdr-agent catalog rebuid' is not a command: the catalog command is 'kdr-agent catalog rebuild'");
+  });
+
   it("catalog rebuild from the DR bucket into the live catalog records the DR copies it lacks, and the DR restore works again", async () => {
     await w.db.query("DELETE FROM object_copy");
     const r = json<{ backups: { known: number; inserted: number }; copiesRecorded: number }>(await w.run(["catalog", "rebuild", "--json"], drEnv));
