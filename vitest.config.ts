@@ -9,5 +9,8 @@ export default defineConfig({
     hookTimeout: 300_000,
     // Integration tests share one Docker engine, one swarm and two S3 endpoints.
     fileParallelism: false,
+    // The AWS SDK's once-per-process notice about Node versions, which the agent turns off too
+    // (agent/cli.ts): in every test worker it is noise around the results.
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" },
   },
 });
