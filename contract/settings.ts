@@ -31,8 +31,8 @@ export const SETTINGS = {
   targetPort: { env: "KDR_TARGET_PORT", kind: "port", doc: "port of the protected service (default by engine: postgres 5432, redis 6379)" },
   targetUser: { env: "KDR_TARGET_USER", kind: "text", doc: "user the agent connects as (postgres: a REPLICATION role)" },
   volumePath: { env: "KDR_VOLUME_PATH", kind: "path", doc: "where the protected volume is mounted, read-only (volume engine)" },
-  hookPre: { env: "KDR_HOOK_PRE", kind: "text", doc: "shell command run before a volume backup (application consistency)" },
-  hookPost: { env: "KDR_HOOK_POST", kind: "text", doc: "shell command run after a volume backup, also when it failed" },
+  hookPre: { env: "KDR_HOOK_PRE", kind: "text", doc: "run before a volume backup (application consistency): a shell command, or 'POST|GET|PUT|DELETE <url>', an HTTP call the agent makes itself" },
+  hookPost: { env: "KDR_HOOK_POST", kind: "text", doc: "run after a volume backup, also when it or the pre hook failed (so make it safe to repeat): a shell command or 'POST|GET|PUT|DELETE <url>'" },
 
   s3Endpoint: { env: "KDR_S3_ENDPOINT", kind: "url", doc: "S3 endpoint URL of this service's backups" },
   s3Region: { env: "KDR_S3_REGION", kind: "text", default: "us-east-1", doc: "S3 signing region" },

@@ -15,10 +15,33 @@ import { openRepo, repoOfSnapshot, restic, ResticDamagedError, type ActiveRepo }
 import { toolVersion } from "./tools.js";
 import type { BackupContext, EngineResult } from "./types.js";
 
-function runHook(s: Settings, which: "hookPre" | "hookPost"): void {
-  const cmd = s.get(which);
+/** An HTTP hook: `<METHOD> <url>`, made by the agent itself (the image has no curl or wget). */
+const HTTP_HOOK = /^(GET|POST|PUT|DELETE)\s+(https?:\/\/\S+)$/;
+
+/**
+ * Runs a pre/post hook: an HTTP call when the hook is `<METHOD> <url>` (e.g. Prometheus's
+ * `POST http://prometheus:9090/api/v1/admin/tsdb/snapshot`), which must answer 2xx, else a shell
+ * command, which must exit 0.
+ */
+export async function runHook(s: Settings, which: "hookPre" | "hookPost"): Promise<void> {
+  const cmd = s.get(which)?.trim();
   if (!cmd) return;
-  log(`hook ${which === "hookPre" ? "pre" : "post"}: ${cmd}`);
+  const label = which === "hookPre" ? "pre" : "post";
+  const http = HTTP_HOOK.exec(cmd);
+  if (http) {
+    log(`hook ${label}: ${http[1]} ${http[2]}`);
+    let res: Response;
+    try {
+      res = await fetch(http[2]!, { method: http[1], signal: AbortSignal.timeout(600_000) });
+    } catch (e) {
+      throw new Error(`${AGENT_ENV[which]} call failed: ${cmd}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}`);
+    }
+    const body = (await res.text()).trim();
+    if (!res.ok) throw new Error(`${AGENT_ENV[which]} call failed: ${cmd} answered HTTP ${res.status}${body ? `: ${body.slice(0, 300)}` : ""}`);
+    log(`hook ${label}: HTTP ${res.status}${body ? ` ${body.slice(0, 200)}` : ""}`);
+    return;
+  }
+  log(`hook ${label}: ${cmd}`);
   const r = spawnSync("/bin/sh", ["-c", cmd], { stdio: ["ignore", "inherit", "inherit"], timeout: 600_000 });
   if (r.status !== 0) throw new Error(`${AGENT_ENV[which]} command failed (exit ${r.status}): ${cmd}`);
 }
@@ -48,10 +71,12 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
   const volume = s.require("volumePath");
   if (!existsSync(volume)) throw new ConfigError(`${AGENT_ENV.volumePath}=${volume} does not exist: mount the protected volume there (read-only is enough).`);
   const at = new Date();
-  runHook(s, "hookPre");
   let summary: ResticSummary | undefined;
   let walkedAt = at;
   try {
+    // Inside the try: a pre hook that failed half way (maintenance mode on, then an error) is
+    // still undone by the post hook, which must be safe to run twice.
+    await runHook(s, "hookPre");
     let lastPrint = 0;
     // --force on a full re-reads every file instead of trusting the parent snapshot's metadata.
     const args = ["backup", "--json", "--host", s.service, "--tag", "kdr", "--tag", ctx.backupId, ...(type === "full" ? ["--force"] : []), "."];
@@ -72,7 +97,7 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
     });
     walkedAt = new Date();
   } finally {
-    runHook(s, "hookPost");
+    await runHook(s, "hookPost");
   }
   if (!summary) throw new Error("restic backup finished without a JSON summary: the tool's output format changed; check the restic version.");
   // restic 0.14's summary gives the short id; the full id is the SHA-256 of the snapshot object.

@@ -1,9 +1,11 @@
 /**
  * The agent's volume engine: restic (Debian 0.14) to the local RGW, with pre/post hooks,
  * round trip by file hash, incremental upload size after a 1% change, restic check --read-data
- * as verify, and a damaged pack caught by verify.
+ * as verify, and a damaged pack caught by verify. HTTP hooks (`POST <url>`, as the prod stack's
+ * Prometheus snapshot) are made by the agent itself against a real HTTP server.
  */
 import { createHash, randomBytes } from "node:crypto";
+import { createServer } from "node:http";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
@@ -129,6 +131,32 @@ describe("agent: volume (restic)", () => {
       expect(r.stderr).toMatch(/restic cannot open the repository at restic\/grafana-data\/g1\/ with the password in .*kdr-restic-password \(no key there fits it\): put the repository's password into the kdr-restic-password secret/);
     } finally {
       writeFileSync(path.join(w.secretDir, "kdr-restic-password"), readFileSync(path.join(w.secretDir, "kdr-restic-password.bak")));
+    }
+  });
+
+  it("HTTP hooks: the agent makes the call itself; a non-2xx answer fails the run, and the post hook still runs", async () => {
+    const calls: string[] = [];
+    let answer = 200;
+    const srv = createServer((req, res) => {
+      calls.push(`${req.method} ${req.url}`);
+      res.writeHead(req.url === "/api/v1/admin/tsdb/snapshot" ? answer : 200, { "content-type": "application/json" });
+      res.end(req.url === "/api/v1/admin/tsdb/snapshot" && answer === 200 ? '{"status":"success","data":{"name":"20261201T000000Z-1"}}' : '{"status":"error"}');
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const port = (srv.address() as { port: number }).port;
+    const hooked = { ...env, KDR_HOOK_PRE: `POST http://127.0.0.1:${port}/api/v1/admin/tsdb/snapshot`, KDR_HOOK_POST: `GET http://127.0.0.1:${port}/done` };
+    try {
+      const ok = await w.run(["backup", "--type", "full", "--json"], hooked);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.stderr).toMatch(/hook pre: HTTP 200 \{"status":"success"/);
+      expect(calls).toEqual(["POST /api/v1/admin/tsdb/snapshot", "GET /done"]);
+      answer = 503;
+      const bad = await w.run(["backup", "--type", "full"], hooked);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain(`KDR_HOOK_PRE call failed: POST http://127.0.0.1:${port}/api/v1/admin/tsdb/snapshot answered HTTP 503: {"status":"error"}`);
+      expect(calls.slice(2)).toEqual(["POST /api/v1/admin/tsdb/snapshot", "GET /done"]);
+    } finally {
+      srv.close();
     }
   });
 });
