@@ -53,14 +53,37 @@ export interface Manifest {
   selfSha256?: string;
 }
 
-function manifestJson(m: Manifest): string {
-  return JSON.stringify(m, null, 2);
+/**
+ * A sealed JSON document (a manifest, a WAL descriptor): its JSON, closed by `selfSha256`, the
+ * SHA-256 of the same JSON without that field. `indent` is part of the format of each document.
+ */
+function sealJson<T extends { selfSha256?: string }>(doc: T, indent?: number): string {
+  const { selfSha256: _old, ...rest } = doc;
+  return JSON.stringify({ ...rest, selfSha256: createHash("sha256").update(JSON.stringify(rest, null, indent)).digest("hex") }, null, indent);
 }
 
-/** The manifest's body: its JSON, closed by the SHA-256 of everything before it. */
+/** Parses a sealed document; one cut short is an IntegrityError naming `where` and `what` it is. */
+function parseSealed<T>(body: string, where: string, what: string): T {
+  try {
+    return JSON.parse(body) as T;
+  } catch (e) {
+    throw new IntegrityError(`${where} is not a whole ${what} (${(e as Error).message}): it was cut short or damaged.`);
+  }
+}
+
+/**
+ * Checks a sealed document's own SHA-256 (and `valid`, its format); an altered one is an
+ * IntegrityError naming `where`.
+ */
+function checkSeal(doc: { selfSha256?: string }, where: string, indent?: number, valid = true): void {
+  const { selfSha256, ...rest } = doc;
+  const want = createHash("sha256").update(JSON.stringify(rest, null, indent)).digest("hex");
+  if (!valid || selfSha256 !== want) throw new IntegrityError(`${where} does not match its own SHA-256 (${selfSha256 ?? "none"}, computed ${want}): it was altered or damaged.`);
+}
+
+/** The manifest's body: its JSON (indented 2), closed by the SHA-256 of everything before it. */
 export function sealManifest(m: Manifest): string {
-  const { selfSha256: _old, ...rest } = m;
-  return manifestJson({ ...rest, selfSha256: createHash("sha256").update(manifestJson(rest)).digest("hex") });
+  return sealJson(m, 2);
 }
 
 /**
@@ -68,17 +91,8 @@ export function sealManifest(m: Manifest): string {
  * IntegrityError naming the object. Manifests from before kdr-manifest/2 carry no checksum.
  */
 export function openManifest(body: string, where: string): Manifest {
-  let m: Manifest;
-  try {
-    m = JSON.parse(body) as Manifest;
-  } catch (e) {
-    throw new IntegrityError(`${where} is not a whole manifest (${(e as Error).message}): it was cut short or damaged.`);
-  }
-  if (m.format !== "kdr-manifest/1") {
-    const { selfSha256, ...rest } = m;
-    const want = createHash("sha256").update(manifestJson(rest as Manifest)).digest("hex");
-    if (selfSha256 !== want) throw new IntegrityError(`${where} does not match its own SHA-256 (${selfSha256 ?? "none"}, computed ${want}): it was altered or damaged.`);
-  }
+  const m = parseSealed<Manifest>(body, where, "manifest");
+  if (m.format !== "kdr-manifest/1") checkSeal(m, where, 2);
   return m;
 }
 
@@ -100,22 +114,14 @@ export interface WalDescriptor {
 
 export const WAL_DESCRIPTOR_SUFFIX = ".kdr.json";
 
-/** A WAL descriptor's body, closed by its own SHA-256 like a manifest. */
+/** A WAL descriptor's body (compact JSON), closed by its own SHA-256 like a manifest. */
 export function sealWalDescriptor(d: WalDescriptor): string {
-  const { selfSha256: _old, ...rest } = d;
-  return JSON.stringify({ ...rest, selfSha256: createHash("sha256").update(JSON.stringify(rest)).digest("hex") });
+  return sealJson(d);
 }
 
 export function openWalDescriptor(body: string, where: string): WalDescriptor {
-  let d: WalDescriptor;
-  try {
-    d = JSON.parse(body) as WalDescriptor;
-  } catch (e) {
-    throw new IntegrityError(`${where} is not a whole WAL descriptor (${(e as Error).message}): it was cut short or damaged.`);
-  }
-  const { selfSha256, ...rest } = d;
-  const want = createHash("sha256").update(JSON.stringify(rest)).digest("hex");
-  if (d.format !== "kdr-wal/1" || selfSha256 !== want) throw new IntegrityError(`${where} does not match its own SHA-256 (${selfSha256 ?? "none"}, computed ${want}): it was altered or damaged.`);
+  const d = parseSealed<WalDescriptor>(body, where, "WAL descriptor");
+  checkSeal(d, where, undefined, d.format === "kdr-wal/1");
   return d;
 }
 
