@@ -17,6 +17,8 @@ export interface StartRecoveryInput {
   rtoTargetSeconds?: number;
   rpoTargetSeconds?: number;
   initiatedBy?: string;
+  /** When the recovery began, if before this record could be written (the catalog itself was lost). @default now */
+  initiatedAt?: Date;
   metadata?: Record<string, unknown>;
 }
 
@@ -27,13 +29,14 @@ export async function startRecovery(db: Db, r: StartRecoveryInput): Promise<Reco
   if (!r.procedure) throw new CatalogError("procedure is required: name the runbook or command being followed.");
   const { rows } = await db.query(
     `INSERT INTO disaster_recovery_log (tenant_id, incident_type, affected_services, recovery_procedure, recovery_status,
-       recovery_target, rto_target, rpo_target, initiated_by, metadata)
-     VALUES ($1, $2, $3, $4, 'running', $5, make_interval(secs => $6), make_interval(secs => $7), $8, $9::jsonb)
+       recovery_target, rto_target, rpo_target, initiated_by, metadata, initiated_at)
+     VALUES ($1, $2, $3, $4, 'running', $5, make_interval(secs => $6), make_interval(secs => $7), $8, $9::jsonb, coalesce($10::timestamptz, now()))
      RETURNING ${RECOVERY_COLS}`,
     [
       r.tenantId, r.incidentType, r.affectedServices, r.procedure, r.target ?? null,
       r.rtoTargetSeconds ?? null, r.rpoTargetSeconds ?? null, r.initiatedBy ?? `${hostname()} pid ${process.pid}`,
       JSON.stringify(r.metadata ?? {}),
+      r.initiatedAt ?? null,
     ],
   );
   return camel<RecoveryLogRow>(rows[0]!);

@@ -32,6 +32,12 @@ export interface BackupCatalogArgs {
   readonly readerPassword: pulumi.Input<string>;
   /** Agent role's password (the sidecars' kdr-catalog-password). */
   readonly writerPassword: pulumi.Input<string>;
+  /**
+   * The catalog server's own backups (service CATALOG_SERVICE): a REPLICATION login that may force
+   * a WAL switch, and the replication slot its WAL streams through (declared here so a destroy
+   * drops it: a slot nobody reads keeps WAL on the catalog server forever).
+   */
+  readonly backup?: { role: pulumi.Input<string>; password: pulumi.Input<string>; slot: pulumi.Input<string> };
   /** libpq sslmode for the migration step. @default "require" */
   readonly sslmode?: pulumi.Input<string>;
   /**
@@ -55,6 +61,8 @@ export class BackupCatalog extends pulumi.ComponentResource {
   public readonly writerRole: pulumi.Output<string>;
   public readonly readerRole: pulumi.Output<string>;
   public readonly migration: command.local.Command;
+  /** The catalog server's backup login, when `backup` is given. */
+  public readonly backupRole?: pulumi.Output<string>;
 
   constructor(name: string, args: BackupCatalogArgs, opts?: pulumi.ComponentResourceOptions) {
     super("kryonix:catalog:BackupCatalog", name, {}, opts);
@@ -113,6 +121,22 @@ export class BackupCatalog extends pulumi.ComponentResource {
     };
     const writer = login("writer", args.writer ?? "kryonix_dr_agent", args.writerPassword);
     const reader = login("reader", args.reader ?? "kryonix_dr_dashboard", args.readerPassword);
+
+    if (args.backup) {
+      const backup = new postgresql.Role(
+        `${name}-backup`,
+        { name: args.backup.role, login: true, replication: true, password: pulumi.secret(args.backup.password) },
+        { parent: this },
+      );
+      // Bounded RPO: the agent closes the current WAL segment when there was activity.
+      new postgresql.Grant(
+        `${name}-backup-switch-wal`,
+        { database: "postgres", role: backup.name, objectType: "function", schema: "pg_catalog", objects: ["pg_switch_wal"], privileges: ["EXECUTE"] },
+        { parent: this },
+      );
+      new postgresql.PhysicalReplicationSlot(`${name}-backup-slot`, { name: args.backup.slot }, { parent: this, dependsOn: [backup] });
+      this.backupRole = backup.name;
+    }
 
     this.database = database.name;
     this.writerRole = writer.name;

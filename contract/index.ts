@@ -41,6 +41,9 @@ export const TARGET_DEFAULTS = {
   replicationIntervalSeconds: SETTINGS.replicationIntervalSeconds.default,
 } as const;
 
+/** The replication slot the agent streams a PostgreSQL service's WAL through. */
+export const replicationSlotName = (service: string): string => ("kdr_" + service.replace(/[^a-z0-9_]/g, "_")).slice(0, 63);
+
 /** Swarm secret file paths inside the containers. */
 export const SECRET_DIR = SETTINGS.secretDir.default;
 export const SECRET_FILES = {

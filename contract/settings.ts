@@ -105,4 +105,6 @@ export const TOOL_ENV = {
   s3Region: "KDR_S3_REGION",
   /** MinIO replication command: the remote target URL (a secret, so never on the command line). */
   replicationTarget: "KDR_REPLICATION_TARGET",
+  /** `kryonix-dr catalog --from-env`: the recovery stack's inputs as JSON (a secret: it holds passwords and keys). */
+  catalogRecovery: "KDR_CATALOG_RECOVERY",
 } as const;

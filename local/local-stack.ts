@@ -11,7 +11,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Platform } from "./platform.js";
-import type { RunOptions } from "./program.js";
+import { loadStackConfig, type RunOptions } from "./program.js";
 
 type Config = NonNullable<RunOptions["config"]>;
 
@@ -48,7 +48,7 @@ export function generatedSecrets(stack: string, stateDir: string): Record<string
   const file = secretsPath(stack, stateDir);
   const kept = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Record<string, string>) : {};
   const secrets: Record<string, string> = { ...kept };
-  for (const key of ["catalogOwnerPassword", "catalogWriterPassword", "catalogReaderPassword", "resticPassword", "targetPassword-postgresql"]) {
+  for (const key of ["catalogOwnerPassword", "catalogWriterPassword", "catalogReaderPassword", "catalogReplicationPassword", "resticPassword", "targetPassword-postgresql"]) {
     secrets[key] ??= password();
   }
   if (!secrets.ageIdentity || !secrets.ageRecipient) {
@@ -70,13 +70,19 @@ export function forgetGeneratedSecrets(stack: string, stateDir: string): void {
   else writeSecrets(file, stateDir, keys);
 }
 
-/** Config overrides that point the local stack at the running platform, with real secrets. */
-export function localStackConfig(platform: Platform, stack: string, stateDir: string): Config {
+/**
+ * Config overrides that point the local stack at the running platform, with real secrets. With
+ * `projectDir`, the stack file's own kryonix-dr:catalog settings (such as catalog.backup) are kept
+ * under the platform's address and credentials (an override replaces the whole key).
+ */
+export function localStackConfig(platform: Platform, stack: string, stateDir: string, projectDir?: string): Config {
+  const fileCatalog = projectDir ? loadStackConfig(projectDir, stack).config[`kryonix-dr:catalog`] : undefined;
   const region = (r: Platform["regions"]["primary"]) => ({ name: r.name, endpoint: r.endpoint, kind: "s3" });
   const config: Config = {
     regions: { value: { primary: region(platform.regions.primary), dr: region(platform.regions.dr) } },
     catalog: {
       value: {
+        ...(fileCatalog ? (JSON.parse(fileCatalog) as Record<string, unknown>) : {}),
         host: platform.catalog.host,
         port: platform.catalog.port,
         // Containers reach host servers through the docker_gwbridge gateway.

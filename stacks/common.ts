@@ -10,7 +10,7 @@ import { BackupSidecar } from "../components/backup-sidecar.js";
 import type { BackupStorage, Credentials, StorageService } from "../components/backup-storage.js";
 import { CronJob, type CronJobEntry } from "../components/cron-job.js";
 import { Monitoring } from "../components/monitoring.js";
-import { SECRET, type RegionSpec, type Secrets, type Specs } from "./config.js";
+import { SECRET, type RegionSpec, type Secrets, type ServiceSpec, type Specs } from "./config.js";
 
 /** A MinIO provider for one region; its credentials stay secrets. */
 export function minioProvider(region: RegionSpec, secrets: Secrets): minio.Provider {
@@ -36,8 +36,13 @@ export function catalogProvider(specs: Specs, secrets: Secrets): postgresql.Prov
   });
 }
 
+/** Every service this stack backs up: the configured ones, then the catalog server (catalog.backup). */
+export function protectedServices(specs: Specs): ServiceSpec[] {
+  return specs.catalogService ? [...specs.services, specs.catalogService] : specs.services;
+}
+
 export function storageServices(specs: Specs): StorageService[] {
-  return specs.services.map((s) => ({ name: s.name, tier: s.tier, engine: s.engine, retention: s.retention }));
+  return protectedServices(specs).map((s) => ({ name: s.name, tier: s.tier, engine: s.engine, retention: s.retention }));
 }
 
 /** Where a sidecar finds what it protects, when the stack declares the service itself. */
@@ -69,7 +74,7 @@ export function declareSidecars(args: {
 }): Record<string, BackupSidecar> {
   const { specs, secrets, region, storage } = args;
   const out: Record<string, BackupSidecar> = {};
-  for (const s of specs.services) {
+  for (const s of protectedServices(specs)) {
     const creds = storage.sidecarCredentials[s.name];
     const bucket = storage.buckets[s.tier];
     if (!creds || !bucket) throw new Error(`internal: storage declared no user or bucket for service ${s.name}`);
@@ -125,7 +130,7 @@ export interface ServiceSummary {
 }
 
 export function summarize(specs: Specs): ServiceSummary[] {
-  return specs.services.map((s) => ({ name: s.name, engine: s.engine, tier: s.tier, rpoSeconds: s.rpoSeconds, rtoSeconds: s.rtoSeconds, retention: s.retention }));
+  return protectedServices(specs).map((s) => ({ name: s.name, engine: s.engine, tier: s.tier, rpoSeconds: s.rpoSeconds, rtoSeconds: s.rtoSeconds, retention: s.retention }));
 }
 
 /** A service's settings as agent flags (from the settings table), for one cron job. */

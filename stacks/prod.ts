@@ -7,6 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { BackupCatalog } from "../components/backup-catalog.js";
 import { BackupStorage } from "../components/backup-storage.js";
 import { Replication } from "../components/replication.js";
+import { replicationSlotName } from "../contract/index.js";
 import { SECRET, type Secrets, type Specs } from "./config.js";
 import { agentCatalog, catalogProvider, declareCrons, declareSidecars, minioProvider, storageServices, summarize, type DeclaredTarget, declareMonitoring } from "./common.js";
 
@@ -68,6 +69,11 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
       readerPassword: secrets.get(SECRET.catalogReaderPassword),
       writerPassword: secrets.get(SECRET.catalogWriterPassword),
       sslmode: specs.catalog.sslmode,
+      backup: specs.catalogService && {
+        role: specs.catalogService.user!,
+        password: secrets.get(SECRET.catalogReplicationPassword),
+        slot: replicationSlotName(specs.catalogService.name),
+      },
     },
     { providers: { postgresql: catalogProvider(specs, secrets) } },
   );
@@ -115,14 +121,17 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
 
   return {
     role: specs.role,
+    tenantId: specs.tenantId,
     /** The DR stack's crons take the service list from here (one source: this stack's config). */
     services: summarize(specs),
     primaryBuckets: primaryStorage.buckets,
     drBuckets: drStorage.buckets,
     lockDays: primaryStorage.lockDays,
     regions: { primary: { name: primary.name, endpoint: primary.endpoint }, dr: { name: dr.name, endpoint: dr.endpoint } },
-    catalog: { host: specs.catalog.agentHost, port: specs.catalog.port, database: catalog.database, writer: catalog.writerRole, reader: catalog.readerRole },
+    catalog: { host: specs.catalog.agentHost, port: specs.catalog.port, database: catalog.database, owner: specs.catalog.owner, writer: catalog.writerRole, reader: catalog.readerRole },
     /** The DR stack's drill reads the replicas with these (a secret output stays secret across a StackReference). */
+    /** `kryonix-dr catalog rebuild|restore --region primary` reads with these. */
+    primaryRestoreCredentials: pulumi.secret({ accessKey: primaryStorage.restoreCredentials!.accessKey, secretKey: primaryStorage.restoreCredentials!.secretKey }),
     drRestoreCredentials: pulumi.secret({ accessKey: drStorage.restoreCredentials!.accessKey, secretKey: drStorage.restoreCredentials!.secretKey }),
     sidecarServices: Object.fromEntries(Object.entries(sidecars).map(([k, v]) => [k, v.serviceId])),
     cronServices: { maintenance: crons.maintenance.serviceId, drill: crons.drill.serviceId },

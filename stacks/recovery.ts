@@ -5,7 +5,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
-import { LABELS } from "../contract/index.js";
+import * as command from "@pulumi/command";
+import { LABELS, TOOL_ENV } from "../contract/index.js";
 import { BackupStorage } from "../components/backup-storage.js";
 import { RecoveryJob } from "../components/recovery-job.js";
 import { dockerLabels } from "../components/shared.js";
@@ -15,6 +16,55 @@ import { declareSidecars, minioProvider, storageServices, type DeclaredTarget } 
 /** The recovery point as the agent takes it (KDR_RECOVERY_POINT). */
 export function recoveryPointValue(p: RecoveryPoint): string {
   return p.kind === "latest" ? "latest" : p.kind === "time" ? p.at : p.id;
+}
+
+/**
+ * recovery.catalog rebuild|restore: before any restore job, `kryonix-dr catalog <mode> --from-env`
+ * gets the catalog back from the source region (local/catalog-recovery.ts), on the machine that
+ * runs the deployment (it needs Docker and the catalog server). `existing` declares nothing.
+ */
+function declareCatalogStep(specs: Specs, secrets: Secrets, storage: BackupStorage): command.local.Command | undefined {
+  const rec = specs.recovery!;
+  if (rec.catalog === "existing") return undefined;
+  const source = specs.regions[rec.sourceRegion]!;
+  const inputs = pulumi
+    .all([
+      secrets.get(SECRET.catalogAdminPassword),
+      secrets.get(SECRET.catalogOwnerPassword),
+      secrets.get(SECRET.catalogWriterPassword),
+      secrets.get(SECRET.ageIdentity),
+      storage.restoreCredentials!.accessKey,
+      storage.restoreCredentials!.secretKey,
+      pulumi.output(storage.buckets as Record<string, pulumi.Input<string>>),
+    ])
+    .apply(([adminPassword, ownerPassword, writerPassword, ageIdentity, accessKey, secretKey, buckets]) =>
+      JSON.stringify({
+        catalog: {
+          host: specs.catalog.host,
+          port: specs.catalog.port,
+          adminUser: specs.catalog.adminUser,
+          adminPassword,
+          database: specs.catalog.database,
+          owner: specs.catalog.owner,
+          ownerPassword,
+          writer: specs.catalog.writer,
+          writerPassword,
+          reader: specs.catalog.reader,
+        },
+        tenantId: specs.tenantId,
+        region: { name: source.name, endpoint: source.endpoint },
+        buckets: Object.values(buckets),
+        restore: { accessKey, secretKey },
+        ageIdentity,
+        images: { agent: specs.images.agent, postgres: specs.images.postgres },
+      }),
+    );
+  const time = rec.point.kind === "time" ? ` --time ${rec.point.at}` : "";
+  return new command.local.Command("catalog", {
+    // --json: stdout (the stack output catalogRecovery) is the result; progress goes to stderr.
+    create: `node bin/kryonix-dr.mjs catalog ${rec.catalog} --from-env --json${rec.catalog === "restore" ? time : ""}`,
+    environment: { [TOOL_ENV.catalogRecovery]: pulumi.secret(inputs) },
+  });
 }
 
 export function recovery(specs: Specs, secrets: Secrets): Record<string, unknown> {
@@ -44,6 +94,7 @@ export function recovery(specs: Specs, secrets: Secrets): Record<string, unknown
   });
   const networks: pulumi.Input<string>[] = [network.id, ...specs.sidecar.networks];
   const point = recoveryPointValue(rec.point);
+  const catalogStep = declareCatalogStep(specs, secrets, storage);
   const jobs: RecoveryJob[] = [];
   const declared: Record<string, DeclaredTarget> = {};
   for (const s of specs.services) {
@@ -80,7 +131,7 @@ export function recovery(specs: Specs, secrets: Secrets): Record<string, unknown
       containerNetworks: [network.name],
       networks,
       placement: s.placement,
-    });
+    }, { dependsOn: catalogStep ? [catalogStep] : [] });
     jobs.push(job);
     declared[s.name] = { host: job.serviceName, volume: job.volumeName };
   }
@@ -89,6 +140,9 @@ export function recovery(specs: Specs, secrets: Secrets): Record<string, unknown
     role: specs.role,
     recoveryPoint: point,
     sourceRegion: source.name,
+    catalog: rec.catalog,
+    /** recovery.catalog rebuild|restore: what `kryonix-dr catalog` did (JSON). */
+    ...(catalogStep ? { catalogRecovery: catalogStep.stdout } : {}),
     network: network.name,
     recovered: Object.fromEntries(jobs.map((j, i) => [specs.services[i]!.name, { service: j.serviceName, volume: j.volumeName, restoreContainer: j.restoreContainerId }])),
     sidecarServices: Object.fromEntries(Object.entries(sidecars).map(([k, v]) => [k, v.serviceId])),

@@ -24,7 +24,7 @@ import { Progress, log } from "../storage/progress.js";
 import type { Storage, Lock } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
 import type { BackupContext, EngineResult } from "./types.js";
-import { AGENT_ENV, objectPrefix } from "../../contract/index.js";
+import { AGENT_ENV, objectPrefix, replicationSlotName } from "../../contract/index.js";
 
 export function pgEnv(s: Settings): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
@@ -56,11 +56,14 @@ const lsnRe = (what: string) => new RegExp(`write-ahead log ${what} point: ([0-9
 
 /**
  * The slot must reserve WAL from the moment it exists (pg_receivewal --create-slot does not),
- * so that everything after a base is kept until it has been streamed.
+ * so that everything after a base is kept until it has been streamed. A slot declared by the
+ * stack (it owns the slot, so a destroy drops it) exists before any stream and reserves nothing
+ * yet: an unused one (no restart LSN, inactive) is replaced by a reserving one.
  */
 export async function ensureSlot(s: Settings, slot: string): Promise<void> {
   const c = await pgConnect(s);
   try {
+    await c.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND restart_lsn IS NULL AND NOT active", [slot]);
     await c.query(
       "SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
       [slot],
@@ -157,7 +160,7 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
 }
 
 /** Replication slot the agent streams WAL through (one per protected service). */
-export const slotName = (service: string) => ("kdr_" + service.replace(/[^a-z0-9_]/g, "_")).slice(0, 63);
+export const slotName = replicationSlotName;
 
 /** Segment or timeline-history files that pg_receivewal has finished. */
 const COMPLETE = /^([0-9A-F]{24}|[0-9A-F]{8}\.history)$/;

@@ -46,8 +46,8 @@ export const command: Command = {
     const stack = required(values.stack, "stack");
     const fromFile = values["config-file"] ? readConfigFile(values["config-file"]) : undefined;
     const usePlatform = !values["no-platform"] && (values.platform ?? stack === "local");
-    const config = usePlatform ? { ...localStackConfig(readPlatform(), stack, DEPLOYMENTS_DIR), ...(fromFile ?? {}) } : fromFile;
     const projectDir = resolve(values["project-dir"] ?? join(__dirname, "..", ".."));
+    const config = usePlatform ? { ...localStackConfig(readPlatform(), stack, DEPLOYMENTS_DIR, projectDir), ...(fromFile ?? {}) } : fromFile;
     const started = Date.now();
     const result = await deployInThisProcess({
       stack,

@@ -4,7 +4,7 @@ import { parseFlags, UsageError, type Command } from "../command.js";
 import { runDrill } from "../../local/drill/drill.js";
 import { formatReport } from "../../local/drill/report.js";
 
-const USAGE = `Usage: kryonix-dr drill [--disaster services|region] [--keep] [--point-in-time <ISO>] [--write-seconds N] [--json]
+const USAGE = `Usage: kryonix-dr drill [--disaster services|region [--catalog restore|rebuild]] [--keep] [--point-in-time <ISO>] [--write-seconds N] [--json]
 
 Proves recovery end to end on the local platform (scripts/platform-up.sh): deploys the local
 stack (PostgreSQL, Redis and a volume service with their backup sidecars, buckets, catalog and
@@ -13,9 +13,12 @@ removes the primary services and their volumes, deploys the recovery stack (rest
 the catalog's recovery point, fresh services), verifies every acknowledged write, and records
 the measured recovery time and data-loss window in disaster_recovery_log.
   --disaster region        lose the whole primary region instead: its S3 server is stopped and the
-                           catalog database dropped too; recovery creates a new catalog, rebuilds it
-                           from the DR region's buckets (kdr-agent catalog rebuild, in the agent image)
-                           and restores from the DR region; the primary region is started again after
+                           catalog database dropped too; the recovery stack gets the catalog back from
+                           the DR region (recovery.catalog) and restores from there; the primary region
+                           is started again after
+  --catalog restore|rebuild  region: restore the catalog database from the catalog server's own
+                           backups, then add what is newer (default), or rebuild it from the
+                           manifests alone
   --keep                   keep both stacks afterwards (and the catalog with the log row)
   --point-in-time <ISO>    recover to this moment (with zone, e.g. 2026-01-02T03:04:05Z) instead of the latest
   --write-seconds N        write for at least N seconds before the disaster (default 75)
@@ -33,10 +36,14 @@ export const command: Command = {
       "point-in-time": { type: "string" },
       "write-seconds": { type: "string" },
       disaster: { type: "string" },
+      catalog: { type: "string" },
       json: { type: "boolean" },
     });
     const disaster = values.disaster ?? "services";
     if (disaster !== "services" && disaster !== "region") throw new UsageError(`--disaster '${disaster}' is not a disaster the drill knows: use services (the default) or region.`);
+    const catalog = values.catalog;
+    if (catalog !== undefined && catalog !== "restore" && catalog !== "rebuild") throw new UsageError(`--catalog '${catalog}' is not a way to get the catalog back: use restore (the default) or rebuild.`);
+    if (catalog !== undefined && disaster !== "region") throw new UsageError("--catalog applies to --disaster region (the other drills keep their catalog).");
     let pointInTime: Date | undefined;
     if (values["point-in-time"] !== undefined) {
       const raw = values["point-in-time"];
@@ -57,6 +64,7 @@ export const command: Command = {
       pointInTime,
       writeSeconds,
       disaster,
+      catalog,
       projectDir: resolve(join(__dirname, "..", "..")),
       log: (l) => process.stderr.write(`${l}\n`),
     });

@@ -14,12 +14,13 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import * as cat from "../../catalog/queries.js";
-import { DEPLOYMENTS_DIR } from "../deployer.js";
+import { DEPLOYMENTS_DIR, readState } from "../deployer.js";
 import { readPlatform } from "../platform.js";
 import { cleanUp, clearPreviousDrill, deployLocal, disaster, iso, P0_RTO_SECONDS, recover, verifyRecovered, waitForServices, writeAndBackUp, type DrillRun } from "./phases.js";
 import { drillServices, localNamePrefix, localTenantId, RECOVERY_STACK, LOCAL_STACK } from "./stacks.js";
 import type { ServiceReport } from "./verify.js";
-import { createCatalog, dropCatalog, rebuildFromDr, setRegion, waitForCopies } from "./region.js";
+import type { RebuildResult, RestoreResult } from "../catalog-recovery.js";
+import { dropCatalog, setRegion, waitForCopies } from "./region.js";
 
 /** The local stack's catalog database (Pulumi.local.yaml, kryonix-dr:catalog.database). */
 const CATALOG_DB = "kryonix_dr";
@@ -41,6 +42,8 @@ export interface DrillOptions {
    * gets a catalog back from the DR region alone and restores from there.
    */
   disaster?: "services" | "region";
+  /** region: get the catalog back by restoring it (default) or by rebuilding it from the manifests. */
+  catalog?: "rebuild" | "restore";
   projectDir: string;
   stateDir?: string;
   log?: (line: string) => void;
@@ -59,8 +62,8 @@ export interface DrillReport {
   walSegments: number;
   deployments: DrillRun["deployments"];
   disaster: "services" | "region";
-  /** region: what the catalog rebuild from each DR bucket found. */
-  catalogRebuild?: Awaited<ReturnType<typeof rebuildFromDr>>;
+  /** region: how the catalog came back: its restore (then a rebuild of what is newer), or a rebuild alone. */
+  catalog?: { mode: "rebuild" | "restore"; restore?: Omit<RestoreResult, "rebuild">; rebuild: RebuildResult[] };
   /** region: how far each service's DR copies were, when the region was lost. */
   replicationLag?: Array<{ service: string; newestCopiedSourceAt: string | null; copies: number }>;
   recoveryLog?: { recoveryId: string; status: string; actualRecoverySeconds: number | null; dataLossSeconds: number | null; rtoMet: boolean | null; rpoMet: boolean | null };
@@ -91,6 +94,7 @@ function newRun(opts: DrillOptions, phases: DrillReport["phases"]): DrillRun {
     marker: join(stateDir, "drill.json"),
     failures: [],
     deployments: {},
+    catalogMode: opts.disaster === "region" ? (opts.catalog ?? "restore") : undefined,
     log,
     async phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
       const t0 = Date.now();
@@ -104,6 +108,17 @@ function newRun(opts: DrillOptions, phases: DrillReport["phases"]): DrillRun {
       }
     },
   };
+}
+
+/** What the recovery stack's catalog step did (its output catalogRecovery, `kryonix-dr catalog --json`). */
+function catalogResult(run: DrillRun): DrillReport["catalog"] {
+  const raw = readState(RECOVERY_STACK, run.stateDir)?.outputs.catalogRecovery;
+  if (typeof raw !== "string" || !raw) throw new Error("the recovery stack reports no catalog step (output catalogRecovery): was recovery.catalog set?");
+  const r = JSON.parse(raw) as (Omit<RestoreResult, "rebuild"> & { rebuild: RebuildResult[] }) | { buckets: RebuildResult[] };
+  if ("buckets" in r) return { mode: "rebuild", rebuild: r.buckets };
+  const { rebuild, ...restore } = r;
+  for (const line of [`  catalog restored to ${restore.reaches} from backup ${restore.backupId} of the catalog server (${restore.restoredRows.backups} backup(s), ${restore.restoredRows.recoveryLog} recovery log entr(ies)), in ${restore.durationSeconds.toFixed(1)} s`, ...rebuild.map((b) => `  then from ${b.bucket}: ${b.backups.inserted} newer backup(s), ${b.walSegments.inserted} WAL segment(s), ${b.skipped.length} skipped`)]) run.log(line);
+  return { mode: "restore", restore, rebuild };
 }
 
 export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
@@ -121,7 +136,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   };
   let db = pool();
   let primaryStopped = false;
-  let catalogRebuild: DrillReport["catalogRebuild"];
+  let catalogReport: DrillReport["catalog"];
   let lag: DrillReport["replicationLag"];
   try {
     const containers = await waitForServices(run);
@@ -141,27 +156,27 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
           }
         : undefined,
     );
-    if (region) {
-      catalogRebuild = await run.phase("get a catalog: a new database, rebuilt from the DR region's buckets", async () => {
-        await createCatalog(run, CATALOG_DB);
-        const sums = await rebuildFromDr(run, CATALOG_DB);
-        for (const r of sums) run.log(`  ${r.bucket}: ${r.backups.inserted} backup(s), ${r.walSegments.inserted} WAL segment(s) rebuilt, ${r.skipped.length} skipped`);
-        return sums;
+    const startRecovery = () =>
+      cat.startRecovery(db, {
+        tenantId,
+        incidentType: "drill",
+        affectedServices: services.map((s) => s.name),
+        procedure: "kryonix-dr drill: recovery stack (restore jobs, fresh services, new sidecars) through the local deployer",
+        target: target === "latest" ? "latest" : target.toISOString(),
+        rtoTargetSeconds: P0_RTO_SECONDS,
+        rpoTargetSeconds: 60,
+        // After a region loss the record can only be written once the catalog is back.
+        initiatedAt: new Date(declaredAt),
+        metadata: { runId: run.runId },
       });
-      db = pool();
-    }
-
-    const recoveryRow = await cat.startRecovery(db, {
-      tenantId,
-      incidentType: "drill",
-      affectedServices: services.map((s) => s.name),
-      procedure: "kryonix-dr drill: recovery stack (restore jobs, fresh services, new sidecars) through the local deployer",
-      target: target === "latest" ? "latest" : target.toISOString(),
-      rtoTargetSeconds: P0_RTO_SECONDS,
-      rpoTargetSeconds: 60,
-      metadata: { runId: run.runId },
-    });
+    // Region loss: the catalog is gone; the recovery stack gets it back (recovery.catalog) first.
+    if (region) db = pool();
+    let recoveryRow = region ? undefined : await startRecovery();
     const restores = await recover(run, db, region ? "dr" : "primary");
+    if (region) {
+      catalogReport = catalogResult(run);
+      recoveryRow = await startRecovery();
+    }
     const { reports, rtoTarget } = await verifyRecovered(run, written, restores, declaredAt);
     const verifiedAt = Date.now();
     const rtoSeconds = (verifiedAt - declaredAt) / 1000;
@@ -170,7 +185,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
 
     const pgRep = reports.find((r) => r.engine === "postgres");
     const phaseTimings = Object.fromEntries(phases.map((p) => [p.name, Math.round(p.seconds * 10) / 10]));
-    const finished = await cat.finishRecovery(db, recoveryRow.recoveryId, {
+    const finished = await cat.finishRecovery(db, recoveryRow!.recoveryId, {
       status: failures.length ? "failed" : "completed",
       ...(failures.length ? { error: failures.join("; ") } : {}),
       actualRecoverySeconds: rtoSeconds,
@@ -197,7 +212,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       walSegments: Number(walSegments),
       deployments: run.deployments,
       disaster: region ? "region" : "services",
-      ...(region ? { catalogRebuild, replicationLag: lag } : {}),
+      ...(region ? { catalog: catalogReport, replicationLag: lag } : {}),
       recoveryLog: {
         recoveryId: finished.recoveryId,
         status: finished.recoveryStatus,

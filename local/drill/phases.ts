@@ -13,7 +13,7 @@ import { destroy, readState } from "../deployer.js";
 import type { Platform } from "../platform.js";
 import { deployInChild, restoreResults, stackServices, type ChildDeploy } from "./deploy.js";
 import { docker, dockerExec, removeService, removeVolume, serviceContainers, serviceLabels, waitForTask } from "./docker.js";
-import { drillLocalConfig, drillRecoveryConfig, LOCAL_STACK, RECOVERY_STACK } from "./stacks.js";
+import { DRILL_FULL_SCHEDULE, drillLocalConfig, drillRecoveryConfig, LOCAL_STACK, RECOVERY_STACK } from "./stacks.js";
 import { verify, type ServiceReport } from "./verify.js";
 import { prepare, readBack, Writer, type WriterStats } from "./writers.js";
 
@@ -40,6 +40,8 @@ export interface DrillRun {
   marker: string;
   failures: string[];
   deployments: Record<string, { declared: string[]; deployed: string[]; missing: string[]; extra: string[] }>;
+  /** region drills: how the catalog is got back from the DR region (recovery.catalog). */
+  catalogMode?: "rebuild" | "restore";
   log: (line: string) => void;
   /** Runs one phase: logs its start and end and records its duration. */
   phase<T>(name: string, fn: () => Promise<T>): Promise<T>;
@@ -78,7 +80,13 @@ function recordDeployment(run: DrillRun, stack: string, d: ChildDeploy): void {
 
 export async function deployLocal(run: DrillRun): Promise<void> {
   const d = await run.phase("deploy the local stack", () =>
-    deployInChild(LOCAL_STACK, run.projectDir, run.stateDir, drillLocalConfig(run.platform, run.projectDir, run.stateDir), run.log),
+    deployInChild(
+      LOCAL_STACK,
+      run.projectDir,
+      run.stateDir,
+      drillLocalConfig(run.platform, run.projectDir, run.stateDir, run.catalogMode === "restore" ? { catalogFullSchedule: DRILL_FULL_SCHEDULE } : {}),
+      run.log,
+    ),
   );
   recordDeployment(run, LOCAL_STACK, d);
 }
@@ -173,7 +181,13 @@ export async function disaster(run: DrillRun, writers: Writer[], regionLoss?: ()
 /** Deploys the recovery stack reading from `source`; returns what each restore job restored. */
 export async function recover(run: DrillRun, db: pg.Pool, source: "primary" | "dr" = "primary"): Promise<Awaited<ReturnType<typeof restoreResults>>> {
   const d = await run.phase(`recover: deploy the recovery stack${source === "dr" ? " from the DR region" : ""}`, () =>
-    deployInChild(RECOVERY_STACK, run.projectDir, run.stateDir, drillRecoveryConfig(run.platform, run.projectDir, run.target, run.stateDir, source), run.log),
+    deployInChild(
+      RECOVERY_STACK,
+      run.projectDir,
+      run.stateDir,
+      drillRecoveryConfig(run.platform, run.projectDir, run.target, run.stateDir, source, source === "dr" ? (run.catalogMode ?? "existing") : "existing"),
+      run.log,
+    ),
   );
   recordDeployment(run, RECOVERY_STACK, d);
   return restoreResults(d, db);

@@ -29,7 +29,9 @@ export function formatReport(r: DrillReport): string {
   }
   if (r.disaster === "region") {
     lines.push(`DR copies when the region was lost: ${(r.replicationLag ?? []).map((l) => `${l.service} newest copied object from ${l.newestCopiedSourceAt ?? "-"} (${l.copies} objects)`).join("; ") || "none"}`);
-    for (const c of r.catalogRebuild ?? []) lines.push(`Catalog rebuilt from ${c.bucket}: ${c.backups.inserted} backup(s), ${c.walSegments.inserted} WAL segment(s); skipped ${c.skipped.length}${c.skipped.length ? ` (${c.skipped.map((x) => `${x.key}: ${x.reason}`).join("; ")})` : ""}`);
+    const cr = r.catalog?.restore;
+    if (cr) lines.push(`Catalog restored from the DR region: backup ${cr.backupId} of the catalog server, replayed to ${cr.reaches} (${cr.restoredRows.backups} backup(s), ${cr.restoredRows.recoveryLog} recovery log entr(ies)) in ${cr.durationSeconds.toFixed(1)} s; then rebuilt what is newer:`);
+    for (const c of r.catalog?.rebuild ?? []) lines.push(`Catalog rebuilt from ${c.bucket}: ${c.backups.inserted} backup(s), ${c.walSegments.inserted} WAL segment(s); skipped ${c.skipped.length}${c.skipped.length ? ` (${c.skipped.map((x) => `${x.key}: ${x.reason}`).join("; ")})` : ""}`);
   }
   if (r.recoveryLog) {
     const l = r.recoveryLog;

@@ -48,8 +48,15 @@ export function localTenantId(projectDir: string): string {
 }
 
 /** Config of the local stack as the drill deploys it (platform facts, generated secrets, drill schedules). */
-export function drillLocalConfig(platform: Platform, projectDir: string, stateDir = DEPLOYMENTS_DIR): Config {
-  return { ...localStackConfig(platform, LOCAL_STACK, stateDir), services: { value: drillRawServices(projectDir) } };
+export function drillLocalConfig(platform: Platform, projectDir: string, stateDir = DEPLOYMENTS_DIR, opts: { catalogFullSchedule?: string } = {}): Config {
+  const config: Config = { ...localStackConfig(platform, LOCAL_STACK, stateDir, projectDir), services: { value: drillRawServices(projectDir) } };
+  if (opts.catalogFullSchedule) {
+    // The region drill restores the catalog from its own backups: it needs one within the drill.
+    const catalog = config.catalog!.value as { backup?: { schedules?: Record<string, string> } };
+    if (!catalog.backup) throw new Error(`Pulumi.${LOCAL_STACK}.yaml sets no kryonix-dr:catalog.backup: the region drill restores the catalog from the catalog server's backups.`);
+    catalog.backup = { ...catalog.backup, schedules: { ...catalog.backup.schedules, full: opts.catalogFullSchedule } };
+  }
+  return config;
 }
 
 /**
@@ -57,8 +64,15 @@ export function drillLocalConfig(platform: Platform, projectDir: string, stateDi
  * restore must decrypt what the sidecars encrypted), its source region (the DR region after a
  * region loss), and the recovery point.
  */
-export function drillRecoveryConfig(platform: Platform, projectDir: string, point: Date | "latest", stateDir = DEPLOYMENTS_DIR, sourceRegion: "primary" | "dr" = "primary"): Config {
-  const local = localStackConfig(platform, LOCAL_STACK, stateDir);
+export function drillRecoveryConfig(
+  platform: Platform,
+  projectDir: string,
+  point: Date | "latest",
+  stateDir = DEPLOYMENTS_DIR,
+  sourceRegion: "primary" | "dr" = "primary",
+  catalog: "existing" | "rebuild" | "restore" = "existing",
+): Config {
+  const local = localStackConfig(platform, LOCAL_STACK, stateDir, projectDir);
   const secrets = generatedSecrets(LOCAL_STACK, stateDir);
   const regions = local.regions!.value as Record<"primary" | "dr", unknown>;
   const config: Config = {
@@ -66,12 +80,17 @@ export function drillRecoveryConfig(platform: Platform, projectDir: string, poin
     catalog: local.catalog!,
     images: local.images!,
     services: { value: drillRawServices(projectDir) },
-    recovery: { value: { point: point === "latest" ? "latest" : point.toISOString(), sourceRegion, serviceNamePrefix: localNamePrefix(projectDir) } },
+    recovery: { value: { point: point === "latest" ? "latest" : point.toISOString(), sourceRegion, serviceNamePrefix: localNamePrefix(projectDir), catalog } },
     [`${sourceRegion}AccessKey`]: local[`${sourceRegion}AccessKey`]!,
     [`${sourceRegion}SecretKey`]: local[`${sourceRegion}SecretKey`]!,
   };
   for (const k of ["catalogWriterPassword", "ageRecipient", "ageIdentity", "resticPassword", "targetPassword-postgresql"]) {
     config[k] = { value: secrets[k], secret: true };
+  }
+  // Getting the catalog back creates its database (admin) and migrates it (owner).
+  if (catalog !== "existing") {
+    config.catalogAdminPassword = local.catalogAdminPassword!;
+    config.catalogOwnerPassword = { value: secrets.catalogOwnerPassword, secret: true };
   }
   return config;
 }

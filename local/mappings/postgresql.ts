@@ -217,4 +217,36 @@ export const grantRole: Mapping<Obj> = {
   },
 };
 
-export const postgresqlMappings: Mapping<any>[] = [role, database, grant, grantRole];
+/**
+ * A physical replication slot, created as the provider creates it (reserving no WAL until a
+ * client streams from it). Dropped on destroy after its stream, if any, is ended: a slot left
+ * behind would keep every WAL segment on the server from then on.
+ */
+export const physicalReplicationSlot: Mapping<Obj> = {
+  plan: (i, reg) => ({ name: i.name ?? reg.name }),
+  type: "postgresql:index/physicalReplicationSlot:PhysicalReplicationSlot",
+  async create(i, ctx, reg) {
+    const name: string = i.name ?? reg.name;
+    await withClient(ctx.provider, undefined, (c) =>
+      c.query("SELECT pg_create_physical_replication_slot($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", [name]),
+    );
+    return { id: name, state: { name }, record: { name } };
+  },
+  async destroy(rec, provider) {
+    await withClient(provider, undefined, async (c) => {
+      for (let attempt = 0; ; attempt++) {
+        await c.query("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL", [rec.name]);
+        try {
+          await c.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", [rec.name]);
+          return;
+        } catch (err) {
+          // The stream's sidecar may reconnect between the two statements until it is removed.
+          if ((err as { code?: string }).code !== "55006" || attempt >= 20) throw err;
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    });
+  },
+};
+
+export const postgresqlMappings: Mapping<any>[] = [role, database, grant, grantRole, physicalReplicationSlot];

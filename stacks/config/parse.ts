@@ -4,7 +4,7 @@
  */
 import { DEFAULT_METRICS_PORT, ENGINES, LOCK_MODES, PRIORITIES, PRIORITY_RTO_SECONDS, REPLICATION_MODES, TARGET_DEFAULTS, TIER_PRIORITY, TIERS, type Engine } from "../../contract/index.js";
 import { worstGapSeconds } from "../../contract/schedule.js";
-import { PROJECT, ROLES, Role, REGION_KINDS, REGIONS, RegionRole, DEFAULTS, ConfigError, RawRegion, RawConfig, RawService, RetentionSpec, ServiceSpec, RegionSpec, CatalogSpec, RecoveryPoint, Specs, SECRET } from "./schema.js";
+import { PROJECT, ROLES, Role, REGION_KINDS, REGIONS, RegionRole, DEFAULTS, ConfigError, RawRegion, RawConfig, RawService, RetentionSpec, ServiceSpec, RegionSpec, CatalogSpec, RecoveryPoint, Specs, SECRET, CATALOG_SERVICE, RECOVERY_CATALOG_MODES } from "./schema.js";
 
 // ---------- parsing ----------
 
@@ -144,22 +144,27 @@ interface ServiceContext extends ReturnType<typeof parseServiceDefaults> {
   role: Role;
   namePrefix: string;
   presentKeys: ReadonlySet<string>;
-  /** Names taken so far, with their index, to report duplicates. */
-  seen: Map<string, number>;
+  /** Names taken so far, with their config key, to report duplicates. */
+  seen: Map<string, string>;
 }
 
 /** One entry of kryonix-dr:services; undefined when it is too broken to describe (the issue is recorded). */
-function parseService(issues: Issues, s: RawService, i: number, ctx: ServiceContext): ServiceSpec | undefined {
-  const key = `services[${i}]`;
+function parseService(issues: Issues, s: RawService, key: string, ctx: ServiceContext): ServiceSpec | undefined {
   if (typeof s?.name !== "string" || !NAME_RE.test(s.name)) {
     issues.add(`${key}.name`, `must be lowercase letters, digits and '-' (at most 31, starting with a letter), got ${JSON.stringify(s?.name)}`);
     return undefined;
   }
   if (ctx.seen.has(s.name)) {
-    issues.add(`${key}.name`, `duplicate service name "${s.name}" (also services[${ctx.seen.get(s.name)}]); each service needs a unique name: rename or remove one`);
+    const also = ctx.seen.get(s.name);
+    issues.add(
+      `${key}.name`,
+      also === "catalog.backup"
+        ? `"${s.name}" is the name the catalog server's own backups are recorded under (catalog.backup): rename the service`
+        : `duplicate service name "${s.name}" (also ${also}); each service needs a unique name: rename or remove one`,
+    );
     return undefined;
   }
-  ctx.seen.set(s.name, i);
+  ctx.seen.set(s.name, key);
   if (!(ENGINES as readonly string[]).includes(s.engine)) {
     issues.add(`${key}.engine`, `unknown engine ${JSON.stringify(s.engine)} for service "${s.name}"; accepted: ${ENGINES.join(", ")}`);
     return undefined;
@@ -232,8 +237,39 @@ function parseService(issues: Issues, s: RawService, i: number, ctx: ServiceCont
 };
 }
 
+/**
+ * The catalog server as a protected PostgreSQL (catalog.backup): critical, P0, streamed WAL,
+ * backed up by a REPLICATION login on the catalog's own host and port.
+ */
+function parseCatalogService(
+  issues: Issues,
+  b: Exclude<NonNullable<RawConfig["catalog"]>["backup"], false | undefined>,
+  catalog: CatalogSpec,
+  ctx: ServiceContext,
+): ServiceSpec | undefined {
+  if (typeof b !== "object") {
+    issues.add("catalog.backup", `must be false or an object such as { user: kryonix_dr_replication }, got ${JSON.stringify(b)}`);
+    return undefined;
+  }
+  const raw: RawService = {
+    name: CATALOG_SERVICE,
+    engine: "postgres",
+    tier: "critical",
+    priority: "P0",
+    host: catalog.agentHost,
+    port: catalog.port,
+    user: b.user ?? "kryonix_dr_replication",
+    schedules: b.schedules,
+    walSwitchSeconds: b.walSwitchSeconds,
+    rpoSeconds: b.rpoSeconds,
+    placement: b.placement,
+  };
+  const spec = parseService(issues, raw, "catalog.backup", { ...ctx, seen: new Map() });
+  return spec && { ...spec, passwordKey: SECRET.catalogReplicationPassword };
+}
+
 function serviceList(issues: Issues, raw: RawConfig, ctx: ServiceContext): ServiceSpec[] {
-  return (Array.isArray(raw.services) ? raw.services : []).flatMap((s, i) => parseService(issues, s, i, ctx) ?? []);
+  return (Array.isArray(raw.services) ? raw.services : []).flatMap((s, i) => parseService(issues, s, `services[${i}]`, ctx) ?? []);
 }
 
 /**
@@ -274,7 +310,10 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
   if (needs.services && (raw.services === undefined || !Array.isArray(raw.services) || raw.services.length === 0)) {
     issues.add("services", `must list at least one protected service, e.g. [{ name: postgresql, engine: postgres, tier: critical }]`);
   }
-  const services = needs.services ? serviceList(issues, raw, { ...defaults, role, namePrefix, presentKeys, seen: new Map() }) : [];
+  // prod and local own the catalog, and protect its server unless catalog.backup is false.
+  const backsUpCatalog = (role === "prod" || role === "local") && raw.catalog?.backup !== false;
+  const serviceCtx = { ...defaults, role, namePrefix, presentKeys, seen: new Map<string, string>(backsUpCatalog ? [[CATALOG_SERVICE, "catalog.backup"]] : []) };
+  const services = needs.services ? serviceList(issues, raw, serviceCtx) : [];
 
   const maintenance = {
     health: cron(issues, "maintenance.health", raw.maintenance?.health, DEFAULTS.maintenance.health).expr,
@@ -325,6 +364,7 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
     writer: c.writer ?? "kryonix_dr_agent",
     sslmode: oneOf(issues, "catalog.sslmode", c.sslmode, ["disable", "require", "verify-ca", "verify-full"] as const, "require"),
   };
+  const catalogService = backsUpCatalog ? parseCatalogService(issues, c.backup || {}, catalog, serviceCtx) : undefined;
 
   const sidecar = {
     cpus: positive(issues, "sidecar.cpus", raw.sidecar?.cpus, DEFAULTS.sidecar.cpus),
@@ -348,6 +388,7 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
           point: recoveryPoint(issues, raw.recovery?.point),
           sourceRegion: oneOf(issues, "recovery.sourceRegion", raw.recovery?.sourceRegion, REGIONS, "primary"),
           serviceNamePrefix: raw.recovery?.serviceNamePrefix ?? namePrefix,
+          catalog: oneOf(issues, "recovery.catalog", raw.recovery?.catalog, RECOVERY_CATALOG_MODES, "existing"),
         }
       : undefined;
 
@@ -356,10 +397,13 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
   if (role === "prod" || role === "local") {
     secretKeys.push(SECRET.catalogAdminPassword, SECRET.catalogOwnerPassword, SECRET.catalogReaderPassword);
   }
+  // A recovery that makes the catalog database creates it as the admin and migrates it as the owner.
+  if (recovery && recovery.catalog !== "existing") secretKeys.push(SECRET.catalogAdminPassword, SECRET.catalogOwnerPassword);
   // The DR stack declares no S3 resources (its drill reads with credentials from the primary stack).
   if (role !== "dr") for (const r of [regions.primary, regions.dr]) if (r) secretKeys.push(r.accessKeyKey, r.secretKeyKey);
   if (services.some((s) => s.engine === "volume") || role === "dr") secretKeys.push(SECRET.resticPassword);
   for (const s of services) if (s.passwordKey) secretKeys.push(s.passwordKey);
+  if (catalogService) secretKeys.push(SECRET.catalogReplicationPassword);
   for (const key of secretKeys) {
     if (!presentKeys.has(key)) {
       issues.add(key, `secret is missing: set it with 'pulumi config set --secret ${PROJECT}:${key} <value>'`);
@@ -374,6 +418,7 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
     namePrefix,
     tenantId,
     services,
+    catalogService,
     maintenance,
     storage,
     regions,

@@ -125,13 +125,20 @@ export interface RawConfig {
     reader?: string;
     writer?: string;
     sslmode?: string;
+    /**
+     * prod/local: the catalog's own server protected like a critical PostgreSQL (base backups and
+     * WAL of service CATALOG_SERVICE into the critical bucket, replicated with it). `false` turns it
+     * off. user: a REPLICATION login the stack creates (password: secret catalogReplicationPassword).
+     */
+    backup?: false | { user?: string; schedules?: RawSchedules; walSwitchSeconds?: number; rpoSeconds?: number; placement?: string[] };
   };
   images?: { agent?: string; postgres?: string; redis?: string; files?: string };
   sidecar?: { cpus?: number; memoryMiB?: number; metricsPort?: number; networks?: string[]; placement?: string[] };
   monitoring?: { replicationLagSeconds?: number; failedRunsPerDay?: number; rpoWarningRatio?: number };
   /** dr: fully qualified name of the primary stack (`org/kryonix-dr/prod`). */
   primaryStack?: string;
-  recovery?: { point?: string; sourceRegion?: string; serviceNamePrefix?: string };
+  /** catalog: how the recovery stack gets a catalog (see RECOVERY_CATALOG_MODES). @default existing */
+  recovery?: { point?: string; sourceRegion?: string; serviceNamePrefix?: string; catalog?: string };
 }
 
 // ---------- specs (what components receive) ----------
@@ -190,6 +197,16 @@ export interface CatalogSpec {
   writer: string;
   sslmode: string;
 }
+/** The service name the catalog server's own backups are recorded under. */
+export const CATALOG_SERVICE = "kdr-catalog";
+/**
+ * How the recovery stack gets its catalog: `existing` uses the configured one as it is;
+ * `rebuild` creates it and fills it from the source region's manifests; `restore` restores the
+ * catalog database itself to the recovery point from the source region (its backups as
+ * CATALOG_SERVICE), then adds what the region holds beyond that point.
+ */
+export const RECOVERY_CATALOG_MODES = ["existing", "rebuild", "restore"] as const;
+export type RecoveryCatalogMode = (typeof RECOVERY_CATALOG_MODES)[number];
 export type RecoveryPoint =
   | { kind: "latest" }
   | { kind: "time"; at: string }
@@ -201,6 +218,8 @@ export interface Specs {
   namePrefix: string;
   tenantId: string;
   services: ServiceSpec[];
+  /** prod/local: the catalog server, protected as service CATALOG_SERVICE (not declared by the stack). */
+  catalogService?: ServiceSpec;
   maintenance: { health: string; prune: string; drill: string };
   storage: { bucketPrefix: string; lockMode: LockMode; sse: boolean; kmsKeyId: string; quotaGiB: Record<Tier, number> };
   regions: { primary?: RegionSpec; dr?: RegionSpec };
@@ -211,7 +230,7 @@ export interface Specs {
   monitoring: { replicationLagSeconds: number; failedRunsPerDay: number; rpoWarningRatio: number };
   primaryStack?: string;
   /** recovery: what to restore from, and the prefix of the fresh services' Swarm names. */
-  recovery?: { point: RecoveryPoint; sourceRegion: RegionRole; serviceNamePrefix: string };
+  recovery?: { point: RecoveryPoint; sourceRegion: RegionRole; serviceNamePrefix: string; catalog: RecoveryCatalogMode };
   /** Every secret config key this stack needs (without the project prefix). */
   secretKeys: string[];
   /** Optional secrets that are present. */
@@ -223,6 +242,8 @@ export const SECRET = {
   catalogOwnerPassword: "catalogOwnerPassword",
   catalogWriterPassword: "catalogWriterPassword",
   catalogReaderPassword: "catalogReaderPassword",
+  /** The REPLICATION login that backs up the catalog server (catalog.backup.user). */
+  catalogReplicationPassword: "catalogReplicationPassword",
   ageRecipient: "ageRecipient",
   ageIdentity: "ageIdentity",
   resticPassword: "resticPassword",

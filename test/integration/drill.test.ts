@@ -202,27 +202,67 @@ describe("kryonix-dr drill --disaster region (real Swarm, both RGW regions, Post
     }
     expect(stderr).toContain("stopped the primary S3 region: its radosgw is down");
     expect(stderr).toContain("dropped the catalog database kryonix_dr");
+    expect(stderr).toContain("catalog restore: the restored server replayed its WAL and promoted");
     expect(report.disaster).toBe("region");
     // The primary region answers again: the rest of the suite and the next drill need it.
     expect((await fetch(platform.regions.primary.loopbackEndpoint)).status).toBeLessThan(500);
   });
 
-  it("rebuilt the catalog from the DR buckets, skipping nothing, and restored every service from those rows", async () => {
-    expect(report.catalogRebuild!.reduce((n, c) => n + c.backups.inserted, 0)).toBeGreaterThan(0);
-    expect(report.catalogRebuild!.reduce((n, c) => n + c.walSegments.inserted, 0)).toBeGreaterThan(0);
-    expect(report.catalogRebuild!.flatMap((c) => c.skipped)).toEqual([]);
+  it("restored the catalog database from the DR region's backups of the catalog server, added what is newer, and restored every service from it", async () => {
+    const c = report.catalog!;
+    expect(c.mode).toBe("restore");
+    // The catalog as its server's backups had it: rows only the catalog knew came back.
+    expect(c.restore!.restoredRows.backups).toBeGreaterThan(0);
+    expect(new Date(c.restore!.reaches).getTime()).toBeGreaterThan(new Date(report.startedAt).getTime());
+    expect(c.rebuild.flatMap((r) => r.skipped)).toEqual([]);
     const db = new pg.Client({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "kryonix_dr" });
     await db.connect();
     try {
-      const { rows } = await db.query("SELECT backup_id, metadata->'rebuiltFrom'->>'region' AS region FROM backup_management WHERE backup_id = ANY($1::uuid[])", [report.services.map((s) => s.restoredFromBackup)]);
+      const { rows } = await db.query("SELECT backup_id FROM backup_management WHERE backup_id = ANY($1::uuid[]) AND backup_status = 'completed'", [report.services.map((s) => s.restoredFromBackup)]);
       expect(rows).toHaveLength(3);
-      for (const r of rows) expect(r.region).toBe(platform.regions.dr.name);
       const [log] = (await db.query("SELECT recovery_status, rto_met, rpo_met FROM disaster_recovery_log WHERE recovery_id = $1", [report.recoveryLog!.recoveryId])).rows;
       expect(log).toEqual({ recovery_status: "completed", rto_met: true, rpo_met: true });
     } finally {
       await db.end();
     }
   });
+
+  it("restores the catalog to a point in time from the DR region: the backups completed before it, none after", async () => {
+    const db = new pg.Client({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "kryonix_dr" });
+    await db.connect();
+    let point: Date;
+    let before: string;
+    try {
+      // A backup completed during the drill's writes, well before the region was lost.
+      const { rows } = await db.query<{ backup_id: string; completed_at: Date }>(
+        "SELECT backup_id, completed_at FROM backup_management WHERE backup_status = 'completed' AND service_name <> 'kdr-catalog' AND completed_at > $1 AND completed_at < $2 ORDER BY completed_at LIMIT 1",
+        [new Date(report.startedAt), new Date(new Date(report.rto.declaredAt).getTime() - 30_000)],
+      );
+      expect(rows.length, "no backup completed during the drill's writes").toBe(1);
+      before = rows[0]!.backup_id;
+      point = new Date(rows[0]!.completed_at.getTime() + 1000);
+    } finally {
+      await db.end();
+    }
+    const r = await cli(["catalog", "restore", "--region", "dr", "--time", point.toISOString(), "--database", "kryonix_dr_pitr", "--restore-only", "--json"], 480_000);
+    expect(r.status, r.stderr.slice(-4000)).toBe(0);
+    const out = JSON.parse(r.stdout) as { database: string; reaches: string; recoveryTarget: string };
+    expect(out.database).toBe("kryonix_dr_pitr");
+    const pitr = new pg.Client({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "kryonix_dr_pitr" });
+    await pitr.connect();
+    try {
+      const known = await pitr.query("SELECT backup_status FROM backup_management WHERE backup_id = $1", [before]);
+      expect(known.rows).toEqual([{ backup_status: "completed" }]);
+      const later = await pitr.query<{ n: string }>("SELECT count(*) AS n FROM backup_management WHERE created_at > $1", [new Date(point.getTime() + 1000)]);
+      expect(Number(later.rows[0]!.n)).toBe(0);
+    } finally {
+      await pitr.end();
+      const admin = new pg.Client({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "postgres" });
+      await admin.connect();
+      await admin.query("DROP DATABASE IF EXISTS kryonix_dr_pitr WITH (FORCE)");
+      await admin.end();
+    }
+  }, 600_000);
 
   it("brought back every write acknowledged before each recovery point, unchanged, within the P0 RTO", () => {
     for (const s of report.services) {

@@ -12,6 +12,7 @@ const ALL_SECRETS = new Set([
   "catalogOwnerPassword",
   "catalogWriterPassword",
   "catalogReaderPassword",
+  "catalogReplicationPassword",
   "ageRecipient",
   "ageIdentity",
   "resticPassword",
@@ -205,6 +206,41 @@ describe("parseSpecs rejects bad config with the key and the fix", () => {
   it("keeps the seed's numbers as the defaults", () => {
     expect(DEFAULTS.rpoSeconds).toEqual({ critical: 300, important: 3600, secondary: 86400 });
     expect(DEFAULTS.rtoSeconds).toBe(900);
+  });
+});
+
+describe("the catalog server's own protection (catalog.backup) and recovery.catalog", () => {
+  it("protects the catalog server as critical P0 PostgreSQL by default, as a REPLICATION login on its host", () => {
+    const specs = parseSpecs(base(), ALL_SECRETS);
+    expect(specs.catalogService).toMatchObject({ name: "kdr-catalog", engine: "postgres", tier: "critical", priority: "P0", host: "catalog.example", port: 5432, user: "kryonix_dr_replication", passwordKey: "catalogReplicationPassword" });
+    expect(specs.services.map((s) => s.name)).toEqual(["pg", "files"]);
+    expect(specs.secretKeys).toContain("catalogReplicationPassword");
+  });
+
+  it("turns off with catalog.backup: false, and then needs no replication password", () => {
+    const raw = base();
+    raw.catalog = { host: "catalog.example", backup: false };
+    const specs = parseSpecs(raw, new Set([...ALL_SECRETS].filter((k) => k !== "catalogReplicationPassword")));
+    expect(specs.catalogService).toBeUndefined();
+    expect(specs.secretKeys).not.toContain("catalogReplicationPassword");
+  });
+
+  it("names the missing replication password, a service that takes the catalog's name, and a bad catalog.backup", () => {
+    expect(errorOf(base(), new Set([...ALL_SECRETS].filter((k) => k !== "catalogReplicationPassword")))).toContain("kryonix-dr:catalogReplicationPassword: secret is missing");
+    const clash = base();
+    clash.services!.push({ name: "kdr-catalog", engine: "postgres" });
+    expect(errorOf(clash)).toContain(`kryonix-dr:services[2].name: "kdr-catalog" is the name the catalog server's own backups are recorded under (catalog.backup): rename the service`);
+    const bad = base();
+    bad.catalog = { host: "catalog.example", backup: "yes" as never };
+    expect(errorOf(bad)).toContain("kryonix-dr:catalog.backup: must be false or an object");
+  });
+
+  it("takes recovery.catalog existing|rebuild|restore on the recovery stack; the last two need the admin and owner passwords", () => {
+    const raw: RawConfig = { ...base(), stack: "recovery", role: "recovery", recovery: { sourceRegion: "primary", catalog: "restore" } };
+    expect(parseSpecs(raw, ALL_SECRETS).recovery!.catalog).toBe("restore");
+    expect(parseSpecs({ ...raw, recovery: { sourceRegion: "primary" } }, ALL_SECRETS).recovery!.catalog).toBe("existing");
+    expect(errorOf({ ...raw, recovery: { catalog: "fresh" } })).toContain("kryonix-dr:recovery.catalog");
+    expect(errorOf(raw, new Set([...ALL_SECRETS].filter((k) => k !== "catalogOwnerPassword")))).toContain("kryonix-dr:catalogOwnerPassword: secret is missing");
   });
 });
 

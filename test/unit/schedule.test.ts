@@ -47,7 +47,7 @@ describe("worstGapSeconds", () => {
 });
 
 describe("config validation and the schedule policy agree", () => {
-  const secrets = new Set(["primaryAccessKey", "primarySecretKey", "drAccessKey", "drSecretKey", "catalogAdminPassword", "catalogOwnerPassword", "catalogWriterPassword", "catalogReaderPassword", "ageRecipient", "ageIdentity", "resticPassword"]);
+  const secrets = new Set(["primaryAccessKey", "primarySecretKey", "drAccessKey", "drSecretKey", "catalogAdminPassword", "catalogOwnerPassword", "catalogWriterPassword", "catalogReaderPassword", "catalogReplicationPassword", "ageRecipient", "ageIdentity", "resticPassword"]);
 
   /** Does stack config accept a volume service with these schedules and RPO? */
   function configAccepts(full: string, incremental: string, rpoSeconds: number): boolean {

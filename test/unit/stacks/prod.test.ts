@@ -19,6 +19,8 @@ import {
 } from "../../support/mocks.js";
 
 const SEED = ["postgresql", "redis", "minio", "traefik", "keycloak", "grafana", "prometheus", "nextcloud", "timescaledb"];
+/** The seed's services and the catalog server itself (catalog.backup). */
+const PROTECTED = [...SEED, "kdr-catalog"];
 const T = {
   bucket: "minio:index/s3Bucket:S3Bucket",
   versioning: "minio:index/s3BucketVersioning:S3BucketVersioning",
@@ -196,7 +198,7 @@ describe("prod: replication, catalog, crons, monitoring", () => {
 
   it("declares the catalog database, roles, grants and the migration step", () => {
     const roles = byType(regs, T.role);
-    expect(roles.map((r) => r.inputs.name).sort()).toEqual(["kryonix_dr_agent", "kryonix_dr_dashboard", "kryonix_dr_owner"]);
+    expect(roles.map((r) => r.inputs.name).sort()).toEqual(["kryonix_dr_agent", "kryonix_dr_dashboard", "kryonix_dr_owner", "kryonix_dr_replication"]);
     expect(roles.find((r) => r.inputs.name === "kryonix_dr_agent")!.inputs.roles).toEqual(["kryonix_dr_writer"]);
     expect(roles.find((r) => r.inputs.name === "kryonix_dr_dashboard")!.inputs.roles).toEqual(["kryonix_dr_reader"]);
     expect(one(regs, "postgresql:index/database:Database", "catalog-database").inputs.name).toBe("kryonix_dr");
@@ -209,12 +211,33 @@ describe("prod: replication, catalog, crons, monitoring", () => {
     expect(grants.filter((g) => (g.inputs.privileges as string[]).includes("CONNECT")).map((g) => g.inputs.role).sort()).toEqual(["kryonix_dr_agent", "kryonix_dr_dashboard"]);
   });
 
+  it("protects the catalog server like a critical PostgreSQL: a REPLICATION login, its slot, a sidecar streaming WAL", () => {
+    const role = byType(regs, T.role).find((r) => r.inputs.name === "kryonix_dr_replication")!;
+    expect(role.inputs).toMatchObject({ login: true, replication: true });
+    expect(isSecret(role.inputs.password)).toBe(true);
+    expect(reveal(role.inputs.password)).toBe(testSecretValue("catalogReplicationPassword"));
+    const switchWal = byType(regs, "postgresql:index/grant:Grant").find((g) => g.inputs.role === "kryonix_dr_replication")!;
+    expect(switchWal.inputs).toMatchObject({ objectType: "function", schema: "pg_catalog", objects: ["pg_switch_wal"], privileges: ["EXECUTE"] });
+    expect(one(regs, "postgresql:index/physicalReplicationSlot:PhysicalReplicationSlot", "catalog-backup-slot").inputs.name).toBe("kdr_kdr_catalog");
+    const sidecar = sidecarOf("kdr-catalog")!;
+    const env = envOf(sidecar);
+    expect(env).toMatchObject({
+      [AGENT_ENV.engine]: "postgres",
+      [AGENT_ENV.tier]: "critical",
+      [AGENT_ENV.targetHost]: "postgresql-catalog.kryonix.internal",
+      [AGENT_ENV.targetPort]: "5432",
+      [AGENT_ENV.targetUser]: "kryonix_dr_replication",
+      [AGENT_ENV.s3Bucket]: "kdr-prod-backups-critical",
+    });
+    expect(secretFilesOf(sidecar).map((f) => f.fileName)).toContain("kdr-target-password");
+  });
+
   it("runs the seed's maintenance and drill schedules", () => {
     const cron = (purpose: string) => services().find((s) => labelsOf(s.inputs)[LABELS.role] === `cron-${purpose}`)!;
     const jobs = (r: Registration) => JSON.parse(envOf(r)[AGENT_ENV.cronJobs]!) as Array<{ name: string; schedule: string; command: string[] }>;
     const maintenance = jobs(cron("maintenance"));
-    expect(maintenance).toHaveLength(2 * SEED.length);
-    for (const name of SEED) {
+    expect(maintenance).toHaveLength(2 * PROTECTED.length);
+    for (const name of PROTECTED) {
       const health = maintenance.find((j) => j.name === `health-${name}`)!;
       expect(health.schedule).toBe("0 */2 * * *");
       expect(health.command.slice(0, 3)).toEqual(["health", "--service", name]);
@@ -225,7 +248,7 @@ describe("prod: replication, catalog, crons, monitoring", () => {
     expect(redisHealth.slice(0, 12)).toEqual(["health", "--service", "redis", "--engine", "redis", "--tier", "critical", "--s3-bucket", "kdr-prod-backups-critical", "--rpo-seconds", "300", "--rto-seconds"]);
     const drill = cron("drill");
     const drillJobs = jobs(drill);
-    expect(drillJobs.map((j) => j.name).sort()).toEqual(SEED.flatMap((n) => [`verify-${n}`, `restore-drill-${n}`]).sort());
+    expect(drillJobs.map((j) => j.name).sort()).toEqual(PROTECTED.flatMap((n) => [`verify-${n}`, `restore-drill-${n}`]).sort());
     for (const j of drillJobs) expect(j.schedule).toBe("0 4 * * 6");
     expect(drillJobs.find((j) => j.name === "restore-drill-grafana")!.command.slice(0, 6)).toEqual(["restore", "--target", "/var/lib/kryonix-dr/drill/grafana", "--clean-target", "--service", "grafana"]);
     expect(secretFilesOf(drill).map((s) => s.fileName)).toContain("kdr-age-identity");
