@@ -45,6 +45,8 @@ export interface BackupSidecarArgs {
     /** WAL: the PITR window. */
     readonly walDays: pulumi.Input<number>;
   };
+  /** postgres: pg_dump every database beside each base (all), or not (none). @default all */
+  readonly pgLogicalDumps?: "all" | "none";
   /** postgres: force a WAL switch this often when there was activity. @default 30 (TARGET_DEFAULTS.walSwitchSeconds) */
   readonly walSwitchSeconds?: pulumi.Input<number>;
   /** postgres/redis: how to reach the protected service. */
@@ -150,6 +152,7 @@ export class BackupSidecar extends pulumi.ComponentResource {
       if (args.target.user !== undefined) env[AGENT_ENV.targetUser] = args.target.user;
     }
     if (args.engine === "postgres") env[AGENT_ENV.walSwitchSeconds] = pulumi.output(args.walSwitchSeconds ?? TARGET_DEFAULTS.walSwitchSeconds).apply(String);
+    if (args.engine === "postgres" && args.pgLogicalDumps) env[AGENT_ENV.pgLogicalDumps] = args.pgLogicalDumps;
     if (args.volume) env[AGENT_ENV.volumePath] = args.volume.path;
     if (args.hooks?.pre !== undefined) env[AGENT_ENV.hookPre] = args.hooks.pre;
     if (args.hooks?.post !== undefined) env[AGENT_ENV.hookPost] = args.hooks.post;

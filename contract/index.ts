@@ -41,6 +41,9 @@ export const TARGET_DEFAULTS = {
   replicationIntervalSeconds: SETTINGS.replicationIntervalSeconds.default,
 } as const;
 
+/** The service name the catalog server's own backups are recorded under (stack config catalog.backup). */
+export const CATALOG_SERVICE = "kdr-catalog";
+
 /** The replication slot the agent streams a PostgreSQL service's WAL through. */
 export const replicationSlotName = (service: string): string => ("kdr_" + service.replace(/[^a-z0-9_]/g, "_")).slice(0, 63);
 

@@ -69,6 +69,13 @@ export const SETTINGS = {
   replicationIntervalSeconds: { env: "KDR_REPLICATION_INTERVAL_SECONDS", kind: "seconds", default: 30, doc: "replicate mode: seconds between two passes over the source bucket" },
   recoveryPoint: { env: "KDR_RECOVERY_POINT", kind: "text", doc: "restore jobs: latest, an ISO time, or a backup id" },
 
+  pgLogicalDumps: {
+    env: "KDR_PG_LOGICAL_DUMPS",
+    kind: "enum",
+    values: ["all", "none"],
+    default: "all",
+    doc: "PostgreSQL: a logical pg_dump of every database beside each base backup (all), or none (the catalog server's REPLICATION login reads no database)",
+  },
   pgMaxRate: { env: "KDR_PG_MAX_RATE", kind: "rate", doc: "pg_basebackup --max-rate (kB/s, optionally k or M, e.g. 50M)" },
   pgBin: { env: "KDR_PG_BIN", kind: "path", doc: "extra directory searched first for PostgreSQL tools" },
   migrationsDir: { env: "KDR_MIGRATIONS_DIR", kind: "path", doc: "where `migrate` finds the catalog migrations (default: the image's)" },

@@ -17,13 +17,12 @@
  * recovery stack (recovery.catalog), with inputs from its environment; the region drill runs them too.
  */
 import { spawn } from "node:child_process";
-import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import { AGENT_ENV, replicationSlotName } from "../contract/index.js";
+import { AGENT_ENV, CATALOG_SERVICE, replicationSlotName } from "../contract/index.js";
 import { migrate } from "../catalog/migrate.js";
-import { CATALOG_SERVICE } from "../stacks/config/schema.js";
 import { readState } from "./deployer.js";
 import { generatedSecrets } from "./local-stack.js";
 import type { Platform } from "./platform.js";
@@ -69,7 +68,7 @@ export interface RestoreResult {
   reaches: string;
   recoveryTarget: string;
   /** Rows the restored catalog held before the rebuild added what is newer. */
-  restoredRows: { backups: number; recoveryLog: number; healthChecks: number };
+  restoredRows: { backups: number; recoveryLog: number; healthRows: number };
   rebuild: RebuildResult[];
   durationSeconds: number;
 }
@@ -268,6 +267,17 @@ export async function restoreCatalog(inp: CatalogRecoveryInputs, opts: { time?: 
     for (;;) {
       const state = await psql("SELECT pg_is_in_recovery()").catch(() => "");
       if (state.trim() === "f") break;
+      const running = (await run("docker", ["inspect", "-f", "{{.State.Running}}", container], inp.log, { quiet: true })).trim();
+      if (running !== "true") {
+        const logs = await new Promise<string>((res) => {
+          const c = spawn("docker", ["logs", "--tail", "6", container]);
+          let t = "";
+          c.stdout.on("data", (d: Buffer) => (t += d));
+          c.stderr.on("data", (d: Buffer) => (t += d));
+          c.on("close", () => res(t.trim()));
+        });
+        throw new Error(`the restored catalog server stopped during its recovery (e.g. the WAL in ${inp.region.name} does not reach the point): ${logs.split("\n").slice(-3).join(" | ")}`);
+      }
       if (Date.now() > deadline) throw new Error(`the restored catalog server did not finish recovery in 600 s: see 'docker logs ${container}'.`);
       await sleep(1000);
     }
@@ -277,15 +287,18 @@ export async function restoreCatalog(inp: CatalogRecoveryInputs, opts: { time?: 
     // 4. The catalog database out of it, into the live server (aside, then renamed).
     const has = await psql(`SELECT 1 FROM pg_database WHERE datname = '${source.replace(/'/g, "''")}'`);
     if (has.trim() !== "1") throw new Error(`the restored catalog server has no database ${source} at that point: choose a later --time, or recovery.catalog 'rebuild'.`);
-    await run("docker", ["exec", "-u", "postgres", container, "pg_dump", "-h", "/var/run/postgresql", "-Fc", "-f", "/restore/catalog.dump", source], inp.log);
+    const [uid, gid] = owner.split(":").map(Number) as [number, number];
+    mkdirSync(join(work, "dump"), { mode: 0o700 });
+    chownSync(join(work, "dump"), uid, gid);
+    await run("docker", ["exec", "-u", "postgres", container, "pg_dump", "-h", "/var/run/postgresql", "-Fc", "-f", "/restore/dump/catalog.dump", source], inp.log);
     const aside = `${target}_kdr_restored_${stamp}`;
     await createCatalogDatabase(inp, aside, { migrate: false });
-    writeFileSync(join(work, "pgpass"), `*:*:*:${inp.catalog.adminUser}:${inp.catalog.adminPassword.replace(/([:\\])/g, "\\$1")}\n`, { mode: 0o600 });
-    chownSync(join(work, "pgpass"), Number(owner.split(":")[0]), Number(owner.split(":")[1]));
+    writeFileSync(join(work, "dump", "pgpass"), `*:*:*:${inp.catalog.adminUser}:${inp.catalog.adminPassword.replace(/([:\\])/g, "\\$1")}\n`, { mode: 0o600 });
+    chownSync(join(work, "dump", "pgpass"), uid, gid);
     await run(
       "docker",
-      ["run", "--rm", "--network", "host", "-v", `${work}:/restore`, "-u", owner, "-e", "PGPASSFILE=/restore/pgpass", "--entrypoint", "pg_restore", inp.images.postgres,
-        "-h", inp.catalog.host, "-p", String(inp.catalog.port), "-U", inp.catalog.adminUser, "-d", aside, "--exit-on-error", "/restore/catalog.dump"],
+      ["run", "--rm", "--network", "host", "-v", `${work}:/restore`, "-u", owner, "-e", "PGPASSFILE=/restore/dump/pgpass", "--entrypoint", "pg_restore", inp.images.postgres,
+        "-h", inp.catalog.host, "-p", String(inp.catalog.port), "-U", inp.catalog.adminUser, "-d", aside, "--exit-on-error", "/restore/dump/catalog.dump"],
       inp.log,
     );
     if (opts.replace) await dropDatabase(inp, target);
@@ -293,9 +306,9 @@ export async function restoreCatalog(inp: CatalogRecoveryInputs, opts: { time?: 
     const restoredRows = await withClient(client(inp, "owner", target), async (c) => ({
       backups: await count(c, "backup_management"),
       recoveryLog: await count(c, "disaster_recovery_log"),
-      healthChecks: await count(c, "health_check_log"),
+      healthRows: await count(c, "backup_health_monitoring"),
     }));
-    inp.log(`catalog restore: ${target} restored (${restoredRows.backups} backup(s), ${restoredRows.recoveryLog} recovery log entr(ies), ${restoredRows.healthChecks} health check(s) as of ${r.reaches})`);
+    inp.log(`catalog restore: ${target} restored (${restoredRows.backups} backup(s), ${restoredRows.recoveryLog} recovery log entr(ies), ${restoredRows.healthRows} health row(s) as of ${r.reaches})`);
     // 5. What the region holds beyond the point, with this region's version ids.
     const rebuild = opts.restoreOnly ? [] : await rebuildCatalog(inp, target);
     return { database: target, backupId: r.backupId, reaches: r.reaches, recoveryTarget: r.recoveryTarget, restoredRows, rebuild, durationSeconds: (Date.now() - t0) / 1000 };

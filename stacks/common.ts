@@ -93,6 +93,8 @@ export function declareSidecars(args: {
         schedules: s.schedules,
         retention: s.retention,
         walSwitchSeconds: s.walSwitchSeconds,
+        // The catalog server's REPLICATION login reads no database: base + WAL are its backup.
+        pgLogicalDumps: s === specs.catalogService ? "none" : undefined,
         target:
           s.engine === "volume"
             ? undefined

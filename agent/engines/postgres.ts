@@ -118,7 +118,7 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
   const end = lsnRe("end").exec(err);
   const artifacts: SealedArtifact[] = [base];
   const dbs: string[] = [];
-  if (opts.logical !== false) {
+  if (opts.logical !== false && ctx.settings.get("pgLogicalDumps") !== "none") {
     const c = await pgConnect(ctx.settings);
     try {
       const r = await c.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname");

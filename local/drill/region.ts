@@ -8,7 +8,7 @@
 import { resolve } from "node:path";
 import pg from "pg";
 import * as cat from "../../catalog/queries.js";
-import { CATALOG_SERVICE } from "../../stacks/config/schema.js";
+import { CATALOG_SERVICE } from "../../contract/index.js";
 import { run as runLogged } from "../catalog-recovery.js";
 import type { Platform } from "../platform.js";
 import type { DrillRun } from "./phases.js";

@@ -260,6 +260,7 @@ function parseCatalogService(
     port: catalog.port,
     user: b.user ?? "kryonix_dr_replication",
     schedules: b.schedules,
+    retention: b.retention,
     walSwitchSeconds: b.walSwitchSeconds,
     rpoSeconds: b.rpoSeconds,
     placement: b.placement,

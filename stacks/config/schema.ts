@@ -130,7 +130,7 @@ export interface RawConfig {
      * WAL of service CATALOG_SERVICE into the critical bucket, replicated with it). `false` turns it
      * off. user: a REPLICATION login the stack creates (password: secret catalogReplicationPassword).
      */
-    backup?: false | { user?: string; schedules?: RawSchedules; walSwitchSeconds?: number; rpoSeconds?: number; placement?: string[] };
+    backup?: false | { user?: string; schedules?: RawSchedules; retention?: RawRetention; walSwitchSeconds?: number; rpoSeconds?: number; placement?: string[] };
   };
   images?: { agent?: string; postgres?: string; redis?: string; files?: string };
   sidecar?: { cpus?: number; memoryMiB?: number; metricsPort?: number; networks?: string[]; placement?: string[] };
@@ -197,8 +197,7 @@ export interface CatalogSpec {
   writer: string;
   sslmode: string;
 }
-/** The service name the catalog server's own backups are recorded under. */
-export const CATALOG_SERVICE = "kdr-catalog";
+export { CATALOG_SERVICE } from "../../contract/index.js";
 /**
  * How the recovery stack gets its catalog: `existing` uses the configured one as it is;
  * `rebuild` creates it and fills it from the source region's manifests; `restore` restores the

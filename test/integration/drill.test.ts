@@ -197,12 +197,12 @@ describe("kryonix-dr drill --disaster region (real Swarm, both RGW regions, Post
   afterAll(destroyDrillStacks, 600_000);
 
   it("lost the primary region, recovered from the DR region alone, and brought the region back", async () => {
-    for (const p of ["wait for the DR region's copies", "disaster: lose the primary region", "get a catalog", "recover: deploy the recovery stack from the DR region", "verify", "bring the primary region back"]) {
+    for (const p of ["wait for the DR region's copies", "disaster: lose the primary region", "recover: deploy the recovery stack from the DR region", "verify", "bring the primary region back"]) {
       expect(stderr).toContain(`== ${p}`);
     }
     expect(stderr).toContain("stopped the primary S3 region: its radosgw is down");
     expect(stderr).toContain("dropped the catalog database kryonix_dr");
-    expect(stderr).toContain("catalog restore: the restored server replayed its WAL and promoted");
+    expect(stderr).toMatch(/  catalog restored to \S+ from backup \S+ of the catalog server/);
     expect(report.disaster).toBe("region");
     // The primary region answers again: the rest of the suite and the next drill need it.
     expect((await fetch(platform.regions.primary.loopbackEndpoint)).status).toBeLessThan(500);
@@ -233,10 +233,14 @@ describe("kryonix-dr drill --disaster region (real Swarm, both RGW regions, Post
     let point: Date;
     let before: string;
     try {
-      // A backup completed during the drill's writes, well before the region was lost.
+      // A backup completed during the drill, after the catalog server's first base backup and
+      // well before the region was lost.
       const { rows } = await db.query<{ backup_id: string; completed_at: Date }>(
-        "SELECT backup_id, completed_at FROM backup_management WHERE backup_status = 'completed' AND service_name <> 'kdr-catalog' AND completed_at > $1 AND completed_at < $2 ORDER BY completed_at LIMIT 1",
-        [new Date(report.startedAt), new Date(new Date(report.rto.declaredAt).getTime() - 30_000)],
+        `SELECT backup_id, completed_at FROM backup_management
+         WHERE backup_status = 'completed' AND service_name <> 'kdr-catalog' AND completed_at < $1
+           AND completed_at > (SELECT min(recovery_point_end) FROM backup_management WHERE service_name = 'kdr-catalog' AND backup_status = 'completed' AND backup_type = 'full')
+         ORDER BY completed_at LIMIT 1`,
+        [new Date(new Date(report.rto.declaredAt).getTime() - 15_000)],
       );
       expect(rows.length, "no backup completed during the drill's writes").toBe(1);
       before = rows[0]!.backup_id;
@@ -260,6 +264,33 @@ describe("kryonix-dr drill --disaster region (real Swarm, both RGW regions, Post
       const admin = new pg.Client({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "postgres" });
       await admin.connect();
       await admin.query("DROP DATABASE IF EXISTS kryonix_dr_pitr WITH (FORCE)");
+      await admin.end();
+    }
+  }, 600_000);
+
+  it("rebuilds a catalog from the DR region's manifests alone beside the live one (kryonix-dr catalog rebuild), and refuses to rebuild over it", async () => {
+    const r = await cli(["catalog", "rebuild", "--region", "dr", "--database", "kryonix_dr_rebuilt", "--json"], 300_000);
+    const admin = new pg.Client({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "postgres" });
+    await admin.connect();
+    try {
+      expect(r.status, r.stderr.slice(-3000)).toBe(0);
+      const out = JSON.parse(r.stdout) as { database: string; buckets: Array<{ backups: { inserted: number } }> };
+      expect(out.buckets.reduce((n, b) => n + b.backups.inserted, 0)).toBeGreaterThan(0);
+      const rebuilt = new pg.Client({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "kryonix_dr_rebuilt" });
+      await rebuilt.connect();
+      const ids = (await rebuilt.query<{ backup_id: string }>("SELECT backup_id FROM backup_management")).rows.map((x) => x.backup_id);
+      await rebuilt.end();
+      // Everything it found, the live catalog knows too (it has what was not replicated as well).
+      const live = new pg.Client({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "kryonix_dr" });
+      await live.connect();
+      const known = (await live.query<{ n: string }>("SELECT count(*) AS n FROM backup_management WHERE backup_id = ANY($1::uuid[])", [ids])).rows[0]!.n;
+      await live.end();
+      expect(Number(known)).toBe(ids.length);
+      const again = await cli(["catalog", "rebuild", "--region", "dr", "--database", "kryonix_dr_rebuilt"], 120_000);
+      expect(again.status).toBe(1);
+      expect(again.stderr).toContain("the catalog database kryonix_dr_rebuilt exists: a rebuild creates a new one");
+    } finally {
+      await admin.query("DROP DATABASE IF EXISTS kryonix_dr_rebuilt WITH (FORCE)");
       await admin.end();
     }
   }, 600_000);

@@ -228,7 +228,10 @@ describe("prod: replication, catalog, crons, monitoring", () => {
       [AGENT_ENV.targetPort]: "5432",
       [AGENT_ENV.targetUser]: "kryonix_dr_replication",
       [AGENT_ENV.s3Bucket]: "kdr-prod-backups-critical",
+      // Its login reads no database: no logical dumps, base + WAL only.
+      [AGENT_ENV.pgLogicalDumps]: "none",
     });
+    expect(envOf(sidecarOf("postgresql")!)[AGENT_ENV.pgLogicalDumps]).toBeUndefined();
     expect(secretFilesOf(sidecar).map((f) => f.fileName)).toContain("kdr-target-password");
   });
 
