@@ -112,6 +112,24 @@ async function withClient<T>(c: pg.Client, fn: (c: pg.Client) => Promise<T>): Pr
   }
 }
 
+/** What a database's comment says when this procedure made it. */
+const RECOVERED_MARK = "kryonix-dr catalog: ";
+
+/** Marks a catalog as got back by this procedure (a database comment), so a re-run can tell. */
+export async function markRecovered(inp: CatalogRecoveryInputs, database: string, what: string): Promise<void> {
+  const text = `${RECOVERED_MARK}${what}, finished ${new Date().toISOString()}`;
+  await withClient(client(inp, "admin", "postgres"), (c) => c.query(`COMMENT ON DATABASE ${pg.escapeIdentifier(database)} IS ${c.escapeLiteral(text)}`));
+}
+
+/** The mark of an earlier run of this procedure on `database`, if it exists and has one. */
+export async function recoveredMark(inp: CatalogRecoveryInputs, database: string): Promise<string | undefined> {
+  return withClient(client(inp, "admin", "postgres"), async (c) => {
+    const r = await c.query<{ note: string | null }>("SELECT shobj_description(oid, 'pg_database') AS note FROM pg_database WHERE datname = $1", [database]);
+    const note = r.rows[0]?.note;
+    return note?.startsWith(RECOVERED_MARK) ? note.slice(RECOVERED_MARK.length) : undefined;
+  });
+}
+
 export async function databaseExists(inp: CatalogRecoveryInputs, database: string): Promise<boolean> {
   return withClient(client(inp, "admin", "postgres"), async (c) => (await c.query("SELECT 1 FROM pg_database WHERE datname = $1", [database])).rowCount === 1);
 }
@@ -140,11 +158,11 @@ export async function createCatalogDatabase(inp: CatalogRecoveryInputs, database
   inp.log(`  created the catalog database ${database} and applied ${r.applied.length} migration(s) (${r.applied.at(-1) ?? "none"} last)`);
 }
 
-/** A directory for secret files, readable by the image's user, listed only by root. */
+/** A directory for secret files, root's alone (the agent image runs as root); removed after use. */
 function secretsDir(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), "kdr-catalog-secrets-"));
-  chmodSync(dir, 0o755);
-  for (const [f, v] of Object.entries(files)) writeFileSync(join(dir, f), `${v}\n`, { mode: 0o644 });
+  chmodSync(dir, 0o700);
+  for (const [f, v] of Object.entries(files)) writeFileSync(join(dir, f), `${v}\n`, { mode: 0o600 });
   return dir;
 }
 
@@ -186,6 +204,18 @@ export async function rebuildCatalog(inp: CatalogRecoveryInputs, database: strin
   }
 }
 
+/** The last lines of a container's log, on one line (the container is removed afterwards). */
+function logTail(container: string): Promise<string> {
+  return new Promise((res) => {
+    const c = spawn("docker", ["logs", "--tail", "6", container]);
+    let t = "";
+    c.stdout.on("data", (d: Buffer) => (t += d));
+    c.stderr.on("data", (d: Buffer) => (t += d));
+    c.on("close", () => res(t.trim().split("\n").slice(-3).join(" | ")));
+    c.on("error", () => res("(no log)"));
+  });
+}
+
 /** uid:gid of the postgres user in the PostgreSQL image (restored files must be its own). */
 async function postgresOwner(inp: CatalogRecoveryInputs): Promise<string> {
   const out = await run("docker", ["run", "--rm", "--entrypoint", "sh", inp.images.postgres, "-c", 'echo "$(id -u postgres):$(id -g postgres)"'], inp.log);
@@ -215,7 +245,8 @@ export async function restoreCatalog(inp: CatalogRecoveryInputs, opts: { time?: 
     throw new Error(`the catalog database ${target} exists on ${inp.catalog.host}:${inp.catalog.port}: restoring would replace it. Pass --replace (the restore is made aside first), or use recovery.catalog 'existing'.`);
   }
   const stamp = `${Date.now().toString(36)}`;
-  const scratchDb = `${target}_kdr_restore_${stamp}`;
+  // Database names are cut at 63 bytes: keep the made-up ones whole.
+  const scratchDb = `${target.slice(0, 36)}_kdr_restore_${stamp}`;
   const container = `kdr-catalog-restore-${stamp}`;
   const work = mkdtempSync(join(tmpdir(), "kdr-catalog-restore-"));
   chmodSync(work, 0o755);
@@ -225,7 +256,7 @@ export async function restoreCatalog(inp: CatalogRecoveryInputs, opts: { time?: 
     "kdr-catalog-password": inp.catalog.writerPassword,
     "kdr-age-identity": inp.ageIdentity,
   });
-  let restored: { backupId: string; reaches: string; recoveryTarget: string } | undefined;
+  let done = false;
   try {
     // 1. Where the catalog server's backups are: a scratch catalog of that one service.
     inp.log(`catalog restore: finding the catalog server's backups (service ${CATALOG_SERVICE}) in ${inp.region.name}`);
@@ -248,7 +279,6 @@ export async function restoreCatalog(inp: CatalogRecoveryInputs, opts: { time?: 
       inp.log,
     );
     const r = JSON.parse(json) as { backupId: string; reaches: string; recoveryTarget: string };
-    restored = r;
     // 3. Replay: a server on the restored files, on its socket only, with its own access rules.
     writeFileSync(join(work, "data", "kdr_restore_hba.conf"), "local all all trust\n", { mode: 0o600 });
     chownSync(join(work, "data", "kdr_restore_hba.conf"), Number(owner.split(":")[0]), Number(owner.split(":")[1]));
@@ -269,16 +299,9 @@ export async function restoreCatalog(inp: CatalogRecoveryInputs, opts: { time?: 
       if (state.trim() === "f") break;
       const running = (await run("docker", ["inspect", "-f", "{{.State.Running}}", container], inp.log, { quiet: true })).trim();
       if (running !== "true") {
-        const logs = await new Promise<string>((res) => {
-          const c = spawn("docker", ["logs", "--tail", "6", container]);
-          let t = "";
-          c.stdout.on("data", (d: Buffer) => (t += d));
-          c.stderr.on("data", (d: Buffer) => (t += d));
-          c.on("close", () => res(t.trim()));
-        });
-        throw new Error(`the restored catalog server stopped during its recovery (e.g. the WAL in ${inp.region.name} does not reach the point): ${logs.split("\n").slice(-3).join(" | ")}`);
+        throw new Error(`the restored catalog server stopped during its recovery (e.g. the WAL in ${inp.region.name} does not reach the point): ${await logTail(container)}`);
       }
-      if (Date.now() > deadline) throw new Error(`the restored catalog server did not finish recovery in 600 s: see 'docker logs ${container}'.`);
+      if (Date.now() > deadline) throw new Error(`the restored catalog server did not finish recovery in 600 s: ${await logTail(container)}`);
       await sleep(1000);
     }
     inp.log(`catalog restore: the restored server replayed its WAL and promoted`);
@@ -291,7 +314,7 @@ export async function restoreCatalog(inp: CatalogRecoveryInputs, opts: { time?: 
     mkdirSync(join(work, "dump"), { mode: 0o700 });
     chownSync(join(work, "dump"), uid, gid);
     await run("docker", ["exec", "-u", "postgres", container, "pg_dump", "-h", "/var/run/postgresql", "-Fc", "-f", "/restore/dump/catalog.dump", source], inp.log);
-    const aside = `${target}_kdr_restored_${stamp}`;
+    const aside = `${target.slice(0, 36)}_kdr_restored_${stamp}`;
     await createCatalogDatabase(inp, aside, { migrate: false });
     writeFileSync(join(work, "dump", "pgpass"), `*:*:*:${inp.catalog.adminUser}:${inp.catalog.adminPassword.replace(/([:\\])/g, "\\$1")}\n`, { mode: 0o600 });
     chownSync(join(work, "dump", "pgpass"), uid, gid);
@@ -303,6 +326,7 @@ export async function restoreCatalog(inp: CatalogRecoveryInputs, opts: { time?: 
     );
     if (opts.replace) await dropDatabase(inp, target);
     await withClient(client(inp, "admin", "postgres"), (c) => c.query(`ALTER DATABASE ${pg.escapeIdentifier(aside)} RENAME TO ${pg.escapeIdentifier(target)}`));
+    await markRecovered(inp, target, `restore to ${r.reaches} from ${inp.region.name}`);
     const restoredRows = await withClient(client(inp, "owner", target), async (c) => ({
       backups: await count(c, "backup_management"),
       recoveryLog: await count(c, "disaster_recovery_log"),
@@ -311,18 +335,19 @@ export async function restoreCatalog(inp: CatalogRecoveryInputs, opts: { time?: 
     inp.log(`catalog restore: ${target} restored (${restoredRows.backups} backup(s), ${restoredRows.recoveryLog} recovery log entr(ies), ${restoredRows.healthRows} health row(s) as of ${r.reaches})`);
     // 5. What the region holds beyond the point, with this region's version ids.
     const rebuild = opts.restoreOnly ? [] : await rebuildCatalog(inp, target);
+    done = true;
     return { database: target, backupId: r.backupId, reaches: r.reaches, recoveryTarget: r.recoveryTarget, restoredRows, rebuild, durationSeconds: (Date.now() - t0) / 1000 };
   } finally {
     await run("docker", ["rm", "-f", "-v", container], inp.log, { quiet: true }).catch(() => undefined);
     await dropDatabase(inp, scratchDb).catch(() => undefined);
     // Left behind only by a failed restore: the half-made copy never replaces anything.
-    const leftovers = await withClient(client(inp, "admin", "postgres"), (c) => c.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE $1", [`${target}_kdr_restored_${stamp}`])).catch(() => ({ rows: [] as { datname: string }[] }));
+    const leftovers = await withClient(client(inp, "admin", "postgres"), (c) => c.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE $1", [`${target.slice(0, 36)}_kdr_restored_${stamp}`])).catch(() => ({ rows: [] as { datname: string }[] }));
     for (const { datname } of leftovers.rows) await dropDatabase(inp, datname).catch(() => undefined);
     // The restored files belong to the image's user: remove them from inside it.
     await run("docker", ["run", "--rm", "-v", `${work}:/restore`, "--entrypoint", "sh", inp.images.postgres, "-c", "rm -rf /restore/* /restore/.[!.]*"], inp.log, { quiet: true }).catch(() => undefined);
     rmSync(work, { recursive: true, force: true });
     rmSync(secrets, { recursive: true, force: true });
-    if (!restored) inp.log("catalog restore: failed; nothing was changed on the catalog server");
+    if (!done) inp.log(`catalog restore: failed; the scratch database, container and files are removed${opts.replace ? "" : `, and ${target} was not created`}`);
   }
 }
 

@@ -1,4 +1,5 @@
 /** What the agent's commands share: the manifest format, the age key halves, object-lock settings, why an error is not the backup's. */
+import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import * as cat from "../catalog.js";
 import { ConfigError, type Settings } from "../config.js";
@@ -149,6 +150,14 @@ export function recipient(s: Settings): { file: string; keyId: string } {
 /** The identity file, after checking it is the key the backup was encrypted for. */
 export function identityFor(s: Settings, expectedKeyId: string | null): string {
   const file = s.secretPath("encryptionIdentity");
+  if (!existsSync(file) && existsSync(s.secretPath("encryptionRecipient"))) {
+    // A backup sidecar: it holds only the public key, by design.
+    throw new ConfigError(
+      `this container holds only the age public key (a backup sidecar cannot read backups, by design), so it cannot decrypt. ` +
+        `Run decrypting commands (verify, restore) in the stack's drill cron container, which holds the identity: ` +
+        `docker exec -it $(docker ps -qf name=<prefix>-drill) kdr-agent verify --service ${s.get("service") ?? "<service>"} --engine ${s.get("engine") ?? "<engine>"} --tier ${s.get("tier") ?? "<tier>"} --s3-bucket ${s.get("s3Bucket") ?? "<bucket>"}`,
+    );
+  }
   s.secret("encryptionIdentity");
   const have = keyId(recipientOfIdentity(file));
   if (expectedKeyId && have !== expectedKeyId) {

@@ -6,7 +6,7 @@
  */
 import { TOOL_ENV } from "../../contract/index.js";
 import { DEPLOYMENTS_DIR } from "../../local/deployer.js";
-import { createCatalogDatabase, databaseExists, localInputs, rebuildCatalog, restoreCatalog, type CatalogRecoveryInputs } from "../../local/catalog-recovery.js";
+import { createCatalogDatabase, databaseExists, localInputs, markRecovered, rebuildCatalog, recoveredMark, restoreCatalog, type CatalogRecoveryInputs } from "../../local/catalog-recovery.js";
 import { readPlatform } from "../../local/platform.js";
 import { parseFlags, UsageError, type Command } from "../command.js";
 
@@ -28,7 +28,9 @@ Gets a backup catalog back from one region's buckets alone (the catalog database
             newer backups.
 
   --stack     the local platform's deployment whose buckets, keys and catalog are used (default local)
-  --from-env  inputs from ${TOOL_ENV.catalogRecovery} (JSON; what the recovery stack sets)
+  --from-env  inputs from ${TOOL_ENV.catalogRecovery} (JSON; what the recovery stack sets). A catalog
+              database an earlier run made (its comment says so) is then left as it is, so a
+              later 'pulumi up' of the recovery stack does not fail or start over.
   --json      the result as JSON on stdout (progress stays on stderr)`;
 
 export const command: Command = {
@@ -69,12 +71,19 @@ export const command: Command = {
     if (values["restore-only"] && action === "rebuild") throw new UsageError("--restore-only applies to 'catalog restore'.");
     const into = values.database ?? inp.catalog.database;
     let result: unknown;
-    if (action === "rebuild") {
+    // The recovery stack's step runs again on a later `pulumi up` that changes its inputs: a
+    // catalog it already got back is left as it is (a new one would lose what was written since).
+    const earlier = values["from-env"] && (await databaseExists(inp, into)) ? await recoveredMark(inp, into) : undefined;
+    if (earlier !== undefined) {
+      log(`catalog ${action}: ${into} was already got back by an earlier run (${earlier}); left as it is`);
+      result = { database: into, region: inp.region.name, alreadyRecovered: earlier };
+    } else if (action === "rebuild") {
       if (await databaseExists(inp, into)) {
         throw new Error(`the catalog database ${into} exists: a rebuild creates a new one. To add a region's copies to a live catalog run 'kdr-agent catalog rebuild' in a container; to compare, pass --database <new name>.`);
       }
       await createCatalogDatabase(inp, into, { migrate: true });
       const rebuilt = await rebuildCatalog(inp, into);
+      await markRecovered(inp, into, `rebuild from ${inp.region.name}`);
       result = { database: into, region: inp.region.name, buckets: rebuilt };
       const skipped = rebuilt.flatMap((r) => r.skipped);
       log(

@@ -114,7 +114,8 @@ function newRun(opts: DrillOptions, phases: DrillReport["phases"]): DrillRun {
 function catalogResult(run: DrillRun): DrillReport["catalog"] {
   const raw = readState(RECOVERY_STACK, run.stateDir)?.outputs.catalogRecovery;
   if (typeof raw !== "string" || !raw) throw new Error("the recovery stack reports no catalog step (output catalogRecovery): was recovery.catalog set?");
-  const r = JSON.parse(raw) as (Omit<RestoreResult, "rebuild"> & { rebuild: RebuildResult[] }) | { buckets: RebuildResult[] };
+  const r = JSON.parse(raw) as (Omit<RestoreResult, "rebuild"> & { rebuild: RebuildResult[] }) | { buckets: RebuildResult[] } | { alreadyRecovered: string };
+  if ("alreadyRecovered" in r) throw new Error(`the recovery stack found the catalog already got back (${r.alreadyRecovered}): the drill's catalog was not lost`);
   if ("buckets" in r) return { mode: "rebuild", rebuild: r.buckets };
   const { rebuild, ...restore } = r;
   for (const line of [`  catalog restored to ${restore.reaches} from backup ${restore.backupId} of the catalog server (${restore.restoredRows.backups} backup(s), ${restore.restoredRows.recoveryLog} recovery log entr(ies)), in ${restore.durationSeconds.toFixed(1)} s`, ...rebuild.map((b) => `  then from ${b.bucket}: ${b.backups.inserted} newer backup(s), ${b.walSegments.inserted} WAL segment(s), ${b.skipped.length} skipped`)]) run.log(line);

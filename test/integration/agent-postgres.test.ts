@@ -147,7 +147,8 @@ describe("agent: postgres", () => {
     const t1 = path.join(w.root, "restore-nokey");
     const missing = await w.run(["restore", "--target", t1], { ...env, KDR_SECRET_DIR: noKeyDir });
     expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/secret kdr-age-identity is missing: expected the file .*kdr-age-identity\. Attach the Swarm secret 'kdr-age-identity'/);
+    // What a backup sidecar holds: the public key only. The message names where to run instead.
+    expect(missing.stderr).toMatch(/this container holds only the age public key \(a backup sidecar cannot read backups, by design\).*docker exec -it \$\(docker ps -qf name=<prefix>-drill\) kdr-agent verify --service pg-main --engine postgres/);
     spawnSync("age-keygen", ["-o", path.join(noKeyDir, "kdr-age-identity")]);
     const wrong = await w.run(["restore", "--target", t1], { ...env, KDR_SECRET_DIR: noKeyDir });
     expect(wrong.code).toBe(2);

@@ -13,7 +13,9 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPlatform } from "../../local/platform.js";
 import { DEPLOYER_LABEL, DEPLOYMENTS_DIR, readState } from "../../local/deployer.js";
-import { docker } from "../../local/drill/docker.js";
+import { TOOL_ENV } from "../../contract/index.js";
+import { localInputs } from "../../local/catalog-recovery.js";
+import { docker, dockerExec, waitForTask } from "../../local/drill/docker.js";
 import { drillLocalConfig, drillRecoveryConfig, LOCAL_STACK, RECOVERY_STACK, type DrillReport } from "../../local/drill/drill.js";
 
 const ROOT = join(__dirname, "..", "..");
@@ -22,9 +24,9 @@ const platform = readPlatform();
 const tmp = mkdtempSync(join(tmpdir(), "kdrtest-drill-"));
 
 /** Runs the CLI without blocking this worker (a synchronous spawn starves vitest's RPC for minutes). */
-function cli(args: string[], timeoutMs: number): Promise<{ status: number | null; stdout: string; stderr: string }> {
+function cli(args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = process.env): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], timeout: timeoutMs });
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], timeout: timeoutMs, env });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -118,6 +120,24 @@ describe("kryonix-dr drill (real Swarm, RGW, PostgreSQL)", () => {
       await db.end();
     }
   });
+
+  it("runs runbook §1 where it says: list and health in the sidecar, verify in the drill cron container (verify in the sidecar names it)", async () => {
+    const sidecar = await waitForTask("kdr-recovery-postgresql-backup", 120_000, false);
+    const cron = await waitForTask("kdr-local-drill", 120_000, false);
+    const list = await dockerExec(sidecar, ["kdr-agent", "list", "--limit", "10"]);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(/completed/);
+    const refused = await dockerExec(sidecar, ["kdr-agent", "verify"]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("kdr-agent verify --service postgresql --engine postgres --tier critical --s3-bucket kdr-local-backups-critical");
+    const verify = await dockerExec(cron, ["kdr-agent", "verify", "--service", "postgresql", "--engine", "postgres", "--tier", "critical", "--s3-bucket", "kdr-local-backups-critical"], 240_000);
+    expect(verify.code, verify.stderr.slice(-2000)).toBe(0);
+    expect(verify.stdout + verify.stderr).toMatch(/pg_verifybackup/);
+    // Verified now, so health judges the newest verified point (0: within the RPO, 1: stale; never a crash).
+    const health = await dockerExec(sidecar, ["kdr-agent", "health"]);
+    expect([0, 1], health.stderr).toContain(health.code);
+    expect(health.stdout).toMatch(/postgresql/);
+  }, 300_000);
 
   it("deployed exactly what plan --json declares, for both stacks", async () => {
     const local = await planned(LOCAL_STACK, drillLocalConfig(platform, ROOT));
@@ -225,6 +245,14 @@ describe("kryonix-dr drill --disaster region (real Swarm, both RGW regions, Post
     } finally {
       await db.end();
     }
+  });
+
+  it("leaves the catalog it got back as it is when the recovery stack's step runs again (a later pulumi up)", async () => {
+    const { log: _log, ...inputs } = localInputs({ platform, stack: LOCAL_STACK, stateDir: DEPLOYMENTS_DIR, region: "dr", log: () => undefined });
+    const r = await cli(["catalog", "restore", "--from-env", "--json"], 120_000, { ...process.env, [TOOL_ENV.catalogRecovery]: JSON.stringify(inputs) });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ database: "kryonix_dr", alreadyRecovered: expect.stringMatching(new RegExp(`^restore to \\S+ from ${platform.regions.dr.name}, finished `)) });
+    expect(r.stderr).toContain("kryonix_dr was already got back by an earlier run");
   });
 
   it("restores the catalog to a point in time from the DR region: the backups completed before it, none after", async () => {
