@@ -31,6 +31,8 @@ export interface Platform {
   catalog: { host: string; port: number; user: string; password: string };
   /** Local image tags built by platform-up. */
   images: { base: string; agent: string; postgres: string; redis: string; files: string };
+  /** Host tools platform-up unpacked: promtool (checks and unit-tests the generated alert rules). */
+  tools: { promtool: string };
 }
 
 /** Reads the platform facts, or throws an error that says how to bring the platform up. */

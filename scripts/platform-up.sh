@@ -25,6 +25,7 @@ take_lock
 ensure_dirs
 
 ensure_packages
+ensure_promtool
 ensure_dockerd
 ensure_swarm
 read_gateway

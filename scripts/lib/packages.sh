@@ -35,3 +35,35 @@ ensure_packages() {
     "check that Debian's apt mirror is reachable ('apt-get update'), then run this script again"
   ok "installed ${missing[*]}"
 }
+
+# promtool checks and unit-tests the alert rules the program generates. It comes from Debian's
+# prometheus package, unpacked rather than installed: installing it would start a Prometheus
+# server on this machine.
+KDR_PROMTOOL="$KDR_STATE_DIR/tools/promtool"
+
+ensure_promtool() {
+  step "promtool (unpacked from Debian's prometheus package; no server is installed)"
+  if [[ -x "$KDR_PROMTOOL" ]] && "$KDR_PROMTOOL" --version >/dev/null 2>&1; then
+    ok "present: $("$KDR_PROMTOOL" --version 2>&1 | head -n 1)"
+    return
+  fi
+  local tmp log="$KDR_LOG_DIR/apt.log"
+  tmp="$(mktemp -d)"
+  # apt downloads as its own user (_apt), which must be able to write here.
+  chmod 0777 "$tmp"
+  if ! (cd "$tmp" && apt-get download prometheus) >>"$log" 2>&1; then
+    apt-get update >>"$log" 2>&1 || true
+    (cd "$tmp" && apt-get download prometheus) >>"$log" 2>&1 || {
+      rm -rf "$tmp"
+      die "could not download Debian's prometheus package (for promtool)" "$log" \
+        "check that Debian's apt mirror is reachable ('apt-get update'), then run this script again"
+    }
+  fi
+  mkdir -p "$(dirname "$KDR_PROMTOOL")"
+  dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -x -O ./usr/bin/promtool >"$KDR_PROMTOOL.tmp"
+  rm -rf "$tmp"
+  chmod 0755 "$KDR_PROMTOOL.tmp"
+  "$KDR_PROMTOOL.tmp" --version >/dev/null 2>&1 || die "the unpacked promtool does not run" "" "remove $KDR_PROMTOOL.tmp and run this script again"
+  mv "$KDR_PROMTOOL.tmp" "$KDR_PROMTOOL"
+  ok "$("$KDR_PROMTOOL" --version 2>&1 | head -n 1)"
+}

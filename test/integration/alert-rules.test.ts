@@ -1,0 +1,121 @@
+/**
+ * The alert rules the program generates (components/monitoring.ts, with the prod stack's
+ * thresholds), checked and evaluated by Prometheus's own promtool (Debian's prometheus 2.42,
+ * unpacked by platform-up): each rule fires on the series that should fire it, after its `for`,
+ * with its labels and summary, and stays silent on a healthy service.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { alertRules } from "../../components/monitoring.js";
+import { DEFAULTS } from "../../stacks/config.js";
+import { readPlatform } from "../../local/platform.js";
+
+const promtool = readPlatform().tools.promtool;
+const dir = mkdtempSync(join(tmpdir(), "kdrtest-rules-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The prod defaults: warn at 80 % of the RPO, alert on 1 failed run a day, DR copy 900 s behind. */
+const rules = alertRules(DEFAULTS.monitoring);
+writeFileSync(join(dir, "rules.yml"), rules);
+
+/** What the scrape config makes of a sidecar's series: its service and the job. */
+const at = (metric: string, service: string) => `${metric}{job="kryonix-dr", service="${service}"}`;
+
+interface AlertTest {
+  eval_time: string;
+  alertname: string;
+  exp_alerts: Array<{ exp_labels: Record<string, string>; exp_annotations?: Record<string, string> }>;
+}
+
+function promtoolTest(inputSeries: Array<{ series: string; values: string }>, alerts: AlertTest[]): { status: number | null; out: string } {
+  const file = join(dir, `test-${Math.random().toString(36).slice(2)}.yml`);
+  // JSON is YAML: promtool reads it as its unit-test file.
+  writeFileSync(file, JSON.stringify({ rule_files: ["rules.yml"], evaluation_interval: "1m", tests: [{ interval: "1m", input_series: inputSeries, alert_rule_test: alerts }] }));
+  const r = spawnSync(promtool, ["test", "rules", file], { cwd: dir, encoding: "utf8" });
+  return { status: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+describe("generated alert rules, evaluated by promtool", () => {
+  it("pass promtool check rules", () => {
+    const r = spawnSync(promtool, ["check", "rules", join(dir, "rules.yml")], { encoding: "utf8" });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/SUCCESS: \d+ rules found/);
+  });
+
+  it("RPO: at risk past 80 % of the target for 5 min (warning), breached past the target for 1 min (critical)", () => {
+    // The newest recovery point ages 60 s a minute from 30 s: above 240 s (80 % of 300) from
+    // minute 4, above 300 s from minute 5.
+    const r = promtoolTest(
+      [
+        { series: at("kdr_rpo_seconds", "postgresql"), values: "30+60x12" },
+        { series: at("kdr_rpo_target_seconds", "postgresql"), values: "300x12" },
+      ],
+      [
+        { eval_time: "5m", alertname: "KryonixDrRpoBreached", exp_alerts: [] },
+        {
+          eval_time: "6m",
+          alertname: "KryonixDrRpoBreached",
+          // A comparison on(service) keeps only the service label (and the rule's severity).
+          exp_alerts: [{ exp_labels: { service: "postgresql", severity: "critical" }, exp_annotations: { summary: "postgresql: newest recovery point is older than its RPO target" } }],
+        },
+        { eval_time: "8m", alertname: "KryonixDrRpoAtRisk", exp_alerts: [] },
+        { eval_time: "9m", alertname: "KryonixDrRpoAtRisk", exp_alerts: [{ exp_labels: { service: "postgresql", severity: "warning" }, exp_annotations: { summary: "postgresql: RPO above 80% of target" } }] },
+      ],
+    );
+    expect(r.status, r.out).toBe(0);
+  });
+
+  it("stays silent for a healthy service (recovery point 30 s old, WAL 10 s behind, no failures, agent up)", () => {
+    const r = promtoolTest(
+      [
+        { series: at("kdr_rpo_seconds", "redis"), values: "30x20" },
+        { series: at("kdr_rpo_target_seconds", "redis"), values: "300x20" },
+        { series: at("kdr_wal_lag_seconds", "redis"), values: "10x20" },
+        { series: at("kdr_backup_failures_total", "redis"), values: "0x20" },
+        { series: at("kdr_restic_repository_failures_total", "redis"), values: "0x20" },
+        { series: at("up", "redis"), values: "1x20" },
+        { series: 'kdr_replication_lag_seconds{job="kryonix-dr"}', values: "20x20" },
+      ],
+      ["KryonixDrRpoBreached", "KryonixDrRpoAtRisk", "KryonixDrWalLag", "KryonixDrBackupFailures", "KryonixDrResticRepositoryReplaced", "KryonixDrAgentDown", "KryonixDrReplicationLag"].map((alertname) => ({ eval_time: "20m", alertname, exp_alerts: [] })),
+    );
+    expect(r.status, r.out).toBe(0);
+  });
+
+  it("WAL lag past the service's own RPO target: critical after 1 min", () => {
+    const r = promtoolTest(
+      [
+        { series: at("kdr_wal_lag_seconds", "postgresql"), values: "10x3 400x5" },
+        { series: at("kdr_rpo_target_seconds", "postgresql"), values: "300x8" },
+      ],
+      [
+        { eval_time: "4m", alertname: "KryonixDrWalLag", exp_alerts: [] },
+        { eval_time: "5m", alertname: "KryonixDrWalLag", exp_alerts: [{ exp_labels: { service: "postgresql", severity: "critical" }, exp_annotations: { summary: "postgresql: WAL is not reaching the object store within the RPO" } }] },
+      ],
+    );
+    expect(r.status, r.out).toBe(0);
+  });
+
+  it("a failed run, a replaced restic repository: at once; an agent down or the DR copy 900 s behind: after 5 min", () => {
+    const r = promtoolTest(
+      [
+        { series: at("kdr_backup_failures_total", "redis"), values: "0x3 1x5" },
+        { series: at("kdr_restic_repository_failures_total", "files"), values: "0x3 1x5" },
+        { series: at("up", "files"), values: "1x2 0x8" },
+        { series: 'kdr_replication_lag_seconds{job="kryonix-dr", kdr_role="replicator"}', values: "100x2 1000x8" },
+      ],
+      [
+        { eval_time: "2m", alertname: "KryonixDrBackupFailures", exp_alerts: [] },
+        { eval_time: "4m", alertname: "KryonixDrBackupFailures", exp_alerts: [{ exp_labels: { job: "kryonix-dr", service: "redis", severity: "warning" }, exp_annotations: { summary: "redis: backup runs failed in the last 24 h" } }] },
+        { eval_time: "4m", alertname: "KryonixDrResticRepositoryReplaced", exp_alerts: [{ exp_labels: { job: "kryonix-dr", service: "files", severity: "critical" }, exp_annotations: { summary: "files: a restic repository was found unusable and replaced by a new generation (kryonix-dr status shows why)" } }] },
+        { eval_time: "7m", alertname: "KryonixDrAgentDown", exp_alerts: [] },
+        { eval_time: "8m", alertname: "KryonixDrAgentDown", exp_alerts: [{ exp_labels: { job: "kryonix-dr", service: "files", severity: "critical" }, exp_annotations: { summary: "files: backup agent not answering /metrics" } }] },
+        { eval_time: "7m", alertname: "KryonixDrReplicationLag", exp_alerts: [] },
+        { eval_time: "8m", alertname: "KryonixDrReplicationLag", exp_alerts: [{ exp_labels: { job: "kryonix-dr", kdr_role: "replicator", severity: "warning" }, exp_annotations: { summary: "the DR copy is more than 900 s behind the primary" } }] },
+      ],
+    );
+    expect(r.status, r.out).toBe(0);
+  });
+});
