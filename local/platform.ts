@@ -42,5 +42,10 @@ export function readPlatform(file: string = PLATFORM_FILE): Platform {
       `The local platform is not up: ${file} does not exist. Run 'bash scripts/platform-up.sh' (or 'npm run platform:up') first.`,
     );
   }
-  return JSON.parse(readFileSync(file, "utf8")) as Platform;
+  const p = JSON.parse(readFileSync(file, "utf8")) as Partial<Platform>;
+  const missing = (["gatewayIp", "regions", "catalog", "images", "tools"] as const).filter((k) => p[k] === undefined);
+  if (missing.length > 0) {
+    throw new Error(`${file} lacks ${missing.join(", ")}: an older platform-up wrote it. Run 'bash scripts/platform-up.sh' again (it changes only what is missing).`);
+  }
+  return p as Platform;
 }
