@@ -267,6 +267,7 @@ export async function restoreCatalog(inp: CatalogRecoveryInputs, opts: { time?: 
     }
     // 2. The server's files at the point, in a scratch directory the PostgreSQL image will own.
     const owner = await postgresOwner(inp);
+    const [uid, gid] = owner.split(":").map(Number) as [number, number];
     const bucket = found.find((r) => r.backups.inserted + r.backups.known > 0)!.bucket;
     inp.log(`catalog restore: restoring the catalog server from ${bucket} ${opts.time ? `to ${opts.time.toISOString()}` : "to the newest point"}`);
     const json = await run(
@@ -281,7 +282,7 @@ export async function restoreCatalog(inp: CatalogRecoveryInputs, opts: { time?: 
     const r = JSON.parse(json) as { backupId: string; reaches: string; recoveryTarget: string };
     // 3. Replay: a server on the restored files, on its socket only, with its own access rules.
     writeFileSync(join(work, "data", "kdr_restore_hba.conf"), "local all all trust\n", { mode: 0o600 });
-    chownSync(join(work, "data", "kdr_restore_hba.conf"), Number(owner.split(":")[0]), Number(owner.split(":")[1]));
+    chownSync(join(work, "data", "kdr_restore_hba.conf"), uid, gid);
     await run(
       "docker",
       [
@@ -310,7 +311,6 @@ export async function restoreCatalog(inp: CatalogRecoveryInputs, opts: { time?: 
     // 4. The catalog database out of it, into the live server (aside, then renamed).
     const has = await psql(`SELECT 1 FROM pg_database WHERE datname = '${source.replace(/'/g, "''")}'`);
     if (has.trim() !== "1") throw new Error(`the restored catalog server has no database ${source} at that point: choose a later --time, or recovery.catalog 'rebuild'.`);
-    const [uid, gid] = owner.split(":").map(Number) as [number, number];
     mkdirSync(join(work, "dump"), { mode: 0o700 });
     chownSync(join(work, "dump"), uid, gid);
     await run("docker", ["exec", "-u", "postgres", container, "pg_dump", "-h", "/var/run/postgresql", "-Fc", "-f", "/restore/dump/catalog.dump", source], inp.log);
@@ -370,7 +370,6 @@ export function localInputs(o: {
   stack: string;
   stateDir: string;
   region: "primary" | "dr";
-  database?: string;
   log: (l: string) => void;
 }): CatalogRecoveryInputs {
   const st = readState(o.stack, o.stateDir);
@@ -386,7 +385,7 @@ export function localInputs(o: {
       port: o.platform.catalog.port,
       adminUser: o.platform.catalog.user,
       adminPassword: o.platform.catalog.password,
-      database: o.database ?? out.catalog.database,
+      database: out.catalog.database,
       owner: out.catalog.owner,
       ownerPassword: secrets.catalogOwnerPassword!,
       writer: out.catalog.writer,
