@@ -52,3 +52,11 @@ export function required(value: string | undefined, flag: string): string {
   if (value === undefined || value === "") throw new UsageError(`Missing required flag --${flag}.`);
   return value;
 }
+
+/** An ISO time with its zone (2026-01-02T03:04:05Z), or a UsageError naming the flag. */
+export function parseIsoTime(raw: string, flag: string): Date {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(raw) || Number.isNaN(Date.parse(raw))) {
+    throw new UsageError(`${flag} '${raw}' is not an ISO time with a zone: give e.g. 2026-01-02T03:04:05Z.`);
+  }
+  return new Date(raw);
+}

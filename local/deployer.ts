@@ -23,6 +23,7 @@ import { loadStackConfig, runStackProgram, type Registration, type ResourceHandl
 import { MAPPINGS, packageOf, providerSettings, unsupported } from "./mappings/index.js";
 import type { DeployContext } from "./mappings/types.js";
 import { TOOL_ENV } from "../contract/index.js";
+import { observeEntries, type Observed } from "./observe.js";
 
 export const DEPLOYMENTS_DIR = process.env[TOOL_ENV.deploymentsDir] ?? "/var/lib/kryonix-dr/deployments";
 export const STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference";
@@ -40,6 +41,8 @@ export interface StateEntry {
   parent?: string;
   /** What the mapping needs to destroy it. */
   record: Record<string, unknown>;
+  /** The object as observed when the deployment completed (local/observe.ts), for drift checks. */
+  observed?: Observed;
 }
 
 export interface DeploymentState {
@@ -301,6 +304,9 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
 
   try {
     const { registrations, outputs } = await runStackProgram({ ...opts, projectDir, handler });
+    // Everything as it is now that the whole program ran (a later command may have configured
+    // an earlier resource): the baseline `kryonix-dr drift` compares against.
+    for (const [entry, seen] of await observeEntries(state.resources, state.providers)) if (seen) entry.observed = seen;
     state.status = "deployed";
     delete state.pid;
     state.outputs = outputs;

@@ -1,6 +1,6 @@
 /** `kryonix-dr drill`: the main job, a real recovery end to end on the local platform. */
 import { join, resolve } from "node:path";
-import { parseFlags, UsageError, type Command } from "../command.js";
+import { parseFlags, parseIsoTime, UsageError, type Command } from "../command.js";
 import { runDrill } from "../../local/drill/drill.js";
 import { formatReport } from "../../local/drill/report.js";
 
@@ -46,11 +46,7 @@ export const command: Command = {
     if (catalog !== undefined && disaster !== "region") throw new UsageError("--catalog applies to --disaster region (the other drills keep their catalog).");
     let pointInTime: Date | undefined;
     if (values["point-in-time"] !== undefined) {
-      const raw = values["point-in-time"];
-      if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(raw) || Number.isNaN(Date.parse(raw))) {
-        throw new UsageError(`--point-in-time '${raw}' is not an ISO time with a zone: give e.g. 2026-01-02T03:04:05Z.`);
-      }
-      pointInTime = new Date(raw);
+      pointInTime = parseIsoTime(values["point-in-time"], "--point-in-time");
     }
     let writeSeconds: number | undefined;
     if (values["write-seconds"] !== undefined) {

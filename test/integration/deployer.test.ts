@@ -11,6 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  DeleteBucketLifecycleCommand,
   DeleteObjectCommand,
   GetBucketLifecycleConfigurationCommand,
   GetBucketPolicyCommand,
@@ -249,6 +250,42 @@ describe("kryonix-dr deploy of a program using every mapping", () => {
   it("ran the local commands and recorded their output", () => {
     expect(readFileSync(join(workDir, "marker"), "utf8")).toBe("created\n");
     expect(deployed.stderr).toContain(`created command:local:Command ${prefix}-marker`);
+  });
+
+  it("drift: nothing changed is reported clean, naming what it could not observe", () => {
+    const r = cli("drift", "--stack", stack);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout).toMatch(/^no drift: \d+ resources of stack 'demo' match what was deployed$/m);
+    expect(r.stdout).toMatch(/^not checked \(no way to observe them\): .*command:local:Command/m);
+    const checked = Number(/no drift: (\d+)/.exec(r.stdout)![1]);
+    expect(checked).toBeGreaterThanOrEqual(15);
+  });
+
+  it("drift: changes made outside the program (a service scaled and given an env, a lifecycle deleted, a database's owner changed) are each reported", async () => {
+    const svc = await docker.request<any>("GET", `/services/${prefix}-svc`);
+    const spec = structuredClone(svc.Spec);
+    spec.Mode = { Replicated: { Replicas: 0 } };
+    spec.TaskTemplate.ContainerSpec.Env = [...spec.TaskTemplate.ContainerSpec.Env, "SNEAKY=1"];
+    await docker.request("POST", `/services/${svc.ID}/update?version=${svc.Version.Index}`, spec);
+    const s3 = s3Client(admin);
+    await s3.send(new DeleteBucketLifecycleCommand({ Bucket: `${prefix}-bucket` }));
+    s3.destroy();
+    await query(`ALTER DATABASE "${prefix}-db" OWNER TO "${prefix}-reader"`);
+    try {
+      const r = cli("drift", "--stack", stack);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stdout).toMatch(new RegExp(`^CHANGED  docker:index/service:Service \\S+ \\(${svc.ID}\\)$`, "m"));
+      expect(r.stdout).toContain("    Mode.Replicated.Replicas: 1 -> 0");
+      expect(r.stdout).toContain('    TaskTemplate.ContainerSpec.Env: +SNEAKY=1');
+      expect(r.stdout).toMatch(/^CHANGED  minio:index\/ilmPolicy:IlmPolicy .*\n {4}rule full: \{.*\} -> \(not set\)/m);
+      expect(r.stdout).toMatch(new RegExp(`^ {4}owner: ${prefix}-owner -> ${prefix}-reader$`, "m"));
+      expect(r.stdout).toMatch(/^DRIFT: 3 of \d+ checked resources of stack 'demo' differ from what was deployed$/m);
+      const json = JSON.parse(cli("drift", "--stack", stack, "--json").stdout);
+      expect(json.drifted.map((d: any) => d.type).sort()).toEqual(["docker:index/service:Service", "minio:index/ilmPolicy:IlmPolicy", "postgresql:index/database:Database"]);
+    } finally {
+      // Put the database back so destroy's DROP OWNED/REASSIGN sees what it created.
+      await query(`ALTER DATABASE "${prefix}-db" OWNER TO "${prefix}-owner"`);
+    }
   });
 
   it("destroy removes everything in reverse dependency order, runs delete commands, and leaves nothing", async () => {

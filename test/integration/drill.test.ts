@@ -5,12 +5,12 @@
  * config; then a second run to a point in time, and a third that loses the whole primary region.
  * Needs `bash scripts/platform-up.sh` first; takes about 15 minutes on 2 cores.
  */
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runAsync } from "../support/spawn.js";
 import { readPlatform } from "../../local/platform.js";
 import { DEPLOYER_LABEL, DEPLOYMENTS_DIR, readState } from "../../local/deployer.js";
 import { TOOL_ENV } from "../../contract/index.js";
@@ -23,17 +23,9 @@ const CLI = join(ROOT, "bin", "kryonix-dr.mjs");
 const platform = readPlatform();
 const tmp = mkdtempSync(join(tmpdir(), "kdrtest-drill-"));
 
-/** Runs the CLI without blocking this worker (a synchronous spawn starves vitest's RPC for minutes). */
+/** Runs the CLI without blocking this worker. */
 function cli(args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = process.env): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], timeout: timeoutMs, env });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("close", (status) => resolvePromise({ status, stdout, stderr }));
-  });
+  return runAsync(process.execPath, [CLI, ...args], { timeoutMs, env, cwd: ROOT });
 }
 
 /** `type name` of every custom resource `plan --json` lists for a stack under the given config. */
@@ -55,17 +47,31 @@ async function drill(args: string[]): Promise<{ report: DrillReport; stderr: str
   return { report, stderr: r.stderr };
 }
 
+/** A CI script (scripts/ci/) as a workflow runs it: its job summary and JSON results land in tmp. */
+const ciOut = join(tmp, "ci");
+const summaryFile = join(tmp, "summary.md");
+function ciScript(script: string, args: string[], timeoutMs: number) {
+  writeFileSync(summaryFile, "");
+  return runAsync("bash", [join(ROOT, "scripts", "ci", script), ...args], { timeoutMs, cwd: ROOT, env: { ...process.env, KDR_CI_ENGINE: "local", KDR_CI_OUT_DIR: ciOut, GITHUB_STEP_SUMMARY: summaryFile } });
+}
+const summary = () => readFileSync(summaryFile, "utf8");
+
 async function destroyDrillStacks(): Promise<void> {
   for (const stack of [RECOVERY_STACK, LOCAL_STACK]) await cli(["destroy", "--stack", stack, "--force", "--quiet"], 300_000);
   rmSync(join(DEPLOYMENTS_DIR, "drill.json"), { force: true });
 }
 
-describe("kryonix-dr drill (real Swarm, RGW, PostgreSQL)", () => {
+describe("kryonix-dr drill (real Swarm, RGW, PostgreSQL), run as the drill workflow runs it (scripts/ci/drill.sh)", () => {
   let report: DrillReport;
   let stderr = "";
+  let drillSummary = "";
 
   beforeAll(async () => {
-    ({ report, stderr } = await drill(["--keep"]));
+    const r = await ciScript("drill.sh", ["--keep"], 590_000);
+    stderr = r.stderr;
+    drillSummary = summary();
+    report = JSON.parse(readFileSync(join(ciOut, "drill.json"), "utf8")) as DrillReport;
+    expect({ status: r.status, failures: report.failures }, r.stderr.slice(-4000)).toEqual({ status: 0, failures: [] });
   }, 600_000);
 
   afterAll(async () => {
@@ -145,6 +151,52 @@ describe("kryonix-dr drill (real Swarm, RGW, PostgreSQL)", () => {
     const recovery = await planned(RECOVERY_STACK, drillRecoveryConfig(platform, ROOT, "latest"));
     expect(report.deployments[RECOVERY_STACK]!.deployed).toEqual(recovery);
   }, 400_000);
+
+  it("wrote the drill's verdict, its RTO and a row per service to the job summary", () => {
+    expect(drillSummary).toMatch(/^### Restore drill: PASSED \(disaster: services, point: latest\)$/m);
+    expect(drillSummary).toMatch(new RegExp(`^RTO ${report.rto.seconds} s against ${report.rto.targetSeconds} s: met\\.$`, "m"));
+    for (const s of report.services) expect(drillSummary).toContain(`| ${s.service} | ${s.engine} | ${s.restored}/${s.expected} |`);
+  });
+
+  it("drift.sh: the recovery stack is as deployed; the local stack shows the drill's disaster (its primaries and sidecars deleted outside the program)", async () => {
+    const clean = await ciScript("drift.sh", [RECOVERY_STACK], 180_000);
+    expect(clean.status, clean.stderr).toBe(0);
+    expect(summary()).toMatch(/^### No drift on `recovery`$/m);
+    expect(summary()).toMatch(/^no drift: \d+ resources of stack 'recovery' match what was deployed$/m);
+    const drifted = await ciScript("drift.sh", [LOCAL_STACK], 180_000);
+    expect(drifted.status).toBe(1);
+    expect(drifted.stderr).toContain("FAILED: stack 'local' has drifted from the program");
+    expect(summary()).toMatch(/^### DRIFT on `local`$/m);
+    for (const svc of ["postgresql", "redis", "files"]) {
+      expect(summary()).toMatch(new RegExp(`^DELETED  docker:index/service:Service \\S*${svc}\\S* \\(`, "m"));
+    }
+    expect(summary()).toMatch(/^DELETED  docker:index\/volume:Volume /m);
+  }, 400_000);
+
+  it("deploy.sh leaves a deployed stack without drift as it is", async () => {
+    const r = await ciScript("deploy.sh", [RECOVERY_STACK], 180_000);
+    expect(r.status, r.stderr).toBe(0);
+    expect(summary()).toMatch(/^### `recovery` is deployed and unchanged \(local deployer\)$/m);
+  }, 200_000);
+
+  it("recover.sh (the recovery workflow's script, kryonix-dr recover underneath) restores one database to a point in time inside the drill's writes", async () => {
+    const pgRep = report.services.find((s) => s.engine === "postgres")!;
+    const firstFull = report.backups
+      .filter((b) => b.service === pgRep.service && b.type === "full" && b.status === "completed" && b.recoveryPointEnd)
+      .map((b) => new Date(b.recoveryPointEnd!).getTime())
+      .sort((a, b) => a - b)[0]!;
+    const lastWrite = new Date(pgRep.lastAcknowledgedWrite!).getTime();
+    const point = new Date(Math.floor(Math.min(firstFull + 5_000, lastWrite - 2_000) / 1000) * 1000);
+    const d = await cli(["destroy", "--stack", RECOVERY_STACK, "--force", "--quiet"], 300_000);
+    expect(d.status, d.stderr).toBe(0);
+    const r = await ciScript("recover.sh", ["--point", point.toISOString(), "--service", pgRep.service], 480_000);
+    expect(r.status, r.stderr.slice(-3000)).toBe(0);
+    const result = JSON.parse(readFileSync(join(ciOut, "recover.json"), "utf8")) as { restores: Array<{ service: string; backupId: string; reaches: string }> };
+    expect(result.restores).toEqual([{ service: pgRep.service, backupId: expect.stringMatching(/^[0-9a-f-]{36}$/), reaches: point.toISOString() }]);
+    expect(summary()).toContain(`### Recovered to ${point.toISOString()} from the primary region in `);
+    expect(summary()).toContain(`| ${pgRep.service} | ${result.restores[0]!.backupId} | ${point.toISOString()} |`);
+    expect(r.stderr).toContain(`recovering ${pgRep.service} to ${point.toISOString()} from the primary region`);
+  }, 600_000);
 });
 
 /**
