@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import * as cat from "../catalog.js";
 import { ConfigError, type Settings } from "../config.js";
-import { checkRecipient, checkStoredSha, keyId, recipientOfIdentity, IntegrityError } from "../storage/pipeline.js";
+import { checkRecipient, checkStoredSha, keyId, recipientsOfIdentity, IntegrityError } from "../storage/pipeline.js";
 import { Storage, type Lock } from "../storage/s3.js";
 
 export const AGENT_VERSION = "0.1.0";
@@ -159,10 +159,12 @@ export function identityFor(s: Settings, expectedKeyId: string | null): string {
     );
   }
   s.secret("encryptionIdentity");
-  const have = keyId(recipientOfIdentity(file));
-  if (expectedKeyId && have !== expectedKeyId) {
+  // age tries every key of the file; during a rotation it holds the new key and the old ones.
+  const have = recipientsOfIdentity(file).map(keyId);
+  if (expectedKeyId && !have.includes(expectedKeyId)) {
     throw new ConfigError(
-      `wrong decryption key: the backup was encrypted for key id ${expectedKeyId}, but the age identity in ${file} has key id ${have}. Mount the kdr-age-identity secret whose public key (age-keygen -y) matches the kdr-age-recipient used for this backup.`,
+      `wrong decryption key: the backup was encrypted for key id ${expectedKeyId}, but the age identity in ${file} has key id ${have.join(", ")}. ` +
+        `Mount the kdr-age-identity secret that holds the private key whose public key (age-keygen -y) was the kdr-age-recipient of this backup (after a key rotation: the new key and the old one, one per line).`,
     );
   }
   return file;

@@ -73,14 +73,17 @@ export function keyId(recipient: string): string {
   return "age-" + createHash("sha256").update(recipient.trim()).digest("hex").slice(0, 16);
 }
 
-/** Public key of an age identity file, computed by age-keygen (the tool, not our own crypto). */
-export function recipientOfIdentity(identityFile: string): string {
+/**
+ * Public keys of an age identity file, one per private key it holds, computed by age-keygen (the
+ * tool, not our own crypto). During a key rotation the file holds the new key and the old ones.
+ */
+export function recipientsOfIdentity(identityFile: string): string[] {
   const r = spawnSync("age-keygen", ["-y", identityFile], { encoding: "utf8" });
   if (r.error) throw new Error(`age-keygen is not installed: install the 'age' package in the agent image.`);
   if (r.status !== 0) {
     throw new ConfigError(`the age identity in ${identityFile} is not a valid age private key (${r.stderr.trim()}): put the AGE-SECRET-KEY-1... line made by age-keygen into the kdr-age-identity secret.`);
   }
-  return r.stdout.trim();
+  return r.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
 }
 
 export function checkRecipient(recipient: string, file: string): void {

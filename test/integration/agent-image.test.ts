@@ -5,7 +5,9 @@
  * The backup itself is taken by the agent on the host; everything else runs in a container of
  * kryonix-dr/agent:local with its secrets at /run/secrets, as in the drill cron container.
  */
-import { writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -40,12 +42,12 @@ afterAll(async () => {
 });
 
 /** `kdr-agent <args>` in a fresh container of the agent image (host network: the catalog and RGW listen on loopback). */
-function inImage(args: string[]): { status: number | null; stdout: string; stderr: string } {
+function inImage(args: string[], secretDir = w.secretDir): { status: number | null; stdout: string; stderr: string } {
   const image = readPlatform().images.agent;
   const e = Object.entries(env).filter(([k]) => k.startsWith("KDR_") && k !== "KDR_SECRET_DIR" && k !== "KDR_STATE_DIR");
   return dockerTry([
     "run", "--rm", "--network", "host",
-    "-v", `${w.secretDir}:/run/secrets:ro`,
+    "-v", `${secretDir}:/run/secrets:ro`,
     ...e.flatMap(([k, v]) => ["-e", `${k}=${v}`]),
     "--entrypoint", "kdr-agent", image, ...args,
   ]);
@@ -81,4 +83,57 @@ describe("agent commands inside the agent image", () => {
     expect(h.status === 0 || h.status === 1, h.stderr).toBe(true);
     expect(JSON.parse(h.stdout)).toMatchObject({ service: SERVICE });
   }, 60_000);
+});
+
+/**
+ * Rotating the age key without losing the old backups (docs/ci.md's rotation procedure): the new
+ * public key becomes kdr-age-recipient, and kdr-age-identity holds the new private key and the old
+ * one, one per line; age tries each. Run where the runbook runs verify: in the image.
+ */
+describe("age key rotation, inside the agent image", () => {
+  let rotated: string;
+  let newOnly: string;
+  let secondId: string;
+
+  beforeAll(async () => {
+    const keygen = (file: string) => {
+      const r = spawnSync("age-keygen", ["-o", file], { encoding: "utf8" });
+      if (r.status !== 0) throw new Error(r.stderr);
+    };
+    rotated = mkdtempSync(path.join(tmpdir(), "kdrtest-rotated-"));
+    newOnly = mkdtempSync(path.join(tmpdir(), "kdrtest-newkey-"));
+    for (const dir of [rotated, newOnly]) cpSync(w.secretDir, dir, { recursive: true });
+    const fresh = path.join(newOnly, "kdr-age-identity");
+    rmSync(fresh);
+    keygen(fresh);
+    const recipient = spawnSync("age-keygen", ["-y", fresh], { encoding: "utf8" }).stdout;
+    for (const dir of [rotated, newOnly]) writeFileSync(path.join(dir, "kdr-age-recipient"), recipient, { mode: 0o600 });
+    writeFileSync(path.join(rotated, "kdr-age-identity"), readFileSync(fresh, "utf8") + readFileSync(path.join(w.secretDir, "kdr-age-identity"), "utf8"), { mode: 0o600 });
+    // The next backup, by a sidecar given the new public key.
+    const b = await w.run(["backup", "--type", "full", "--no-logical", "--json"], { ...env, KDR_SECRET_DIR: rotated }, { timeoutMs: 180_000 });
+    if (b.code !== 0) throw new Error(b.stderr);
+    secondId = JSON.parse(b.stdout).backupId;
+  }, 240_000);
+
+  afterAll(() => {
+    for (const dir of [rotated, newOnly]) if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("with the new and the old key in kdr-age-identity, both the backup before the rotation and the one after verify", () => {
+    for (const id of [backupId, secondId]) {
+      const r = inImage(["verify", "--backup-id", id, "--json"], rotated);
+      expect(r.status, r.stderr + r.stdout).toBe(0);
+      expect((JSON.parse(r.stdout) as { passed: boolean }).passed).toBe(true);
+    }
+  }, 240_000);
+
+  it("with the new key alone, the old backup is refused naming both key ids, and its verify status is left alone", async () => {
+    const r = inImage(["verify", "--backup-id", backupId], newOnly);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/wrong decryption key: the backup was encrypted for key id age-[0-9a-f]{16}, but the age identity in \S+ has key id age-[0-9a-f]{16}\. .*after a key rotation: the new key and the old one, one per line/);
+    const { rows } = await w.db.query("SELECT verify_status FROM backup_management WHERE backup_id = $1", [backupId]);
+    expect(rows[0].verify_status).toBe("passed");
+    const ok = inImage(["verify", "--backup-id", secondId], newOnly);
+    expect(ok.status, ok.stderr).toBe(0);
+  }, 240_000);
 });
