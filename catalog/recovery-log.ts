@@ -94,3 +94,21 @@ export async function getRecovery(db: Db, recoveryId: string): Promise<RecoveryL
   const { rows } = await db.query(`SELECT ${RECOVERY_COLS} FROM disaster_recovery_log WHERE recovery_id = $1`, [recoveryId]);
   return rows[0] ? camel<RecoveryLogRow>(rows[0]) : null;
 }
+
+/**
+ * Appends what was learnt to a finished recovery (an incident's review, after the fact): added
+ * with its date below what is there, never replacing it.
+ */
+export async function addLessons(db: Db, recoveryId: string, text: string): Promise<RecoveryLogRow> {
+  checkUuid("recoveryId", recoveryId);
+  if (!text.trim()) throw new CatalogError("lessons learnt are empty: give the text to record.");
+  const { rows } = await db.query(
+    `UPDATE disaster_recovery_log
+        SET lessons_learned = concat_ws(E'\\n', lessons_learned, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z: "') || $2)
+      WHERE recovery_id = $1
+      RETURNING ${RECOVERY_COLS}`,
+    [recoveryId, text.trim()],
+  );
+  if (!rows[0]) throw new CatalogError(`no recovery ${recoveryId} in disaster_recovery_log: 'kryonix-dr status' lists the latest recoveries and drills with their ids.`);
+  return camel<RecoveryLogRow>(rows[0]);
+}

@@ -336,11 +336,11 @@ export function formatStatus(r: StatusReport): string {
       out.push("", "recent recoveries and drills (newest first):");
       out.push(
         ...table(
-          ["STARTED", "TYPE", "STATUS", "SERVICES", "RECOVERY / RTO", "RTO", "DATA LOSS / RPO", "RPO"],
+          ["STARTED", "TYPE", "STATUS", "SERVICES", "RECOVERY / RTO", "RTO", "DATA LOSS / RPO", "RPO", "ID"],
           t.recoveries.map((x) => [
             x.startedAt, x.incidentType, x.status, x.services.join(",") || "-",
             vsTarget(x.recoverySeconds, x.rtoTargetSeconds), met(x.rtoMet),
-            vsTarget(x.dataLossSeconds, x.rpoTargetSeconds), met(x.rpoMet),
+            vsTarget(x.dataLossSeconds, x.rpoTargetSeconds), met(x.rpoMet), x.recoveryId,
           ]),
         ).map((l) => `  ${l}`),
       );

@@ -253,6 +253,13 @@ describe("constraints", () => {
     const done = await q.finishRecovery(owner, r.recoveryId, { status: "completed", dataLossSeconds: 75, actualRecoverySeconds: 600, phaseTimings: { restore: 4.25 } });
     expect(done).toMatchObject({ dataLossMinutes: 2, rtoMet: true, rpoMet: false, actualRecoverySeconds: 600, phaseTimings: { fetch: 1.5, restore: 4.25 }, recoveryStatus: "completed" });
     await expect(q.finishRecovery(owner, r.recoveryId, { status: "completed" })).rejects.toThrow(/already finished/);
+    // The review afterwards: lessons are added below what is there, each with its date.
+    await q.addLessons(owner, r.recoveryId, "WAL switch every 30 s was too slow for this service");
+    const after = await q.addLessons(owner, r.recoveryId, "  alert reached on-call after 4 min  ");
+    expect(after.lessonsLearned).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}Z: WAL switch every 30 s was too slow for this service\n\d{4}-\d{2}-\d{2}T\d{2}:\d{2}Z: alert reached on-call after 4 min$/);
+    expect(after.recoveryStatus).toBe("completed");
+    await expect(q.addLessons(owner, r.recoveryId, " ")).rejects.toThrow(/lessons learnt are empty/);
+    await expect(q.addLessons(owner, "00000000-0000-4000-8000-000000000999", "x")).rejects.toThrow(/no recovery .* 'kryonix-dr status' lists/);
   });
 
   it("a completed recovery records the recovery test and its measured time on each service's health row", async () => {

@@ -50,11 +50,11 @@ async function failed(tenantId: string, service: string, engine: "postgres" | "r
 }
 
 /** Runs the real CLI asynchronously (a synchronous spawn starves vitest's RPC). */
-function status(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function status(args: string[], env: Record<string, string> = {}, cmd = "status"): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("PG")));
   const pgEnv = { PGHOST: server.host, PGPORT: String(server.port), PGDATABASE: DB, PGUSER: server.user, PGPASSWORD: server.password, PGSSLMODE: "disable" };
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, "status", ...args], { cwd: ROOT, env: { ...clean, ...pgEnv, ...env }, stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 });
+    const child = spawn(process.execPath, [CLI, cmd, ...args], { cwd: ROOT, env: { ...clean, ...pgEnv, ...env }, stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -178,7 +178,7 @@ describe("kryonix-dr status", () => {
     expect(text.stdout).toMatch(/orders-db: 1 object\(s\) copied to region dr-east; the newest copied was stored 5 min \d+ s ago/);
     expect(text.stdout).toContain("files: newest run FAILED at");
     expect(text.stdout).toContain("restic: repository is locked by pid 42");
-    expect(text.stdout).toMatch(/drill\s+completed\s+orders-db,files\s+42\.0 s \/ 15 min 0 s\s+met\s+2\.5 s \/ 1 min 0 s\s+met/);
+    expect(text.stdout).toMatch(/drill\s+completed\s+orders-db,files\s+42\.0 s \/ 15 min 0 s\s+met\s+2\.5 s \/ 1 min 0 s\s+met\s+[0-9a-f-]{36}$/m);
     expect(text.stdout.trimEnd().endsWith("all services healthy")).toBe(true);
   });
 
@@ -295,5 +295,23 @@ describe("kryonix-dr status", () => {
     expect(notCatalog.code).toBe(1);
     expect(notCatalog.stderr).toContain("the catalog schema is missing in database 'postgres'");
     expect(notCatalog.stderr).toContain("kryonix-dr migrate");
+  });
+});
+
+describe("kryonix-dr lessons", () => {
+  it("adds what an incident taught, dated, to its row (status shows the id), and refuses what it cannot record", async () => {
+    const json = JSON.parse((await status(["--json", "--tenant", A])).stdout) as { tenants: Array<{ recoveries: Array<{ recoveryId: string; incidentType: string }> }> };
+    const id = json.tenants[0]!.recoveries.find((r) => r.incidentType === "drill")!.recoveryId;
+    expect((await status(["--tenant", A])).stdout).toContain(id);
+    const r = await status(["--recovery-id", id, "--text", "restore of files took longer than its fork span"], {}, "lessons");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^recorded on drill ${id} \\(completed\\):\\n\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}Z: restore of files took longer than its fork span$`, "m"));
+    const { rows } = await db.query("SELECT lessons_learned FROM disaster_recovery_log WHERE recovery_id = $1", [id]);
+    expect(rows[0].lessons_learned).toContain("restore of files took longer than its fork span");
+    const unknown = await status(["--recovery-id", "00000000-0000-4000-8000-000000000999", "--text", "x"], {}, "lessons");
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain("no recovery 00000000-0000-4000-8000-000000000999 in disaster_recovery_log");
+    const noText = await status(["--recovery-id", id], {}, "lessons");
+    expect(noText.code).toBe(2);
   });
 });
