@@ -314,4 +314,27 @@ describe("kryonix-dr lessons", () => {
     const noText = await status(["--recovery-id", id], {}, "lessons");
     expect(noText.code).toBe(2);
   });
+
+  it("records an incident handled by hand as a completed recovery with its measured time, and its lessons, in one go", async () => {
+    const r = await status(
+      ["--incident", "postgres_lost", "--tenant", A, "--services", "orders-db", "--runbook", "runbooks §3",
+       "--started", "2026-11-28T10:00:00Z", "--recovered", "2026-11-28T10:12:30Z", "--data-loss-seconds", "40", "--rto-seconds", "900", "--rpo-seconds", "60",
+       "--text", "the bad migration was caught by a customer, not an alert"],
+      {},
+      "lessons",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const id = /^recorded on postgres_lost ([0-9a-f-]{36}) \(completed\):$/m.exec(r.stdout)![1]!;
+    const { rows } = await db.query(
+      "SELECT extract(epoch FROM actual_recovery_time)::float8 AS rto, data_loss_seconds::float8 AS loss, rto_met, rpo_met, recovery_procedure, lessons_learned FROM disaster_recovery_log WHERE recovery_id = $1",
+      [id],
+    );
+    expect(rows[0]).toMatchObject({ rto: 750, loss: 40, rto_met: true, rpo_met: true, recovery_procedure: "runbooks §3" });
+    expect(rows[0].lessons_learned).toMatch(/Z: the bad migration was caught by a customer, not an alert$/);
+    const bad = await status(["--incident", "meteor", "--text", "x"], {}, "lessons");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--incident 'meteor' is not an incident type: use one of platform_down, postgres_lost");
+    const backwards = await status(["--incident", "ransomware", "--tenant", A, "--services", "files", "--runbook", "§7", "--started", "2026-11-28T10:00:00Z", "--recovered", "2026-11-28T09:00:00Z", "--text", "x"], {}, "lessons");
+    expect(backwards.stderr).toContain("--recovered 2026-11-28T09:00:00Z is before --started 2026-11-28T10:00:00Z");
+  });
 });
