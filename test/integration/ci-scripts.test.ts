@@ -1,13 +1,16 @@
 /**
  * The scripts behind the pull-request workflow, run as a workflow runs them (job summary in
  * GITHUB_STEP_SUMMARY): check.sh (type check and tests without infrastructure) and preview.sh (the
- * in-process plan with the policy pack), on the real stack configs, passing and failing. The
- * deploy, drift, drill and recovery scripts run against the local platform in drill.test.ts.
+ * in-process plan with the policy pack), on the real stack configs, passing and failing; and the
+ * deploy workflow's scripts on the local stack with the local engine: deploy.sh deploys it,
+ * drift.sh finds it clean, a change made outside the program (a sidecar scaled to 0 by hand) is
+ * reported as drift and makes deploy.sh refuse. The drill and recovery scripts run in drill.test.ts.
  */
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { DockerApi } from "../../local/docker-api.js";
 import { runAsync } from "../support/spawn.js";
 
 const ROOT = join(__dirname, "..", "..");
@@ -25,7 +28,8 @@ function ciScript(script: string, args: string[], timeoutMs: number) {
 }
 const summary = () => readFileSync(summaryFile, "utf8");
 
-afterAll(() => {
+afterAll(async () => {
+  await runAsync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), "destroy", "--stack", "local", "--force", "--quiet"], { timeoutMs: 300_000, cwd: ROOT });
   rmSync(tmp, { recursive: true, force: true });
   rmSync(join(ROOT, `Pulumi.${badStack}.yaml`), { force: true });
 });
@@ -62,4 +66,36 @@ describe("scripts/ci/check.sh: the pull request's check without infrastructure",
     expect(r.stdout.replace(/\x1b\[[0-9;]*m/g, "")).toMatch(/Tests {2}\d+ passed/);
     expect(summary()).toBe("check passed\n");
   }, 500_000);
+});
+
+describe("scripts/ci/deploy.sh and drift.sh on the local stack (local engine)", () => {
+  it("deploy.sh deploys the stack and writes what it did to the job summary", async () => {
+    const r = await ciScript("deploy.sh", ["local"], 600_000);
+    expect(r.status, r.stderr.slice(-3000)).toBe(0);
+    expect(summary()).toMatch(/^deployed stack local: \d+ resources in [\d.]+ s/m);
+  }, 620_000);
+
+  it("drift.sh finds the fresh deployment clean, and deploy.sh then leaves it as it is", async () => {
+    const d = await ciScript("drift.sh", ["local"], 180_000);
+    expect(d.status, summary()).toBe(0);
+    expect(summary()).toMatch(/^no drift: \d+ resources of stack 'local' match what was deployed$/m);
+    const again = await ciScript("deploy.sh", ["local"], 180_000);
+    expect(again.status, again.stderr).toBe(0);
+    expect(summary()).toMatch(/^### `local` is deployed and unchanged \(local deployer\)$/m);
+  }, 400_000);
+
+  it("a sidecar scaled to 0 by hand is reported as drift, naming the property, and deploy.sh refuses the drifted stack", async () => {
+    const docker = new DockerApi();
+    const svc = await docker.request<any>("GET", "/services/kdr-local-redis-backup");
+    await docker.request("POST", `/services/${svc.ID}/update?version=${svc.Version.Index}`, { ...svc.Spec, Mode: { Replicated: { Replicas: 0 } } });
+    const d = await ciScript("drift.sh", ["local"], 180_000);
+    expect(d.status).toBe(1);
+    expect(summary()).toMatch(/^### DRIFT on `local`$/m);
+    expect(summary()).toMatch(new RegExp(`^CHANGED  docker:index/service:Service \\S+ \\(${svc.ID}\\)\\n {4}Mode\\.Replicated\\.Replicas: 1 -> 0$`, "m"));
+    expect(summary()).toMatch(/^DRIFT: 1 of \d+ checked resources of stack 'local' differ from what was deployed$/m);
+    const deploy = await ciScript("deploy.sh", ["local"], 180_000);
+    expect(deploy.status).toBe(1);
+    expect(deploy.stderr).toContain("FAILED: stack 'local' is deployed but differs from what was deployed");
+    expect(deploy.stderr).toContain("to do:  the local deployer does not update in place: kryonix-dr destroy --stack local, then run this again");
+  }, 400_000);
 });
