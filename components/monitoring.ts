@@ -65,6 +65,9 @@ export function alertRules(t: { rpoWarningRatio: number; failedRunsPerDay: numbe
 export class Monitoring extends pulumi.ComponentResource {
   public readonly scrapeConfigId: pulumi.Output<string>;
   public readonly alertRulesId: pulumi.Output<string>;
+  /** The scrape config and rule file themselves, for a Prometheus the platform already runs. */
+  public readonly scrapeConfig: pulumi.Output<string>;
+  public readonly alertRules: pulumi.Output<string>;
   public readonly notificationSecretId?: pulumi.Output<string>;
 
   constructor(name: string, args: MonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -77,16 +80,10 @@ export class Monitoring extends pulumi.ComponentResource {
     const thresholds = pulumi
       .all([args.rpoWarningRatio ?? 0.8, args.failedRunsPerDay ?? 1, args.replicationLagSeconds ?? 900])
       .apply(([rpoWarningRatio, failedRunsPerDay, replicationLagSeconds]) => ({ rpoWarningRatio, failedRunsPerDay, replicationLagSeconds }));
-    const scrape = new docker.ServiceConfig(
-      `${name}-scrape`,
-      { dataRaw: pulumi.output(args.metricsPort ?? DEFAULT_METRICS_PORT).apply(scrapeConfig), labels: dockerLabels({ [LABELS.role]: "monitoring" }) },
-      { parent: this },
-    );
-    const rules = new docker.ServiceConfig(
-      `${name}-alert-rules`,
-      { dataRaw: thresholds.apply(alertRules), labels: dockerLabels({ [LABELS.role]: "monitoring" }) },
-      { parent: this },
-    );
+    this.scrapeConfig = pulumi.output(args.metricsPort ?? DEFAULT_METRICS_PORT).apply(scrapeConfig);
+    this.alertRules = thresholds.apply(alertRules);
+    const scrape = new docker.ServiceConfig(`${name}-scrape`, { dataRaw: this.scrapeConfig, labels: dockerLabels({ [LABELS.role]: "monitoring" }) }, { parent: this });
+    const rules = new docker.ServiceConfig(`${name}-alert-rules`, { dataRaw: this.alertRules, labels: dockerLabels({ [LABELS.role]: "monitoring" }) }, { parent: this });
     if (args.notificationTargets !== undefined) {
       const secret = new docker.Secret(
         `${name}-notification-targets`,

@@ -31,6 +31,6 @@ export function dr(specs: Specs, secrets: Secrets): Record<string, unknown> {
     drBuckets,
     region: { name: region.name, endpoint: region.endpoint },
     cronServices: { maintenance: crons.maintenance.serviceId, drill: crons.drill.serviceId },
-    monitoring: { scrapeConfigId: monitoring.scrapeConfigId, alertRulesId: monitoring.alertRulesId },
+    monitoring: { scrapeConfigId: monitoring.scrapeConfigId, alertRulesId: monitoring.alertRulesId, scrapeConfig: monitoring.scrapeConfig, alertRules: monitoring.alertRules },
   };
 }

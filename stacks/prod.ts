@@ -136,7 +136,7 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
     sidecarServices: Object.fromEntries(Object.entries(sidecars).map(([k, v]) => [k, v.serviceId])),
     cronServices: { maintenance: crons.maintenance.serviceId, drill: crons.drill.serviceId },
     replication: { mode, replicated: replication.replicated },
-    monitoring: { scrapeConfigId: monitoring.scrapeConfigId, alertRulesId: monitoring.alertRulesId },
+    monitoring: { scrapeConfigId: monitoring.scrapeConfigId, alertRulesId: monitoring.alertRulesId, scrapeConfig: monitoring.scrapeConfig, alertRules: monitoring.alertRules },
   };
 }
 

@@ -2,6 +2,7 @@
  * The prod stack's resource graph, from Pulumi.prod.yaml as committed (secrets replaced by
  * recognisable test values), under Pulumi mocks.
  */
+import type * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 import { AGENT_ENV, BACKUP_CLASSES, LABELS, SECRET_FILES } from "../../../contract/index.js";
 import {
@@ -10,6 +11,7 @@ import {
   labelsOf,
   one,
   plainLeaks,
+  promiseOf,
   reveal,
   runProgram,
   setupMocks,
@@ -266,6 +268,14 @@ describe("prod: replication, catalog, crons, monitoring", () => {
     const scrape = one(regs, "docker:index/serviceConfig:ServiceConfig", "monitoring-scrape").inputs.dataRaw as string;
     expect(scrape).toContain("port: 9469");
     expect(isSecret(one(regs, T.secret, "monitoring-notification-targets").inputs.data)).toBe(true);
+  });
+
+  it("exports the same scrape config and rule file as outputs, for a Prometheus the platform already runs", async () => {
+    const m = outputs.monitoring as { scrapeConfig: pulumi.Output<string>; alertRules: pulumi.Output<string> };
+    expect(await promiseOf(m.scrapeConfig)).toBe(one(regs, "docker:index/serviceConfig:ServiceConfig", "monitoring-scrape").inputs.dataRaw);
+    const rules = await promiseOf(m.alertRules);
+    expect(rules).toBe(one(regs, "docker:index/serviceConfig:ServiceConfig", "monitoring-alert-rules").inputs.dataRaw);
+    expect(rules).toContain("alert: KryonixDrRpoBreached");
   });
 
   it("exports what the DR stack reads", async () => {
