@@ -17,7 +17,7 @@ import { runHealth } from "./commands/health.js";
 import { runPrune } from "./commands/prune.js";
 import { runRebuild } from "./commands/rebuild.js";
 import { runRestore } from "./commands/restore.js";
-import { runVerify } from "./commands/verify.js";
+import { runPendingVerify, runVerify } from "./commands/verify.js";
 import { cron, serve } from "./serve.js";
 import { replicate } from "./replicate.js";
 import { fmtBytes, fmtSeconds, log } from "./storage/progress.js";
@@ -31,6 +31,7 @@ commands:
   backup --type full|incremental [--wait <s>] [--no-logical]   one backup run, recorded in the catalog
   restore --target <dir> [--time <ISO> | --backup-id <id>] [--wal-dir <dir>] [--owner uid:gid] [--clean-target] [--force-overwrite-source --yes]
   verify [--backup-id <id>]        re-read artifacts: SHA-256 + the tool's own check; recorded in the catalog
+  verify --pending [--limit <n>]   verify the backups completed since the last run (newest first, at most n, default 5)
   list [--limit <n>]               backups of the service (or all services with --all)
   prune                            expire backups past retention (never the last good full or the WAL it needs)
   health                           freshness of the newest verified recovery point vs the RPO (exit 1 when stale)
@@ -61,7 +62,7 @@ function settingsHelp(): string {
 }
 
 const VALUED = ["--type", "--wait", "--target", "--time", "--backup-id", "--wal-dir", "--owner", "--limit"];
-const BOOLEANS = new Set(["--json", "--yes", "--force-overwrite-source", "--clean-target", "--no-logical", "--once", "--all", "--help", "--version"]);
+const BOOLEANS = new Set(["--json", "--pending", "--yes", "--force-overwrite-source", "--clean-target", "--no-logical", "--once", "--all", "--help", "--version"]);
 
 function out(json: boolean, obj: unknown, text: string): void {
   process.stdout.write(json ? JSON.stringify(obj, null, 2) + "\n" : text + "\n");
@@ -142,6 +143,16 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       case "verify": {
+        if (flags.has("--pending")) {
+          const limit = Number(str(flags.get("--limit")) ?? 5);
+          if (!Number.isInteger(limit) || limit < 1) throw new ConfigError(`--limit '${flags.get("--limit")}' must be a whole number >= 1.`);
+          const p = await withCatalog(s, (c) => runPendingVerify(s, c, limit));
+          const lines = p.verified.map((v) => `verify ${v.backupId}: ${v.passed ? "PASSED" : "FAILED"}${v.error ? ` (${v.error})` : ""}`);
+          if (p.verified.length === 0 && !p.stoppedBy) lines.push(`verify ${s.service}: no backup waiting for verification`);
+          if (p.stoppedBy) lines.push(`verify ${s.service}: stopped, nothing more judged: ${p.stoppedBy}`);
+          out(json, p, lines.join("\n"));
+          return p.stoppedBy || p.verified.some((v) => !v.passed) ? 1 : 0;
+        }
         const r = await withCatalog(s, (c) => runVerify(s, c, str(flags.get("--backup-id"))));
         out(json, r, `verify ${r.backupId}: ${r.passed ? "PASSED" : "FAILED"}\n${r.checks.map((x) => "  " + x).join("\n")}${r.error ? `\n  error: ${r.error}` : ""}`);
         return r.passed ? 0 : 1;

@@ -381,6 +381,19 @@ export async function latestGoodBackup(db: Db, service: string, opts: LatestGood
   return rows[0] ? camel<BackupRow>(rows[0]) : null;
 }
 
+/** Completed backups (not WAL) no verify has judged yet, newest recovery point first. */
+export async function unverifiedBackups(db: Db, service: string, opts: { tenantId?: string; limit?: number } = {}): Promise<BackupRow[]> {
+  checkService(service);
+  const { rows } = await db.query(
+    `SELECT ${BACKUP_COLS} FROM backup_management
+     WHERE service_name = $1 AND backup_status = 'completed' AND backup_type <> 'wal' AND verify_status IS NULL
+       AND ($2::uuid IS NULL OR tenant_id = $2)
+     ORDER BY recovery_point_end DESC, completed_at DESC LIMIT $3`,
+    [service, opts.tenantId ?? null, opts.limit ?? 5],
+  );
+  return rows.map((r) => camel<BackupRow>(r));
+}
+
 /** A completed backup as its manifest describes it, for `catalog rebuild`. */
 export interface RebuiltBackupInput {
   backupId: string;

@@ -155,15 +155,17 @@ export const DRILL_SCRATCH = "/var/lib/kryonix-dr/drill";
 
 /**
  * The cron jobs, one per service and purpose, from the maintenance schedules in config:
- * health checks (freshness of the newest verified recovery point against the RPO), prune, and
- * the weekly drill (re-read and check every artifact, then restore into scratch space).
+ * health checks (freshness of the newest verified recovery point against the RPO), prune, the
+ * verification of each new backup soon after it completes, and the weekly drill (re-read and
+ * check every artifact, then restore into scratch space).
  */
 export function cronJobs(
   kind: "maintenance" | "drill",
   services: ServiceSummary[],
   buckets: Record<string, string>,
   schedules: Specs["maintenance"],
-  options: { prune: boolean },
+  /** owner: the region whose sidecars write the backups (prod, local) prunes them and verifies each new one; the dr region only drills its copies. */
+  options: { owner: boolean },
 ): CronJobEntry[] {
   return services.flatMap((s) => {
     const bucket = buckets[s.tier];
@@ -171,10 +173,12 @@ export function cronJobs(
     const flags = serviceFlags(s, bucket);
     if (kind === "maintenance") {
       const jobs: CronJobEntry[] = [{ name: `health-${s.name}`, schedule: schedules.health, command: ["health", ...flags] }];
-      if (options.prune) jobs.push({ name: `prune-${s.name}`, schedule: schedules.prune, command: ["prune", ...flags] });
+      if (options.owner) jobs.push({ name: `prune-${s.name}`, schedule: schedules.prune, command: ["prune", ...flags] });
       return jobs;
     }
     return [
+      // Every backup verified within minutes of completing (the sidecar cannot: it holds no key).
+      ...(options.owner ? [{ name: `verify-new-${s.name}`, schedule: schedules.verify, command: ["verify", "--pending", ...flags] }] : []),
       { name: `verify-${s.name}`, schedule: schedules.drill, command: ["verify", ...flags] },
       // The scratch target holds last week's drill: --clean-target empties it (and only it) first.
       { name: `restore-drill-${s.name}`, schedule: schedules.drill, command: ["restore", "--target", `${DRILL_SCRATCH}/${s.name}`, "--clean-target", ...flags] },
@@ -226,7 +230,7 @@ export function declareCrons(args: {
     placement: specs.sidecar.placement,
   };
   const jobs = (kind: "maintenance" | "drill") =>
-    pulumi.all([args.services, args.buckets]).apply(([services, buckets]) => cronJobs(kind, services, buckets, specs.maintenance, { prune: args.prune !== undefined }));
+    pulumi.all([args.services, args.buckets]).apply(([services, buckets]) => cronJobs(kind, services, buckets, specs.maintenance, { owner: args.prune !== undefined }));
   const maintenance = new CronJob(
     `maintenance${suffix}`,
     {

@@ -68,3 +68,29 @@ export async function runVerify(s: Settings, c: pg.Client, backupId?: string): P
     return { backupId: row.backupId, service, recoveryPoint: row.recoveryPointEnd?.toISOString() ?? null, passed: false, checks, error: (e as Error).message };
   }
 }
+
+export interface PendingVerifySummary {
+  service: string;
+  verified: VerifySummary[];
+  /** Set when a verify could not run (storage unreachable, a tool missing): the rest wait for the next run. */
+  stoppedBy?: string;
+}
+
+/**
+ * Verifies the service's completed backups that no verify has judged yet, newest first (at most
+ * `limit` per run), so a backup counts as good minutes after it completes instead of at the weekly
+ * drill. A verify that cannot run stops the run and judges nothing more.
+ */
+export async function runPendingVerify(s: Settings, c: pg.Client, limit: number): Promise<PendingVerifySummary> {
+  const pending = await cat.unverifiedBackups(c, s.service, { tenantId: s.tenantId, limit });
+  const out: PendingVerifySummary = { service: s.service, verified: [] };
+  for (const row of pending) {
+    try {
+      out.verified.push(await runVerify(s, c, row.backupId));
+    } catch (e) {
+      out.stoppedBy = (e as Error).message;
+      break;
+    }
+  }
+  return out;
+}

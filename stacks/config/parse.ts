@@ -320,6 +320,7 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
     health: cron(issues, "maintenance.health", raw.maintenance?.health, DEFAULTS.maintenance.health).expr,
     prune: cron(issues, "maintenance.prune", raw.maintenance?.prune, DEFAULTS.maintenance.prune).expr,
     drill: cron(issues, "maintenance.drill", raw.maintenance?.drill, DEFAULTS.maintenance.drill).expr,
+    verify: cron(issues, "maintenance.verify", raw.maintenance?.verify, DEFAULTS.maintenance.verify).expr,
   };
 
   const quotaGiB = { ...DEFAULTS.quotaGiB };

@@ -17,7 +17,7 @@ export type RegionRole = (typeof REGIONS)[number];
 /** The seed's defaults (PARTE-22): schedules, retention, RTO P0 and the RPO of each tier. */
 export const DEFAULTS = {
   schedules: { full: "0 2 * * *", incremental: "0 */6 * * *" },
-  maintenance: { health: "0 */2 * * *", prune: "0 3 * * 0", drill: "0 4 * * 6" },
+  maintenance: { health: "0 */2 * * *", prune: "0 3 * * 0", drill: "0 4 * * 6", verify: "*/15 * * * *" },
   retention: TARGET_DEFAULTS.retention,
   rtoSeconds: TARGET_DEFAULTS.rtoSeconds,
   rpoSeconds: TARGET_DEFAULTS.rpoSeconds,
@@ -110,7 +110,7 @@ export interface RawConfig {
     walSwitchSeconds?: number;
     uploadMarginSeconds?: number;
   };
-  maintenance?: { health?: string; prune?: string; drill?: string };
+  maintenance?: { health?: string; prune?: string; drill?: string; verify?: string };
   storage?: { bucketPrefix?: string; lockMode?: string; sse?: boolean; kmsKeyId?: string; quotaGiB?: Partial<Record<string, number>> };
   regions?: { primary?: RawRegion; dr?: RawRegion };
   replication?: { mode?: string; intervalSeconds?: number };
@@ -219,7 +219,8 @@ export interface Specs {
   services: ServiceSpec[];
   /** prod/local: the catalog server, protected as service CATALOG_SERVICE (not declared by the stack). */
   catalogService?: ServiceSpec;
-  maintenance: { health: string; prune: string; drill: string };
+  /** verify: how often the drill cron verifies the backups completed since (kdr-agent verify --pending). */
+  maintenance: { health: string; prune: string; drill: string; verify: string };
   storage: { bucketPrefix: string; lockMode: LockMode; sse: boolean; kmsKeyId: string; quotaGiB: Record<Tier, number> };
   regions: { primary?: RegionSpec; dr?: RegionSpec };
   replication: { mode: ReplicationMode; intervalSeconds: number };

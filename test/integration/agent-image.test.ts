@@ -137,3 +137,49 @@ describe("age key rotation, inside the agent image", () => {
     expect(ok.status, ok.stderr).toBe(0);
   }, 240_000);
 });
+
+/** The drill cron's verify-new job (`kdr-agent verify --pending`), in the image, as the cron runs it. */
+describe("verify --pending, inside the agent image", () => {
+  const fresh: string[] = [];
+
+  beforeAll(async () => {
+    for (let i = 0; i < 2; i++) {
+      const b = await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 });
+      if (b.code !== 0) throw new Error(b.stderr);
+      fresh.push(JSON.parse(b.stdout).backupId);
+    }
+  }, 400_000);
+
+  it("verifies each backup no verify has judged yet, newest first, and leaves the judged ones alone", async () => {
+    const before = await w.db.query("SELECT backup_id, verified_at FROM backup_management WHERE verify_status IS NOT NULL");
+    const r = inImage(["verify", "--pending", "--json"]);
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    const p = JSON.parse(r.stdout) as { service: string; verified: Array<{ backupId: string; passed: boolean }>; stoppedBy?: string };
+    expect(p.stoppedBy).toBeUndefined();
+    expect(p.verified.map((v) => v.backupId)).toEqual([...fresh].reverse());
+    expect(p.verified.every((v) => v.passed)).toBe(true);
+    const { rows } = await w.db.query("SELECT count(*)::int AS n FROM backup_management WHERE backup_id = ANY($1) AND verify_status = 'passed'", [fresh]);
+    expect(rows[0].n).toBe(2);
+    for (const b of before.rows) {
+      const { rows: now } = await w.db.query("SELECT verified_at FROM backup_management WHERE backup_id = $1", [b.backup_id]);
+      expect(now[0].verified_at).toEqual(b.verified_at);
+    }
+  }, 300_000);
+
+  it("says so when nothing waits, and exits 0", () => {
+    const r = inImage(["verify", "--pending"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(`verify ${SERVICE}: no backup waiting for verification`);
+  }, 120_000);
+
+  it("stops at the first verify that cannot run, judging nothing, and exits 1", async () => {
+    const b = await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 });
+    expect(b.code, b.stderr).toBe(0);
+    const id = JSON.parse(b.stdout).backupId as string;
+    const r = inImage(["verify", "--pending", "--s3-endpoint", "http://127.0.0.1:1"]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(new RegExp(`^verify ${SERVICE}: stopped, nothing more judged: verify of ${id} could not run`, "m"));
+    const { rows } = await w.db.query("SELECT verify_status FROM backup_management WHERE backup_id = $1", [id]);
+    expect(rows[0].verify_status).toBeNull();
+  }, 300_000);
+});

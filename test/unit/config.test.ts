@@ -62,7 +62,7 @@ describe("parseSpecs defaults (the seed's)", () => {
     expect(pg.rpoSeconds).toBe(300);
     // Continuous WAL: 30 s forced switch + 30 s upload margin = the 60 s we aim for.
     expect(pg.achievableRpoSeconds).toBe(60);
-    expect(specs.maintenance).toEqual({ health: "0 */2 * * *", prune: "0 3 * * 0", drill: "0 4 * * 6" });
+    expect(specs.maintenance).toEqual({ health: "0 */2 * * *", prune: "0 3 * * 0", drill: "0 4 * * 6", verify: "*/15 * * * *" });
     expect(specs.storage.lockMode).toBe("GOVERNANCE");
     expect(specs.role).toBe("prod");
   });

@@ -253,8 +253,10 @@ describe("prod: replication, catalog, crons, monitoring", () => {
     expect(redisHealth.slice(0, 12)).toEqual(["health", "--service", "redis", "--engine", "redis", "--tier", "critical", "--s3-bucket", "kdr-prod-backups-critical", "--rpo-seconds", "300", "--rto-seconds"]);
     const drill = cron("drill");
     const drillJobs = jobs(drill);
-    expect(drillJobs.map((j) => j.name).sort()).toEqual(PROTECTED.flatMap((n) => [`verify-${n}`, `restore-drill-${n}`]).sort());
-    for (const j of drillJobs) expect(j.schedule).toBe("0 4 * * 6");
+    expect(drillJobs.map((j) => j.name).sort()).toEqual(PROTECTED.flatMap((n) => [`verify-new-${n}`, `verify-${n}`, `restore-drill-${n}`]).sort());
+    for (const j of drillJobs) expect(j.schedule).toBe(j.name.startsWith("verify-new-") ? "*/15 * * * *" : "0 4 * * 6");
+    // Each new backup is verified within 15 minutes, in the one container that holds the key.
+    expect(drillJobs.find((j) => j.name === "verify-new-postgresql")!.command.slice(0, 4)).toEqual(["verify", "--pending", "--service", "postgresql"]);
     expect(drillJobs.find((j) => j.name === "restore-drill-grafana")!.command.slice(0, 6)).toEqual(["restore", "--target", "/var/lib/kryonix-dr/drill/grafana", "--clean-target", "--service", "grafana"]);
     expect(secretFilesOf(drill).map((s) => s.fileName)).toContain("kdr-age-identity");
     expect(secretFilesOf(cron("maintenance")).map((s) => s.fileName)).not.toContain("kdr-age-identity");
