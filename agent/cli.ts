@@ -203,7 +203,7 @@ export async function main(argv: string[]): Promise<number> {
         out(
           json,
           r,
-          `catalog rebuilt from s3://${r.bucket} (region ${r.region}): ${r.backups.inserted} backup(s) added, ${r.backups.known} already known; ` +
+          `catalog rebuilt from s3://${r.bucket} (region ${r.region}): ${r.backups.inserted} backup(s) added, ${r.backups.completed} completed from their manifests, ${r.backups.known} already known; ` +
             `${r.walSegments.inserted} WAL segment(s) added, ${r.walSegments.known} already known; ${r.copiesRecorded} copy version(s) recorded` +
             (r.skipped.length ? `\n  skipped ${r.skipped.length}:\n${r.skipped.map((x) => `    ${x.key}: ${x.reason}`).join("\n")}` : ""),
         );

@@ -424,6 +424,49 @@ export interface RebuiltBackupInput {
 }
 
 /**
+ * A backup the catalog still shows pending or running although its manifest (written last, after
+ * every artifact) proves it completed: the run ended after the catalog's last word on it (a
+ * catalog restored to a point while the backup was uploading). Completes the row from the
+ * manifest, as insertRebuiltBackup would have made it, artifacts included (those it recorded while
+ * running are set to what the manifest and this bucket say; the writer role deletes nothing). Returns the status it
+ * had, or null when it was in neither (nothing changed). A failed row stays failed: the status
+ * flow never lets a reconciled run come back.
+ */
+export async function completeRebuiltBackup(db: Db, b: RebuiltBackupInput): Promise<string | null> {
+  checkUuid("backupId", b.backupId);
+  checkArtifacts(b.artifacts);
+  // pending -> running first: the status flow allows nothing else (running -> completed below).
+  const pending = await db.query("UPDATE backup_management SET backup_status = 'running', started_at = coalesce(started_at, now()) WHERE backup_id = $1 AND backup_status = 'pending'", [b.backupId]);
+  const { rows } = await db.query(
+    `WITH old AS (
+       SELECT backup_id, backup_status FROM backup_management
+       WHERE backup_id = $1 AND backup_status = 'running' FOR UPDATE),
+     u AS (
+       UPDATE backup_management m SET
+         backup_status = 'completed',
+         storage_bucket = $2, storage_prefix = $3, storage_region = $4, raw_size = $5, backup_size = $6,
+         recovery_point_start = $7, recovery_point_end = $8, timeline = $9, start_lsn = $10::pg_lsn, end_lsn = $11::pg_lsn,
+         checksum = $12, tool = $13, tool_version = $14, encryption_key_id = $15, retention_until = $16,
+         metadata = m.metadata || $17::jsonb, started_at = coalesce(m.started_at, $18), completed_at = $18
+       FROM old WHERE m.backup_id = old.backup_id
+       RETURNING m.backup_id),
+     put AS (
+       ${INSERT_ARTIFACTS("u b", "$19")}
+       ON CONFLICT (backup_id, object_key) DO UPDATE SET role = EXCLUDED.role, version_id = EXCLUDED.version_id, sha256 = EXCLUDED.sha256,
+         size_bytes = EXCLUDED.size_bytes, raw_size = EXCLUDED.raw_size, metadata = EXCLUDED.metadata
+       RETURNING 1)
+     SELECT (SELECT backup_status FROM old) AS was, (SELECT count(*) FROM put)::int AS artifacts`,
+    [
+      b.backupId, b.bucket, b.prefix, b.region, b.rawSize, b.storedSize, b.recoveryPointStart, b.recoveryPointEnd, b.timeline,
+      b.startLsn, b.endLsn, b.checksum, b.tool, b.toolVersion, b.encryptionKeyId, b.retentionUntil, JSON.stringify(b.metadata),
+      b.completedAt, artifactsJson(b.artifacts),
+    ],
+  );
+  const was = (rows[0]?.was as string | null | undefined) ?? null;
+  return was && (pending.rowCount ?? 0) > 0 ? "pending" : was;
+}
+
+/**
  * Inserts a completed backup and its artifacts from a manifest, in one statement. A backup whose
  * id the catalog already holds is left exactly as it is: returns false.
  */

@@ -55,7 +55,7 @@ export interface CatalogRecoveryInputs {
 
 export interface RebuildResult {
   bucket: string;
-  backups: { inserted: number; known: number };
+  backups: { inserted: number; known: number; completed: number };
   walSegments: { inserted: number; known: number };
   copiesRecorded: number;
   skipped: { key: string; reason: string }[];
@@ -196,7 +196,7 @@ export async function rebuildCatalog(inp: CatalogRecoveryInputs, database: strin
       );
       const r = JSON.parse(json) as Omit<RebuildResult, "bucket">;
       out.push({ bucket, ...r });
-      inp.log(`  rebuild from ${bucket} (${inp.region.name}): ${r.backups.inserted} backup(s) and ${r.walSegments.inserted} WAL segment(s) added, ${r.backups.known} known, ${r.copiesRecorded} copy record(s), ${r.skipped.length} skipped`);
+      inp.log(`  rebuild from ${bucket} (${inp.region.name}): ${r.backups.inserted} backup(s) and ${r.walSegments.inserted} WAL segment(s) added, ${r.backups.completed} completed from their manifests, ${r.backups.known} known, ${r.copiesRecorded} copy record(s), ${r.skipped.length} skipped`);
     }
     return out;
   } finally {

@@ -24,7 +24,8 @@ export interface RebuildSummary {
   region: string;
   endpoint: string;
   bucket: string;
-  backups: { inserted: number; known: number };
+  /** completed: rows the catalog held pending or running whose manifest proves they completed. */
+  backups: { inserted: number; known: number; completed: number };
   walSegments: { inserted: number; known: number };
   /** This region's copies of objects the catalog knew by another version id. */
   copiesRecorded: number;
@@ -42,7 +43,7 @@ export async function runRebuild(s: Settings, c: pg.Client, opts: { service?: st
     region: storage.region,
     endpoint: storage.endpoint,
     bucket: storage.bucket,
-    backups: { inserted: 0, known: 0 },
+    backups: { inserted: 0, known: 0, completed: 0 },
     walSegments: { inserted: 0, known: 0 },
     copiesRecorded: 0,
     skipped: [],
@@ -92,7 +93,48 @@ export async function runRebuild(s: Settings, c: pg.Client, opts: { service?: st
     const row = m.catalog;
     const here = latest.get(key)!;
     const artifacts = [...row.artifacts.map((a) => ({ ...a, versionId: latest.get(a.objectKey)!.versionId ?? null })), manifestArtifact(key, here.versionId, body)];
+    const manifestBytes = m.engine === "volume" ? 0 : Buffer.byteLength(body);
+    const input: cat.RebuiltBackupInput = {
+      backupId: m.backupId,
+      tenantId: row.tenantId,
+      service: m.service,
+      engine: m.engine as cat.RebuiltBackupInput["engine"],
+      type: m.type as cat.RebuiltBackupInput["type"],
+      bucket: storage.bucket,
+      prefix: row.prefix,
+      region: storage.region,
+      rawSize: row.rawSize,
+      storedSize: row.storedSize + manifestBytes,
+      recoveryPointStart: new Date(m.recoveryPoint.start),
+      recoveryPointEnd: new Date(m.recoveryPoint.end),
+      timeline: row.timeline,
+      startLsn: row.startLsn,
+      endLsn: row.endLsn,
+      checksum: row.checksum ?? artifacts.at(-1)!.sha256,
+      tool: m.tool,
+      toolVersion: m.toolVersion,
+      encryptionKeyId: m.keyId,
+      parentBackupId: row.parentBackupId,
+      retentionUntil: new Date(row.retentionUntil),
+      completedAt: new Date(m.createdAt),
+      metadata: { ...row.metadata, rebuiltFrom: { region: storage.region, bucket: storage.bucket } },
+      artifacts,
+    };
     const existing = await cat.getBackup(c, m.backupId);
+    if (existing && (existing.backupStatus === "pending" || existing.backupStatus === "running")) {
+      // The manifest is written last: the run completed after the catalog last heard of it.
+      try {
+        const was = await cat.completeRebuiltBackup(c, input);
+        if (was) {
+          sum.backups.completed++;
+          log(`catalog rebuild: backup ${m.backupId} of ${m.service} was ${was} in the catalog, but its manifest ${key} proves it completed: completed from the manifest`);
+          continue;
+        }
+      } catch (e) {
+        skip(key, `the catalog refused to complete it from its manifest: ${(e as Error).message}`);
+        continue;
+      }
+    }
     if (existing) {
       sum.backups.known++;
       for (const a of await cat.listArtifacts(c, m.backupId)) {
@@ -101,34 +143,8 @@ export async function runRebuild(s: Settings, c: pg.Client, opts: { service?: st
       }
       continue;
     }
-    const manifestBytes = m.engine === "volume" ? 0 : Buffer.byteLength(body);
     try {
-      await cat.insertRebuiltBackup(c, {
-        backupId: m.backupId,
-        tenantId: row.tenantId,
-        service: m.service,
-        engine: m.engine as cat.RebuiltBackupInput["engine"],
-        type: m.type as cat.RebuiltBackupInput["type"],
-        bucket: storage.bucket,
-        prefix: row.prefix,
-        region: storage.region,
-        rawSize: row.rawSize,
-        storedSize: row.storedSize + manifestBytes,
-        recoveryPointStart: new Date(m.recoveryPoint.start),
-        recoveryPointEnd: new Date(m.recoveryPoint.end),
-        timeline: row.timeline,
-        startLsn: row.startLsn,
-        endLsn: row.endLsn,
-        checksum: row.checksum ?? artifacts.at(-1)!.sha256,
-        tool: m.tool,
-        toolVersion: m.toolVersion,
-        encryptionKeyId: m.keyId,
-        parentBackupId: row.parentBackupId,
-        retentionUntil: new Date(row.retentionUntil),
-        completedAt: new Date(m.createdAt),
-        metadata: { ...row.metadata, rebuiltFrom: { region: storage.region, bucket: storage.bucket } },
-        artifacts,
-      });
+      await cat.insertRebuiltBackup(c, input);
       sum.backups.inserted++;
     } catch (e) {
       skip(key, `the catalog refused it: ${(e as Error).message}`);
@@ -178,7 +194,7 @@ export async function runRebuild(s: Settings, c: pg.Client, opts: { service?: st
     }
   }
   log(
-    `catalog rebuild from s3://${storage.bucket} (region ${storage.region}): backups ${sum.backups.inserted} added, ${sum.backups.known} already known; ` +
+    `catalog rebuild from s3://${storage.bucket} (region ${storage.region}): backups ${sum.backups.inserted} added, ${sum.backups.completed} completed from their manifests, ${sum.backups.known} already known; ` +
       `WAL segments ${sum.walSegments.inserted} added, ${sum.walSegments.known} already known; ${sum.copiesRecorded} copy version(s) of this region recorded; ${sum.skipped.length} skipped`,
   );
   return sum;

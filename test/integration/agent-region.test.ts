@@ -157,6 +157,38 @@ describe("agent: restore from the DR region", () => {
     }
   });
 
+  it("catalog rebuild completes from its manifest a backup the catalog still shows running or pending (a catalog restored to a point while it was uploading)", async () => {
+    const rebuilt = await freshCatalog("rebuilt_inflight");
+    try {
+      json(await w.run(["catalog", "rebuild", "--json"], { ...env, KDR_CATALOG_DATABASE: "rebuilt_inflight" }));
+      const ids = (await rebuilt.query("SELECT backup_id FROM backup_management WHERE backup_type <> 'wal' ORDER BY recovery_point_end")).rows.map((r) => r.backup_id as string);
+      expect(ids).toHaveLength(2);
+      // The rows as the catalog last knew them (a completed row cannot go back, so they are made anew):
+      // one running with one of its artifacts recorded (a stale version id), one pending.
+      const keep = (await rebuilt.query("SELECT * FROM backup_artifact WHERE backup_id = $1 AND role <> 'manifest' LIMIT 1", [ids[0]])).rows[0];
+      const made = new Map((await rebuilt.query("SELECT backup_id, backup_type, parent_backup_id FROM backup_management WHERE backup_id = ANY($1)", [ids])).rows.map((r) => [r.backup_id, r]));
+      await rebuilt.query("DELETE FROM backup_artifact WHERE backup_id = ANY($1)", [ids]);
+      await rebuilt.query("DELETE FROM backup_management WHERE backup_id = ANY($1)", [ids]);
+      const base = "INSERT INTO backup_management (backup_id, tenant_id, service_name, engine, backup_type, parent_backup_id, storage_bucket, storage_prefix, started_at, backup_status";
+      const as = (id: string) => [id, w.tenantId, SERVICE, made.get(id)!.backup_type, made.get(id)!.parent_backup_id, w.bucket.bucket];
+      await rebuilt.query(`${base}) VALUES ($1, $2, $3, 'postgres', $4, $5, $6, 'p/', now(), 'running')`, as(ids[0]));
+      await rebuilt.query(
+        "INSERT INTO backup_artifact (backup_id, role, object_key, version_id, sha256, size_bytes, raw_size, metadata) VALUES ($1, $2, $3, 'stale-version', $4, 1, 1, '{}')",
+        [ids[0], keep.role, keep.object_key, keep.sha256],
+      );
+      await rebuilt.query(`${base}) VALUES ($1, $2, $3, 'postgres', $4, $5, $6, 'p/', NULL, 'pending')`, as(ids[1]));
+      const r = await w.run(["catalog", "rebuild", "--json"], { ...env, KDR_CATALOG_DATABASE: "rebuilt_inflight" });
+      expect(json<{ backups: unknown }>(r).backups, r.stderr).toEqual({ inserted: 0, known: 0, completed: 2 });
+      expect(r.stderr).toContain(`backup ${ids[0]} of ${SERVICE} was running in the catalog, but its manifest`);
+      expect(r.stderr).toContain(`backup ${ids[1]} of ${SERVICE} was pending in the catalog, but its manifest`);
+      expect(await catalogRows(rebuilt)).toEqual(await catalogRows(w.db));
+      const again = json<{ backups: unknown }>(await w.run(["catalog", "rebuild", "--json"], { ...env, KDR_CATALOG_DATABASE: "rebuilt_inflight" }));
+      expect(again.backups).toEqual({ inserted: 0, known: 2, completed: 0 });
+    } finally {
+      await rebuilt.end();
+    }
+  });
+
   it("catalog rebuild from the DR bucket gives the same rows with the DR copies' version ids, and restores from them", async () => {
     const rebuilt = await freshCatalog("rebuilt_dr");
     try {
@@ -217,7 +249,7 @@ describe("agent: restore from the DR region", () => {
   it("catalog rebuild from the DR bucket into the live catalog records the DR copies it lacks, and the DR restore works again", async () => {
     await w.db.query("DELETE FROM object_copy");
     const r = json<{ backups: { known: number; inserted: number }; copiesRecorded: number }>(await w.run(["catalog", "rebuild", "--json"], drEnv));
-    expect(r.backups).toEqual({ inserted: 0, known: 2 });
+    expect(r.backups).toEqual({ inserted: 0, known: 2, completed: 0 });
     expect(r.copiesRecorded).toBeGreaterThan(3);
     const target = path.join(w.root, "restore-dr-reindexed");
     json(await w.run(["restore", "--target", target, "--json"], drEnv));
