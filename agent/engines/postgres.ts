@@ -15,7 +15,7 @@
  * backup; that arrived in 17). An incremental run forces a segment switch, waits until every
  * completed segment up to it is uploaded and recorded, and records a row covering that range.
  */
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync, appendFileSync, createReadStream, createWriteStream } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, appendFileSync, createReadStream, createWriteStream } from "node:fs";
 import path from "node:path";
 import pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
@@ -399,9 +399,12 @@ export async function verifyArtifacts(o: { storage: Storage; identityFile: strin
   for (const a of o.artifacts) {
     await checkStoredSha(o.storage, a, a.name);
     if (a.name === "base.tar") {
-      const dir = path.join(o.scratch, "verify-base");
-      rmSync(dir, { recursive: true, force: true });
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      // One directory per verify: a cron container verifies several PostgreSQL services at the
+      // same minute, and a shared directory made one verify read another's half-unpacked base
+      // ("present in the manifest but not on disk"), failing good backups.
+      mkdirSync(o.scratch, { recursive: true });
+      const dir = mkdtempSync(path.join(o.scratch, "verify-base-"));
+      chmodSync(dir, 0o700);
       try {
         const tar = spawnTool("tar", ["-x", "-i", "-f", "-", "-C", dir]);
         await Promise.all([openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: tar.child.stdin! }), tar.exited]);

@@ -166,6 +166,16 @@ describe("verify --pending, inside the agent image", () => {
     }
   }, 300_000);
 
+  it("two verifies at the same moment with one state directory both pass (a cron container verifies several PostgreSQL services at the same minute)", async () => {
+    // With one shared unpack directory, one verify read the other's half-unpacked base and failed
+    // a good backup ("present in the manifest but not on disk"); the region drill found it.
+    const runs = await Promise.all([fresh[0]!, fresh[1]!, fresh[0]!].map((id) => w.run(["verify", "--backup-id", id, "--json"], env, { timeoutMs: 180_000 })));
+    for (const r of runs) {
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      expect((JSON.parse(r.stdout) as { passed: boolean }).passed).toBe(true);
+    }
+  }, 300_000);
+
   it("says so when nothing waits, and exits 0", () => {
     const r = inImage(["verify", "--pending"]);
     expect(r.status, r.stderr).toBe(0);
