@@ -19,7 +19,32 @@ export interface MonitoringArgs {
   readonly replicationLagSeconds?: pulumi.Input<number>;
   /** Notification targets (JSON: webhook URLs etc. by name); stored as a Swarm secret only. @default none */
   readonly notificationTargets?: pulumi.Input<string>;
+  /**
+   * Run Prometheus itself with this scrape config and these rules, on a manager node (Swarm
+   * service discovery reads the Docker socket), on the agents' networks. @default none: the
+   * platform's own Prometheus takes the outputs scrapeConfig and alertRules.
+   */
+  readonly prometheus?: {
+    image: pulumi.Input<string>;
+    serviceName: pulumi.Input<string>;
+    scrapeIntervalSeconds: number;
+    networks: pulumi.Input<pulumi.Input<string>[]>;
+    publishedPort?: number;
+  };
 }
+
+/** prometheus.yml: the generated scrape config, the rule file, and the scrape interval. */
+export function prometheusConfig(scrape: string, scrapeIntervalSeconds: number): string {
+  return [
+    "global:",
+    `  scrape_interval: ${scrapeIntervalSeconds}s`,
+    `  evaluation_interval: ${scrapeIntervalSeconds}s`,
+    "rule_files:",
+    `  - ${PROMETHEUS_RULES_FILE}`,
+    scrape,
+  ].join("\n");
+}
+export const PROMETHEUS_RULES_FILE = "/etc/prometheus/rules/kryonix-dr.yml";
 
 export function scrapeConfig(metricsPort: number): string {
   const label = (l: string) => `__meta_dockerswarm_service_label_${l.replace(/[^a-zA-Z0-9_]/g, "_")}`;
@@ -33,6 +58,14 @@ export function scrapeConfig(metricsPort: number): string {
     "    relabel_configs:",
     `      - source_labels: [${label(LABELS.managed)}]`,
     "        regex: \"true\"",
+    "        action: keep",
+    // Only the agents serve /metrics (sidecars, replicators, crons), and only running tasks: the
+    // task list also holds each service's stopped ones.
+    `      - source_labels: [${label(LABELS.role)}]`,
+    "        regex: \"sidecar|replicator|cron-.*\"",
+    "        action: keep",
+    "      - source_labels: [__meta_dockerswarm_task_desired_state]",
+    "        regex: running",
     "        action: keep",
     `      - source_labels: [${label(LABELS.protects)}]`,
     "        target_label: service",
@@ -69,6 +102,8 @@ export class Monitoring extends pulumi.ComponentResource {
   public readonly scrapeConfig: pulumi.Output<string>;
   public readonly alertRules: pulumi.Output<string>;
   public readonly notificationSecretId?: pulumi.Output<string>;
+  /** The Prometheus service, when args.prometheus asked for one. */
+  public readonly prometheusServiceId?: pulumi.Output<string>;
 
   constructor(name: string, args: MonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
     super("kryonix:monitoring:Monitoring", name, {}, opts);
@@ -91,6 +126,44 @@ export class Monitoring extends pulumi.ComponentResource {
         { parent: this },
       );
       this.notificationSecretId = secret.id;
+    }
+    if (args.prometheus) {
+      const p = args.prometheus;
+      const main = new docker.ServiceConfig(
+        `${name}-prometheus-config`,
+        { dataRaw: this.scrapeConfig.apply((sc) => prometheusConfig(sc, p.scrapeIntervalSeconds)), labels: dockerLabels({ [LABELS.role]: "monitoring" }) },
+        { parent: this },
+      );
+      const prometheus = new docker.Service(
+        `${name}-prometheus`,
+        {
+          name: p.serviceName,
+          labels: dockerLabels({ [LABELS.role]: "monitoring" }),
+          taskSpec: {
+            containerSpec: {
+              image: p.image,
+              // Swarm service discovery reads the Docker socket, which only root may open.
+              user: "root",
+              configs: [
+                { configId: main.id, configName: main.name, fileName: "/etc/prometheus/prometheus.yml" },
+                { configId: rules.id, configName: rules.name, fileName: PROMETHEUS_RULES_FILE },
+              ],
+              mounts: [
+                { type: "bind", source: "/var/run/docker.sock", target: "/var/run/docker.sock", readOnly: true },
+                // The TSDB in memory: no anonymous volume is left behind when the service goes.
+                { type: "tmpfs", target: "/prometheus" },
+              ],
+            },
+            placement: { constraints: ["node.role == manager"] },
+            networksAdvanceds: pulumi.output(p.networks).apply((ns) => ns.map((n) => ({ id: n }))),
+          },
+          // Published on the node itself (host mode): the ingress routing mesh is not needed to reach
+          // one Prometheus, and it is not available everywhere.
+          endpointSpec: p.publishedPort ? { ports: [{ targetPort: 9090, publishedPort: p.publishedPort, protocol: "tcp", publishMode: "host" }] } : undefined,
+        },
+        { parent: this },
+      );
+      this.prometheusServiceId = prometheus.id;
     }
     this.scrapeConfigId = scrape.id;
     this.alertRulesId = rules.id;

@@ -274,12 +274,14 @@ export function declareCrons(args: {
 }
 
 /** Metrics scraping and alert rules, with thresholds and notification targets from config. */
-export function declareMonitoring(specs: Specs, secrets: Secrets): Monitoring {
+export function declareMonitoring(specs: Specs, secrets: Secrets, networks: pulumi.Input<string>[] = specs.sidecar.networks): Monitoring {
+  const p = specs.monitoring.prometheus;
   return new Monitoring("monitoring", {
     metricsPort: specs.sidecar.metricsPort,
     rpoWarningRatio: specs.monitoring.rpoWarningRatio,
     failedRunsPerDay: specs.monitoring.failedRunsPerDay,
     replicationLagSeconds: specs.monitoring.replicationLagSeconds,
     notificationTargets: secrets.notificationTargets,
+    prometheus: p ? { image: p.image, serviceName: `${specs.namePrefix}-prometheus`, scrapeIntervalSeconds: p.scrapeIntervalSeconds, networks, publishedPort: p.publishedPort } : undefined,
   });
 }

@@ -117,7 +117,7 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
     networks: options.networks,
     dependsOn: [catalog],
   });
-  const monitoring = declareMonitoring(specs, secrets);
+  const monitoring = declareMonitoring(specs, secrets, options.networks);
 
   return {
     role: specs.role,
@@ -136,7 +136,7 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
     sidecarServices: Object.fromEntries(Object.entries(sidecars).map(([k, v]) => [k, v.serviceId])),
     cronServices: { maintenance: crons.maintenance.serviceId, drill: crons.drill.serviceId },
     replication: { mode, replicated: replication.replicated },
-    monitoring: { scrapeConfigId: monitoring.scrapeConfigId, alertRulesId: monitoring.alertRulesId, scrapeConfig: monitoring.scrapeConfig, alertRules: monitoring.alertRules },
+    monitoring: { scrapeConfigId: monitoring.scrapeConfigId, alertRulesId: monitoring.alertRulesId, scrapeConfig: monitoring.scrapeConfig, alertRules: monitoring.alertRules, prometheusServiceId: monitoring.prometheusServiceId },
   };
 }
 

@@ -115,6 +115,7 @@ ensure_images() {
   build_image postgres "$KDR_IMAGE_POSTGRES" "$KDR_REPO/images/postgres"
   build_image redis "$KDR_IMAGE_REDIS" "$KDR_REPO/images/redis"
   build_image files "$KDR_IMAGE_FILES" "$KDR_REPO/images/files"
+  build_image prometheus "$KDR_IMAGE_PROMETHEUS" "$KDR_REPO/images/prometheus"
   # Not in a subshell: a failure inside must stop the script, not read as "skipped".
   if stage_agent_context; then
     build_image agent "$KDR_IMAGE_AGENT" "$KDR_BUILD_DIR/agent"

@@ -5,6 +5,7 @@ KDR_IMAGE_AGENT="kryonix-dr/agent:local"
 KDR_IMAGE_POSTGRES="kryonix-dr/postgres:15"
 KDR_IMAGE_REDIS="kryonix-dr/redis:7"
 KDR_IMAGE_FILES="kryonix-dr/files:local"
+KDR_IMAGE_PROMETHEUS="kryonix-dr/prometheus:local"
 
 region_json() {
   local r="$1" port
@@ -24,10 +25,10 @@ write_platform_json() {
       --arg chost "$KDR_GATEWAY_IP" --argjson cport "$KDR_CATALOG_PORT" --arg cuser "$KDR_CATALOG_USER" \
       --arg cpw "$(secret catalog-postgres-password 24)" \
       --arg base "$KDR_IMAGE_BASE" --arg agent "$KDR_IMAGE_AGENT" --arg pg "$KDR_IMAGE_POSTGRES" \
-      --arg redis "$KDR_IMAGE_REDIS" --arg files "$KDR_IMAGE_FILES" --arg promtool "$KDR_PROMTOOL" \
+      --arg redis "$KDR_IMAGE_REDIS" --arg files "$KDR_IMAGE_FILES" --arg prometheus "$KDR_IMAGE_PROMETHEUS" --arg promtool "$KDR_PROMTOOL" \
       '{gatewayIp: $gw, regions: {primary: $primary, dr: $dr},
         catalog: {host: $chost, port: $cport, user: $cuser, password: $cpw},
-        images: {base: $base, agent: $agent, postgres: $pg, redis: $redis, files: $files},
+        images: {base: $base, agent: $agent, postgres: $pg, redis: $redis, files: $files, prometheus: $prometheus},
         tools: {promtool: $promtool}}' >"$tmp")
   if cmp -s "$tmp" "$KDR_PLATFORM_FILE"; then
     rm -f "$tmp"

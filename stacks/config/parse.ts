@@ -19,6 +19,19 @@ class Issues {
   }
 }
 
+/** monitoring.prometheus: run Prometheus with the generated config (image required; port optional). */
+function prometheusSpec(issues: Issues, raw: { image?: string; scrapeIntervalSeconds?: number; publishedPort?: number } | undefined) {
+  if (raw === undefined) return undefined;
+  if (typeof raw.image !== "string" || raw.image === "") {
+    issues.add("monitoring.prometheus.image", `Prometheus needs its image: set it, e.g. 'pulumi config set --path ${PROJECT}:monitoring.prometheus.image prom/prometheus:v2.42.0'`);
+  }
+  const port = raw.publishedPort;
+  if (port !== undefined && !(Number.isInteger(port) && port >= 1 && port <= 65535)) {
+    issues.add("monitoring.prometheus.publishedPort", `must be a TCP port (1-65535), got ${JSON.stringify(port)}`);
+  }
+  return { image: raw.image ?? "", scrapeIntervalSeconds: positive(issues, "monitoring.prometheus.scrapeIntervalSeconds", raw.scrapeIntervalSeconds, 15), publishedPort: port };
+}
+
 function positive(issues: Issues, key: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
@@ -379,6 +392,7 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
     replicationLagSeconds: positive(issues, "monitoring.replicationLagSeconds", raw.monitoring?.replicationLagSeconds, DEFAULTS.monitoring.replicationLagSeconds),
     failedRunsPerDay: positive(issues, "monitoring.failedRunsPerDay", raw.monitoring?.failedRunsPerDay, DEFAULTS.monitoring.failedRunsPerDay),
     rpoWarningRatio: positive(issues, "monitoring.rpoWarningRatio", raw.monitoring?.rpoWarningRatio, DEFAULTS.monitoring.rpoWarningRatio),
+    prometheus: prometheusSpec(issues, raw.monitoring?.prometheus),
   };
 
   if (role === "dr" && !raw.primaryStack) {

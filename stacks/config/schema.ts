@@ -134,7 +134,13 @@ export interface RawConfig {
   };
   images?: { agent?: string; postgres?: string; redis?: string; files?: string };
   sidecar?: { cpus?: number; memoryMiB?: number; metricsPort?: number; networks?: string[]; placement?: string[] };
-  monitoring?: { replicationLagSeconds?: number; failedRunsPerDay?: number; rpoWarningRatio?: number };
+  monitoring?: {
+    replicationLagSeconds?: number;
+    failedRunsPerDay?: number;
+    rpoWarningRatio?: number;
+    /** Run Prometheus with the generated scrape config and rules (local platform; prod may use its own). */
+    prometheus?: { image?: string; scrapeIntervalSeconds?: number; publishedPort?: number };
+  };
   /** dr: fully qualified name of the primary stack (`org/kryonix-dr/prod`). */
   primaryStack?: string;
   /** catalog: how the recovery stack gets a catalog (see RECOVERY_CATALOG_MODES). @default existing */
@@ -227,7 +233,12 @@ export interface Specs {
   catalog: CatalogSpec;
   images: { agent: string; postgres: string; redis: string; files: string };
   sidecar: { cpus: number; memoryMiB: number; metricsPort: number; networks: string[]; placement: string[] };
-  monitoring: { replicationLagSeconds: number; failedRunsPerDay: number; rpoWarningRatio: number };
+  monitoring: {
+    replicationLagSeconds: number;
+    failedRunsPerDay: number;
+    rpoWarningRatio: number;
+    prometheus?: { image: string; scrapeIntervalSeconds: number; publishedPort?: number };
+  };
   primaryStack?: string;
   /** recovery: what to restore from, and the prefix of the fresh services' Swarm names. */
   recovery?: { point: RecoveryPoint; sourceRegion: RegionRole; serviceNamePrefix: string; catalog: RecoveryCatalogMode };

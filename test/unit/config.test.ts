@@ -120,6 +120,16 @@ describe("parseSpecs defaults (the seed's)", () => {
 });
 
 describe("parseSpecs rejects bad config with the key and the fix", () => {
+  it("monitoring.prometheus without an image, or with a port that is not one", () => {
+    const raw = base();
+    raw.monitoring = { prometheus: { publishedPort: 70000 } };
+    const msg = errorOf(raw);
+    expect(msg).toContain("kryonix-dr:monitoring.prometheus.image: Prometheus needs its image");
+    expect(msg).toContain("kryonix-dr:monitoring.prometheus.publishedPort: must be a TCP port (1-65535), got 70000");
+    raw.monitoring = { prometheus: { image: "prom/prometheus:v2.42.0" } };
+    expect(parseSpecs(raw, ALL_SECRETS).monitoring.prometheus).toEqual({ image: "prom/prometheus:v2.42.0", scrapeIntervalSeconds: 15, publishedPort: undefined });
+  });
+
   it("invalid cron", () => {
     const raw = base();
     raw.services![0]!.schedules = { full: "0 25 * * *" };

@@ -49,6 +49,23 @@ describe("local stack", () => {
     for (const s of services()) expect((s.inputs.taskSpec as any).networksAdvanceds).toContainEqual({ id: "network-id", ...(labelsOf(s.inputs)[LABELS.stateful] ? { aliases: [] } : {}) });
   });
 
+  it("runs Prometheus on a manager node with the generated config and rules, the Docker socket read-only, its TSDB in memory and its API on port 19090", () => {
+    const prom = one(regs, "docker:index/service:Service", "monitoring-prometheus");
+    const ts = prom.inputs.taskSpec as any;
+    expect(prom.inputs.name).toBe("kdr-local-prometheus");
+    expect(ts.containerSpec.image).toBe("kryonix-dr/prometheus:local");
+    expect(ts.containerSpec.mounts).toEqual([
+      { type: "bind", source: "/var/run/docker.sock", target: "/var/run/docker.sock", readOnly: true },
+      { type: "tmpfs", target: "/prometheus" },
+    ]);
+    expect(ts.placement.constraints).toEqual(["node.role == manager"]);
+    expect(ts.containerSpec.configs.map((c: any) => c.fileName)).toEqual(["/etc/prometheus/prometheus.yml", "/etc/prometheus/rules/kryonix-dr.yml"]);
+    expect(prom.inputs.endpointSpec).toEqual({ ports: [{ targetPort: 9090, publishedPort: 19090, protocol: "tcp", publishMode: "host" }] });
+    const cfg = one(regs, "docker:index/serviceConfig:ServiceConfig", "monitoring-prometheus-config").inputs.dataRaw as string;
+    expect(cfg).toMatch(/^global:\n {2}scrape_interval: 5s\n {2}evaluation_interval: 5s\nrule_files:\n {2}- \/etc\/prometheus\/rules\/kryonix-dr\.yml\nscrape_configs:/);
+    expect(cfg).toContain('regex: "sidecar|replicator|cron-.*"');
+  });
+
   it("declares storage in both regions and replicates with the agent's replicator", () => {
     const buckets = byType(regs, "minio:index/s3Bucket:S3Bucket");
     const providers = new Set(buckets.map((b) => b.provider));

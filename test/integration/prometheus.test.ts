@@ -1,0 +1,102 @@
+/**
+ * Prometheus on the local platform, as the local stack declares it (Debian's 2.42 in
+ * kryonix-dr/prometheus:local): it finds the sidecars through Swarm service discovery, scrapes
+ * them, loads the rule file the program generates, and what it scraped equals the catalog.
+ * Needs `bash scripts/platform-up.sh` first.
+ */
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readPlatform } from "../../local/platform.js";
+import { runAsync } from "../support/spawn.js";
+import { join } from "node:path";
+
+const ROOT = join(__dirname, "..", "..");
+const CLI = join(ROOT, "bin", "kryonix-dr.mjs");
+const PROM = "http://127.0.0.1:19090";
+const platform = readPlatform();
+
+interface Sample { metric: Record<string, string>; value: [number, string] }
+async function query(q: string): Promise<Sample[]> {
+  const r = await fetch(`${PROM}/api/v1/query?query=${encodeURIComponent(q)}`);
+  const body = (await r.json()) as { status: string; data: { result: Sample[] }; error?: string };
+  if (body.status !== "success") throw new Error(`Prometheus refused ${q}: ${body.error}`);
+  return body.data.result;
+}
+async function until<T>(what: string, seconds: number, fn: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + seconds * 1000;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s${last ? ` (last error: ${(last as Error).message})` : ""}`);
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
+beforeAll(async () => {
+  const d = await runAsync(process.execPath, [CLI, "deploy", "--stack", "local", "--quiet"], { timeoutMs: 600_000, cwd: ROOT });
+  if (d.status !== 0) throw new Error(`deploy of the local stack failed:\n${d.stderr.slice(-3000)}`);
+}, 620_000);
+
+afterAll(async () => {
+  await runAsync(process.execPath, [CLI, "destroy", "--stack", "local", "--force", "--quiet"], { timeoutMs: 300_000, cwd: ROOT });
+}, 320_000);
+
+describe("Prometheus declared by the local stack", () => {
+  it("discovers every sidecar through Swarm service discovery and scrapes it, and no service that serves no metrics", async () => {
+    const targets = await until("every sidecar up", 120, async () => {
+      const r = (await (await fetch(`${PROM}/api/v1/targets?state=active`)).json()) as { data: { activeTargets: Array<{ labels: Record<string, string>; health: string }> } };
+      const sidecars = r.data.activeTargets.filter((t) => t.labels.kdr_role === "sidecar");
+      return sidecars.length >= 3 && sidecars.every((t) => t.health === "up") ? r.data.activeTargets : undefined;
+    });
+    const sidecarServices = targets.filter((t) => t.labels.kdr_role === "sidecar").map((t) => t.labels.service).sort();
+    expect(sidecarServices).toEqual(expect.arrayContaining(["files", "postgresql", "redis"]));
+    // The protected services themselves (PostgreSQL, Redis, files) and Prometheus serve no /metrics: not targets.
+    expect(targets.filter((t) => !/^(sidecar|replicator|cron-.*)$/.test(t.labels.kdr_role ?? ""))).toEqual([]);
+    expect(targets.filter((t) => t.health !== "up").map((t) => t.labels)).toEqual([]);
+  }, 150_000);
+
+  it("loaded the rule file the program generates", async () => {
+    const r = (await (await fetch(`${PROM}/api/v1/rules`)).json()) as { data: { groups: Array<{ name: string; file: string; rules: Array<{ name: string; health: string }> }> } };
+    const group = r.data.groups.find((g) => g.name === "kryonix-dr")!;
+    expect(group.file).toBe("/etc/prometheus/rules/kryonix-dr.yml");
+    expect(group.rules.map((x) => x.name).sort()).toEqual(
+      ["KryonixDrAgentDown", "KryonixDrBackupFailures", "KryonixDrReplicationLag", "KryonixDrResticRepositoryReplaced", "KryonixDrRpoAtRisk", "KryonixDrRpoBreached", "KryonixDrWalLag"].sort(),
+    );
+    expect(group.rules.filter((x) => x.health === "err")).toEqual([]);
+  });
+
+  it("scraped values equal the catalog's: Redis's last incremental, its stored and raw bytes, and each service's RPO target", async () => {
+    const db = new pg.Client({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "kryonix_dr" });
+    await db.connect();
+    try {
+      // One instant query, so the three values come from one scrape.
+      const samples = await until("a Redis incremental scraped", 120, async () => {
+        const s = await query('{__name__=~"kdr_backup_(last_success_timestamp_seconds|stored_bytes|raw_bytes)",service="redis",type="incremental"}');
+        return s.length === 3 ? s : undefined;
+      });
+      const v = Object.fromEntries(samples.map((s) => [s.metric.__name__, Number(s.value[1])]));
+      const { rows } = await db.query(
+        `SELECT backup_size::float8 AS stored, raw_size::float8 AS raw, extract(epoch FROM completed_at)::float8 AS at FROM backup_management
+          WHERE service_name = 'redis' AND backup_type = 'incremental' AND backup_status = 'completed'
+          ORDER BY abs(extract(epoch FROM completed_at) - $1) LIMIT 1`,
+        [v.kdr_backup_last_success_timestamp_seconds],
+      );
+      expect(Math.abs(rows[0].at - v.kdr_backup_last_success_timestamp_seconds!)).toBeLessThan(2);
+      expect({ stored: v.kdr_backup_stored_bytes, raw: v.kdr_backup_raw_bytes }).toEqual({ stored: rows[0].stored, raw: rows[0].raw });
+      const targets = await query("kdr_rpo_target_seconds");
+      const health = (await db.query("SELECT service_name, extract(epoch FROM rpo_target)::float8 AS rpo FROM backup_health_monitoring")).rows;
+      for (const svc of ["postgresql", "redis", "files"]) {
+        const scraped = targets.filter((t) => t.metric.service === svc).map((t) => Number(t.value[1]));
+        expect(scraped.length, `${svc}: no kdr_rpo_target_seconds`).toBeGreaterThan(0);
+        expect(new Set(scraped)).toEqual(new Set([health.find((h) => h.service_name === svc)!.rpo]));
+      }
+    } finally {
+      await db.end();
+    }
+  }, 200_000);
+});
