@@ -34,14 +34,47 @@ export interface MonitoringArgs {
 }
 
 /** prometheus.yml: the generated scrape config, the rule file, and the scrape interval. */
-export function prometheusConfig(scrape: string, scrapeIntervalSeconds: number): string {
+export function prometheusConfig(scrape: string, scrapeIntervalSeconds: number, alertmanager?: string): string {
   return [
     "global:",
     `  scrape_interval: ${scrapeIntervalSeconds}s`,
     `  evaluation_interval: ${scrapeIntervalSeconds}s`,
     "rule_files:",
     `  - ${PROMETHEUS_RULES_FILE}`,
+    ...(alertmanager ? ["alerting:", "  alertmanagers:", "    - static_configs:", `        - targets: [${JSON.stringify(alertmanager)}]`] : []),
     scrape,
+  ].join("\n");
+}
+
+/**
+ * alertmanager.yml from the notificationTargets secret ({"name": "https://..."}): every target is a
+ * webhook (a generic receiver, an ntfy topic URL, or a WhatsApp gateway), told when an alert fires
+ * and when it resolves. One notification per alert, service and backup type, repeated every 4 h while it lasts.
+ */
+export function alertmanagerConfig(targetsJson: string): string {
+  let targets: unknown;
+  try {
+    targets = JSON.parse(targetsJson);
+  } catch {
+    throw new Error(`kryonix-dr:notificationTargets is not JSON: set it to {"<name>": "https://..."} with 'pulumi config set --secret kryonix-dr:notificationTargets'.`);
+  }
+  const entries = targets && typeof targets === "object" && !Array.isArray(targets) ? Object.entries(targets as Record<string, unknown>) : [];
+  const bad = entries.filter(([, url]) => typeof url !== "string" || !/^https?:\/\/\S+$/.test(url)).map(([k]) => k);
+  if (entries.length === 0 || bad.length > 0) {
+    throw new Error(`kryonix-dr:notificationTargets must map names to http(s) URLs${bad.length ? `; not a URL: ${bad.join(", ")}` : " (it is empty)"}: e.g. {"oncall": "https://ntfy.example/kryonix-dr"}.`);
+  }
+  return [
+    "route:",
+    "  receiver: kryonix-dr",
+    "  group_by: [alertname, service, type]",
+    "  group_wait: 10s",
+    "  group_interval: 1m",
+    "  repeat_interval: 4h",
+    "receivers:",
+    "  - name: kryonix-dr",
+    "    webhook_configs:",
+    ...entries.map(([, url]) => `      - { url: ${JSON.stringify(url)}, send_resolved: true }`),
+    "",
   ].join("\n");
 }
 export const PROMETHEUS_RULES_FILE = "/etc/prometheus/rules/kryonix-dr.yml";
@@ -129,9 +162,42 @@ export class Monitoring extends pulumi.ComponentResource {
     }
     if (args.prometheus) {
       const p = args.prometheus;
+      // Alertmanager, when there is someone to notify: its config holds the targets, so it is a secret.
+      let alertmanagerTarget: pulumi.Output<string> | undefined;
+      if (args.notificationTargets !== undefined) {
+        const amConfig = new docker.Secret(
+          `${name}-alertmanager-config`,
+          { data: base64Secret(pulumi.output(args.notificationTargets).apply(alertmanagerConfig)), labels: dockerLabels({ [LABELS.role]: "monitoring" }) },
+          { parent: this },
+        );
+        const am = new docker.Service(
+          `${name}-alertmanager`,
+          {
+            name: pulumi.interpolate`${p.serviceName}-alertmanager`,
+            labels: dockerLabels({ [LABELS.role]: "monitoring" }),
+            taskSpec: {
+              containerSpec: {
+                image: p.image,
+                commands: ["prometheus-alertmanager"],
+                args: ["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager", "--cluster.listen-address="],
+                secrets: [{ secretId: amConfig.id, secretName: amConfig.name, fileName: "/etc/alertmanager/alertmanager.yml", fileMode: 0o444 }],
+                mounts: [{ type: "tmpfs", target: "/alertmanager" }],
+              },
+              networksAdvanceds: pulumi.output(p.networks).apply((ns) => ns.map((n) => ({ id: n }))),
+            },
+            // Prometheus reaches the task through DNS: a VIP needs IPVS, which some hosts lack.
+            endpointSpec: { mode: "dnsrr" },
+          },
+          { parent: this },
+        );
+        alertmanagerTarget = pulumi.interpolate`${am.name}:9093`;
+      }
       const main = new docker.ServiceConfig(
         `${name}-prometheus-config`,
-        { dataRaw: this.scrapeConfig.apply((sc) => prometheusConfig(sc, p.scrapeIntervalSeconds)), labels: dockerLabels({ [LABELS.role]: "monitoring" }) },
+        {
+          dataRaw: pulumi.all([this.scrapeConfig, alertmanagerTarget]).apply(([sc, target]) => prometheusConfig(sc, p.scrapeIntervalSeconds, target)),
+          labels: dockerLabels({ [LABELS.role]: "monitoring" }),
+        },
         { parent: this },
       );
       const prometheus = new docker.Service(

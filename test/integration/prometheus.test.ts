@@ -1,13 +1,18 @@
 /**
- * Prometheus on the local platform, as the local stack declares it (Debian's 2.42 in
- * kryonix-dr/prometheus:local): it finds the sidecars through Swarm service discovery, scrapes
- * them, loads the rule file the program generates, and what it scraped equals the catalog.
+ * Prometheus and Alertmanager on the local platform, as the local stack declares them (Debian's
+ * 2.42 and 0.25 in kryonix-dr/prometheus:local): Prometheus finds the sidecars through Swarm
+ * service discovery, scrapes them, loads the rule file the program generates, and what it scraped
+ * equals the catalog; a backup that fails reaches a webhook (notificationTargets) once, readable.
  * Needs `bash scripts/platform-up.sh` first.
  */
+import { createServer, type Server } from "node:http";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPlatform } from "../../local/platform.js";
 import { runAsync } from "../support/spawn.js";
+import { DockerApi } from "../../local/docker-api.js";
 import { join } from "node:path";
 
 const ROOT = join(__dirname, "..", "..");
@@ -37,13 +42,36 @@ async function until<T>(what: string, seconds: number, fn: () => Promise<T | und
   }
 }
 
+/** A webhook receiver on the host, where the containers reach it (the gateway address). */
+const received: Array<{ status: string; alerts: Array<{ status: string; labels: Record<string, string>; annotations: Record<string, string> }> }> = [];
+let sink: Server;
+const tmp = mkdtempSync(join(tmpdir(), "kdrtest-prom-"));
+
 beforeAll(async () => {
-  const d = await runAsync(process.execPath, [CLI, "deploy", "--stack", "local", "--quiet"], { timeoutMs: 600_000, cwd: ROOT });
+  sink = createServer((req, res) => {
+    let body = "";
+    req.on("data", (d: Buffer) => (body += d.toString()));
+    req.on("end", () => {
+      try {
+        received.push(JSON.parse(body));
+      } catch {
+        /* not a notification */
+      }
+      res.end("ok");
+    });
+  });
+  await new Promise<void>((r) => sink.listen(0, "0.0.0.0", r));
+  const port = (sink.address() as { port: number }).port;
+  const config = join(tmp, "config.json");
+  writeFileSync(config, JSON.stringify({ notificationTargets: { value: JSON.stringify({ sink: `http://${platform.gatewayIp}:${port}/hook` }), secret: true } }), { mode: 0o600 });
+  const d = await runAsync(process.execPath, [CLI, "deploy", "--stack", "local", "--quiet", "--config-file", config], { timeoutMs: 600_000, cwd: ROOT });
   if (d.status !== 0) throw new Error(`deploy of the local stack failed:\n${d.stderr.slice(-3000)}`);
 }, 620_000);
 
 afterAll(async () => {
   await runAsync(process.execPath, [CLI, "destroy", "--stack", "local", "--force", "--quiet"], { timeoutMs: 300_000, cwd: ROOT });
+  sink?.close();
+  rmSync(tmp, { recursive: true, force: true });
 }, 320_000);
 
 describe("Prometheus declared by the local stack", () => {
@@ -99,4 +127,19 @@ describe("Prometheus declared by the local stack", () => {
       await db.end();
     }
   }, 200_000);
+});
+
+describe("Alertmanager declared by the local stack", () => {
+  it("tells the webhook target once, readably, when a backup fails (the protected Redis stopped)", async () => {
+    const docker = new DockerApi();
+    const svc = await docker.request<any>("GET", "/services/kdr-local-redis");
+    await docker.request("POST", `/services/${svc.ID}/update?version=${svc.Version.Index}`, { ...svc.Spec, Mode: { Replicated: { Replicas: 0 } } });
+    const isIt = (a: { labels: Record<string, string> }) => a.labels.alertname === "KryonixDrBackupFailures" && a.labels.service === "redis";
+    const first = await until("the failure notification", 180, async () => received.find((n) => n.status === "firing" && n.alerts.some(isIt)));
+    const alert = first.alerts.find(isIt)!;
+    expect(alert).toMatchObject({ status: "firing", labels: { severity: "warning", service: "redis" }, annotations: { summary: "redis: backup runs failed in the last 24 h" } });
+    // More failed runs follow every 30 s; the person is not told again (repeat every 4 h).
+    await new Promise((r) => setTimeout(r, 75_000));
+    expect(received.filter((n) => n.alerts.some(isIt))).toHaveLength(1);
+  }, 300_000);
 });
