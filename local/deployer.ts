@@ -21,7 +21,7 @@ import { planInChildProcess, type PlannedResource } from "./plan.js";
 import { forgetGeneratedSecrets } from "./local-stack.js";
 import { loadStackConfig, runStackProgram, type Registration, type ResourceHandler, type RunOptions } from "./program.js";
 import { MAPPINGS, packageOf, providerSettings, unsupported } from "./mappings/index.js";
-import type { DeployContext } from "./mappings/types.js";
+import { mapLimit, type DeployContext } from "./mappings/types.js";
 import { TOOL_ENV } from "../contract/index.js";
 import { observeEntries, type Observed } from "./observe.js";
 
@@ -328,14 +328,6 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
 
 const DESTROY_CONCURRENCY = 8;
 
-/** Runs fn over items, at most `limit` at a time. */
-async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
 
 export interface DestroyOptions {
   stack: string;

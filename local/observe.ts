@@ -24,6 +24,7 @@ import { DockerApi, DockerApiError, DEFAULT_DOCKER_HOST } from "./docker-api.js"
 import { minioConnection } from "./mappings/minio.js";
 import { postgresqlConnection } from "./mappings/postgresql.js";
 import { rgwAdmin, rgwIam, RgwError, s3Client } from "./rgw.js";
+import { mapLimit } from "./mappings/types.js";
 
 /** Property path → value (JSON-comparable). */
 export type Observed = Record<string, unknown>;
@@ -227,14 +228,9 @@ export async function observeEntries(
   providers: Record<string, Record<string, unknown>>,
 ): Promise<Map<(typeof entries)[number], Observed | undefined>> {
   const out = new Map<(typeof entries)[number], Observed | undefined>();
-  const todo = entries.filter((e) => OBSERVERS.has(e.type));
-  let next = 0;
-  const worker = async () => {
-    while (next < todo.length) {
-      const e = todo[next++]!;
-      out.set(e, await OBSERVERS.get(e.type)!(e.record, providers[e.provider] ?? {}));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(8, todo.length) }, worker));
+  const observable = entries.filter((e) => OBSERVERS.has(e.type));
+  await mapLimit(observable, 8, async (e) => {
+    out.set(e, await OBSERVERS.get(e.type)!(e.record, providers[e.provider] ?? {}));
+  });
   return out;
 }

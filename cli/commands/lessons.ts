@@ -2,8 +2,8 @@
  * `kryonix-dr lessons`: what an incident taught, recorded in disaster_recovery_log: on the row of
  * a recovery or drill already there, or on a new row for an incident handled by hand.
  */
-import pg from "pg";
 import { addLessons, finishRecovery, startRecovery } from "../../catalog/recovery-log.js";
+import { catalogClientFromEnv } from "../catalog-env.js";
 import { parseFlags, parseIsoTime, required, UsageError, type Command } from "../command.js";
 
 /** The runbooks' incident classes (docs/runbooks.md §7). */
@@ -73,10 +73,7 @@ export const command: Command = {
         return row.recoveryId;
       };
     }
-    const missing = ["PGHOST", "PGDATABASE", "PGUSER"].filter((k) => !process.env[k]);
-    if (missing.length > 0) throw new Error(`Missing environment variable(s) ${missing.join(", ")}: set the catalog connection in PGHOST, PGPORT, PGDATABASE, PGUSER and PGPASSWORD.`);
-    const client = new pg.Client({ application_name: "kryonix-dr lessons" });
-    await client.connect();
+    const client = await catalogClientFromEnv("kryonix-dr lessons");
     try {
       // A new incident and its lessons are one record: both or neither.
       await client.query("BEGIN");

@@ -3,7 +3,7 @@
  * through @pulumi/command after declaring the database, with the connection in PG* env (the
  * password as a secret env var), so `pulumi up` and the local deployer migrate the same way.
  */
-import pg from "pg";
+import { catalogClientFromEnv } from "../catalog-env.js";
 import { parseFlags, type Command } from "../command.js";
 import { migrate } from "../../catalog/migrate.js";
 
@@ -19,13 +19,7 @@ export const command: Command = {
   usage: USAGE,
   async run(argv) {
     const { values } = parseFlags(argv, { dir: { type: "string" } });
-    const missing = ["PGHOST", "PGDATABASE", "PGUSER"].filter((k) => !process.env[k]);
-    if (missing.length > 0) {
-      throw new Error(`Missing environment variable(s) ${missing.join(", ")}: set the catalog connection in PGHOST, PGPORT, PGDATABASE, PGUSER and PGPASSWORD.`);
-    }
-    // pg reads PG* from the environment by itself.
-    const client = new pg.Client();
-    await client.connect();
+    const client = await catalogClientFromEnv();
     try {
       const r = await migrate(client, { dir: values.dir, log: (l) => process.stdout.write(`${l}\n`) });
       process.stdout.write(`migrations: ${r.applied.length} applied, ${r.skipped.length} already applied${r.unknown.length ? `, ${r.unknown.length} recorded but unknown to this version (${r.unknown.join(", ")})` : ""}\n`);

@@ -4,7 +4,7 @@
  * last recoveries and drills went. Reads only (SELECT and STABLE functions), so the
  * kryonix_dr_reader role is enough.
  */
-import pg from "pg";
+import { catalogClientFromEnv } from "../catalog-env.js";
 import { parseFlags, UsageError, type Command } from "../command.js";
 import * as cat from "../../catalog/queries.js";
 import { listResticRepositories, type ResticRepositoryRow } from "../../catalog/repositories.js";
@@ -381,13 +381,7 @@ export const command: Command = {
     };
     const maxAgeSeconds = wholeNumber("max-age", values["max-age"], 1);
     const recoveries = wholeNumber("recoveries", values.recoveries, 0);
-    const missing = ["PGHOST", "PGDATABASE", "PGUSER"].filter((k) => !process.env[k]);
-    if (missing.length > 0) {
-      throw new Error(`Missing environment variable(s) ${missing.join(", ")}: set the catalog connection in PGHOST, PGPORT, PGDATABASE, PGUSER and PGPASSWORD.`);
-    }
-    // pg reads PG* from the environment by itself.
-    const client = new pg.Client({ application_name: "kryonix-dr status" });
-    await client.connect();
+    const client = await catalogClientFromEnv("kryonix-dr status");
     let report: StatusReport;
     try {
       // A status read must never hold locks or write, whatever role runs it.
