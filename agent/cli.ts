@@ -18,6 +18,7 @@ import { runPrune } from "./commands/prune.js";
 import { runRebuild } from "./commands/rebuild.js";
 import { runRestore } from "./commands/restore.js";
 import { runPendingVerify, runVerify } from "./commands/verify.js";
+import { follow, runActivate, runSeed } from "./commands/standby.js";
 import { cron, serve } from "./serve.js";
 import { replicate } from "./replicate.js";
 import { fmtBytes, fmtSeconds, log } from "./storage/progress.js";
@@ -41,6 +42,10 @@ commands:
   migrate                          apply the catalog migrations
   catalog rebuild                  rebuild the catalog's backups and WAL from the bucket's manifests and descriptors
                                    (this region's version ids; --service limits it to one service)
+  standby seed --target <dir>      PostgreSQL: seed a warm standby from this region's copies (newest base + WAL)
+  standby follow --target <dir>    PostgreSQL: keep staging newly copied WAL for the standby to replay
+  standby activate [--force]       promote the standby (${AGENT_ENV.targetHost}) of ${AGENT_ENV.primaryHost}; refuses while
+                                   the primary answers (unless --force) or the standby is behind
   healthz                          probe a running serve/cron/replicate process (for HEALTHCHECK)
 
 every setting is an env var or the matching flag (below); secrets are files in ${SETTINGS.secretDir.default}
@@ -62,7 +67,7 @@ function settingsHelp(): string {
 }
 
 const VALUED = ["--type", "--wait", "--target", "--time", "--backup-id", "--wal-dir", "--owner", "--limit"];
-const BOOLEANS = new Set(["--json", "--pending", "--yes", "--force-overwrite-source", "--clean-target", "--no-logical", "--once", "--all", "--help", "--version"]);
+const BOOLEANS = new Set(["--json", "--pending", "--yes", "--force-overwrite-source", "--clean-target", "--no-logical", "--once", "--all", "--force", "--help", "--version"]);
 
 function out(json: boolean, obj: unknown, text: string): void {
   process.stdout.write(json ? JSON.stringify(obj, null, 2) + "\n" : text + "\n");
@@ -208,6 +213,32 @@ export async function main(argv: string[]): Promise<number> {
             (r.skipped.length ? `\n  skipped ${r.skipped.length}:\n${r.skipped.map((x) => `    ${x.key}: ${x.reason}`).join("\n")}` : ""),
         );
         return 0;
+      }
+      case "standby": {
+        const sub = positional[1];
+        const target = str(flags.get("--target")) ?? "";
+        if (sub === "seed") {
+          const r = await withCatalog(s, (c) => runSeed(s, c, target));
+          out(json, r, r.alreadySeeded ? `standby ${r.service}: ${r.target} already seeded` : `standby ${r.service}: seeded ${r.target} from backup ${r.restore!.backupId} (${r.restore!.walSegments} WAL file(s)); start PostgreSQL on it, then 'standby follow'`);
+          return 0;
+        }
+        if (sub === "follow") {
+          await follow(s, target, () => connectCatalog(s));
+          return 0;
+        }
+        if (sub === "activate") {
+          const r = await runActivate(s, () => connectCatalog(s), { force: flags.has("--force") });
+          out(
+            json,
+            r,
+            r.alreadyActive
+              ? `standby ${r.service}: ${r.standby} is already the primary; nothing done`
+              : `standby ${r.service}: ${r.standby} promoted in ${fmtSeconds(r.seconds.total)} (primary check ${fmtSeconds(r.seconds.primaryCheck)}, catch-up ${fmtSeconds(r.seconds.catchUp)}, promote ${fmtSeconds(r.seconds.promote)})` +
+                  `${r.recoveryPoint ? `; newest commit ${r.recoveryPoint}` : ""}${r.recoveryId ? `; disaster_recovery_log ${r.recoveryId}` : ""}${r.notes.length ? `\n  ${r.notes.join("\n  ")}` : ""}`,
+          );
+          return 0;
+        }
+        throw new ConfigError(`'kdr-agent standby ${sub ?? ""}' is not a command: use standby seed, standby follow or standby activate.`);
       }
       case "migrate": {
         const r = await withCatalog(s, (c) => migrate(c, { dir: s.get("migrationsDir"), log }));

@@ -7,7 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import { AGENT_ENV, DEFAULT_METRICS_PORT, ENGINES, LABELS, SECRET_FILES, TARGET_DEFAULTS, type Engine } from "../contract/index.js";
-import { base64Secret, dockerLabels, secretFileName, type CatalogConnection, type S3Location, swarmLimits, type AgentLimits } from "./shared.js";
+import { base64Secret, dockerLabels, locationEnv, secretFileName, type CatalogConnection, type S3Location, swarmLimits, type AgentLimits } from "./shared.js";
 
 /** Where the agent bundle lives in the agent image. */
 export const AGENT_BIN = "/opt/kryonix-dr/agent.cjs";
@@ -127,13 +127,7 @@ export class BackupSidecar extends pulumi.ComponentResource {
       [AGENT_ENV.engine]: args.engine,
       [AGENT_ENV.tenantId]: args.tenantId,
       [AGENT_ENV.tier]: args.tier,
-      [AGENT_ENV.s3Endpoint]: args.s3.endpoint,
-      [AGENT_ENV.s3Region]: args.s3.region,
-      [AGENT_ENV.s3Bucket]: args.s3.bucket,
-      [AGENT_ENV.catalogHost]: args.catalog.host,
-      [AGENT_ENV.catalogPort]: pulumi.output(args.catalog.port).apply(String),
-      [AGENT_ENV.catalogDatabase]: args.catalog.database,
-      [AGENT_ENV.catalogUser]: args.catalog.user,
+      ...locationEnv(args.s3, args.catalog),
       [AGENT_ENV.scheduleFull]: args.schedules.full,
       [AGENT_ENV.scheduleIncremental]: args.schedules.incremental,
       [AGENT_ENV.rpoSeconds]: pulumi.output(args.rpoSeconds).apply(String),

@@ -35,6 +35,12 @@ export interface ProtectedServiceArgs {
   readonly networks?: pulumi.Input<pulumi.Input<string>[]>;
   /** @default [] */
   readonly placement?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Extra DNS names on every network: the stable name clients use (`postgresql`). @default [] */
+  readonly aliases?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Arguments after the image's command (a Redis replica's --replicaof). @default [] */
+  readonly args?: pulumi.Input<pulumi.Input<string>[]>;
+  /** What it is, when not the primary (a DR region's standby, or a promoted one): the kryonix.dr.role label. */
+  readonly role?: "standby" | "promoted";
 }
 
 export class ProtectedService extends pulumi.ComponentResource {
@@ -57,6 +63,7 @@ export class ProtectedService extends pulumi.ComponentResource {
       [LABELS.tier]: args.tier,
       [LABELS.rpoSeconds]: pulumi.output(args.rpoSeconds).apply(String),
       [LABELS.rtoSeconds]: pulumi.output(args.rtoSeconds).apply(String),
+      ...(args.role ? { [LABELS.role]: args.role } : {}),
     };
     const volumeName =
       args.volumeName !== undefined
@@ -89,13 +96,14 @@ export class ProtectedService extends pulumi.ComponentResource {
         taskSpec: {
           containerSpec: {
             image: args.image,
+            ...(args.args !== undefined ? { args: args.args } : {}),
             env,
             secrets,
             mounts: [{ type: "volume", source: volumeName, target: args.dataPath }],
             labels: dockerLabels(labels),
             stopGracePeriod: "60s",
           },
-          networksAdvanceds: pulumi.output(args.networks ?? []).apply((ids) => ids.map((id) => ({ id, aliases: [] }))),
+          networksAdvanceds: pulumi.all([args.networks ?? [], args.aliases ?? []]).apply(([ids, aliases]) => ids.map((id) => ({ id, aliases }))),
           placement: { constraints: args.placement ?? [] },
           restartPolicy: { condition: "any", delay: "5s" },
         },

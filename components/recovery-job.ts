@@ -9,7 +9,7 @@ import * as docker from "@pulumi/docker";
 import { AGENT_ENV, ENGINES, LABELS, SECRET_FILES, type Engine } from "../contract/index.js";
 import { AGENT_BIN } from "./backup-sidecar.js";
 import { ProtectedService } from "./protected-service.js";
-import { base64Secret, dockerLabels, validateInput, type CatalogConnection, type S3Location } from "./shared.js";
+import { base64Secret, dockerLabels, locationEnv, validateInput, type CatalogConnection, type S3Location } from "./shared.js";
 
 export interface RecoveryJobArgs {
   /** Logical service name to recover. */
@@ -63,6 +63,47 @@ export function pointFlags(point: string): string[] {
   return /^[0-9a-f]{8}-[0-9a-f]{4}-/i.test(point) ? ["--backup-id", point] : ["--time", point];
 }
 
+/**
+ * An agent command run once to its end in a plain container (not a Swarm service): attached, so
+ * the deployment waits for the exit, fails when it fails, and keeps the logs. Credentials go in
+ * as uploaded files (0400), like Swarm secrets, never as env.
+ */
+export function runOnceAgent(
+  name: string,
+  a: {
+    image: pulumi.Input<string>;
+    command: pulumi.Input<pulumi.Input<string>[]>;
+    env: Record<string, pulumi.Input<string>>;
+    files: Array<{ file: string; value: pulumi.Input<string> }>;
+    mounts: docker.types.input.ContainerMount[];
+    networks: pulumi.Input<pulumi.Input<string>[]>;
+    labels: Record<string, pulumi.Input<string>>;
+  },
+  opts: pulumi.CustomResourceOptions,
+): docker.Container {
+  return new docker.Container(
+    name,
+    {
+      image: a.image,
+      // A container's command is appended to the image's entrypoint (unlike a service's
+      // `commands`, which replaces it), so the entrypoint is set here explicitly.
+      entrypoints: ["node", AGENT_BIN],
+      command: a.command,
+      envs: pulumi.all(a.env).apply((e) => Object.entries(e).map(([k, v]) => `${k}=${v}`)),
+      uploads: a.files.map(({ file, value }) => ({ file, contentBase64: base64Secret(value), permissions: "0400" })),
+      mounts: a.mounts,
+      networksAdvanced: pulumi.output(a.networks).apply((ns) => ns.map((n) => ({ name: n }))),
+      labels: dockerLabels(a.labels),
+      attach: true,
+      logs: true,
+      mustRun: false,
+      restart: "no",
+      rm: false,
+    },
+    opts,
+  );
+}
+
 export class RecoveryJob extends pulumi.ComponentResource {
   public readonly volumeName: pulumi.Output<string>;
   public readonly restoreContainerId: pulumi.Output<string>;
@@ -107,38 +148,19 @@ export class RecoveryJob extends pulumi.ComponentResource {
       [AGENT_ENV.recoveryPoint]: args.recoveryPoint,
       // No KDR_VOLUME_PATH: that names a backup's source, and the agent refuses to restore onto
       // its source; here the target is the fresh volume, given as --target.
-      [AGENT_ENV.s3Endpoint]: args.s3.endpoint,
-      [AGENT_ENV.s3Region]: args.s3.region,
-      [AGENT_ENV.s3Bucket]: args.s3.bucket,
-      [AGENT_ENV.catalogHost]: args.catalog.host,
-      [AGENT_ENV.catalogPort]: pulumi.output(args.catalog.port).apply(String),
-      [AGENT_ENV.catalogDatabase]: args.catalog.database,
-      [AGENT_ENV.catalogUser]: args.catalog.user,
+      ...locationEnv(args.s3, args.catalog),
       [AGENT_ENV.rtoSeconds]: pulumi.output(args.rtoSeconds).apply(String),
       [AGENT_ENV.rpoSeconds]: pulumi.output(args.rpoSeconds).apply(String),
     };
-    const restore = new docker.Container(
-      `${name}-restore`,
-      {
-        image: args.agentImage,
-        // A container's command is appended to the image's entrypoint (unlike a service's
-        // `commands`, which replaces it), so the entrypoint is set here explicitly.
-        entrypoints: ["node", AGENT_BIN],
-        command: pulumi.all([args.dataPath, args.recoveryPoint]).apply(([target, point]) => ["restore", "--target", target, ...pointFlags(point)]),
-        envs: pulumi.all(env).apply((e) => Object.entries(e).map(([k, v]) => `${k}=${v}`)),
-        uploads: files.map(({ file, value }) => ({ file, contentBase64: base64Secret(value), permissions: "0400" })),
-        mounts: [{ type: "volume", source: volume.name, target: args.dataPath }],
-        networksAdvanced: pulumi.output(args.containerNetworks ?? []).apply((ns) => ns.map((n) => ({ name: n }))),
-        labels: dockerLabels({ [LABELS.role]: "restore", [LABELS.service]: args.service }),
-        // Run once, to the end: the deployment waits for the exit and keeps the logs.
-        attach: true,
-        logs: true,
-        mustRun: false,
-        restart: "no",
-        rm: false,
-      },
-      { parent: this },
-    );
+    const restore = runOnceAgent(`${name}-restore`, {
+      image: args.agentImage,
+      command: pulumi.all([args.dataPath, args.recoveryPoint]).apply(([target, point]) => ["restore", "--target", target, ...pointFlags(point)]),
+      env,
+      files,
+      mounts: [{ type: "volume", source: volume.name, target: args.dataPath }],
+      networks: args.containerNetworks ?? [],
+      labels: { [LABELS.role]: "restore", [LABELS.service]: args.service },
+    }, { parent: this });
 
     const fresh = new ProtectedService(
       `${name}-service`,

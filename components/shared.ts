@@ -3,7 +3,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { posix } from "node:path";
-import { LABELS, SECRET_DIR } from "../contract/index.js";
+import { AGENT_ENV, LABELS, SECRET_DIR } from "../contract/index.js";
 
 /** Label lists in the shape every @pulumi/docker resource takes; always marks the resource as ours. */
 export function dockerLabels(labels: Record<string, pulumi.Input<string>>): Array<{ label: string; value: pulumi.Input<string> }> {
@@ -77,4 +77,17 @@ export interface CatalogConnection {
   readonly user: pulumi.Input<string>;
   /** Its password; becomes a Swarm secret file (or an uploaded file for run-once jobs). */
   readonly password: pulumi.Input<string>;
+}
+
+/** The agent's env for where its backups are and where its catalog is (credentials go as secret files). */
+export function locationEnv(s3: Pick<S3Location, "endpoint" | "region" | "bucket">, catalog: Omit<CatalogConnection, "password">): Record<string, pulumi.Input<string>> {
+  return {
+    [AGENT_ENV.s3Endpoint]: s3.endpoint,
+    [AGENT_ENV.s3Region]: s3.region,
+    [AGENT_ENV.s3Bucket]: s3.bucket,
+    [AGENT_ENV.catalogHost]: catalog.host,
+    [AGENT_ENV.catalogPort]: pulumi.output(catalog.port).apply(String),
+    [AGENT_ENV.catalogDatabase]: catalog.database,
+    [AGENT_ENV.catalogUser]: catalog.user,
+  };
 }

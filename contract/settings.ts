@@ -67,6 +67,9 @@ export const SETTINGS = {
   replicaRegion: { env: "KDR_REPLICA_S3_REGION", kind: "text", default: "us-east-1", doc: "replicate mode: signing region of the DR copy" },
   replicaBucket: { env: "KDR_REPLICA_S3_BUCKET", kind: "text", doc: "replicate mode: the DR bucket" },
   replicationIntervalSeconds: { env: "KDR_REPLICATION_INTERVAL_SECONDS", kind: "seconds", default: 30, doc: "replicate mode: seconds between two passes over the source bucket" },
+  primaryHost: { env: "KDR_PRIMARY_HOST", kind: "text", doc: "standby: host of the primary it stands in for (activate refuses while that answers, unless --force)" },
+  followIntervalSeconds: { env: "KDR_FOLLOW_INTERVAL_SECONDS", kind: "seconds", default: 5, doc: "standby follow: seconds between two looks for newly copied WAL" },
+  catchUpSeconds: { env: "KDR_CATCH_UP_SECONDS", kind: "seconds", default: 60, doc: "standby activate: how long the standby may take to replay what the region holds before activation refuses" },
   recoveryPoint: { env: "KDR_RECOVERY_POINT", kind: "text", doc: "restore jobs: latest, an ISO time, or a backup id" },
 
   pgLogicalDumps: {

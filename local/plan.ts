@@ -19,6 +19,8 @@ export interface PlannedResource {
   inputs: Record<string, unknown>;
   parent?: string;
   provider?: string;
+  /** Names of the resources this one waits for (explicit dependsOn and inputs), when any. */
+  dependsOn?: string[];
 }
 
 export const SECRET_PLACEHOLDER = "[secret]";
@@ -35,6 +37,7 @@ export function toPlanned(registrations: Registration[]): PlannedResource[] {
       inputs: redact(r.inputs, r.secretPaths, SECRET_PLACEHOLDER),
       ...(r.parent && !r.parent.includes(`::${ROOT_STACK_TYPE}::`) ? { parent: r.parent } : {}),
       ...(r.provider ? { provider: r.provider } : {}),
+      ...(r.dependsOn?.length ? { dependsOn: r.dependsOn.map((u) => u.slice(u.lastIndexOf("::") + 2)) } : {}),
     }));
 }
 

@@ -45,8 +45,12 @@ export const TYPES = {
   command: "command:local:Command",
 } as const;
 
-/** Roles of kryonix-dr's own services; they are the protection, not the protected. */
-export const OWN_ROLES = ["sidecar", "cron", "replicator", "restore"];
+/**
+ * Roles of kryonix-dr's own services; they are the protection, not the protected. A DR region's
+ * standby (and its WAL follower) holds a copy of the primary's data, which the primary's sidecars
+ * protect; once promoted (role "promoted") it is judged like any service and needs its own.
+ */
+export const OWN_ROLES = ["sidecar", "cron", "replicator", "restore", "standby"];
 
 /** Whether a role label is one of OWN_ROLES, also in its qualified form ("cron-prune"). */
 export function isOwnRole(role: string | undefined): boolean {

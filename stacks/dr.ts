@@ -6,7 +6,125 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { Secrets, Specs } from "./config.js";
-import { declareCrons, type ServiceSummary, declareMonitoring } from "./common.js";
+import { agentCatalog, declareCrons, type ServiceSummary, declareMonitoring } from "./common.js";
+import { WarmStandby } from "../components/standby.js";
+import { BackupSidecar } from "../components/backup-sidecar.js";
+import { TARGET_DEFAULTS } from "../contract/index.js";
+import { SECRET } from "./config.js";
+
+/** What the primary stack says of a service a standby follows (its output standbySources). */
+interface StandbySource {
+  name: string;
+  engine: string;
+  tier: string;
+  host: string;
+  port?: number;
+  image: string;
+  dataPath: string;
+  user?: string;
+  rpoSeconds: number;
+  rtoSeconds: number;
+  schedules: { full: string; incremental: string };
+  retention: { fullDays: number; incrementalDays: number; walDays: number };
+  walSwitchSeconds?: number;
+}
+
+/**
+ * The warm standbys (kryonix-dr:failover.standbys) of the primary's services, in this region's
+ * swarm, fed from this region's copies; promoted when kryonix-dr:active is true.
+ */
+function declareStandbys(
+  specs: Specs,
+  secrets: Secrets,
+  primary: pulumi.StackReference,
+  drBuckets: pulumi.Output<Record<string, string>>,
+  creds: pulumi.Output<{ accessKey: string; secretKey: string }>,
+): Record<string, { service: pulumi.Output<string>; state: string }> {
+  const f = specs.failover;
+  if (!f || f.standbys.length === 0) return {};
+  const sources = primary.requireOutput("standbySources") as pulumi.Output<StandbySource[]>;
+  // Read only when promoting: an inactive dr stack works with a primary deployed before failover existed.
+  const sidecarCreds = f.active ? (primary.requireOutput("drSidecarCredentials") as pulumi.Output<Record<string, { accessKey: string; secretKey: string }>>) : undefined;
+  const region = specs.regions.dr!;
+  const out: Record<string, { service: pulumi.Output<string>; state: string }> = {};
+  /** This region's bucket of a service's tier, read or written with the given user. */
+  const regionS3 = (src: pulumi.Output<StandbySource>, user: pulumi.Output<{ accessKey: string; secretKey: string }>) => ({
+    endpoint: region.endpoint,
+    region: region.name,
+    bucket: pulumi.all([drBuckets, src]).apply(([b, s]) => b[s.tier]!),
+    accessKey: pulumi.secret(user.apply((c) => c.accessKey)),
+    secretKey: pulumi.secret(user.apply((c) => c.secretKey)),
+  });
+  for (const sb of f.standbys) {
+    const src = sources.apply((all) => {
+      const s = all.find((x) => x.name === sb.name);
+      if (!s) throw new Error(`kryonix-dr:failover.standbys names '${sb.name}', which the primary stack ${specs.primaryStack} does not protect as PostgreSQL or Redis (it has: ${all.map((x) => x.name).join(", ") || "none"})`);
+      if (s.engine !== sb.engine) throw new Error(`kryonix-dr:failover.standbys says '${sb.name}' is ${sb.engine}, the primary stack says ${s.engine}: correct the engine`);
+      return s;
+    });
+    const standby = new WarmStandby(`standby-${sb.name}`, {
+      service: sb.name,
+      engine: sb.engine,
+      tier: src.apply((s) => s.tier),
+      tenantId: specs.tenantId,
+      rpoSeconds: src.apply((s) => s.rpoSeconds),
+      rtoSeconds: src.apply((s) => s.rtoSeconds),
+      image: src.apply((s) => s.image),
+      agentImage: specs.images.agent,
+      serviceName: `${specs.namePrefix}-${sb.name}`,
+      stableName: sb.name,
+      dataPath: src.apply((s) => s.dataPath),
+      primaryHost: sb.primaryHost ?? src.apply((s) => s.host),
+      port: src.apply((s) => s.port ?? (sb.engine === "postgres" ? 5432 : 6379)),
+      user: sb.engine === "postgres" ? src.apply((s) => s.user ?? "postgres") : undefined,
+      password: sb.passwordKey ? secrets.get(sb.passwordKey) : undefined,
+      active: f.active,
+      force: f.force,
+      catchUpSeconds: f.catchUpSeconds,
+      networks: specs.sidecar.networks,
+      containerNetworks: specs.sidecar.networks,
+      placement: specs.sidecar.placement,
+      s3: regionS3(src, creds),
+      catalog: agentCatalog(specs, secrets),
+      encryptionIdentity: secrets.get(SECRET.ageIdentity),
+    });
+    if (f.active) {
+      // The promoted service is backed up in this region from its first minute, like the primary was.
+      const creds = sidecarCreds!.apply((all) => {
+        const c = all[sb.name];
+        if (!c) throw new Error(`the primary stack ${specs.primaryStack} exports no DR sidecar user for '${sb.name}' (output drSidecarCredentials): update the primary stack first`);
+        return c;
+      });
+      new BackupSidecar(
+        `sidecar-${sb.name}`,
+        {
+          service: sb.name,
+          engine: sb.engine,
+          tier: src.apply((s) => s.tier),
+          tenantId: specs.tenantId,
+          image: specs.images.agent,
+          serviceName: `${specs.namePrefix}-${sb.name}-backup`,
+          rpoSeconds: src.apply((s) => s.rpoSeconds),
+          rtoSeconds: src.apply((s) => s.rtoSeconds),
+          schedules: { full: src.apply((s) => s.schedules.full), incremental: src.apply((s) => s.schedules.incremental) },
+          retention: { fullDays: src.apply((s) => s.retention.fullDays), incrementalDays: src.apply((s) => s.retention.incrementalDays), walDays: src.apply((s) => s.retention.walDays) },
+          walSwitchSeconds: sb.engine === "postgres" ? src.apply((s) => s.walSwitchSeconds ?? TARGET_DEFAULTS.walSwitchSeconds) : undefined,
+          target: { host: standby.serviceName, port: src.apply((s) => s.port ?? (sb.engine === "postgres" ? 5432 : 6379)), user: sb.engine === "postgres" ? src.apply((s) => s.user ?? "postgres") : undefined, password: sb.passwordKey ? secrets.get(sb.passwordKey) : undefined },
+          s3: regionS3(src, creds),
+          catalog: agentCatalog(specs, secrets),
+          encryptionRecipient: secrets.get(SECRET.ageRecipient),
+          networks: specs.sidecar.networks,
+          placement: specs.sidecar.placement,
+          limits: { cpus: specs.sidecar.cpus, memoryMiB: specs.sidecar.memoryMiB },
+          metricsPort: specs.sidecar.metricsPort,
+        },
+        { dependsOn: [standby] },
+      );
+    }
+    out[sb.name] = { service: standby.serviceName, state: f.active ? "promoted" : "standby" };
+  }
+  return out;
+}
 
 export function dr(specs: Specs, secrets: Secrets): Record<string, unknown> {
   const primary = new pulumi.StackReference("primary", { name: specs.primaryStack! });
@@ -25,12 +143,16 @@ export function dr(specs: Specs, secrets: Secrets): Record<string, unknown> {
     networks: specs.sidecar.networks,
   });
   const monitoring = declareMonitoring(specs, secrets);
+  const standbys = declareStandbys(specs, secrets, primary, drBuckets, creds);
   return {
     role: specs.role,
     primaryStack: specs.primaryStack,
     drBuckets,
     region: { name: region.name, endpoint: region.endpoint },
     cronServices: { maintenance: crons.maintenance.serviceId, drill: crons.drill.serviceId },
+    /** Whether this region is the active one (kryonix-dr:active), and its standbys: Swarm service, stable name, state. */
+    active: specs.failover?.active ?? false,
+    standbys,
     monitoring: { scrapeConfigId: monitoring.scrapeConfigId, alertRulesId: monitoring.alertRulesId, scrapeConfig: monitoring.scrapeConfig, alertRules: monitoring.alertRules },
   };
 }

@@ -35,6 +35,8 @@ export function local(specs: Specs, secrets: Secrets): Record<string, unknown> {
       user: s.user,
       password: s.passwordKey ? secrets.get(s.passwordKey) : undefined,
       networks: [network.id],
+      // The stable name clients use (`postgresql`): on failover the promoted standby takes it.
+      aliases: [s.name],
       placement: s.placement,
     });
     declared[s.name] = { host: svc.serviceName, volume: svc.volumeName };

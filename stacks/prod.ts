@@ -51,7 +51,8 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
       endpoint: dr.endpoint,
       adminAccessKey: secrets.get(dr.accessKeyKey),
       adminSecretKey: secrets.get(dr.secretKeyKey),
-      access: { restore: true, replicationTarget: true },
+      // sidecars: users the dr stack's sidecars back up a promoted standby with (failover).
+      access: { restore: true, replicationTarget: true, sidecars: true },
     },
     { providers: { minio: minioProvider(dr, secrets) } },
   );
@@ -124,6 +125,28 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
     tenantId: specs.tenantId,
     /** The DR stack's crons take the service list from here (one source: this stack's config). */
     services: summarize(specs),
+    /** The dr stack's warm standbys follow these (PostgreSQL and Redis services): where each runs and how it is served. */
+    standbySources: specs.services
+      .filter((s) => s.engine === "postgres" || s.engine === "redis")
+      .map((s) => ({
+        name: s.name,
+        engine: s.engine,
+        tier: s.tier,
+        host: options.declared?.[s.name]?.host ?? s.host,
+        port: s.port,
+        image: s.image,
+        dataPath: s.dataPath,
+        user: s.user,
+        rpoSeconds: s.rpoSeconds,
+        rtoSeconds: s.rtoSeconds,
+        schedules: s.schedules,
+        retention: s.retention,
+        walSwitchSeconds: s.walSwitchSeconds,
+      })),
+    /** The dr stack's sidecars of promoted standbys write to the DR buckets with these (one least-privilege user each). */
+    drSidecarCredentials: pulumi.secret(
+      Object.fromEntries(specs.services.filter((s) => s.engine === "postgres" || s.engine === "redis").map((s) => [s.name, { accessKey: drStorage.sidecarCredentials[s.name]!.accessKey, secretKey: drStorage.sidecarCredentials[s.name]!.secretKey }])),
+    ),
     primaryBuckets: primaryStorage.buckets,
     drBuckets: drStorage.buckets,
     lockDays: primaryStorage.lockDays,

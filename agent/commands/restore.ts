@@ -70,6 +70,8 @@ export interface RestoreOptions {
   cleanTarget?: boolean;
   /** uid:gid to own the restored files (the server's user in the image that will serve them). */
   owner?: string;
+  /** PostgreSQL: restore as a warm standby (standby seed): the newest base, whole WAL segments only, standby.signal. */
+  standby?: boolean;
 }
 
 export interface RestoreSummary {
@@ -105,6 +107,7 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
   if (nonEmpty && !(o.forceOverwriteSource && o.yes)) {
     throw new ConfigError(`restore target ${target} is not empty: give an empty or new directory (or --force-overwrite-source --yes to replace what is there).`);
   }
+  if (o.standby && (engine !== "postgres" || o.backupId || o.time)) throw new ConfigError("a standby is seeded from the newest PostgreSQL base only: no --time or --backup-id.");
   const storage = Storage.fromSettings(s);
   const t0 = Date.now();
 
@@ -127,6 +130,8 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
     wal = engine === "postgres" ? [...plan.history, ...(await contiguousWal(c, tenantId, service, plan.wal))] : [];
     reaches = plan.recoveryPoint;
   }
+  // A standby replays segment after segment: a .partial would stand in for a whole one it is not.
+  if (o.standby) wal = wal.filter((w) => /^[0-9A-F]{24}$/.test(w.segmentName));
   arts = await inRegionOf(c, storage, arts);
   wal = await inRegionOf(c, storage, wal);
   log(`restore ${service}: using backup ${row.backupId} (${row.backupType}, recovery point ${row.recoveryPointEnd?.toISOString()})${wal.length ? ` + ${wal.length} WAL file(s)` : ""}, reaching ${reaches.toISOString()}, from ${storage.bucket} in region ${storage.region}`);
@@ -153,7 +158,7 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
     if (engine === "postgres") {
       const base = refs.find((r) => r.name === "base.tar");
       if (!base) throw new IntegrityError(`backup ${row.backupId} has no base.tar artifact.`);
-      await pgEngine.restore({ storage, identityFile: identity, base, wal: walRefs, target, walDir: o.walDir, targetTime: o.time });
+      await pgEngine.restore({ storage, identityFile: identity, base, wal: walRefs, target, walDir: o.walDir, targetTime: o.time, standby: o.standby });
       next = `start PostgreSQL 15 on ${target} (owned by the postgres user, mode 0700); it replays the WAL and promotes`;
     } else {
       const rdb = refs.find((r) => r.name === "dump.rdb");

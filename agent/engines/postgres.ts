@@ -15,7 +15,7 @@
  * backup; that arrived in 17). An incremental run forces a segment switch, waits until every
  * completed segment up to it is uploaded and recorded, and records a row covering that range.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, appendFileSync, createReadStream, createWriteStream } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, appendFileSync, createReadStream, createWriteStream } from "node:fs";
 import path from "node:path";
 import pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
@@ -366,9 +366,14 @@ export async function restore(o: {
   target: string;
   walDir?: string;
   targetTime?: Date;
+  /**
+   * A warm standby instead of a recovery: standby.signal, WAL read from STANDBY_WAL_DIR (which
+   * `kdr-agent standby follow` keeps filling) and cleaned up by PostgreSQL itself, no target.
+   */
+  standby?: boolean;
 }): Promise<void> {
   mkdirSync(o.target, { recursive: true, mode: 0o700 });
-  const walDir = o.walDir ?? path.join(o.target, STAGED_WAL_DIR);
+  const walDir = o.standby ? path.join(o.target, STANDBY_WAL_DIR) : (o.walDir ?? path.join(o.target, STAGED_WAL_DIR));
   mkdirSync(walDir, { recursive: true });
   const tar = spawnTool("tar", ["-x", "-i", "-f", "-", "-C", o.target]);
   await Promise.all([openAndRestore({ storage: o.storage, ref: o.base, identityFile: o.identityFile, label: o.base.name, sink: tar.child.stdin! }), tar.exited]);
@@ -376,6 +381,11 @@ export async function restore(o: {
   for (const w of o.wal) {
     await openAndRestore({ storage: o.storage, ref: w, identityFile: o.identityFile, label: w.name, sink: createWriteStream(path.join(walDir, w.name)) });
     progress.add(1);
+  }
+  if (o.standby) {
+    writeStandbyConfig(o.target);
+    log(`postgres standby: base + ${o.wal.length} WAL file(s) in ${o.target}; it starts as a standby and replays WAL staged in ${STANDBY_WAL_DIR} by 'kdr-agent standby follow'`);
+    return;
   }
   // restore_command runs with the data directory as its working directory.
   const from = o.walDir ? o.walDir : STAGED_WAL_DIR;
@@ -391,6 +401,40 @@ export async function restore(o: {
   appendFileSync(path.join(o.target, "postgresql.auto.conf"), conf.join("\n"));
   writeFileSync(path.join(o.target, "recovery.signal"), "");
   log(`postgres restore: base + ${o.wal.length} WAL file(s) in ${o.target}; recovery ${o.targetTime ? `to ${o.targetTime.toISOString()}` : "to the end of the WAL"} happens when PostgreSQL starts on it`);
+}
+
+/** Where a warm standby's WAL is staged, inside its data directory (shared with the follower's volume mount). */
+export const STANDBY_WAL_DIR = "kdr_standby_wal";
+
+/**
+ * A standby's recovery settings: replay what the follower stages, keep asking for the next
+ * segment (standby mode), and let PostgreSQL remove what it no longer needs. The staging
+ * directory is owned by the data directory's owner, so the server can clean it up.
+ */
+export function writeStandbyConfig(target: string): void {
+  const conf = [
+    "",
+    "# written by kdr-agent standby seed: a warm standby fed from the DR region's archived WAL",
+    `restore_command = 'cp "${STANDBY_WAL_DIR}/%f" "%p"'`,
+    `archive_cleanup_command = 'pg_archivecleanup ${STANDBY_WAL_DIR} %r'`,
+    "recovery_target_timeline = 'latest'",
+    "hot_standby = on",
+    "",
+  ];
+  appendFileSync(path.join(target, "postgresql.auto.conf"), conf.join("\n"));
+  writeFileSync(path.join(target, "standby.signal"), "");
+  rmSync(path.join(target, "recovery.signal"), { force: true });
+  const walDir = path.join(target, STANDBY_WAL_DIR);
+  mkdirSync(walDir, { recursive: true });
+  ownLikeDataDir(target, [walDir, ...readdirSync(walDir).map((f) => path.join(walDir, f))]);
+}
+
+/** Gives paths the owner of the data directory's PG_VERSION (the server's user), when run as root. */
+export function ownLikeDataDir(target: string, paths: string[]): void {
+  const version = path.join(target, "PG_VERSION");
+  if (!existsSync(version) || process.getuid?.() !== 0) return;
+  const { uid, gid } = statSync(version);
+  for (const p of paths) chownSync(p, uid, gid);
 }
 
 /** Tool-level checks: pg_verifybackup on the unpacked base (with its backup_manifest), pg_restore -l on dumps. */

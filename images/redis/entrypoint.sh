@@ -19,6 +19,8 @@ chmod 0600 "$conf"
 } >"$conf"
 if [ -n "${REDIS_PASSWORD_FILE:-}" ]; then
   [ -r "$REDIS_PASSWORD_FILE" ] || { echo "entrypoint: REDIS_PASSWORD_FILE=$REDIS_PASSWORD_FILE is not readable; mount the secret there" >&2; exit 1; }
-  printf 'requirepass "%s"\n' "$(cat "$REDIS_PASSWORD_FILE")" >>"$conf"
+  pw="$(cat "$REDIS_PASSWORD_FILE")"
+  # masterauth too: a replica (the DR standby, --replicaof) authenticates to its primary with it.
+  printf 'requirepass "%s"\nmasterauth "%s"\n' "$pw" "$pw" >>"$conf"
 fi
 exec redis-server "$conf" "$@"

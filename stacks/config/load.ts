@@ -29,6 +29,8 @@ export function loadConfig(): { specs: Specs; secrets: Secrets } {
     monitoring: cfg.getObject("monitoring"),
     primaryStack: cfg.get("primaryStack"),
     recovery: cfg.getObject("recovery"),
+    active: cfg.get("active"),
+    failover: cfg.getObject("failover"),
   };
   // Only the key names are taken here; secret values are read below with requireSecret.
   const prefix = `${PROJECT}:`;

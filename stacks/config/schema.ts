@@ -145,6 +145,27 @@ export interface RawConfig {
   primaryStack?: string;
   /** catalog: how the recovery stack gets a catalog (see RECOVERY_CATALOG_MODES). @default existing */
   recovery?: { point?: string; sourceRegion?: string; serviceNamePrefix?: string; catalog?: string };
+  /** dr: the switch that promotes the warm standbys (`pulumi config set kryonix-dr:active true`). @default false */
+  active?: boolean | string;
+  /** dr: the warm standbys of the primary's critical PostgreSQL and Redis services. */
+  failover?: RawFailover;
+}
+
+export interface RawFailover {
+  /** Each standby: the primary's service name and engine; primaryHost: how the DR region reaches the primary (default: its host as the primary stack reports it). */
+  standbys?: Array<{ name?: string; engine?: string; primaryHost?: string }>;
+  /** Activate although the primary still answers. @default false */
+  force?: boolean;
+  /** Seconds a PostgreSQL standby may take to replay what the region holds before activation refuses. @default 60 */
+  catchUpSeconds?: number;
+}
+
+export interface StandbySpec {
+  name: string;
+  engine: "postgres" | "redis";
+  primaryHost?: string;
+  /** Config key of its password (the primary's), when set on this stack. */
+  passwordKey?: string;
 }
 
 // ---------- specs (what components receive) ----------
@@ -242,6 +263,8 @@ export interface Specs {
   primaryStack?: string;
   /** recovery: what to restore from, and the prefix of the fresh services' Swarm names. */
   recovery?: { point: RecoveryPoint; sourceRegion: RegionRole; serviceNamePrefix: string; catalog: RecoveryCatalogMode };
+  /** dr: the warm standbys and whether they are promoted. */
+  failover?: { active: boolean; force: boolean; catchUpSeconds: number; standbys: StandbySpec[] };
   /** Every secret config key this stack needs (without the project prefix). */
   secretKeys: string[];
   /** Optional secrets that are present. */

@@ -43,10 +43,14 @@ describe("local stack", () => {
     expect(mounts).toContainEqual({ type: "volume", source: "kdr-local-files-backup-state", target: "/var/lib/kryonix-dr" });
   });
 
-  it("puts everything on one attachable overlay network", () => {
+  it("puts everything on one attachable overlay network, each protected service under its stable name too", () => {
     const net = one(regs, "docker:index/network:Network", "network");
     expect(net.inputs).toMatchObject({ name: "kdr-local-net", driver: "overlay", attachable: true });
-    for (const s of services()) expect((s.inputs.taskSpec as any).networksAdvanceds).toContainEqual({ id: "network-id", ...(labelsOf(s.inputs)[LABELS.stateful] ? { aliases: [] } : {}) });
+    for (const s of services()) {
+      const service = labelsOf(s.inputs)[LABELS.stateful] ? labelsOf(s.inputs)[LABELS.service] : undefined;
+      // The name clients use (`postgresql`): a failover moves it to the promoted standby.
+      expect((s.inputs.taskSpec as any).networksAdvanceds).toContainEqual({ id: "network-id", ...(service ? { aliases: [service] } : {}) });
+    }
   });
 
   it("runs Prometheus on a manager node with the generated config and rules, the Docker socket read-only, its TSDB in memory and its API on port 19090", () => {

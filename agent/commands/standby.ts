@@ -1,0 +1,388 @@
+/**
+ * `kdr-agent standby`: the warm standby of a critical service in the DR region (issue #14).
+ *
+ * - `standby seed --target <dir>`: PostgreSQL only. Restores the newest base and its WAL from
+ *   this region's copies into an empty data directory, as a standby (standby.signal, WAL read
+ *   from STANDBY_WAL_DIR). A directory already seeded is left alone, so the job can run again.
+ * - `standby follow --target <dir>`: PostgreSQL only, long-running beside the standby (same
+ *   volume). Every few seconds it stages, decrypted and checked, each WAL segment that has been
+ *   copied into this region since the last one, in order; the standby replays them. It works
+ *   with the primary region gone, as long as its archive reached this region.
+ * - `standby activate [--force]`: the promotion, run once when the dr stack's `active` is set.
+ *   It refuses while the primary still answers (unless --force) and while the standby is
+ *   behind what this region holds (saying how far), then promotes (PostgreSQL pg_promote,
+ *   Redis REPLICAOF NO ONE) and records the failover in disaster_recovery_log.
+ */
+import { execFile } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, renameSync, createWriteStream, writeFileSync } from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
+import pg from "pg";
+import { Gauge } from "prom-client";
+import * as cat from "../catalog.js";
+import { AGENT_ENV } from "../../contract/index.js";
+import { ConfigError, type Settings } from "../config.js";
+import { STANDBY_WAL_DIR, ownLikeDataDir, pgConnect, pgEnv } from "../engines/postgres.js";
+import { redisArgs } from "../engines/redis.js";
+import { registry } from "../metrics.js";
+import { httpServer } from "../serve.js";
+import { openAndRestore } from "../storage/pipeline.js";
+import { log } from "../storage/progress.js";
+import { Storage } from "../storage/s3.js";
+import { runRestore, type RestoreSummary } from "./restore.js";
+import { identityFor } from "./shared.js";
+
+const run = promisify(execFile);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** What the follower has staged, kept beside the data (PostgreSQL removes replayed segments). */
+export const STATE_FILE = "kdr_standby.json";
+interface FollowState {
+  timeline: number;
+  /** The newest segment staged (a WAL file name). */
+  segment: string;
+}
+
+function readState(target: string): FollowState | undefined {
+  const f = path.join(target, STATE_FILE);
+  if (existsSync(f)) return JSON.parse(readFileSync(f, "utf8")) as FollowState;
+  const dir = path.join(target, STANDBY_WAL_DIR);
+  const names = existsSync(dir) ? readdirSync(dir).filter((n) => /^[0-9A-F]{24}$/.test(n)).sort() : [];
+  const last = names[names.length - 1];
+  return last ? { timeline: parseInt(last.slice(0, 8), 16), segment: last } : undefined;
+}
+
+function writeState(target: string, st: FollowState): void {
+  const f = path.join(target, STATE_FILE);
+  writeFileSync(`${f}.tmp`, JSON.stringify(st) + "\n");
+  renameSync(`${f}.tmp`, f);
+}
+
+/** The timeline a fresh base starts on (from its catalog row), when nothing is staged yet. */
+async function baseState(c: pg.Client, s: Settings, backupId: string): Promise<FollowState> {
+  const row = await cat.getBackup(c, backupId);
+  if (!row?.startLsn || !row.timeline) throw new Error(`backup ${backupId} has no start LSN or timeline in the catalog: it cannot seed a standby.`);
+  const segno = cat.lsnToSegmentNumber(row.startLsn);
+  // "The newest staged" is the one before the base's first segment: following starts at the base.
+  return { timeline: row.timeline, segment: cat.walFileName(row.timeline, segno - 1n) };
+}
+
+export interface SeedSummary {
+  service: string;
+  target: string;
+  alreadySeeded: boolean;
+  restore?: RestoreSummary;
+}
+
+export async function runSeed(s: Settings, c: pg.Client, target: string): Promise<SeedSummary> {
+  if (s.engine !== "postgres") throw new ConfigError(`standby seed is for PostgreSQL (a Redis replica syncs from its primary by itself); ${s.service} is ${s.engine}.`);
+  if (!target) throw new ConfigError("standby seed needs --target <the standby's data directory>.");
+  const dir = path.resolve(target);
+  if (existsSync(path.join(dir, "standby.signal")) && existsSync(path.join(dir, "PG_VERSION"))) {
+    log(`standby seed ${s.service}: ${dir} already holds a standby; left as it is`);
+    return { service: s.service, target: dir, alreadySeeded: true };
+  }
+  const r = await runRestore(s, c, { target: dir, standby: true });
+  if (!readState(dir)) writeState(dir, await baseState(c, s, r.backupId));
+  const st = readState(dir)!;
+  writeState(dir, st);
+  ownLikeDataDir(dir, [path.join(dir, STATE_FILE)]);
+  log(`standby seed ${s.service}: seeded from backup ${r.backupId}; follows timeline ${st.timeline} after ${st.segment}`);
+  return { service: s.service, target: dir, alreadySeeded: false, restore: r };
+}
+
+/** The segments of the timeline after `after`, in order, with this region's version of each; stops at the first not copied here yet. */
+async function copiedAfter(c: pg.Client, s: Settings, storage: Storage, st: FollowState): Promise<Array<{ row: cat.WalSegmentRow; versionId: string | undefined }>> {
+  const after = cat.walSegmentNumber(st.segment);
+  const rows = (await cat.listWalSegments(c, s.service, { tenantId: s.tenantId, timeline: st.timeline })).filter(
+    (w) => /^[0-9A-F]{24}$/.test(w.segmentName) && cat.walSegmentNumber(w.segmentName) > after,
+  );
+  const copies = await cat.copyVersions(c, storage.endpoint, storage.bucket, rows.flatMap((w) => (w.versionId ? [{ key: w.objectKey, versionId: w.versionId }] : [])));
+  const out: Array<{ row: cat.WalSegmentRow; versionId: string | undefined }> = [];
+  let next = after + 1n;
+  for (const w of rows) {
+    if (cat.walSegmentNumber(w.segmentName) !== next) break;
+    const copy = w.versionId ? copies.get(`${w.objectKey}\n${w.versionId}`) : undefined;
+    if (w.versionId && !copies.has(`${w.objectKey}\n${w.versionId}`)) break;
+    out.push({ row: w, versionId: copy ?? undefined });
+    next++;
+  }
+  return out;
+}
+
+const g = {
+  staged: new Gauge({ name: "kdr_standby_staged_wal_age_seconds", help: "Seconds since the writes of the newest WAL segment staged for the standby (how far the DR region's copy is behind)", labelNames: ["service"], registers: [registry] }),
+  replayBytes: new Gauge({ name: "kdr_standby_replay_lag_bytes", help: "Bytes of staged WAL the standby has not replayed yet", labelNames: ["service"], registers: [registry] }),
+  replaySeconds: new Gauge({ name: "kdr_standby_replay_lag_seconds", help: "Seconds since the last transaction the standby replayed was committed on the primary", labelNames: ["service"], registers: [registry] }),
+};
+
+export interface ReplayStatus {
+  inRecovery: boolean;
+  replayLsn: string | null;
+  lastReplayAt: Date | null;
+}
+
+export async function replayStatus(s: Settings): Promise<ReplayStatus> {
+  const c = await pgConnect(s);
+  try {
+    const { rows } = await c.query<{ r: boolean; lsn: string | null; at: Date | null }>(
+      "SELECT pg_is_in_recovery() AS r, pg_last_wal_replay_lsn()::text AS lsn, pg_last_xact_replay_timestamp() AS at",
+    );
+    return { inRecovery: rows[0]!.r, replayLsn: rows[0]!.lsn, lastReplayAt: rows[0]!.at };
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+const lsnBytes = (lsn: string) => {
+  const [hi, lo] = lsn.split("/") as [string, string];
+  return (BigInt("0x" + hi) << 32n) | BigInt("0x" + lo);
+};
+const SEGMENT_BYTES = 16n * 1024n * 1024n;
+
+/** One look: stages every newly copied segment, in order, each checked and renamed into place whole. */
+export async function followPass(s: Settings, c: pg.Client, storage: Storage, target: string): Promise<{ staged: string[]; newest?: cat.WalSegmentRow }> {
+  const st = readState(target);
+  if (!st) throw new Error(`${target} holds no standby (no ${STATE_FILE} and nothing staged): seed it first with 'kdr-agent standby seed --target ${target}'.`);
+  const dir = path.join(target, STANDBY_WAL_DIR);
+  const staged: string[] = [];
+  let newest: cat.WalSegmentRow | undefined;
+  for (const { row, versionId } of await copiedAfter(c, s, storage, st)) {
+    const file = path.join(dir, row.segmentName);
+    await openAndRestore({
+      storage,
+      ref: { key: row.objectKey, versionId, sha256: row.sha256, storedBytes: row.sizeBytes, rawBytes: row.rawSize ?? undefined },
+      identityFile: identityFor(s, row.encryptionKeyId),
+      label: row.segmentName,
+      sink: createWriteStream(`${file}.part`),
+    });
+    // PostgreSQL's restore_command copies the file by name: it only ever sees it whole.
+    renameSync(`${file}.part`, file);
+    ownLikeDataDir(target, [file]);
+    writeState(target, { timeline: st.timeline, segment: row.segmentName });
+    staged.push(row.segmentName);
+    newest = row;
+  }
+  return { staged, newest };
+}
+
+/** `standby follow`: stages newly copied WAL until stopped; the log says what arrived and how far replay is. */
+export async function follow(s: Settings, target: string, connect: () => Promise<pg.Client>): Promise<void> {
+  if (s.engine !== "postgres") throw new ConfigError(`standby follow is for PostgreSQL; ${s.service} is ${s.engine}.`);
+  const dir = path.resolve(target);
+  const storage = Storage.fromSettings(s);
+  const interval = s.int("followIntervalSeconds") * 1000;
+  let stopping = false;
+  for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => (stopping = true));
+  let c: pg.Client | undefined;
+  let lastError = "";
+  let newestAt: Date | undefined;
+  let healthy = false;
+  const srv = httpServer(s.metricsPort, () => ({ ok: healthy, detail: { service: s.service, role: "standby-follower", lastError: lastError || undefined } }));
+  log(`standby follow ${s.service}: staging WAL copied to ${storage.bucket} (${storage.region}) into ${path.join(dir, STANDBY_WAL_DIR)} every ${interval / 1000} s`);
+  while (!stopping) {
+    try {
+      c ??= await connect();
+      const r = await followPass(s, c, storage, dir);
+      if (r.newest) newestAt = r.newest.coversUntil;
+      const replay = await replayStatus(s).catch(() => undefined);
+      if (newestAt) g.staged.set({ service: s.service }, (Date.now() - newestAt.getTime()) / 1000);
+      const st = readState(dir);
+      if (replay?.replayLsn && st) {
+        const stagedEnd = (cat.walSegmentNumber(st.segment) + 1n) * SEGMENT_BYTES;
+        const lag = stagedEnd - lsnBytes(replay.replayLsn);
+        g.replayBytes.set({ service: s.service }, Number(lag > 0n ? lag : 0n));
+      }
+      if (replay?.lastReplayAt) g.replaySeconds.set({ service: s.service }, (Date.now() - replay.lastReplayAt.getTime()) / 1000);
+      if (replay && !replay.inRecovery) {
+        log(`standby follow ${s.service}: the server is no longer in recovery (promoted): nothing more to stage; idle`);
+        while (!stopping) await sleep(interval);
+        break;
+      }
+      if (r.staged.length) {
+        log(
+          `standby follow ${s.service}: staged ${r.staged.length} segment(s) up to ${r.staged[r.staged.length - 1]} (writes until ${r.newest!.coversUntil.toISOString()})` +
+            (replay ? `; replayed up to ${replay.replayLsn ?? "-"}${replay.lastReplayAt ? `, last commit replayed ${replay.lastReplayAt.toISOString()}` : ""}` : "; the standby does not answer yet"),
+        );
+      }
+      lastError = "";
+      healthy = true;
+    } catch (e) {
+      const msg = (e as Error).message;
+      // Said once per distinct problem, not at every look.
+      if (msg !== lastError) log(`standby follow ${s.service}: ${msg} (retrying every ${interval / 1000} s)`);
+      lastError = msg;
+      healthy = false;
+      await c?.end().catch(() => undefined);
+      c = undefined;
+    }
+    await sleep(interval);
+  }
+  srv.close();
+  await c?.end().catch(() => undefined);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activation
+
+export interface ActivateSummary {
+  service: string;
+  engine: string;
+  standby: string;
+  alreadyActive: boolean;
+  /** The newest commit (PostgreSQL) the promoted server holds, when known. */
+  recoveryPoint?: string;
+  seconds: { primaryCheck: number; catchUp: number; promote: number; total: number };
+  recoveryId?: string;
+  notes: string[];
+}
+
+/** Does the primary still answer as a working server? */
+async function primaryAnswers(s: Settings, host: string): Promise<string | undefined> {
+  if (s.engine === "postgres") {
+    const env = pgEnv(s);
+    const c = new pg.Client({ host, port: Number(env.PGPORT), user: env.PGUSER, password: env.PGPASSWORD, database: "postgres", connectionTimeoutMillis: 5000 });
+    c.on("error", () => undefined);
+    try {
+      await c.connect();
+      const { rows } = await c.query<{ r: boolean }>("SELECT pg_is_in_recovery() AS r");
+      return rows[0]!.r ? undefined : `PostgreSQL at ${host} accepts connections and is a primary`;
+    } catch {
+      return undefined;
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+  const { args, env } = redisArgs(s);
+  const hostArgs = [...args];
+  hostArgs[1] = host;
+  try {
+    const r = await run("redis-cli", [...hostArgs, "--no-auth-warning", "PING"], { env, timeout: 5000 });
+    return r.stdout.trim() === "PONG" ? `Redis at ${host} answers PING` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function redisInfo(s: Settings): Promise<Record<string, string>> {
+  const { args, env } = redisArgs(s);
+  const r = await run("redis-cli", [...args, "--no-auth-warning", "INFO", "replication"], { env, timeout: 10000 });
+  return Object.fromEntries(
+    r.stdout
+      .split(/\r?\n/)
+      .filter((l) => l.includes(":"))
+      .map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1).trim()]),
+  );
+}
+
+/** PostgreSQL: waits until the standby replayed into the newest segment this region holds; refuses, with how far behind it is, after `seconds`. */
+async function waitCaughtUp(s: Settings, c: pg.Client, storage: Storage, seconds: number): Promise<ReplayStatus> {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const rs = await replayStatus(s);
+    if (!rs.replayLsn) throw new Error(`the standby ${s.get("targetHost")} has replayed no WAL at all: it never caught up; see its follower's log`);
+    const segno = cat.lsnToSegmentNumber(rs.replayLsn);
+    const timeline = (await c.query<{ t: number }>("SELECT max(timeline) AS t FROM wal_segment WHERE tenant_id = $1 AND service_name = $2", [s.tenantId, s.service])).rows[0]?.t ?? 1;
+    const ahead = await copiedAfter(c, s, storage, { timeline, segment: cat.walFileName(timeline, segno) });
+    if (ahead.length === 0) return rs;
+    if (Date.now() > deadline) {
+      const last = ahead[ahead.length - 1]!.row;
+      throw new Error(
+        `the standby ${s.get("targetHost")} has not caught up: it replayed up to ${rs.replayLsn} (last commit ${rs.lastReplayAt?.toISOString() ?? "none"}), ` +
+          `and this region holds ${ahead.length} more WAL segment(s), up to ${last.segmentName} (writes until ${last.coversUntil.toISOString()}). ` +
+          `Promoting now would lose them: see the follower's log ('docker service logs <standby>-follower'), or give it longer (${AGENT_ENV.catchUpSeconds}, config kryonix-dr:failover.catchUpSeconds)`,
+      );
+    }
+    await sleep(1000);
+  }
+}
+
+export async function runActivate(s: Settings, connect: () => Promise<pg.Client>, o: { force: boolean }): Promise<ActivateSummary> {
+  const engine = s.engine;
+  if (engine !== "postgres" && engine !== "redis") throw new ConfigError(`standby activate promotes PostgreSQL and Redis standbys; ${s.service} is ${engine}.`);
+  const standby = s.require("targetHost");
+  const primary = s.require("primaryHost");
+  const t0 = Date.now();
+  const notes: string[] = [];
+  const answers = await primaryAnswers(s, primary);
+  if (answers && !o.force) {
+    throw new ConfigError(
+      `the primary still answers (${answers}): promoting the standby now would leave two writable primaries and split the data. ` +
+        `Stop the primary first, or, if it is unreachable for its clients although it answers here, set 'kryonix-dr:failover' { force: true } and deploy again.`,
+    );
+  }
+  if (answers) notes.push(`forced: ${answers}`);
+  const t1 = Date.now();
+  let c: pg.Client | undefined;
+  try {
+    c = await connect();
+  } catch (e) {
+    if (!o.force) throw new Error(`${(e as Error).message}; without the catalog the standby's catch-up cannot be judged (force skips that check).`);
+    notes.push(`catalog unreachable: ${(e as Error).message}`);
+  }
+  try {
+    let recoveryPoint: Date | null = null;
+    let alreadyActive = false;
+    let t2 = Date.now();
+    if (engine === "postgres") {
+      const rs = await replayStatus(s);
+      if (!rs.inRecovery) {
+        alreadyActive = true;
+      } else {
+        const caught = c ? await waitCaughtUp(s, c, Storage.fromSettings(s), s.int("catchUpSeconds")) : rs;
+        recoveryPoint = caught.lastReplayAt;
+        t2 = Date.now();
+        const p = await pgConnect(s);
+        try {
+          const { rows } = await p.query<{ ok: boolean }>("SELECT pg_promote(true, 60) AS ok");
+          if (!rows[0]!.ok) throw new Error(`pg_promote on ${standby} did not finish within 60 s: look at the server's log`);
+        } finally {
+          await p.end().catch(() => undefined);
+        }
+      }
+    } else {
+      const info = await redisInfo(s);
+      if (info.role === "master") {
+        alreadyActive = true;
+      } else {
+        const offset = Number(info.slave_repl_offset ?? "0");
+        if (!(offset > 0)) {
+          throw new Error(`the Redis replica ${standby} never completed a sync with ${info.master_host ?? primary} (offset ${info.slave_repl_offset ?? "none"}, link ${info.master_link_status ?? "unknown"}): it holds nothing to promote`);
+        }
+        if (info.master_link_status !== "up") notes.push(`replica link to ${info.master_host} was ${info.master_link_status} for ${info.master_link_down_since_seconds ?? "?"} s; replication offset ${offset}`);
+        t2 = Date.now();
+        const { args, env } = redisArgs(s);
+        const r = await run("redis-cli", [...args, "--no-auth-warning", "REPLICAOF", "NO", "ONE"], { env, timeout: 10000 });
+        if (r.stdout.trim() !== "OK") throw new Error(`REPLICAOF NO ONE on ${standby} answered '${r.stdout.trim()}'`);
+      }
+    }
+    const t3 = Date.now();
+    const seconds = { primaryCheck: (t1 - t0) / 1000, catchUp: (t2 - t1) / 1000, promote: (t3 - t2) / 1000, total: (t3 - t0) / 1000 };
+    let recoveryId: string | undefined;
+    if (c && !alreadyActive) {
+      const row = await cat.startRecovery(c, {
+        tenantId: s.tenantId,
+        incidentType: "failover",
+        affectedServices: [s.service],
+        procedure: "docs/runbooks.md §9 failover: kryonix-dr:active true on the dr stack",
+        target: "latest",
+        rtoTargetSeconds: s.int("rtoSeconds"),
+        rpoTargetSeconds: s.get("rpoSeconds") ? s.int("rpoSeconds") : undefined,
+        initiatedAt: new Date(t0),
+        metadata: { standby, primary, forced: !!answers },
+      });
+      recoveryId = (
+        await cat.finishRecovery(c, row.recoveryId, {
+          status: "completed",
+          recoveryPoint: recoveryPoint ?? undefined,
+          actualRecoverySeconds: seconds.total,
+          phaseTimings: { primary_check: seconds.primaryCheck, catch_up: seconds.catchUp, promote: seconds.promote },
+          notes: notes.join("; ") || undefined,
+        })
+      ).recoveryId;
+    }
+    return { service: s.service, engine, standby, alreadyActive, recoveryPoint: recoveryPoint?.toISOString(), seconds, recoveryId, notes };
+  } finally {
+    await c?.end().catch(() => undefined);
+  }
+}
