@@ -9,10 +9,16 @@
  * - Only declared resources are created; a type without a mapping fails the deployment, naming it.
  * - Every created object is written to the stack's state file before the next one starts, so a
  *   failed deployment can always be destroyed.
+ * - Deploying a deployed stack again updates it, as `pulumi up` does: a resource whose inputs are
+ *   the same is left alone, a changed one is updated in place where its mapping can (a Swarm
+ *   service) and replaced otherwise, a new one is created, and what the program no longer
+ *   declares is destroyed at the end. Changes made outside the deployer are not looked at (there
+ *   is no refresh): `kryonix-dr drift` reports them.
  * - Destroy removes them in reverse dependency order (dependents first, independent ones together).
  * The state file also holds the provider connection settings that destroy needs, as a local
  * Terraform state does, so it is written 0600 in a 0700 directory.
  */
+import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { spawn } from "node:child_process";
@@ -43,6 +49,10 @@ export interface StateEntry {
   record: Record<string, unknown>;
   /** The object as observed when the deployment completed (local/observe.ts), for drift checks. */
   observed?: Observed;
+  /** SHA-256 of the inputs it was made from: an update leaves it alone while they are the same. */
+  inputsHash?: string;
+  /** What the mapping computed (generated names, keys), handed back when it is left alone. */
+  outputs?: Record<string, unknown>;
 }
 
 export interface DeploymentState {
@@ -130,6 +140,8 @@ export interface DeployResult {
   planned: PlannedResource[];
   /** Declared (planned) resources that were not created, and created ones that were not declared. */
   difference: { missing: string[]; extra: string[] };
+  /** An update of a deployed stack: what happened to each resource (absent on a first deployment). */
+  update?: { unchanged: number; updated: number; replaced: number; created: number; deleted: number };
 }
 
 /** `type name` of every resource that a deployment creates or records (providers included). */
@@ -218,11 +230,18 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
   const dir = opts.stateDir ?? DEPLOYMENTS_DIR;
   const log = opts.log ?? (() => {});
   const existing = readState(opts.stack, dir);
-  if (existing && (existing.resources.length > 0 || deployingElsewhere(existing))) {
+  if (existing && deployingElsewhere(existing)) {
+    throw new Error(`Stack '${opts.stack}' is being deployed right now by process ${existing.pid}: wait for it to finish (or stop it).`);
+  }
+  if (existing && existing.status !== "deployed" && existing.resources.length > 0) {
     throw new Error(
-      `Stack '${opts.stack}' is already deployed (${existing.resources.length} resources in ${statePath(opts.stack, dir)}): the local deployer does not update in place; run 'kryonix-dr destroy --stack ${opts.stack}' first.`,
+      `Stack '${opts.stack}' holds ${existing.resources.length} resources of a deployment that ${existing.status === "failed" ? `failed (${existing.error ?? "see its state file"})` : "did not finish"}: ` +
+        `an update needs a complete deployment to start from; run 'kryonix-dr destroy --stack ${opts.stack}' first.`,
     );
   }
+  /** The resources of the deployment being updated, by URN; each one the program declares again is taken out. */
+  const prior = new Map((existing?.status === "deployed" ? existing.resources : []).map((e) => [e.urn, e]));
+  const updating = prior.size > 0;
   const projectDir = resolve(opts.projectDir ?? join(__dirname, ".."));
   const { project, config } = loadStackConfig(projectDir, opts.stack, opts.config);
   const planned = await planFirst(opts.stack, projectDir, opts.config);
@@ -235,11 +254,15 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
     status: "deploying",
     pid: process.pid,
     startedAt: new Date().toISOString(),
-    providers: defaultProviders(config),
-    resources: [],
-    outputs: {},
+    providers: { ...(updating ? existing!.providers : {}), ...defaultProviders(config) },
+    // Until the update is over, the state holds every object that exists: the old ones too.
+    resources: updating ? [...existing!.resources] : [],
+    outputs: updating ? existing!.outputs : {},
   };
   writeState(state, dir);
+  const counts = { unchanged: 0, updated: 0, replaced: 0, created: 0, deleted: 0 };
+  /** Replaced objects whose successors were created first; deleted with what is no longer declared. */
+  const superseded: StateEntry[] = [];
 
   const byType = new Map<string, Record<string, unknown>[]>();
   const handler: ResourceHandler = {
@@ -282,12 +305,43 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
         record,
       });
       const started = Date.now();
-      try {
-        const created = await mapping.create(r.inputs, ctx, r);
-        state.resources.push(entry(created.id, created.record));
+      const inputsHash = createHash("sha256").update(JSON.stringify({ provider: providerKey, inputs: r.inputs })).digest("hex");
+      const old = prior.get(r.urn);
+      prior.delete(r.urn);
+      const keep = (e: StateEntry) => {
+        const i = old && !superseded.includes(old) ? state.resources.indexOf(old) : -1;
+        if (i >= 0) state.resources[i] = e;
+        else state.resources.push(e);
         writeState(state, dir);
+      };
+      try {
+        if (old && old.type === r.type && old.inputsHash === inputsHash) {
+          keep({ ...old, dependsOn: r.dependsOn ?? [] });
+          byType.set(r.type, [...(byType.get(r.type) ?? []), { ...r.inputs, ...(old.outputs ?? {}) }]);
+          counts.unchanged++;
+          return { id: old.id, state: old.outputs };
+        }
+        let created;
+        if (old && old.type === r.type && mapping.update) {
+          created = await mapping.update(old.record, r.inputs, ctx, r);
+          counts.updated++;
+        } else {
+          if (old && r.inputs.name === undefined) {
+            // Replaced, create first: an auto-named object (a Swarm secret) gets a new name, and
+            // the old one, still in use until its users are updated, goes at the end.
+            superseded.push(old);
+          } else if (old) {
+            // Replaced, delete first: an object with a fixed name cannot exist twice.
+            await mapping.destroy(old.record, state.providers[old.provider] ?? {});
+            state.resources = state.resources.filter((e) => e !== old);
+            writeState(state, dir);
+          }
+          created = await mapping.create(r.inputs, ctx, r);
+          counts[old ? "replaced" : "created"]++;
+        }
+        keep({ ...entry(created.id, created.record), inputsHash, ...(created.state ? { outputs: created.state } : {}) });
         byType.set(r.type, [...(byType.get(r.type) ?? []), { ...r.inputs, ...(created.state ?? {}) }]);
-        log(`created ${r.type} ${r.name} (${created.id}) in ${Date.now() - started} ms`);
+        log(`${old ? (mapping.update ? "updated" : "replaced") : "created"} ${r.type} ${r.name} (${created.id}) in ${Date.now() - started} ms`);
         return { id: created.id, state: created.state };
       } catch (err) {
         // A mapping that made something before failing says so; keep it so destroy removes it.
@@ -304,6 +358,14 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
 
   try {
     const { registrations, outputs } = await runStackProgram({ ...opts, projectDir, handler });
+    if (prior.size > 0 || superseded.length > 0) {
+      // What the program no longer declares goes last, dependents first (as `pulumi up` deletes).
+      const gone = [...prior.values(), ...superseded];
+      const failed = await destroyEntries(gone, state, dir, (e) => log(`deleted ${e.type} ${e.name} (${e.id}): no longer declared`));
+      counts.deleted += gone.length - failed.length;
+      if (failed.length) throw new Error(`could not delete what the program no longer declares:\n${failed.map((f) => `  ${f.entry.type} ${f.entry.name}: ${f.error}`).join("\n")}`);
+    }
+    if (updating) log(`update of stack '${opts.stack}': ${counts.unchanged} unchanged, ${counts.updated} updated in place, ${counts.replaced} replaced, ${counts.created} created, ${counts.deleted} deleted`);
     // Everything as it is now that the whole program ran (a later command may have configured
     // an earlier resource): the baseline `kryonix-dr drift` compares against.
     for (const [entry, seen] of await observeEntries(state.resources, state.providers)) if (seen) entry.observed = seen;
@@ -315,7 +377,7 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
     const want = declaredKeys(planned);
     const got = deployedKeys(state, registrations);
     const difference = { missing: want.filter((k) => !got.includes(k)), extra: got.filter((k) => !want.includes(k)) };
-    return { state, registrations, planned, difference };
+    return { state, registrations, planned, difference, ...(updating ? { update: counts } : {}) };
   } catch (err) {
     state.status = "failed";
     delete state.pid;
@@ -350,10 +412,37 @@ export async function destroy(opts: DestroyOptions): Promise<{ destroyed: StateE
     throw new Error(`Stack '${opts.stack}' is being deployed right now by process ${state.pid}: wait for it to finish (or stop it), then destroy.`);
   }
   const destroyed: StateEntry[] = [];
+  const failed = await destroyEntries(state.resources, state, dir, (e) => {
+    destroyed.push(e);
+    log(`destroyed ${e.type} ${e.name} (${e.id})`);
+  }, opts.force);
+  if (failed.length > 0) {
+    throw new Error(
+      `Destroy of stack '${opts.stack}' left ${failed.length} resource(s); fix the cause and run destroy again:\n${failed
+        .map((f) => `  ${f.entry.type} ${f.entry.name}: ${f.error}`)
+        .join("\n")}`,
+    );
+  }
+  rmSync(statePath(opts.stack, dir), { force: true });
+  forgetGeneratedSecrets(opts.stack, dir);
+  return { destroyed };
+}
+
+/**
+ * Destroys `entries` of a deployment in waves, as the engine does: everything that nothing left
+ * depends on goes at once. Entries whose dependents could not be removed are never ready, and
+ * are reported as blocked. Each one removed leaves the state file at once. Returns the failures.
+ */
+async function destroyEntries(
+  entries: StateEntry[],
+  state: DeploymentState,
+  dir: string,
+  done: (e: StateEntry) => void,
+  force = false,
+): Promise<Array<{ entry: StateEntry; error: string }>> {
   const failed: Array<{ entry: StateEntry; error: string }> = [];
-  // In waves, as the engine does: everything that nothing left depends on goes at once. Entries
-  // whose dependents could not be removed are never ready, and are reported as blocked.
-  const remaining = new Set(state.resources);
+  const opts = { force };
+  const remaining = new Set(entries);
   const stuck = new Set<StateEntry>();
   for (;;) {
     const ready = [...remaining].filter((e) => !stuck.has(e) && ![...remaining].some((o) => o !== e && o.dependsOn.includes(e.urn)));
@@ -364,11 +453,10 @@ export async function destroy(opts: DestroyOptions): Promise<{ destroyed: StateE
       try {
         if (!mapping) throw new Error(`no mapping for ${entry.type}`);
         await mapping.destroy(record, state.providers[entry.provider] ?? {});
-        destroyed.push(entry);
         remaining.delete(entry);
         state.resources = state.resources.filter((e) => e !== entry);
         writeState(state, dir);
-        log(`destroyed ${entry.type} ${entry.name} (${entry.id})`);
+        done(entry);
       } catch (err) {
         stuck.add(entry);
         failed.push({ entry, error: err instanceof Error ? err.message : String(err) });
@@ -380,14 +468,5 @@ export async function destroy(opts: DestroyOptions): Promise<{ destroyed: StateE
     const blocker = [...remaining].find((o) => o.dependsOn.includes(entry.urn));
     failed.push({ entry, error: `still needed by ${blocker?.type} ${blocker?.name}, which could not be destroyed` });
   }
-  if (failed.length > 0) {
-    throw new Error(
-      `Destroy of stack '${opts.stack}' left ${failed.length} resource(s); fix the cause and run destroy again:\n${failed
-        .map((f) => `  ${f.entry.type} ${f.entry.name}: ${f.error}`)
-        .join("\n")}`,
-    );
-  }
-  rmSync(statePath(opts.stack, dir), { force: true });
-  forgetGeneratedSecrets(opts.stack, dir);
-  return { destroyed };
+  return failed;
 }

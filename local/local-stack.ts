@@ -76,7 +76,11 @@ export function forgetGeneratedSecrets(stack: string, stateDir: string): void {
  * under the platform's address and credentials (an override replaces the whole key).
  */
 export function localStackConfig(platform: Platform, stack: string, stateDir: string, projectDir?: string): Config {
-  const fileCatalog = projectDir ? loadStackConfig(projectDir, stack).config[`kryonix-dr:catalog`] : undefined;
+  const file = projectDir ? loadStackConfig(projectDir, stack).config : {};
+  const fileCatalog = file[`kryonix-dr:catalog`];
+  // A dr stack (it names its primary) holds the primary's secrets, as an operator sets the same
+  // values on both stacks: its standbys decrypt what the primary's sidecars encrypted.
+  const secretsOf = file[`kryonix-dr:primaryStack`]?.split("/").pop() ?? stack;
   const region = (r: Platform["regions"]["primary"]) => ({ name: r.name, endpoint: r.endpoint, kind: "s3" });
   const config: Config = {
     regions: { value: { primary: region(platform.regions.primary), dr: region(platform.regions.dr) } },
@@ -99,6 +103,6 @@ export function localStackConfig(platform: Platform, stack: string, stateDir: st
     drSecretKey: { value: platform.regions.dr.secretKey, secret: true },
     catalogAdminPassword: { value: platform.catalog.password, secret: true },
   };
-  for (const [k, v] of Object.entries(generatedSecrets(stack, stateDir))) config[k] = { value: v, secret: true };
+  for (const [k, v] of Object.entries(generatedSecrets(secretsOf, stateDir))) config[k] = { value: v, secret: true };
   return config;
 }

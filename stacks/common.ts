@@ -164,8 +164,12 @@ export function cronJobs(
   services: ServiceSummary[],
   buckets: Record<string, string>,
   schedules: Specs["maintenance"],
-  /** owner: the region whose sidecars write the backups (prod, local) prunes them and verifies each new one; the dr region only drills its copies. */
-  options: { owner: boolean },
+  /**
+   * owner: the region whose sidecars write the backups (prod, local) prunes them and verifies each
+   * new one; the dr region only drills its copies, and verifies each new backup of the services
+   * it has promoted (verifyNew), whose sidecars now write there.
+   */
+  options: { owner: boolean; verifyNew?: readonly string[] },
 ): CronJobEntry[] {
   return services.flatMap((s) => {
     const bucket = buckets[s.tier];
@@ -178,7 +182,7 @@ export function cronJobs(
     }
     return [
       // Every backup verified within minutes of completing (the sidecar cannot: it holds no key).
-      ...(options.owner ? [{ name: `verify-new-${s.name}`, schedule: schedules.verify, command: ["verify", "--pending", ...flags] }] : []),
+      ...(options.owner || options.verifyNew?.includes(s.name) ? [{ name: `verify-new-${s.name}`, schedule: schedules.verify, command: ["verify", "--pending", ...flags] }] : []),
       { name: `verify-${s.name}`, schedule: schedules.drill, command: ["verify", ...flags] },
       // The scratch target holds last week's drill: --clean-target empties it (and only it) first.
       { name: `restore-drill-${s.name}`, schedule: schedules.drill, command: ["restore", "--target", `${DRILL_SCRATCH}/${s.name}`, "--clean-target", ...flags] },
@@ -216,6 +220,8 @@ export function declareCrons(args: {
   restore: Credentials | { accessKey: pulumi.Input<string>; secretKey: pulumi.Input<string> };
   prune?: Credentials;
   networks: pulumi.Input<string>[];
+  /** dr: the promoted services, whose new backups this region verifies. */
+  verifyNew?: readonly string[];
   dependsOn?: pulumi.Input<pulumi.Resource>[];
 }): { maintenance: CronJob; drill: CronJob } {
   const { specs, secrets } = args;
@@ -230,7 +236,7 @@ export function declareCrons(args: {
     placement: specs.sidecar.placement,
   };
   const jobs = (kind: "maintenance" | "drill") =>
-    pulumi.all([args.services, args.buckets]).apply(([services, buckets]) => cronJobs(kind, services, buckets, specs.maintenance, { owner: args.prune !== undefined }));
+    pulumi.all([args.services, args.buckets]).apply(([services, buckets]) => cronJobs(kind, services, buckets, specs.maintenance, { owner: args.prune !== undefined, verifyNew: args.verifyNew }));
   const maintenance = new CronJob(
     `maintenance${suffix}`,
     {

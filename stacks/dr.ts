@@ -141,6 +141,7 @@ export function dr(specs: Specs, secrets: Secrets): Record<string, unknown> {
     buckets: drBuckets,
     restore: { accessKey: pulumi.secret(creds.apply((c) => c.accessKey)), secretKey: pulumi.secret(creds.apply((c) => c.secretKey)) },
     networks: specs.sidecar.networks,
+    verifyNew: specs.failover?.active ? specs.failover.standbys.map((s) => s.name) : [],
   });
   const monitoring = declareMonitoring(specs, secrets);
   const standbys = declareStandbys(specs, secrets, primary, drBuckets, creds);

@@ -16,8 +16,11 @@ const USAGE = `Usage: kryonix-dr deploy --stack <name> [--platform] [--config-fi
 
 Creates every resource the stack declares on the local platform (Docker Engine, S3/RGW,
 PostgreSQL, local commands), in dependency order, and records them in
-/var/lib/kryonix-dr/deployments/<stack>.json for 'kryonix-dr destroy'. A test and demo harness:
-production uses 'pulumi up'.
+/var/lib/kryonix-dr/deployments/<stack>.json for 'kryonix-dr destroy'. On a deployed stack it
+updates, as 'pulumi up' does: unchanged resources are left alone, changed ones updated in place
+(Swarm services) or replaced, new ones created, ones no longer declared deleted. Changes made
+outside it are not reconciled (no refresh): 'kryonix-dr drift' shows them. A test and demo
+harness: production uses 'pulumi up'.
   --stack <name>             the stack (Pulumi.<name>.yaml)
   --platform                 point the stack at the local platform (regions, catalog, images from
                              platform.json) with real secrets: platform keys plus generated ones kept
@@ -64,7 +67,9 @@ export const command: Command = {
       process.stderr.write(`declared and deployed differ: not created ${JSON.stringify(difference.missing)}, not declared ${JSON.stringify(difference.extra)}\n`);
       return 1;
     }
-    process.stdout.write(`deployed stack ${stack}: ${state.resources.length} resources in ${((Date.now() - started) / 1000).toFixed(1)} s (state: ${statePath(stack)})\n`);
+    const u = result.update;
+    const what = u ? `updated stack ${stack} in place: ${u.unchanged} unchanged, ${u.updated} updated, ${u.replaced} replaced, ${u.created} created, ${u.deleted} deleted; ` : `deployed stack ${stack}: `;
+    process.stdout.write(`${what}${state.resources.length} resources in ${((Date.now() - started) / 1000).toFixed(1)} s (state: ${statePath(stack)})\n`);
     return 0;
   },
 };

@@ -1,10 +1,10 @@
 /** `kryonix-dr drill`: the main job, a real recovery end to end on the local platform. */
 import { join, resolve } from "node:path";
 import { parseFlags, parseIsoTime, UsageError, type Command } from "../command.js";
-import { runDrill } from "../../local/drill/drill.js";
-import { formatReport } from "../../local/drill/report.js";
+import { runDrill, runFailover } from "../../local/drill/drill.js";
+import { formatFailoverReport, formatReport } from "../../local/drill/report.js";
 
-const USAGE = `Usage: kryonix-dr drill [--disaster services|region [--catalog restore|rebuild]] [--keep] [--point-in-time <ISO>] [--write-seconds N] [--json]
+const USAGE = `Usage: kryonix-dr drill [--disaster services|region|failover [--catalog restore|rebuild]] [--keep] [--point-in-time <ISO>] [--write-seconds N] [--json]
 
 Proves recovery end to end on the local platform (scripts/platform-up.sh): deploys the local
 stack (PostgreSQL, Redis and a volume service with their backup sidecars, buckets, catalog and
@@ -16,6 +16,13 @@ the measured recovery time and data-loss window in disaster_recovery_log.
                            catalog database dropped too; the recovery stack gets the catalog back from
                            the DR region (recovery.catalog) and restores from there; the primary region
                            is started again after
+  --disaster failover      the fast path: the local-dr stack's warm standbys (Pulumi.local-dr.yaml)
+                           follow the primaries; writers write through the stable names; the primary
+                           region is lost (services killed, S3 server stopped); the local-dr stack is
+                           deployed with kryonix-dr:active true; the drill measures the time to the
+                           first write on the promoted side (target 60 s), checks every write
+                           acknowledged more than the RPO before the loss, and waits for the promoted
+                           services' first verified backups in the DR region
   --catalog restore|rebuild  region: restore the catalog database from the catalog server's own
                            backups, then add what is newer (default), or rebuild it from the
                            manifests alone
@@ -40,7 +47,8 @@ export const command: Command = {
       json: { type: "boolean" },
     });
     const disaster = values.disaster ?? "services";
-    if (disaster !== "services" && disaster !== "region") throw new UsageError(`--disaster '${disaster}' is not a disaster the drill knows: use services (the default) or region.`);
+    if (disaster !== "services" && disaster !== "region" && disaster !== "failover") throw new UsageError(`--disaster '${disaster}' is not a disaster the drill knows: use services (the default), region or failover.`);
+    if (disaster === "failover" && values["point-in-time"] !== undefined) throw new UsageError("--point-in-time does not apply to --disaster failover: a promoted standby holds the latest it received.");
     const catalog = values.catalog;
     if (catalog !== undefined && catalog !== "restore" && catalog !== "rebuild") throw new UsageError(`--catalog '${catalog}' is not a way to get the catalog back: use restore (the default) or rebuild.`);
     if (catalog !== undefined && disaster !== "region") throw new UsageError("--catalog applies to --disaster region (the other drills keep their catalog).");
@@ -54,6 +62,11 @@ export const command: Command = {
       if (!Number.isInteger(writeSeconds) || writeSeconds < 10 || writeSeconds > 3600) {
         throw new UsageError(`--write-seconds '${values["write-seconds"]}' must be a whole number of seconds from 10 to 3600.`);
       }
+    }
+    if (disaster === "failover") {
+      const r = await runFailover({ keep: values.keep, disaster, projectDir: resolve(join(__dirname, "..", "..")), log: (l) => process.stderr.write(`${l}\n`) });
+      process.stdout.write(values.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatFailoverReport(r)}\n`);
+      return r.ok ? 0 : 1;
     }
     const report = await runDrill({
       keep: values.keep,

@@ -21,6 +21,7 @@ import { drillServices, localNamePrefix, localTenantId, RECOVERY_STACK, LOCAL_ST
 import type { ServiceReport } from "./verify.js";
 import type { RebuildResult, RestoreResult } from "../catalog-recovery.js";
 import { dropCatalog, setRegion, waitForCopies } from "./region.js";
+import { runFailoverDrill, type FailoverReport } from "./failover.js";
 
 /** The local stack's catalog database (Pulumi.local.yaml, kryonix-dr:catalog.database). */
 const CATALOG_DB = "kryonix_dr";
@@ -41,7 +42,7 @@ export interface DrillOptions {
    * primary region is: its S3 server stopped and the catalog database dropped too; recovery
    * gets a catalog back from the DR region alone and restores from there.
    */
-  disaster?: "services" | "region";
+  disaster?: "services" | "region" | "failover";
   /** region: get the catalog back by restoring it (default) or by rebuilding it from the manifests. */
   catalog?: "rebuild" | "restore";
   projectDir: string;
@@ -73,7 +74,7 @@ export interface DrillReport {
 }
 
 /** Sets up one run's shared state; refuses a point in time the drill's writes cannot reach. */
-function newRun(opts: DrillOptions, phases: DrillReport["phases"]): DrillRun {
+export function newRun(opts: DrillOptions, phases: DrillReport["phases"]): DrillRun {
   const log = opts.log ?? (() => {});
   const stateDir = opts.stateDir ?? DEPLOYMENTS_DIR;
   const writeSeconds = opts.writeSeconds ?? 75;
@@ -122,7 +123,23 @@ function catalogResult(run: DrillRun): DrillReport["catalog"] {
   return { mode: "restore", restore, rebuild };
 }
 
+/**
+ * `--disaster failover`: the warm standbys of the local-dr stack promoted (failover.ts); the
+ * report is kept beside the other drills'.
+ */
+export async function runFailover(opts: DrillOptions): Promise<FailoverReport> {
+  const phases: FailoverReport["phases"] = [];
+  const run = newRun({ ...opts, disaster: "failover" }, phases);
+  const report = await runFailoverDrill(run, { keep: opts.keep }, phases);
+  const dir = join(run.stateDir, "..", "drills");
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  report.reportFile = join(dir, `${run.runId}.json`);
+  writeFileSync(report.reportFile, `${JSON.stringify(report, null, 2)}\n`, { mode: 0o600 });
+  return report;
+}
+
 export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
+  if (opts.disaster === "failover") throw new Error("internal: --disaster failover runs through runFailover");
   const phases: DrillReport["phases"] = [];
   const run = newRun(opts, phases);
   const { platform, tenantId, services, target, failures, startedAt } = run;

@@ -272,7 +272,7 @@ async function waitUntilAccepting(s: ServiceSpec, container: string, recovered =
  * Shows backups as the schedules complete them and waits until, for each service, a completed
  * backup (PostgreSQL: a full and archived WAL) covers writes made during the drill.
  */
-async function watchBackups(db: pg.Pool, tenantId: string, services: ServiceSpec[], writers: Writer[], writesStart: number, writeSeconds: number, log: (l: string) => void): Promise<void> {
+export async function watchBackups(db: pg.Pool, tenantId: string, services: ServiceSpec[], writers: Writer[], writesStart: number, writeSeconds: number, log: (l: string) => void): Promise<void> {
   const seen = new Set<string>();
   const maxMs = (writeSeconds + 240) * 1000;
   for (;;) {

@@ -1,5 +1,6 @@
 /** The drill report as people read it. */
 import type { DrillReport } from "./drill.js";
+import { FAILOVER_TARGET_SECONDS, type FailoverReport } from "./failover.js";
 
 const s1 = (n: number | undefined) => (n === undefined ? "-" : `${n.toFixed(1)} s`);
 
@@ -40,5 +41,26 @@ export function formatReport(r: DrillReport): string {
   if (r.reportFile) lines.push(`Report: ${r.reportFile}`);
   if (r.failures.length) lines.push("", "Failures:", ...r.failures.map((f) => `  - ${f}`));
   lines.push("", r.kept ? "Kept both stacks (--keep): remove them with 'kryonix-dr destroy --stack recovery --force' then 'kryonix-dr destroy --stack local --force'." : "Both stacks destroyed.");
+  return lines.join("\n");
+}
+
+export function formatFailoverReport(r: FailoverReport): string {
+  const lines: string[] = [`kryonix-dr drill ${r.runId}: ${r.ok ? "PASSED" : "FAILED"} (disaster: the primary region lost, the warm standbys promoted at ${r.lostAt})`, "", "Phases:"];
+  const w = Math.max(...r.phases.map((p) => p.name.length));
+  for (const p of r.phases) lines.push(`  ${p.name.padEnd(w)}  ${s1(p.seconds).padStart(8)}`);
+  lines.push("", "Per service (writes through the stable name, before and after the loss):");
+  for (const s of r.services) {
+    lines.push(
+      `  ${s.service} (${s.engine}): failover ${s1(s.failoverSeconds ?? undefined)} from the loss to the first write on the promoted service (target ${FAILOVER_TARGET_SECONDS} s)`,
+      `    before the loss: ${s.acknowledgedBeforeLoss} acknowledged, ${s.missingBeyondRpo.length} missing beyond the RPO of ${s.rpoTargetSeconds} s, ${s.missingWithinRpo} lost within it; data loss ${s1(s.dataLossSeconds ?? undefined)}`,
+      `    after the failover: ${s.writesAfterFailover} acknowledged, ${s.missingAfterFailover.length} missing`,
+      `    first backup in the DR region: ${s.drBackup ? `${s.drBackup.type} ${s.drBackup.backupId}, verify ${s.drBackup.verifyStatus}` : "none"}`,
+    );
+  }
+  for (const a of r.activations) lines.push(`Activation of ${a.service}: ${s1(a.seconds ?? undefined)} (${Object.entries(a.phases).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(", ")}), disaster_recovery_log ${a.recoveryId}`);
+  if (r.recoveryLog) lines.push(`disaster_recovery_log ${r.recoveryLog.recoveryId} (the drill): ${r.recoveryLog.status}, failover ${r.recoveryLog.actualRecoverySeconds?.toFixed(1) ?? "-"} s, data loss ${r.recoveryLog.dataLossSeconds?.toFixed(1) ?? "-"} s`);
+  if (r.reportFile) lines.push(`Report: ${r.reportFile}`);
+  if (r.failures.length) lines.push("", "Failures:", ...r.failures.map((f) => `  - ${f}`));
+  lines.push("", r.kept ? "Kept both stacks (--keep): remove them with 'kryonix-dr destroy --stack local-dr --force' then 'kryonix-dr destroy --stack local --force'." : "Both stacks destroyed; the primary region is running again.");
   return lines.join("\n");
 }

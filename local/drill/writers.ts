@@ -31,15 +31,29 @@ export interface WriterStats {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PSQL = ["psql", "-X", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-At"];
+/**
+ * psql in the service's own container (its socket), or, with `host`, from a client container over
+ * the network (a failover drill writes through the stable name); the password, when the
+ * container has it, from its secret file, never from argv.
+ */
+const psql = (host?: string) => [
+  "sh",
+  "-c",
+  'if [ -r /run/secrets/kdr-target-password ]; then PGPASSWORD="$(cat /run/secrets/kdr-target-password)"; export PGPASSWORD; fi; exec psql "$@"',
+  "psql",
+  ...(host ? ["-h", host] : []),
+  ...PSQL.slice(1),
+];
 // A password, if the service has one, comes from its Swarm secret file, never from argv.
 const REDIS = ["sh", "-c", 'if [ -r /run/secrets/kdr-target-password ]; then REDISCLI_AUTH="$(cat /run/secrets/kdr-target-password)"; export REDISCLI_AUTH; fi; exec redis-cli --no-auth-warning "$@"', "redis-cli"];
+const redis = (host?: string) => [...REDIS, ...(host ? ["-h", host] : [])];
 export const FILES_DIR = "drill";
 
 /** Prepares the service for writes (PostgreSQL: the table). */
-export async function prepare(engine: DrillEngine, container: string): Promise<void> {
+export async function prepare(engine: DrillEngine, container: string, host?: string): Promise<void> {
   if (engine !== "postgres") return;
   const r = await dockerExec(container, [
-    ...PSQL,
+    ...psql(host),
     "-c",
     "CREATE TABLE IF NOT EXISTS drill_events (id bigserial PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT clock_timestamp(), payload text NOT NULL)",
   ]);
@@ -47,10 +61,10 @@ export async function prepare(engine: DrillEngine, container: string): Promise<v
 }
 
 /** One acknowledged write, or an error. */
-export async function writeOne(engine: DrillEngine, container: string, runId: string, n: number, dataPath: string): Promise<Ack> {
+export async function writeOne(engine: DrillEngine, container: string, runId: string, n: number, dataPath: string, host?: string): Promise<Ack> {
   if (engine === "postgres") {
     const r = await dockerExec(container, [
-      ...PSQL,
+      ...psql(host),
       "-c",
       `INSERT INTO drill_events (payload) VALUES ('${runId}-${n}') RETURNING id, (extract(epoch FROM written_at) * 1000000)::bigint`,
     ]);
@@ -62,7 +76,7 @@ export async function writeOne(engine: DrillEngine, container: string, runId: st
   if (engine === "redis") {
     const key = `drill:${runId}:${n}`;
     const script = "local t = redis.call('TIME'); redis.call('SET', KEYS[1], ARGV[1] .. '@' .. t[1] .. '.' .. t[2]); return t";
-    const r = await dockerExec(container, [...REDIS, "EVAL", script, "1", key, `${runId}-${n}`]);
+    const r = await dockerExec(container, [...redis(host), "EVAL", script, "1", key, `${runId}-${n}`]);
     const ackedAt = Date.now();
     const [sec, usec] = r.stdout.trim().split(/\s+/).map(Number);
     if (r.code !== 0 || !Number.isFinite(sec) || !Number.isFinite(usec)) throw new Error(`SET failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
@@ -97,6 +111,8 @@ export class Writer {
     private readonly runId: string,
     private readonly dataPath: string,
     private readonly pauseMs = 300,
+    /** Write from `container` (a client) to this host name, not into the container's own server. */
+    private readonly host?: string,
   ) {
     this.stats = { engine, acks: [], failures: 0 };
   }
@@ -105,7 +121,7 @@ export class Writer {
     this.loop = (async () => {
       for (let n = 1; !this.stopped; n++) {
         try {
-          this.stats.acks.push(await writeOne(this.engine, this.container, this.runId, n, this.dataPath));
+          this.stats.acks.push(await writeOne(this.engine, this.container, this.runId, n, this.dataPath, this.host));
         } catch (e) {
           this.stats.failures++;
           this.stats.lastError = (e as Error).message;
@@ -124,10 +140,10 @@ export class Writer {
 }
 
 /** What a (recovered) service holds: key -> content (PostgreSQL: id -> payload; files: name -> SHA-256). */
-export async function readBack(engine: DrillEngine, container: string, runId: string, dataPath: string): Promise<Map<string, string>> {
+export async function readBack(engine: DrillEngine, container: string, runId: string, dataPath: string, host?: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   if (engine === "postgres") {
-    const r = await dockerExec(container, [...PSQL, "-c", `SELECT id, payload FROM drill_events WHERE payload LIKE '${runId}-%'`], 60_000);
+    const r = await dockerExec(container, [...psql(host), "-c", `SELECT id, payload FROM drill_events WHERE payload LIKE '${runId}-%'`], 60_000);
     if (r.code !== 0) throw new Error(`reading drill_events failed: ${r.stderr.trim()}`);
     for (const line of r.stdout.split("\n")) {
       const [id, payload] = line.split("|");
@@ -137,7 +153,7 @@ export async function readBack(engine: DrillEngine, container: string, runId: st
   }
   if (engine === "redis") {
     const script = "local ks = redis.call('KEYS', ARGV[1]); local out = {}; for _, k in ipairs(ks) do out[#out + 1] = k; out[#out + 1] = redis.call('GET', k) end; return out";
-    const r = await dockerExec(container, [...REDIS, "EVAL", script, "0", `drill:${runId}:*`], 60_000);
+    const r = await dockerExec(container, [...redis(host), "EVAL", script, "0", `drill:${runId}:*`], 60_000);
     if (r.code !== 0) throw new Error(`reading drill keys failed: ${r.stderr.trim()}`);
     const lines = r.stdout.split("\n").filter((l) => l !== "");
     for (let i = 0; i + 1 < lines.length; i += 2) out.set(lines[i]!, lines[i + 1]!);

@@ -217,6 +217,16 @@ export const service: Mapping<Obj> = {
     }
     return { id: res.ID, state: { name }, record: { id: res.ID, name } };
   },
+  /** A Swarm service update: the new spec at the current version; Swarm rolls the tasks as it does for `docker service update`. */
+  async update(rec, i, ctx, reg) {
+    const d = api(ctx.provider);
+    const id = String(rec.id);
+    const name = String(rec.name);
+    if (i.name !== undefined && i.name !== name) throw new Error(`docker.Service ${reg.name}: renaming ${name} to ${i.name} in place is not supported; destroy the stack and deploy it again.`);
+    const current = await d.request<{ Version: { Index: number } }>("GET", `/services/${id}`);
+    await d.request("POST", `/services/${id}/update?version=${current.Version.Index}`, serviceSpec(name, i, ctx.labels));
+    return { id, state: { name }, record: { id, name } };
+  },
   async destroy(rec, provider) {
     const d = api(provider);
     const id = String(rec.id);

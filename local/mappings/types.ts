@@ -32,6 +32,11 @@ export interface Mapping<I = Record<string, unknown>> {
    * placeholders for the offline plan, so a plan walks the same code paths as a deployment.
    */
   plan?(inputs: I, reg: Omit<Registration, "id">): Record<string, unknown>;
+  /**
+   * Changes an existing object to new inputs in place (a deployment's update), from what create
+   * recorded. Absent: a changed resource is replaced (destroyed, then created).
+   */
+  update?(record: Record<string, unknown>, inputs: I, ctx: DeployContext, reg: Omit<Registration, "id">): Promise<Created>;
   /** Removes what create made; must succeed when it is already gone (destroy can be re-run). */
   destroy(record: Record<string, unknown>, provider: Record<string, unknown>): Promise<void>;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Deploys a stack. pulumi: `pulumi up` with the policy pack. local: the local deployer (it does
-# not update in place: a deployed stack with no drift is left as it is, one with drift fails).
+# Deploys a stack. pulumi: `pulumi up` with the policy pack. local: the local deployer, which
+# updates a deployed stack as `pulumi up` does but has no refresh: a stack changed outside the
+# program (drift) is refused, not overwritten blindly.
 # Usage: scripts/ci/deploy.sh STACK
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 stack="${1:-}"
@@ -14,7 +15,8 @@ if [[ "$engine" == pulumi ]]; then
 fi
 name="${stack##*/}"
 if kdr drift --stack "$name" >"$(ci_out_dir)/drift-$name.txt" 2>&1; then
-  { echo "### \`$name\` is deployed and unchanged (local deployer)"; echo; echo '```'; tail -n 2 "$(ci_out_dir)/drift-$name.txt"; echo '```'; } | ci_summary
+  out="$(kdr deploy --stack "$name" --platform)" || ci_die "updating stack '$name' failed" "read the deployer's log above; the state file keeps what exists, so fix the cause and run this again"
+  { echo "### \`$name\` updated in place (local deployer)"; echo; echo '```'; echo "$out"; echo '```'; } | ci_summary
   exit 0
 fi
 if grep -q "has no local deployment" "$(ci_out_dir)/drift-$name.txt"; then
@@ -22,4 +24,4 @@ if grep -q "has no local deployment" "$(ci_out_dir)/drift-$name.txt"; then
   exit 0
 fi
 cat "$(ci_out_dir)/drift-$name.txt" >&2
-ci_die "stack '$name' is deployed but differs from what was deployed, or its state is not usable" "the local deployer does not update in place: kryonix-dr destroy --stack $name, then run this again"
+ci_die "stack '$name' is deployed but differs from what was deployed, or its state is not usable" "the local deployer does not reconcile changes made outside the program: undo them (the drift above names each), or kryonix-dr destroy --stack $name, then run this again"

@@ -261,6 +261,27 @@ describe("kryonix-dr deploy of a program using every mapping", () => {
     expect(checked).toBeGreaterThanOrEqual(15);
   });
 
+  it("deploying again updates in place: a changed service is updated (same id, new spec), the rest left alone, and back again", async () => {
+    const before = await docker.request<any>("GET", `/services/${prefix}-svc`);
+    const changed = join(stateDir, "config-greeting.json");
+    writeFileSync(changed, JSON.stringify({ ...JSON.parse(readFileSync(configFile, "utf8")), greeting: { value: "v2" } }), { mode: 0o600 });
+    const u = cli("deploy", "--stack", stack, "--project-dir", FIXTURE, "--config-file", changed);
+    expect(u.code, u.stderr.split("\n").slice(-25).join("\n")).toBe(0);
+    expect(u.stdout).toMatch(/^updated stack demo in place: (\d+) unchanged, 1 updated, 0 replaced, 0 created, 0 deleted; 21 resources/m);
+    expect(u.stderr).toMatch(new RegExp(`^updated docker:index/service:Service ${prefix}-svc \\(${before.ID}\\)`, "m"));
+    const after = await docker.request<any>("GET", `/services/${prefix}-svc`);
+    expect(after.ID).toBe(before.ID);
+    expect(after.Spec.TaskTemplate.ContainerSpec.Env).toContain("GREETING=v2");
+    expect(after.Version.Index).toBeGreaterThan(before.Version.Index);
+    // The original config again: the one changed service goes back, nothing else moves.
+    const back = cli("deploy", "--stack", stack, "--project-dir", FIXTURE, "--config-file", configFile);
+    expect(back.code, back.stderr.split("\n").slice(-25).join("\n")).toBe(0);
+    expect(back.stdout).toMatch(/^updated stack demo in place: \d+ unchanged, 1 updated, 0 replaced, 0 created, 0 deleted; 21 resources/m);
+    expect((await docker.request<any>("GET", `/services/${prefix}-svc`)).Spec.TaskTemplate.ContainerSpec.Env).not.toContain("GREETING=v2");
+    const clean = cli("drift", "--stack", stack);
+    expect(clean.code, clean.stdout).toBe(0);
+  });
+
   it("drift: changes made outside the program (a service scaled and given an env, a lifecycle deleted, a database's owner changed) are each reported", async () => {
     const svc = await docker.request<any>("GET", `/services/${prefix}-svc`);
     const spec = structuredClone(svc.Spec);

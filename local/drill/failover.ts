@@ -1,0 +1,323 @@
+/**
+ * `kryonix-dr drill --disaster failover`: the fast path, rehearsed (issue #14). The local stack
+ * runs the primaries; the local-dr stack (Pulumi.local-dr.yaml) runs their warm standbys, fed
+ * from the DR region's copies. Writers write continuously through the stable names (`postgresql`,
+ * `redis`) from client containers on the application network. Then the primary region is lost
+ * (its services killed and removed, its S3 server stopped), the local-dr stack is deployed with
+ * kryonix-dr:active true, and the drill measures how long until the same names take writes again,
+ * checks that every write acknowledged more than the service's RPO before the loss is there, and
+ * waits for the promoted services' first backups in the DR region, verified.
+ * Each step is a command of docs/runbooks.md §9.
+ */
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import * as cat from "../../catalog/queries.js";
+import { LABELS } from "../../contract/index.js";
+import { destroy, readState } from "../deployer.js";
+import { generatedSecrets, localStackConfig } from "../local-stack.js";
+import { loadStackConfig } from "../program.js";
+import { deployInChild, stackServices } from "./deploy.js";
+import { docker, removeService, serviceContainers, waitForTask } from "./docker.js";
+import { clearPreviousDrill, deployLocal, iso, waitForServices, watchBackups, type DrillRun } from "./phases.js";
+import { setRegion, waitForCopies } from "./region.js";
+import { LOCAL_STACK } from "./stacks.js";
+import { prepare, readBack, Writer, type WriterStats } from "./writers.js";
+import type { Config } from "./stacks.js";
+
+export const LOCAL_DR_STACK = "local-dr";
+/** The issue's bar for the fast path: kill to first write on the promoted side. */
+export const FAILOVER_TARGET_SECONDS = 60;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface FailoverServiceReport {
+  service: string;
+  engine: string;
+  rpoTargetSeconds: number;
+  /** Kill to the first write acknowledged through the stable name by the promoted service. */
+  failoverSeconds: number | null;
+  acknowledgedBeforeLoss: number;
+  /** Acknowledged more than the RPO before the loss, and missing: must be none. */
+  missingBeyondRpo: string[];
+  /** Acknowledged within the RPO before the loss, and missing (allowed, reported). */
+  missingWithinRpo: number;
+  /** The loss to the newest write before it that the promoted service holds. */
+  dataLossSeconds: number | null;
+  writesAfterFailover: number;
+  missingAfterFailover: string[];
+  drBackup?: { backupId: string; type: string; verifyStatus: string | null };
+}
+
+export interface FailoverReport {
+  ok: boolean;
+  runId: string;
+  disaster: "failover";
+  startedAt: string;
+  finishedAt: string;
+  lostAt: string;
+  phases: Array<{ name: string; seconds: number }>;
+  services: FailoverServiceReport[];
+  /** The activation's own rows in disaster_recovery_log (one per promoted service). */
+  activations: Array<{ recoveryId: string; service: string; seconds: number | null; phases: Record<string, number> }>;
+  recoveryLog?: { recoveryId: string; status: string; actualRecoverySeconds: number | null; dataLossSeconds: number | null };
+  failures: string[];
+  kept: boolean;
+  reportFile?: string;
+}
+
+/** Config of the local-dr stack as the drill deploys it: platform facts, the primary's secrets, the switch. */
+export function drillDrConfig(run: Pick<DrillRun, "platform" | "projectDir" | "stateDir">, active: boolean): Config {
+  return { ...localStackConfig(run.platform, LOCAL_DR_STACK, run.stateDir, run.projectDir), active: { value: active } };
+}
+
+/** The local-dr stack's service name prefix (its standbys are `<prefix>-<service>`). */
+function drPrefix(run: Pick<DrillRun, "projectDir">): string {
+  return loadStackConfig(run.projectDir, LOCAL_DR_STACK).config["kryonix-dr:namePrefix"] ?? "kdr-local-dr";
+}
+
+/** A client container on the application network, which reaches the services by their stable names. */
+async function startClient(run: DrillRun, service: string, network: string, password?: string): Promise<{ id: string; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "kdr-failover-"));
+  chmodSync(dir, 0o700);
+  const binds: string[] = [];
+  if (password !== undefined) {
+    writeFileSync(join(dir, "password"), password, { mode: 0o400 });
+    binds.push(`${join(dir, "password")}:/run/secrets/kdr-target-password:ro`);
+  }
+  const name = `kdr-drill-client-${service}-${run.runId}`;
+  const c = await docker.request<{ Id: string }>("POST", `/containers/create?name=${encodeURIComponent(name)}`, {
+    Image: run.platform.images.agent,
+    Entrypoint: ["sleep", "infinity"],
+    Labels: { [LABELS.managed]: "true", [LABELS.role]: "drill-client" },
+    HostConfig: { Binds: binds, NetworkMode: network, Init: true },
+  });
+  await docker.request("POST", `/containers/${c.Id}/start`);
+  return { id: c.Id, dir };
+}
+
+async function removeClient(c: { id: string; dir: string }): Promise<void> {
+  await docker.request("DELETE", `/containers/${c.id}?force=true`).catch(() => undefined);
+  rmSync(c.dir, { recursive: true, force: true });
+}
+
+/** Waits until each standby holds the newest write acknowledged when the wait began: it follows. */
+async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>): Promise<void> {
+  for (const s of run.services) {
+    const w = writers.get(s.name)!;
+    const mark = w.stats.acks.at(-1);
+    if (!mark) throw new Error(`${s.name}: no write acknowledged yet, nothing to follow`);
+    const container = await waitForTask(`${drPrefix(run)}-${s.name}`, 180_000, false);
+    const t0 = Date.now();
+    for (;;) {
+      const got = await readBack(s.engine, container, run.runId, s.dataPath).catch(() => new Map<string, string>());
+      if (got.has(mark.key)) {
+        run.log(`  ${s.name}: the standby holds the write acknowledged at ${iso(mark.ackedAt)} (${((Date.now() - mark.ackedAt) / 1000).toFixed(1)} s later; ${got.size} writes in all)`);
+        break;
+      }
+      if (Date.now() - t0 > 240_000) throw new Error(`${s.name}: the standby did not receive the write acknowledged at ${iso(mark.ackedAt)} within 240 s: see 'docker service logs ${drPrefix(run)}-${s.name}${s.engine === "postgres" ? "-follower" : ""}'`);
+      await sleep(2000);
+    }
+  }
+}
+
+/** The loss of the primary region: its services (and their sidecars) killed and removed, its S3 server stopped. */
+async function loseThePrimaryRegion(run: DrillRun): Promise<void> {
+  for (const s of run.services) {
+    const name = `${run.prefix}-${s.name}`;
+    for (const c of await serviceContainers(name)) await docker.request("POST", `/containers/${c.Id}/kill?signal=KILL`).catch(() => undefined);
+    await removeService(name);
+    run.log(`  killed and removed ${name}`);
+  }
+  for (const s of await stackServices(LOCAL_STACK)) {
+    if (s.labels[LABELS.role] === "sidecar" && run.services.some((x) => x.name === s.labels[LABELS.protects])) await removeService(s.name);
+  }
+  await setRegion("stop", "primary", run.projectDir, run.log);
+  run.log("  stopped the primary S3 region");
+}
+
+/** Judges what the promoted service holds against what was acknowledged. */
+function judge(s: DrillRun["services"][number], st: WriterStats, got: Map<string, string>, lostAt: number, rpoSeconds: number): Omit<FailoverServiceReport, "failoverSeconds" | "drBackup"> {
+  const before = st.acks.filter((a) => a.ackedAt <= lostAt);
+  const after = st.acks.filter((a) => a.ackedAt > lostAt);
+  const missingBeyondRpo = before.filter((a) => a.ackedAt <= lostAt - rpoSeconds * 1000 && !got.has(a.key)).map((a) => a.key);
+  const missingWithinRpo = before.filter((a) => a.ackedAt > lostAt - rpoSeconds * 1000 && !got.has(a.key)).length;
+  const newestHeld = [...before].reverse().find((a) => got.has(a.key));
+  return {
+    service: s.name,
+    engine: s.engine,
+    rpoTargetSeconds: rpoSeconds,
+    acknowledgedBeforeLoss: before.length,
+    missingBeyondRpo,
+    missingWithinRpo,
+    dataLossSeconds: newestHeld ? Math.max(0, (lostAt - newestHeld.writtenAt) / 1000) : null,
+    writesAfterFailover: after.length,
+    missingAfterFailover: after.filter((a) => !got.has(a.key)).map((a) => a.key),
+  };
+}
+
+export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, phases: FailoverReport["phases"]): Promise<FailoverReport> {
+  const { platform, failures, log } = run;
+  run.services = run.services.filter((s) => s.engine === "postgres" || s.engine === "redis");
+  if (readState(LOCAL_DR_STACK, run.stateDir)) {
+    await run.phase(`remove the previous ${LOCAL_DR_STACK} deployment`, () => destroy({ stack: LOCAL_DR_STACK, stateDir: run.stateDir, force: true, log: (l) => log(`  ${l}`) }));
+  }
+  await clearPreviousDrill(run);
+  await deployLocal(run);
+  const db = new pg.Pool({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "kryonix_dr", max: 2 });
+  db.on("error", () => undefined);
+  const clients = new Map<string, { id: string; dir: string }>();
+  let regionStopped = false;
+  try {
+    await waitForServices(run);
+    const network = `${run.prefix}-net`;
+    const secrets = generatedSecrets(LOCAL_STACK, run.stateDir);
+    for (const s of run.services) clients.set(s.name, await startClient(run, s.name, network, s.passwordKey ? secrets[s.passwordKey] : undefined));
+    const writers = new Map(run.services.map((s) => [s.name, new Writer(s.engine, clients.get(s.name)!.id, run.runId, s.dataPath, 200, s.name)]));
+    let writesStart = 0;
+    await run.phase("write through the stable names, and take backups", async () => {
+      for (const s of run.services) await prepare(s.engine, clients.get(s.name)!.id, s.name);
+      writesStart = Date.now();
+      for (const w of writers.values()) w.start();
+      log(`  writing to ${run.services.map((s) => s.name).join(", ")} through those names from client containers on ${network}`);
+      await watchBackups(db, run.tenantId, run.services, [...writers.values()], writesStart, 20, log);
+    });
+    await run.phase("wait for the DR region's copies", () => waitForCopies(run, db, writesStart));
+    await run.phase(`deploy the ${LOCAL_DR_STACK} stack: warm standbys`, () => deployInChild(LOCAL_DR_STACK, run.projectDir, run.stateDir, drillDrConfig(run, false), log));
+    await run.phase("the standbys follow the primaries", () => waitForStandbys(run, writers));
+
+    let lostAt = 0;
+    await run.phase("disaster: lose the primary region (services killed, S3 server stopped)", async () => {
+      lostAt = Date.now();
+      regionStopped = true;
+      await loseThePrimaryRegion(run);
+    });
+    await run.phase(`fail over: deploy ${LOCAL_DR_STACK} with kryonix-dr:active true`, () => deployInChild(LOCAL_DR_STACK, run.projectDir, run.stateDir, drillDrConfig(run, true), log));
+    const failoverSeconds = new Map<string, number | null>();
+    await run.phase("writes resume through the same names", async () => {
+      const deadline = Date.now() + 120_000;
+      for (const s of run.services) {
+        const w = writers.get(s.name)!;
+        for (;;) {
+          const first = w.stats.acks.find((a) => a.ackedAt > lostAt);
+          if (first) {
+            failoverSeconds.set(s.name, (first.ackedAt - lostAt) / 1000);
+            log(`  ${s.name}: first write through '${s.name}' acknowledged ${((first.ackedAt - lostAt) / 1000).toFixed(1)} s after the loss (${w.stats.failures} writes failed meanwhile)`);
+            break;
+          }
+          if (Date.now() > deadline) {
+            failoverSeconds.set(s.name, null);
+            failures.push(`${s.name}: no write through '${s.name}' succeeded within 120 s of the activation: ${w.stats.lastError ?? ""}`);
+            break;
+          }
+          await sleep(500);
+        }
+      }
+      await sleep(5000);
+    });
+    const written = new Map<string, WriterStats>();
+    for (const [name, w] of writers) written.set(name, await w.stop());
+
+    const reports: FailoverServiceReport[] = [];
+    await run.phase("verify the promoted services", async () => {
+      for (const s of run.services) {
+        const got = await readBack(s.engine, clients.get(s.name)!.id, run.runId, s.dataPath, s.name);
+        const rep: FailoverServiceReport = { ...judge(s, written.get(s.name)!, got, lostAt, s.rpoSeconds), failoverSeconds: failoverSeconds.get(s.name) ?? null };
+        reports.push(rep);
+        log(
+          `  ${s.name}: ${rep.acknowledgedBeforeLoss - rep.missingBeyondRpo.length - rep.missingWithinRpo}/${rep.acknowledgedBeforeLoss} writes from before the loss held ` +
+            `(${rep.missingWithinRpo} lost within the RPO of ${rep.rpoTargetSeconds} s, ${rep.missingBeyondRpo.length} beyond it), data loss ${rep.dataLossSeconds?.toFixed(1) ?? "?"} s; ` +
+            `${rep.writesAfterFailover - rep.missingAfterFailover.length}/${rep.writesAfterFailover} writes after the failover held; failover ${rep.failoverSeconds?.toFixed(1) ?? "-"} s`,
+        );
+        if (rep.missingBeyondRpo.length) failures.push(`${s.name}: ${rep.missingBeyondRpo.length} write(s) acknowledged more than ${rep.rpoTargetSeconds} s before the loss are missing (e.g. ${rep.missingBeyondRpo.slice(0, 3).join(", ")})`);
+        if (rep.missingAfterFailover.length) failures.push(`${s.name}: ${rep.missingAfterFailover.length} write(s) acknowledged by the promoted service are missing`);
+        if (rep.failoverSeconds !== null && rep.failoverSeconds > FAILOVER_TARGET_SECONDS) failures.push(`${s.name}: failover took ${rep.failoverSeconds.toFixed(1)} s, over ${FAILOVER_TARGET_SECONDS} s`);
+      }
+    });
+    await run.phase("the DR sidecars' first backups of the promoted services, verified", async () => {
+      const deadline = Date.now() + 240_000;
+      for (const rep of reports) {
+        for (;;) {
+          const { rows } = await db.query<{ backup_id: string; backup_type: string; verify_status: string | null }>(
+            `SELECT backup_id, backup_type, verify_status FROM backup_management WHERE tenant_id = $1 AND service_name = $2 AND storage_region = $3
+               AND backup_status = 'completed' AND backup_type <> 'wal' AND created_at > $4 ORDER BY verify_status = 'passed' DESC, created_at DESC LIMIT 1`,
+            [run.tenantId, rep.service, platform.regions.dr.name, new Date(lostAt)],
+          );
+          const b = rows[0];
+          if (b?.verify_status === "passed" || b?.verify_status === "failed") {
+            rep.drBackup = { backupId: b.backup_id, type: b.backup_type, verifyStatus: b.verify_status };
+            log(`  ${rep.service}: ${b.backup_type} backup ${b.backup_id.slice(0, 8)} in the DR region, verify ${b.verify_status}`);
+            if (b.verify_status !== "passed") failures.push(`${rep.service}: the promoted service's first DR backup ${b.backup_id} failed verification`);
+            break;
+          }
+          if (Date.now() > deadline) {
+            failures.push(`${rep.service}: no verified backup of the promoted service in the DR region within 240 s${b ? ` (backup ${b.backup_id} not verified yet)` : ""}: see 'docker service logs ${drPrefix(run)}-${rep.service}-backup'`);
+            break;
+          }
+          await sleep(5000);
+        }
+      }
+    });
+
+    const activations = (
+      await db.query<{ recovery_id: string; affected_services: string[]; seconds: number | null; phase_timings: Record<string, number> }>(
+        `SELECT recovery_id, affected_services, extract(epoch FROM actual_recovery_time)::float AS seconds, phase_timings FROM disaster_recovery_log
+          WHERE tenant_id = $1 AND incident_type = 'failover' AND initiated_at >= $2 ORDER BY initiated_at`,
+        [run.tenantId, new Date(lostAt)],
+      )
+    ).rows.map((r) => ({ recoveryId: r.recovery_id, service: r.affected_services[0]!, seconds: r.seconds, phases: r.phase_timings }));
+    for (const s of run.services) if (!activations.some((a) => a.service === s.name)) failures.push(`${s.name}: the activation recorded no failover in disaster_recovery_log`);
+
+    const worst = (xs: Array<number | null>) => Math.max(0, ...xs.filter((x): x is number => x !== null));
+    const row = await cat.startRecovery(db, {
+      tenantId: run.tenantId,
+      incidentType: "drill",
+      affectedServices: run.services.map((s) => s.name),
+      procedure: "kryonix-dr drill --disaster failover: warm standbys promoted by kryonix-dr:active true on the local-dr stack",
+      target: "latest",
+      rtoTargetSeconds: FAILOVER_TARGET_SECONDS,
+      rpoTargetSeconds: Math.min(...run.services.map((s) => s.rpoSeconds)),
+      initiatedAt: new Date(lostAt),
+      metadata: { runId: run.runId, disaster: "failover" },
+    });
+    const finished = await cat.finishRecovery(db, row.recoveryId, {
+      status: failures.length ? "failed" : "completed",
+      ...(failures.length ? { error: failures.join("; ") } : {}),
+      actualRecoverySeconds: worst(reports.map((r) => r.failoverSeconds)),
+      dataLossSeconds: worst(reports.map((r) => r.dataLossSeconds)),
+      phaseTimings: Object.fromEntries(phases.map((p) => [p.name, Math.round(p.seconds * 10) / 10])),
+      notes: JSON.stringify(reports.map((r) => ({ service: r.service, failoverSeconds: r.failoverSeconds, dataLossSeconds: r.dataLossSeconds, missingBeyondRpo: r.missingBeyondRpo.length }))),
+    });
+    const report: FailoverReport = {
+      ok: failures.length === 0,
+      runId: run.runId,
+      disaster: "failover",
+      startedAt: iso(run.startedAt),
+      finishedAt: "",
+      lostAt: iso(lostAt),
+      phases,
+      services: reports,
+      activations,
+      recoveryLog: { recoveryId: finished.recoveryId, status: finished.recoveryStatus, actualRecoverySeconds: finished.actualRecoverySeconds, dataLossSeconds: finished.dataLossSeconds },
+      failures,
+      kept: !!opts.keep,
+    };
+    await run.phase("bring the primary region back", () => setRegion("start", "primary", run.projectDir, log));
+    regionStopped = false;
+    if (!opts.keep) {
+      await run.phase(`clean up: destroy the ${LOCAL_DR_STACK} and local stacks`, async () => {
+        for (const stack of [LOCAL_DR_STACK, LOCAL_STACK]) await destroy({ stack, stateDir: run.stateDir, force: true, log: (l) => log(`  ${l}`) });
+        rmSync(run.marker, { force: true });
+      });
+    }
+    report.finishedAt = iso(Date.now());
+    return report;
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    throw new Error(`${msg}\n(the drill's stacks are left as they are for inspection; the next drill removes them, or run 'kryonix-dr destroy --stack ${LOCAL_DR_STACK} --force' and 'kryonix-dr destroy --stack ${LOCAL_STACK} --force')`);
+  } finally {
+    for (const c of clients.values()) await removeClient(c);
+    await db.end().catch(() => undefined);
+    if (regionStopped) await setRegion("start", "primary", run.projectDir, log).catch((e: Error) => log(`  could not bring the primary region back: ${e.message}; run 'bash scripts/region.sh start primary'`));
+  }
+}
