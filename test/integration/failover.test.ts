@@ -1,0 +1,124 @@
+/**
+ * The fast path on the real local platform (Docker Swarm, both RGW regions, PostgreSQL 15):
+ * `kryonix-dr drill --disaster failover --keep --json`: warm standbys of the local stack's
+ * PostgreSQL and Redis (the local-dr stack) follow the primaries, an activation while the
+ * primaries answer is refused, the primary region is lost, the local-dr stack is deployed with
+ * kryonix-dr:active true, and writes through the same names resume. Then the kept stacks are
+ * checked where they run: the promoted services, the catalog rows, the standby agent's commands
+ * in the agent image.
+ */
+import { join } from "node:path";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runAsync } from "../support/spawn.js";
+import { readPlatform } from "../../local/platform.js";
+import { DEPLOYMENTS_DIR, readState } from "../../local/deployer.js";
+import { LABELS } from "../../contract/index.js";
+import { docker, dockerExec, waitForTask } from "../../local/drill/docker.js";
+import { FAILOVER_TARGET_SECONDS, LOCAL_DR_STACK, type FailoverReport } from "../../local/drill/failover.js";
+import { LOCAL_STACK } from "../../local/drill/drill.js";
+import { rmSync } from "node:fs";
+
+const ROOT = join(__dirname, "..", "..");
+const CLI = join(ROOT, "bin", "kryonix-dr.mjs");
+const platform = readPlatform();
+
+function cli(args: string[], timeoutMs: number) {
+  return runAsync(process.execPath, [CLI, ...args], { timeoutMs, env: process.env, cwd: ROOT });
+}
+
+describe("kryonix-dr drill --disaster failover (real Swarm, both RGW regions, PostgreSQL)", () => {
+  let report: FailoverReport;
+  let stderr = "";
+
+  beforeAll(async () => {
+    const r = await cli(["drill", "--disaster", "failover", "--keep", "--json"], 890_000);
+    stderr = r.stderr;
+    expect(r.stdout, `drill printed no report (exit ${r.status}):\n${r.stderr.slice(-6000)}`).not.toBe("");
+    report = JSON.parse(r.stdout) as FailoverReport;
+    expect({ status: r.status, failures: report.failures }, r.stderr.slice(-4000)).toEqual({ status: 0, failures: [] });
+  }, 900_000);
+
+  afterAll(async () => {
+    for (const stack of [LOCAL_DR_STACK, LOCAL_STACK]) await cli(["destroy", "--stack", stack, "--force", "--quiet"], 300_000);
+    rmSync(join(DEPLOYMENTS_DIR, "drill.json"), { force: true });
+  }, 600_000);
+
+  it("ran every step of runbook §9 in order, and brought the primary region back", async () => {
+    const steps = [
+      "deploy the local stack",
+      "write through the stable names",
+      "wait for the DR region's copies",
+      `deploy the ${LOCAL_DR_STACK} stack: warm standbys`,
+      "the standbys follow the primaries",
+      "activation refused while the primary answers",
+      "disaster: lose the primary region",
+      `fail over: deploy ${LOCAL_DR_STACK} with kryonix-dr:active true`,
+      "writes resume through the same names",
+      "verify the promoted services",
+      "the DR sidecars' first backups of the promoted services, verified",
+      "bring the primary region back",
+    ];
+    let at = -1;
+    for (const p of steps) {
+      const i = stderr.indexOf(`== ${p}`);
+      expect(i, p).toBeGreaterThan(at);
+      at = i;
+    }
+    expect(stderr).toMatch(/refused, nothing moved: the primary still answers \(PostgreSQL at kdr-local-postgresql accepts connections and is a primary\)|refused, nothing moved: the primary still answers \(Redis at kdr-local-redis answers PING\)/);
+    expect((await fetch(platform.regions.primary.loopbackEndpoint)).status).toBeLessThan(500);
+  });
+
+  it("writes through the same names resumed within 60 s of the loss, and nothing acknowledged beyond the RPO before it was lost", () => {
+    expect(report.services.map((s) => s.service).sort()).toEqual(["postgresql", "redis"]);
+    for (const s of report.services) {
+      expect(s.failoverSeconds, s.service).not.toBeNull();
+      expect(s.failoverSeconds!, s.service).toBeLessThan(FAILOVER_TARGET_SECONDS);
+      expect(s.acknowledgedBeforeLoss, s.service).toBeGreaterThan(20);
+      expect(s.missingBeyondRpo, s.service).toEqual([]);
+      expect(s.writesAfterFailover, s.service).toBeGreaterThan(0);
+      expect(s.missingAfterFailover, s.service).toEqual([]);
+      expect(s.dataLossSeconds!, s.service).toBeLessThanOrEqual(s.rpoTargetSeconds);
+      expect(s.drBackup?.verifyStatus, s.service).toBe("passed");
+    }
+    // Redis follows its primary over the network: it loses at most the last moments.
+    expect(report.services.find((s) => s.service === "redis")!.dataLossSeconds!).toBeLessThan(10);
+  });
+
+  it("the promoted services carry the stable names and the role label, the followers are gone, the DR sidecars run", async () => {
+    const state = readState(LOCAL_DR_STACK, DEPLOYMENTS_DIR)!;
+    expect(state.status).toBe("deployed");
+    const services = await docker.request<Array<{ Spec: { Name: string; Labels: Record<string, string>; TaskTemplate: { Networks?: Array<{ Aliases?: string[] }>; ContainerSpec: { Args?: string[] } } } }>>("GET", "/services");
+    const byName = (n: string) => services.find((s) => s.Spec.Name === n);
+    for (const n of ["postgresql", "redis"]) {
+      const s = byName(`kdr-local-dr-${n}`)!;
+      expect(s.Spec.Labels[LABELS.role]).toBe("promoted");
+      expect(s.Spec.TaskTemplate.Networks?.flatMap((x) => x.Aliases ?? [])).toEqual([n]);
+      expect(byName(`kdr-local-dr-${n}-backup`)).toBeDefined();
+    }
+    expect(byName("kdr-local-dr-postgresql-follower")).toBeUndefined();
+    expect(byName("kdr-local-dr-redis")!.Spec.TaskTemplate.ContainerSpec.Args ?? []).toEqual([]);
+    const pgTask = await waitForTask("kdr-local-dr-postgresql", 60_000, false);
+    const r = await dockerExec(pgTask, ["psql", "-X", "-U", "postgres", "-At", "-c", "SELECT pg_is_in_recovery(), (SELECT timeline_id FROM pg_control_checkpoint())"]);
+    expect(r.stdout.trim()).toMatch(/^f\|([2-9]|\d\d+)$/);
+  });
+
+  it("recorded each activation and the drill in disaster_recovery_log", async () => {
+    const db = new pg.Client({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "kryonix_dr" });
+    await db.connect();
+    try {
+      const { rows } = await db.query<{ incident_type: string; affected_services: string[]; recovery_status: string; phase_timings: Record<string, number> }>(
+        "SELECT incident_type, affected_services, recovery_status, phase_timings FROM disaster_recovery_log WHERE recovery_id = ANY($1::uuid[]) ORDER BY initiated_at",
+        [[...report.activations.map((a) => a.recoveryId), report.recoveryLog!.recoveryId]],
+      );
+      expect(rows.filter((x) => x.incident_type === "failover").map((x) => x.affected_services[0]).sort()).toEqual(["postgresql", "redis"]);
+      for (const a of rows.filter((x) => x.incident_type === "failover")) {
+        expect(a.recovery_status).toBe("completed");
+        expect(Object.keys(a.phase_timings).sort()).toEqual(["catch_up", "primary_check", "promote"]);
+      }
+      expect(rows.at(-1)).toMatchObject({ incident_type: "drill", recovery_status: "completed" });
+    } finally {
+      await db.end();
+    }
+  });
+});
