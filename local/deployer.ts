@@ -379,12 +379,19 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
     const difference = { missing: want.filter((k) => !got.includes(k)), extra: got.filter((k) => !want.includes(k)) };
     return { state, registrations, planned, difference, ...(updating ? { update: counts } : {}) };
   } catch (err) {
-    state.status = "failed";
+    // A failed update leaves a stack that still works, and whose state says what exists: the
+    // next deploy carries on from it (as after a failed `pulumi up`). A failed first deployment
+    // is half a stack: destroy it.
+    state.status = updating ? "deployed" : "failed";
     delete state.pid;
     state.error = err instanceof Error ? err.message : String(err);
     state.finishedAt = new Date().toISOString();
     writeState(state, dir);
-    throw new Error(`${state.error}\n(${state.resources.length} resources were created before the failure; remove them with 'kryonix-dr destroy --stack ${opts.stack}'.)`);
+    throw new Error(
+      updating
+        ? `${state.error}\n(the update stopped there: what it changed is recorded; fix the cause and deploy again, it carries on from here.)`
+        : `${state.error}\n(${state.resources.length} resources were created before the failure; remove them with 'kryonix-dr destroy --stack ${opts.stack}'.)`,
+    );
   }
 }
 

@@ -130,8 +130,17 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
     wal = engine === "postgres" ? [...plan.history, ...(await contiguousWal(c, tenantId, service, plan.wal))] : [];
     reaches = plan.recoveryPoint;
   }
-  // A standby replays segment after segment: a .partial would stand in for a whole one it is not.
-  if (o.standby) wal = wal.filter((w) => /^[0-9A-F]{24}$/.test(w.segmentName));
+  if (o.standby) {
+    // A standby replays segment after segment: a .partial would stand in for a whole one it is
+    // not. And it takes only what this region holds already, in order: its follower stages the
+    // rest as the replicator copies it.
+    wal = wal.filter((w) => /^[0-9A-F]{24}$/.test(w.segmentName));
+    const copies = await cat.copyVersions(c, storage.endpoint, storage.bucket, wal.flatMap((w) => (w.versionId ? [{ key: w.objectKey, versionId: w.versionId }] : [])));
+    if (copies.size > 0) {
+      const firstMissing = wal.findIndex((w) => w.versionId !== null && !copies.has(`${w.objectKey}\n${w.versionId}`));
+      if (firstMissing >= 0) wal = wal.slice(0, firstMissing);
+    }
+  }
   arts = await inRegionOf(c, storage, arts);
   wal = await inRegionOf(c, storage, wal);
   log(`restore ${service}: using backup ${row.backupId} (${row.backupType}, recovery point ${row.recoveryPointEnd?.toISOString()})${wal.length ? ` + ${wal.length} WAL file(s)` : ""}, reaching ${reaches.toISOString()}, from ${storage.bucket} in region ${storage.region}`);

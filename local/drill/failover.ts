@@ -121,25 +121,34 @@ async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>): Pro
   }
 }
 
-/** The loss of the primary region: its services (and their sidecars) killed and removed, its S3 server stopped. */
-async function loseThePrimaryRegion(run: DrillRun): Promise<void> {
-  for (const s of run.services) {
-    const name = `${run.prefix}-${s.name}`;
-    for (const c of await serviceContainers(name)) await docker.request("POST", `/containers/${c.Id}/kill?signal=KILL`).catch(() => undefined);
+/**
+ * The loss of the primary region: its services killed at once (SIGKILL, no shutdown), which is
+ * the moment returned; then removed with their sidecars, and its S3 server stopped.
+ */
+async function loseThePrimaryRegion(run: DrillRun): Promise<number> {
+  const names = run.services.map((s) => `${run.prefix}-${s.name}`);
+  const containers = (await Promise.all(names.map((n) => serviceContainers(n)))).flat();
+  await Promise.all(containers.map((c) => docker.request("POST", `/containers/${c.Id}/kill?signal=KILL`).catch(() => undefined)));
+  const lostAt = Date.now();
+  run.log(`  killed ${names.join(", ")} at ${iso(lostAt)}`);
+  for (const name of names) {
     await removeService(name);
-    run.log(`  killed and removed ${name}`);
+    run.log(`  removed ${name}`);
   }
   for (const s of await stackServices(LOCAL_STACK)) {
     if (s.labels[LABELS.role] === "sidecar" && run.services.some((x) => x.name === s.labels[LABELS.protects])) await removeService(s.name);
   }
   await setRegion("stop", "primary", run.projectDir, run.log);
   run.log("  stopped the primary S3 region");
+  return lostAt;
 }
 
 /** Judges what the promoted service holds against what was acknowledged. */
 function judge(s: DrillRun["services"][number], st: WriterStats, got: Map<string, string>, lostAt: number, rpoSeconds: number): Omit<FailoverServiceReport, "failoverSeconds" | "drBackup"> {
-  const before = st.acks.filter((a) => a.ackedAt <= lostAt);
-  const after = st.acks.filter((a) => a.ackedAt > lostAt);
+  // Which side took a write is told by the server's own clock at the write (same host clock):
+  // an acknowledgement can arrive a moment after the kill for a write the old primary committed.
+  const before = st.acks.filter((a) => a.writtenAt <= lostAt);
+  const after = st.acks.filter((a) => a.writtenAt > lostAt);
   const missingBeyondRpo = before.filter((a) => a.ackedAt <= lostAt - rpoSeconds * 1000 && !got.has(a.key)).map((a) => a.key);
   const missingWithinRpo = before.filter((a) => a.ackedAt > lostAt - rpoSeconds * 1000 && !got.has(a.key)).length;
   const newestHeld = [...before].reverse().find((a) => got.has(a.key));
@@ -186,11 +195,24 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
     await run.phase(`deploy the ${LOCAL_DR_STACK} stack: warm standbys`, () => deployInChild(LOCAL_DR_STACK, run.projectDir, run.stateDir, drillDrConfig(run, false), log));
     await run.phase("the standbys follow the primaries", () => waitForStandbys(run, writers));
 
+    await run.phase("activation refused while the primary answers", async () => {
+      // The bad input first: promoting a standby of a healthy primary would split the data.
+      const refused = await deployInChild(LOCAL_DR_STACK, run.projectDir, run.stateDir, drillDrConfig(run, true), () => undefined).then(
+        () => undefined,
+        (e: Error) => e.message,
+      );
+      if (!refused) throw new Error("the activation went ahead although the primaries answer: it must refuse without force");
+      if (!/the primary still answers/.test(refused)) throw new Error(`the activation failed, but not for the primary answering: ${refused.slice(-1500)}`);
+      for (const s of run.services) {
+        const labels = (await stackServices(LOCAL_DR_STACK)).find((x) => x.name === `${drPrefix(run)}-${s.name}`)?.labels ?? {};
+        if (labels[LABELS.role] !== "standby") throw new Error(`${s.name}: after the refused activation its standby is labelled ${labels[LABELS.role] ?? "(missing)"}, not standby: the refusal moved something`);
+      }
+      log(`  refused, nothing moved: ${/the primary still answers \([^)]*\)/.exec(refused)?.[0] ?? "the primary still answers"}`);
+    });
     let lostAt = 0;
     await run.phase("disaster: lose the primary region (services killed, S3 server stopped)", async () => {
-      lostAt = Date.now();
       regionStopped = true;
-      await loseThePrimaryRegion(run);
+      lostAt = await loseThePrimaryRegion(run);
     });
     await run.phase(`fail over: deploy ${LOCAL_DR_STACK} with kryonix-dr:active true`, () => deployInChild(LOCAL_DR_STACK, run.projectDir, run.stateDir, drillDrConfig(run, true), log));
     const failoverSeconds = new Map<string, number | null>();
@@ -199,7 +221,7 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
       for (const s of run.services) {
         const w = writers.get(s.name)!;
         for (;;) {
-          const first = w.stats.acks.find((a) => a.ackedAt > lostAt);
+          const first = w.stats.acks.find((a) => a.writtenAt > lostAt);
           if (first) {
             failoverSeconds.set(s.name, (first.ackedAt - lostAt) / 1000);
             log(`  ${s.name}: first write through '${s.name}' acknowledged ${((first.ackedAt - lostAt) / 1000).toFixed(1)} s after the loss (${w.stats.failures} writes failed meanwhile)`);
