@@ -17,7 +17,8 @@ import { LABELS } from "../../contract/index.js";
 import { docker, dockerExec, waitForTask } from "../../local/drill/docker.js";
 import { FAILOVER_TARGET_SECONDS, LOCAL_DR_STACK, type FailoverReport } from "../../local/drill/failover.js";
 import { LOCAL_STACK } from "../../local/drill/drill.js";
-import { rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 
 const ROOT = join(__dirname, "..", "..");
 const CLI = join(ROOT, "bin", "kryonix-dr.mjs");
@@ -116,9 +117,22 @@ describe("kryonix-dr drill --disaster failover (real Swarm, both RGW regions, Po
         expect(a.recovery_status).toBe("completed");
         expect(Object.keys(a.phase_timings).sort()).toEqual(["catch_up", "primary_check", "promote"]);
       }
-      expect(rows.at(-1)).toMatchObject({ incident_type: "drill", recovery_status: "completed" });
+      expect(rows.filter((x) => x.incident_type === "drill")).toMatchObject([{ affected_services: ["postgresql", "redis"], recovery_status: "completed" }]);
     } finally {
       await db.end();
     }
   });
+
+  it("runbook §9b, as written: the promoted PostgreSQL is out of recovery, and deploying again with active true changes nothing", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kdrtest-failover-"));
+    try {
+      const check = await runAsync("bash", ["-c", "docker exec $(docker ps -qf 'name=^kdr-local-dr-postgresql\\.') psql -U postgres -Atc 'SELECT pg_is_in_recovery()'"], { timeoutMs: 30_000 });
+      expect(check.stdout.trim(), check.stderr).toBe("f");
+      const again = await runAsync("bash", ["-c", `echo '{"active": {"value": true}}' > ${dir}/active.json && npx kryonix-dr deploy --stack local-dr --platform --config-file ${dir}/active.json`], { timeoutMs: 300_000, cwd: ROOT });
+      expect(again.status, again.stderr.slice(-3000)).toBe(0);
+      expect(again.stdout).toMatch(/^updated stack local-dr in place: \d+ unchanged, 0 updated, 0 replaced, 0 created, 0 deleted;/m);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 320_000);
 });

@@ -63,9 +63,11 @@ describe("dr stack, inactive (kryonix-dr:active false): warm standbys follow the
     expect(byService(r.resources, "kdr-dr-redis").inputs.taskSpec.containerSpec.args).toEqual(["--replicaof", "redis.primary.kryonix.internal", "6379"]);
   });
 
-  it("declares no promotion and no sidecars of its own while inactive", () => {
+  it("declares no promotion, no sidecars of its own and no verification of new backups while inactive", () => {
     expect(containers(r.resources).filter((c) => c.name.endsWith("-activate"))).toEqual([]);
     expect(services(r.resources).filter((s) => labels(s)[LABELS.role] === "sidecar")).toEqual([]);
+    const drill = services(r.resources).find((x) => labels(x)[LABELS.role] === "cron-drill-dr")!;
+    expect((JSON.parse(envOf(drill)[AGENT_ENV.cronJobs]!) as Array<{ name: string }>).filter((j) => j.name.startsWith("verify-new-"))).toEqual([]);
   });
 });
 
@@ -101,6 +103,11 @@ describe("dr stack, active (kryonix-dr:active true): the standbys promoted", () 
       expect(envOf(sc)[AGENT_ENV.s3Endpoint]).toBe("https://s3.dr.kryonix.internal:9000");
       expect(sc.dependsOn).toContain(`standby-${n}-service-service`);
     }
+  });
+
+  it("verifies each new backup of the promoted services in this region (the dr drill cron gains verify-new jobs)", () => {
+    const jobsOf = (ps: Planned[]) => JSON.parse(envOf(services(ps).find((x) => labels(x)[LABELS.role] === "cron-drill-dr")!)[AGENT_ENV.cronJobs]) as Array<{ name: string }>;
+    expect(jobsOf(r.resources).map((j) => j.name).filter((n) => n.startsWith("verify-new-")).sort()).toEqual(["verify-new-postgresql", "verify-new-redis", "verify-new-timescaledb"]);
   });
 
   it("force: the activation is told so", () => {
