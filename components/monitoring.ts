@@ -92,15 +92,19 @@ export function scrapeConfig(metricsPort: number): string {
     `      - source_labels: [${label(LABELS.managed)}]`,
     "        regex: \"true\"",
     "        action: keep",
-    // Only the agents serve /metrics (sidecars, replicators, crons), and only running tasks: the
-    // task list also holds each service's stopped ones.
+    // Only the agents serve /metrics (sidecars, replicators, crons, a DR standby's WAL follower),
+    // and only running tasks: the task list also holds each service's stopped ones.
     `      - source_labels: [${label(LABELS.role)}]`,
-    "        regex: \"sidecar|replicator|cron-.*\"",
+    "        regex: \"sidecar|replicator|cron-.*|standby-follower\"",
     "        action: keep",
     "      - source_labels: [__meta_dockerswarm_task_desired_state]",
     "        regex: running",
     "        action: keep",
+    // service: what a sidecar protects, or what a follower's standby stands in for.
+    `      - source_labels: [${label(LABELS.service)}]`,
+    "        target_label: service",
     `      - source_labels: [${label(LABELS.protects)}]`,
+    "        regex: (.+)",
     "        target_label: service",
     `      - source_labels: [${label(LABELS.role)}]`,
     "        target_label: kdr_role",
@@ -123,6 +127,8 @@ export function alertRules(t: { rpoWarningRatio: number; failedRunsPerDay: numbe
     rule("KryonixDrReplicationLag", `kdr_replication_lag_seconds > ${t.replicationLagSeconds}`, "warning", `the DR copy is more than ${t.replicationLagSeconds} s behind the primary`),
     // The agent already moved on to a new generation; a person must still find out why one broke.
     rule("KryonixDrResticRepositoryReplaced", "increase(kdr_restic_repository_failures_total[1d]) > 0", "critical", "{{ $labels.service }}: a restic repository was found unusable and replaced by a new generation (kryonix-dr status shows why)", "0m"),
+    // A standby that stopped replaying would make a failover wait for it, or lose what it holds.
+    rule("KryonixDrStandbyStuck", "kdr_standby_replay_lag_segments > 0", "warning", "{{ $labels.service }}: the DR standby has not replayed WAL staged 10 min ago (see its follower's log)", "10m"),
     rule("KryonixDrAgentDown", 'up{job="kryonix-dr"} == 0', "critical", "{{ $labels.service }}: backup agent not answering /metrics"),
     "",
   ].join("\n");

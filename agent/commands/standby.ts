@@ -91,12 +91,21 @@ export async function runSeed(s: Settings, c: pg.Client, target: string): Promis
   return { service: s.service, target: dir, alreadySeeded: false, restore: r };
 }
 
+/** Thrown when the catalog lacks the next segment but holds later ones: the standby can never catch up. */
+export class WalGapError extends Error {}
+
 /** The segments of the timeline after `after`, in order, with this region's version of each; stops at the first not copied here yet. */
 async function copiedAfter(c: pg.Client, s: Settings, storage: Storage, st: FollowState): Promise<Array<{ row: cat.WalSegmentRow; versionId: string | undefined }>> {
   const after = cat.walSegmentNumber(st.segment);
   const rows = (await cat.listWalSegments(c, s.service, { tenantId: s.tenantId, timeline: st.timeline })).filter(
     (w) => /^[0-9A-F]{24}$/.test(w.segmentName) && cat.walSegmentNumber(w.segmentName) > after,
   );
+  if (rows.length > 0 && cat.walSegmentNumber(rows[0]!.segmentName) !== after + 1n) {
+    throw new WalGapError(
+      `the catalog holds no WAL segment ${cat.walFileName(st.timeline, after + 1n)} (expired, or never archived) but holds later ones from ${rows[0]!.segmentName}: ` +
+        `this standby can never catch up; seed it again (remove the standby's volume and deploy the dr stack again)`,
+    );
+  }
   const copies = await cat.copyVersions(c, storage.endpoint, storage.bucket, rows.flatMap((w) => (w.versionId ? [{ key: w.objectKey, versionId: w.versionId }] : [])));
   const out: Array<{ row: cat.WalSegmentRow; versionId: string | undefined }> = [];
   let next = after + 1n;
@@ -112,7 +121,7 @@ async function copiedAfter(c: pg.Client, s: Settings, storage: Storage, st: Foll
 
 const g = {
   staged: new Gauge({ name: "kdr_standby_staged_wal_age_seconds", help: "Seconds since the writes of the newest WAL segment staged for the standby (how far the DR region's copy is behind)", labelNames: ["service"], registers: [registry] }),
-  replayBytes: new Gauge({ name: "kdr_standby_replay_lag_bytes", help: "Bytes of staged WAL the standby has not replayed yet", labelNames: ["service"], registers: [registry] }),
+  replaySegments: new Gauge({ name: "kdr_standby_replay_lag_segments", help: "WAL segments staged for the standby that its replay has not reached yet", labelNames: ["service"], registers: [registry] }),
   replaySeconds: new Gauge({ name: "kdr_standby_replay_lag_seconds", help: "Seconds since the last transaction the standby replayed was committed on the primary", labelNames: ["service"], registers: [registry] }),
 };
 
@@ -189,9 +198,9 @@ export async function follow(s: Settings, target: string, connect: () => Promise
       if (newestAt) g.staged.set({ service: s.service }, (Date.now() - newestAt.getTime()) / 1000);
       const st = readState(dir);
       if (replay?.replayLsn && st) {
-        const stagedEnd = (cat.walSegmentNumber(st.segment) + 1n) * SEGMENT_BYTES;
-        const lag = stagedEnd - lsnBytes(replay.replayLsn);
-        g.replayBytes.set({ service: s.service }, Number(lag > 0n ? lag : 0n));
+        // By segment, not by byte: a switched segment ends in padding that replay never "reaches".
+        const lag = cat.walSegmentNumber(st.segment) - (lsnBytes(replay.replayLsn) - 1n) / SEGMENT_BYTES;
+        g.replaySegments.set({ service: s.service }, Number(lag > 0n ? lag : 0n));
       }
       if (replay?.lastReplayAt) g.replaySeconds.set({ service: s.service }, (Date.now() - replay.lastReplayAt.getTime()) / 1000);
       if (replay && !replay.inRecovery) {
@@ -281,7 +290,9 @@ async function waitCaughtUp(s: Settings, c: pg.Client, storage: Storage, seconds
   for (;;) {
     const rs = await replayStatus(s);
     if (!rs.replayLsn) throw new Error(`the standby ${s.get("targetHost")} has replayed no WAL at all: it never caught up; see its follower's log`);
-    const segno = cat.lsnToSegmentNumber(rs.replayLsn);
+    // The segment holding the last byte replayed: at a segment boundary the LSN already names the
+    // next segment, which has not been replayed yet.
+    const segno = (lsnBytes(rs.replayLsn) - 1n) / SEGMENT_BYTES;
     const timeline = (await c.query<{ t: number }>("SELECT max(timeline) AS t FROM wal_segment WHERE tenant_id = $1 AND service_name = $2", [s.tenantId, s.service])).rows[0]?.t ?? 1;
     const ahead = await copiedAfter(c, s, storage, { timeline, segment: cat.walFileName(timeline, segno) });
     if (ahead.length === 0) return rs;

@@ -78,8 +78,21 @@ describe("generated alert rules, evaluated by promtool", () => {
         { series: at("kdr_restic_repository_failures_total", "redis"), values: "0x20" },
         { series: at("up", "redis"), values: "1x20" },
         { series: 'kdr_replication_lag_seconds{job="kryonix-dr"}', values: "20x20" },
+        // A standby replaying what it is given: now and then a segment ahead, never for long.
+        { series: at("kdr_standby_replay_lag_segments", "postgresql"), values: "0 1 0 0 1 0x15" },
       ],
-      ["KryonixDrRpoBreached", "KryonixDrRpoAtRisk", "KryonixDrWalLag", "KryonixDrBackupFailures", "KryonixDrResticRepositoryReplaced", "KryonixDrAgentDown", "KryonixDrReplicationLag"].map((alertname) => ({ eval_time: "20m", alertname, exp_alerts: [] })),
+      ["KryonixDrRpoBreached", "KryonixDrRpoAtRisk", "KryonixDrWalLag", "KryonixDrBackupFailures", "KryonixDrResticRepositoryReplaced", "KryonixDrAgentDown", "KryonixDrReplicationLag", "KryonixDrStandbyStuck"].map((alertname) => ({ eval_time: "20m", alertname, exp_alerts: [] })),
+    );
+    expect(r.status, r.out).toBe(0);
+  });
+
+  it("a DR standby that stopped replaying the WAL staged for it: warning after 10 min", () => {
+    const r = promtoolTest(
+      [{ series: at("kdr_standby_replay_lag_segments", "postgresql"), values: "0x2 3x14" }],
+      [
+        { eval_time: "11m", alertname: "KryonixDrStandbyStuck", exp_alerts: [] },
+        { eval_time: "13m", alertname: "KryonixDrStandbyStuck", exp_alerts: [{ exp_labels: { job: "kryonix-dr", service: "postgresql", severity: "warning" }, exp_annotations: { summary: "postgresql: the DR standby has not replayed WAL staged 10 min ago (see its follower's log)" } }] },
+      ],
     );
     expect(r.status, r.out).toBe(0);
   });

@@ -67,7 +67,7 @@ describe("local stack", () => {
     expect(prom.inputs.endpointSpec).toEqual({ ports: [{ targetPort: 9090, publishedPort: 19090, protocol: "tcp", publishMode: "host" }] });
     const cfg = one(regs, "docker:index/serviceConfig:ServiceConfig", "monitoring-prometheus-config").inputs.dataRaw as string;
     expect(cfg).toMatch(/^global:\n {2}scrape_interval: 5s\n {2}evaluation_interval: 5s\nrule_files:\n {2}- \/etc\/prometheus\/rules\/kryonix-dr\.yml\nscrape_configs:/);
-    expect(cfg).toContain('regex: "sidecar|replicator|cron-.*"');
+    expect(cfg).toContain('regex: "sidecar|replicator|cron-.*|standby-follower"');
   });
 
   it("declares storage in both regions and replicates with the agent's replicator", () => {
