@@ -17,7 +17,7 @@ import { LABELS } from "../../contract/index.js";
 import { docker, dockerExec, waitForTask } from "../../local/drill/docker.js";
 import { FAILOVER_TARGET_SECONDS, LOCAL_DR_STACK, type FailoverReport } from "../../local/drill/failover.js";
 import { LOCAL_STACK } from "../../local/drill/drill.js";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 
 const ROOT = join(__dirname, "..", "..");
@@ -131,6 +131,11 @@ describe("kryonix-dr drill --disaster failover (real Swarm, both RGW regions, Po
       const again = await runAsync("bash", ["-c", `echo '{"active": {"value": true}}' > ${dir}/active.json && npx kryonix-dr deploy --stack local-dr --platform --config-file ${dir}/active.json`], { timeoutMs: 300_000, cwd: ROOT });
       expect(again.status, again.stderr.slice(-3000)).toBe(0);
       expect(again.stdout).toMatch(/^updated stack local-dr in place: \d+ unchanged, 0 updated, 0 replaced, 0 created, 0 deleted;/m);
+      // The failover workflow's script, with the local engine: the same deployment, nothing left to do.
+      const summary = join(dir, "summary.md");
+      const wf = await runAsync("bash", [join(ROOT, "scripts", "ci", "failover.sh"), "--stack", "local-dr", "--force", "false"], { timeoutMs: 300_000, cwd: ROOT, env: { ...process.env, KDR_CI_ENGINE: "local", GITHUB_STEP_SUMMARY: summary } });
+      expect(wf.status, wf.stderr.slice(-3000)).toBe(0);
+      expect(readFileSync(summary, "utf8")).toMatch(/^### Failed over: `local-dr` is the active region \(local deployer\)\n[\s\S]*updated stack local-dr in place: \d+ unchanged, 0 updated/m);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -30,7 +30,7 @@ function testSources(dir = join(ROOT, "test")): string[] {
 
 describe("the workflows", () => {
   it("are the pipelines the project promises", () => {
-    expect(files.sort()).toEqual(["deploy.yml", "drift.yml", "drill.yml", "pull-request.yml", "recovery.yml"]);
+    expect(files.sort()).toEqual(["deploy.yml", "drift.yml", "drill.yml", "failover.yml", "pull-request.yml", "recovery.yml"]);
   });
 
   it.each(files)("%s passes GitHub's workflow schema (action-validator)", (f) => {
@@ -74,22 +74,25 @@ describe("the workflows", () => {
   });
 
   it("serialise everything that changes the stacks in one concurrency group that never cancels", () => {
-    for (const f of ["deploy.yml", "drift.yml", "recovery.yml"]) {
+    for (const f of ["deploy.yml", "drift.yml", "recovery.yml", "failover.yml"]) {
       expect(load(f).concurrency, f).toEqual({ group: "kryonix-dr-deploy", "cancel-in-progress": false });
     }
     expect(load("deploy.yml").jobs.dr!.needs).toBe("prod");
   });
 
-  it("put a manual production change behind a protected environment and a typed confirmation", () => {
-    const w = load("recovery.yml");
+  it.each([
+    ["recovery.yml", "recover", "scripts/ci/recover.sh"],
+    ["failover.yml", "failover", "scripts/ci/failover.sh"],
+  ])("%s puts a manual production change behind a protected environment and a typed confirmation", (file, jobName, script) => {
+    const w = load(file);
     expect(Object.keys(w.on)).toEqual(["workflow_dispatch"]);
-    const job = w.jobs.recover!;
+    const job = w.jobs[jobName]!;
     expect(job.environment).toBe("recovery");
     const order = job.steps.map((s) => s.run ?? s.uses ?? "");
     const confirm = order.findIndex((r) => r.includes("scripts/ci/confirm.sh"));
-    const recover = order.findIndex((r) => r.includes("scripts/ci/recover.sh"));
+    const change = order.findIndex((r) => r.includes(script));
     expect(confirm).toBeGreaterThanOrEqual(0);
-    expect(confirm).toBeLessThan(recover);
+    expect(confirm).toBeLessThan(change);
   });
 
   it("take stack names and the backend from repository variables, secrets from the secret store", () => {
@@ -126,6 +129,13 @@ describe("the scripts in scripts/ci", () => {
     const cliMissing = ci(["scripts/ci/deploy.sh", "prod"], { KDR_CI_ENGINE: "pulumi", PATH: "/usr/bin:/bin" });
     expect(cliMissing.status).toBe(2);
     expect(cliMissing.stderr).toContain("the pulumi CLI is not on PATH");
+  });
+
+  it("failover.sh names a bad input before touching anything", () => {
+    const r = ci(["scripts/ci/failover.sh", "--force", "yes"]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("FAILED: --force 'yes' is not true or false");
+    expect(ci(["scripts/ci/failover.sh", "--stack", "no good"]).stderr).toContain("'no good' is not a stack name");
   });
 
   it("recover.sh names a missing or bad input before touching anything", () => {
