@@ -66,6 +66,11 @@ export interface DeploymentState {
   finishedAt?: string;
   error?: string;
   providers: Record<string, Record<string, unknown>>;
+  /**
+   * The config overrides the stack was deployed with (secrets included: the file is 0600 in a
+   * 0700 directory), which a later deployment starts from.
+   */
+  config?: RunOptions["config"];
   /** In creation order. */
   resources: StateEntry[];
   outputs: Record<string, unknown>;
@@ -243,8 +248,11 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
   const prior = new Map((existing?.status === "deployed" ? existing.resources : []).map((e) => [e.urn, e]));
   const updating = prior.size > 0;
   const projectDir = resolve(opts.projectDir ?? join(__dirname, ".."));
-  const { project, config } = loadStackConfig(projectDir, opts.stack, opts.config);
-  const planned = await planFirst(opts.stack, projectDir, opts.config);
+  // The stack's config, as Pulumi keeps it with the stack: what it was deployed with, changed
+  // only by what this deployment gives (`pulumi config set` and then `pulumi up`).
+  const overrides = updating && existing!.config ? { ...existing!.config, ...(opts.config ?? {}) } : opts.config;
+  const { project, config } = loadStackConfig(projectDir, opts.stack, overrides);
+  const planned = await planFirst(opts.stack, projectDir, overrides);
   checkSupported(planned);
   log(`planned ${planned.filter((p) => p.custom).length} resources`);
   const state: DeploymentState = {
@@ -258,6 +266,7 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
     // Until the update is over, the state holds every object that exists: the old ones too.
     resources: updating ? [...existing!.resources] : [],
     outputs: updating ? existing!.outputs : {},
+    ...(overrides ? { config: overrides } : {}),
   };
   writeState(state, dir);
   const counts = { unchanged: 0, updated: 0, replaced: 0, created: 0, deleted: 0 };
@@ -357,7 +366,7 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
   };
 
   try {
-    const { registrations, outputs } = await runStackProgram({ ...opts, projectDir, handler });
+    const { registrations, outputs } = await runStackProgram({ ...opts, config: overrides, projectDir, handler });
     if (prior.size > 0 || superseded.length > 0) {
       // What the program no longer declares goes last, dependents first (as `pulumi up` deletes).
       const gone = [...prior.values(), ...superseded];

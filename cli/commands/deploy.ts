@@ -7,7 +7,7 @@ import { join, resolve } from "node:path";
 import { parseFlags, required, type Command } from "../command.js";
 import { readConfigFile } from "../config-file.js";
 import { writeFileSync } from "node:fs";
-import { deployInThisProcess, statePath, DEPLOYMENTS_DIR } from "../../local/deployer.js";
+import { deployInThisProcess, readState, statePath, DEPLOYMENTS_DIR } from "../../local/deployer.js";
 import { redact } from "../../local/program.js";
 import { localStackConfig } from "../../local/local-stack.js";
 import { readPlatform } from "../../local/platform.js";
@@ -24,7 +24,8 @@ harness: production uses 'pulumi up'.
   --stack <name>             the stack (Pulumi.<name>.yaml)
   --platform                 point the stack at the local platform (regions, catalog, images from
                              platform.json) with real secrets: platform keys plus generated ones kept
-                             0600 beside the state; on by default for the 'local' stack
+                             0600 beside the state; on by default for the 'local' stack. A deployed
+                             stack keeps the config it was deployed with: an update starts from it
   --config-file <file.json>  config overriding the stack file: {"key": {"value": ..., "secret": true}}
                              (secure: values in stack files cannot be decrypted without the Pulumi CLI)
   --project-dir <dir>        directory holding Pulumi.yaml (default: this repository)
@@ -50,7 +51,10 @@ export const command: Command = {
     const fromFile = values["config-file"] ? readConfigFile(values["config-file"]) : undefined;
     const usePlatform = !values["no-platform"] && (values.platform ?? stack === "local");
     const projectDir = resolve(values["project-dir"] ?? join(__dirname, "..", ".."));
-    const config = usePlatform ? { ...localStackConfig(readPlatform(), stack, DEPLOYMENTS_DIR, projectDir), ...(fromFile ?? {}) } : fromFile;
+    // A deployed stack keeps the config it was deployed with (the deployer starts from it); only
+    // a first deployment takes the platform's facts and generated secrets.
+    const recorded = readState(stack)?.config;
+    const config = !recorded && usePlatform ? { ...localStackConfig(readPlatform(), stack, DEPLOYMENTS_DIR, projectDir), ...(fromFile ?? {}) } : fromFile;
     const started = Date.now();
     const result = await deployInThisProcess({
       stack,

@@ -261,7 +261,7 @@ describe("kryonix-dr deploy of a program using every mapping", () => {
     expect(checked).toBeGreaterThanOrEqual(15);
   });
 
-  it("deploying again updates in place: a changed service is updated (same id, new spec), the rest left alone, and back again", async () => {
+  it("deploying again updates in place from the config the stack was deployed with: a changed service is updated (same id, new spec), the rest left alone, and back again", async () => {
     const before = await docker.request<any>("GET", `/services/${prefix}-svc`);
     const changed = join(stateDir, "config-greeting.json");
     writeFileSync(changed, JSON.stringify({ ...JSON.parse(readFileSync(configFile, "utf8")), greeting: { value: "v2" } }), { mode: 0o600 });
@@ -273,8 +273,14 @@ describe("kryonix-dr deploy of a program using every mapping", () => {
     expect(after.ID).toBe(before.ID);
     expect(after.Spec.TaskTemplate.ContainerSpec.Env).toContain("GREETING=v2");
     expect(after.Version.Index).toBeGreaterThan(before.Version.Index);
-    // The original config again: the one changed service goes back, nothing else moves.
-    const back = cli("deploy", "--stack", stack, "--project-dir", FIXTURE, "--config-file", configFile);
+    // The stack keeps the config it was deployed with, as a Pulumi stack does: the setting is
+    // taken back by giving it empty. The one changed service goes back, nothing else moves.
+    const reset = join(stateDir, "config-reset.json");
+    writeFileSync(reset, JSON.stringify({ greeting: { value: "" } }), { mode: 0o600 });
+    const kept = cli("deploy", "--stack", stack, "--project-dir", FIXTURE);
+    expect(kept.code, kept.stderr.split("\n").slice(-25).join("\n")).toBe(0);
+    expect(kept.stdout).toMatch(/^updated stack demo in place: \d+ unchanged, 0 updated, 0 replaced, 0 created, 0 deleted; 21 resources/m);
+    const back = cli("deploy", "--stack", stack, "--project-dir", FIXTURE, "--config-file", reset);
     expect(back.code, back.stderr.split("\n").slice(-25).join("\n")).toBe(0);
     expect(back.stdout).toMatch(/^updated stack demo in place: \d+ unchanged, 1 updated, 0 replaced, 0 created, 0 deleted; 21 resources/m);
     expect((await docker.request<any>("GET", `/services/${prefix}-svc`)).Spec.TaskTemplate.ContainerSpec.Env).not.toContain("GREETING=v2");

@@ -204,10 +204,11 @@ describe("kryonix-dr drill (real Swarm, RGW, PostgreSQL), run as the drill workf
     expect(summary()).toMatch(/^DELETED  docker:index\/volume:Volume /m);
   }, 400_000);
 
-  it("deploy.sh leaves a deployed stack without drift as it is", async () => {
+  it("deploy.sh updates a deployed stack without drift in place, from the config it was deployed with: nothing changes", async () => {
     const r = await ciScript("deploy.sh", [RECOVERY_STACK], 180_000);
     expect(r.status, r.stderr).toBe(0);
-    expect(summary()).toMatch(/^### `recovery` is deployed and unchanged \(local deployer\)$/m);
+    expect(summary()).toMatch(/^### `recovery` updated in place \(local deployer\)$/m);
+    expect(summary()).toMatch(/^updated stack recovery in place: \d+ unchanged, 0 updated, 0 replaced, 0 created, 0 deleted;/m);
   }, 200_000);
 
   it("recover.sh (the recovery workflow's script, kryonix-dr recover underneath) restores one database to a point in time inside the drill's writes", async () => {
