@@ -281,7 +281,8 @@ function healthz(port: number): Promise<number> {
  * serve/cron/replicate install their own handlers.
  */
 function stopOneShotOnSignal(cmd: string | undefined): void {
-  if (cmd === "serve" || cmd === "cron" || cmd === "replicate") return;
+  // standby follow stops itself between two passes (a staged segment is renamed whole or not at all).
+  if (cmd === "serve" || cmd === "cron" || cmd === "replicate" || cmd === "standby") return;
   for (const sig of ["SIGTERM", "SIGINT"] as const) {
     process.once(sig, () => {
       void failInflight(`stopped by ${sig} before it finished; nothing of this run is used`).finally(() => process.exit(sig === "SIGTERM" ? 143 : 130));
