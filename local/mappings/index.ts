@@ -1,12 +1,13 @@
 /** Every resource type the local deployer supports, by its Pulumi type token. */
 import { commandMappings } from "./command.js";
 import { dockerConnection, dockerMappings } from "./docker.js";
+import { container } from "./docker-container.js";
 import { minioMappings } from "./minio.js";
 import { postgresqlMappings } from "./postgresql.js";
 import type { Mapping } from "./types.js";
 
 export const MAPPINGS: ReadonlyMap<string, Mapping<any>> = new Map(
-  [...dockerMappings, ...minioMappings, ...postgresqlMappings, ...commandMappings].map((m) => [m.type, m]),
+  [...dockerMappings, container, ...minioMappings, ...postgresqlMappings, ...commandMappings].map((m) => [m.type, m]),
 );
 
 /** Packages whose provider resources (`pulumi:providers:<pkg>`) carry connection settings. */

@@ -5,7 +5,8 @@
  * test/integration/deployer.test.ts.
  */
 import { describe, expect, it } from "vitest";
-import { containerBody, serviceSpec } from "../../local/mappings/docker.js";
+import { serviceSpec } from "../../local/mappings/docker.js";
+import { containerBody } from "../../local/mappings/docker-container.js";
 import { lifecycleRule, minioConnection } from "../../local/mappings/minio.js";
 import { postgresqlConnection } from "../../local/mappings/postgresql.js";
 import { autoName, durationNs, labelList, Mutex } from "../../local/mappings/types.js";
