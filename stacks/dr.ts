@@ -42,7 +42,10 @@ function declareStandbys(
 ): Record<string, { service: pulumi.Output<string>; state: string }> {
   const f = specs.failover;
   if (!f || f.standbys.length === 0) return {};
-  const sources = primary.requireOutput("standbySources") as pulumi.Output<StandbySource[]>;
+  const sources = (primary.getOutput("standbySources") as pulumi.Output<StandbySource[] | undefined>).apply((all) => {
+    if (!all) throw new Error(`the primary stack ${specs.primaryStack} exports no standbySources (it was deployed before failover existed): run 'pulumi up' on it first, then on this stack`);
+    return all;
+  });
   // Read only when promoting: an inactive dr stack works with a primary deployed before failover existed.
   const sidecarCreds = f.active ? (primary.requireOutput("drSidecarCredentials") as pulumi.Output<Record<string, { accessKey: string; secretKey: string }>>) : undefined;
   const region = specs.regions.dr!;

@@ -23,6 +23,19 @@ beforeAll(async () => {
           { name: "nextcloud", engine: "volume", tier: "important", rpoSeconds: 3600, rtoSeconds: 900, retention: { fullDays: 30, incrementalDays: 7, walDays: 7 } },
         ],
         drRestoreCredentials: { accessKey: "kdr-prod-restore", secretKey: "primary-generated-restore-secret" },
+        // What the prod stack exports for the warm standbys that Pulumi.dr.yaml declares.
+        standbySources: ["postgresql", "timescaledb", "redis"].map((name) => ({
+          name,
+          engine: name === "redis" ? "redis" : "postgres",
+          tier: "critical",
+          host: `${name}.primary.kryonix.internal`,
+          image: name === "redis" ? "redis:7-alpine" : "postgres:16-alpine",
+          dataPath: name === "redis" ? "/data" : "/var/lib/postgresql/data",
+          rpoSeconds: 300,
+          rtoSeconds: 900,
+          schedules: { full: "0 2 * * *", incremental: "*/15 * * * *" },
+          retention: { fullDays: 30, incrementalDays: 7, walDays: 7 },
+        })),
       },
     },
   });
@@ -45,6 +58,10 @@ describe("dr stack", () => {
     expect(restoreNextcloud.schedule).toBe("0 4 * * 6");
     expect(restoreNextcloud.command.slice(0, 12)).toEqual(["restore", "--target", "/var/lib/kryonix-dr/drill/nextcloud", "--clean-target", "--service", "nextcloud", "--engine", "volume", "--tier", "important", "--s3-bucket", "kdr-prod-backups-important"]);
     expect(await promiseOf(outputs.drBuckets as pulumi.Output<unknown>)).toEqual(DR_BUCKETS);
+  });
+
+  it("declares a warm standby for each of failover.standbys, from the primary's standbySources", () => {
+    expect(byType(regs, "kryonix:dr:WarmStandby").map((r) => r.name).sort()).toEqual(["standby-postgresql", "standby-redis", "standby-timescaledb"]);
   });
 
   it("passes the primary's restore credentials on as secrets only", () => {
