@@ -55,6 +55,8 @@ export interface RecoveryJobArgs {
    * lives on one node). @default []
    */
   readonly placement?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Arguments after the service image's command (a stand-in's kind). @default [] */
+  readonly args?: string[];
 }
 
 /** The agent's restore flags for a recovery point: none for latest, --time, or --backup-id. */
@@ -180,6 +182,9 @@ export class RecoveryJob extends pulumi.ComponentResource {
         password: args.password,
         networks: args.networks,
         placement: args.placement,
+        // The stable name clients use (`postgresql`), as the service it replaces had.
+        aliases: [args.service],
+        ...(args.args?.length ? { args: args.args } : {}),
       },
       { parent: this, dependsOn: [restore] },
     );

@@ -43,12 +43,16 @@ function writeSecrets(file: string, stateDir: string, secrets: Record<string, st
   writeFileSync(file, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
 }
 
-/** Generated secrets of a stack's deployment: what is kept is read back, what is missing is created and kept. */
-export function generatedSecrets(stack: string, stateDir: string): Record<string, string> {
+/**
+ * Generated secrets of a stack's deployment: what is kept is read back, what is missing is created
+ * and kept. `extraKeys`: further passwords the deployment needs (a drill of the prod stack's
+ * services: targetPassword-<service> of each PostgreSQL and Redis).
+ */
+export function generatedSecrets(stack: string, stateDir: string, extraKeys: readonly string[] = []): Record<string, string> {
   const file = secretsPath(stack, stateDir);
   const kept = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Record<string, string>) : {};
   const secrets: Record<string, string> = { ...kept };
-  for (const key of ["catalogOwnerPassword", "catalogWriterPassword", "catalogReaderPassword", "catalogReplicationPassword", "resticPassword", "targetPassword-postgresql"]) {
+  for (const key of ["catalogOwnerPassword", "catalogWriterPassword", "catalogReaderPassword", "catalogReplicationPassword", "resticPassword", "targetPassword-postgresql", ...extraKeys]) {
     secrets[key] ??= password();
   }
   if (!secrets.ageIdentity || !secrets.ageRecipient) {
@@ -75,7 +79,7 @@ export function forgetGeneratedSecrets(stack: string, stateDir: string): void {
  * `projectDir`, the stack file's own kryonix-dr:catalog settings (such as catalog.backup) are kept
  * under the platform's address and credentials (an override replaces the whole key).
  */
-export function localStackConfig(platform: Platform, stack: string, stateDir: string, projectDir?: string): Config {
+export function localStackConfig(platform: Platform, stack: string, stateDir: string, projectDir?: string, extraSecretKeys: readonly string[] = []): Config {
   const file = projectDir ? loadStackConfig(projectDir, stack).config : {};
   const fileCatalog = file[`kryonix-dr:catalog`];
   // A dr stack (it names its primary) holds the primary's secrets, as an operator sets the same
@@ -103,6 +107,6 @@ export function localStackConfig(platform: Platform, stack: string, stateDir: st
     drSecretKey: { value: platform.regions.dr.secretKey, secret: true },
     catalogAdminPassword: { value: platform.catalog.password, secret: true },
   };
-  for (const [k, v] of Object.entries(generatedSecrets(secretsOf, stateDir))) config[k] = { value: v, secret: true };
+  for (const [k, v] of Object.entries(generatedSecrets(secretsOf, stateDir, extraSecretKeys))) config[k] = { value: v, secret: true };
   return config;
 }

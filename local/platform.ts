@@ -30,7 +30,7 @@ export interface Platform {
   /** PostgreSQL 15 on the host that holds the backup catalog (a superuser's credentials). */
   catalog: { host: string; port: number; user: string; password: string };
   /** Local image tags built by platform-up. */
-  images: { base: string; agent: string; postgres: string; redis: string; files: string; prometheus: string };
+  images: { base: string; agent: string; postgres: string; redis: string; files: string; prometheus: string; standins: string };
   /** Host tools platform-up unpacked: promtool (checks and unit-tests the generated alert rules). */
   tools: { promtool: string };
 }

@@ -38,6 +38,7 @@ export function local(specs: Specs, secrets: Secrets): Record<string, unknown> {
       // The stable name clients use (`postgresql`): on failover the promoted standby takes it.
       aliases: [s.name],
       placement: s.placement,
+      ...(s.args.length ? { args: s.args } : {}),
     });
     declared[s.name] = { host: svc.serviceName, volume: svc.volumeName };
     services[s.name] = svc.serviceName;

@@ -131,6 +131,7 @@ export function recovery(specs: Specs, secrets: Secrets): Record<string, unknown
       containerNetworks: [network.name],
       networks,
       placement: s.placement,
+      args: s.args,
     }, { dependsOn: catalogStep ? [catalogStep] : [] });
     jobs.push(job);
     declared[s.name] = { host: job.serviceName, volume: job.volumeName };

@@ -4,7 +4,7 @@ import { parseFlags, parseIsoTime, UsageError, type Command } from "../command.j
 import { runDrill, runFailover } from "../../local/drill/drill.js";
 import { formatFailoverReport, formatReport } from "../../local/drill/report.js";
 
-const USAGE = `Usage: kryonix-dr drill [--disaster services|region|failover [--catalog restore|rebuild]] [--keep] [--point-in-time <ISO>] [--write-seconds N] [--json]
+const USAGE = `Usage: kryonix-dr drill [--stack local|prod] [--disaster services|region|failover [--catalog restore|rebuild]] [--keep] [--point-in-time <ISO>] [--write-seconds N] [--json]
 
 Proves recovery end to end on the local platform (scripts/platform-up.sh): deploys the local
 stack (PostgreSQL, Redis and a volume service with their backup sidecars, buckets, catalog and
@@ -12,6 +12,12 @@ crons), writes data continuously while the schedules take full, incremental and 
 removes the primary services and their volumes, deploys the recovery stack (restore jobs from
 the catalog's recovery point, fresh services), verifies every acknowledged write, and records
 the measured recovery time and data-loss window in disaster_recovery_log.
+  --stack prod             protect and recover the prod stack's own services (Pulumi.prod.yaml: all
+                           nine, with their engines, tiers, incremental schedules, hooks, placement
+                           and targets) instead of the local stack's three; PostgreSQL 15, Redis 7
+                           and Debian's Prometheus run as themselves, Grafana, Nextcloud, Traefik,
+                           Keycloak and MinIO as stand-ins (images/standins); this swarm node is
+                           labelled for their placement constraints
   --disaster region        lose the whole primary region instead: its S3 server is stopped and the
                            catalog database dropped too; the recovery stack gets the catalog back from
                            the DR region (recovery.catalog) and restores from there; the primary region
@@ -44,10 +50,14 @@ export const command: Command = {
       "write-seconds": { type: "string" },
       disaster: { type: "string" },
       catalog: { type: "string" },
+      stack: { type: "string" },
       json: { type: "boolean" },
     });
+    const stack = values.stack ?? "local";
+    if (stack !== "local" && stack !== "prod") throw new UsageError(`--stack '${stack}' is not a stack the drill can run: use local (the default) or prod.`);
     const disaster = values.disaster ?? "services";
     if (disaster !== "services" && disaster !== "region" && disaster !== "failover") throw new UsageError(`--disaster '${disaster}' is not a disaster the drill knows: use services (the default), region or failover.`);
+    if (disaster === "failover" && stack !== "local") throw new UsageError("--disaster failover drills the local-dr stack's standbys of the local stack: drop --stack prod.");
     if (disaster === "failover" && values["point-in-time"] !== undefined) throw new UsageError("--point-in-time does not apply to --disaster failover: a promoted standby holds the latest it received.");
     const catalog = values.catalog;
     if (catalog !== undefined && catalog !== "restore" && catalog !== "rebuild") throw new UsageError(`--catalog '${catalog}' is not a way to get the catalog back: use restore (the default) or rebuild.`);
@@ -74,6 +84,7 @@ export const command: Command = {
       writeSeconds,
       disaster,
       catalog,
+      stack,
       projectDir: resolve(join(__dirname, "..", "..")),
       log: (l) => process.stderr.write(`${l}\n`),
     });

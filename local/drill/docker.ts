@@ -111,3 +111,35 @@ export async function serviceLabels(service: string): Promise<Record<string, str
   const s = await docker.request<{ Spec: { Labels?: Record<string, string> } }>("GET", `/services/${encodeURIComponent(service)}`);
   return s.Spec.Labels ?? {};
 }
+
+/** `node.labels.<key> == <value>` constraints: what a node must carry for the service to run there. */
+export function nodeLabelsOf(constraints: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const c of constraints) {
+    const m = /^\s*node\.labels\.([A-Za-z0-9._-]+)\s*==\s*(\S+)\s*$/.exec(c);
+    if (m) out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
+/**
+ * Sets node labels on this swarm node, as an operator labels the node that holds a service's data
+ * (`docker node update --label-add`); returns the labels it added (those already set are left).
+ * `remove`: takes those labels off again.
+ */
+export async function setNodeLabels(labels: Record<string, string>, remove = false): Promise<Record<string, string>> {
+  if (Object.keys(labels).length === 0) return {};
+  const info = await docker.request<{ Swarm: { NodeID: string } }>("GET", "/info");
+  const node = await docker.request<{ Version: { Index: number }; Spec: { Labels?: Record<string, string> } }>("GET", `/nodes/${info.Swarm.NodeID}`);
+  const current = { ...(node.Spec.Labels ?? {}) };
+  const changed: Record<string, string> = {};
+  for (const [k, v] of Object.entries(labels)) {
+    if (remove ? current[k] !== v : current[k] === v) continue;
+    changed[k] = v;
+    if (remove) delete current[k];
+    else current[k] = v;
+  }
+  if (Object.keys(changed).length === 0) return {};
+  await docker.request("POST", `/nodes/${info.Swarm.NodeID}/update?version=${node.Version.Index}`, { ...node.Spec, Labels: current });
+  return changed;
+}

@@ -17,7 +17,7 @@ import * as cat from "../../catalog/queries.js";
 import { DEPLOYMENTS_DIR, readState } from "../deployer.js";
 import { readPlatform } from "../platform.js";
 import { cleanUp, clearPreviousDrill, deployLocal, disaster, iso, P0_RTO_SECONDS, recover, verifyRecovered, waitForServices, writeAndBackUp, type DrillRun } from "./phases.js";
-import { drillServices, localNamePrefix, localTenantId, RECOVERY_STACK, LOCAL_STACK } from "./stacks.js";
+import { drillServices, localNamePrefix, localTenantId, RECOVERY_STACK, LOCAL_STACK, type DrillSource } from "./stacks.js";
 import type { ServiceReport } from "./verify.js";
 import type { RebuildResult, RestoreResult } from "../catalog-recovery.js";
 import { dropCatalog, setRegion, waitForCopies } from "./region.js";
@@ -45,6 +45,8 @@ export interface DrillOptions {
   disaster?: "services" | "region" | "failover";
   /** region: get the catalog back by restoring it (default) or by rebuilding it from the manifests. */
   catalog?: "rebuild" | "restore";
+  /** Whose services to protect and recover: the local stack's (default) or the prod stack's nine. */
+  stack?: DrillSource;
   projectDir: string;
   stateDir?: string;
   log?: (line: string) => void;
@@ -56,6 +58,8 @@ export interface DrillReport {
   startedAt: string;
   finishedAt: string;
   target: string;
+  /** Whose services were protected and recovered: the local stack's or the prod stack's. */
+  stack: DrillSource;
   phases: Array<{ name: string; seconds: number }>;
   rto: { seconds: number; targetSeconds: number; met: boolean; declaredAt: string; verifiedAt: string };
   services: ServiceReport[];
@@ -78,6 +82,8 @@ export function newRun(opts: DrillOptions, phases: DrillReport["phases"]): Drill
   const log = opts.log ?? (() => {});
   const stateDir = opts.stateDir ?? DEPLOYMENTS_DIR;
   const writeSeconds = opts.writeSeconds ?? 75;
+  const platform = readPlatform();
+  const source = opts.stack ?? "local";
   if (opts.pointInTime && opts.pointInTime.getTime() > Date.now() + writeSeconds * 1000 + 600_000) {
     throw new Error(`--point-in-time ${opts.pointInTime.toISOString()} lies beyond this drill's writes: give a moment inside the write window (or omit it for the latest point).`);
   }
@@ -86,10 +92,12 @@ export function newRun(opts: DrillOptions, phases: DrillReport["phases"]): Drill
     startedAt: Date.now(),
     projectDir: opts.projectDir,
     stateDir,
-    platform: readPlatform(),
+    platform,
     tenantId: localTenantId(opts.projectDir),
     prefix: localNamePrefix(opts.projectDir),
-    services: drillServices(opts.projectDir),
+    services: drillServices(opts.projectDir, source, platform.images),
+    source,
+    nodeLabels: {},
     target: opts.pointInTime ?? "latest",
     writeSeconds,
     marker: join(stateDir, "drill.json"),
@@ -223,6 +231,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       startedAt: iso(startedAt),
       finishedAt: "",
       target: target === "latest" ? "latest" : target.toISOString(),
+      stack: run.source,
       phases,
       rto: { seconds: rtoSeconds, targetSeconds: rtoTarget, met: rtoMet, declaredAt: iso(declaredAt), verifiedAt: iso(verifiedAt) },
       services: reports,

@@ -12,8 +12,8 @@ import type { ServiceSpec } from "../../stacks/config.js";
 import { destroy, readState } from "../deployer.js";
 import type { Platform } from "../platform.js";
 import { deployInChild, restoreResults, stackServices, type ChildDeploy } from "./deploy.js";
-import { docker, dockerExec, removeService, removeVolume, serviceContainers, serviceLabels, waitForTask } from "./docker.js";
-import { DRILL_FULL_SCHEDULE, drillLocalConfig, drillRecoveryConfig, LOCAL_STACK, RECOVERY_STACK } from "./stacks.js";
+import { docker, dockerExec, nodeLabelsOf, removeService, removeVolume, serviceContainers, serviceLabels, setNodeLabels, waitForTask } from "./docker.js";
+import { DRILL_FULL_SCHEDULE, drillLocalConfig, drillRecoveryConfig, LOCAL_STACK, RECOVERY_STACK, type DrillSource } from "./stacks.js";
 import { verify, type ServiceReport } from "./verify.js";
 import { prepare, readBack, Writer, type WriterStats } from "./writers.js";
 
@@ -42,6 +42,10 @@ export interface DrillRun {
   deployments: Record<string, { declared: string[]; deployed: string[]; missing: string[]; extra: string[] }>;
   /** region drills: how the catalog is got back from the DR region (recovery.catalog). */
   catalogMode?: "rebuild" | "restore";
+  /** Whose services: the local stack's, or the prod stack's (`--stack prod`). */
+  source: DrillSource;
+  /** Node labels this run put on the swarm node for its services' placement (removed at clean-up). */
+  nodeLabels: Record<string, string>;
   log: (line: string) => void;
   /** Runs one phase: logs its start and end and records its duration. */
   phase<T>(name: string, fn: () => Promise<T>): Promise<T>;
@@ -79,12 +83,17 @@ function recordDeployment(run: DrillRun, stack: string, d: ChildDeploy): void {
 }
 
 export async function deployLocal(run: DrillRun): Promise<void> {
-  const d = await run.phase("deploy the local stack", () =>
+  // Placement stays real: the node is labelled as an operator labels the node holding each
+  // service's data, and the services and their sidecars are constrained to it.
+  const wanted = Object.assign({}, ...run.services.map((s) => nodeLabelsOf(s.placement))) as Record<string, string>;
+  run.nodeLabels = await setNodeLabels(wanted);
+  if (Object.keys(run.nodeLabels).length) run.log(`  labelled this swarm node for placement: ${Object.entries(run.nodeLabels).map(([k, v]) => `${k}=${v}`).join(", ")}`);
+  const d = await run.phase(`deploy the local stack${run.source === "prod" ? " with the prod stack's services" : ""}`, () =>
     deployInChild(
       LOCAL_STACK,
       run.projectDir,
       run.stateDir,
-      drillLocalConfig(run.platform, run.projectDir, run.stateDir, run.catalogMode === "restore" ? { catalogFullSchedule: DRILL_FULL_SCHEDULE } : {}),
+      drillLocalConfig(run.platform, run.projectDir, run.stateDir, { source: run.source, ...(run.catalogMode === "restore" ? { catalogFullSchedule: DRILL_FULL_SCHEDULE } : {}) }),
       run.log,
     ),
   );
@@ -242,6 +251,8 @@ export async function verifyRecovered(
 export async function cleanUp(run: DrillRun): Promise<void> {
   await run.phase("clean up: destroy the recovery and local stacks", async () => {
     for (const stack of [RECOVERY_STACK, LOCAL_STACK]) await destroy({ stack, stateDir: run.stateDir, force: true, log: (l) => run.log(`  ${l}`) });
+    const removed = await setNodeLabels(run.nodeLabels, true);
+    if (Object.keys(removed).length) run.log(`  removed the node labels this drill added: ${Object.keys(removed).join(", ")}`);
     rmSync(run.marker, { force: true });
   });
 }
@@ -253,7 +264,7 @@ async function waitUntilAccepting(s: ServiceSpec, container: string, recovered =
   for (;;) {
     let r;
     if (s.engine === "postgres") {
-      r = await dockerExec(container, ["psql", "-X", "-U", "postgres", "-d", "postgres", "-At", "-c", "SELECT pg_is_in_recovery()"]);
+      r = await dockerExec(container, ["psql", "-X", "-U", s.user ?? "postgres", "-d", "postgres", "-At", "-c", "SELECT pg_is_in_recovery()"]);
       if (r.code === 0 && r.stdout.trim() === "f") return;
     } else if (s.engine === "redis") {
       r = await dockerExec(container, ["redis-cli", "PING"]);

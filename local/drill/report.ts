@@ -6,7 +6,7 @@ const s1 = (n: number | undefined) => (n === undefined ? "-" : `${n.toFixed(1)} 
 
 export function formatReport(r: DrillReport): string {
   const lines: string[] = [];
-  lines.push(`kryonix-dr drill ${r.runId}: ${r.ok ? "PASSED" : "FAILED"} (recovery point: ${r.target}${r.disaster === "region" ? "; disaster: the whole primary region" : ""})`, "");
+  lines.push(`kryonix-dr drill ${r.runId}: ${r.ok ? "PASSED" : "FAILED"} (${r.stack === "prod" ? "the prod stack's services; " : ""}recovery point: ${r.target}${r.disaster === "region" ? "; disaster: the whole primary region" : ""})`, "");
   lines.push("Phases:");
   const w = Math.max(...r.phases.map((p) => p.name.length));
   for (const p of r.phases) lines.push(`  ${p.name.padEnd(w)}  ${s1(p.seconds).padStart(8)}`);

@@ -30,16 +30,17 @@ export interface WriterStats {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const PSQL = ["psql", "-X", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-At"];
+const PSQL = ["psql", "-X", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-At"];
 /**
  * psql in the service's own container (its socket), or, with `host`, from a client container over
- * the network (a failover drill writes through the stable name); the password, when the
+ * the network (a failover drill writes through the stable name); as the superuser the container
+ * was created with (POSTGRES_USER: the prod stack's is `replicator`), and the password, when the
  * container has it, from its secret file, never from argv.
  */
 const psql = (host?: string) => [
   "sh",
   "-c",
-  'if [ -r /run/secrets/kdr-target-password ]; then PGPASSWORD="$(cat /run/secrets/kdr-target-password)"; export PGPASSWORD; fi; exec psql "$@"',
+  'PGUSER="${POSTGRES_USER:-postgres}"; export PGUSER; if [ -r /run/secrets/kdr-target-password ]; then PGPASSWORD="$(cat /run/secrets/kdr-target-password)"; export PGPASSWORD; fi; exec psql "$@"',
   "psql",
   ...(host ? ["-h", host] : []),
   ...PSQL.slice(1),

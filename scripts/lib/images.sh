@@ -116,6 +116,7 @@ ensure_images() {
   build_image redis "$KDR_IMAGE_REDIS" "$KDR_REPO/images/redis"
   build_image files "$KDR_IMAGE_FILES" "$KDR_REPO/images/files"
   build_image prometheus "$KDR_IMAGE_PROMETHEUS" "$KDR_REPO/images/prometheus"
+  build_image standins "$KDR_IMAGE_STANDINS" "$KDR_REPO/images/standins"
   # Not in a subshell: a failure inside must stop the script, not read as "skipped".
   if stage_agent_context; then
     build_image agent "$KDR_IMAGE_AGENT" "$KDR_BUILD_DIR/agent"

@@ -6,6 +6,7 @@ KDR_IMAGE_POSTGRES="kryonix-dr/postgres:15"
 KDR_IMAGE_REDIS="kryonix-dr/redis:7"
 KDR_IMAGE_FILES="kryonix-dr/files:local"
 KDR_IMAGE_PROMETHEUS="kryonix-dr/prometheus:local"
+KDR_IMAGE_STANDINS="kryonix-dr/standins:local"
 
 region_json() {
   local r="$1" port
@@ -25,10 +26,10 @@ write_platform_json() {
       --arg chost "$KDR_GATEWAY_IP" --argjson cport "$KDR_CATALOG_PORT" --arg cuser "$KDR_CATALOG_USER" \
       --arg cpw "$(secret catalog-postgres-password 24)" \
       --arg base "$KDR_IMAGE_BASE" --arg agent "$KDR_IMAGE_AGENT" --arg pg "$KDR_IMAGE_POSTGRES" \
-      --arg redis "$KDR_IMAGE_REDIS" --arg files "$KDR_IMAGE_FILES" --arg prometheus "$KDR_IMAGE_PROMETHEUS" --arg promtool "$KDR_PROMTOOL" \
+      --arg redis "$KDR_IMAGE_REDIS" --arg files "$KDR_IMAGE_FILES" --arg prometheus "$KDR_IMAGE_PROMETHEUS" --arg standins "$KDR_IMAGE_STANDINS" --arg promtool "$KDR_PROMTOOL" \
       '{gatewayIp: $gw, regions: {primary: $primary, dr: $dr},
         catalog: {host: $chost, port: $cport, user: $cuser, password: $cpw},
-        images: {base: $base, agent: $agent, postgres: $pg, redis: $redis, files: $files, prometheus: $prometheus},
+        images: {base: $base, agent: $agent, postgres: $pg, redis: $redis, files: $files, prometheus: $prometheus, standins: $standins},
         tools: {promtool: $promtool}}' >"$tmp")
   if cmp -s "$tmp" "$KDR_PLATFORM_FILE"; then
     rm -f "$tmp"

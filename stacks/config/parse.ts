@@ -41,6 +41,14 @@ function positive(issues: Issues, key: string, value: unknown, fallback: number)
   return value;
 }
 
+/** A list of strings (e.g. a service's args), or the empty list when unset. */
+function stringList(issues: Issues, key: string, value: unknown): string[] {
+  if (value === undefined) return [];
+  if (Array.isArray(value) && value.every((x) => typeof x === "string")) return value as string[];
+  issues.add(key, `must be a list of strings, e.g. ["grafana"], got ${JSON.stringify(value)}`);
+  return [];
+}
+
 function oneOf<T extends string>(issues: Issues, key: string, value: unknown, accepted: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
   if (typeof value === "string" && (accepted as readonly string[]).includes(value)) return value as T;
@@ -246,6 +254,7 @@ function parseService(issues: Issues, s: RawService, key: string, ctx: ServiceCo
     placement: s.placement ?? [],
     networks: s.networks ?? [],
     image: s.image ?? (engine === "postgres" ? ctx.images.postgres : engine === "redis" ? ctx.images.redis : ctx.images.files),
+    args: stringList(issues, `${key}.args`, s.args),
     passwordKey,
 };
 }

@@ -88,6 +88,8 @@ export interface RawService {
   networks?: string[];
   /** local/recovery only: the image of the protected service they declare themselves. */
   image?: string;
+  /** local/recovery only: arguments after that image's command (a stand-in's kind). */
+  args?: string[];
 }
 export interface RawRegion {
   name: string;
@@ -199,6 +201,8 @@ export interface ServiceSpec {
   placement: string[];
   networks: string[];
   image: string;
+  /** Arguments after the image's command (local/recovery: the services they declare). */
+  args: string[];
   /** Config key of this service's target password, when it has one. */
   passwordKey?: string;
 }
