@@ -64,6 +64,8 @@ export interface BackupSidecarArgs {
   readonly volume?: { readonly source: pulumi.Input<string>; readonly path: pulumi.Input<string> };
   /** volume: commands run before/after a backup for application consistency. */
   readonly hooks?: { readonly pre?: pulumi.Input<string>; readonly post?: pulumi.Input<string> };
+  /** volume: SQLite databases in it (relative paths), copied with SQLite's online backup. @default [] */
+  readonly sqlite?: readonly string[];
   /** The tier bucket and this sidecar's own least-privilege user. */
   readonly s3: S3Location;
   /** The catalog every run is written to. */
@@ -150,6 +152,7 @@ export class BackupSidecar extends pulumi.ComponentResource {
     if (args.volume) env[AGENT_ENV.volumePath] = args.volume.path;
     if (args.hooks?.pre !== undefined) env[AGENT_ENV.hookPre] = args.hooks.pre;
     if (args.hooks?.post !== undefined) env[AGENT_ENV.hookPost] = args.hooks.post;
+    if (args.sqlite?.length) env[AGENT_ENV.sqliteFiles] = JSON.stringify(args.sqlite);
 
     const mounts: docker.types.input.ServiceTaskSpecContainerSpecMount[] = [{ type: "volume", source: state.name, target: STATE_DIR }];
     if (args.volume) mounts.push({ type: "volume", source: args.volume.source, target: args.volume.path, readOnly: true });

@@ -6,7 +6,8 @@
  * is restic's own measurement (data_added), never an estimate.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { AGENT_ENV } from "../../contract/index.js";
 import { ConfigError, type Settings } from "../config.js";
 import { log } from "../storage/progress.js";
@@ -14,6 +15,9 @@ import type { Storage } from "../storage/s3.js";
 import { openRepo, repoOfSnapshot, restic, ResticDamagedError, type ActiveRepo } from "./restic-repo.js";
 import { toolVersion } from "./tools.js";
 import type { BackupContext, EngineResult } from "./types.js";
+
+/** The tag of the companion snapshot that holds a run's SQLite online copies. */
+const SQLITE_TAG = "sqlite";
 
 /** An HTTP hook: `<METHOD> <url>`, made by the agent itself (the image has no curl or wget). */
 const HTTP_HOOK = /^(GET|POST|PUT|DELETE)\s+(https?:\/\/\S+)$/;
@@ -46,6 +50,47 @@ export async function runHook(s: Settings, which: "hookPre" | "hookPost"): Promi
   if (r.status !== 0) throw new Error(`${AGENT_ENV[which]} command failed (exit ${r.status}): ${cmd}`);
 }
 
+/** The volume's SQLite databases (KDR_SQLITE_FILES), relative paths. */
+function sqliteFiles(s: Settings): string[] {
+  const raw = s.get("sqliteFiles");
+  if (!raw) return [];
+  const list = JSON.parse(raw) as unknown;
+  if (!Array.isArray(list) || !list.every((f) => typeof f === "string" && f !== "" && !f.startsWith("/") && !f.split("/").includes(".."))) {
+    throw new ConfigError(`${AGENT_ENV.sqliteFiles}=${raw} must be a JSON list of paths relative to the volume, e.g. ["grafana.db"].`);
+  }
+  return list as string[];
+}
+
+/** A database file and the files SQLite keeps beside it while it writes. */
+const sqliteSiblings = (f: string) => [f, `${f}-journal`, `${f}-wal`, `${f}-shm`];
+
+function sqlite3(args: string[]): string {
+  const r = spawnSync("sqlite3", args, { encoding: "utf8", timeout: 600_000 });
+  if (r.error) throw new Error(`sqlite3 could not run (${r.error.message}): the agent image must contain the sqlite3 package.`);
+  if (r.status !== 0) throw new Error(`sqlite3 ${args.slice(1).join(" ")} failed (exit ${r.status}): ${(r.stderr || r.stdout).trim()}`);
+  return r.stdout;
+}
+
+/**
+ * Copies each SQLite database with SQLite's online backup API (`.backup`: a consistent copy
+ * while the application keeps writing; it takes the database's own shared lock, so the
+ * read-only mount is enough) into `staging`, at the same relative path, and checks each copy
+ * (`PRAGMA integrity_check`) before anything is uploaded.
+ */
+function copySqlite(volume: string, files: string[], staging: string): void {
+  for (const f of files) {
+    const src = join(volume, f);
+    if (!existsSync(src)) throw new ConfigError(`${AGENT_ENV.sqliteFiles} names ${f}, which is not in ${volume}: correct the service's sqlite list.`);
+    const dst = join(staging, f);
+    mkdirSync(dirname(dst), { recursive: true });
+    const t0 = Date.now();
+    sqlite3([`file:${src}?mode=ro`, ".timeout 30000", `.backup '${dst.replace(/'/g, "''")}'`]);
+    const check = sqlite3([dst, "PRAGMA integrity_check;"]).trim();
+    if (check !== "ok") throw new Error(`the online copy of ${f} failed SQLite's integrity check (${check.slice(0, 200)}): nothing was uploaded.`);
+    log(`sqlite ${f}: online copy taken and checked in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  }
+}
+
 interface ResticSummary {
   message_type: "summary";
   data_added: number;
@@ -73,13 +118,22 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
   const at = new Date();
   let summary: ResticSummary | undefined;
   let walkedAt = at;
+  const dbs = sqliteFiles(s);
+  const staging = join(s.stateDir, "sqlite-staging", ctx.backupId);
+  let sqliteSnapshot: string | undefined;
   try {
     // Inside the try: a pre hook that failed half way (maintenance mode on, then an error) is
     // still undone by the post hook, which must be safe to run twice.
     await runHook(s, "hookPre");
     let lastPrint = 0;
     // --force on a full re-reads every file instead of trusting the parent snapshot's metadata.
-    const args = ["backup", "--json", "--host", s.service, "--tag", "kdr", "--tag", ctx.backupId, ...(type === "full" ? ["--force"] : []), "."];
+    // The live SQLite files are left out; their online copies go in a companion snapshot.
+    const excludes = dbs.flatMap((f) => sqliteSiblings(f).flatMap((x) => ["--exclude", join(volume, x)]));
+    const args = ["backup", "--json", "--host", s.service, "--tag", "kdr", "--tag", ctx.backupId, ...(type === "full" ? ["--force"] : []), ...excludes, "."];
+    if (dbs.length) {
+      rmSync(staging, { recursive: true, force: true });
+      copySqlite(volume, dbs, staging);
+    }
     await restic(s, repo, args, {
       cwd: volume,
       onLine: (line) => {
@@ -96,7 +150,19 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
       },
     });
     walkedAt = new Date();
+    if (dbs.length) {
+      let companion: ResticSummary | undefined;
+      await restic(s, repo, ["backup", "--json", "--host", s.service, "--tag", "kdr", "--tag", ctx.backupId, "--tag", SQLITE_TAG, "."], {
+        cwd: staging,
+        onLine: (line) => {
+          if (line.includes('"summary"')) companion = JSON.parse(line) as ResticSummary;
+        },
+      });
+      sqliteSnapshot = companion?.snapshot_id;
+      log(`sqlite: ${dbs.join(", ")} stored as snapshot ${sqliteSnapshot?.slice(0, 8) ?? "?"} beside the volume's`);
+    }
   } finally {
+    rmSync(staging, { recursive: true, force: true });
     await runHook(s, "hookPost");
   }
   if (!summary) throw new Error("restic backup finished without a JSON summary: the tool's output format changed; check the restic version.");
@@ -128,6 +194,7 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
     measured: { rawBytes: summary.total_bytes_processed, storedBytes: summary.data_added },
     details: {
       snapshotId: summary.snapshot_id,
+      ...(sqliteSnapshot ? { sqlite: { files: dbs, snapshotId: sqliteSnapshot, meaning: "online copies (SQLite backup API), restored over the volume snapshot" } } : {}),
       repository: { generation: repo.generation, prefix: repo.prefix, id: repo.repositoryId, keyId: repo.keyId },
       dataAdded: summary.data_added,
       totalBytesProcessed: summary.total_bytes_processed,
@@ -157,6 +224,15 @@ export async function restore(s: Settings, storage: Storage, snapshotKey: string
   // repository), and a lock is an object write; reading a snapshot needs no lock.
   await restic(s, repo, ["--no-lock", "restore", snapshotId, "--target", target, "--verify"]);
   log(`volume restore: snapshot ${snapshotId.slice(0, 8)} restored into ${target} (from ${repo.prefix})`);
+  // The online copies of the volume's SQLite databases, taken in the same run (same backup tag).
+  const [main] = JSON.parse(await restic(s, repo, ["--no-lock", "snapshots", "--json", snapshotId])) as Array<{ tags?: string[] }>;
+  const backupTag = main?.tags?.find((t) => t !== "kdr" && t !== SQLITE_TAG);
+  if (!backupTag) return;
+  const companions = JSON.parse(await restic(s, repo, ["--no-lock", "snapshots", "--json", "--tag", `${SQLITE_TAG},${backupTag}`])) as Array<{ id: string }>;
+  for (const c of companions) {
+    await restic(s, repo, ["--no-lock", "restore", c.id, "--target", target, "--verify"]);
+    log(`volume restore: SQLite online copies of snapshot ${c.id.slice(0, 8)} restored over it`);
+  }
 }
 
 export async function verify(s: Settings, storage: Storage, snapshotKey: string, snapshotId: string): Promise<string[]> {
@@ -178,7 +254,11 @@ export async function forget(s: Settings, storage: Storage, snapshots: { key: st
   for (const [prefix, ids] of byPrefix) {
     try {
       const repo = await openSnapshotRepo(s, storage, `${prefix}snapshots/${ids[0]}`);
-      await restic(s, repo, ["forget", "--prune", ...ids]);
+      // A run's SQLite online copies (its companion snapshot, same backup tag) go with it.
+      const all = JSON.parse(await restic(s, repo, ["--no-lock", "snapshots", "--json"])) as Array<{ id: string; tags?: string[] }>;
+      const runTags = new Set(all.filter((x) => ids.includes(x.id)).flatMap((x) => (x.tags ?? []).filter((t) => t !== "kdr")));
+      const companions = all.filter((x) => x.tags?.includes(SQLITE_TAG) && x.tags.some((t) => runTags.has(t))).map((x) => x.id);
+      await restic(s, repo, ["forget", "--prune", ...ids, ...companions]);
     } catch (e) {
       if (!(e instanceof ResticDamagedError)) throw e;
       log(`prune ${s.service}: ${e.message}; its ${ids.length} snapshot(s) are left to the bucket lifecycle`);

@@ -49,6 +49,16 @@ function stringList(issues: Issues, key: string, value: unknown): string[] {
   return [];
 }
 
+/** A volume's SQLite databases: paths inside it, relative, without '..'. */
+function sqliteFiles(issues: Issues, key: string, engine: string, value: unknown): string[] {
+  const list = stringList(issues, key, value);
+  if (list.length && engine !== "volume") issues.add(key, `applies to volume services only (the ${engine} engine has its own consistent copy): remove it`);
+  for (const f of list) {
+    if (f.startsWith("/") || f.split("/").includes("..") || f === "") issues.add(key, `${JSON.stringify(f)} must be a path inside the volume, relative to dataPath, e.g. grafana.db`);
+  }
+  return list;
+}
+
 function oneOf<T extends string>(issues: Issues, key: string, value: unknown, accepted: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
   if (typeof value === "string" && (accepted as readonly string[]).includes(value)) return value as T;
@@ -255,6 +265,7 @@ function parseService(issues: Issues, s: RawService, key: string, ctx: ServiceCo
     networks: s.networks ?? [],
     image: s.image ?? (engine === "postgres" ? ctx.images.postgres : engine === "redis" ? ctx.images.redis : ctx.images.files),
     args: stringList(issues, `${key}.args`, s.args),
+    sqlite: sqliteFiles(issues, `${key}.sqlite`, engine, s.sqlite),
     passwordKey,
 };
 }

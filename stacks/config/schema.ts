@@ -90,6 +90,8 @@ export interface RawService {
   image?: string;
   /** local/recovery only: arguments after that image's command (a stand-in's kind). */
   args?: string[];
+  /** volume: SQLite databases in it (paths relative to dataPath), copied with SQLite's online backup. */
+  sqlite?: string[];
 }
 export interface RawRegion {
   name: string;
@@ -203,6 +205,8 @@ export interface ServiceSpec {
   image: string;
   /** Arguments after the image's command (local/recovery: the services they declare). */
   args: string[];
+  /** volume: SQLite databases in it (relative paths), copied with SQLite's online backup. */
+  sqlite: string[];
   /** Config key of this service's target password, when it has one. */
   passwordKey?: string;
 }

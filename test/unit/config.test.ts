@@ -213,6 +213,16 @@ describe("parseSpecs rejects bad config with the key and the fix", () => {
     );
   });
 
+  it("a sqlite list outside a volume service, or a path that leaves the volume", () => {
+    const raw = base();
+    raw.services![0]!.sqlite = ["x.db"];
+    raw.services![1]!.sqlite = ["/var/lib/grafana/grafana.db", "../etc/x.db"];
+    const msg = errorOf(raw);
+    expect(msg).toMatch(/kryonix-dr:services\[0\]\.sqlite: applies to volume services only/);
+    expect(msg).toContain('kryonix-dr:services[1].sqlite: "/var/lib/grafana/grafana.db" must be a path inside the volume, relative to dataPath');
+    expect(msg).toContain('kryonix-dr:services[1].sqlite: "../etc/x.db" must be a path inside the volume');
+  });
+
   it("keeps the seed's numbers as the defaults", () => {
     expect(DEFAULTS.rpoSeconds).toEqual({ critical: 300, important: 3600, secondary: 86400 });
     expect(DEFAULTS.rtoSeconds).toBe(900);
