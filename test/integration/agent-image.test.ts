@@ -193,3 +193,70 @@ describe("verify --pending, inside the agent image", () => {
     expect(rows[0].verify_status).toBeNull();
   }, 300_000);
 });
+
+/**
+ * A volume's SQLite database (prod's Grafana: `sqlite: [grafana.db]`) backed up inside the agent
+ * image while a writer commits to it every few milliseconds, the volume mounted read-only as in a
+ * sidecar; restored in the image: the database passes PRAGMA integrity_check.
+ */
+describe("SQLite online copies of a volume, inside the agent image", () => {
+  const VOL_SERVICE = "grafana-sqlite";
+  let vol: string;
+  let out: string;
+  let writer: string;
+  let volEnv: Record<string, string>;
+  let sqliteBackup: string;
+
+  /** kdr-agent in the image with the volume at /data (read-only, as a sidecar mounts it) and `out` at /out. */
+  function agentWithVolume(args: string[]) {
+    const image = readPlatform().images.agent;
+    const e = Object.entries(volEnv).filter(([k]) => k.startsWith("KDR_") && k !== "KDR_SECRET_DIR" && k !== "KDR_STATE_DIR" && k !== "KDR_VOLUME_PATH");
+    return dockerTry([
+      "run", "--rm", "--network", "host",
+      "-v", `${w.secretDir}:/run/secrets:ro`, "-v", `${vol}:/data:ro`, "-v", `${out}:/out`,
+      "-e", "KDR_VOLUME_PATH=/data", ...e.flatMap(([k, v]) => ["-e", `${k}=${v}`]),
+      "--entrypoint", "kdr-agent", image, ...args,
+    ]);
+  }
+
+  beforeAll(() => {
+    vol = mkdtempSync(path.join(tmpdir(), "kdrtest-sqlite-vol-"));
+    out = mkdtempSync(path.join(tmpdir(), "kdrtest-sqlite-out-"));
+    writeFileSync(path.join(vol, "grafana.ini"), "[server]\nhttp_port = 3000\n");
+    volEnv = w.env(VOL_SERVICE, { KDR_ENGINE: "volume", KDR_VOLUME_PATH: vol, KDR_SQLITE_FILES: JSON.stringify(["grafana.db"]) });
+    // The writer: one transaction after another into grafana.db (rollback journal, Grafana's default), in the agent image's sqlite3.
+    const script = "sqlite3 /data/grafana.db 'CREATE TABLE IF NOT EXISTS v (id INTEGER PRIMARY KEY, data TEXT NOT NULL)'; " +
+      "while :; do sqlite3 /data/grafana.db \"PRAGMA busy_timeout=5000; BEGIN; INSERT INTO v (data) SELECT hex(randomblob(2048)) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3); UPDATE v SET data = hex(randomblob(2048)) WHERE id % 5 = abs(random()) % 5; COMMIT;\"; done";
+    const r = dockerTry(["run", "-d", "--rm", "-v", `${vol}:/data`, "--entrypoint", "sh", readPlatform().images.agent, "-c", script]);
+    if (r.status !== 0) throw new Error(r.stderr);
+    writer = r.stdout.trim();
+  });
+
+  afterAll(() => {
+    if (writer) dockerTry(["rm", "-f", writer]);
+    // The containers wrote as root.
+    dockerTry(["run", "--rm", "-v", `${vol}:/v`, "-v", `${out}:/o`, "--entrypoint", "sh", readPlatform().images.agent, "-c", "rm -rf /v/* /o/*"]);
+    rmSync(vol, { recursive: true, force: true });
+    rmSync(out, { recursive: true, force: true });
+  });
+
+  it("backs up the database with SQLite's online backup while it is written, and says so", async () => {
+    await new Promise((r) => setTimeout(r, 3000));
+    const b = agentWithVolume(["backup", "--type", "full", "--json"]);
+    expect(b.status, b.stderr).toBe(0);
+    sqliteBackup = (JSON.parse(b.stdout) as { backupId: string }).backupId;
+    expect(b.stderr).toMatch(/sqlite grafana\.db: online copy taken and checked in [\d.]+ s/);
+    expect(b.stderr).toMatch(/sqlite: grafana\.db stored as snapshot [0-9a-f]{8} beside the volume's/);
+    const { rows } = await w.db.query("SELECT backup_status FROM backup_management WHERE backup_id = $1", [sqliteBackup]);
+    expect(rows[0].backup_status).toBe("completed");
+  }, 180_000);
+
+  it("restores the database whole: it passes PRAGMA integrity_check, with the rows of the moment of the copy", () => {
+    const r = agentWithVolume(["restore", "--backup-id", sqliteBackup, "--target", "/out/restored"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/SQLite online copies of snapshot [0-9a-f]{8} restored over it/);
+    const check = dockerTry(["run", "--rm", "-v", `${out}:/out`, "--entrypoint", "sqlite3", readPlatform().images.agent, "/out/restored/grafana.db", "PRAGMA integrity_check; SELECT count(*) > 0 FROM v;"]);
+    expect(check.stdout.trim().split("\n")).toEqual(["ok", "1"]);
+    expect(readFileSync(path.join(out, "restored", "grafana.ini"), "utf8")).toContain("http_port = 3000");
+  }, 180_000);
+});

@@ -1,0 +1,99 @@
+/**
+ * Runbook §10 (add a protected service), command by command, on a stack of its own on the real
+ * local platform: a deployed stack gains a volume service by one entry in its stack file;
+ * `kryonix-dr plan --policy` and `kryonix-dr deploy` stand in for `pulumi preview --policy-pack`
+ * and `pulumi up`. The update creates the new service's resources, replaces and deletes nothing;
+ * the new sidecar's first backup is taken by hand and verified in the drill cron container.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import yaml from "js-yaml";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runAsync } from "../support/spawn.js";
+import { docker, dockerExec, waitForTask } from "../../local/drill/docker.js";
+
+const ROOT = join(__dirname, "..", "..");
+const CLI = join(ROOT, "bin", "kryonix-dr.mjs");
+const STACK = "addsvc";
+const PREFIX = "kdr-addsvc";
+const project = mkdtempSync(join(tmpdir(), "kdrtest-addsvc-"));
+const stackFile = join(project, `Pulumi.${STACK}.yaml`);
+const cli = (args: string[], timeoutMs = 600_000) => runAsync(process.execPath, [CLI, ...args, "--project-dir", project], { timeoutMs, cwd: ROOT });
+/** A runbook command as typed, placeholders filled in. */
+const sh = (command: string, timeoutMs = 300_000) => runAsync("bash", ["-c", command], { timeoutMs, cwd: ROOT });
+type StackFile = { config: Record<string, unknown> };
+
+const WIKI = { name: "wiki", engine: "volume", tier: "important", dataPath: "/data", placement: ["node.role == manager"] };
+let before: Record<string, string>;
+let update = "";
+
+async function serviceIds(): Promise<Record<string, string>> {
+  const all = await docker.request<Array<{ ID: string; Spec: { Name: string } }>>("GET", "/services");
+  return Object.fromEntries(all.filter((s) => s.Spec.Name.startsWith(`${PREFIX}-`)).map((s) => [s.Spec.Name, s.ID]));
+}
+
+beforeAll(async () => {
+  // The project: this repository's program, and a stack file like the local stack's with one volume service.
+  const pulumiYaml = readFileSync(join(ROOT, "Pulumi.yaml"), "utf8").replace(/^main: (.+)$/m, (_m, main: string) => `main: ${join(ROOT, main)}`);
+  writeFileSync(join(project, "Pulumi.yaml"), pulumiYaml);
+  const local = yaml.load(readFileSync(join(ROOT, "Pulumi.local.yaml"), "utf8")) as StackFile;
+  const c = local.config;
+  c["kryonix-dr:namePrefix"] = PREFIX;
+  c["kryonix-dr:services"] = [{ name: "files", engine: "volume", tier: "important", dataPath: "/data", placement: ["node.role == manager"] }];
+  c["kryonix-dr:catalog"] = { ...(c["kryonix-dr:catalog"] as object), backup: false };
+  delete c["kryonix-dr:monitoring"];
+  delete c["kryonix-dr:targetPassword-postgresql"];
+  writeFileSync(stackFile, yaml.dump(local));
+  const d = await cli(["deploy", "--stack", STACK, "--platform", "--quiet"]);
+  expect(d.status, d.stderr).toBe(0);
+  before = await serviceIds();
+}, 660_000);
+
+afterAll(async () => {
+  await runAsync(process.execPath, [CLI, "destroy", "--stack", STACK, "--force", "--quiet"], { timeoutMs: 600_000, cwd: ROOT });
+  rmSync(project, { recursive: true, force: true });
+}, 660_000);
+
+describe("runbook §10: add a protected service (real Swarm, RGW, PostgreSQL)", () => {
+  it("1-2. one entry in the stack file; the preview with the policies passes", async () => {
+    const f = yaml.load(readFileSync(stackFile, "utf8")) as StackFile;
+    (f.config["kryonix-dr:services"] as unknown[]).push(WIKI);
+    writeFileSync(stackFile, yaml.dump(f));
+    const p = await cli(["plan", "--stack", STACK, "--policy"], 300_000);
+    expect(p.status, p.stderr + p.stdout).toBe(0);
+    expect(p.stdout).toContain(`${PREFIX}-wiki-backup`);
+  }, 330_000);
+
+  it("3. the update creates the new service's resources and replaces or deletes nothing; the other services keep their ids", async () => {
+    const u = await cli(["deploy", "--stack", STACK], 600_000);
+    update = u.stdout + u.stderr;
+    expect(u.status, update).toBe(0);
+    const m = /updated stack addsvc in place: (\d+) unchanged, (\d+) updated, (\d+) replaced, (\d+) created, (\d+) deleted/.exec(update);
+    expect(m, update).not.toBeNull();
+    const [, , , replaced, created, deleted] = m!.map(Number);
+    expect({ replaced, deleted }).toEqual({ replaced: 0, deleted: 0 });
+    expect(created).toBeGreaterThanOrEqual(4);
+    const after = await serviceIds();
+    for (const [name, id] of Object.entries(before)) expect(after[name], name).toBe(id);
+    expect(Object.keys(after).filter((n) => !(n in before)).sort()).toEqual([`${PREFIX}-wiki`, `${PREFIX}-wiki-backup`]);
+  }, 630_000);
+
+  it("4. its first backup, taken now in its sidecar, completes and is verified in the drill cron container", async () => {
+    const wiki = await waitForTask(`${PREFIX}-wiki`, 180_000, false);
+    expect((await dockerExec(wiki, ["sh", "-c", "echo 'first page' > /data/index.md"])).code).toBe(0);
+    await waitForTask(`${PREFIX}-wiki-backup`, 180_000);
+    const b = await sh(`docker exec $(docker ps -qf name=${PREFIX}-wiki-backup) kdr-agent backup --type full`);
+    expect(b.status, b.stderr).toBe(0);
+    const l = await sh(`docker exec $(docker ps -qf name=${PREFIX}-wiki-backup) kdr-agent list --limit 3`);
+    expect(l.status, l.stderr).toBe(0);
+    expect(l.stdout).toMatch(/wiki\s+full\s+completed/);
+    await waitForTask(`${PREFIX}-drill`, 180_000, false);
+    const v = await sh(`docker exec $(docker ps -qf name=${PREFIX}-drill) kdr-agent verify --pending \\\n  --service wiki --engine volume --tier important --s3-bucket ${PREFIX}-backups-important`);
+    expect(v.status, v.stderr + v.stdout).toBe(0);
+    // The drill cron's own verify-new-wiki job (every 30 s on this stack) may have been first.
+    expect(v.stdout).toMatch(/verify [0-9a-f-]{36}: PASSED|verify wiki: no backup waiting for verification/);
+    const after = await sh(`docker exec $(docker ps -qf name=${PREFIX}-wiki-backup) kdr-agent list --limit 3`);
+    expect(after.stdout).toMatch(/wiki\s+full\s+completed.*verify passed/);
+  }, 600_000);
+});
