@@ -61,6 +61,10 @@ function sqliteFiles(s: Settings): string[] {
   return list as string[];
 }
 
+/** How long one online backup waits for the database's shared lock, and how often it tries. */
+const SQLITE_BUSY_MS = 15_000;
+const SQLITE_ATTEMPTS = 4;
+
 /** A database file and the files SQLite keeps beside it while it writes. */
 const sqliteSiblings = (f: string) => [f, `${f}-journal`, `${f}-wal`, `${f}-shm`];
 
@@ -84,7 +88,20 @@ function copySqlite(volume: string, files: string[], staging: string): void {
     const dst = join(staging, f);
     mkdirSync(dirname(dst), { recursive: true });
     const t0 = Date.now();
-    sqlite3([`file:${src}?mode=ro`, ".timeout 30000", `.backup '${dst.replace(/'/g, "''")}'`]);
+    // A rollback-journal writer that commits back to back can keep the shared lock from the
+    // backup past one busy timeout: try again a few times before failing the run.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        sqlite3([`file:${src}?mode=ro`, `.timeout ${SQLITE_BUSY_MS}`, `.backup '${dst.replace(/'/g, "''")}'`]);
+        break;
+      } catch (e) {
+        if (!/database is locked|database is busy/i.test((e as Error).message)) throw e;
+        if (attempt >= SQLITE_ATTEMPTS) {
+          throw new Error(`sqlite ${f}: its writer kept it locked through ${SQLITE_ATTEMPTS} attempts of ${SQLITE_BUSY_MS / 1000} s; SQLite's online backup needs a moment between two of its write transactions (or the database in WAL mode, where readers never wait): nothing was uploaded.`);
+        }
+        log(`sqlite ${f}: locked by its writer for ${SQLITE_BUSY_MS / 1000} s (attempt ${attempt} of ${SQLITE_ATTEMPTS}); trying again`);
+      }
+    }
     const check = sqlite3([dst, "PRAGMA integrity_check;"]).trim();
     if (check !== "ok") throw new Error(`the online copy of ${f} failed SQLite's integrity check (${check.slice(0, 200)}): nothing was uploaded.`);
     log(`sqlite ${f}: online copy taken and checked in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -134,7 +151,11 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
       rmSync(staging, { recursive: true, force: true });
       copySqlite(volume, dbs, staging);
     }
-    await restic(s, repo, args, {
+    // A volume that holds nothing but its SQLite databases: restic refuses an empty snapshot, so
+    // the run's snapshot is the one of the online copies alone.
+    const left = new Set(dbs.flatMap(sqliteSiblings));
+    const onlySqlite = dbs.length > 0 && readdirSync(volume).every((e) => left.has(e));
+    if (!onlySqlite) await restic(s, repo, args, {
       cwd: volume,
       onLine: (line) => {
         try {
@@ -158,8 +179,9 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
           if (line.includes('"summary"')) companion = JSON.parse(line) as ResticSummary;
         },
       });
-      sqliteSnapshot = companion?.snapshot_id;
-      log(`sqlite: ${dbs.join(", ")} stored as snapshot ${sqliteSnapshot?.slice(0, 8) ?? "?"} beside the volume's`);
+      if (onlySqlite) summary = companion;
+      else sqliteSnapshot = companion?.snapshot_id;
+      log(`sqlite: ${dbs.join(", ")} stored as snapshot ${companion?.snapshot_id.slice(0, 8) ?? "?"}${onlySqlite ? " (the volume holds nothing else)" : " beside the volume's"}`);
     }
   } finally {
     rmSync(staging, { recursive: true, force: true });
@@ -229,7 +251,7 @@ export async function restore(s: Settings, storage: Storage, snapshotKey: string
   const backupTag = main?.tags?.find((t) => t !== "kdr" && t !== SQLITE_TAG);
   if (!backupTag) return;
   const companions = JSON.parse(await restic(s, repo, ["--no-lock", "snapshots", "--json", "--tag", `${SQLITE_TAG},${backupTag}`])) as Array<{ id: string }>;
-  for (const c of companions) {
+  for (const c of companions.filter((x) => x.id !== snapshotId)) {
     await restic(s, repo, ["--no-lock", "restore", c.id, "--target", target, "--verify"]);
     log(`volume restore: SQLite online copies of snapshot ${c.id.slice(0, 8)} restored over it`);
   }
@@ -258,7 +280,7 @@ export async function forget(s: Settings, storage: Storage, snapshots: { key: st
       const all = JSON.parse(await restic(s, repo, ["--no-lock", "snapshots", "--json"])) as Array<{ id: string; tags?: string[] }>;
       const runTags = new Set(all.filter((x) => ids.includes(x.id)).flatMap((x) => (x.tags ?? []).filter((t) => t !== "kdr")));
       const companions = all.filter((x) => x.tags?.includes(SQLITE_TAG) && x.tags.some((t) => runTags.has(t))).map((x) => x.id);
-      await restic(s, repo, ["forget", "--prune", ...ids, ...companions]);
+      await restic(s, repo, ["forget", "--prune", ...new Set([...ids, ...companions])]);
     } catch (e) {
       if (!(e instanceof ResticDamagedError)) throw e;
       log(`prune ${s.service}: ${e.message}; its ${ids.length} snapshot(s) are left to the bucket lifecycle`);
