@@ -87,7 +87,10 @@ export async function deployLocal(run: DrillRun): Promise<void> {
   // service's data, and the services and their sidecars are constrained to it.
   const wanted = Object.assign({}, ...run.services.map((s) => nodeLabelsOf(s.placement))) as Record<string, string>;
   run.nodeLabels = await setNodeLabels(wanted);
-  if (Object.keys(run.nodeLabels).length) run.log(`  labelled this swarm node for placement: ${Object.entries(run.nodeLabels).map(([k, v]) => `${k}=${v}`).join(", ")}`);
+  const added = Object.keys(run.nodeLabels);
+  if (Object.keys(wanted).length) {
+    run.log(`  placement: this swarm node carries ${Object.entries(wanted).map(([k, v]) => `${k}=${v}`).join(", ")} (${added.length ? `labelled now: ${added.join(", ")}` : "all labelled before"})`);
+  }
   const d = await run.phase(`deploy the local stack${run.source === "prod" ? " with the prod stack's services" : ""}`, () =>
     deployInChild(
       LOCAL_STACK,

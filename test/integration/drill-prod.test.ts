@@ -51,7 +51,7 @@ describe("kryonix-dr drill --stack prod (real Swarm, RGW, PostgreSQL; the prod s
     for (const name of prod.map((s) => s.name)) {
       expect(report.backups.some((b) => b.service === name && b.status === "completed" && b.type !== "wal"), `${name}: a completed backup`).toBe(true);
     }
-    expect(stderr).toContain("labelled this swarm node for placement");
+    expect(stderr).toMatch(/placement: this swarm node carries kryonix\.postgresql=true, .*kryonix\.prometheus=true/);
   });
 
   it("placed every protected service and its sidecar by prod's own constraints", async () => {
