@@ -347,6 +347,12 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
           }
           created = await mapping.create(r.inputs, ctx, r);
           counts[old ? "replaced" : "created"]++;
+          if (old && superseded.includes(old) && old.id === created.id) {
+            // The new object is the old one (a bucket's one lifecycle or policy, named by the
+            // bucket): deleting "the old one" at the end would delete what was just written.
+            superseded.splice(superseded.indexOf(old), 1);
+            state.resources = state.resources.filter((e) => e !== old);
+          }
         }
         keep({ ...entry(created.id, created.record), inputsHash, ...(created.state ? { outputs: created.state } : {}) });
         byType.set(r.type, [...(byType.get(r.type) ?? []), { ...r.inputs, ...(created.state ?? {}) }]);

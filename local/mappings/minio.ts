@@ -193,6 +193,11 @@ export const ilmPolicy: Mapping<Obj> = {
       return { id: i.bucket, record: { bucket: i.bucket } };
     });
   },
+  /** As the provider does: the rules are written again in place (another bucket: the old one's go first). */
+  async update(rec, i, ctx, reg) {
+    if (i.bucket !== rec.bucket) await this.destroy(rec, ctx.provider);
+    return this.create(i, ctx, reg);
+  },
   async destroy(rec, provider) {
     await withS3(provider, (s3) => ignoreGone(s3.send(new DeleteBucketLifecycleCommand({ Bucket: String(rec.bucket) }))));
   },

@@ -5,12 +5,14 @@
  * and `pulumi up`. The update creates the new service's resources, replaces and deletes nothing;
  * the new sidecar's first backup is taken by hand and verified in the drill cron container.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import yaml from "js-yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GetBucketLifecycleConfigurationCommand, S3Client } from "@aws-sdk/client-s3";
 import { runAsync } from "../support/spawn.js";
+import { readPlatform } from "../../local/platform.js";
 import { docker, dockerExec, waitForTask } from "../../local/drill/docker.js";
 
 const ROOT = join(__dirname, "..", "..");
@@ -24,7 +26,9 @@ const cli = (args: string[], timeoutMs = 600_000) => runAsync(process.execPath, 
 const sh = (command: string, timeoutMs = 300_000) => runAsync("bash", ["-c", command], { timeoutMs, cwd: ROOT });
 type StackFile = { config: Record<string, unknown> };
 
-const WIKI = { name: "wiki", engine: "volume", tier: "important", dataPath: "/data", placement: ["node.role == manager"] };
+// Hourly fulls, incrementals every 30 min (an important service's RPO is 1 h): the test's own backup is the first.
+const SCHEDULES = { full: "0 0 * * *", incremental: "*/30 * * * *" };
+const WIKI = { name: "wiki", engine: "volume", tier: "important", dataPath: "/data", schedules: SCHEDULES, placement: ["node.role == manager"] };
 let before: Record<string, string>;
 let update = "";
 
@@ -37,10 +41,12 @@ beforeAll(async () => {
   // The project: this repository's program, and a stack file like the local stack's with one volume service.
   const pulumiYaml = readFileSync(join(ROOT, "Pulumi.yaml"), "utf8").replace(/^main: (.+)$/m, (_m, main: string) => `main: ${join(ROOT, main)}`);
   writeFileSync(join(project, "Pulumi.yaml"), pulumiYaml);
+  // The stack's local commands run `node bin/kryonix-dr.mjs ...` in the project directory.
+  symlinkSync(join(ROOT, "bin"), join(project, "bin"));
   const local = yaml.load(readFileSync(join(ROOT, "Pulumi.local.yaml"), "utf8")) as StackFile;
   const c = local.config;
   c["kryonix-dr:namePrefix"] = PREFIX;
-  c["kryonix-dr:services"] = [{ name: "files", engine: "volume", tier: "important", dataPath: "/data", placement: ["node.role == manager"] }];
+  c["kryonix-dr:services"] = [{ name: "files", engine: "volume", tier: "important", dataPath: "/data", schedules: SCHEDULES, placement: ["node.role == manager"] }];
   c["kryonix-dr:catalog"] = { ...(c["kryonix-dr:catalog"] as object), backup: false };
   delete c["kryonix-dr:monitoring"];
   delete c["kryonix-dr:targetPassword-postgresql"];
@@ -62,7 +68,7 @@ describe("runbook §10: add a protected service (real Swarm, RGW, PostgreSQL)", 
     writeFileSync(stackFile, yaml.dump(f));
     const p = await cli(["plan", "--stack", STACK, "--policy"], 300_000);
     expect(p.status, p.stderr + p.stdout).toBe(0);
-    expect(p.stdout).toContain(`${PREFIX}-wiki-backup`);
+    expect(p.stdout).toMatch(/sidecar-wiki-service/);
   }, 330_000);
 
   it("3. the update creates the new service's resources and replaces or deletes nothing; the other services keep their ids", async () => {
@@ -74,6 +80,17 @@ describe("runbook §10: add a protected service (real Swarm, RGW, PostgreSQL)", 
     const [, , , replaced, created, deleted] = m!.map(Number);
     expect({ replaced, deleted }).toEqual({ replaced: 0, deleted: 0 });
     expect(created).toBeGreaterThanOrEqual(4);
+    // In place, not replaced: a bucket's lifecycle (its rules gain the new service's prefixes)
+    // was once "replaced" by create-then-delete, which left the bucket with no lifecycle at all.
+    expect(update).toMatch(/updated minio:index\/ilmPolicy:IlmPolicy primary-important-lifecycle/);
+    for (const r of ["primary", "dr"] as const) {
+      const region = readPlatform().regions[r];
+      const s3 = new S3Client({ endpoint: region.loopbackEndpoint, region: region.name, forcePathStyle: true, credentials: { accessKeyId: region.accessKey, secretAccessKey: region.secretKey } });
+      const lc = await s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket: `${PREFIX}-backups-important` }));
+      const prefixes = (lc.Rules ?? []).map((x) => x.Filter?.Prefix ?? "");
+      expect(prefixes.some((p) => p.includes("wiki")), `${r}: ${prefixes.join(" ")}`).toBe(true);
+      expect(prefixes.some((p) => p.includes("files")), `${r}: ${prefixes.join(" ")}`).toBe(true);
+    }
     const after = await serviceIds();
     for (const [name, id] of Object.entries(before)) expect(after[name], name).toBe(id);
     expect(Object.keys(after).filter((n) => !(n in before)).sort()).toEqual([`${PREFIX}-wiki`, `${PREFIX}-wiki-backup`]);
