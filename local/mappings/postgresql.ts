@@ -48,6 +48,21 @@ async function withClient<T>(provider: Record<string, unknown>, database: string
 
 const id = (c: pg.Client, s: string) => c.escapeIdentifier(s);
 
+/** A Role's attributes as CREATE/ALTER ROLE options (the provider's defaults). */
+function roleOptions(c: pg.Client, i: Obj): string[] {
+  return [
+    i.superuser ? "SUPERUSER" : "NOSUPERUSER",
+    i.createDatabase ? "CREATEDB" : "NOCREATEDB",
+    i.createRole ? "CREATEROLE" : "NOCREATEROLE",
+    i.inherit === false ? "NOINHERIT" : "INHERIT",
+    i.login ? "LOGIN" : "NOLOGIN",
+    i.replication ? "REPLICATION" : "NOREPLICATION",
+    i.bypassRowLevelSecurity ? "BYPASSRLS" : "NOBYPASSRLS",
+    `CONNECTION LIMIT ${Number(i.connectionLimit ?? -1)}`,
+  ];
+}
+const passwordOption = (c: pg.Client, i: Obj) => `${i.encrypted === false ? "" : "ENCRYPTED "}PASSWORD ${c.escapeLiteral(String(i.password))}`;
+
 export const role: Mapping<Obj> = {
   plan: (i, reg) => ({ name: i.name ?? reg.name }),
   type: "postgresql:index/role:Role",
@@ -55,17 +70,8 @@ export const role: Mapping<Obj> = {
     const name: string = i.name ?? reg.name;
     if (i.passwordWo !== undefined) throw new Error(`postgresql.Role ${reg.name}: passwordWo is not supported by the local deployer; use password.`);
     await withClient(ctx.provider, undefined, async (c) => {
-      const opts = [
-        i.superuser ? "SUPERUSER" : "NOSUPERUSER",
-        i.createDatabase ? "CREATEDB" : "NOCREATEDB",
-        i.createRole ? "CREATEROLE" : "NOCREATEROLE",
-        i.inherit === false ? "NOINHERIT" : "INHERIT",
-        i.login ? "LOGIN" : "NOLOGIN",
-        i.replication ? "REPLICATION" : "NOREPLICATION",
-        i.bypassRowLevelSecurity ? "BYPASSRLS" : "NOBYPASSRLS",
-        `CONNECTION LIMIT ${Number(i.connectionLimit ?? -1)}`,
-      ];
-      if (i.password !== undefined && i.password !== "") opts.push(`${i.encrypted === false ? "" : "ENCRYPTED "}PASSWORD ${c.escapeLiteral(String(i.password))}`);
+      const opts = roleOptions(c, i);
+      if (i.password !== undefined && i.password !== "") opts.push(passwordOption(c, i));
       if (i.validUntil) opts.push(`VALID UNTIL ${c.escapeLiteral(String(i.validUntil))}`);
       await c.query(`CREATE ROLE ${id(c, name)} WITH ${opts.join(" ")}`);
       for (const r of (i.roles as string[] | undefined) ?? []) await c.query(`GRANT ${id(c, r)} TO ${id(c, name)}`);
@@ -74,6 +80,24 @@ export const role: Mapping<Obj> = {
       if (i.idleInTransactionSessionTimeout) {
         await c.query(`ALTER ROLE ${id(c, name)} SET idle_in_transaction_session_timeout TO ${Number(i.idleInTransactionSessionTimeout)}`);
       }
+    });
+    return { id: name, state: { name }, record: { name, skipReassignOwned: i.skipReassignOwned === true, skipDropRole: i.skipDropRole === true } };
+  },
+  /**
+   * In place, as the provider does (ALTER ROLE): a new password or attribute must not drop the
+   * role, which would take its grants and memberships with it (a password rotation once left
+   * the writer login unable to connect). A new name is a new role.
+   */
+  async update(rec, i, ctx, reg) {
+    const name: string = i.name ?? reg.name;
+    if (name !== rec.name) {
+      await this.destroy(rec, ctx.provider);
+      return this.create(i, ctx, reg);
+    }
+    await withClient(ctx.provider, undefined, async (c) => {
+      const opts = [...roleOptions(c, i), i.password !== undefined && i.password !== "" ? passwordOption(c, i) : "PASSWORD NULL"];
+      await c.query(`ALTER ROLE ${id(c, name)} WITH ${opts.join(" ")}`);
+      for (const r of (i.roles as string[] | undefined) ?? []) await c.query(`GRANT ${id(c, r)} TO ${id(c, name)}`);
     });
     return { id: name, state: { name }, record: { name, skipReassignOwned: i.skipReassignOwned === true, skipDropRole: i.skipDropRole === true } };
   },

@@ -5,7 +5,9 @@
  * and `pulumi up`. The update creates the new service's resources, replaces and deletes nothing;
  * the new sidecar's first backup is taken by hand and verified in the drill cron container.
  */
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import pg from "pg";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import yaml from "js-yaml";
@@ -114,3 +116,48 @@ describe("runbook §10: add a protected service (real Swarm, RGW, PostgreSQL)", 
     expect(after.stdout).toMatch(/wiki\s+full\s+completed.*verify passed/);
   }, 600_000);
 });
+
+/**
+ * Runbook §8, the catalog passwords: `pulumi config set --secret kryonix-dr:catalogWriterPassword
+ * <new>` then `pulumi up` (here `kryonix-dr deploy --config-file`) changes the role's password and
+ * every container that logs in with it, in one deployment; the old password stops working.
+ */
+describe("runbook §8: rotate a catalog password (real Swarm, PostgreSQL)", () => {
+  it("the new writer password works for the sidecars, the old one is refused", async () => {
+    const spec = await docker.request<{ Spec: { TaskTemplate: { ContainerSpec: { Env?: string[] } } } }>("GET", `/services/${PREFIX}-wiki-backup`);
+    const env = Object.fromEntries((spec.Spec.TaskTemplate.ContainerSpec.Env ?? []).map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)]));
+    const writer = env.KDR_CATALOG_USER!;
+    const database = env.KDR_CATALOG_DATABASE ?? "kryonix_dr";
+    const secretsFile = "/var/lib/kryonix-dr/deployments/addsvc.secrets.json";
+    const old = (JSON.parse(readFileSync(secretsFile, "utf8")) as Record<string, string>).catalogWriterPassword!;
+    const fresh = randomBytes(18).toString("base64url");
+    const file = join(project, "rotate.json");
+    writeFileSync(file, JSON.stringify({ catalogWriterPassword: { value: fresh, secret: true } }), { mode: 0o600 });
+    const u = await cli(["deploy", "--stack", STACK, "--config-file", file], 600_000);
+    expect(u.status, u.stdout + u.stderr).toBe(0);
+    expect(u.stdout + u.stderr).toMatch(/updated stack addsvc in place: \d+ unchanged, [1-9]\d* updated/);
+    const p = readPlatform().catalog;
+    const login = async (password: string) => {
+      const c = new pg.Client({ host: p.host, port: p.port, user: writer, password, database });
+      try {
+        await c.connect();
+        await c.end();
+        return "ok";
+      } catch (e) {
+        return (e as Error).message;
+      }
+    };
+    expect(await login(fresh)).toBe("ok");
+    expect(await login(old)).toMatch(/password authentication failed/);
+    // The sidecar's task was restarted with the new secret: its next backup logs in with it.
+    await waitForTask(`${PREFIX}-wiki-backup`, 180_000);
+    for (let i = 0; i < 20; i++) {
+      const b = await sh(`docker exec $(docker ps -qf name=${PREFIX}-wiki-backup) kdr-agent backup --type incremental`);
+      if (b.status === 0) return;
+      // The old task may still answer while Swarm replaces it.
+      await new Promise((r) => setTimeout(r, 3000));
+    }
+    throw new Error("no backup with the rotated password succeeded within a minute");
+  }, 700_000);
+});
+
