@@ -57,6 +57,11 @@ export interface RecoveryJobArgs {
   readonly placement?: pulumi.Input<pulumi.Input<string>[]>;
   /** Arguments after the service image's command (a stand-in's kind). @default [] */
   readonly args?: string[];
+  /**
+   * Extra DNS names on its networks: the stable name clients use (`postgresql`), when the
+   * rebuilt service replaces the lost one; none for a restore aside. @default []
+   */
+  readonly aliases?: string[];
 }
 
 /** The agent's restore flags for a recovery point: none for latest, --time, or --backup-id. */
@@ -182,8 +187,7 @@ export class RecoveryJob extends pulumi.ComponentResource {
         password: args.password,
         networks: args.networks,
         placement: args.placement,
-        // The stable name clients use (`postgresql`), as the service it replaces had.
-        aliases: [args.service],
+        aliases: args.aliases ?? [],
         ...(args.args?.length ? { args: args.args } : {}),
       },
       { parent: this, dependsOn: [restore] },

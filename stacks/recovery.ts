@@ -132,6 +132,7 @@ export function recovery(specs: Specs, secrets: Secrets): Record<string, unknown
       networks,
       placement: s.placement,
       args: s.args,
+      aliases: rec.stableNames ? [s.name] : [],
     }, { dependsOn: catalogStep ? [catalogStep] : [] });
     jobs.push(job);
     declared[s.name] = { host: job.serviceName, volume: job.volumeName };

@@ -6,7 +6,7 @@
  * is restic's own measurement (data_added), never an estimate.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { AGENT_ENV } from "../../contract/index.js";
 import { ConfigError, type Settings } from "../config.js";
@@ -70,7 +70,8 @@ const sqliteSiblings = (f: string) => [f, `${f}-journal`, `${f}-wal`, `${f}-shm`
 
 function sqlite3(args: string[]): string {
   const r = spawnSync("sqlite3", args, { encoding: "utf8", timeout: 600_000 });
-  if (r.error) throw new Error(`sqlite3 could not run (${r.error.message}): the agent image must contain the sqlite3 package.`);
+  if (r.error && (r.error as NodeJS.ErrnoException).code === "ENOENT") throw new Error("sqlite3 is not installed: the agent image must contain the sqlite3 package.");
+  if (r.error) throw new Error(`sqlite3 ${args.slice(1).join(" ")} did not finish: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`sqlite3 ${args.slice(1).join(" ")} failed (exit ${r.status}): ${(r.stderr || r.stdout).trim()}`);
   return r.stdout;
 }
@@ -101,6 +102,15 @@ function copySqlite(volume: string, files: string[], staging: string): void {
         }
         log(`sqlite ${f}: locked by its writer for ${SQLITE_BUSY_MS / 1000} s (attempt ${attempt} of ${SQLITE_ATTEMPTS}); trying again`);
       }
+    }
+    // The copy is written by the agent; give it the source's owner and mode, so a restored
+    // database is writable by the application's own user (Grafana runs as uid 472).
+    const st = statSync(src);
+    try {
+      chownSync(dst, st.uid, st.gid);
+      chmodSync(dst, st.mode & 0o7777);
+    } catch (e) {
+      log(`sqlite ${f}: could not give the copy the owner ${st.uid}:${st.gid} of the database (${(e as Error).message}); a restore leaves it owned by the agent's user`);
     }
     const check = sqlite3([dst, "PRAGMA integrity_check;"]).trim();
     if (check !== "ok") throw new Error(`the online copy of ${f} failed SQLite's integrity check (${check.slice(0, 200)}): nothing was uploaded.`);
@@ -148,7 +158,8 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
     const excludes = dbs.flatMap((f) => sqliteSiblings(f).flatMap((x) => ["--exclude", join(volume, x)]));
     const args = ["backup", "--json", "--host", s.service, "--tag", "kdr", "--tag", ctx.backupId, ...(type === "full" ? ["--force"] : []), ...excludes, "."];
     if (dbs.length) {
-      rmSync(staging, { recursive: true, force: true });
+      // Also what a killed run left: copies are never reused.
+      rmSync(dirname(staging), { recursive: true, force: true });
       copySqlite(volume, dbs, staging);
     }
     // A volume that holds nothing but its SQLite databases: restic refuses an empty snapshot, so
@@ -216,7 +227,7 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
     measured: { rawBytes: summary.total_bytes_processed, storedBytes: summary.data_added },
     details: {
       snapshotId: summary.snapshot_id,
-      ...(sqliteSnapshot ? { sqlite: { files: dbs, snapshotId: sqliteSnapshot, meaning: "online copies (SQLite backup API), restored over the volume snapshot" } } : {}),
+      ...(dbs.length ? { sqlite: { files: dbs, snapshotId: sqliteSnapshot ?? summary.snapshot_id, meaning: sqliteSnapshot ? "online copies (SQLite backup API), restored over the volume snapshot" : "online copies (SQLite backup API): the volume holds nothing else, so they are the run's snapshot" } } : {}),
       repository: { generation: repo.generation, prefix: repo.prefix, id: repo.repositoryId, keyId: repo.keyId },
       dataAdded: summary.data_added,
       totalBytesProcessed: summary.total_bytes_processed,
@@ -252,6 +263,14 @@ export async function restore(s: Settings, storage: Storage, snapshotKey: string
   if (!backupTag) return;
   const companions = JSON.parse(await restic(s, repo, ["--no-lock", "snapshots", "--json", "--tag", `${SQLITE_TAG},${backupTag}`])) as Array<{ id: string }>;
   for (const c of companions.filter((x) => x.id !== snapshotId)) {
+    // Over a target that was not empty, a journal left beside a database would be replayed or
+    // rolled back onto the restored copy: they go first.
+    const files = (await restic(s, repo, ["--no-lock", "ls", "--json", c.id]))
+      .split("\n")
+      .map((l) => { try { return JSON.parse(l) as { type?: string; path?: string }; } catch { return {}; } })
+      .filter((n) => n.type === "file" && n.path)
+      .map((n) => n.path!);
+    for (const f of files) for (const x of sqliteSiblings(f).slice(1)) rmSync(join(target, x), { force: true });
     await restic(s, repo, ["--no-lock", "restore", c.id, "--target", target, "--verify"]);
     log(`volume restore: SQLite online copies of snapshot ${c.id.slice(0, 8)} restored over it`);
   }
@@ -278,7 +297,9 @@ export async function forget(s: Settings, storage: Storage, snapshots: { key: st
       const repo = await openSnapshotRepo(s, storage, `${prefix}snapshots/${ids[0]}`);
       // A run's SQLite online copies (its companion snapshot, same backup tag) go with it.
       const all = JSON.parse(await restic(s, repo, ["--no-lock", "snapshots", "--json"])) as Array<{ id: string; tags?: string[] }>;
-      const runTags = new Set(all.filter((x) => ids.includes(x.id)).flatMap((x) => (x.tags ?? []).filter((t) => t !== "kdr")));
+      // A run's own tag (its backup id), never the shared ones: a run whose only snapshot is its
+      // SQLite copies carries the sqlite tag, which every other run's copies carry too.
+      const runTags = new Set(all.filter((x) => ids.includes(x.id)).flatMap((x) => (x.tags ?? []).filter((t) => t !== "kdr" && t !== SQLITE_TAG)));
       const companions = all.filter((x) => x.tags?.includes(SQLITE_TAG) && x.tags.some((t) => runTags.has(t))).map((x) => x.id);
       await restic(s, repo, ["forget", "--prune", ...new Set([...ids, ...companions])]);
     } catch (e) {

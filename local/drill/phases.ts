@@ -58,7 +58,7 @@ export interface DrillRun {
 export async function clearPreviousDrill(run: DrillRun): Promise<void> {
   const { marker, stateDir, log } = run;
   if (existsSync(marker)) {
-    const other = JSON.parse(readFileSync(marker, "utf8")) as { pid?: number; runId?: string };
+    const other = JSON.parse(readFileSync(marker, "utf8")) as { pid?: number; runId?: string; nodeLabels?: Record<string, string> };
     if (other.pid && other.pid !== process.pid && alive(other.pid)) {
       throw new Error(`another drill (${other.runId}, pid ${other.pid}) is running on this platform: the stacks and service names are shared, so wait for it to finish.`);
     }
@@ -69,6 +69,12 @@ export async function clearPreviousDrill(run: DrillRun): Promise<void> {
       throw new Error(`Stack '${stack}' is already deployed (${join(stateDir, `${stack}.json`)}), not by a drill: remove it with 'kryonix-dr destroy --stack ${stack} --force' first (recovery before local).`);
     }
     await run.phase(`remove the previous drill's ${stack} deployment`, () => destroy({ stack, stateDir, force: true, log: (l) => log(`  ${l}`) }));
+  }
+  // The node labels a previous drill (kept, or failed) put on for its services' placement.
+  if (existsSync(marker)) {
+    const previous = (JSON.parse(readFileSync(marker, "utf8")) as { nodeLabels?: Record<string, string> }).nodeLabels ?? {};
+    const removed = await setNodeLabels(previous, true);
+    if (Object.keys(removed).length) log(`  removed the node labels the previous drill added: ${Object.keys(removed).join(", ")}`);
   }
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   writeFileSync(marker, `${JSON.stringify({ runId: run.runId, startedAt: iso(run.startedAt), pid: process.pid })}\n`, { mode: 0o600 });
@@ -88,6 +94,8 @@ export async function deployLocal(run: DrillRun): Promise<void> {
   const wanted = Object.assign({}, ...run.services.map((s) => nodeLabelsOf(s.placement))) as Record<string, string>;
   run.nodeLabels = await setNodeLabels(wanted);
   const added = Object.keys(run.nodeLabels);
+  // Recorded with the run, so the next drill removes them when this one is kept or fails.
+  writeFileSync(run.marker, `${JSON.stringify({ ...(JSON.parse(readFileSync(run.marker, "utf8")) as object), nodeLabels: run.nodeLabels })}\n`, { mode: 0o600 });
   if (Object.keys(wanted).length) {
     run.log(`  placement: this swarm node carries ${Object.entries(wanted).map(([k, v]) => `${k}=${v}`).join(", ")} (${added.length ? `labelled now: ${added.join(", ")}` : "all labelled before"})`);
   }

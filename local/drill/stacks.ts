@@ -141,7 +141,13 @@ export function drillRecoveryConfig(
   const deployed = readState(LOCAL_STACK, stateDir)?.config;
   const services = Array.isArray(deployed?.services?.value) ? (deployed.services.value as RawService[]) : drillRawServices(projectDir);
   // The services' passwords the local deployment had (a local Redis has none).
-  const passwords = deployed ? Object.keys(deployed).filter((k) => k.startsWith("targetPassword-")) : ["targetPassword-postgresql"];
+  // (every PostgreSQL has one; a Redis only when its deployment gave it one).
+  const passwords = [
+    ...new Set([
+      ...services.filter((s) => s.engine === "postgres").map((s) => `targetPassword-${s.name}`),
+      ...(deployed ? Object.keys(deployed).filter((k) => k.startsWith("targetPassword-")) : []),
+    ]),
+  ];
   const local = localStackConfig(platform, LOCAL_STACK, stateDir, projectDir, passwords);
   const secrets = generatedSecrets(LOCAL_STACK, stateDir, passwords);
   const regions = local.regions!.value as Record<"primary" | "dr", unknown>;

@@ -90,13 +90,20 @@ export const role: Mapping<Obj> = {
    */
   async update(rec, i, ctx, reg) {
     const name: string = i.name ?? reg.name;
+    if (i.passwordWo !== undefined) throw new Error(`postgresql.Role ${reg.name}: passwordWo is not supported by the local deployer; use password.`);
     if (name !== rec.name) {
       await this.destroy(rec, ctx.provider);
       return this.create(i, ctx, reg);
     }
     await withClient(ctx.provider, undefined, async (c) => {
-      const opts = [...roleOptions(c, i), i.password !== undefined && i.password !== "" ? passwordOption(c, i) : "PASSWORD NULL"];
+      const opts = [
+        ...roleOptions(c, i),
+        i.password !== undefined && i.password !== "" ? passwordOption(c, i) : "PASSWORD NULL",
+        `VALID UNTIL ${c.escapeLiteral(String(i.validUntil || "infinity"))}`,
+      ];
       await c.query(`ALTER ROLE ${id(c, name)} WITH ${opts.join(" ")}`);
+      // Memberships it should have are granted; one it should no longer have is not revoked
+      // (the record does not keep the old list), nor are role settings (search_path, timeouts) reset.
       for (const r of (i.roles as string[] | undefined) ?? []) await c.query(`GRANT ${id(c, r)} TO ${id(c, name)}`);
     });
     return { id: name, state: { name }, record: { name, skipReassignOwned: i.skipReassignOwned === true, skipDropRole: i.skipDropRole === true } };

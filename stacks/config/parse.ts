@@ -5,19 +5,13 @@
 import { DEFAULT_METRICS_PORT, ENGINES, LOCK_MODES, PRIORITIES, PRIORITY_RTO_SECONDS, REPLICATION_MODES, TARGET_DEFAULTS, TIER_PRIORITY, TIERS, type Engine } from "../../contract/index.js";
 import { worstGapSeconds } from "../../contract/schedule.js";
 import { PROJECT, ROLES, Role, REGION_KINDS, REGIONS, RegionRole, DEFAULTS, ConfigError, RawRegion, RawConfig, RawService, RetentionSpec, ServiceSpec, RegionSpec, CatalogSpec, RecoveryPoint, Specs, SECRET, CATALOG_SERVICE, RECOVERY_CATALOG_MODES, type StandbySpec } from "./schema.js";
+import { bool, Issues, positive, sqliteFiles, stringList } from "./values.js";
 
 // ---------- parsing ----------
 
 const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
-
-class Issues {
-  readonly list: Array<{ key: string; message: string }> = [];
-  add(key: string, message: string): void {
-    this.list.push({ key, message });
-  }
-}
 
 /** monitoring.prometheus: run Prometheus with the generated config (image required; port optional). */
 function prometheusSpec(issues: Issues, raw: { image?: string; scrapeIntervalSeconds?: number; publishedPort?: number } | undefined) {
@@ -30,33 +24,6 @@ function prometheusSpec(issues: Issues, raw: { image?: string; scrapeIntervalSec
     issues.add("monitoring.prometheus.publishedPort", `must be a TCP port (1-65535), got ${JSON.stringify(port)}`);
   }
   return { image: raw.image ?? "", scrapeIntervalSeconds: positive(issues, "monitoring.prometheus.scrapeIntervalSeconds", raw.scrapeIntervalSeconds, 15), publishedPort: port };
-}
-
-function positive(issues: Issues, key: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
-    issues.add(key, `must be a positive number, got ${JSON.stringify(value)}; set it with 'pulumi config set --path ${PROJECT}:${key} <n>'`);
-    return fallback;
-  }
-  return value;
-}
-
-/** A list of strings (e.g. a service's args), or the empty list when unset. */
-function stringList(issues: Issues, key: string, value: unknown): string[] {
-  if (value === undefined) return [];
-  if (Array.isArray(value) && value.every((x) => typeof x === "string")) return value as string[];
-  issues.add(key, `must be a list of strings, e.g. ["grafana"], got ${JSON.stringify(value)}`);
-  return [];
-}
-
-/** A volume's SQLite databases: paths inside it, relative, without '..'. */
-function sqliteFiles(issues: Issues, key: string, engine: string, value: unknown): string[] {
-  const list = stringList(issues, key, value);
-  if (list.length && engine !== "volume") issues.add(key, `applies to volume services only (the ${engine} engine has its own consistent copy): remove it`);
-  for (const f of list) {
-    if (f.startsWith("/") || f.split("/").includes("..") || f === "") issues.add(key, `${JSON.stringify(f)} must be a path inside the volume, relative to dataPath, e.g. grafana.db`);
-  }
-  return list;
 }
 
 function oneOf<T extends string>(issues: Issues, key: string, value: unknown, accepted: readonly T[], fallback: T): T {
@@ -425,6 +392,7 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
           sourceRegion: oneOf(issues, "recovery.sourceRegion", raw.recovery?.sourceRegion, REGIONS, "primary"),
           serviceNamePrefix: raw.recovery?.serviceNamePrefix ?? namePrefix,
           catalog: oneOf(issues, "recovery.catalog", raw.recovery?.catalog, RECOVERY_CATALOG_MODES, "existing"),
+          stableNames: bool(issues, "recovery.stableNames", raw.recovery?.stableNames, true),
         }
       : undefined;
 

@@ -148,7 +148,7 @@ export interface RawConfig {
   /** dr: fully qualified name of the primary stack (`org/kryonix-dr/prod`). */
   primaryStack?: string;
   /** catalog: how the recovery stack gets a catalog (see RECOVERY_CATALOG_MODES). @default existing */
-  recovery?: { point?: string; sourceRegion?: string; serviceNamePrefix?: string; catalog?: string };
+  recovery?: { point?: string; sourceRegion?: string; serviceNamePrefix?: string; catalog?: string; stableNames?: boolean };
   /** dr: the switch that promotes the warm standbys (`pulumi config set kryonix-dr:active true`). @default false */
   active?: boolean | string;
   /** dr: the warm standbys of the primary's critical PostgreSQL and Redis services. */
@@ -270,7 +270,8 @@ export interface Specs {
   };
   primaryStack?: string;
   /** recovery: what to restore from, and the prefix of the fresh services' Swarm names. */
-  recovery?: { point: RecoveryPoint; sourceRegion: RegionRole; serviceNamePrefix: string; catalog: RecoveryCatalogMode };
+  /** stableNames: the rebuilt services also answer to the names clients use (`postgresql`); off for a restore aside. */
+  recovery?: { point: RecoveryPoint; sourceRegion: RegionRole; serviceNamePrefix: string; catalog: RecoveryCatalogMode; stableNames: boolean };
   /** dr: the warm standbys and whether they are promoted. */
   failover?: { active: boolean; force: boolean; catchUpSeconds: number; standbys: StandbySpec[] };
   /** Every secret config key this stack needs (without the project prefix). */

@@ -213,6 +213,12 @@ describe("parseSpecs rejects bad config with the key and the fix", () => {
     );
   });
 
+  it("recovery.stableNames: off for a restore aside, and only true or false", () => {
+    const raw = { ...base(), stack: "recovery", recovery: { stableNames: false } } as RawConfig;
+    expect(parseSpecs(raw, ALL_SECRETS).recovery!.stableNames).toBe(false);
+    expect(errorOf({ ...base(), stack: "recovery", recovery: { stableNames: "no" as unknown as boolean } })).toContain('kryonix-dr:recovery.stableNames: must be true or false, got "no"');
+  });
+
   it("a sqlite list outside a volume service, or a path that leaves the volume", () => {
     const raw = base();
     raw.services![0]!.sqlite = ["x.db"];

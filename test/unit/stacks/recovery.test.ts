@@ -79,6 +79,13 @@ describe("recovery stack", () => {
     expect(sidecars.map((s) => labelsOf(s.inputs)[LABELS.protects]).sort()).toEqual(["files", "postgresql", "redis"]);
   });
 
+  it("gives each fresh service the stable name clients use (recovery.stableNames defaults to true)", () => {
+    const svc = one(regs, "docker:index/service:Service", "recover-postgresql-service-service");
+    const nets = reveal<Array<{ aliases?: string[] }>>((svc.inputs.taskSpec as { networksAdvanceds: unknown }).networksAdvanceds) ?? [];
+    expect(nets.length).toBeGreaterThan(0);
+    for (const n of nets) expect(n.aliases).toEqual(["postgresql"]);
+  });
+
   it("keeps every credential secret", () => {
     expect(plainLeaks(regs, secretKeys.map(testSecretValue))).toEqual([]);
   });

@@ -1,0 +1,46 @@
+/**
+ * The value checks parse.ts applies to raw config: each adds an issue that names the key and the
+ * fix, and returns a usable fallback, so every problem of a config is reported at once.
+ */
+import { PROJECT } from "./schema.js";
+
+export class Issues {
+  readonly list: Array<{ key: string; message: string }> = [];
+  add(key: string, message: string): void {
+    this.list.push({ key, message });
+  }
+}
+
+export function positive(issues: Issues, key: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    issues.add(key, `must be a positive number, got ${JSON.stringify(value)}; set it with 'pulumi config set --path ${PROJECT}:${key} <n>'`);
+    return fallback;
+  }
+  return value;
+}
+
+export function bool(issues: Issues, key: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value === "boolean") return value;
+  issues.add(key, `must be true or false, got ${JSON.stringify(value)}`);
+  return fallback;
+}
+
+/** A list of strings (e.g. a service's args), or the empty list when unset. */
+export function stringList(issues: Issues, key: string, value: unknown): string[] {
+  if (value === undefined) return [];
+  if (Array.isArray(value) && value.every((x) => typeof x === "string")) return value as string[];
+  issues.add(key, `must be a list of strings, e.g. ["grafana"], got ${JSON.stringify(value)}`);
+  return [];
+}
+
+/** A volume's SQLite databases: paths inside it, relative, without '..'. */
+export function sqliteFiles(issues: Issues, key: string, engine: string, value: unknown): string[] {
+  const list = stringList(issues, key, value);
+  if (list.length && engine !== "volume") issues.add(key, `applies to volume services only (the ${engine} engine has its own consistent copy): remove it`);
+  for (const f of list) {
+    if (f.startsWith("/") || f.split("/").includes("..") || f === "") issues.add(key, `${JSON.stringify(f)} must be a path inside the volume, relative to dataPath, e.g. grafana.db`);
+  }
+  return list;
+}
