@@ -6,7 +6,7 @@
  * kryonix-dr/agent:local with its secrets at /run/secrets, as in the drill cron container.
  */
 import { spawnSync } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
@@ -228,7 +228,8 @@ describe("SQLite online copies of a volume, inside the agent image", () => {
     writeFileSync(path.join(vol, "grafana.ini"), "[server]\nhttp_port = 3000\n");
     volEnv = w.env(VOL_SERVICE, { KDR_ENGINE: "volume", KDR_VOLUME_PATH: vol, KDR_SQLITE_FILES: JSON.stringify(["grafana.db"]) });
     // The writer: one transaction after another into grafana.db (rollback journal, Grafana's default), in the agent image's sqlite3.
-    const script = "sqlite3 /data/grafana.db 'CREATE TABLE IF NOT EXISTS v (id INTEGER PRIMARY KEY, data TEXT NOT NULL)'; " +
+    // Owned by Grafana's uid (472), as in its image: the restored copy must be too.
+    const script = "sqlite3 /data/grafana.db 'CREATE TABLE IF NOT EXISTS v (id INTEGER PRIMARY KEY, data TEXT NOT NULL)'; chown 472:472 /data/grafana.db; " +
       "while :; do sqlite3 /data/grafana.db \"PRAGMA busy_timeout=5000; BEGIN; INSERT INTO v (data) SELECT hex(randomblob(2048)) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3); UPDATE v SET data = hex(randomblob(2048)) WHERE id % 5 = abs(random()) % 5; COMMIT;\"; sleep 0.05; done";
     const r = dockerTry(["run", "-d", "--rm", "-v", `${vol}:/data`, "--entrypoint", "sh", readPlatform().images.agent, "-c", script]);
     if (r.status !== 0) throw new Error(r.stderr);
@@ -260,7 +261,17 @@ describe("SQLite online copies of a volume, inside the agent image", () => {
     expect(r.stderr).toMatch(/SQLite online copies of snapshot [0-9a-f]{8} restored over it/);
     const check = dockerTry(["run", "--rm", "-v", `${out}:/out`, "--entrypoint", "sqlite3", readPlatform().images.agent, "/out/restored/grafana.db", "PRAGMA integrity_check; SELECT count(*) > 0 FROM v;"]);
     expect(check.stdout.trim().split("\n")).toEqual(["ok", "1"]);
+    expect(statSync(path.join(out, "restored", "grafana.db")).uid, "the copy keeps the database's owner").toBe(472);
     expect(readFileSync(path.join(out, "restored", "grafana.ini"), "utf8")).toContain("http_port = 3000");
+  }, 180_000);
+
+  it("a restore over a target that holds a stale journal removes it before laying the copy (else SQLite would apply it to the copy)", () => {
+    writeFileSync(path.join(out, "restored", "grafana.db-journal"), "stale journal of an older database");
+    const r = agentWithVolume(["restore", "--backup-id", sqliteBackup, "--target", "/out/restored", "--force-overwrite-source", "--yes"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(existsSync(path.join(out, "restored", "grafana.db-journal"))).toBe(false);
+    const check = dockerTry(["run", "--rm", "-v", `${out}:/out`, "--entrypoint", "sqlite3", readPlatform().images.agent, "/out/restored/grafana.db", "PRAGMA integrity_check;"]);
+    expect(check.stdout.trim()).toBe("ok");
   }, 180_000);
 
   it("a volume that holds only the database (restic refuses an empty snapshot): the online copy is the run's snapshot, and it restores", () => {
