@@ -331,7 +331,8 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
           return { id: old.id, state: old.outputs };
         }
         let created;
-        if (old && old.type === r.type && mapping.update) {
+        const inPlace = !!old && old.type === r.type && !!mapping.update && !mapping.replaces?.(old.record, r.inputs);
+        if (old && inPlace && mapping.update) {
           created = await mapping.update(old.record, r.inputs, ctx, r);
           counts.updated++;
         } else {
@@ -356,7 +357,7 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
         }
         keep({ ...entry(created.id, created.record), inputsHash, ...(created.state ? { outputs: created.state } : {}) });
         byType.set(r.type, [...(byType.get(r.type) ?? []), { ...r.inputs, ...(created.state ?? {}) }]);
-        log(`${old ? (mapping.update ? "updated" : "replaced") : "created"} ${r.type} ${r.name} (${created.id}) in ${Date.now() - started} ms`);
+        log(`${old ? (inPlace ? "updated" : "replaced") : "created"} ${r.type} ${r.name} (${created.id}) in ${Date.now() - started} ms`);
         return { id: created.id, state: created.state };
       } catch (err) {
         // A mapping that made something before failing says so; keep it so destroy removes it.
@@ -365,7 +366,7 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
           state.resources.push(entry(String(made.id ?? r.name), made));
           writeState(state, dir);
         }
-        const msg = err instanceof Error ? err.message : String(err);
+        const msg = describeError(err);
         throw new Error(msg.includes(r.name) ? msg : `${r.type} ${r.name}: ${msg}`);
       }
     },
@@ -408,6 +409,21 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
         : `${state.error}\n(${state.resources.length} resources were created before the failure; remove them with 'kryonix-dr destroy --stack ${opts.stack}'.)`,
     );
   }
+}
+
+/**
+ * An error's message, with the HTTP status an S3 call failed with: the SDK names a response it
+ * cannot parse "UnknownError", which says nothing. A 403 is the provider's keys being refused.
+ */
+export function describeError(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+  if (!status || msg.includes(String(status))) return msg;
+  const hint =
+    status === 403
+      ? ": the S3 server refused the provider's credentials (an access key removed or a secret key changed on the server?); give the stack the keys the server has (`pulumi config set --secret kryonix-dr:<region>AccessKey/<region>SecretKey`) and deploy again"
+      : "";
+  return `${msg} (HTTP ${status}${hint})`;
 }
 
 const DESTROY_CONCURRENCY = 8;

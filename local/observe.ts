@@ -205,10 +205,14 @@ const postgresqlObservers: Record<string, Observer> = {
   "postgresql:index/role:Role": async (rec, p) => {
     const rows = await pgQuery(
       p,
-      "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolconnlimit, rolvaliduntil FROM pg_roles WHERE rolname = $1",
+      // As text: 'infinity' (what the provider and an in-place update set when validUntil is not
+      // given) is no JavaScript date, and means the same as none.
+      "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolconnlimit, " +
+        "CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil = 'infinity' THEN NULL ELSE to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') END AS rolvaliduntil " +
+        "FROM pg_roles WHERE rolname = $1",
       [rec.name],
     );
-    return rows[0] ? { ...rows[0], rolvaliduntil: rows[0].rolvaliduntil ? new Date(rows[0].rolvaliduntil).toISOString() : null } : undefined;
+    return rows[0] ? { ...rows[0] } : undefined;
   },
   "postgresql:index/database:Database": async (rec, p) => {
     const rows = await pgQuery(p, "SELECT pg_get_userbyid(datdba) AS owner, datallowconn, datconnlimit FROM pg_database WHERE datname = $1", [rec.name]);

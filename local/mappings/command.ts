@@ -1,7 +1,9 @@
 /**
  * @pulumi/command 1.2.1 `command:local:Command`: runs `create` as the provider does (through its
  * interpreter, default /bin/sh -c, with `environment` added to this process's environment and
- * `stdin` piped), records stdout/stderr as outputs, and runs `delete` on destroy.
+ * `stdin` piped), records stdout/stderr as outputs, and runs `delete` on destroy. Changed inputs
+ * run `update` (else `create`) in place; changed `triggers` replace it (create, then the old
+ * one's `delete`), as with the provider.
  */
 import { spawn } from "node:child_process";
 import { bucketConfigTurns, type Mapping } from "./types.js";
@@ -40,17 +42,17 @@ export const localCommand: Mapping<Obj> = {
   type: "command:local:Command",
   async create(i, _ctx, reg) {
     if (i.assetPaths?.length || i.archivePaths?.length) throw new Error(`command.local.Command ${reg.name}: assetPaths/archivePaths are not supported by the local deployer.`);
-    if (!i.create) return { id: reg.name, state: { stdout: "", stderr: "" }, record: deleteRecord(i, "") };
+    if (!i.create) return { id: reg.name, state: { stdout: "", stderr: "" }, record: record(i, reg.name, "") };
     // In turn with bucket configuration writes (see bucketConfigTurns).
-    const r = await bucketConfigTurns.run(() => runCommand(i.create, { interpreter: i.interpreter, dir: i.dir, environment: i.environment, stdin: i.stdin }));
-    if (r.code !== 0) {
-      // The provider does not record a failed create, so neither do we (no delete runs for it).
-      throw new Error(`command.local.Command ${reg.name} failed with exit code ${r.code}: ${tail(r.stderr || r.stdout)}`);
-    }
-    // The provider trims one trailing newline from the outputs.
-    const stdout = r.stdout.replace(/\r?\n$/, "");
-    const stderr = r.stderr.replace(/\r?\n$/, "");
-    return { id: `${reg.name}-${Date.now().toString(36)}`, state: { stdout, stderr }, record: deleteRecord(i, stdout) };
+    return run(i, i.create, reg.name, `${reg.name}-${Date.now().toString(36)}`);
+  },
+  replaces: (rec, i) => !("triggers" in rec) || JSON.stringify(rec.triggers ?? null) !== JSON.stringify(i.triggers ?? null),
+  async update(rec, i, _ctx, reg) {
+    const script = i.update || i.create;
+    const id = typeof rec.id === "string" ? rec.id : `${reg.name}-${Date.now().toString(36)}`;
+    if (!script) return { id, state: { stdout: "", stderr: "" }, record: record(i, id, "") };
+    const env = { ...(i.environment ?? {}), ...(i.addPreviousOutputInEnv !== false ? { PULUMI_COMMAND_STDOUT: String(rec.stdout ?? "") } : {}) };
+    return run({ ...i, environment: env }, script, reg.name, id, i.environment);
   },
   async destroy(rec) {
     if (!rec.delete) return;
@@ -62,10 +64,26 @@ export const localCommand: Mapping<Obj> = {
   },
 };
 
-/** Only a command with `delete` needs anything kept (its environment may hold credentials). */
-function deleteRecord(i: Obj, stdout: string): Record<string, unknown> {
-  if (!i.delete) return {};
-  return { delete: i.delete, interpreter: i.interpreter, dir: i.dir, environment: i.environment, addPreviousOutputInEnv: i.addPreviousOutputInEnv, stdout };
+async function run(i: Obj, script: string, name: string, id: string, environment: Record<string, string> | undefined = i.environment) {
+  const r = await bucketConfigTurns.run(() => runCommand(script, { interpreter: i.interpreter, dir: i.dir, environment: i.environment, stdin: i.stdin }));
+  if (r.code !== 0) {
+    // The provider does not record a failed run, so neither do we (no delete runs for a failed create).
+    throw new Error(`command.local.Command ${name} failed with exit code ${r.code}: ${tail(r.stderr || r.stdout)}`);
+  }
+  // The provider trims one trailing newline from the outputs.
+  const stdout = r.stdout.replace(/\r?\n$/, "");
+  const stderr = r.stderr.replace(/\r?\n$/, "");
+  return { id, state: { stdout, stderr }, record: record({ ...i, environment }, id, stdout) };
+}
+
+/**
+ * Its id, triggers and stdout (an update keeps the id, sees the stdout; changed triggers replace
+ * it); what `delete` needs only when it has one (its environment may hold credentials).
+ */
+function record(i: Obj, id: string, stdout: string): Record<string, unknown> {
+  const base = { id, triggers: i.triggers ?? null, stdout };
+  if (!i.delete) return base;
+  return { ...base, delete: i.delete, interpreter: i.interpreter, dir: i.dir, environment: i.environment, addPreviousOutputInEnv: i.addPreviousOutputInEnv, stdout };
 }
 
 export const commandMappings: Mapping<any>[] = [localCommand];

@@ -37,6 +37,8 @@ export interface Mapping<I = Record<string, unknown>> {
    * recorded. Absent: a changed resource is replaced (destroyed, then created).
    */
   update?(record: Record<string, unknown>, inputs: I, ctx: DeployContext, reg: Omit<Registration, "id">): Promise<Created>;
+  /** With update: whether these new inputs need a replacement all the same (a command's `triggers`). */
+  replaces?(record: Record<string, unknown>, inputs: I): boolean;
   /** Removes what create made; must succeed when it is already gone (destroy can be re-run). */
   destroy(record: Record<string, unknown>, provider: Record<string, unknown>): Promise<void>;
 }

@@ -161,3 +161,60 @@ describe("runbook §8: rotate a catalog password (real Swarm, PostgreSQL)", () =
   }, 700_000);
 });
 
+
+/**
+ * Runbook §8, the S3 admin keys: a second key on the admin user, `pulumi config set --secret
+ * kryonix-dr:primaryAccessKey/primarySecretKey` and `pulumi up` (here `kryonix-dr deploy
+ * --config-file`), then the old key removed on the server. The keys are only the program's: no
+ * sidecar restarts, no bucket or user is replaced, and with the old key gone the stack still
+ * deploys. The test then rotates back the same way, so the platform keeps its recorded key.
+ */
+describe("runbook §8: rotate the S3 admin keys (real RGW, Swarm)", () => {
+  it("the program manages the stack with the new key, the old one removed; nothing else changes", async () => {
+    const region = readPlatform().regions.primary;
+    const conf = "/var/lib/kryonix-dr/rgw/primary/ceph.conf";
+    const fresh = { access: `KDRROT${randomBytes(7).toString("hex").toUpperCase()}`, secret: randomBytes(30).toString("base64url") };
+    const keyCreate = (k: { access: string; secret: string }) =>
+      sh(`radosgw-admin -c ${conf} key create --uid=kdr-admin --key-type=s3 --access-key=${k.access} --secret-key=${k.secret}`);
+    const keyRm = (access: string) => sh(`radosgw-admin -c ${conf} key rm --uid=kdr-admin --key-type=s3 --access-key=${access}`);
+    const file = join(project, "rotate-s3.json");
+    const servicesBefore = await serviceIds();
+    const versions = async () => {
+      const all = await docker.request<Array<{ ID: string; Version: { Index: number }; Spec: { Name: string } }>>("GET", "/services");
+      return Object.fromEntries(all.filter((s) => s.Spec.Name.startsWith(`${PREFIX}-`)).map((s) => [s.Spec.Name, s.Version.Index]));
+    };
+    const versionsBefore = await versions();
+    try {
+      const add = await keyCreate(fresh);
+      expect(add.status, add.stderr).toBe(0);
+      writeFileSync(file, JSON.stringify({ primaryAccessKey: { value: fresh.access, secret: true }, primarySecretKey: { value: fresh.secret, secret: true } }), { mode: 0o600 });
+      const u = await cli(["deploy", "--stack", STACK, "--config-file", file]);
+      expect(u.status, u.stdout + u.stderr).toBe(0);
+      expect(u.stdout + u.stderr, "no resource is replaced or deleted by a key rotation").toMatch(/ 0 replaced, 0 created, 0 deleted/);
+      // The one resource holding the key: the default-retention command runs again with it, in place.
+      expect(u.stdout + u.stderr).toMatch(/^updated command:local:Command primary-important-default-retention /m);
+      // The old key removed on the server: the program still reads and updates everything with the new one.
+      const rm = await keyRm(region.accessKey);
+      expect(rm.status, rm.stderr).toBe(0);
+      // The stack keeps the keys it was given: a plain deploy uses the new ones.
+      const again = await cli(["deploy", "--stack", STACK]);
+      expect(again.status, again.stdout + again.stderr).toBe(0);
+      expect(again.stdout + again.stderr).toMatch(/ 0 updated in place, 0 replaced, 0 created, 0 deleted/);
+      // Observed with the keys the deployment now holds: nothing drifted, and the old key is not needed.
+      const drift = await runAsync(process.execPath, [CLI, "drift", "--stack", STACK], { timeoutMs: 300_000, cwd: ROOT });
+      expect(drift.status, drift.stdout + drift.stderr).toBe(0);
+      // No sidecar was restarted: none of them holds an admin key.
+      expect(await serviceIds()).toEqual(servicesBefore);
+      expect(await versions()).toEqual(versionsBefore);
+    } finally {
+      // Rotate back the same way: the platform's recorded key on the server, a deploy with it, the new key removed.
+      await keyCreate({ access: region.accessKey, secret: region.secretKey });
+      // A deployed stack keeps the config it was given (as `pulumi config set` does): set the old keys back.
+      const backFile = join(project, "rotate-s3-back.json");
+      writeFileSync(backFile, JSON.stringify({ primaryAccessKey: { value: region.accessKey, secret: true }, primarySecretKey: { value: region.secretKey, secret: true } }), { mode: 0o600 });
+      const back = await cli(["deploy", "--stack", STACK, "--config-file", backFile]);
+      expect(back.status, back.stdout + back.stderr).toBe(0);
+      await keyRm(fresh.access);
+    }
+  }, 900_000);
+});

@@ -11,7 +11,8 @@ import { lifecycleRule, minioConnection } from "../../local/mappings/minio.js";
 import { postgresqlConnection } from "../../local/mappings/postgresql.js";
 import { autoName, durationNs, labelList, Mutex } from "../../local/mappings/types.js";
 import { MAPPINGS, unsupported } from "../../local/mappings/index.js";
-import { declaredKeys, referencedStack, statePath } from "../../local/deployer.js";
+import { declaredKeys, describeError, referencedStack, statePath } from "../../local/deployer.js";
+import { localCommand } from "../../local/mappings/command.js";
 
 describe("durations", () => {
   it("reads Go durations as the provider takes them", () => {
@@ -216,5 +217,37 @@ describe("deployer bookkeeping", () => {
     const results = await Promise.allSettled([step("a"), step("b", true), step("c")]);
     expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
     expect(log).toEqual(["start a", "end a", "start b", "end b", "start c", "end c"]);
+  });
+});
+
+describe("command.local.Command, as @pulumi/command 1.2.1", () => {
+  const reg = { type: localCommand.type, name: "cmd", urn: "urn:cmd", custom: true } as never;
+  const ctx = {} as never;
+  it("a changed input runs `update` (else `create`) in place, keeping the id and seeing the last stdout; changed triggers replace it", async () => {
+    const made = await localCommand.create({ create: "echo one", triggers: ["a"] }, ctx, reg);
+    expect(made.state).toEqual({ stdout: "one", stderr: "" });
+    expect(localCommand.replaces!(made.record, { create: "echo two", triggers: ["a"] })).toBe(false);
+    expect(localCommand.replaces!(made.record, { create: "echo one", triggers: ["b"] })).toBe(true);
+    const again = await localCommand.update!(made.record, { create: "echo two", triggers: ["a"] }, ctx, reg);
+    expect(again.id).toBe(made.id);
+    expect(again.state).toEqual({ stdout: "two", stderr: "" });
+    const upd = await localCommand.update!(again.record, { create: "echo x", update: 'echo "was $PULUMI_COMMAND_STDOUT"', delete: "true", triggers: ["a"] }, ctx, reg);
+    expect(upd.state!.stdout).toBe("was two");
+  });
+  it("a record from before triggers were kept is replaced (as it was before)", () => {
+    expect(localCommand.replaces!({}, { create: "echo" })).toBe(true);
+  });
+  it("a failed update throws with the command's name and output, and records nothing", async () => {
+    const made = await localCommand.create({ create: "true" }, ctx, reg);
+    await expect(localCommand.update!(made.record, { create: "echo broken >&2; exit 3" }, ctx, reg)).rejects.toThrow(/cmd failed with exit code 3: broken/);
+  });
+});
+
+describe("describeError", () => {
+  it("adds the HTTP status of an S3 call the SDK could not describe, and what a 403 means", () => {
+    const e = Object.assign(new Error("UnknownError"), { $metadata: { httpStatusCode: 403 } });
+    expect(describeError(e)).toMatch(/^UnknownError \(HTTP 403: the S3 server refused the provider's credentials.*AccessKey/);
+    expect(describeError(Object.assign(new Error("UnknownError"), { $metadata: { httpStatusCode: 500 } }))).toBe("UnknownError (HTTP 500)");
+    expect(describeError(new Error("plain"))).toBe("plain");
   });
 });
