@@ -3,6 +3,7 @@
  * PostgreSQL, /healthz and /metrics). cron: a list of {name, schedule, command} jobs, each run
  * as a child agent process so one job's crash cannot take the others down.
  */
+import { recoverMaintenance } from "./engines/consistency.js";
 import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import { Cron } from "croner";
@@ -79,6 +80,7 @@ export async function serve(s: Settings): Promise<void> {
     };
     log(`serve ${service}: streaming WAL (slot ${streamer.slot}), switching segments every ${s.walSwitchSeconds} s when there is activity`);
   }
+  if (engine === "volume" && s.get("maintenanceMode") === "nextcloud") recoverMaintenance(s.require("volumePath"), "was left on by a backup that did not finish");
   const started = Date.now();
   let lastRpo = 0;
   const tick = setInterval(() => {

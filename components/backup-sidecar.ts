@@ -60,12 +60,16 @@ export interface BackupSidecarArgs {
     /** Becomes the kdr-target-password secret. @default none (redis without AUTH) */
     readonly password?: pulumi.Input<string>;
   };
-  /** volume: the protected Docker volume, mounted read-only at `path`. */
+  /** volume: the protected Docker volume, mounted at `path` (read-only, unless tsdbSnapshot or maintenanceMode writes to it). */
   readonly volume?: { readonly source: pulumi.Input<string>; readonly path: pulumi.Input<string> };
   /** volume: commands run before/after a backup for application consistency. */
   readonly hooks?: { readonly pre?: pulumi.Input<string>; readonly post?: pulumi.Input<string> };
   /** volume: SQLite databases in it (relative paths), copied with SQLite's online backup. @default [] */
   readonly sqlite?: readonly string[];
+  /** volume, Prometheus: its URL; each backup is a TSDB snapshot (the volume is mounted read-write to remove it). */
+  readonly tsdbSnapshot?: pulumi.Input<string>;
+  /** volume: `nextcloud` switches its maintenance mode around each copy (the volume is mounted read-write). */
+  readonly maintenanceMode?: "nextcloud";
   /** The tier bucket and this sidecar's own least-privilege user. */
   readonly s3: S3Location;
   /** The catalog every run is written to. */
@@ -153,9 +157,14 @@ export class BackupSidecar extends pulumi.ComponentResource {
     if (args.hooks?.pre !== undefined) env[AGENT_ENV.hookPre] = args.hooks.pre;
     if (args.hooks?.post !== undefined) env[AGENT_ENV.hookPost] = args.hooks.post;
     if (args.sqlite?.length) env[AGENT_ENV.sqliteFiles] = JSON.stringify(args.sqlite);
+    if (args.tsdbSnapshot !== undefined) env[AGENT_ENV.tsdbSnapshotUrl] = args.tsdbSnapshot;
+    if (args.maintenanceMode !== undefined) env[AGENT_ENV.maintenanceMode] = args.maintenanceMode;
 
     const mounts: docker.types.input.ServiceTaskSpecContainerSpecMount[] = [{ type: "volume", source: state.name, target: STATE_DIR }];
-    if (args.volume) mounts.push({ type: "volume", source: args.volume.source, target: args.volume.path, readOnly: true });
+    // Read-only, except where the consistency step writes to the volume (a Prometheus snapshot
+    // removed after upload, Nextcloud's maintenance switch).
+    const writes = args.tsdbSnapshot !== undefined || args.maintenanceMode !== undefined;
+    if (args.volume) mounts.push({ type: "volume", source: args.volume.source, target: args.volume.path, readOnly: !writes });
 
     const limits = args.limits ?? { cpus: 0.5, memoryMiB: 512 };
     const service = new docker.Service(

@@ -33,6 +33,8 @@ export const SETTINGS = {
   volumePath: { env: "KDR_VOLUME_PATH", kind: "path", doc: "where the protected volume is mounted, read-only (volume engine)" },
   hookPre: { env: "KDR_HOOK_PRE", kind: "text", doc: "run before a volume backup (application consistency): a shell command, or 'POST|GET|PUT|DELETE <url>', an HTTP call the agent makes itself" },
   sqliteFiles: { env: "KDR_SQLITE_FILES", kind: "json", doc: "volume engine: SQLite databases in the volume (JSON list of paths relative to it, e.g. [\"grafana.db\"]) copied with SQLite's online backup and checked, never read while written" },
+  tsdbSnapshotUrl: { env: "KDR_TSDB_SNAPSHOT_URL", kind: "url", doc: "volume engine, Prometheus: its URL (admin API on); each backup is a TSDB snapshot taken through it, stored alone and removed from the volume after upload (the volume is mounted read-write)" },
+  maintenanceMode: { env: "KDR_MAINTENANCE_MODE", kind: "enum", values: ["nextcloud"], doc: "volume engine: 'nextcloud' turns Nextcloud's maintenance mode on in config/config.php around each copy and off after it, even when the copy failed (the volume is mounted read-write)" },
   hookPost: { env: "KDR_HOOK_POST", kind: "text", doc: "run after a volume backup, also when it or the pre hook failed (so make it safe to repeat): a shell command or 'POST|GET|PUT|DELETE <url>'" },
 
   s3Endpoint: { env: "KDR_S3_ENDPOINT", kind: "url", doc: "S3 endpoint URL of this service's backups" },

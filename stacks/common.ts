@@ -107,6 +107,8 @@ export function declareSidecars(args: {
         volume: s.engine === "volume" ? { source: declared?.volume ?? s.volume!, path: s.dataPath } : undefined,
         hooks: s.hooks,
         sqlite: s.sqlite,
+        tsdbSnapshot: s.tsdbSnapshot,
+        maintenanceMode: s.maintenanceMode,
         s3: { endpoint: region.endpoint, region: region.name, bucket, accessKey: creds.accessKey, secretKey: creds.secretKey },
         catalog: agentCatalog(specs, secrets),
         encryptionRecipient: secrets.get(SECRET.ageRecipient),

@@ -13,6 +13,7 @@ import { ConfigError, type Settings } from "../config.js";
 import { log } from "../storage/progress.js";
 import type { Storage } from "../storage/s3.js";
 import { openRepo, repoOfSnapshot, restic, ResticDamagedError, type ActiveRepo } from "./restic-repo.js";
+import { enterMaintenance, leaveMaintenance, recoverMaintenance, removeTsdbSnapshot, takeTsdbSnapshot } from "./consistency.js";
 import { toolVersion } from "./tools.js";
 import type { BackupContext, EngineResult } from "./types.js";
 
@@ -148,10 +149,18 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
   const dbs = sqliteFiles(s);
   const staging = join(s.stateDir, "sqlite-staging", ctx.backupId);
   let sqliteSnapshot: string | undefined;
+  const nextcloud = s.get("maintenanceMode") === "nextcloud";
+  let maintenance = false;
+  let tsdb: { name: string; dir: string } | undefined;
+  let failed = false;
   try {
+    // Maintenance mode first, so a pre hook (a dump of Nextcloud's database) runs inside it too.
+    if (nextcloud) maintenance = enterMaintenance(volume);
     // Inside the try: a pre hook that failed half way (maintenance mode on, then an error) is
     // still undone by the post hook, which must be safe to run twice.
     await runHook(s, "hookPre");
+    // Prometheus: the run stores its TSDB snapshot alone (a complete TSDB directory).
+    if (s.get("tsdbSnapshotUrl")) tsdb = await takeTsdbSnapshot(s, volume);
     let lastPrint = 0;
     // --force on a full re-reads every file instead of trusting the parent snapshot's metadata.
     // The live SQLite files are left out; their online copies go in a companion snapshot.
@@ -167,7 +176,7 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
     const left = new Set(dbs.flatMap(sqliteSiblings));
     const onlySqlite = dbs.length > 0 && readdirSync(volume).every((e) => left.has(e));
     if (!onlySqlite) await restic(s, repo, args, {
-      cwd: volume,
+      cwd: tsdb?.dir ?? volume,
       onLine: (line) => {
         try {
           const m = JSON.parse(line) as { message_type: string; percent_done?: number; bytes_done?: number; total_bytes?: number; seconds_remaining?: number };
@@ -194,9 +203,18 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
       else sqliteSnapshot = companion?.snapshot_id;
       log(`sqlite: ${dbs.join(", ")} stored as snapshot ${companion?.snapshot_id.slice(0, 8) ?? "?"}${onlySqlite ? " (the volume holds nothing else)" : " beside the volume's"}`);
     }
+  } catch (e) {
+    failed = true;
+    throw e;
   } finally {
     rmSync(staging, { recursive: true, force: true });
-    await runHook(s, "hookPost");
+    // Each undo runs even when one before it failed. Their first failure is the run's error,
+    // unless the run had already failed (that error stands; theirs are logged).
+    await undoAll(failed, [
+      () => runHook(s, "hookPost"),
+      () => leaveMaintenance(volume, maintenance),
+      () => (tsdb ? removeTsdbSnapshot(s, volume, tsdb.name) : undefined),
+    ]);
   }
   if (!summary) throw new Error("restic backup finished without a JSON summary: the tool's output format changed; check the restic version.");
   // restic 0.14's summary gives the short id; the full id is the SHA-256 of the snapshot object.
@@ -233,10 +251,25 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
       totalBytesProcessed: summary.total_bytes_processed,
       filesNew: summary.files_new,
       filesChanged: summary.files_changed,
+      ...(tsdb ? { tsdbSnapshot: { name: tsdb.name, meaning: "Prometheus TSDB snapshot (admin API), stored alone: restored, it is the data directory" } } : {}),
+      ...(nextcloud ? { maintenanceMode: maintenance ? "on during the copy (turned on and off by this run)" : "on during the copy (set by someone else, left on)" } : {}),
       meaning: type === "incremental" ? "restic snapshot; only new chunks uploaded (data_added)" : "restic snapshot with --force (every file re-read); dedup still applies",
       ratioMeaning: "stored/raw = data_added / total_bytes_processed (dedup; restic 0.14 does not compress)",
     },
   };
+}
+
+async function undoAll(failed: boolean, steps: Array<() => unknown>): Promise<void> {
+  let first: unknown;
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (e) {
+      log(`volume: ${(e as Error).message}`);
+      first ??= e;
+    }
+  }
+  if (first && !failed) throw first;
 }
 
 /** Opens the generation a snapshot is in, skipping any key that does not open it. */
@@ -257,6 +290,8 @@ export async function restore(s: Settings, storage: Storage, snapshotKey: string
   // repository), and a lock is an object write; reading a snapshot needs no lock.
   await restic(s, repo, ["--no-lock", "restore", snapshotId, "--target", target, "--verify"]);
   log(`volume restore: snapshot ${snapshotId.slice(0, 8)} restored into ${target} (from ${repo.prefix})`);
+  // Nextcloud copied in the maintenance mode the backup turned on comes back out of it.
+  recoverMaintenance(target, "was on in the copy (turned on by the backup)");
   // The online copies of the volume's SQLite databases, taken in the same run (same backup tag).
   const [main] = JSON.parse(await restic(s, repo, ["--no-lock", "snapshots", "--json", snapshotId])) as Array<{ tags?: string[] }>;
   const backupTag = main?.tags?.find((t) => t !== "kdr" && t !== SQLITE_TAG);

@@ -5,7 +5,7 @@
 import { DEFAULT_METRICS_PORT, ENGINES, LOCK_MODES, PRIORITIES, PRIORITY_RTO_SECONDS, REPLICATION_MODES, TARGET_DEFAULTS, TIER_PRIORITY, TIERS, type Engine } from "../../contract/index.js";
 import { worstGapSeconds } from "../../contract/schedule.js";
 import { PROJECT, ROLES, Role, REGION_KINDS, REGIONS, RegionRole, DEFAULTS, ConfigError, RawRegion, RawConfig, RawService, RetentionSpec, ServiceSpec, RegionSpec, CatalogSpec, RecoveryPoint, Specs, SECRET, CATALOG_SERVICE, RECOVERY_CATALOG_MODES, type StandbySpec } from "./schema.js";
-import { bool, Issues, positive, sqliteFiles, stringList } from "./values.js";
+import { bool, consistency, Issues, positive, sqliteFiles, stringList } from "./values.js";
 
 // ---------- parsing ----------
 
@@ -233,6 +233,7 @@ function parseService(issues: Issues, s: RawService, key: string, ctx: ServiceCo
     image: s.image ?? (engine === "postgres" ? ctx.images.postgres : engine === "redis" ? ctx.images.redis : ctx.images.files),
     args: stringList(issues, `${key}.args`, s.args),
     sqlite: sqliteFiles(issues, `${key}.sqlite`, engine, s.sqlite),
+    ...consistency(issues, key, engine, s),
     passwordKey,
 };
 }

@@ -92,6 +92,10 @@ export interface RawService {
   args?: string[];
   /** volume: SQLite databases in it (paths relative to dataPath), copied with SQLite's online backup. */
   sqlite?: string[];
+  /** volume, Prometheus: its URL (admin API on); each backup is a TSDB snapshot, removed after upload. */
+  tsdbSnapshot?: string;
+  /** volume: `nextcloud` turns its maintenance mode on around each copy. */
+  maintenanceMode?: string;
 }
 export interface RawRegion {
   name: string;
@@ -207,6 +211,10 @@ export interface ServiceSpec {
   args: string[];
   /** volume: SQLite databases in it (relative paths), copied with SQLite's online backup. */
   sqlite: string[];
+  /** volume, Prometheus: its URL; each backup is a TSDB snapshot taken through the admin API. */
+  tsdbSnapshot?: string;
+  /** volume: the service's maintenance mode switched around each copy. */
+  maintenanceMode?: "nextcloud";
   /** Config key of this service's target password, when it has one. */
   passwordKey?: string;
 }

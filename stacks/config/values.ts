@@ -44,3 +44,30 @@ export function sqliteFiles(issues: Issues, key: string, engine: string, value: 
   }
   return list;
 }
+
+/**
+ * A volume service's consistency step besides SQLite: Prometheus's TSDB snapshot (its URL) or
+ * Nextcloud's maintenance mode. Both need the volume writable in the sidecar.
+ */
+export function consistency(
+  issues: Issues,
+  key: string,
+  engine: string,
+  s: { tsdbSnapshot?: unknown; maintenanceMode?: unknown; sqlite?: unknown },
+): { tsdbSnapshot?: string; maintenanceMode?: "nextcloud" } {
+  const out: { tsdbSnapshot?: string; maintenanceMode?: "nextcloud" } = {};
+  for (const k of ["tsdbSnapshot", "maintenanceMode"] as const) {
+    if (s[k] !== undefined && engine !== "volume") issues.add(`${key}.${k}`, `applies to volume services only (the ${engine} engine has its own consistent copy): remove it`);
+  }
+  if (s.tsdbSnapshot !== undefined) {
+    if (typeof s.tsdbSnapshot !== "string" || !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(s.tsdbSnapshot)) {
+      issues.add(`${key}.tsdbSnapshot`, `must be Prometheus's URL as the sidecar reaches it, e.g. http://prometheus:9090, got ${JSON.stringify(s.tsdbSnapshot)}`);
+    } else out.tsdbSnapshot = s.tsdbSnapshot;
+    if (Array.isArray(s.sqlite) && s.sqlite.length) issues.add(`${key}.tsdbSnapshot`, "stores the TSDB snapshot alone, so it cannot go with sqlite: give one or the other");
+  }
+  if (s.maintenanceMode !== undefined) {
+    if (s.maintenanceMode !== "nextcloud") issues.add(`${key}.maintenanceMode`, `must be "nextcloud" (the one service whose maintenance mode the agent switches), got ${JSON.stringify(s.maintenanceMode)}`);
+    else out.maintenanceMode = "nextcloud";
+  }
+  return out;
+}

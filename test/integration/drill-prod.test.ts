@@ -63,9 +63,9 @@ describe("kryonix-dr drill --stack prod (real Swarm, RGW, PostgreSQL; the prod s
     }
   });
 
-  it("ran Prometheus's snapshot hook, and the restored TSDB answers for a moment before the backup", async () => {
-    // The pre hook (POST .../admin/tsdb/snapshot) must answer 2xx or the run fails: a completed
-    // backup of prometheus is one whose hook ran.
+  it("backed Prometheus up as a TSDB snapshot, stored alone, and the restored TSDB answers for a moment before the backup", async () => {
+    // The snapshot call (POST .../admin/tsdb/snapshot) must answer 2xx or the run fails: a
+    // completed backup of prometheus is a snapshot's.
     expect(stderr).toMatch(/backup completed: prometheus/);
     const rep = report.services.find((s) => s.service === "prometheus")!;
     const before = Math.floor(new Date(rep.recoveryPoint!).getTime() / 1000) - 20;
@@ -78,6 +78,8 @@ describe("kryonix-dr drill --stack prod (real Swarm, RGW, PostgreSQL; the prod s
       await new Promise((res) => setTimeout(res, 2000));
     }
     expect(out).toMatch(/=> 1 @/);
+    // The snapshot alone was stored (it is the data directory): no snapshots directory came back.
+    expect((await dockerExec(id, ["test", "-e", "/prometheus/snapshots"])).code).not.toBe(0);
   });
 
   it("restored Grafana's SQLite database, written to during every copy, passing PRAGMA integrity_check", async () => {
@@ -89,6 +91,8 @@ describe("kryonix-dr drill --stack prod (real Swarm, RGW, PostgreSQL; the prod s
     const t = await dockerExec(await recovered("traefik"), ["stat", "-c", "%a", "/certs/acme.json"]);
     expect(t.stdout.trim()).toBe("600");
     const n = await dockerExec(await recovered("nextcloud"), ["cat", "/var/www/html/config/config.php"]);
+    // Copied in the maintenance mode the backup turned on; the restore turned it off again.
     expect(n.stdout).toContain("'maintenance' => false");
+    expect(n.stdout).not.toContain("kdr-agent");
   });
 });

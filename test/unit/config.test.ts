@@ -229,6 +229,21 @@ describe("parseSpecs rejects bad config with the key and the fix", () => {
     expect(msg).toContain('kryonix-dr:services[1].sqlite: "../etc/x.db" must be a path inside the volume');
   });
 
+  it("tsdbSnapshot and maintenanceMode: volume services only, a URL, nextcloud, and no tsdbSnapshot with sqlite", () => {
+    const raw = base();
+    raw.services![0]!.tsdbSnapshot = "http://prometheus:9090";
+    raw.services![0]!.maintenanceMode = "nextcloud";
+    raw.services![1]!.tsdbSnapshot = "prometheus:9090";
+    raw.services![1]!.maintenanceMode = "wordpress";
+    raw.services![1]!.sqlite = ["x.db"];
+    const msg = errorOf(raw);
+    expect(msg).toMatch(/kryonix-dr:services\[0\]\.tsdbSnapshot: applies to volume services only/);
+    expect(msg).toMatch(/kryonix-dr:services\[0\]\.maintenanceMode: applies to volume services only/);
+    expect(msg).toContain('kryonix-dr:services[1].tsdbSnapshot: must be Prometheus\'s URL as the sidecar reaches it, e.g. http://prometheus:9090, got "prometheus:9090"');
+    expect(msg).toContain("kryonix-dr:services[1].tsdbSnapshot: stores the TSDB snapshot alone, so it cannot go with sqlite");
+    expect(msg).toContain('kryonix-dr:services[1].maintenanceMode: must be "nextcloud"');
+  });
+
   it("keeps the seed's numbers as the defaults", () => {
     expect(DEFAULTS.rpoSeconds).toEqual({ critical: 300, important: 3600, secondary: 86400 });
     expect(DEFAULTS.rtoSeconds).toBe(900);
