@@ -3,13 +3,13 @@
  * PostgreSQL, /healthz and /metrics). cron: a list of {name, schedule, command} jobs, each run
  * as a child agent process so one job's crash cannot take the others down.
  */
-import { recoverMaintenance } from "./engines/consistency.js";
 import { spawn } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import { Cron } from "croner";
 import type pg from "pg";
 import { AGENT_ENV } from "../contract/index.js";
 import { humanDuration, worstGapSeconds } from "../contract/schedule.js";
+import { recoverMaintenance } from "./engines/consistency.js";
 import * as cat from "./catalog.js";
 import { ConfigError, type Settings } from "./config.js";
 import type { WalStreamer } from "./engines/postgres.js";

@@ -6,6 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import { DEFAULT_METRICS_PORT, LABELS } from "../contract/index.js";
+import { grafanaDashboard } from "./dashboard.js";
 import { base64Secret, dockerLabels, validateInput } from "./shared.js";
 
 export interface MonitoringArgs {
@@ -140,6 +141,8 @@ export class Monitoring extends pulumi.ComponentResource {
   /** The scrape config and rule file themselves, for a Prometheus the platform already runs. */
   public readonly scrapeConfig: pulumi.Output<string>;
   public readonly alertRules: pulumi.Output<string>;
+  /** The Grafana dashboard (JSON, its datasources as variables: the catalog's reader login and Prometheus). */
+  public readonly dashboard: string = JSON.stringify(grafanaDashboard(), null, 2);
   public readonly notificationSecretId?: pulumi.Output<string>;
   /** The Prometheus service, when args.prometheus asked for one. */
   public readonly prometheusServiceId?: pulumi.Output<string>;

@@ -157,6 +157,6 @@ export function dr(specs: Specs, secrets: Secrets): Record<string, unknown> {
     /** Whether this region is the active one (kryonix-dr:active), and its standbys: Swarm service, stable name, state. */
     active: specs.failover?.active ?? false,
     standbys,
-    monitoring: { scrapeConfigId: monitoring.scrapeConfigId, alertRulesId: monitoring.alertRulesId, scrapeConfig: monitoring.scrapeConfig, alertRules: monitoring.alertRules },
+    monitoring: { scrapeConfigId: monitoring.scrapeConfigId, alertRulesId: monitoring.alertRulesId, scrapeConfig: monitoring.scrapeConfig, alertRules: monitoring.alertRules, dashboard: monitoring.dashboard },
   };
 }

@@ -159,7 +159,7 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
     sidecarServices: Object.fromEntries(Object.entries(sidecars).map(([k, v]) => [k, v.serviceId])),
     cronServices: { maintenance: crons.maintenance.serviceId, drill: crons.drill.serviceId },
     replication: { mode, replicated: replication.replicated },
-    monitoring: { scrapeConfigId: monitoring.scrapeConfigId, alertRulesId: monitoring.alertRulesId, scrapeConfig: monitoring.scrapeConfig, alertRules: monitoring.alertRules, prometheusServiceId: monitoring.prometheusServiceId },
+    monitoring: { scrapeConfigId: monitoring.scrapeConfigId, alertRulesId: monitoring.alertRulesId, scrapeConfig: monitoring.scrapeConfig, alertRules: monitoring.alertRules, dashboard: monitoring.dashboard, prometheusServiceId: monitoring.prometheusServiceId },
   };
 }
 

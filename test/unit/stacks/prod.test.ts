@@ -288,6 +288,12 @@ describe("prod: replication, catalog, crons, monitoring", () => {
     expect(rules).toContain("alert: KryonixDrRpoBreached");
   });
 
+  it("exports the Grafana dashboard as JSON (its queries are run in dashboard.test.ts)", () => {
+    const d = JSON.parse((outputs.monitoring as { dashboard: string }).dashboard) as { uid: string; panels: unknown[] };
+    expect(d.uid).toBe("kryonix-dr");
+    expect(d.panels.length).toBeGreaterThanOrEqual(10);
+  });
+
   it("exports what the DR stack reads", async () => {
     expect(Object.keys(outputs)).toEqual(expect.arrayContaining(["drBuckets", "drRestoreCredentials", "catalog", "services"]));
   });

@@ -1,0 +1,124 @@
+/**
+ * The Grafana dashboard the stacks output (components/dashboard.ts), held to what it promises:
+ * every SQL query runs against a real, migrated catalog as a login of the read-only role
+ * (kryonix_dr_reader), over rows a real backup wrote, with Grafana's $__timeFilter macro
+ * expanded as Grafana does; every PromQL expression parses with Prometheus's own promtool, and
+ * the gauges' expressions evaluate to the series' values.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dashboardQueries, grafanaDashboard } from "../../components/dashboard.js";
+import { readPlatform } from "../../local/platform.js";
+import { agentWorld, type AgentWorld } from "../support/s3.js";
+
+let w: AgentWorld;
+let reader: pg.Client;
+let storedBytes = 0;
+const SERVICE = "dash-files";
+const queries = dashboardQueries();
+
+/** Grafana's `$__timeFilter(col)`: the column within the dashboard's range (here its default, 7 days). */
+const expand = (sql: string) => sql.replace(/\$__timeFilter\(([^)]+)\)/g, "$1 BETWEEN now() - interval '7 days' AND now()");
+
+beforeAll(async () => {
+  w = await agentWorld("kdrtest-dashboard");
+  const vol = path.join(w.root, "volume");
+  mkdirSync(vol);
+  writeFileSync(path.join(vol, "a.txt"), "dashboard data\n".repeat(1000));
+  const env = w.env(SERVICE, { KDR_ENGINE: "volume", KDR_VOLUME_PATH: vol });
+  const b = await w.run(["backup", "--type", "full", "--json"], env);
+  if (b.code !== 0) throw new Error(b.stderr);
+  storedBytes = (JSON.parse(b.stdout) as { storedBytes: number }).storedBytes;
+  // A failed run too, so the failure panels have a row: the volume found empty after a backup that held data.
+  mkdirSync(path.join(w.root, "unmounted"));
+  const f = await w.run(["backup", "--type", "incremental"], { ...env, KDR_VOLUME_PATH: path.join(w.root, "unmounted") });
+  if (f.code !== 1) throw new Error(`the failing run did not fail: ${f.stderr}`);
+  // Grafana's datasource logs in as a member of the read-only role.
+  await w.db.query("CREATE ROLE kdrtest_grafana LOGIN PASSWORD 'grafana-reads' IN ROLE kryonix_dr_reader");
+  const url = new URL(w.catalog.urlFor("kryonix_dr"));
+  reader = new pg.Client({ host: url.hostname, port: Number(url.port), database: "kryonix_dr", user: "kdrtest_grafana", password: "grafana-reads" });
+  await reader.connect();
+}, 300_000);
+
+afterAll(async () => {
+  await reader?.end().catch(() => undefined);
+  await w?.close();
+});
+
+describe("the dashboard's SQL, as the read-only role on a real catalog", () => {
+  it("has a query for every catalog panel, and each one runs", async () => {
+    expect(queries.sql.length).toBeGreaterThanOrEqual(8);
+    for (const q of queries.sql) {
+      const r = await reader.query(expand(q)).catch((e: Error) => e);
+      expect(r instanceof Error ? `${r.message}\n${q}` : "ok").toBe("ok");
+    }
+  });
+
+  it("its cards equal the catalog's own figures", async () => {
+    const one = async (title: string) => {
+      const q = queries.sql.find((s) => s.includes(title))!;
+      return Object.values((await reader.query(expand(q))).rows[0] as Record<string, unknown>)[0];
+    };
+    expect(Number(await one("count(*) AS backups"))).toBe(2);
+    expect(Number(await one('AS "success %"'))).toBe(50);
+    expect(Number(await one("sum(backup_size)"))).toBe(storedBytes);
+    const status = (await reader.query(expand(queries.sql.find((s) => s.includes("FROM backup_health"))!))).rows;
+    expect(status.map((r) => r.service)).toEqual([SERVICE]);
+    const failures = (await reader.query(expand(queries.sql.find((s) => s.includes("AS reason"))!))).rows;
+    expect(failures).toHaveLength(1);
+    expect(failures[0].reason).toMatch(/is empty, but the last backup/);
+  });
+
+  it("cannot write through the reader login (the datasource's role)", async () => {
+    await expect(reader.query("DELETE FROM backup_management")).rejects.toThrow(/permission denied/);
+  });
+});
+
+describe("the dashboard's PromQL, with promtool", () => {
+  const promtool = readPlatform().tools.promtool;
+  const dir = mkdtempSync(path.join(tmpdir(), "kdrtest-dash-promql-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("every expression parses (promtool check rules, each as a recording rule)", () => {
+    expect(queries.promql.length).toBeGreaterThanOrEqual(5);
+    const rules = { groups: [{ name: "dashboard", rules: queries.promql.map((expr, i) => ({ record: `kdr_dashboard_panel_${i}`, expr })) }] };
+    writeFileSync(path.join(dir, "dashboard.yml"), JSON.stringify(rules));
+    const r = spawnSync(promtool, ["check", "rules", "dashboard.yml"], { cwd: dir, encoding: "utf8" });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain(`SUCCESS: ${queries.promql.length} rules found`);
+  });
+
+  it("the gauges read the agents' series as they are exported", () => {
+    const series = [
+      { series: 'kdr_rpo_seconds{job="kryonix-dr", instance="a", service="pg"}', values: "120x10" },
+      { series: 'kdr_rpo_target_seconds{job="kryonix-dr", instance="a", service="pg"}', values: "300x10" },
+      { series: 'kdr_backup_duration_seconds{job="kryonix-dr", instance="a", service="pg", type="full"}', values: "42x10" },
+      { series: 'kdr_wal_lag_seconds{job="kryonix-dr", instance="a", service="pg"}', values: "7x10" },
+    ];
+    const expect1 = (expr: string, labels: string, value: number) => ({ expr, eval_time: "5m", exp_samples: [{ labels, value }] });
+    const tests = [
+      expect1("max by (service) (kdr_rpo_seconds)", '{service="pg"}', 120),
+      expect1("max by (service) (kdr_rpo_target_seconds)", '{service="pg"}', 300),
+      expect1("max by (service, type) (kdr_backup_duration_seconds)", '{service="pg", type="full"}', 42),
+      expect1("max by (service) (kdr_wal_lag_seconds)", '{service="pg"}', 7),
+    ];
+    for (const t of tests) expect(queries.promql, "the tested expression is the dashboard's").toContain(t.expr);
+    writeFileSync(path.join(dir, "test.yml"), JSON.stringify({ rule_files: [], evaluation_interval: "1m", tests: [{ interval: "1m", input_series: series, promql_expr_test: tests }] }));
+    const r = spawnSync(promtool, ["test", "rules", "test.yml"], { cwd: dir, encoding: "utf8" });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+  });
+});
+
+describe("the dashboard JSON", () => {
+  it("is what the stacks output: importable, its datasources as variables", () => {
+    const d = grafanaDashboard() as { uid: string; panels: Array<{ id: number; datasource: { uid: string } }>; templating: { list: Array<{ name: string; type: string }> } };
+    expect(d.uid).toBe("kryonix-dr");
+    expect(d.templating.list.map((v) => [v.name, v.type])).toEqual([["catalog", "datasource"], ["prometheus", "datasource"]]);
+    for (const p of d.panels) expect(["${catalog}", "${prometheus}"]).toContain(p.datasource.uid);
+    expect(new Set(d.panels.map((p) => p.id)).size).toBe(d.panels.length);
+  });
+});
