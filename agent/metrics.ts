@@ -19,5 +19,6 @@ export const m = {
   walSegments: new Counter({ name: "kdr_wal_segments_uploaded_total", help: "WAL segments uploaded", labelNames: ["service"], registers: [registry] }),
   resticGeneration: new Gauge({ name: "kdr_restic_repository_generation", help: "Generation of the restic repository backups go to (it grows when one was found unusable)", labelNames: ["service"], registers: [registry] }),
   resticRepoFailures: new Counter({ name: "kdr_restic_repository_failures_total", help: "restic repositories found unusable and replaced by a new generation", labelNames: ["service"], registers: [registry] }),
+  lastDrill: new Gauge({ name: "kdr_restore_drill_last_success_timestamp_seconds", help: "Unix time of the last restore drill that passed (cron container)", labelNames: ["service"], registers: [registry] }),
   failures: new Counter({ name: "kdr_backup_failures_total", help: "Failed runs", labelNames: ["service", "type"], registers: [registry] }),
 };

@@ -101,6 +101,9 @@ export async function serve(s: Settings): Promise<void> {
     }),
   ].filter((j): j is Cron => !!j);
   await reportSettings(s, c);
+  // Each failure counter exists at 0 from the start: increase() cannot see a series' first
+  // sample as a rise, so the first failure after a start would otherwise never alert.
+  for (const type of ["full", "incremental", "prune"]) m.failures.inc({ service, type }, 0);
   const srv = httpServer(s.metricsPort, () => {
     const lagOk = !streamer || Date.now() - (streamer.lastUploadAt?.getTime() ?? started) < Math.max(s.rpoSeconds, s.walSwitchSeconds * 4) * 1000;
     return { ok: lagOk, detail: { service, engine, walSegmentsUploaded: streamer?.uploaded, lastWalSegment: streamer?.lastSegment, lastError, jobs: jobs.map((j) => ({ name: j.name, next: j.nextRun()?.toISOString() })) } };
@@ -207,6 +210,7 @@ export async function cron(s: Settings): Promise<void> {
         p.on("close", (code) => {
           last[j.name] = { at: new Date().toISOString(), exit: code };
           if (code !== 0 && j.command[0] !== "health") m.failures.inc({ service: svc, type: j.command[0]! });
+          if (code === 0 && j.command[0] === "restore") m.lastDrill.set({ service: svc }, Date.now() / 1000);
           try {
             const r = JSON.parse(out) as { ageSeconds?: number | null; rpoTargetSeconds?: number; passed?: boolean; recoveryPoint?: string | null };
             if (j.command[0] === "health" && r.rpoTargetSeconds !== undefined) {
@@ -223,6 +227,8 @@ export async function cron(s: Settings): Promise<void> {
       });
     })!,
   );
+  // At 0 from the start, as in serve: the first failed job must be a rise increase() sees.
+  for (const j of jobs) if (j.command[0] !== "health") m.failures.inc({ service: flagValue(j.command, "--service") ?? s.get("service") ?? "cron", type: j.command[0]! }, 0);
   const srv = httpServer(s.metricsPort, () => ({ ok: true, detail: { jobs: runs.map((r) => ({ name: r.name, next: r.nextRun()?.toISOString(), last: last[r.name!] })) } }));
   log(`cron: ${runs.length} job(s): ${runs.map((r) => `${r.name} next ${r.nextRun()?.toISOString()}`).join("; ")}`);
   await new Promise<void>((resolve) => {

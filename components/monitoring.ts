@@ -113,18 +113,34 @@ export function scrapeConfig(metricsPort: number): string {
   ].join("\n");
 }
 
+/** How long after a successful restore drill the next one is overdue: a weekly drill, plus a day. */
+export const DRILL_OVERDUE_SECONDS = 8 * 86_400;
+
+/**
+ * The alert rules. A service's series come from more than one agent (its sidecar, and the cron
+ * container whose health and verify jobs report on it), so every comparison between two metrics
+ * first takes one value per service (`max by (service)`): matching raw series on(service) would
+ * fail with duplicate series the moment both report, and the rule would stop evaluating.
+ */
 export function alertRules(t: { rpoWarningRatio: number; failedRunsPerDay: number; replicationLagSeconds: number }): string {
   const rule = (alert: string, expr: string, severity: string, summary: string, forDuration = "5m") =>
     [`      - alert: ${alert}`, `        expr: ${expr}`, `        for: ${forDuration}`, `        labels: { severity: ${severity} }`, `        annotations: { summary: ${JSON.stringify(summary)} }`].join("\n");
+  const one = (metric: string) => `max by (service) (${metric})`;
   return [
     "groups:",
     "  - name: kryonix-dr",
     "    rules:",
-    rule("KryonixDrRpoBreached", "kdr_rpo_seconds > on(service) kdr_rpo_target_seconds", "critical", "{{ $labels.service }}: newest recovery point is older than its RPO target", "1m"),
-    rule("KryonixDrRpoAtRisk", `kdr_rpo_seconds > on(service) (kdr_rpo_target_seconds * ${t.rpoWarningRatio})`, "warning", `{{ $labels.service }}: RPO above ${t.rpoWarningRatio * 100}% of target`),
-    rule("KryonixDrBackupFailures", `increase(kdr_backup_failures_total[1d]) >= ${t.failedRunsPerDay}`, "warning", "{{ $labels.service }}: backup runs failed in the last 24 h", "0m"),
+    rule("KryonixDrRpoBreached", `${one("kdr_rpo_seconds")} > on(service) ${one("kdr_rpo_target_seconds")}`, "critical", "{{ $labels.service }}: newest recovery point is older than its RPO target", "1m"),
+    rule("KryonixDrRpoAtRisk", `${one("kdr_rpo_seconds")} > on(service) (${one("kdr_rpo_target_seconds")} * ${t.rpoWarningRatio})`, "warning", `{{ $labels.service }}: RPO above ${t.rpoWarningRatio * 100}% of target`),
+    // Verify and restore-drill jobs count their failures under their own type: their own alerts.
+    rule("KryonixDrBackupFailures", `sum by (service, type) (increase(kdr_backup_failures_total{type!~"verify|restore"}[1d])) >= ${t.failedRunsPerDay}`, "warning", "{{ $labels.service }}: backup runs failed in the last 24 h", "0m"),
+    rule("KryonixDrVerifyFailed", 'sum by (service) (increase(kdr_backup_failures_total{type="verify"}[1d])) > 0', "critical", "{{ $labels.service }}: a verify failed in the last 24 h (a backup may be damaged, or the verify could not run: kryonix-dr status and the cron container's log say which)", "0m"),
+    rule("KryonixDrDrillFailed", 'sum by (service) (increase(kdr_backup_failures_total{type="restore"}[8d])) > 0', "critical", "{{ $labels.service }}: a restore drill failed in the last 8 days (see the cron container's log)", "0m"),
+    rule("KryonixDrDrillOverdue", `time() - ${one("kdr_restore_drill_last_success_timestamp_seconds")} > ${DRILL_OVERDUE_SECONDS}`, "warning", `{{ $labels.service }}: no successful restore drill for more than ${DRILL_OVERDUE_SECONDS / 86_400} days`, "1h"),
+    // Backups that completed but that no verify has passed: "verified" lags far behind.
+    rule("KryonixDrUnverified", `time() - ${one("kdr_backup_last_verified_timestamp_seconds")} > on(service) (2 * ${one("kdr_rpo_target_seconds")} + 3600)`, "warning", "{{ $labels.service }}: no verified recovery point within twice its RPO target (plus an hour for the verify cron)", "15m"),
     // WAL lag is measured against each service's own RPO target: it is the RPO of PostgreSQL.
-    rule("KryonixDrWalLag", "kdr_wal_lag_seconds > on(service) kdr_rpo_target_seconds", "critical", "{{ $labels.service }}: WAL is not reaching the object store within the RPO", "1m"),
+    rule("KryonixDrWalLag", `${one("kdr_wal_lag_seconds")} > on(service) ${one("kdr_rpo_target_seconds")}`, "critical", "{{ $labels.service }}: WAL is not reaching the object store within the RPO", "1m"),
     rule("KryonixDrReplicationLag", `kdr_replication_lag_seconds > ${t.replicationLagSeconds}`, "warning", `the DR copy is more than ${t.replicationLagSeconds} s behind the primary`),
     // The agent already moved on to a new generation; a person must still find out why one broke.
     rule("KryonixDrResticRepositoryReplaced", "increase(kdr_restic_repository_failures_total[1d]) > 0", "critical", "{{ $labels.service }}: a restic repository was found unusable and replaced by a new generation (kryonix-dr status shows why)", "0m"),

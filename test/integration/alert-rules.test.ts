@@ -30,13 +30,16 @@ interface AlertTest {
   exp_alerts: Array<{ exp_labels: Record<string, string>; exp_annotations?: Record<string, string> }>;
 }
 
-function promtoolTest(inputSeries: Array<{ series: string; values: string }>, alerts: AlertTest[]): { status: number | null; out: string } {
+function promtoolTest(inputSeries: Array<{ series: string; values: string }>, alerts: AlertTest[], interval = "1m"): { status: number | null; out: string } {
   const file = join(dir, `test-${Math.random().toString(36).slice(2)}.yml`);
   // JSON is YAML: promtool reads it as its unit-test file.
-  writeFileSync(file, JSON.stringify({ rule_files: ["rules.yml"], evaluation_interval: "1m", tests: [{ interval: "1m", input_series: inputSeries, alert_rule_test: alerts }] }));
+  writeFileSync(file, JSON.stringify({ rule_files: ["rules.yml"], evaluation_interval: interval, tests: [{ interval, input_series: inputSeries, alert_rule_test: alerts }] }));
   const r = spawnSync(promtool, ["test", "rules", file], { cwd: dir, encoding: "utf8" });
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
+
+/** Every alert the rule file defines (a healthy service fires none of them). */
+const ALERTS = [...rules.matchAll(/alert: (\w+)/g)].map((m) => m[1]!);
 
 describe("generated alert rules, evaluated by promtool", () => {
   it("pass promtool check rules", () => {
@@ -80,8 +83,13 @@ describe("generated alert rules, evaluated by promtool", () => {
         { series: 'kdr_replication_lag_seconds{job="kryonix-dr"}', values: "20x20" },
         // A standby replaying what it is given: now and then a segment ahead, never for long.
         { series: at("kdr_standby_replay_lag_segments", "postgresql"), values: "0 1 0 0 1 0x15" },
+        // Verified a minute ago (the series starts at unix time 0: its value is the minute), drilled now.
+        { series: at("kdr_backup_last_verified_timestamp_seconds", "redis"), values: "0+60x20" },
+        { series: at("kdr_restore_drill_last_success_timestamp_seconds", "redis"), values: "0+60x20" },
+        { series: 'kdr_backup_failures_total{job="kryonix-dr", service="redis", type="verify"}', values: "0x20" },
+        { series: 'kdr_backup_failures_total{job="kryonix-dr", service="redis", type="restore"}', values: "0x20" },
       ],
-      ["KryonixDrRpoBreached", "KryonixDrRpoAtRisk", "KryonixDrWalLag", "KryonixDrBackupFailures", "KryonixDrResticRepositoryReplaced", "KryonixDrAgentDown", "KryonixDrReplicationLag", "KryonixDrStandbyStuck"].map((alertname) => ({ eval_time: "20m", alertname, exp_alerts: [] })),
+      ALERTS.map((alertname) => ({ eval_time: "20m", alertname, exp_alerts: [] })),
     );
     expect(r.status, r.out).toBe(0);
   });
@@ -121,13 +129,76 @@ describe("generated alert rules, evaluated by promtool", () => {
       ],
       [
         { eval_time: "2m", alertname: "KryonixDrBackupFailures", exp_alerts: [] },
-        { eval_time: "4m", alertname: "KryonixDrBackupFailures", exp_alerts: [{ exp_labels: { job: "kryonix-dr", service: "redis", severity: "warning" }, exp_annotations: { summary: "redis: backup runs failed in the last 24 h" } }] },
+        { eval_time: "4m", alertname: "KryonixDrBackupFailures", exp_alerts: [{ exp_labels: { service: "redis", severity: "warning" }, exp_annotations: { summary: "redis: backup runs failed in the last 24 h" } }] },
         { eval_time: "4m", alertname: "KryonixDrResticRepositoryReplaced", exp_alerts: [{ exp_labels: { job: "kryonix-dr", service: "files", severity: "critical" }, exp_annotations: { summary: "files: a restic repository was found unusable and replaced by a new generation (kryonix-dr status shows why)" } }] },
         { eval_time: "7m", alertname: "KryonixDrAgentDown", exp_alerts: [] },
         { eval_time: "8m", alertname: "KryonixDrAgentDown", exp_alerts: [{ exp_labels: { job: "kryonix-dr", service: "files", severity: "critical" }, exp_annotations: { summary: "files: backup agent not answering /metrics" } }] },
         { eval_time: "7m", alertname: "KryonixDrReplicationLag", exp_alerts: [] },
         { eval_time: "8m", alertname: "KryonixDrReplicationLag", exp_alerts: [{ exp_labels: { job: "kryonix-dr", kdr_role: "replicator", severity: "warning" }, exp_annotations: { summary: "the DR copy is more than 900 s behind the primary" } }] },
       ],
+    );
+    expect(r.status, r.out).toBe(0);
+  });
+
+  it("a service reported by its sidecar and by the cron container (two series each) is judged once, not dropped as duplicate series", () => {
+    const two = (metric: string, values: string) => [
+      { series: `${metric}{job="kryonix-dr", instance="10.0.0.5:9464", kdr_role="sidecar", service="postgresql"}`, values },
+      { series: `${metric}{job="kryonix-dr", instance="10.0.0.9:9464", kdr_role="cron-drill", service="postgresql"}`, values },
+    ];
+    const r = promtoolTest(
+      [...two("kdr_rpo_seconds", "400x5"), ...two("kdr_rpo_target_seconds", "300x5"), ...two("kdr_wal_lag_seconds", "400x5")],
+      [
+        { eval_time: "3m", alertname: "KryonixDrRpoBreached", exp_alerts: [{ exp_labels: { service: "postgresql", severity: "critical" }, exp_annotations: { summary: "postgresql: newest recovery point is older than its RPO target" } }] },
+        { eval_time: "3m", alertname: "KryonixDrWalLag", exp_alerts: [{ exp_labels: { service: "postgresql", severity: "critical" }, exp_annotations: { summary: "postgresql: WAL is not reaching the object store within the RPO" } }] },
+      ],
+    );
+    expect(r.status, r.out).toBe(0);
+  });
+
+  it("a failed verify and a failed restore drill: critical at once, not counted as failed backups", () => {
+    const r = promtoolTest(
+      [
+        { series: 'kdr_backup_failures_total{job="kryonix-dr", kdr_role="cron-drill", service="postgresql", type="verify"}', values: "0x2 1x5" },
+        { series: 'kdr_backup_failures_total{job="kryonix-dr", kdr_role="cron-drill", service="redis", type="restore"}', values: "0x2 1x5" },
+      ],
+      [
+        { eval_time: "1m", alertname: "KryonixDrVerifyFailed", exp_alerts: [] },
+        {
+          eval_time: "4m",
+          alertname: "KryonixDrVerifyFailed",
+          exp_alerts: [{ exp_labels: { service: "postgresql", severity: "critical" }, exp_annotations: { summary: "postgresql: a verify failed in the last 24 h (a backup may be damaged, or the verify could not run: kryonix-dr status and the cron container's log say which)" } }],
+        },
+        { eval_time: "4m", alertname: "KryonixDrDrillFailed", exp_alerts: [{ exp_labels: { service: "redis", severity: "critical" }, exp_annotations: { summary: "redis: a restore drill failed in the last 8 days (see the cron container's log)" } }] },
+        { eval_time: "4m", alertname: "KryonixDrBackupFailures", exp_alerts: [] },
+      ],
+    );
+    expect(r.status, r.out).toBe(0);
+  });
+
+  it("no verified recovery point within twice the RPO plus an hour: warning after 15 min", () => {
+    // RPO target 1800 s: the verified point (frozen at unix time 0) is overdue after 2 x 1800 + 3600 = 7200 s.
+    const r = promtoolTest(
+      [
+        { series: at("kdr_backup_last_verified_timestamp_seconds", "files"), values: "0x200" },
+        { series: at("kdr_rpo_target_seconds", "files"), values: "1800x200" },
+      ],
+      [
+        { eval_time: "120m", alertname: "KryonixDrUnverified", exp_alerts: [] },
+        { eval_time: "136m", alertname: "KryonixDrUnverified", exp_alerts: [{ exp_labels: { service: "files", severity: "warning" }, exp_annotations: { summary: "files: no verified recovery point within twice its RPO target (plus an hour for the verify cron)" } }] },
+      ],
+    );
+    expect(r.status, r.out).toBe(0);
+  });
+
+  it("no successful restore drill for 8 days: warning after an hour more", () => {
+    const r = promtoolTest(
+      // A sample every 4 min (within Prometheus's 5 min lookback), evaluated as often.
+      [{ series: at("kdr_restore_drill_last_success_timestamp_seconds", "redis"), values: "0x3000" }],
+      [
+        { eval_time: "192h", alertname: "KryonixDrDrillOverdue", exp_alerts: [] },
+        { eval_time: "194h", alertname: "KryonixDrDrillOverdue", exp_alerts: [{ exp_labels: { service: "redis", severity: "warning" }, exp_annotations: { summary: "redis: no successful restore drill for more than 8 days" } }] },
+      ],
+      "4m",
     );
     expect(r.status, r.out).toBe(0);
   });

@@ -89,8 +89,8 @@ describe("BackupCatalog", () => {
 describe("Monitoring", () => {
   it("derives alert thresholds from config", () => {
     const rules = alertRules({ rpoWarningRatio: 0.5, failedRunsPerDay: 3, replicationLagSeconds: 120 });
-    expect(rules).toContain("kdr_rpo_target_seconds * 0.5");
-    expect(rules).toContain("increase(kdr_backup_failures_total[1d]) >= 3");
+    expect(rules).toContain("max by (service) (kdr_rpo_target_seconds) * 0.5");
+    expect(rules).toContain('increase(kdr_backup_failures_total{type!~"verify|restore"}[1d])) >= 3');
     expect(rules).toContain("kdr_replication_lag_seconds > 120");
     expect(rules).toContain('summary: "the DR copy is more than 120 s behind the primary"');
     expect(rules).toContain("increase(kdr_restic_repository_failures_total[1d]) > 0");

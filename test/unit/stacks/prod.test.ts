@@ -272,8 +272,8 @@ describe("prod: replication, catalog, crons, monitoring", () => {
 
   it("generates scrape config and alert rules from the thresholds, and keeps notification targets secret", () => {
     const rules = one(regs, "docker:index/serviceConfig:ServiceConfig", "monitoring-alert-rules").inputs.dataRaw as string;
-    expect(rules).toContain("kdr_rpo_target_seconds * 0.8");
-    expect(rules).toContain("kdr_wal_lag_seconds > on(service) kdr_rpo_target_seconds");
+    expect(rules).toContain("max by (service) (kdr_rpo_target_seconds) * 0.8");
+    expect(rules).toContain("max by (service) (kdr_wal_lag_seconds) > on(service) max by (service) (kdr_rpo_target_seconds)");
     expect(rules).toContain("kdr_replication_lag_seconds > 900");
     const scrape = one(regs, "docker:index/serviceConfig:ServiceConfig", "monitoring-scrape").inputs.dataRaw as string;
     expect(scrape).toContain("port: 9469");
