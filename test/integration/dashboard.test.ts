@@ -1,12 +1,13 @@
 /**
- * The Grafana dashboard the stacks output (components/dashboard.ts), held to what it promises:
+ * What people read, on a real catalog: the Grafana dashboard and `kryonix-dr report`.
+ * The dashboard the stacks output (components/dashboard.ts) is held to what it promises:
  * every SQL query runs against a real, migrated catalog as a login of the read-only role
  * (kryonix_dr_reader), over rows a real backup wrote, with Grafana's $__timeFilter macro
  * expanded as Grafana does; every PromQL expression parses with Prometheus's own promtool, and
  * the gauges' expressions evaluate to the series' values.
  */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
@@ -14,6 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dashboardQueries, grafanaDashboard } from "../../components/dashboard.js";
 import { readPlatform } from "../../local/platform.js";
 import { agentWorld, type AgentWorld } from "../support/s3.js";
+import { runAsync } from "../support/spawn.js";
+import { fmtBytes } from "../../agent/storage/progress.js";
 
 let w: AgentWorld;
 let reader: pg.Client;
@@ -120,5 +123,47 @@ describe("the dashboard JSON", () => {
     expect(d.templating.list.map((v) => [v.name, v.type])).toEqual([["catalog", "datasource"], ["prometheus", "datasource"]]);
     for (const p of d.panels) expect(["${catalog}", "${prometheus}"]).toContain(p.datasource.uid);
     expect(new Set(d.panels.map((p) => p.id)).size).toBe(d.panels.length);
+  });
+});
+
+describe("kryonix-dr report, as the read-only role", () => {
+  let html = "";
+  let text = "";
+  beforeAll(async () => {
+    const url = new URL(w.catalog.urlFor("kryonix_dr"));
+    const out = path.join(w.root, "report.html");
+    const r = await runAsync(process.execPath, [path.join(__dirname, "..", "..", "bin", "kryonix-dr.mjs"), "report", "--html", out, "--text", "-"], {
+      timeoutMs: 120_000,
+      env: { ...process.env, PGHOST: url.hostname, PGPORT: url.port, PGDATABASE: "kryonix_dr", PGUSER: "kdrtest_grafana", PGPASSWORD: "grafana-reads" },
+    });
+    if (r.status !== 0) throw new Error(r.stderr);
+    html = readFileSync(out, "utf8");
+    text = r.stdout;
+  }, 180_000);
+
+  it("the text summary's figures are the catalog's", () => {
+    expect(text).toContain("Backups: 2 (1 completed, 1 failed); success rate 50 %");
+    expect(text).toContain(`Storage used: ${fmtBytes(storedBytes)}`);
+    expect(text).toMatch(new RegExp(`!! ${SERVICE}: .*is empty, but the last backup`));
+  });
+
+  it("the HTML page is self-contained (no script, nothing fetched) and carries the same cards and the service", () => {
+    expect(html).not.toMatch(/<script|<link|\ssrc=|url\(/i);
+    expect(html).not.toMatch(/https?:\/\//);
+    expect(html).toContain('<div class="label">Success rate</div><div class="value">50 %</div>');
+    expect(html).toContain(`<div class="label">Storage used</div><div class="value">${fmtBytes(storedBytes)}</div>`);
+    expect(html).toContain(`<td>${SERVICE}</td>`);
+    expect(html).toContain("No recovery or drill recorded.");
+    expect(html).toMatch(/<svg viewBox="0 0 600 \d+" role="img" aria-label="Stored size per backup">/);
+  });
+
+  it("refuses a report with nowhere to go, or a bad period, naming the fix", async () => {
+    const cli = (args: string[]) => runAsync(process.execPath, [path.join(__dirname, "..", "..", "bin", "kryonix-dr.mjs"), "report", ...args], { timeoutMs: 60_000 });
+    const none = await cli([]);
+    expect(none.status).toBe(2);
+    expect(none.stderr).toContain("give --html <file>, --text <file>, or both");
+    const bad = await cli(["--text", "-", "--days", "0"]);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain("--days '0' must be a whole number of days from 1 to 366");
   });
 });

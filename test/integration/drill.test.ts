@@ -229,6 +229,30 @@ describe("kryonix-dr drill (real Swarm, RGW, PostgreSQL), run as the drill workf
     expect(summary()).toContain(`| ${pgRep.service} | ${result.restores[0]!.backupId} | ${point.toISOString()} |`);
     expect(r.stderr).toContain(`recovering ${pgRep.service} to ${point.toISOString()} from the primary region`);
   }, 600_000);
+
+  it("runbook §3's local commands, as typed there (example moment replaced), restore the database to a moment the kept drill's report shows", async () => {
+    // What a new user does: read the drill's report (the JSON the drill wrote under
+    // /var/lib/kryonix-dr/drills/), pick a moment inside its writes, run the runbook's block.
+    const pgRep = report.services.find((s) => s.engine === "postgres")!;
+    const firstFull = report.backups
+      .filter((b) => b.service === pgRep.service && b.type === "full" && b.status === "completed" && b.recoveryPointEnd)
+      .map((b) => new Date(b.recoveryPointEnd!).getTime())
+      .sort((a, b) => a - b)[0]!;
+    const point = new Date(Math.floor((firstFull + 3_000) / 1000) * 1000).toISOString().replace(".000Z", "Z");
+    const runbook = readFileSync(join(ROOT, "docs", "runbooks.md"), "utf8");
+    const block = /```sh\n(npx kryonix-dr destroy --stack recovery[^`]*npx kryonix-dr recover --point [^`]*)```/.exec(runbook)?.[1];
+    expect(block, "runbook §3's local block").toBeDefined();
+    const lines = block!.split("\n").map((l) => l.replace(/\s+#.*$/, "").trim()).filter(Boolean);
+    expect(lines).toHaveLength(2);
+    let out = "";
+    for (const line of lines) {
+      const r = await runAsync("bash", ["-c", line.replace(/--point \S+/, `--point ${point}`)], { timeoutMs: 480_000, cwd: ROOT });
+      expect(r.status, `${line}\n${r.stderr.slice(-3000)}`).toBe(0);
+      out += r.stdout + r.stderr;
+    }
+    expect(out).toContain(`${pgRep.service}: restored from backup `);
+    expect(out).toContain(`, reaches ${new Date(point).toISOString()}`);
+  }, 900_000);
 });
 
 /**
