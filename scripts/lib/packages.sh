@@ -7,6 +7,7 @@ KDR_PACKAGES=(
   ceph-mon ceph-osd radosgw ceph-common
   postgresql-15 postgresql-client-15
   jq curl uuid-runtime iproute2 util-linux procps ca-certificates tar
+  chromium
 )
 
 missing_packages() {

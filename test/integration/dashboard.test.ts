@@ -17,6 +17,7 @@ import { readPlatform } from "../../local/platform.js";
 import { agentWorld, type AgentWorld } from "../support/s3.js";
 import { runAsync } from "../support/spawn.js";
 import { fmtBytes } from "../../agent/storage/progress.js";
+import { chromium } from "playwright-core";
 
 let w: AgentWorld;
 let reader: pg.Client;
@@ -156,6 +157,41 @@ describe("kryonix-dr report, as the read-only role", () => {
     expect(html).toContain("No recovery or drill recorded.");
     expect(html).toMatch(/<svg viewBox="0 0 600 \d+" role="img" aria-label="Stored size per backup">/);
   });
+
+  it("renders in headless Chromium at 1280 and 390 px: the cards read the catalog's figures and nothing overflows", async () => {
+    const file = path.join(w.root, "report.html");
+    // docs/report-*.png are these screenshots; KDR_UPDATE_SCREENSHOTS=1 writes them there.
+    const shots = process.env.KDR_UPDATE_SCREENSHOTS === "1" ? path.join(__dirname, "..", "..", "docs") : w.root;
+    const browser = await chromium.launch({
+      executablePath: "/usr/bin/chromium",
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    });
+    try {
+      for (const width of [1280, 390]) {
+        const page = await browser.newPage({ viewport: { width, height: 900 } });
+        const requests: string[] = [];
+        page.on("request", (r) => requests.push(r.url()));
+        await page.goto(`file://${file}`);
+        expect(requests.filter((u) => !u.startsWith("file://")), "fetches nothing").toEqual([]);
+        const cards = await page.$$eval(".card", (els) => els.map((e) => [e.querySelector(".label")!.textContent, e.querySelector(".value")!.textContent]));
+        expect(Object.fromEntries(cards)).toMatchObject({ Backups: "2", "Success rate": "50 %", "Storage used": fmtBytes(storedBytes) });
+        // The page never scrolls sideways, and no box spills out of itself (tables may scroll inside their frame).
+        const overflow = await page.evaluate(() => {
+          const out: string[] = [];
+          if (document.documentElement.scrollWidth > window.innerWidth) out.push(`page ${document.documentElement.scrollWidth} > ${window.innerWidth}`);
+          for (const el of Array.from(document.querySelectorAll<HTMLElement>("h1, h2, p, .card, .card *, figure, figcaption, .scroll"))) {
+            if (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX === "visible") out.push(`${el.tagName}.${el.className}: ${el.scrollWidth} > ${el.clientWidth}`);
+          }
+          return out;
+        });
+        expect(overflow, `at ${width} px`).toEqual([]);
+        await page.screenshot({ path: path.join(shots, `report-${width}.png`), fullPage: true });
+        await page.close();
+      }
+    } finally {
+      await browser.close();
+    }
+  }, 180_000);
 
   it("refuses a report with nowhere to go, or a bad period, naming the fix", async () => {
     const cli = (args: string[]) => runAsync(process.execPath, [path.join(__dirname, "..", "..", "bin", "kryonix-dr.mjs"), "report", ...args], { timeoutMs: 60_000 });
