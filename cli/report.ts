@@ -123,7 +123,7 @@ h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px}.muted{colo
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(160px,1fr));gap:12px}
 .card{background:#fff;border-radius:8px;padding:12px;box-shadow:0 1px 2px #0002;min-width:0}.label{color:#5b6472;font-size:12px}.value{font-size:24px;font-weight:600;overflow-wrap:anywhere}.note{color:#5b6472;font-size:12px}
 .scroll{overflow-x:auto;background:#fff;border-radius:8px;box-shadow:0 1px 2px #0002}
-table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #e3e6ea;vertical-align:top}
+table{border-collapse:collapse;width:100%;min-width:720px}th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #e3e6ea;vertical-align:top}
 td{overflow-wrap:anywhere}tr.bad td:first-child{border-left:4px solid #c62828}tr.ok td:first-child{border-left:4px solid #2e7d32}
 figure{margin:12px 0;background:#fff;border-radius:8px;padding:12px;box-shadow:0 1px 2px #0002}figcaption{color:#5b6472;margin-bottom:6px}
 svg{width:100%;height:auto;display:block}svg text{font-size:12px;fill:#1d2430}svg line{stroke:#d5d9df}svg circle{fill:#1565c0;fill-opacity:.55}

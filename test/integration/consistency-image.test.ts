@@ -97,7 +97,7 @@ describe("Prometheus: a TSDB snapshot per backup, stored alone and removed after
     expect(b.stderr).toContain(`tsdb: snapshot ${name} removed from the volume`);
     const left = dockerTry(["run", "--rm", "-v", `${volume}:/p`, "--entrypoint", "ls", readPlatform().images.agent, "-A", "/p/snapshots"]);
     expect(left.stdout.trim(), "no snapshot left in Prometheus's volume").toBe("");
-    const { rows } = await w.db.query("SELECT backup_status, details FROM backup_management WHERE backup_id = $1", [backupId]);
+    const { rows } = await w.db.query("SELECT backup_status, metadata AS details FROM backup_management WHERE backup_id = $1", [backupId]);
     expect(rows[0].backup_status).toBe("completed");
     expect(rows[0].details.tsdbSnapshot.name).toBe(name);
   }, 300_000);
@@ -146,7 +146,7 @@ describe("Nextcloud: maintenance mode around the copy (agent image)", () => {
     expect(b.stderr).toMatch(/nextcloud: maintenance mode on[\s\S]*restic[\s\S]*nextcloud: maintenance mode off/);
     expect(readFileSync(path.join(out, "during.php"), "utf8")).toMatch(/'maintenance' => true/);
     expect(config()).toBe(CONFIG);
-    const { rows } = await w.db.query("SELECT details FROM backup_management WHERE backup_id = $1", [backupId]);
+    const { rows } = await w.db.query("SELECT metadata AS details FROM backup_management WHERE backup_id = $1", [backupId]);
     expect(rows[0].details.maintenanceMode).toMatch(/turned on and off by this run/);
   }, 300_000);
 
