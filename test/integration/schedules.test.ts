@@ -54,14 +54,24 @@ beforeAll(async () => {
   for (const s of ["postgresql", "redis", "files"]) await waitForTask(`${PREFIX}-${s}-backup`, 180_000);
   // Something to back up in the volume (an empty one is skipped, not backed up).
   const files = await waitForTask(`${PREFIX}-files`, 180_000, false);
+  const written = new Date();
   await runAsync("docker", ["exec", files, "sh", "-c", "echo page > /data/index.md"], { timeoutMs: 30_000 });
-  from = Date.now() + 5_000;
-  to = from + WINDOW_MS;
-  // Then time for the last firing's run (within 15 s) and its verify (every 30 s) to finish.
-  await new Promise((r) => setTimeout(r, WINDOW_MS + 50_000));
   const p = readPlatform().catalog;
   const db = new pg.Client({ host: p.host, port: p.port, user: p.user, password: p.password, database: "kryonix_dr" });
   await db.connect();
+  // The window opens in the steady state: after each service's first full completed. A first
+  // full also creates the restic repository and, on a loaded machine, once outlasted the next
+  // incremental firing, which then waited for the service's lock (cold run 17).
+  for (let i = 0; ; i++) {
+    const done = await db.query("SELECT DISTINCT service_name FROM backup_management WHERE service_name IN ('postgresql', 'redis', 'files') AND backup_type = 'full' AND backup_status = 'completed' AND created_at >= $1", [written]);
+    if (done.rowCount === 3) break;
+    if (i > 90) throw new Error(`no first full of every service within 3 min: ${done.rows.map((r) => r.service_name).join(", ")}`);
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  from = Date.now() + 2_000;
+  to = from + WINDOW_MS;
+  // Then time for the last firing's run (within 15 s) and its verify (every 30 s) to finish.
+  await new Promise((r) => setTimeout(r, WINDOW_MS + 50_000));
   rows = (await db.query<Row>("SELECT service_name, backup_type, backup_status, created_at, verify_status FROM backup_management WHERE service_name IN ('postgresql', 'redis', 'files') AND created_at >= $1 ORDER BY created_at", [new Date(from)])).rows;
   await db.end();
 }, 900_000);
