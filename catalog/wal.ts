@@ -102,6 +102,16 @@ export async function listWalSegments(
   return rows.map((r) => camel<WalSegmentRow>(r));
 }
 
+/** The newest point a service's archived WAL claims (covers_until), or undefined before its first segment. */
+export async function newestWalCoverage(db: Db, service: string, tenantId: string): Promise<Date | undefined> {
+  checkService(service);
+  const { rows } = await db.query<{ at: Date | null }>(
+    `SELECT max(covers_until) AS at FROM wal_segment WHERE tenant_id = $1 AND service_name = $2 AND segment_name NOT LIKE '%.history' AND covers_until > 'epoch'`,
+    [tenantId, service],
+  );
+  return rows[0]?.at ?? undefined;
+}
+
 /** Segment number of an LSN ('X/Y'). */
 export function lsnToSegmentNumber(lsn: string, segmentSize = DEFAULT_WAL_SEGMENT_SIZE): bigint {
   if (!LSN_RE.test(lsn)) throw new CatalogError(`'${lsn}' is not a PostgreSQL LSN (X/Y hex).`);

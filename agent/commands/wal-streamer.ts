@@ -26,18 +26,19 @@ export async function startWalStreamer(s: Settings, storage: Storage, rcpt: { fi
           sha256: seg.sha256,
           sizeBytes: seg.storedBytes,
           rawSize: seg.rawBytes,
-          coversUntil: seg.completedAt,
+          coversUntil: seg.coversUntil,
           encryptionKeyId: rcpt.keyId,
         };
         // The segment's row, beside it in the bucket: a region's bucket alone rebuilds the catalog.
         const { versionId: _v, ...described } = row;
-        const descriptor: WalDescriptor = { ...described, format: "kdr-wal/1", rawSize: seg.rawBytes ?? null, coversUntil: seg.completedAt.toISOString() };
+        const descriptor: WalDescriptor = { ...described, format: "kdr-wal/1", rawSize: seg.rawBytes ?? null, coversUntil: seg.coversUntil.toISOString() };
         await storage.putSmall(`${seg.key}${WAL_DESCRIPTOR_SUFFIX}`, sealWalDescriptor(descriptor), lockFor(s, "wal"));
         await cat.recordWalSegment(wc, row);
         m.walSegments.inc({ service });
       },
     },
     () => lockFor(s, "wal"),
+    await cat.newestWalCoverage(wc, service, tenantId),
   );
   const stop = streamer.stop.bind(streamer);
   streamer.stop = async () => {

@@ -23,6 +23,7 @@ import { checkStoredSha, childSink, openAndRestore, sealAndUpload, spawnTool, de
 import { Progress, log } from "../storage/progress.js";
 import type { Storage, Lock } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
+import { WalCoverage, type WalMark } from "./wal-coverage.js";
 import type { BackupContext, EngineResult } from "./types.js";
 import { AGENT_ENV, objectPrefix, replicationSlotName } from "../../contract/index.js";
 
@@ -167,7 +168,8 @@ const COMPLETE = /^([0-9A-F]{24}|[0-9A-F]{8}\.history)$/;
 
 export interface WalSink {
   /** Records an uploaded segment (catalog wal_segment). */
-  record(seg: SealedArtifact & { segment: string; timeline: number; completedAt: Date }): Promise<void>;
+  /** `coversUntil`: every write acknowledged before it is in this segment or an earlier one (wal-coverage.ts). */
+  record(seg: SealedArtifact & { segment: string; timeline: number; coversUntil: Date }): Promise<void>;
 }
 
 /**
@@ -191,21 +193,32 @@ export class WalStreamer {
   lastPartial?: string;
   uploaded = 0;
   onError: (e: Error) => void = (e) => log(`wal: ${e.message}`);
+  private readonly coverage: WalCoverage;
 
+  /** @param covered the newest coversUntil this service's catalog rows claim already (after a restart). */
   constructor(
     private readonly settings: Settings,
     private readonly storage: Storage,
     private readonly recipientFile: string,
     private readonly sink: WalSink,
     private readonly lockFor: () => Lock | undefined,
+    covered?: Date,
   ) {
     const service = settings.service;
     this.spool = path.join(settings.stateDir, "wal-spool", service);
     this.slot = slotName(service);
+    this.coverage = new WalCoverage(covered);
   }
 
   async start(): Promise<void> {
     mkdirSync(this.spool, { recursive: true });
+    // Marked before the slot exists: every segment the slot streams ends after this mark.
+    const c = await pgConnect(this.settings);
+    try {
+      await this.readMark(c);
+    } finally {
+      await c.end();
+    }
     await ensureSlot(this.settings, this.slot);
     this.spawnReceiver();
     const every = this.settings.walSwitchSeconds * 1000;
@@ -234,12 +247,20 @@ export class WalStreamer {
     this.timers.push(t);
   }
 
-  /** pg_switch_wal() when there was activity; returns the completed segment's name. */
-  async switchIfMoved(force = false): Promise<string | undefined> {
+  /** One coverage mark (wal-coverage.ts): the primary's clock, then its flush LSN, in one statement. */
+  private async readMark(c: pg.Client): Promise<WalMark & { current: string }> {
+    const r = (await c.query<{ at: Date; flush: string; current: string }>("SELECT clock_timestamp() AS at, pg_current_wal_flush_lsn()::text AS flush, pg_current_wal_lsn()::text AS current")).rows[0]!;
+    const mark = { at: r.at, lsn: r.flush };
+    this.coverage.mark(mark);
+    return { ...mark, current: r.current };
+  }
+
+  /** pg_switch_wal() when there was activity; returns the completed segment's name and the mark taken just before. */
+  async switchIfMoved(force = false): Promise<{ segment: string; mark: WalMark } | undefined> {
     const c = await pgConnect(this.settings);
     try {
-      const cur = (await c.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn")).rows[0]!.lsn;
-      if (!force && cur === this.lastLsn) return undefined;
+      const mark = await this.readMark(c);
+      if (!force && mark.current === this.lastLsn) return undefined;
       let r;
       try {
         r = await c.query<{ seg: string; lsn: string }>("SELECT pg_walfile_name(l) AS seg, l::text AS lsn FROM pg_switch_wal() AS l");
@@ -250,7 +271,7 @@ export class WalStreamer {
         throw e;
       }
       this.lastLsn = (await c.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn")).rows[0]!.lsn;
-      return r.rows[0]!.seg;
+      return { segment: r.rows[0]!.seg, mark };
     } finally {
       await c.end();
     }
@@ -276,7 +297,9 @@ export class WalStreamer {
 
   private async uploadOne(f: string): Promise<void> {
     const file = path.join(this.spool, f);
-    const completedAt = statSync(file).mtime;
+    // Nothing to claim only for segments older than every mark after a lost catalog: the epoch
+    // claims nothing, and restores still replay the segment.
+    const coversUntil = this.coverage.coversUntil(f) ?? new Date(0);
     const sealed = await sealAndUpload({
       storage: this.storage,
       key: `${objectPrefix("wal", this.settings.service)}${f}.zst.age`,
@@ -285,7 +308,7 @@ export class WalStreamer {
       recipientFile: this.recipientFile,
       lock: this.lockFor(),
     });
-    await this.sink.record({ ...sealed, segment: f, timeline: parseInt(f.slice(0, 8), 16), completedAt });
+    await this.sink.record({ ...sealed, segment: f, timeline: parseInt(f.slice(0, 8), 16), coversUntil });
     if (f.endsWith(".partial")) {
       this.lastPartial = f;
       return; // pg_receivewal continues this file when it reconnects
@@ -297,12 +320,13 @@ export class WalStreamer {
   }
 
   /** Forces a switch and waits until the completed segment has been uploaded and recorded. */
-  async switchAndFlush(timeoutMs = 120_000): Promise<string> {
-    const seg = (await this.switchIfMoved(true))!;
+  async switchAndFlush(timeoutMs = 120_000): Promise<{ segment: string; mark: WalMark }> {
+    const switched = (await this.switchIfMoved(true))!;
+    const seg = switched.segment;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       await this.drain();
-      if (this.lastSegment !== undefined && this.lastSegment >= seg && !existsSync(path.join(this.spool, seg))) return seg;
+      if (this.lastSegment !== undefined && this.lastSegment >= seg && !existsSync(path.join(this.spool, seg))) return switched;
       if (Date.now() > deadline) throw new Error(`WAL segment ${seg} did not reach the object store within ${timeoutMs / 1000} s: check pg_receivewal (replication connection, slot ${this.slot}).`);
       await new Promise((r) => setTimeout(r, 500));
     }
@@ -323,13 +347,14 @@ export class WalStreamer {
 export async function backupIncremental(ctx: BackupContext, streamer: WalStreamer, sinceBase: { backupId: string; at: Date } | undefined): Promise<EngineResult> {
   if (!sinceBase) throw new ConfigError(`there is no completed full backup of ${ctx.service} yet: run 'kdr-agent backup --type full' first (an incremental is the WAL since the last base).`);
   const before = streamer.uploaded;
-  const seg = await streamer.switchAndFlush();
+  const { segment: seg, mark } = await streamer.switchAndFlush();
   return {
     artifacts: [],
     tool: "pg_receivewal",
     toolVersion: toolVersion("pg_receivewal"),
     recoveryPointStart: sinceBase.at,
-    recoveryPointEnd: new Date(),
+    // What the flushed segment holds: writes acknowledged before the switch (not the flush's end).
+    recoveryPointEnd: mark.at,
     details: {
       meaning: "WAL since the last base backup, uploaded as wal/ segments (PostgreSQL 15 has no block-level incremental base backup)",
       baseBackupId: sinceBase.backupId,

@@ -1,0 +1,58 @@
+import { describe, expect, it } from "vitest";
+import { WalCoverage } from "../../agent/engines/wal-coverage.js";
+
+const SEG = 16 * 1024 * 1024;
+const at = (s: number) => new Date(Date.UTC(2026, 11, 2, 8, 0, s));
+/** LSN X/Y of a byte position. */
+const lsn = (pos: number) => `${Math.floor(pos / 2 ** 32).toString(16).toUpperCase()}/${(pos % 2 ** 32).toString(16).toUpperCase()}`;
+const seg = (no: number) => `00000001${"0".repeat(8)}${no.toString(16).toUpperCase().padStart(8, "0")}`;
+
+describe("WalCoverage: what an archived segment lets a restore reach", () => {
+  it("claims the newest mark whose flushed LSN the segment holds, not a later one", () => {
+    const c = new WalCoverage();
+    c.mark({ at: at(0), lsn: lsn(3 * SEG + 100) }); // in segment 3
+    c.mark({ at: at(5), lsn: lsn(3 * SEG + 9000) }); // still segment 3: the mark before the switch
+    c.mark({ at: at(6), lsn: lsn(4 * SEG + 10) }); // after the switch: segment 4
+    expect(c.coversUntil(seg(3))).toEqual(at(5));
+    expect(c.coversUntil(seg(4))).toEqual(at(6));
+  });
+
+  it("a flush LSN exactly at a segment's end belongs to that segment", () => {
+    const c = new WalCoverage();
+    c.mark({ at: at(7), lsn: lsn(5 * SEG) });
+    expect(c.coversUntil(seg(4))).toEqual(at(7));
+  });
+
+  it("a segment no new mark reaches keeps the previous claim; nothing at all claims nothing", () => {
+    const c = new WalCoverage();
+    expect(c.coversUntil(seg(2))).toBeUndefined();
+    c.mark({ at: at(1), lsn: lsn(2 * SEG + 5) });
+    expect(c.coversUntil(seg(2))).toEqual(at(1));
+    // A segment filled without a mark in it (a busy primary between readings): no newer claim.
+    c.mark({ at: at(9), lsn: lsn(9 * SEG + 5) });
+    expect(c.coversUntil(seg(3))).toEqual(at(1));
+    expect(c.coversUntil(seg(9))).toEqual(at(9));
+  });
+
+  it("starts from the claim the catalog already holds (after a restart)", () => {
+    const c = new WalCoverage(at(30));
+    expect(c.coversUntil(seg(8))).toEqual(at(30));
+    c.mark({ at: at(20), lsn: lsn(8 * SEG) });
+    expect(c.coversUntil(seg(8)), "an older mark never moves the claim back").toEqual(at(30));
+  });
+
+  it("a .partial claims only what precedes it (its end is not known); the complete segment then claims its marks", () => {
+    const c = new WalCoverage();
+    c.mark({ at: at(1), lsn: lsn(6 * SEG - 1) });
+    c.mark({ at: at(4), lsn: lsn(6 * SEG + 300) });
+    expect(c.coversUntil(`${seg(6)}.partial`)).toEqual(at(1));
+    expect(c.coversUntil(seg(6))).toEqual(at(4));
+  });
+
+  it("a history file claims nothing new", () => {
+    const c = new WalCoverage(at(3));
+    c.mark({ at: at(8), lsn: lsn(SEG) });
+    expect(c.coversUntil("00000002.history")).toEqual(at(3));
+    expect(c.coversUntil(seg(0))).toEqual(at(8));
+  });
+});
