@@ -15,7 +15,7 @@ import { deployInChild, restoreResults, stackServices, type ChildDeploy } from "
 import { docker, dockerExec, nodeLabelsOf, removeService, removeVolume, serviceContainers, serviceLabels, setNodeLabels, waitForTask } from "./docker.js";
 import { DRILL_FULL_SCHEDULE, drillLocalConfig, drillRecoveryConfig, LOCAL_STACK, RECOVERY_STACK, type DrillSource } from "./stacks.js";
 import { verify, type ServiceReport } from "./verify.js";
-import { prepare, readBack, Writer, type WriterStats } from "./writers.js";
+import { drillEngine, prepare, readBack, Writer, type WriterStats } from "./writers.js";
 
 /** The P0 recovery time objective (seed: 15 minutes) when a service declares none. */
 export const P0_RTO_SECONDS = 15 * 60;
@@ -140,10 +140,10 @@ export async function waitForServices(run: DrillRun): Promise<Record<string, str
 /** Starts the writers and waits until each service has a backup holding their writes. */
 export async function writeAndBackUp(run: DrillRun, db: pg.Pool, containers: Record<string, string>): Promise<{ writers: Writer[]; writesStart: number }> {
   const { services, log } = run;
-  const writers = services.map((s) => new Writer(s.engine, containers[s.name]!, run.runId, s.dataPath));
+  const writers = services.map((s) => new Writer(drillEngine(s), containers[s.name]!, run.runId, s.dataPath));
   let writesStart = 0;
   await run.phase("write sample data and take backups", async () => {
-    for (const s of services) await prepare(s.engine, containers[s.name]!).then(() => undefined, (e: Error) => { throw new Error(`${s.name}: ${e.message}`); });
+    for (const s of services) await prepare(drillEngine(s), containers[s.name]!).then(() => undefined, (e: Error) => { throw new Error(`${s.name}: ${e.message}`); });
     writesStart = Date.now();
     for (const w of writers) w.start();
     log(`  writing to ${services.map((s) => s.name).join(", ")} for at least ${run.writeSeconds} s, until each has a backup holding the writes`);
@@ -235,11 +235,11 @@ export async function verifyRecovered(
       const rpoTarget = Number(labels[LABELS.rpoSeconds]);
       const rto = Number(labels[LABELS.rtoSeconds]);
       if (Number.isFinite(rto) && rto > 0) rtoTarget = Math.min(rtoTarget, rto);
-      const got = await readBack(s.engine, id, run.runId, s.dataPath);
+      const got = await readBack(drillEngine(s), id, run.runId, s.dataPath);
       const recoverySeconds = (Date.now() - declaredAt) / 1000;
       const ownRto = Number.isFinite(rto) && rto > 0 ? rto : P0_RTO_SECONDS;
       const rep: ServiceReport = {
-        ...verify(s, written.get(s.name)!, got, restores[s.name], target, s.engine === "postgres" ? Math.min(60, rpoTarget || 60) : rpoTarget),
+        ...verify({ name: s.name, engine: drillEngine(s) }, written.get(s.name)!, got, restores[s.name], target, s.engine === "postgres" ? Math.min(60, rpoTarget || 60) : rpoTarget),
         priority: s.priority,
         recoverySeconds,
         rtoTargetSeconds: ownRto,
@@ -280,6 +280,10 @@ async function waitUntilAccepting(s: ServiceSpec, container: string, recovered =
     } else if (s.engine === "redis") {
       r = await dockerExec(container, ["redis-cli", "PING"]);
       if (r.code === 0 && /PONG|NOAUTH/.test(r.stdout)) return;
+    } else if (drillEngine(s) === "tsdb") {
+      // Serving its TSDB (a restored one has loaded its blocks), with a sample to read.
+      r = await dockerExec(container, ["promtool", "query", "instant", "http://localhost:9090", 'up{job="prometheus"}']);
+      if (r.code === 0 && /=> 1 @/.test(r.stdout)) return;
     } else {
       r = await dockerExec(container, ["test", "-d", s.dataPath]);
       if (r.code === 0) return;

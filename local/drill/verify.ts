@@ -2,7 +2,6 @@
  * How the drill judges restored data against what the writers acknowledged: PostgreSQL to the
  * instant it reached, a redis/volume snapshot by its span.
  */
-import type { ServiceSpec } from "../../stacks/config.js";
 import type { Ack, DrillEngine, WriterStats } from "./writers.js";
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -50,7 +49,7 @@ export interface RestoreResult {
 }
 
 /** Compares what came back with what was acknowledged. */
-export function verify(s: Pick<ServiceSpec, "name" | "engine">, written: WriterStats, got: Map<string, string>, restore: RestoreResult | undefined, target: Date | "latest", rpoTargetSeconds: number): ServiceReport {
+export function verify(s: { name: string; engine: DrillEngine }, written: WriterStats, got: Map<string, string>, restore: RestoreResult | undefined, target: Date | "latest", rpoTargetSeconds: number): ServiceReport {
   const acks = written.acks;
   // PostgreSQL reaches its recovery point through WAL, to the instant. A redis or volume snapshot
   // is taken over a span: what was acknowledged before its start must be back, what was written

@@ -8,9 +8,22 @@
  * The services live on an overlay network the host cannot route to; the writes go through
  * `docker exec` into the service's own task container with its own client (psql, redis-cli, sh).
  */
+import type { ServiceSpec } from "../../stacks/config.js";
 import { dockerExec } from "./docker.js";
 
-export type DrillEngine = "postgres" | "redis" | "volume";
+/** How the drill writes to and reads back a service: "tsdb" is a Prometheus backed up by TSDB snapshot. */
+export type DrillEngine = "postgres" | "redis" | "volume" | "tsdb";
+
+/**
+ * A Prometheus backed up by TSDB snapshot keeps only its TSDB: a file written into its volume is
+ * not in the backup, by design. Its acknowledged writes are its own samples: a self-scrape
+ * (`up{job="prometheus"}`) that a query has returned is in the TSDB head, so in any snapshot after.
+ */
+export const drillEngine = (s: Pick<ServiceSpec, "engine" | "tsdbSnapshot">): DrillEngine => (s.tsdbSnapshot ? "tsdb" : s.engine);
+
+const PROMQL_SELF = 'up{job="prometheus"}';
+/** Sample timestamps (ms) that promtool printed (`=> 1 @[1764662400.123]`, one or many). */
+const sampleTimes = (out: string): number[] => [...out.matchAll(/@\[(\d+(?:\.\d+)?)\]/g)].map((m) => Math.round(Number(m[1]) * 1000));
 
 export interface Ack {
   key: string;
@@ -83,6 +96,16 @@ export async function writeOne(engine: DrillEngine, container: string, runId: st
     if (r.code !== 0 || !Number.isFinite(sec) || !Number.isFinite(usec)) throw new Error(`SET failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
     return { key, writtenAt: sec! * 1000 + usec! / 1000, ackedAt };
   }
+  if (engine === "tsdb") {
+    // A range selector gives the raw samples with their own timestamps (an instant vector would
+    // carry the query's evaluation time instead): the newest is the latest self-scrape.
+    const r = await dockerExec(container, ["promtool", "query", "instant", "http://localhost:9090", `${PROMQL_SELF}[30s]`]);
+    const ackedAt = Date.now();
+    const times = sampleTimes(r.stdout);
+    const t = times.length ? Math.max(...times) : undefined;
+    if (r.code !== 0 || t === undefined) throw new Error(`query of ${PROMQL_SELF} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim() || "no sample yet"}`);
+    return { key: String(t), writtenAt: t, ackedAt };
+  }
   const name = `${runId}-${n}.bin`;
   // Written to a temporary name and renamed, so a backup never sees half a file under its name.
   const r = await dockerExec(container, [
@@ -122,7 +145,9 @@ export class Writer {
     this.loop = (async () => {
       for (let n = 1; !this.stopped; n++) {
         try {
-          this.stats.acks.push(await writeOne(this.engine, this.container, this.runId, n, this.dataPath, this.host));
+          const ack = await writeOne(this.engine, this.container, this.runId, n, this.dataPath, this.host);
+          // A TSDB answers with the same sample until its next scrape: one ack per sample.
+          if (this.stats.acks.at(-1)?.key !== ack.key) this.stats.acks.push(ack);
         } catch (e) {
           this.stats.failures++;
           this.stats.lastError = (e as Error).message;
@@ -158,6 +183,13 @@ export async function readBack(engine: DrillEngine, container: string, runId: st
     if (r.code !== 0) throw new Error(`reading drill keys failed: ${r.stderr.trim()}`);
     const lines = r.stdout.split("\n").filter((l) => l !== "");
     for (let i = 0; i + 1 < lines.length; i += 2) out.set(lines[i]!, lines[i + 1]!);
+    return out;
+  }
+  if (engine === "tsdb") {
+    // Every raw sample of the last day: a range selector returns them with their own timestamps.
+    const r = await dockerExec(container, ["promtool", "query", "instant", "http://localhost:9090", `${PROMQL_SELF}[1d]`], 60_000);
+    if (r.code !== 0) throw new Error(`reading ${PROMQL_SELF} back failed: ${r.stderr.trim()}`);
+    for (const t of sampleTimes(r.stdout)) out.set(String(t), "1");
     return out;
   }
   const r = await dockerExec(container, ["sh", "-c", 'cd "$1/$2" 2>/dev/null || exit 0; for f in *.bin; do [ -e "$f" ] && sha256sum "$f"; done; true', "sh", dataPath, FILES_DIR], 60_000);

@@ -63,11 +63,16 @@ describe("kryonix-dr drill --stack prod (real Swarm, RGW, PostgreSQL; the prod s
     }
   });
 
-  it("ran Prometheus's snapshot hook, and the restored TSDB answers for a moment before the backup", async () => {
-    // The pre hook (POST .../admin/tsdb/snapshot) must answer 2xx or the run fails: a completed
-    // backup of prometheus is one whose hook ran.
+  it("backed Prometheus up by TSDB snapshot (none left in its volume), and the restored TSDB holds its samples", async () => {
+    // A completed backup of prometheus is a snapshot the admin API took (it must answer 2xx).
     expect(stderr).toMatch(/backup completed: prometheus/);
     const rep = report.services.find((s) => s.service === "prometheus")!;
+    // The drill judged it by its own samples (self-scrapes a query had returned before the backup).
+    expect(rep.engine).toBe("tsdb");
+    expect(rep.expected).toBeGreaterThan(0);
+    // Each snapshot is removed from Prometheus's volume once uploaded: the restored volume has none.
+    const ls = await dockerExec(await recovered("prometheus"), ["sh", "-c", "ls -A /prometheus/snapshots 2>/dev/null | wc -l"]);
+    expect(ls.stdout.trim()).toBe("0");
     const before = Math.floor(new Date(rep.recoveryPoint!).getTime() / 1000) - 20;
     const id = await recovered("prometheus");
     let out = "";

@@ -75,13 +75,15 @@ describe("prod: sidecars", () => {
     expect(spec.mounts.some((m) => m.target === "/var/lib/kryonix-dr" && !m.readOnly)).toBe(true);
   });
 
-  it("Prometheus's sidecar calls the snapshot API and Nextcloud's switches maintenance mode; only Nextcloud's mounts its volume read-write", () => {
-    expect(envOf(sidecarOf("prometheus")!)[AGENT_ENV.hookPre]).toContain("/api/v1/admin/tsdb/snapshot");
+  it("Prometheus's sidecar takes TSDB snapshots and Nextcloud's switches maintenance mode; only these two mount their volume read-write", () => {
+    expect(envOf(sidecarOf("prometheus")!)[AGENT_ENV.tsdbSnapshotUrl]).toBe("http://prometheus:9090");
+    expect(envOf(sidecarOf("prometheus")!)[AGENT_ENV.hookPre]).toBeUndefined();
     expect(envOf(sidecarOf("nextcloud")!)[AGENT_ENV.maintenanceMode]).toBe("nextcloud");
     const dataMount = (name: string) =>
       (sidecarOf(name)!.inputs.taskSpec as { containerSpec: { mounts: Array<{ target: string; readOnly?: boolean }> } }).containerSpec.mounts.find((m) => m.target !== "/var/lib/kryonix-dr");
-    expect(dataMount("nextcloud")!.readOnly).toBe(false);
-    for (const name of ["prometheus", "grafana", "minio", "keycloak", "traefik"]) expect(dataMount(name)!.readOnly, name).toBe(true);
+    // Prometheus's: the snapshot the API wrote is removed after its upload; Nextcloud's: config.php.
+    for (const name of ["nextcloud", "prometheus"]) expect(dataMount(name)!.readOnly, name).toBe(false);
+    for (const name of ["grafana", "minio", "keycloak", "traefik"]) expect(dataMount(name)!.readOnly, name).toBe(true);
   });
 
   it("gives sidecars the age recipient, never the identity, and only as files", () => {
