@@ -297,8 +297,7 @@ export class WalStreamer {
 
   private async uploadOne(f: string): Promise<void> {
     const file = path.join(this.spool, f);
-    // Nothing to claim only for segments older than every mark after a lost catalog: the epoch
-    // claims nothing, and restores still replay the segment.
+    // No claim (the epoch) only for a segment older than every mark after a lost catalog; it is still replayed.
     const coversUntil = this.coverage.coversUntil(f) ?? new Date(0);
     const sealed = await sealAndUpload({
       storage: this.storage,
