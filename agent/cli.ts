@@ -21,6 +21,7 @@ import { runPendingVerify, runVerify } from "./commands/verify.js";
 import { follow, runActivate, runSeed } from "./commands/standby.js";
 import { cron, serve } from "./serve.js";
 import { replicate } from "./replicate.js";
+import { notifyRelay } from "./notify.js";
 import { fmtBytes, fmtSeconds, log } from "./storage/progress.js";
 import { migrate } from "../catalog/migrate.js";
 
@@ -39,6 +40,8 @@ commands:
   serve                            backup sidecar: schedules, WAL streaming, /healthz and /metrics
   cron                             run the jobs in ${AGENT_ENV.cronJobs} on their schedules
   replicate [--once]               copy new object versions (with their retention) to the replica bucket
+  notify-relay                     tell people: Alertmanager's webhook and agents' events, formatted, to the targets
+                                   in the kdr-notification-targets secret (ntfy, webhook, email); /healthz, /metrics
   migrate                          apply the catalog migrations
   catalog rebuild                  rebuild the catalog's backups and WAL from the bucket's manifests and descriptors
                                    (this region's version ids; --service limits it to one service)
@@ -202,6 +205,9 @@ export async function main(argv: string[]): Promise<number> {
       case "replicate":
         await replicate(s, flags.has("--once"));
         return 0;
+      case "notify-relay":
+        await notifyRelay(s);
+        return 0;
       case "catalog": {
         if (positional[1] !== "rebuild") throw new ConfigError(`'kdr-agent catalog ${positional[1] ?? ""}' is not a command: the catalog command is 'kdr-agent catalog rebuild'.`);
         const r = await withCatalog(s, (c) => runRebuild(s, c, { service: s.get("service") }));
@@ -282,7 +288,7 @@ function healthz(port: number): Promise<number> {
  */
 function stopOneShotOnSignal(cmd: string | undefined): void {
   // standby follow stops itself between two passes (a staged segment is renamed whole or not at all).
-  if (cmd === "serve" || cmd === "cron" || cmd === "replicate" || cmd === "standby") return;
+  if (cmd === "serve" || cmd === "cron" || cmd === "replicate" || cmd === "standby" || cmd === "notify-relay") return;
   for (const sig of ["SIGTERM", "SIGINT"] as const) {
     process.once(sig, () => {
       void failInflight(`stopped by ${sig} before it finished; nothing of this run is used`).finally(() => process.exit(sig === "SIGTERM" ? 143 : 130));

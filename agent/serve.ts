@@ -16,6 +16,7 @@ import type { WalStreamer } from "./engines/postgres.js";
 import { acquireServiceLock } from "./lock.js";
 import { m, registry } from "./metrics.js";
 import { failInflight, printSummary, runBackup } from "./commands/backup.js";
+import { sendEvent } from "./notify.js";
 import { runHealth } from "./commands/health.js";
 import { runPrune } from "./commands/prune.js";
 import { recipient } from "./commands/shared.js";
@@ -200,14 +201,31 @@ export async function cron(s: Settings): Promise<void> {
       const wantsJson = ["health", "verify", "backup", "prune"].includes(j.command[0]!) && !j.command.includes("--json");
       const [c2, a2] = wantsJson ? selfArgv([...j.command, "--json"]) : [cmd, args];
       const svc = flagValue(j.command, "--service") ?? s.get("service") ?? "cron";
+      const t0 = Date.now();
       return new Promise<void>((resolve) => {
-        const p = spawn(c2, a2, { stdio: ["ignore", "pipe", "inherit"] });
+        const p = spawn(c2, a2, { stdio: ["ignore", "pipe", "pipe"] });
         let out = "";
+        // The log passes through; its tail is kept for a drill's notice (the error is at the end).
+        let tail = "";
         p.stdout!.on("data", (d: Buffer) => {
           out += d;
           process.stdout.write(d);
         });
+        p.stderr!.on("data", (d: Buffer) => {
+          tail = (tail + d.toString()).slice(-1500);
+          process.stderr.write(d);
+        });
         p.on("close", (code) => {
+          if (j.command[0] === "restore") {
+            const secs = Math.round((Date.now() - t0) / 1000);
+            const lines = tail.trim().split("\n").slice(-6).join("\n");
+            void sendEvent(s, {
+              event: code === 0 ? "drill-passed" : "drill-failed",
+              service: svc,
+              type: "restore",
+              detail: code === 0 ? `cron ${j.name}: the restore drill passed in ${secs} s` : `cron ${j.name}: the restore drill failed after ${secs} s (exit ${code}); its log ends:\n${lines}`,
+            });
+          }
           last[j.name] = { at: new Date().toISOString(), exit: code };
           if (code !== 0 && j.command[0] !== "health") m.failures.inc({ service: svc, type: j.command[0]! });
           if (code === 0 && j.command[0] === "restore") m.lastDrill.set({ service: svc }, Date.now() / 1000);

@@ -86,6 +86,8 @@ export interface BackupSidecarArgs {
   readonly limits?: AgentLimits;
   /** Port of /healthz and /metrics. @default contract.DEFAULT_METRICS_PORT */
   readonly metricsPort?: pulumi.Input<number>;
+  /** The notify relay (KDR_NOTIFY_URL): told of a failed backup and of the first success after failures. @default none */
+  readonly notifyUrl?: pulumi.Input<string>;
 }
 
 export class BackupSidecar extends pulumi.ComponentResource {
@@ -159,6 +161,7 @@ export class BackupSidecar extends pulumi.ComponentResource {
     if (args.sqlite?.length) env[AGENT_ENV.sqliteFiles] = JSON.stringify(args.sqlite);
     if (args.tsdbSnapshot !== undefined) env[AGENT_ENV.tsdbSnapshotUrl] = args.tsdbSnapshot;
     if (args.maintenanceMode !== undefined) env[AGENT_ENV.maintenanceMode] = args.maintenanceMode;
+    if (args.notifyUrl !== undefined) env[AGENT_ENV.notifyUrl] = args.notifyUrl;
 
     const mounts: docker.types.input.ServiceTaskSpecContainerSpecMount[] = [{ type: "volume", source: state.name, target: STATE_DIR }];
     // Read-only, except where the consistency step writes to the volume (a Prometheus snapshot

@@ -3,18 +3,13 @@ import { describe, expect, it } from "vitest";
 import { alertmanagerConfig, prometheusConfig } from "./monitoring.js";
 
 describe("alertmanagerConfig", () => {
-  it("routes every alert to each target as a webhook, grouped per alert, service and backup type, resolved notices on", () => {
-    const y = alertmanagerConfig(JSON.stringify({ oncall: "https://ntfy.example/kryonix-dr", whatsapp: "http://gateway.internal:3000/send" }));
+  it("sends every group to the notify relay, grouped per alert, service and backup type, resolved notices on", () => {
+    const y = alertmanagerConfig("http://kdr-notify:9469");
     expect(y).toContain("group_by: [alertname, service, type]");
     expect(y).toContain("repeat_interval: 4h");
-    expect(y).toContain('- { url: "https://ntfy.example/kryonix-dr", send_resolved: true }');
-    expect(y).toContain('- { url: "http://gateway.internal:3000/send", send_resolved: true }');
-  });
-
-  it("refuses targets that are not JSON, empty, or not http(s) URLs, naming the key and the fix", () => {
-    expect(() => alertmanagerConfig("oncall=https://x")).toThrow(/kryonix-dr:notificationTargets is not JSON: set it to \{"<name>": "https:\/\/\.\.\."\}/);
-    expect(() => alertmanagerConfig("{}")).toThrow(/must map names to http\(s\) URLs \(it is empty\)/);
-    expect(() => alertmanagerConfig(JSON.stringify({ mail: "ops@example.com" }))).toThrow(/not a URL: mail/);
+    expect(y).toContain('- { url: "http://kdr-notify:9469/alertmanager", send_resolved: true, max_alerts: 20 }');
+    // The targets (and their credentials) are the relay's alone.
+    expect(y).not.toMatch(/ntfy|smtp|password/);
   });
 });
 

@@ -5,9 +5,11 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
-import { DEFAULT_METRICS_PORT, LABELS } from "../contract/index.js";
+import { AGENT_ENV, DEFAULT_METRICS_PORT, LABELS, SECRET_FILES } from "../contract/index.js";
+import { NOTIFY_ALERTMANAGER_PATH, parseNotificationTargets } from "../contract/notify.js";
+import { AGENT_BIN } from "./backup-sidecar.js";
 import { grafanaDashboard } from "./dashboard.js";
-import { base64Secret, dockerLabels, validateInput } from "./shared.js";
+import { base64Secret, dockerLabels, secretFileName, validateInput } from "./shared.js";
 
 export interface MonitoringArgs {
   /** Port of the agents' /metrics. @default contract.DEFAULT_METRICS_PORT */
@@ -18,8 +20,15 @@ export interface MonitoringArgs {
   readonly failedRunsPerDay?: pulumi.Input<number>;
   /** Age of the oldest object version the replicator has not copied yet that raises an alert, in seconds. @default 900 */
   readonly replicationLagSeconds?: pulumi.Input<number>;
-  /** Notification targets (JSON: webhook URLs etc. by name); stored as a Swarm secret only. @default none */
+  /**
+   * Notification targets (contract/notify.ts: ntfy, webhook, email by name), a secret that only
+   * the notify relay holds. @default none: nobody is told
+   */
   readonly notificationTargets?: pulumi.Input<string>;
+  /** The notify relay (an agent): where Alertmanager and the agents send; needed with notificationTargets. */
+  readonly relay?: { image: pulumi.Input<string>; serviceName: string; networks: pulumi.Input<pulumi.Input<string>[]>; placement?: pulumi.Input<string>[] };
+  /** How long a sidecar must not answer /metrics before KryonixDrAgentDown fires. @default 300 */
+  readonly agentDownSeconds?: pulumi.Input<number>;
   /**
    * Run Prometheus itself with this scrape config and these rules, on a manager node (Swarm
    * service discovery reads the Docker socket), on the agents' networks. @default none: the
@@ -48,22 +57,11 @@ export function prometheusConfig(scrape: string, scrapeIntervalSeconds: number, 
 }
 
 /**
- * alertmanager.yml from the notificationTargets secret ({"name": "https://..."}): every target is a
- * webhook (a generic receiver, an ntfy topic URL, or a WhatsApp gateway), told when an alert fires
- * and when it resolves. One notification per alert, service and backup type, repeated every 4 h while it lasts.
+ * alertmanager.yml: every alert group goes to the notify relay (which holds the targets, formats
+ * the notice and sends it to ntfy, webhooks and email), when it fires and when it resolves. One
+ * notice per alert, service and backup type, repeated every 4 h while it lasts.
  */
-export function alertmanagerConfig(targetsJson: string): string {
-  let targets: unknown;
-  try {
-    targets = JSON.parse(targetsJson);
-  } catch {
-    throw new Error(`kryonix-dr:notificationTargets is not JSON: set it to {"<name>": "https://..."} with 'pulumi config set --secret kryonix-dr:notificationTargets'.`);
-  }
-  const entries = targets && typeof targets === "object" && !Array.isArray(targets) ? Object.entries(targets as Record<string, unknown>) : [];
-  const bad = entries.filter(([, url]) => typeof url !== "string" || !/^https?:\/\/\S+$/.test(url)).map(([k]) => k);
-  if (entries.length === 0 || bad.length > 0) {
-    throw new Error(`kryonix-dr:notificationTargets must map names to http(s) URLs${bad.length ? `; not a URL: ${bad.join(", ")}` : " (it is empty)"}: e.g. {"oncall": "https://ntfy.example/kryonix-dr"}.`);
-  }
+export function alertmanagerConfig(relayUrl: string): string {
   return [
     "route:",
     "  receiver: kryonix-dr",
@@ -74,10 +72,15 @@ export function alertmanagerConfig(targetsJson: string): string {
     "receivers:",
     "  - name: kryonix-dr",
     "    webhook_configs:",
-    ...entries.map(([, url]) => `      - { url: ${JSON.stringify(url)}, send_resolved: true }`),
+    `      - { url: ${JSON.stringify(relayUrl + NOTIFY_ALERTMANAGER_PATH)}, send_resolved: true, max_alerts: 20 }`,
     "",
   ].join("\n");
 }
+/** Where agents and Alertmanager reach the relay: its Swarm service name on their network. */
+export function notifyRelayUrl(serviceName: string, port: number): string {
+  return `http://${serviceName}:${port}`;
+}
+
 export const PROMETHEUS_RULES_FILE = "/etc/prometheus/rules/kryonix-dr.yml";
 
 export function scrapeConfig(metricsPort: number): string {
@@ -122,7 +125,7 @@ export const DRILL_OVERDUE_SECONDS = 8 * 86_400;
  * first takes one value per service (`max by (service)`): matching raw series on(service) would
  * fail with duplicate series the moment both report, and the rule would stop evaluating.
  */
-export function alertRules(t: { rpoWarningRatio: number; failedRunsPerDay: number; replicationLagSeconds: number }): string {
+export function alertRules(t: { rpoWarningRatio: number; failedRunsPerDay: number; replicationLagSeconds: number; agentDownSeconds?: number }): string {
   const rule = (alert: string, expr: string, severity: string, summary: string, forDuration = "5m") =>
     [`      - alert: ${alert}`, `        expr: ${expr}`, `        for: ${forDuration}`, `        labels: { severity: ${severity} }`, `        annotations: { summary: ${JSON.stringify(summary)} }`].join("\n");
   const one = (metric: string) => `max by (service) (${metric})`;
@@ -146,7 +149,7 @@ export function alertRules(t: { rpoWarningRatio: number; failedRunsPerDay: numbe
     rule("KryonixDrResticRepositoryReplaced", "increase(kdr_restic_repository_failures_total[1d]) > 0", "critical", "{{ $labels.service }}: a restic repository was found unusable and replaced by a new generation (kryonix-dr status shows why)", "0m"),
     // A standby that stopped replaying would make a failover wait for it, or lose what it holds.
     rule("KryonixDrStandbyStuck", "kdr_standby_replay_lag_segments > 0", "warning", "{{ $labels.service }}: the DR standby has not replayed WAL staged 10 min ago (see its follower's log)", "10m"),
-    rule("KryonixDrAgentDown", 'up{job="kryonix-dr"} == 0', "critical", "{{ $labels.service }}: backup agent not answering /metrics"),
+    rule("KryonixDrAgentDown", 'up{job="kryonix-dr"} == 0', "critical", "{{ $labels.service }}: backup agent not answering /metrics", `${t.agentDownSeconds ?? 300}s`),
     "",
   ].join("\n");
 }
@@ -160,6 +163,8 @@ export class Monitoring extends pulumi.ComponentResource {
   /** The Grafana dashboard (JSON, its datasources as variables: the catalog's reader login and Prometheus). */
   public readonly dashboard: string = JSON.stringify(grafanaDashboard(), null, 2);
   public readonly notificationSecretId?: pulumi.Output<string>;
+  /** The notify relay's service, when there are notification targets. */
+  public readonly notifyRelayServiceId?: pulumi.Output<string>;
   /** The Prometheus service, when args.prometheus asked for one. */
   public readonly prometheusServiceId?: pulumi.Output<string>;
 
@@ -170,29 +175,69 @@ export class Monitoring extends pulumi.ComponentResource {
         throw new pulumi.ResourceError(`kryonix-dr:monitoring.rpoWarningRatio is ${ratio}; accepted: a number in (0, 1]`, this);
       }
     });
+    validateInput(args.agentDownSeconds ?? 300, (secs) => {
+      if (!(Number.isInteger(secs) && secs >= 0 && secs <= 86_400)) {
+        throw new pulumi.ResourceError(`kryonix-dr:monitoring.agentDownSeconds is ${secs}; accepted: whole seconds from 0 to 86400`, this);
+      }
+    });
+    if (args.notificationTargets !== undefined) {
+      // Checked at preview, with the key and the fix; a stack file's `secure:` value the local
+      // tooling cannot decrypt arrives as "[secret]" (local/program.ts): nothing to check there.
+      validateInput(args.notificationTargets, (json) => {
+        if (json !== "[secret]") parseNotificationTargets(json);
+      });
+      if (!args.relay) throw new pulumi.ResourceError("internal: notificationTargets without a notify relay to hold them", this);
+    }
     const thresholds = pulumi
-      .all([args.rpoWarningRatio ?? 0.8, args.failedRunsPerDay ?? 1, args.replicationLagSeconds ?? 900])
-      .apply(([rpoWarningRatio, failedRunsPerDay, replicationLagSeconds]) => ({ rpoWarningRatio, failedRunsPerDay, replicationLagSeconds }));
+      .all([args.rpoWarningRatio ?? 0.8, args.failedRunsPerDay ?? 1, args.replicationLagSeconds ?? 900, args.agentDownSeconds ?? 300])
+      .apply(([rpoWarningRatio, failedRunsPerDay, replicationLagSeconds, agentDownSeconds]) => ({ rpoWarningRatio, failedRunsPerDay, replicationLagSeconds, agentDownSeconds }));
     this.scrapeConfig = pulumi.output(args.metricsPort ?? DEFAULT_METRICS_PORT).apply(scrapeConfig);
     this.alertRules = thresholds.apply(alertRules);
     const scrape = new docker.ServiceConfig(`${name}-scrape`, { dataRaw: this.scrapeConfig, labels: dockerLabels({ [LABELS.role]: "monitoring" }) }, { parent: this });
     const rules = new docker.ServiceConfig(`${name}-alert-rules`, { dataRaw: this.alertRules, labels: dockerLabels({ [LABELS.role]: "monitoring" }) }, { parent: this });
-    if (args.notificationTargets !== undefined) {
+    let relayUrl: pulumi.Output<string> | undefined;
+    if (args.notificationTargets !== undefined && args.relay) {
+      const r = args.relay;
       const secret = new docker.Secret(
         `${name}-notification-targets`,
-        { data: base64Secret(args.notificationTargets), labels: dockerLabels({ [LABELS.role]: "monitoring" }) },
+        { data: base64Secret(args.notificationTargets), labels: dockerLabels({ [LABELS.role]: "notify" }) },
         { parent: this },
       );
       this.notificationSecretId = secret.id;
+      const port = pulumi.output(args.metricsPort ?? DEFAULT_METRICS_PORT);
+      relayUrl = port.apply((n) => notifyRelayUrl(r.serviceName, n));
+      const relay = new docker.Service(
+        `${name}-notify`,
+        {
+          name: r.serviceName,
+          labels: dockerLabels({ [LABELS.role]: "notify" }),
+          taskSpec: {
+            containerSpec: {
+              image: r.image,
+              commands: ["node", AGENT_BIN, "notify-relay"],
+              env: { [AGENT_ENV.metricsPort]: port.apply(String) },
+              secrets: [{ secretId: secret.id, secretName: secret.name, fileName: secretFileName(SECRET_FILES.notificationTargets), fileMode: 0o400 }],
+              healthcheck: { tests: ["CMD", "node", AGENT_BIN, "healthz"], interval: "30s", timeout: "10s", retries: 3, startPeriod: "10s" },
+            },
+            networksAdvanceds: pulumi.output(r.networks).apply((ns) => ns.map((n) => ({ id: n }))),
+            placement: { constraints: r.placement ?? [] },
+            restartPolicy: { condition: "any", delay: "5s" },
+          },
+          // Reached by name through DNS: a VIP needs IPVS, which some hosts lack.
+          endpointSpec: { mode: "dnsrr" },
+        },
+        { parent: this },
+      );
+      this.notifyRelayServiceId = relay.id;
     }
     if (args.prometheus) {
       const p = args.prometheus;
-      // Alertmanager, when there is someone to notify: its config holds the targets, so it is a secret.
+      // Alertmanager, when there is someone to notify: it sends every group to the relay.
       let alertmanagerTarget: pulumi.Output<string> | undefined;
-      if (args.notificationTargets !== undefined) {
-        const amConfig = new docker.Secret(
+      if (relayUrl !== undefined) {
+        const amConfig = new docker.ServiceConfig(
           `${name}-alertmanager-config`,
-          { data: base64Secret(pulumi.output(args.notificationTargets).apply(alertmanagerConfig)), labels: dockerLabels({ [LABELS.role]: "monitoring" }) },
+          { dataRaw: relayUrl.apply(alertmanagerConfig), labels: dockerLabels({ [LABELS.role]: "monitoring" }) },
           { parent: this },
         );
         const am = new docker.Service(
@@ -205,7 +250,7 @@ export class Monitoring extends pulumi.ComponentResource {
                 image: p.image,
                 commands: ["prometheus-alertmanager"],
                 args: ["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager", "--cluster.listen-address="],
-                secrets: [{ secretId: amConfig.id, secretName: amConfig.name, fileName: "/etc/alertmanager/alertmanager.yml", fileMode: 0o444 }],
+                configs: [{ configId: amConfig.id, configName: amConfig.name, fileName: "/etc/alertmanager/alertmanager.yml" }],
                 mounts: [{ type: "tmpfs", target: "/alertmanager" }],
               },
               networksAdvanceds: pulumi.output(p.networks).apply((ns) => ns.map((n) => ({ id: n }))),

@@ -63,6 +63,8 @@ export const SECRET_FILES = {
   /** replicate mode: credentials of the replica (DR) bucket's writer. */
   replicaAccessKey: `${SECRET_DIR}/kdr-replica-s3-access-key`,
   replicaSecretKey: `${SECRET_DIR}/kdr-replica-s3-secret-key`,
+  /** notify relay only: who is told (contract/notify.ts); no other container holds it. */
+  notificationTargets: `${SECRET_DIR}/kdr-notification-targets`,
 } as const;
 
 /** Default port of the agent's /healthz and /metrics endpoints. */

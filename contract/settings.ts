@@ -73,6 +73,7 @@ export const SETTINGS = {
   primaryHost: { env: "KDR_PRIMARY_HOST", kind: "text", doc: "standby: host of the primary it stands in for (activate refuses while that answers, unless --force)" },
   followIntervalSeconds: { env: "KDR_FOLLOW_INTERVAL_SECONDS", kind: "seconds", default: 5, doc: "standby follow: seconds between two looks for newly copied WAL" },
   catchUpSeconds: { env: "KDR_CATCH_UP_SECONDS", kind: "seconds", default: 60, doc: "standby activate: how long the standby may take to replay what the region holds before activation refuses" },
+  notifyUrl: { env: "KDR_NOTIFY_URL", kind: "url", doc: "the notify relay (http://<relay>:<port>): agents post events a person must hear of there (a failed backup, the first success after failures, a drill's result); unset: none" },
   recoveryPoint: { env: "KDR_RECOVERY_POINT", kind: "text", doc: "restore jobs: latest, an ISO time, or a backup id" },
 
   pgLogicalDumps: {

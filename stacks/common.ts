@@ -9,7 +9,7 @@ import { AGENT_ENV, SECRET_FILES, agentFlags } from "../contract/index.js";
 import { BackupSidecar } from "../components/backup-sidecar.js";
 import type { BackupStorage, Credentials, StorageService } from "../components/backup-storage.js";
 import { CronJob, type CronJobEntry } from "../components/cron-job.js";
-import { Monitoring } from "../components/monitoring.js";
+import { Monitoring, notifyRelayUrl } from "../components/monitoring.js";
 import { SECRET, type RegionSpec, type Secrets, type ServiceSpec, type Specs } from "./config.js";
 
 /** A MinIO provider for one region; its credentials stay secrets. */
@@ -117,6 +117,7 @@ export function declareSidecars(args: {
         placement: [...specs.sidecar.placement, ...s.placement],
         limits: { cpus: specs.sidecar.cpus, memoryMiB: specs.sidecar.memoryMiB },
         metricsPort: specs.sidecar.metricsPort,
+        notifyUrl: notifyUrl(specs, secrets),
       },
       { dependsOn: args.dependsOn },
     );
@@ -230,7 +231,8 @@ export function declareCrons(args: {
   const { specs, secrets } = args;
   const suffix = args.purposeSuffix ? `-${args.purposeSuffix}` : "";
   const catalog = agentCatalog(specs, secrets);
-  const env = cronEnv(specs, args.region, catalog);
+  const relay = notifyUrl(specs, secrets);
+  const env = { ...cronEnv(specs, args.region, catalog), ...(relay ? { [AGENT_ENV.notifyUrl]: relay } : {}) };
   const restic = specs.services.some((s) => s.engine === "volume") || specs.role === "dr";
   const common = {
     image: specs.images.agent,
@@ -282,6 +284,14 @@ export function declareCrons(args: {
   return { maintenance, drill };
 }
 
+/** The notify relay's Swarm name: agents post events to it, Alertmanager its alerts. */
+export const notifyRelayName = (specs: Specs): string => `${specs.namePrefix}-notify`;
+
+/** KDR_NOTIFY_URL of every agent that reports events, when anyone is to be told. */
+export function notifyUrl(specs: Specs, secrets: Secrets): string | undefined {
+  return secrets.notificationTargets === undefined ? undefined : notifyRelayUrl(notifyRelayName(specs), specs.sidecar.metricsPort);
+}
+
 /** Metrics scraping and alert rules, with thresholds and notification targets from config. */
 export function declareMonitoring(specs: Specs, secrets: Secrets, networks: pulumi.Input<string>[] = specs.sidecar.networks): Monitoring {
   const p = specs.monitoring.prometheus;
@@ -290,7 +300,9 @@ export function declareMonitoring(specs: Specs, secrets: Secrets, networks: pulu
     rpoWarningRatio: specs.monitoring.rpoWarningRatio,
     failedRunsPerDay: specs.monitoring.failedRunsPerDay,
     replicationLagSeconds: specs.monitoring.replicationLagSeconds,
+    agentDownSeconds: specs.monitoring.agentDownSeconds,
     notificationTargets: secrets.notificationTargets,
+    relay: { image: specs.images.agent, serviceName: notifyRelayName(specs), networks, placement: specs.sidecar.placement },
     prometheus: p ? { image: p.image, serviceName: `${specs.namePrefix}-prometheus`, scrapeIntervalSeconds: p.scrapeIntervalSeconds, networks, publishedPort: p.publishedPort } : undefined,
   });
 }

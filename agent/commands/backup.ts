@@ -11,6 +11,7 @@ import { writableRepo, type ActiveRepo } from "../engines/restic-repo.js";
 import type { BackupContext, EngineResult } from "../engines/types.js";
 import { acquireServiceLock } from "../lock.js";
 import { m } from "../metrics.js";
+import { sendEvent } from "../notify.js";
 import type { SealedArtifact } from "../storage/pipeline.js";
 import { fmtBytes, fmtSeconds, log } from "../storage/progress.js";
 import { Storage } from "../storage/s3.js";
@@ -232,6 +233,7 @@ export async function runBackup(
     m.storedBytes.set(labels, storedBytes);
     if (ratio !== null) m.ratio.set(labels, ratio);
     m.lastSuccess.set(labels, Date.now() / 1000);
+    await tellTransition(s, c, backupId, type);
     return {
       backupId,
       service,
@@ -255,6 +257,7 @@ export async function runBackup(
   } catch (e) {
     m.failures.inc({ service, type });
     if (id) await cat.failBackup(c, id, (e as Error).message).catch(() => undefined);
+    if (id) await tellTransition(s, c, id, type, (e as Error).message);
     throw e;
   } finally {
     if (id) inflight.delete(id);
@@ -264,6 +267,26 @@ export async function runBackup(
 }
 
 /** How old an unfinished upload under wal/ must be to count as a dead run's. */
+/**
+ * A person hears of a change, not of every run: the first failure after a success (or of a
+ * service's first run), and the first success after failures. The previous run of the same
+ * service and type, in the catalog, decides; other agents' runs count too. Never throws.
+ */
+async function tellTransition(s: Settings, c: pg.Client, backupId: string, type: string, error?: string): Promise<void> {
+  if (!s.get("notifyUrl")) return;
+  try {
+    const runs = await cat.listBackups(c, { service: s.service, tenantId: s.tenantId, type: type as cat.BackupType, status: ["completed", "failed"], limit: 5 });
+    const prev = runs.find((r) => r.backupId !== backupId);
+    if (error !== undefined && prev?.backupStatus !== "failed") {
+      await sendEvent(s, { event: "backup-failed", service: s.service, type, detail: `backup ${backupId} failed: ${error}` });
+    } else if (error === undefined && prev?.backupStatus === "failed") {
+      await sendEvent(s, { event: "backup-recovered", service: s.service, type, detail: `backup ${backupId} completed; the previous ${type} backup (${prev.backupId}) had failed: ${prev.errorMessage ?? "no error recorded"}` });
+    }
+  } catch (e) {
+    log(`notify: could not read ${s.service}'s previous run to decide on a notice (${(e as Error).message})`);
+  }
+}
+
 export const STALE_WAL_UPLOAD_MS = 3600_000;
 
 /**

@@ -380,6 +380,7 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
     replicationLagSeconds: positive(issues, "monitoring.replicationLagSeconds", raw.monitoring?.replicationLagSeconds, DEFAULTS.monitoring.replicationLagSeconds),
     failedRunsPerDay: positive(issues, "monitoring.failedRunsPerDay", raw.monitoring?.failedRunsPerDay, DEFAULTS.monitoring.failedRunsPerDay),
     rpoWarningRatio: positive(issues, "monitoring.rpoWarningRatio", raw.monitoring?.rpoWarningRatio, DEFAULTS.monitoring.rpoWarningRatio),
+    agentDownSeconds: positive(issues, "monitoring.agentDownSeconds", raw.monitoring?.agentDownSeconds, DEFAULTS.monitoring.agentDownSeconds),
     prometheus: prometheusSpec(issues, raw.monitoring?.prometheus),
   };
 

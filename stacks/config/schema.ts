@@ -32,7 +32,7 @@ export const DEFAULTS = {
   },
   quotaGiB: { critical: 500, important: 200, secondary: 100 } as Record<Tier, number>,
   sidecar: { cpus: 0.5, memoryMiB: 512 },
-  monitoring: { replicationLagSeconds: 900, failedRunsPerDay: 1, rpoWarningRatio: 0.8 },
+  monitoring: { replicationLagSeconds: 900, failedRunsPerDay: 1, rpoWarningRatio: 0.8, agentDownSeconds: 300 },
   replicationIntervalSeconds: TARGET_DEFAULTS.replicationIntervalSeconds,
 } as const;
 
@@ -146,6 +146,8 @@ export interface RawConfig {
     replicationLagSeconds?: number;
     failedRunsPerDay?: number;
     rpoWarningRatio?: number;
+    /** Seconds a sidecar does not answer /metrics before KryonixDrAgentDown fires. */
+    agentDownSeconds?: number;
     /** Run Prometheus with the generated scrape config and rules (local platform; prod may use its own). */
     prometheus?: { image?: string; scrapeIntervalSeconds?: number; publishedPort?: number };
   };
@@ -274,6 +276,7 @@ export interface Specs {
     replicationLagSeconds: number;
     failedRunsPerDay: number;
     rpoWarningRatio: number;
+    agentDownSeconds: number;
     prometheus?: { image: string; scrapeIntervalSeconds: number; publishedPort?: number };
   };
   primaryStack?: string;

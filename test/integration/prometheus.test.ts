@@ -2,10 +2,14 @@
  * Prometheus and Alertmanager on the local platform, as the local stack declares them (Debian's
  * 2.42 and 0.25 in kryonix-dr/prometheus:local): Prometheus finds the sidecars through Swarm
  * service discovery, scrapes them, loads the rule file the program generates, and what it scraped
- * equals the catalog; a backup that fails reaches a webhook (notificationTargets) once, readable.
+ * equals the catalog. Notices reach three real sinks on the host (an ntfy-shaped HTTP endpoint, a
+ * JSON webhook, an SMTP server from npm smtp-server) through the notify relay: a failing backup
+ * (Alertmanager's alert and the agent's own event, each once), the first success after it, and a
+ * stopped sidecar that fires and, when it answers again, clears.
  * Needs `bash scripts/platform-up.sh` first.
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import { SMTPServer } from "smtp-server";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import pg from "pg";
@@ -42,35 +46,94 @@ async function until<T>(what: string, seconds: number, fn: () => Promise<T | und
   }
 }
 
-/** A webhook receiver on the host, where the containers reach it (the gateway address). */
-const received: Array<{ status: string; groupKey: string; alerts: Array<{ status: string; labels: Record<string, string>; annotations: Record<string, string> }> }> = [];
-let sink: Server;
+/** What the sinks on the host received (the containers reach them at the gateway address). */
+interface Received {
+  sink: "ntfy" | "webhook" | "email";
+  title: string;
+  body: string;
+  headers?: IncomingHttpHeaders;
+  json?: { source: string; status: string; severity: string; service: string | null; type: string | null; alertmanager?: { groupKey: string } };
+}
+const received: Received[] = [];
+let web: Server;
+let smtp: SMTPServer;
 const tmp = mkdtempSync(join(tmpdir(), "kdrtest-prom-"));
 
+/** A mail's headers unfolded and its quoted-printable text decoded: enough to read it. */
+function readMail(raw: string): { subject: string; body: string } {
+  const [head, ...rest] = raw.split(/\r?\n\r?\n/);
+  const subject = (head!.replace(/\r?\n[ \t]+/g, " ").match(/^Subject: (.*)$/im)?.[1] ?? "").trim();
+  const body = rest.join("\n\n").replace(/=\r?\n/g, "").replace(/\r\n/g, "\n").replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+  return { subject, body };
+}
+
 beforeAll(async () => {
-  sink = createServer((req, res) => {
+  web = createServer((req, res) => {
     let body = "";
     req.on("data", (d: Buffer) => (body += d.toString()));
     req.on("end", () => {
-      try {
-        received.push(JSON.parse(body));
-      } catch {
-        /* not a notification */
+      if (req.url === "/ntfy/kdr") received.push({ sink: "ntfy", title: String(req.headers.title ?? ""), body, headers: req.headers });
+      if (req.url === "/hook") {
+        const json = JSON.parse(body) as Received["json"] & { title: string; message: string };
+        received.push({ sink: "webhook", title: json.title, body: json.message, json });
       }
       res.end("ok");
     });
   });
-  await new Promise<void>((r) => sink.listen(0, "0.0.0.0", r));
-  const port = (sink.address() as { port: number }).port;
+  await new Promise<void>((r) => web.listen(0, "0.0.0.0", r));
+  smtp = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ["STARTTLS"],
+    onData(stream, _session, cb) {
+      let raw = "";
+      stream.on("data", (d: Buffer) => (raw += d.toString()));
+      stream.on("end", () => {
+        const m = readMail(raw);
+        received.push({ sink: "email", title: m.subject.replace(/^kryonix-dr /, ""), body: m.body });
+        cb();
+      });
+    },
+  });
+  await new Promise<void>((r) => smtp.listen(0, "0.0.0.0", r));
+  const webPort = (web.address() as { port: number }).port;
+  const smtpPort = (smtp.server.address() as { port: number }).port;
+  const gw = platform.gatewayIp;
+  const targets = {
+    oncall: { type: "ntfy", url: `http://${gw}:${webPort}/ntfy/kdr` },
+    gateway: `http://${gw}:${webPort}/hook`,
+    mail: { type: "email", url: `smtp://${gw}:${smtpPort}`, from: "kryonix-dr@example.com", to: ["ops@example.com"] },
+  };
   const config = join(tmp, "config.json");
-  writeFileSync(config, JSON.stringify({ notificationTargets: { value: JSON.stringify({ sink: `http://${platform.gatewayIp}:${port}/hook` }), secret: true } }), { mode: 0o600 });
+  writeFileSync(config, JSON.stringify({ notificationTargets: { value: JSON.stringify(targets), secret: true } }), { mode: 0o600 });
   const d = await runAsync(process.execPath, [CLI, "deploy", "--stack", "local", "--quiet", "--config-file", config], { timeoutMs: 600_000, cwd: ROOT });
   if (d.status !== 0) throw new Error(`deploy of the local stack failed:\n${d.stderr.slice(-3000)}`);
 }, 620_000);
 
+/** The notices whose title matches, per sink. */
+const bySink = (title: RegExp) => {
+  const out: Record<Received["sink"], Received[]> = { ntfy: [], webhook: [], email: [] };
+  for (const r of received) if (title.test(r.title)) out[r.sink].push(r);
+  return out;
+};
+/** Waits until each of the three sinks holds at least one notice whose title matches. */
+const atEverySink = (what: string, title: RegExp, seconds: number) =>
+  until(what, seconds, async () => {
+    const s = bySink(title);
+    return s.ntfy.length && s.webhook.length && s.email.length ? s : undefined;
+  }).catch((e: Error) => {
+    throw new Error(`${e.message}; titles received: ${JSON.stringify(received.map((r) => `${r.sink}: ${r.title}`))}`);
+  });
+
+async function scale(service: string, replicas: number): Promise<void> {
+  const docker = new DockerApi();
+  const svc = await docker.request<any>("GET", `/services/${service}`);
+  await docker.request("POST", `/services/${svc.ID}/update?version=${svc.Version.Index}`, { ...svc.Spec, Mode: { Replicated: { Replicas: replicas } } });
+}
+
 afterAll(async () => {
   await runAsync(process.execPath, [CLI, "destroy", "--stack", "local", "--force", "--quiet"], { timeoutMs: 300_000, cwd: ROOT });
-  sink?.close();
+  web?.close();
+  await new Promise<void>((r) => (smtp ? smtp.close(() => r()) : r()));
   rmSync(tmp, { recursive: true, force: true });
 }, 320_000);
 
@@ -144,22 +207,57 @@ describe("Prometheus declared by the local stack", () => {
   }, 200_000);
 });
 
-describe("Alertmanager declared by the local stack", () => {
-  it("tells the webhook target once, readably, when a backup fails (the protected Redis stopped)", async () => {
-    const docker = new DockerApi();
-    const svc = await docker.request<any>("GET", "/services/kdr-local-redis");
-    await docker.request("POST", `/services/${svc.ID}/update?version=${svc.Version.Index}`, { ...svc.Spec, Mode: { Replicated: { Replicas: 0 } } });
-    const isIt = (a: { labels: Record<string, string> }) => a.labels.alertname === "KryonixDrBackupFailures" && a.labels.service === "redis";
-    const first = await until("the failure notification", 180, async () => received.find((n) => n.status === "firing" && n.alerts.some(isIt)));
-    const alert = first.alerts.find(isIt)!;
-    expect(alert).toMatchObject({ status: "firing", labels: { severity: "warning", service: "redis" }, annotations: { summary: "redis: backup runs failed in the last 24 h" } });
-    // More failed runs follow every 30 s; the person is not told again (repeat every 4 h). Each
-    // schedule (incremental, full) is its own group, so a full that fails too in this window is one
-    // more notice, of its own: no group is notified twice.
+describe("Notices reach ntfy, a webhook and email, through Alertmanager and the notify relay", () => {
+  it("a failing backup (the protected Redis stopped): the alert once per group, and the agent's own event with its error once, at every sink", async () => {
+    await scale("kdr-local-redis", 0);
+    const alert = await atEverySink("the failure alert", /^\[FIRING\] redis: backup runs failed in the last 24 h$/, 180);
+    expect(alert.ntfy[0]!.headers).toMatchObject({ priority: "high", tags: "warning" });
+    expect(alert.ntfy[0]!.body).toMatch(/^Firing \(warning\):\n- redis: backup runs failed in the last 24 h \[(full|incremental)\]: since \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ/);
+    expect(alert.webhook[0]!.json).toMatchObject({ source: "alertmanager", status: "firing", severity: "warning", service: "redis" });
+    expect(alert.email[0]!.body).toContain("redis: backup runs failed in the last 24 h");
+    const event = await atEverySink("the agent's failure event", /^redis: incremental backup failed$/, 120);
+    expect(event.ntfy[0]!.body).toMatch(/^backup [0-9a-f-]{36} failed: .*\nat \d{4}-/);
+    expect(event.webhook[0]!.json).toMatchObject({ source: "agent", status: "backup-failed", severity: "warning", service: "redis", type: "incremental" });
+    // More failed runs follow every 30 s: nobody is told again. Alertmanager repeats a group every
+    // 4 h; the agent tells only the change, and the relay drops a repeat of the same event.
     await new Promise((r) => setTimeout(r, 75_000));
-    const byGroup = new Map<string, string[]>();
-    for (const n of received.filter((x) => x.alerts.some(isIt))) byGroup.set(n.groupKey, [...(byGroup.get(n.groupKey) ?? []), n.status]);
-    expect(byGroup.size).toBeGreaterThan(0);
-    for (const [group, notices] of byGroup) expect(notices, group).toEqual(["firing"]);
+    const alerts = bySink(/^\[FIRING\] redis: backup runs failed/);
+    for (const sink of ["ntfy", "webhook", "email"] as const) {
+      const groups = alerts.webhook.map((n) => n.json!.alertmanager!.groupKey);
+      expect(new Set(groups).size, "one webhook notice per group").toBe(groups.length);
+      // A full that fails in the same minutes is its own group (and its own event): never a repeat.
+      expect(alerts[sink].length, sink).toBe(alerts.webhook.length);
+      const events = bySink(/^redis: (full|incremental) backup failed$/)[sink].map((n) => n.title);
+      expect(new Set(events).size, `${sink}: ${events.join("; ")}`).toBe(events.length);
+    }
+  }, 400_000);
+
+  it("the first backup that succeeds again is told, once, at every sink", async () => {
+    await scale("kdr-local-redis", 1);
+    const back = await atEverySink("the recovery event", /^redis: incremental backups succeed again$/, 180);
+    expect(back.ntfy[0]!.headers).toMatchObject({ priority: "default", tags: "white_check_mark" });
+    expect(back.email[0]!.body).toMatch(/the previous incremental backup \([0-9a-f-]{36}\) had failed: /);
+    await new Promise((r) => setTimeout(r, 35_000));
+    const again = bySink(/^redis: incremental backups succeed again$/);
+    expect([again.ntfy.length, again.webhook.length, again.email.length]).toEqual([1, 1, 1]);
   }, 300_000);
+
+  it("a stopped sidecar (its container paused): the alert fires at every sink, and the resolved notice follows when it answers again", async () => {
+    const docker = new DockerApi();
+    const tasks = await docker.request<any[]>("GET", `/containers/json?filters=${encodeURIComponent(JSON.stringify({ label: ["com.docker.swarm.service.name=kdr-local-files-backup"] }))}`);
+    expect(tasks.length, "the files sidecar's container").toBe(1);
+    const id = tasks[0].Id as string;
+    await docker.request("POST", `/containers/${id}/pause`);
+    try {
+      const down = await atEverySink("the sidecar-down alert", /^\[FIRING\] files: backup agent not answering \/metrics$/, 150);
+      expect(down.ntfy[0]!.headers).toMatchObject({ priority: "urgent", tags: "rotating_light" });
+      expect(down.webhook[0]!.json).toMatchObject({ source: "alertmanager", status: "firing", severity: "critical", service: "files" });
+    } finally {
+      await docker.request("POST", `/containers/${id}/unpause`);
+    }
+    const up = await atEverySink("the resolved notice", /^\[RESOLVED\] files: backup agent not answering \/metrics$/, 180);
+    expect(up.webhook[0]!.json).toMatchObject({ status: "resolved", severity: "info" });
+    expect(up.email[0]!.body).toMatch(/^Resolved:\n- files: backup agent not answering \/metrics: cleared at /m);
+    expect([up.ntfy.length, up.webhook.length, up.email.length]).toEqual([1, 1, 1]);
+  }, 400_000);
 });

@@ -152,6 +152,8 @@ export function one(registrations: Registration[], type: string, name: string): 
 
 /** A recognisable value for each secret, so tests can prove it never appears in plain inputs. */
 export function testSecretValue(key: string): string {
+  // notificationTargets is checked as JSON at preview: a valid one, still recognisable.
+  if (key === "notificationTargets") return JSON.stringify({ test: `https://hooks.example/test-secret-value-of-${key}` });
   return `test-secret-value-of-${key}`;
 }
 

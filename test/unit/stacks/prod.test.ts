@@ -282,6 +282,19 @@ describe("prod: replication, catalog, crons, monitoring", () => {
     expect(isSecret(one(regs, T.secret, "monitoring-notification-targets").inputs.data)).toBe(true);
   });
 
+  it("the notify relay alone holds the targets; every sidecar and cron posts its events to it by name", () => {
+    const relay = one(regs, T.service, "monitoring-notify");
+    expect(relay.inputs.name).toBe("kdr-prod-notify");
+    expect((relay.inputs.taskSpec as { containerSpec: { commands: string[] } }).containerSpec.commands.slice(-1)).toEqual(["notify-relay"]);
+    expect(secretFilesOf(relay).map((x) => x.fileName)).toEqual(["kdr-notification-targets"]);
+    const agents = services().filter((r) => ["sidecar", "cron-maintenance", "cron-drill"].includes(labelsOf(r.inputs)[LABELS.role]!));
+    expect(agents.length).toBe(12);
+    for (const a of agents) {
+      expect(envOf(a)[AGENT_ENV.notifyUrl], a.name).toBe("http://kdr-prod-notify:9469");
+      expect(secretFilesOf(a).map((x) => x.fileName), a.name).not.toContain("kdr-notification-targets");
+    }
+  });
+
   it("exports the same scrape config and rule file as outputs, for a Prometheus the platform already runs", async () => {
     const m = outputs.monitoring as { scrapeConfig: pulumi.Output<string>; alertRules: pulumi.Output<string> };
     expect(await promiseOf(m.scrapeConfig)).toBe(one(regs, "docker:index/serviceConfig:ServiceConfig", "monitoring-scrape").inputs.dataRaw);
