@@ -171,13 +171,13 @@ function checkSupported(planned: PlannedResource[]): void {
 }
 
 /** Plans the same program with the same config in a fresh process (config passed in a 0600 temp file). */
-async function planFirst(stack: string, projectDir: string, config: RunOptions["config"]): Promise<PlannedResource[]> {
-  if (!config) return planInChildProcess(stack, projectDir);
+async function planFirst(stack: string, projectDir: string, config: RunOptions["config"], deploymentsDir: string): Promise<PlannedResource[]> {
+  if (!config) return planInChildProcess(stack, projectDir, undefined, deploymentsDir);
   const dir = mkdtempSync(join(tmpdir(), "kdr-plan-"));
   const file = join(dir, "config.json");
   try {
     writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
-    return await planInChildProcess(stack, projectDir, file);
+    return await planInChildProcess(stack, projectDir, file, deploymentsDir);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -252,7 +252,7 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
   // only by what this deployment gives (`pulumi config set` and then `pulumi up`).
   const overrides = updating && existing!.config ? { ...existing!.config, ...(opts.config ?? {}) } : opts.config;
   const { project, config } = loadStackConfig(projectDir, opts.stack, overrides);
-  const planned = await planFirst(opts.stack, projectDir, overrides);
+  const planned = await planFirst(opts.stack, projectDir, overrides, dir);
   checkSupported(planned);
   log(`planned ${planned.filter((p) => p.custom).length} resources`);
   const state: DeploymentState = {

@@ -46,12 +46,14 @@ export function toPlanned(registrations: Registration[]): PlannedResource[] {
  * plan runs the same code paths as a deployment), and a StackReference with the referenced
  * stack's planned outputs (from a child plan of that stack).
  */
-export function planHandler(projectDir: string | undefined): ResourceHandler {
+export function planHandler(projectDir: string | undefined, deployedOutputs?: (stack: string) => Record<string, unknown> | undefined): ResourceHandler {
   return {
     async create(r) {
       if (r.type === "pulumi:pulumi:StackReference") {
         const ref = String(r.inputs.name ?? r.readId ?? r.name).split("/").pop()!;
-        const outputs = await planOutputsInChildProcess(ref, projectDir);
+        // A deployment's plan reads what the deployment will read: the referenced stack's deployed
+        // outputs, when it is deployed (and saves planning that stack in one more process).
+        const outputs = deployedOutputs?.(ref) ?? (await planOutputsInChildProcess(ref, projectDir));
         return { id: String(r.inputs.name ?? r.name), state: { name: r.inputs.name, outputs, secretOutputNames: [] } };
       }
       if (r.type.startsWith("pulumi:providers:")) return { id: `${r.name}-provider` };
@@ -62,8 +64,11 @@ export function planHandler(projectDir: string | undefined): ResourceHandler {
 }
 
 /** Plans in this process (one program per process: see runStackProgram). */
-export async function planInProcess(opts: Omit<RunOptions, "handler">): Promise<{ resources: PlannedResource[]; outputs: Record<string, unknown> }> {
-  const { registrations, outputs } = await runStackProgram({ ...opts, handler: planHandler(opts.projectDir) });
+export async function planInProcess(
+  opts: Omit<RunOptions, "handler"> & { deployedOutputs?: (stack: string) => Record<string, unknown> | undefined },
+): Promise<{ resources: PlannedResource[]; outputs: Record<string, unknown> }> {
+  const { deployedOutputs, ...run } = opts;
+  const { registrations, outputs } = await runStackProgram({ ...run, handler: planHandler(opts.projectDir, deployedOutputs) });
   return { resources: toPlanned(registrations), outputs };
 }
 
@@ -78,13 +83,14 @@ const BIN = resolve(__dirname, "..", "bin", "kryonix-dr.mjs");
  * Plans in a fresh process (`kryonix-dr plan --json`), for callers that already ran a program or
  * will run another. Rejects with the plan's own error message on failure.
  */
-export async function planInChildProcess(stack: string, projectDir?: string, configFile?: string): Promise<PlannedResource[]> {
+export async function planInChildProcess(stack: string, projectDir?: string, configFile?: string, deploymentsDir?: string): Promise<PlannedResource[]> {
   return (await runPlanChild([
     "--stack",
     stack,
     "--json",
     ...(projectDir ? ["--project-dir", projectDir] : []),
     ...(configFile ? ["--config-file", configFile] : []),
+    ...(deploymentsDir ? ["--deployments-dir", deploymentsDir] : []),
   ])) as PlannedResource[];
 }
 

@@ -7,9 +7,10 @@ import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseFlags, required, type Command } from "../command.js";
 import { planInProcess, type PlannedResource } from "../../local/plan.js";
+import { readState } from "../../local/deployer.js";
 import { readConfigFile } from "../config-file.js";
 
-const USAGE = `Usage: kryonix-dr plan --stack <name> [--json | --outputs] [--policy] [--config-file <file.json>] [--project-dir <dir>]
+const USAGE = `Usage: kryonix-dr plan --stack <name> [--json | --outputs] [--policy] [--config-file <file.json>] [--project-dir <dir>] [--deployments-dir <dir>]
 
 Runs the stack's program in-process under Pulumi mocks with Pulumi.<name>.yaml and prints every
 declared resource. Secret inputs are shown as "[secret]"; values only a provider computes (generated names, keys) are placeholders.
@@ -19,6 +20,8 @@ declared resource. Secret inputs are shown as "[secret]"; values only a provider
   --policy              also evaluate the policies (policies/evaluate.ts); exit 1 on a mandatory violation
   --config-file <file>  config overriding the stack file: {"key": {"value": ..., "secret": true}}
   --project-dir <dir>   directory holding Pulumi.yaml (default: this repository)
+  --deployments-dir <dir>  a StackReference to a stack deployed there reads its deployed outputs (what
+                        a deployment reads) instead of planning that stack too
 Exit status: 0 planned, 1 the program or its config failed (the message says which key and how to fix it), 2 usage.`;
 
 interface Violation {
@@ -63,11 +66,20 @@ export const command: Command = {
       outputs: { type: "boolean" },
       "config-file": { type: "string" },
       "project-dir": { type: "string" },
+      "deployments-dir": { type: "string" },
     });
     const stack = required(values.stack, "stack");
     const projectDir = resolve(values["project-dir"] ?? join(__dirname, "..", ".."));
     const config = values["config-file"] ? readConfigFile(values["config-file"]) : undefined;
-    const { resources, outputs } = await planInProcess({ stack, projectDir, config });
+    // A deployment plans first: a StackReference then reads the other stack's deployed outputs.
+    const deployments = values["deployments-dir"];
+    const deployedOutputs = deployments
+      ? (ref: string) => {
+          const st = readState(ref, deployments);
+          return st?.status === "deployed" ? st.outputs : undefined;
+        }
+      : undefined;
+    const { resources, outputs } = await planInProcess({ stack, projectDir, config, deployedOutputs });
     if (values.outputs) {
       process.stdout.write(`${JSON.stringify(outputs, null, 2)}\n`);
       return 0;

@@ -123,24 +123,24 @@ async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>): Pro
 
 /**
  * The loss of the primary region: its services killed at once (SIGKILL, no shutdown), which is
- * the moment returned; then removed with their sidecars, and its S3 server stopped.
+ * the moment returned, and removed (so Swarm does not restart them); its S3 server is stopped and
+ * the sidecars removed from that moment on, in `rest`, while the operator fails over (in a real
+ * loss nothing waits for the simulation to finish; the caller awaits `rest` before judging).
  */
-async function loseThePrimaryRegion(run: DrillRun): Promise<number> {
+async function loseThePrimaryRegion(run: DrillRun): Promise<{ lostAt: number; rest: Promise<void> }> {
   const names = run.services.map((s) => `${run.prefix}-${s.name}`);
   const containers = (await Promise.all(names.map((n) => serviceContainers(n)))).flat();
+  const sidecars = (await stackServices(LOCAL_STACK)).filter((s) => s.labels[LABELS.role] === "sidecar" && run.services.some((x) => x.name === s.labels[LABELS.protects])).map((s) => s.name);
   await Promise.all(containers.map((c) => docker.request("POST", `/containers/${c.Id}/kill?signal=KILL`).catch(() => undefined)));
   const lostAt = Date.now();
   run.log(`  killed ${names.join(", ")} at ${iso(lostAt)}`);
-  for (const name of names) {
-    await removeService(name);
-    run.log(`  removed ${name}`);
-  }
-  for (const s of await stackServices(LOCAL_STACK)) {
-    if (s.labels[LABELS.role] === "sidecar" && run.services.some((x) => x.name === s.labels[LABELS.protects])) await removeService(s.name);
-  }
-  await setRegion("stop", "primary", run.projectDir, run.log);
-  run.log("  stopped the primary S3 region");
-  return lostAt;
+  const rest = Promise.all([
+    setRegion("stop", "primary", run.projectDir, run.log).then(() => run.log("  stopped the primary S3 region")),
+    ...sidecars.map((name) => removeService(name)),
+  ]).then(() => undefined);
+  rest.catch(() => undefined);
+  await Promise.all(names.map((name) => removeService(name).then(() => run.log(`  removed ${name}`))));
+  return { lostAt, rest };
 }
 
 /** Judges what the promoted service holds against what was acknowledged. */
@@ -210,9 +210,10 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
       log(`  refused, nothing moved: ${/the primary still answers \([^)]*\)/.exec(refused)?.[0] ?? "the primary still answers"}`);
     });
     let lostAt = 0;
-    await run.phase("disaster: lose the primary region (services killed, S3 server stopped)", async () => {
+    let regionGone: Promise<void> = Promise.resolve();
+    await run.phase("disaster: lose the primary region (services killed and removed; its S3 server and sidecars go meanwhile)", async () => {
       regionStopped = true;
-      lostAt = await loseThePrimaryRegion(run);
+      ({ lostAt, rest: regionGone } = await loseThePrimaryRegion(run));
     });
     await run.phase(`fail over: deploy ${LOCAL_DR_STACK} with kryonix-dr:active true`, () => deployInChild(LOCAL_DR_STACK, run.projectDir, run.stateDir, drillDrConfig(run, true), log));
     const failoverSeconds = new Map<string, number | null>();
@@ -237,6 +238,7 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
       }
       await sleep(5000);
     });
+    await run.phase("the rest of the primary region gone (S3 server stopped, sidecars removed)", () => regionGone);
     const written = new Map<string, WriterStats>();
     for (const [name, w] of writers) written.set(name, await w.stop());
 

@@ -56,6 +56,7 @@ describe("kryonix-dr drill --disaster failover (real Swarm, both RGW regions, Po
       "disaster: lose the primary region",
       `fail over: deploy ${LOCAL_DR_STACK} with kryonix-dr:active true`,
       "writes resume through the same names",
+      "the rest of the primary region gone",
       "verify the promoted services",
       "the DR sidecars' first backups of the promoted services, verified",
       "bring the primary region back",
