@@ -6,11 +6,11 @@
  * whose --help runs. The scripts themselves run against the local platform in
  * test/integration/ci-scripts.test.ts and drill.test.ts.
  */
-import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import yaml from "js-yaml";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+import { runAsync } from "../support/spawn.js";
 
 const ROOT = join(__dirname, "..", "..");
 const WORKFLOWS = join(ROOT, ".github", "workflows");
@@ -33,8 +33,8 @@ describe("the workflows", () => {
     expect(files.sort()).toEqual(["deploy.yml", "drift.yml", "drill.yml", "failover.yml", "pull-request.yml", "recovery.yml"]);
   });
 
-  it.each(files)("%s passes GitHub's workflow schema (action-validator)", (f) => {
-    const r = spawnSync(process.execPath, [join(ROOT, "node_modules", "@action-validator", "cli", "cli.mjs"), join(WORKFLOWS, f)], { encoding: "utf8" });
+  it.each(files)("%s passes GitHub's workflow schema (action-validator)", async (f) => {
+    const r = await runAsync(process.execPath, [join(ROOT, "node_modules", "@action-validator", "cli", "cli.mjs"), join(WORKFLOWS, f)], { timeoutMs: 120_000 });
     expect(r.status, r.stdout + r.stderr).toBe(0);
   });
 
@@ -106,42 +106,45 @@ describe("the workflows", () => {
 });
 
 describe("the scripts in scripts/ci", () => {
+  // Awaited, never spawnSync: a test of many synchronous runs blocks this worker's RPC with
+  // vitest, which times out under load.
+  vi.setConfig({ testTimeout: 240_000 });
   const ci = (args: string[], env: NodeJS.ProcessEnv = {}) =>
-    spawnSync("bash", args, { cwd: ROOT, encoding: "utf8", env: { ...process.env, GITHUB_STEP_SUMMARY: "", ...env } });
+    runAsync("bash", args, { cwd: ROOT, timeoutMs: 120_000, env: { ...process.env, GITHUB_STEP_SUMMARY: "", ...env } });
 
-  it("confirm.sh refuses anything but the stack's name and changes nothing", () => {
-    const bad = ci(["scripts/ci/confirm.sh", "recovery", "recovry"]);
+  it("confirm.sh refuses anything but the stack's name and changes nothing", async () => {
+    const bad = await ci(["scripts/ci/confirm.sh", "recovery", "recovry"]);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toContain("FAILED: the confirmation 'recovry' is not the stack name 'recovery': nothing was changed");
     expect(bad.stderr).toContain("to do:  run the workflow again and type recovery in the confirm field");
-    const good = ci(["scripts/ci/confirm.sh", "recovery", "recovery"]);
+    const good = await ci(["scripts/ci/confirm.sh", "recovery", "recovery"]);
     expect(good.status).toBe(0);
     expect(good.stdout).toBe("confirmed: recovery\n");
   });
 
-  it("refuse a bad stack name, an unknown engine and a missing pulumi CLI with the fix (exit 2)", () => {
-    const name = ci(["scripts/ci/drift.sh", "prod; rm -rf /"]);
+  it("refuse a bad stack name, an unknown engine and a missing pulumi CLI with the fix (exit 2)", async () => {
+    const name = await ci(["scripts/ci/drift.sh", "prod; rm -rf /"]);
     expect(name.status).toBe(2);
     expect(name.stderr).toContain("is not a stack name");
-    const engine = ci(["scripts/ci/drift.sh", "prod"], { KDR_CI_ENGINE: "terraform" });
+    const engine = await ci(["scripts/ci/drift.sh", "prod"], { KDR_CI_ENGINE: "terraform" });
     expect(engine.status).toBe(2);
     expect(engine.stderr).toContain("KDR_CI_ENGINE='terraform' is not an engine");
-    const cliMissing = ci(["scripts/ci/deploy.sh", "prod"], { KDR_CI_ENGINE: "pulumi", PATH: "/usr/bin:/bin" });
+    const cliMissing = await ci(["scripts/ci/deploy.sh", "prod"], { KDR_CI_ENGINE: "pulumi", PATH: "/usr/bin:/bin" });
     expect(cliMissing.status).toBe(2);
     expect(cliMissing.stderr).toContain("the pulumi CLI is not on PATH");
   });
 
-  it("failover.sh names a bad input before touching anything", () => {
-    const r = ci(["scripts/ci/failover.sh", "--force", "yes"]);
+  it("failover.sh names a bad input before touching anything", async () => {
+    const r = await ci(["scripts/ci/failover.sh", "--force", "yes"]);
     expect(r.status).toBe(2);
     expect(r.stderr).toContain("FAILED: --force 'yes' is not true or false");
-    expect(ci(["scripts/ci/failover.sh", "--stack", "no good"]).stderr).toContain("'no good' is not a stack name");
+    expect((await ci(["scripts/ci/failover.sh", "--stack", "no good"])).stderr).toContain("'no good' is not a stack name");
   });
 
-  it("recover.sh names a missing or bad input before touching anything", () => {
-    expect(ci(["scripts/ci/recover.sh"]).stderr).toContain("FAILED: no --point");
-    expect(ci(["scripts/ci/recover.sh", "--point", "latest", "--source-region", "mars"]).stderr).toContain("--source-region 'mars' is not a region");
-    expect(ci(["scripts/ci/recover.sh", "--point", "latest", "--catalog", "guess"]).status).toBe(2);
+  it("recover.sh names a missing or bad input before touching anything", async () => {
+    expect((await ci(["scripts/ci/recover.sh"])).stderr).toContain("FAILED: no --point");
+    expect((await ci(["scripts/ci/recover.sh", "--point", "latest", "--source-region", "mars"])).stderr).toContain("--source-region 'mars' is not a region");
+    expect((await ci(["scripts/ci/recover.sh", "--point", "latest", "--catalog", "guess"])).status).toBe(2);
   });
 });
 
@@ -159,14 +162,14 @@ describe("every command the README and the runbooks quote", () => {
     expect(scripts.length).toBeGreaterThan(1);
   });
 
-  it.each(cliCommands)("kryonix-dr %s --help runs", (cmd) => {
-    const r = spawnSync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), cmd, "--help"], { encoding: "utf8", timeout: 60_000 });
+  it.each(cliCommands)("kryonix-dr %s --help runs", async (cmd) => {
+    const r = await runAsync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), cmd, "--help"], { timeoutMs: 120_000 });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^Usage: kryonix-dr ${cmd}`));
   });
 
-  it("every kdr-agent command quoted is one the agent lists in its --help", () => {
-    const r = spawnSync(process.execPath, ["--import", "tsx", join(ROOT, "agent", "cli.ts"), "--help"], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+  it("every kdr-agent command quoted is one the agent lists in its --help", async () => {
+    const r = await runAsync(process.execPath, ["--import", "tsx", join(ROOT, "agent", "cli.ts"), "--help"], { cwd: ROOT, timeoutMs: 120_000 });
     expect(r.status, r.stderr).toBe(0);
     const listed = new Set([...r.stdout.matchAll(/^ {2}([a-z]+)\b/gm)].map((m) => m[1]!));
     expect(agentCommands.filter((c) => !listed.has(c))).toEqual([]);

@@ -4,10 +4,10 @@
  * the agent's own parser and checks, value for value; the table is consistent with itself; and
  * no KDR_ name is spelled in the product's source outside contract/.
  */
-import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { runAsync } from "../support/spawn.js";
 import { AGENT_ENV, SETTINGS, agentFlags, flagName, type SettingDef, type SettingKey } from "../../contract/index.js";
 import { parseArgs, Settings, settingProblem } from "../../agent/config.js";
 
@@ -26,9 +26,11 @@ interface Container {
 
 const containers: Container[] = [];
 
-beforeAll(() => {
+// Each plan is awaited: a synchronous spawn blocks this worker's RPC with vitest, which times out under load.
+beforeAll(async () => {
   for (const stack of STACKS) {
-    const r = spawnSync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), "plan", "--stack", stack, "--json"], { cwd: ROOT, encoding: "utf8", timeout: 120_000, maxBuffer: 64 * 1024 * 1024 });
+    const r = await runAsync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), "plan", "--stack", stack, "--json"], { cwd: ROOT, timeoutMs: 180_000 });
+    if (r.status !== 0) throw new Error(`plan --stack ${stack} failed (exit ${r.status}):\n${r.stderr.slice(-3000)}`);
     const plan = JSON.parse(r.stdout) as Array<{ type: string; name: string; inputs: Record<string, unknown> }>;
     for (const res of plan) {
       let env: Record<string, string> | undefined;
@@ -48,7 +50,7 @@ beforeAll(() => {
       containers.push({ stack, name: res.name, env, argvs });
     }
   }
-}, 300_000);
+}, 720_000);
 
 describe("every generated container's settings round-trip through the agent's parser", () => {
   it("finds the agent containers of all four stacks", () => {

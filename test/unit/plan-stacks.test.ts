@@ -3,17 +3,21 @@
  * process as a user runs it: it succeeds, lists the graph with parents, and never prints a
  * credential. The graph's contents are asserted by the stacks' own tests; this checks the plan.
  */
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { runAsync } from "../support/spawn.js";
 
 const ROOT = join(__dirname, "..", "..");
 type Planned = { type: string; name: string; urn: string; custom: boolean; inputs: Record<string, any>; parent?: string; provider?: string };
 
-function plan(...args: string[]) {
-  const r = spawnSync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), "plan", ...args], { encoding: "utf8", timeout: 180_000, maxBuffer: 64 << 20 });
+// Each plan is a CLI process, awaited (a synchronous spawn blocks this worker's RPC with vitest,
+// which times out under load); on a loaded machine one takes over a minute.
+vi.setConfig({ testTimeout: 240_000, hookTimeout: 240_000 });
+
+async function plan(...args: string[]) {
+  const r = await runAsync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), "plan", ...args], { timeoutMs: 180_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -21,11 +25,15 @@ const tmp = mkdtempSync(join(tmpdir(), "kdrtest-plan-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe.each(["prod", "dr", "recovery", "local"])("plan --stack %s --json", (stack) => {
-  const r = plan("--stack", stack, "--json");
-  const resources = r.code === 0 ? (JSON.parse(r.stdout) as Planned[]) : [];
+  let r!: Awaited<ReturnType<typeof plan>>;
+  let resources: Planned[] = [];
+  beforeAll(async () => {
+    r = await plan("--stack", stack, "--json");
+    resources = r.code === 0 ? (JSON.parse(r.stdout) as Planned[]) : [];
+  });
   const stackFile = readFileSync(join(ROOT, `Pulumi.${stack}.yaml`), "utf8");
 
-  it("succeeds and lists custom resources under their components", () => {
+  it("succeeds and lists custom resources under their components", async () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(resources.filter((x) => x.custom).length).toBeGreaterThan(5);
@@ -38,7 +46,7 @@ describe.each(["prod", "dr", "recovery", "local"])("plan --stack %s --json", (st
     expect(resources.some((x) => x.custom && x.parent !== undefined)).toBe(true);
   });
 
-  it("prints no credential: secret inputs are [secret], secure: values never appear", () => {
+  it("prints no credential: secret inputs are [secret], secure: values never appear", async () => {
     for (const m of stackFile.matchAll(/secure:\s*([^\s}]+)/g)) expect(r.stdout).not.toContain(m[1]!);
     for (const x of resources) {
       if (x.type === "docker:index/secret:Secret") expect(x.inputs.data, `${x.name}.data`).toBe("[secret]");
@@ -59,8 +67,8 @@ describe.each(["prod", "dr", "recovery", "local"])("plan --stack %s --json", (st
 });
 
 describe("plan of the dr stack", () => {
-  it("resolves its StackReference from a plan of the primary stack", () => {
-    const r = plan("--stack", "dr", "--json");
+  it("resolves its StackReference from a plan of the primary stack", async () => {
+    const r = await plan("--stack", "dr", "--json");
     const resources = JSON.parse(r.stdout) as Planned[];
     const ref = resources.find((x) => x.type === "pulumi:pulumi:StackReference");
     expect(ref?.inputs.name).toMatch(/\/prod$/);
@@ -68,20 +76,20 @@ describe("plan of the dr stack", () => {
 });
 
 describe("plan of a real stack with bad config", () => {
-  it("exits 1 with the stack's validation message naming the key and the fix", () => {
+  it("exits 1 with the stack's validation message naming the key and the fix", async () => {
     const file = join(tmp, "bad.json");
     writeFileSync(file, JSON.stringify({ services: { value: [{ name: "pg", engine: "postgres", tier: "critical" }, { name: "pg", engine: "postgres", tier: "critical" }] } }));
-    const r = plan("--stack", "local", "--json", "--config-file", file);
+    const r = await plan("--stack", "local", "--json", "--config-file", file);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe("");
     expect(r.stderr).toContain("kryonix-dr:services[1].name: duplicate service name \"pg\"");
     expect(r.stderr).toContain("rename or remove one");
   });
 
-  it("rejects a malformed --config-file with usage", () => {
+  it("rejects a malformed --config-file with usage", async () => {
     const file = join(tmp, "malformed.json");
     writeFileSync(file, JSON.stringify({ services: [1, 2] }));
-    const r = plan("--stack", "local", "--config-file", file);
+    const r = await plan("--stack", "local", "--config-file", file);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`entry 'services' must be {"value": ..., "secret": bool}`);
   });

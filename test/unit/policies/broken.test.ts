@@ -5,11 +5,11 @@
  * program (@pulumi/docker and @pulumi/minio resources) through `kryonix-dr plan --policy`, the
  * command users run, which must exit non-zero.
  */
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
+import { runAsync } from "../../support/spawn.js";
 import { AGENT_ENV, LABELS } from "../../../contract/index.js";
 import { evaluatePolicies, hasMandatory } from "../../../policies/evaluate.js";
 import { compliantPlan, containerSpec, copy, envOf, find, T, without } from "./fixtures.js";
@@ -60,6 +60,8 @@ describe("broken plans (component-shaped)", () => {
 });
 
 describe("broken program through `kryonix-dr plan --policy`", () => {
+  // A plan is a CLI process; on a loaded machine one takes over a minute.
+  vi.setConfig({ testTimeout: 240_000 });
   const dirs: string[] = [];
   afterAll(() => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
@@ -77,12 +79,9 @@ describe("broken program through `kryonix-dr plan --policy`", () => {
     return dir;
   }
 
-  function plan(dir: string): { status: number | null; stdout: string; stderr: string } {
-    const r = spawnSync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), "plan", "--stack", "broken", "--policy", "--project-dir", dir], {
-      encoding: "utf8",
-      timeout: 120_000,
-    });
-    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  /** Awaited: a synchronous spawn blocks this worker's RPC with vitest, which times out under load. */
+  function plan(dir: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+    return runAsync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), "plan", "--stack", "broken", "--policy", "--project-dir", dir], { timeoutMs: 180_000 });
   }
 
   const program = (envValue: string) => `
@@ -105,8 +104,8 @@ new minio.S3BucketVersioning("backups-versioning", { bucket: bucket.bucket, vers
 new minio.IlmPolicy("backups-lifecycle", { bucket: bucket.bucket, rules: [{ id: "full", filter: "full/", expiration: "30d" }] });
 `;
 
-  it("fails with one message per problem, each naming the resource and the fix", () => {
-    const r = plan(project(program(`"plain-key-value"`)));
+  it("fails with one message per problem, each naming the resource and the fix", async () => {
+    const r = await plan(project(program(`"plain-key-value"`)));
     expect(r.stderr).toBe("");
     expect(r.status).toBe(1);
     const lines = r.stdout.split("\n").filter((l) => l.startsWith("[mandatory]"));
@@ -124,8 +123,8 @@ new minio.IlmPolicy("backups-lifecycle", { bucket: bucket.bucket, rules: [{ id: 
     expect(r.stdout).toContain("policies: 4 violation(s), 4 mandatory");
   });
 
-  it("counts a pulumi.secret() env value as a secret", () => {
-    const r = plan(project(program(`pulumi.secret("plain-key-value")`)));
+  it("counts a pulumi.secret() env value as a secret", async () => {
+    const r = await plan(project(program(`pulumi.secret("plain-key-value")`)));
     expect(r.status).toBe(1);
     expect(r.stdout).not.toContain("no-plaintext-credentials");
     expect(r.stdout).toContain("policies: 3 violation(s), 3 mandatory");

@@ -4,9 +4,9 @@
  * Pulumi.<s>.yaml). And the pass is not vacuous: the pack sees every sidecar, bucket and
  * sidecar user of those plans, and breaking one of them in the real plan is caught.
  */
-import { spawnSync } from "node:child_process";
 import { join, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { runAsync } from "../../support/spawn.js";
 import { AGENT_ENV } from "../../../contract/index.js";
 import { evaluatePolicies, type PlannedResource } from "../../../policies/evaluate.js";
 import { buckets, defaultRetentions, protections, services, TYPES } from "../../../policies/model.js";
@@ -16,14 +16,10 @@ const STACKS = ["prod", "dr", "recovery", "local"] as const;
 const plans: Record<string, PlannedResource[]> = {};
 const verdicts: Record<string, { status: number | null; stderr: string }> = {};
 
-beforeAll(() => {
+// Each plan is awaited: a synchronous spawn blocks this worker's RPC with vitest, which times out under load.
+beforeAll(async () => {
   for (const stack of STACKS) {
-    const r = spawnSync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), "plan", "--stack", stack, "--json", "--policy"], {
-      cwd: ROOT,
-      encoding: "utf8",
-      timeout: 120_000,
-      maxBuffer: 64 * 1024 * 1024,
-    });
+    const r = await runAsync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), "plan", "--stack", stack, "--json", "--policy"], { cwd: ROOT, timeoutMs: 180_000 });
     verdicts[stack] = { status: r.status, stderr: r.stderr };
     try {
       plans[stack] = JSON.parse(r.stdout) as PlannedResource[];
@@ -31,7 +27,7 @@ beforeAll(() => {
       throw new Error(`kryonix-dr plan --stack ${stack} printed no JSON (exit ${r.status}): ${r.stderr}`);
     }
   }
-});
+}, 720_000);
 
 function sidecarEnv(r: PlannedResource): Record<string, unknown> {
   return ((r.inputs.taskSpec as Record<string, unknown>).containerSpec as Record<string, unknown>).env as Record<string, unknown>;

@@ -3,21 +3,25 @@
  * program run as a user runs it, the primary stack planned for its StackReference): what runs in
  * each state, what waits for the promotion, and the config that is refused.
  */
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { runAsync } from "../../support/spawn.js";
 import { AGENT_ENV, LABELS } from "../../../contract/index.js";
 
 const ROOT = join(__dirname, "..", "..", "..");
 type Planned = { type: string; name: string; custom: boolean; inputs: any; dependsOn?: string[] };
 
-function plan(stack: string, config: Record<string, unknown> = {}): { code: number | null; resources: Planned[]; stderr: string } {
+// Each plan is a CLI process, awaited (a synchronous spawn blocks this worker's RPC with vitest,
+// which times out under load); on a loaded machine one takes over a minute.
+vi.setConfig({ testTimeout: 240_000, hookTimeout: 240_000 });
+
+async function plan(stack: string, config: Record<string, unknown> = {}): Promise<{ code: number | null; resources: Planned[]; stderr: string }> {
   const dir = mkdtempSync(join(tmpdir(), "kdr-dr-plan-"));
   const file = join(dir, "config.json");
   writeFileSync(file, JSON.stringify(Object.fromEntries(Object.entries(config).map(([k, v]) => [k, { value: v }]))));
-  const r = spawnSync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), "plan", "--stack", stack, "--json", "--policy", "--config-file", file], { encoding: "utf8", timeout: 180_000 });
+  const r = await runAsync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), "plan", "--stack", stack, "--json", "--policy", "--config-file", file], { timeoutMs: 180_000 });
   return { code: r.status, resources: r.status === 0 ? (JSON.parse(r.stdout) as Planned[]) : [], stderr: r.stderr };
 }
 const labels = (p: Planned): Record<string, string> => Object.fromEntries(((p.inputs.labels ?? []) as Array<{ label: string; value: string }>).map((l) => [l.label, l.value]));
@@ -27,13 +31,16 @@ const byService = (ps: Planned[], name: string) => services(ps).find((p) => p.in
 const envOf = (p: Planned): Record<string, string> => p.inputs.taskSpec.containerSpec.env;
 
 describe("dr stack, inactive (kryonix-dr:active false): warm standbys follow the primary", () => {
-  const r = plan("dr");
-  it("plans, and the policies pass", () => {
+  let r!: Awaited<ReturnType<typeof plan>>;
+  beforeAll(async () => {
+    r = await plan("dr");
+  });
+  it("plans, and the policies pass", async () => {
     expect(r.stderr).toContain("policies: 0 violation(s)");
     expect(r.code).toBe(0);
   });
 
-  it("seeds each PostgreSQL standby once from the DR copies, and follows the archived WAL", () => {
+  it("seeds each PostgreSQL standby once from the DR copies, and follows the archived WAL", async () => {
     expect(containers(r.resources).map((c) => c.name).sort()).toEqual(["standby-postgresql-seed", "standby-timescaledb-seed"]);
     const seed = containers(r.resources).find((c) => c.name === "standby-postgresql-seed")!;
     expect(seed.inputs.command).toEqual(["standby", "seed", "--target", "/var/lib/postgresql/data"]);
@@ -54,7 +61,7 @@ describe("dr stack, inactive (kryonix-dr:active false): warm standbys follow the
     ]);
   });
 
-  it("runs the standbys without the stable names, and Redis as a replica of the primary", () => {
+  it("runs the standbys without the stable names, and Redis as a replica of the primary", async () => {
     for (const n of ["postgresql", "timescaledb", "redis"]) {
       const s = byService(r.resources, `kdr-dr-${n}`);
       expect(labels(s)[LABELS.role]).toBe("standby");
@@ -63,7 +70,7 @@ describe("dr stack, inactive (kryonix-dr:active false): warm standbys follow the
     expect(byService(r.resources, "kdr-dr-redis").inputs.taskSpec.containerSpec.args).toEqual(["--replicaof", "redis.primary.kryonix.internal", "6379"]);
   });
 
-  it("declares no promotion, no sidecars of its own and no verification of new backups while inactive", () => {
+  it("declares no promotion, no sidecars of its own and no verification of new backups while inactive", async () => {
     expect(containers(r.resources).filter((c) => c.name.endsWith("-activate"))).toEqual([]);
     expect(services(r.resources).filter((s) => labels(s)[LABELS.role] === "sidecar")).toEqual([]);
     const drill = services(r.resources).find((x) => labels(x)[LABELS.role] === "cron-drill-dr")!;
@@ -72,13 +79,16 @@ describe("dr stack, inactive (kryonix-dr:active false): warm standbys follow the
 });
 
 describe("dr stack, active (kryonix-dr:active true): the standbys promoted", () => {
-  const r = plan("dr", { active: true });
-  it("plans, and the policies pass (each promoted service has its sidecar)", () => {
+  let r!: Awaited<ReturnType<typeof plan>>;
+  beforeAll(async () => {
+    r = await plan("dr", { active: true });
+  });
+  it("plans, and the policies pass (each promoted service has its sidecar)", async () => {
     expect(r.stderr).toContain("policies: 0 violation(s)");
     expect(r.code).toBe(0);
   });
 
-  it("promotes each standby in a run-once activation that the service change waits for", () => {
+  it("promotes each standby in a run-once activation that the service change waits for", async () => {
     for (const n of ["postgresql", "timescaledb", "redis"]) {
       const a = containers(r.resources).find((c) => c.name === `standby-${n}-activate`)!;
       expect(a.inputs.command).toEqual(["standby", "activate"]);
@@ -94,7 +104,7 @@ describe("dr stack, active (kryonix-dr:active true): the standbys promoted", () 
     expect(byService(r.resources, "kdr-dr-redis").inputs.taskSpec.containerSpec.args).toEqual([]);
   });
 
-  it("stops following and backs the promoted services up into the DR buckets", () => {
+  it("stops following and backs the promoted services up into the DR buckets", async () => {
     expect(services(r.resources).filter((s) => labels(s)[LABELS.role] === "standby-follower")).toEqual([]);
     for (const n of ["postgresql", "timescaledb", "redis"]) {
       const sc = byService(r.resources, `kdr-dr-${n}-backup`);
@@ -105,13 +115,13 @@ describe("dr stack, active (kryonix-dr:active true): the standbys promoted", () 
     }
   });
 
-  it("verifies each new backup of the promoted services in this region (the dr drill cron gains verify-new jobs)", () => {
+  it("verifies each new backup of the promoted services in this region (the dr drill cron gains verify-new jobs)", async () => {
     const jobsOf = (ps: Planned[]) => JSON.parse(envOf(services(ps).find((x) => labels(x)[LABELS.role] === "cron-drill-dr")!)[AGENT_ENV.cronJobs]) as Array<{ name: string }>;
     expect(jobsOf(r.resources).map((j) => j.name).filter((n) => n.startsWith("verify-new-")).sort()).toEqual(["verify-new-postgresql", "verify-new-redis", "verify-new-timescaledb"]);
   });
 
-  it("force: the activation is told so", () => {
-    const f = plan("dr", { active: true, failover: { standbys: [{ name: "redis", engine: "redis" }], force: true } });
+  it("force: the activation is told so", async () => {
+    const f = await plan("dr", { active: true, failover: { standbys: [{ name: "redis", engine: "redis" }], force: true } });
     expect(f.code).toBe(0);
     expect(containers(f.resources).find((c) => c.name === "standby-redis-activate")!.inputs.command).toEqual(["standby", "activate", "--force"]);
   });
@@ -124,14 +134,14 @@ describe("failover config that is refused, with the key and the fix", () => {
     ["active with no standby", "dr", { active: true, failover: { standbys: [] } }, "kryonix-dr:active: there is no standby to promote"],
     ["active not a boolean", "dr", { active: "yes" }, "kryonix-dr:active: must be true or false"],
     ["a PostgreSQL standby without its password", "dr", { failover: { standbys: [{ name: "keycloak-db", engine: "postgres" }] } }, "kryonix-dr:targetPassword-keycloak-db: the PostgreSQL standby of 'keycloak-db' needs the primary's password"],
-  ])("%s", (_what, stack, config, message) => {
-    const r = plan(stack, config);
+  ])("%s", async (_what, stack, config, message) => {
+    const r = await plan(stack, config);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(message);
   });
 
-  it("a standby of a service the primary does not have", () => {
-    const r = plan("dr", { failover: { standbys: [{ name: "redis", engine: "postgres" }] } });
+  it("a standby of a service the primary does not have", async () => {
+    const r = await plan("dr", { failover: { standbys: [{ name: "redis", engine: "postgres" }] } });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/failover.standbys says 'redis' is postgres, the primary stack says redis: correct the engine/);
   });
