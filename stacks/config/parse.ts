@@ -3,13 +3,14 @@
  * compositions hand to components. Every rejection names the key and the fix.
  */
 import { DEFAULT_METRICS_PORT, ENGINES, LOCK_MODES, PRIORITIES, PRIORITY_RTO_SECONDS, REPLICATION_MODES, TARGET_DEFAULTS, TIER_PRIORITY, TIERS, type Engine } from "../../contract/index.js";
-import { worstGapSeconds } from "../../contract/schedule.js";
+import { cronError, worstGapSeconds } from "../../contract/schedule.js";
 import { PROJECT, ROLES, Role, REGION_KINDS, REGIONS, RegionRole, DEFAULTS, ConfigError, RawRegion, RawConfig, RawService, RetentionSpec, ServiceSpec, RegionSpec, CatalogSpec, RecoveryPoint, Specs, SECRET, CATALOG_SERVICE, RECOVERY_CATALOG_MODES, type StandbySpec } from "./schema.js";
-import { bool, consistency, Issues, positive, sqliteFiles, stringList } from "./values.js";
+import { bool, consistency, Issues, positive, PREFIX_RE, retentionDays, servicePrefix, sqliteFiles, stringList } from "./values.js";
 
 // ---------- parsing ----------
 
-const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
+// A Swarm service name part: it never ends in '-' (names are joined with '-').
+const NAME_RE = /^[a-z](?:[a-z0-9-]{0,29}[a-z0-9])?$/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
 
@@ -40,6 +41,10 @@ function cron(issues: Issues, key: string, value: unknown, fallback: string): { 
     return { expr: fallback, interval: worstGapSeconds([fallback]) };
   }
   try {
+    if (cronError(expr) === "the pattern never runs") {
+      issues.add(key, `cron ${JSON.stringify(expr)} never fires (no such date, e.g. February 31st): pick a day every month has, e.g. "0 2 1 * *"`);
+      return { expr: fallback, interval: worstGapSeconds([fallback]) };
+    }
     return { expr, interval: worstGapSeconds([expr]) };
   } catch (err) {
     issues.add(
@@ -77,10 +82,14 @@ function region(issues: Issues, role: RegionRole, raw: RawRegion | undefined): R
   };
 }
 
-function recoveryPoint(issues: Issues, value: unknown): RecoveryPoint {
+function recoveryPoint(issues: Issues, value: unknown, now: number): RecoveryPoint {
   if (value === undefined || value === "latest") return { kind: "latest" };
   if (typeof value === "string" && ISO_RE.test(value) && !Number.isNaN(Date.parse(value))) {
-    return { kind: "time", at: new Date(value).toISOString() };
+    const at = new Date(value);
+    if (at.getTime() > now) {
+      issues.add("recovery.point", `${at.toISOString()} is in the future (this machine's clock reads ${new Date(now).toISOString()}): nothing has been backed up at that moment yet; choose a time at or before now, or "latest"`);
+    }
+    return { kind: "time", at: at.toISOString() };
   }
   if (typeof value === "string" && UUID_RE.test(value)) return { kind: "backup", id: value.toLowerCase() };
   issues.add(
@@ -102,9 +111,9 @@ const ROLE_NEEDS: Record<Role, { services: boolean; primary: boolean; dr: boolea
 function parseServiceDefaults(issues: Issues, raw: RawConfig) {
   const d = raw.defaults ?? {};
   const defaultRetention: RetentionSpec = {
-    fullDays: positive(issues, "defaults.retention.fullDays", d.retention?.fullDays, DEFAULTS.retention.fullDays),
-    incrementalDays: positive(issues, "defaults.retention.incrementalDays", d.retention?.incrementalDays, DEFAULTS.retention.incrementalDays),
-    walDays: positive(issues, "defaults.retention.walDays", d.retention?.walDays, DEFAULTS.retention.walDays),
+    fullDays: retentionDays(issues, "defaults.retention.fullDays", d.retention?.fullDays, DEFAULTS.retention.fullDays),
+    incrementalDays: retentionDays(issues, "defaults.retention.incrementalDays", d.retention?.incrementalDays, DEFAULTS.retention.incrementalDays),
+    walDays: retentionDays(issues, "defaults.retention.walDays", d.retention?.walDays, DEFAULTS.retention.walDays),
   };
   const rpoByTier = { ...DEFAULTS.rpoSeconds };
   for (const tier of TIERS) rpoByTier[tier] = positive(issues, `defaults.rpoSeconds.${tier}`, d.rpoSeconds?.[tier], DEFAULTS.rpoSeconds[tier]);
@@ -149,7 +158,7 @@ interface ServiceContext extends ReturnType<typeof parseServiceDefaults> {
 /** One entry of kryonix-dr:services; undefined when it is too broken to describe (the issue is recorded). */
 function parseService(issues: Issues, s: RawService, key: string, ctx: ServiceContext): ServiceSpec | undefined {
   if (typeof s?.name !== "string" || !NAME_RE.test(s.name)) {
-    issues.add(`${key}.name`, `must be lowercase letters, digits and '-' (at most 31, starting with a letter), got ${JSON.stringify(s?.name)}`);
+    issues.add(`${key}.name`, `must be lowercase letters, digits and '-' (at most 31, starting with a letter, not ending in '-'), got ${JSON.stringify(s?.name)}`);
     return undefined;
   }
   if (ctx.seen.has(s.name)) {
@@ -174,9 +183,9 @@ function parseService(issues: Issues, s: RawService, key: string, ctx: ServiceCo
   const incrementalExpr = s.schedules?.incremental ?? ctx.incremental;
   const incremental = incrementalExpr === "" ? undefined : cron(issues, `${key}.schedules.incremental`, incrementalExpr, DEFAULTS.schedules.incremental);
   const retention: RetentionSpec = {
-    fullDays: positive(issues, `${key}.retention.fullDays`, s.retention?.fullDays, ctx.retention.fullDays),
-    incrementalDays: positive(issues, `${key}.retention.incrementalDays`, s.retention?.incrementalDays, ctx.retention.incrementalDays),
-    walDays: positive(issues, `${key}.retention.walDays`, s.retention?.walDays, ctx.retention.walDays),
+    fullDays: retentionDays(issues, `${key}.retention.fullDays`, s.retention?.fullDays, ctx.retention.fullDays),
+    incrementalDays: retentionDays(issues, `${key}.retention.incrementalDays`, s.retention?.incrementalDays, ctx.retention.incrementalDays),
+    walDays: retentionDays(issues, `${key}.retention.walDays`, s.retention?.walDays, ctx.retention.walDays),
   };
   if (retention.fullDays * 86400 < full.interval) {
     issues.add(
@@ -299,8 +308,8 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
   }
   const needs = ROLE_NEEDS[role];
   const namePrefix = raw.namePrefix ?? `kdr-${raw.stack}`;
-  if (!/^[a-z][a-z0-9-]{0,20}$/.test(namePrefix)) {
-    issues.add("namePrefix", `must be lowercase letters, digits and '-', at most 21 characters, got ${JSON.stringify(namePrefix)}`);
+  if (!PREFIX_RE.test(namePrefix)) {
+    issues.add("namePrefix", `must be lowercase letters, digits and '-', at most 21 characters, starting with a letter and not ending in '-', got ${JSON.stringify(namePrefix)}`);
   }
   const tenantId = raw.tenantId ?? "00000000-0000-0000-0000-000000000000";
   if (!UUID_RE.test(tenantId)) issues.add("tenantId", `must be a UUID (the catalog's tenant_id), got ${JSON.stringify(tenantId)}`);
@@ -390,9 +399,9 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
   const recovery =
     role === "recovery"
       ? {
-          point: recoveryPoint(issues, raw.recovery?.point),
+          point: recoveryPoint(issues, raw.recovery?.point, Date.now()),
           sourceRegion: oneOf(issues, "recovery.sourceRegion", raw.recovery?.sourceRegion, REGIONS, "primary"),
-          serviceNamePrefix: raw.recovery?.serviceNamePrefix ?? namePrefix,
+          serviceNamePrefix: servicePrefix(issues, raw.recovery?.serviceNamePrefix, namePrefix),
           catalog: oneOf(issues, "recovery.catalog", raw.recovery?.catalog, RECOVERY_CATALOG_MODES, "existing"),
           stableNames: bool(issues, "recovery.stableNames", raw.recovery?.stableNames, true),
         }

@@ -20,6 +20,24 @@ export function positive(issues: Issues, key: string, value: unknown, fallback: 
   return value;
 }
 
+/** The longest retention accepted, in days (10 years). Under a COMPLIANCE lock a typo cannot be undone. */
+export const MAX_RETENTION_DAYS = 3650;
+
+/**
+ * Retention in whole days, 1..MAX_RETENTION_DAYS: it becomes lifecycle rules and object-lock
+ * periods, and a locked object cannot be deleted before its period ends (COMPLIANCE: not even by
+ * an admin), so 100000 days is refused rather than carried out.
+ */
+export function retentionDays(issues: Issues, key: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > MAX_RETENTION_DAYS) {
+    const why = typeof value === "number" && value > MAX_RETENTION_DAYS ? ` (objects under a compliance lock could not be deleted for ${Math.round(value / 365)} years)` : "";
+    issues.add(key, `must be a whole number of days from 1 to ${MAX_RETENTION_DAYS}, got ${JSON.stringify(value)}${why}; set it with 'pulumi config set --path ${PROJECT}:${key} <days>'`);
+    return fallback;
+  }
+  return value;
+}
+
 export function bool(issues: Issues, key: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (typeof value === "boolean") return value;
@@ -70,4 +88,17 @@ export function consistency(
     else out.maintenanceMode = "nextcloud";
   }
   return out;
+}
+
+// A stack's name prefix: with a 31-character service name and '-backup', at most 60 of Swarm's 63.
+export const PREFIX_RE = /^[a-z](?:[a-z0-9-]{0,19}[a-z0-9])?$/;
+
+/** recovery.serviceNamePrefix: the restored services' names start with it, as namePrefix. */
+export function servicePrefix(issues: Issues, value: unknown, fallback: string): string {
+  if (value === undefined) return fallback;
+  if (typeof value !== "string" || !PREFIX_RE.test(value)) {
+    issues.add("recovery.serviceNamePrefix", `must be lowercase letters, digits and '-', at most 21 characters, starting with a letter and not ending in '-' (the restored services are named <prefix>-<service>), got ${JSON.stringify(value)}`);
+    return fallback;
+  }
+  return value;
 }

@@ -142,6 +142,51 @@ describe("parseSpecs rejects bad config with the key and the fix", () => {
     expect(errorOf({ ...base(), maintenance: { drill: "0 4 * *" } })).toMatch(/kryonix-dr:maintenance\.drill: invalid cron "0 4 \* \*".*5 fields/);
   });
 
+  it("a cron that never fires (February 31st)", () => {
+    expect(errorOf({ ...base(), maintenance: { drill: "0 4 31 2 *" } })).toContain(
+      'kryonix-dr:maintenance.drill: cron "0 4 31 2 *" never fires (no such date, e.g. February 31st): pick a day every month has, e.g. "0 2 1 * *"',
+    );
+    const raw = base();
+    raw.services![0]!.schedules = { full: "0 2 30 2 *" };
+    expect(errorOf(raw)).toContain('kryonix-dr:services[0].schedules.full: cron "0 2 30 2 *" never fires');
+  });
+
+  it("retention that is not a whole number of days from 1 to 3650 (a compliance lock of 100000 days could never be undone)", () => {
+    for (const bad of [-1, 0, 1.5, 100000, "30"]) {
+      const raw = base();
+      raw.services![1] = { ...raw.services![1]!, retention: { fullDays: bad as number } };
+      expect(errorOf(raw), String(bad)).toContain(`kryonix-dr:services[1].retention.fullDays: must be a whole number of days from 1 to 3650, got ${JSON.stringify(bad)}`);
+    }
+    const huge = base();
+    huge.defaults = { retention: { walDays: 100000 } };
+    expect(errorOf(huge)).toContain("kryonix-dr:defaults.retention.walDays: must be a whole number of days from 1 to 3650, got 100000 (objects under a compliance lock could not be deleted for 274 years); set it with 'pulumi config set --path kryonix-dr:defaults.retention.walDays <days>'");
+    const ok = base();
+    ok.services![1] = { ...ok.services![1]!, retention: { fullDays: 3650 } };
+    expect(parseSpecs(ok, ALL_SECRETS).services.find((x) => x.name === "files")!.retention.fullDays).toBe(3650);
+  });
+
+  it("names Swarm would refuse or that would run past its 63 characters: a trailing '-', too long, a bad prefix", () => {
+    for (const name of ["pg-", "Pg", "1pg", "p".repeat(32)]) {
+      const raw = base();
+      raw.services![0]!.name = name;
+      expect(errorOf(raw), name).toContain(`kryonix-dr:services[0].name: must be lowercase letters, digits and '-' (at most 31, starting with a letter, not ending in '-'), got ${JSON.stringify(name)}`);
+    }
+    const longest = base();
+    longest.namePrefix = "k".repeat(21);
+    longest.services![0]!.name = "p".repeat(31);
+    expect(`${longest.namePrefix}-${parseSpecs(longest, new Set([...ALL_SECRETS, `targetPassword-${"p".repeat(31)}`])).services[0]!.name}-backup`.length).toBeLessThanOrEqual(63);
+    expect(errorOf({ ...base(), namePrefix: "kdr-" })).toContain(`kryonix-dr:namePrefix: must be lowercase letters, digits and '-', at most 21 characters, starting with a letter and not ending in '-', got "kdr-"`);
+    expect(errorOf({ ...base(), stack: "recovery", recovery: { serviceNamePrefix: "x".repeat(22) } })).toContain("kryonix-dr:recovery.serviceNamePrefix: must be lowercase letters");
+    expect(parseSpecs({ ...base(), stack: "recovery", recovery: { serviceNamePrefix: "kdr-aside" } }, ALL_SECRETS).recovery!.serviceNamePrefix).toBe("kdr-aside");
+  });
+
+  it("a recovery point in the future: nothing was backed up then", () => {
+    const at = new Date(Date.now() + 3_600_000).toISOString();
+    expect(errorOf({ ...base(), stack: "recovery", recovery: { point: at } })).toMatch(
+      new RegExp(`kryonix-dr:recovery\\.point: ${at.replace(/[.]/g, "\\.")} is in the future \\(this machine's clock reads .*\\): nothing has been backed up at that moment yet; choose a time at or before now, or "latest"`),
+    );
+  });
+
   it("unknown engine", () => {
     const raw = base();
     raw.services![1]!.engine = "mongodb";
