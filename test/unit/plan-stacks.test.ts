@@ -33,7 +33,7 @@ describe.each(["prod", "dr", "recovery", "local"])("plan --stack %s --json", (st
   });
   const stackFile = readFileSync(join(ROOT, `Pulumi.${stack}.yaml`), "utf8");
 
-  it("succeeds and lists custom resources under their components", async () => {
+  it("succeeds and lists custom resources under their components", () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(resources.filter((x) => x.custom).length).toBeGreaterThan(5);
@@ -46,7 +46,7 @@ describe.each(["prod", "dr", "recovery", "local"])("plan --stack %s --json", (st
     expect(resources.some((x) => x.custom && x.parent !== undefined)).toBe(true);
   });
 
-  it("prints no credential: secret inputs are [secret], secure: values never appear", async () => {
+  it("prints no credential: secret inputs are [secret], secure: values never appear", () => {
     for (const m of stackFile.matchAll(/secure:\s*([^\s}]+)/g)) expect(r.stdout).not.toContain(m[1]!);
     for (const x of resources) {
       if (x.type === "docker:index/secret:Secret") expect(x.inputs.data, `${x.name}.data`).toBe("[secret]");

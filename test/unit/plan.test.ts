@@ -30,7 +30,7 @@ describe("plan --json on a fixture program", () => {
   });
   const byName = (n: string) => plan.find((p) => p.name === n)!;
 
-  it("lists every declared resource, components included, and not the root stack", async () => {
+  it("lists every declared resource, components included, and not the root stack", () => {
     expect(r.code).toBe(0);
     expect(plan.map((p) => `${p.type} ${p.name}`)).toEqual([
       "kdrtest:plan:App demo",
@@ -42,12 +42,12 @@ describe("plan --json on a fixture program", () => {
     expect(byName("demo-svc").custom).toBe(true);
   });
 
-  it("gives each child its parent's URN", async () => {
+  it("gives each child its parent's URN", () => {
     for (const n of ["demo-net", "demo-sec", "demo-svc"]) expect(byName(n).parent).toBe(byName("demo").urn);
     expect(byName("demo").parent).toBeUndefined();
   });
 
-  it("replaces exactly the secret values with [secret] and keeps plain ones", async () => {
+  it("replaces exactly the secret values with [secret] and keeps plain ones", () => {
     const env = byName("demo-svc").inputs.taskSpec.containerSpec.env;
     expect(env).toEqual({ PLAIN: "visible", PASSWORD: "[secret]" });
     expect(byName("demo-sec").inputs.data).toBe("[secret]");
@@ -108,12 +108,12 @@ describe("plan on bad config", () => {
 describe("secret paths", () => {
   const wrap = (value: unknown) => ({ [SIG]: SECRET, value });
 
-  it("finds secrets where the program put them, as JSON Pointers", async () => {
+  it("finds secrets where the program put them, as JSON Pointers", () => {
     const raw = { a: "x", env: { K: wrap("v"), "x/y": wrap("w") }, list: [1, wrap([2])], whole: wrap({ n: 1 }) };
     expect(findSecretPaths(raw).sort()).toEqual(["/env/K", "/env/x~1y", "/list/1", "/whole"]);
   });
 
-  it("unwraps and redacts by those paths", async () => {
+  it("unwraps and redacts by those paths", () => {
     const raw = { env: { K: wrap("v"), P: "p" }, list: [wrap("s"), "t"] };
     const plain = unwrapSecrets(raw) as Record<string, unknown>;
     expect(plain).toEqual({ env: { K: "v", P: "p" }, list: ["s", "t"] });
@@ -121,7 +121,7 @@ describe("secret paths", () => {
     expect(plain.env).toEqual({ K: "v", P: "p" }); // redact copies
   });
 
-  it("marks secure: config secret with a placeholder, and lets the caller supply real values", async () => {
+  it("marks secure: config secret with a placeholder, and lets the caller supply real values", () => {
     const c = loadStackConfig(FIXTURE, "dev");
     expect(c.config["kdrtest-plan:password"]).toBe(REDACTED_SECRET);
     expect(c.config["kdrtest-plan:greeting"]).toBe("hello");

@@ -35,12 +35,12 @@ describe("dr stack, inactive (kryonix-dr:active false): warm standbys follow the
   beforeAll(async () => {
     r = await plan("dr");
   });
-  it("plans, and the policies pass", async () => {
+  it("plans, and the policies pass", () => {
     expect(r.stderr).toContain("policies: 0 violation(s)");
     expect(r.code).toBe(0);
   });
 
-  it("seeds each PostgreSQL standby once from the DR copies, and follows the archived WAL", async () => {
+  it("seeds each PostgreSQL standby once from the DR copies, and follows the archived WAL", () => {
     expect(containers(r.resources).map((c) => c.name).sort()).toEqual(["standby-postgresql-seed", "standby-timescaledb-seed"]);
     const seed = containers(r.resources).find((c) => c.name === "standby-postgresql-seed")!;
     expect(seed.inputs.command).toEqual(["standby", "seed", "--target", "/var/lib/postgresql/data"]);
@@ -61,7 +61,7 @@ describe("dr stack, inactive (kryonix-dr:active false): warm standbys follow the
     ]);
   });
 
-  it("runs the standbys without the stable names, and Redis as a replica of the primary", async () => {
+  it("runs the standbys without the stable names, and Redis as a replica of the primary", () => {
     for (const n of ["postgresql", "timescaledb", "redis"]) {
       const s = byService(r.resources, `kdr-dr-${n}`);
       expect(labels(s)[LABELS.role]).toBe("standby");
@@ -70,7 +70,7 @@ describe("dr stack, inactive (kryonix-dr:active false): warm standbys follow the
     expect(byService(r.resources, "kdr-dr-redis").inputs.taskSpec.containerSpec.args).toEqual(["--replicaof", "redis.primary.kryonix.internal", "6379"]);
   });
 
-  it("declares no promotion, no sidecars of its own and no verification of new backups while inactive", async () => {
+  it("declares no promotion, no sidecars of its own and no verification of new backups while inactive", () => {
     expect(containers(r.resources).filter((c) => c.name.endsWith("-activate"))).toEqual([]);
     expect(services(r.resources).filter((s) => labels(s)[LABELS.role] === "sidecar")).toEqual([]);
     const drill = services(r.resources).find((x) => labels(x)[LABELS.role] === "cron-drill-dr")!;
@@ -83,12 +83,12 @@ describe("dr stack, active (kryonix-dr:active true): the standbys promoted", () 
   beforeAll(async () => {
     r = await plan("dr", { active: true });
   });
-  it("plans, and the policies pass (each promoted service has its sidecar)", async () => {
+  it("plans, and the policies pass (each promoted service has its sidecar)", () => {
     expect(r.stderr).toContain("policies: 0 violation(s)");
     expect(r.code).toBe(0);
   });
 
-  it("promotes each standby in a run-once activation that the service change waits for", async () => {
+  it("promotes each standby in a run-once activation that the service change waits for", () => {
     for (const n of ["postgresql", "timescaledb", "redis"]) {
       const a = containers(r.resources).find((c) => c.name === `standby-${n}-activate`)!;
       expect(a.inputs.command).toEqual(["standby", "activate"]);
@@ -104,7 +104,7 @@ describe("dr stack, active (kryonix-dr:active true): the standbys promoted", () 
     expect(byService(r.resources, "kdr-dr-redis").inputs.taskSpec.containerSpec.args).toEqual([]);
   });
 
-  it("stops following and backs the promoted services up into the DR buckets", async () => {
+  it("stops following and backs the promoted services up into the DR buckets", () => {
     expect(services(r.resources).filter((s) => labels(s)[LABELS.role] === "standby-follower")).toEqual([]);
     for (const n of ["postgresql", "timescaledb", "redis"]) {
       const sc = byService(r.resources, `kdr-dr-${n}-backup`);
@@ -115,7 +115,7 @@ describe("dr stack, active (kryonix-dr:active true): the standbys promoted", () 
     }
   });
 
-  it("verifies each new backup of the promoted services in this region (the dr drill cron gains verify-new jobs)", async () => {
+  it("verifies each new backup of the promoted services in this region (the dr drill cron gains verify-new jobs)", () => {
     const jobsOf = (ps: Planned[]) => JSON.parse(envOf(services(ps).find((x) => labels(x)[LABELS.role] === "cron-drill-dr")!)[AGENT_ENV.cronJobs]) as Array<{ name: string }>;
     expect(jobsOf(r.resources).map((j) => j.name).filter((n) => n.startsWith("verify-new-")).sort()).toEqual(["verify-new-postgresql", "verify-new-redis", "verify-new-timescaledb"]);
   });
