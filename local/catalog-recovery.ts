@@ -58,7 +58,7 @@ export interface RebuildResult {
   backups: { inserted: number; known: number; completed: number };
   walSegments: { inserted: number; known: number };
   copiesRecorded: number;
-  skipped: { key: string; reason: string }[];
+  skipped: { key: string; reason: string; service?: string; createdAt?: string }[];
 }
 
 export interface RestoreResult {

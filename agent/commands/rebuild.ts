@@ -29,7 +29,8 @@ export interface RebuildSummary {
   walSegments: { inserted: number; known: number };
   /** This region's copies of objects the catalog knew by another version id. */
   copiesRecorded: number;
-  skipped: { key: string; reason: string }[];
+  /** service and createdAt: from a readable manifest whose objects are missing (a backup in flight when its region went). */
+  skipped: { key: string; reason: string; service?: string; createdAt?: string }[];
 }
 
 interface Latest {
@@ -48,8 +49,8 @@ export async function runRebuild(s: Settings, c: pg.Client, opts: { service?: st
     copiesRecorded: 0,
     skipped: [],
   };
-  const skip = (key: string, reason: string) => {
-    sum.skipped.push({ key, reason });
+  const skip = (key: string, reason: string, of?: { service: string; createdAt: string }) => {
+    sum.skipped.push({ key, reason, ...(of && { service: of.service, createdAt: of.createdAt }) });
     log(`catalog rebuild: skipped ${key}: ${reason}`);
   };
   const latest = new Map<string, Latest>();
@@ -83,7 +84,7 @@ export async function runRebuild(s: Settings, c: pg.Client, opts: { service?: st
     }
     const missing = m.catalog.artifacts.filter((a) => !latest.has(a.objectKey)).map((a) => a.objectKey);
     if (missing.length) {
-      skip(key, `the bucket does not hold ${missing.join(", ")} (half-written, or not replicated yet)`);
+      skip(key, `the bucket does not hold ${missing.join(", ")} (half-written, or not replicated yet)`, m);
       continue;
     }
     found.push({ key, body, m: m as (typeof found)[number]["m"] });

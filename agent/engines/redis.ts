@@ -23,6 +23,9 @@ export function redisArgs(s: Settings): { args: string[]; env: NodeJS.ProcessEnv
   return { args, env };
 }
 
+/** What redis-cli --rdb prints on stderr while it works: progress, never the error. */
+export const REDIS_CLI_CHATTER = /^(sending REPLCONF |SYNC sent to master|Transfer finished with success)/;
+
 /**
  * One RDB snapshot. An RDB is always whole, so a run on the incremental schedule takes the same
  * snapshot; it only lives under incremental/ with the incremental retention (a critical Redis
@@ -36,7 +39,7 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental"): 
   // written after the first byte: those two times are the recovery point's bounds.
   const requestedAt = new Date();
   let firstByteAt: Date | undefined;
-  const cli = spawnTool("redis-cli", [...args, "--no-auth-warning", "--rdb", "-"], { env, stdin: "ignore" });
+  const cli = spawnTool("redis-cli", [...args, "--no-auth-warning", "--rdb", "-"], { env, stdin: "ignore", chatter: REDIS_CLI_CHATTER });
   const tap = new Transform({
     transform(chunk: Buffer, _enc, done) {
       firstByteAt ??= new Date();

@@ -22,24 +22,35 @@ export interface SealedArtifact extends ObjectRef {
   sha256: string;
 }
 
-/** Runs a child whose exit is awaited; rejects with its stderr when it fails. */
-export function spawnTool(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: "pipe" | "ignore"; cwd?: string } = {}) {
+/**
+ * Runs a child whose exit is awaited; rejects with its stderr when it fails. `chatter` matches
+ * stderr lines that are progress, not errors (redis-cli's "sending REPLCONF ..."): they are left
+ * out of the error, which reaches people in notices.
+ */
+export function spawnTool(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: "pipe" | "ignore"; cwd?: string; chatter?: RegExp } = {}) {
   const child = spawn(cmd, args, { stdio: [opts.stdin ?? "pipe", "pipe", "pipe"], env: opts.env ?? process.env, cwd: opts.cwd });
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => {
     stderr += d.toString();
     if (stderr.length > 20000) stderr = stderr.slice(-10000);
   });
+  const told = () =>
+    stderr
+      .split("\n")
+      .filter((l) => !opts.chatter?.test(l))
+      .join("\n")
+      .trim()
+      .slice(-1500);
   const exited = new Promise<void>((resolve, reject) => {
     child.on("error", (e) =>
       reject((e as NodeJS.ErrnoException).code === "ENOENT" ? new Error(`${cmd} is not installed (not found on PATH): install it in the agent image.`) : e),
     );
     child.on("close", (code, signal) =>
-      code === 0 ? resolve() : reject(new Error(`${cmd} ${signal ? `was killed by ${signal}` : `exited ${code}`}: ${stderr.trim().slice(-1500)}`)),
+      code === 0 ? resolve() : reject(new Error(`${cmd} ${signal ? `was killed by ${signal}` : `exited ${code}`}: ${told()}`)),
     );
   });
   exited.catch(() => undefined);
-  return { child, exited, stderr: () => stderr };
+  return { child, exited, stderr: told };
 }
 
 /** Counts bytes and hashes them; optionally waits for `gates` before signalling the end. */
