@@ -8,7 +8,7 @@
 import { request } from "node:http";
 import type pg from "pg";
 import { connectCatalog, listBackups } from "./catalog.js";
-import { AGENT_ENV, SETTINGS, type SettingDef, type SettingKey } from "../contract/index.js";
+import { AGENT_ENV, isIsoTimeWithZone, SETTINGS, type SettingDef, type SettingKey } from "../contract/index.js";
 import { ConfigError, flagName, parseArgs, Settings } from "./config.js";
 import { LockBusyError } from "./lock.js";
 import { AGENT_VERSION } from "./commands/shared.js";
@@ -16,7 +16,7 @@ import { failInflight, printSummary, runBackup } from "./commands/backup.js";
 import { runHealth } from "./commands/health.js";
 import { runPrune } from "./commands/prune.js";
 import { runRebuild } from "./commands/rebuild.js";
-import { runRestore } from "./commands/restore.js";
+import { checkRestorePaths, runRestore } from "./commands/restore.js";
 import { runPendingVerify, runVerify } from "./commands/verify.js";
 import { follow, runActivate, runSeed } from "./commands/standby.js";
 import { cron, serve } from "./serve.js";
@@ -88,9 +88,8 @@ async function withCatalog<T>(s: Settings, fn: (c: pg.Client) => Promise<T>): Pr
 function parseTime(v: string | true | undefined): Date | undefined {
   if (v === undefined) return undefined;
   if (v === true || v === "latest") return undefined;
-  const d = new Date(v);
-  if (Number.isNaN(d.getTime())) throw new ConfigError(`--time '${v}' is not a timestamp: give ISO 8601 with a zone, e.g. 2026-11-28T21:04:05Z.`);
-  return d;
+  if (!isIsoTimeWithZone(v)) throw new ConfigError(`--time '${v}' is not an ISO 8601 time with a zone: give e.g. 2026-11-28T21:04:05Z (or 'latest').`);
+  return new Date(v);
 }
 
 const str = (v: string | true | undefined): string | undefined => (typeof v === "string" ? v : undefined);
@@ -135,18 +134,25 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       case "restore": {
-        const r = await withCatalog(s, (c) =>
-          runRestore(s, c, {
-            target: str(flags.get("--target")) ?? "",
-            backupId: str(flags.get("--backup-id")) ?? (s.get("recoveryPoint") && /^[0-9a-f-]{36}$/.test(s.get("recoveryPoint")!) ? s.get("recoveryPoint") : undefined),
-            time: parseTime(flags.get("--time") ?? (s.get("recoveryPoint") && !/^[0-9a-f-]{36}$/.test(s.get("recoveryPoint")!) ? s.get("recoveryPoint") : undefined)),
-            walDir: str(flags.get("--wal-dir")),
-            forceOverwriteSource: flags.has("--force-overwrite-source"),
-            yes: flags.has("--yes"),
-            cleanTarget: flags.has("--clean-target"),
-            owner: str(flags.get("--owner")),
-          }),
-        );
+        // The command line is judged whole before the catalog is reached.
+        const point = s.get("recoveryPoint");
+        const pointIsId = point !== undefined && /^[0-9a-f-]{36}$/.test(point);
+        const backupId = str(flags.get("--backup-id")) ?? (pointIsId ? point : undefined);
+        if (backupId !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(backupId)) {
+          throw new ConfigError(`--backup-id '${backupId}' is not a backup id: give the UUID 'kdr-agent list' shows.`);
+        }
+        const opts = {
+          target: str(flags.get("--target")) ?? "",
+          backupId,
+          time: parseTime(flags.get("--time") ?? (point !== undefined && !pointIsId ? point : undefined)),
+          walDir: str(flags.get("--wal-dir")),
+          forceOverwriteSource: flags.has("--force-overwrite-source"),
+          yes: flags.has("--yes"),
+          cleanTarget: flags.has("--clean-target"),
+          owner: str(flags.get("--owner")),
+        };
+        checkRestorePaths(s, opts);
+        const r = await withCatalog(s, (c) => runRestore(s, c, opts));
         out(json, r, `restore of ${r.service} completed from backup ${r.backupId} into ${r.target}\n  target ${r.recoveryTarget}, reaches ${r.reaches}; ${r.artifactsChecked} artifact(s) checked first; ${fmtSeconds(r.durationSeconds)}\n  next: ${r.next}`);
         return 0;
       }

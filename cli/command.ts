@@ -3,6 +3,7 @@
  * command rejects unknown flags and missing values the same way.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { isIsoTimeWithZone } from "../contract/index.js";
 
 export interface Command {
   /** The word after `kryonix-dr`; equals the file name in cli/commands/. */
@@ -55,7 +56,7 @@ export function required(value: string | undefined, flag: string): string {
 
 /** An ISO time with its zone (2026-01-02T03:04:05Z), or a UsageError naming the flag. */
 export function parseIsoTime(raw: string, flag: string): Date {
-  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(raw) || Number.isNaN(Date.parse(raw))) {
+  if (!isIsoTimeWithZone(raw)) {
     throw new UsageError(`${flag} '${raw}' is not an ISO time with a zone: give e.g. 2026-01-02T03:04:05Z.`);
   }
   return new Date(raw);

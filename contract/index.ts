@@ -41,6 +41,15 @@ export const TARGET_DEFAULTS = {
   replicationIntervalSeconds: SETTINGS.replicationIntervalSeconds.default,
 } as const;
 
+/**
+ * A moment as every command and config key takes it: ISO 8601 with its zone
+ * (2026-11-28T21:04:05Z, or +01:00). A time without a zone would be read in the zone of whichever
+ * machine or container reads it, so a recovery point could move by hours.
+ */
+export function isIsoTimeWithZone(raw: string): boolean {
+  return /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(raw) && !Number.isNaN(Date.parse(raw));
+}
+
 /** The service name the catalog server's own backups are recorded under (stack config catalog.backup). */
 export const CATALOG_SERVICE = "kdr-catalog";
 

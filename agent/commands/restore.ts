@@ -87,11 +87,35 @@ export interface RestoreSummary {
   next: string;
 }
 
+/** `a` is `b` or holds it. */
+const holds = (a: string, b: string) => a === b || b.startsWith(a.endsWith("/") ? a : `${a}/`);
+
+/**
+ * The paths a restore writes and may empty, judged before anything is read or removed: the target
+ * is needed; and what --clean-target empties (the target's contents and the --wal-dir) is never
+ * the root, never holds the source, and the WAL directory never holds the target.
+ */
+export function checkRestorePaths(s: Settings, o: Pick<RestoreOptions, "target" | "walDir" | "cleanTarget">): void {
+  if (!o.target) throw new ConfigError("restore needs an explicit target: pass --target <empty directory> (it never restores over the source by default).");
+  if (o.walDir !== undefined && !path.isAbsolute(o.walDir)) throw new ConfigError(`--wal-dir '${o.walDir}' must be an absolute path (the directory the restored WAL is staged in, outside the data directory).`);
+  if (!o.cleanTarget) return;
+  const target = path.resolve(o.target);
+  const source = s.get("volumePath") === undefined ? undefined : path.resolve(s.get("volumePath")!);
+  const emptied = [["--target", target], ...(o.walDir ? [["--wal-dir", path.resolve(o.walDir)]] : [])] as const;
+  for (const [flag, dir] of emptied) {
+    if (dir === "/") throw new ConfigError(`--clean-target refuses ${flag} /: it would empty the whole filesystem. Give the directory the restore writes to.`);
+    if (source && holds(dir, source) && dir !== source) throw new ConfigError(`--clean-target refuses ${flag} ${dir}: it holds the source ${source}. Give a directory of its own.`);
+  }
+  if (o.walDir && holds(path.resolve(o.walDir), target)) {
+    throw new ConfigError(`--clean-target refuses --wal-dir ${path.resolve(o.walDir)}: it holds the target ${target}. Give the WAL its own directory beside the data directory.`);
+  }
+}
+
 export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): Promise<RestoreSummary> {
   const service = s.service;
   const engine = s.engine;
   const tenantId = s.tenantId;
-  if (!o.target) throw new ConfigError("restore needs an explicit target: pass --target <empty directory> (it never restores over the source by default).");
+  checkRestorePaths(s, o);
   const target = path.resolve(o.target);
   const source = s.get("volumePath");
   const overSource = (source !== undefined && path.resolve(source) === target) || existsSync(path.join(target, "postmaster.pid"));
@@ -100,8 +124,9 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
   }
   if (o.cleanTarget && existsSync(target)) {
     if (overSource) throw new ConfigError(`--clean-target refuses ${target}: it is the source. Use --force-overwrite-source --yes if you really mean to replace it.`);
+    if (o.walDir && source !== undefined && path.resolve(o.walDir) === path.resolve(source)) throw new ConfigError(`--clean-target refuses --wal-dir ${o.walDir}: it is the source.`);
     for (const f of readdirSync(target)) rmSync(path.join(target, f), { recursive: true, force: true });
-    if (o.walDir) rmSync(o.walDir, { recursive: true, force: true });
+    if (o.walDir && existsSync(o.walDir)) for (const f of readdirSync(o.walDir)) rmSync(path.join(o.walDir, f), { recursive: true, force: true });
   }
   const nonEmpty = existsSync(target) && readdirSync(target).length > 0;
   if (nonEmpty && !(o.forceOverwriteSource && o.yes)) {

@@ -2,7 +2,7 @@
  * `parseSpecs()` (pure) validates raw config once and turns it into the plain typed specs the
  * compositions hand to components. Every rejection names the key and the fix.
  */
-import { DEFAULT_METRICS_PORT, ENGINES, LOCK_MODES, PRIORITIES, PRIORITY_RTO_SECONDS, REPLICATION_MODES, TARGET_DEFAULTS, TIER_PRIORITY, TIERS, type Engine } from "../../contract/index.js";
+import { DEFAULT_METRICS_PORT, ENGINES, isIsoTimeWithZone, LOCK_MODES, PRIORITIES, PRIORITY_RTO_SECONDS, REPLICATION_MODES, TARGET_DEFAULTS, TIER_PRIORITY, TIERS, type Engine } from "../../contract/index.js";
 import { cronError, worstGapSeconds } from "../../contract/schedule.js";
 import { PROJECT, ROLES, Role, REGION_KINDS, REGIONS, RegionRole, DEFAULTS, ConfigError, RawRegion, RawConfig, RawService, RetentionSpec, ServiceSpec, RegionSpec, CatalogSpec, RecoveryPoint, Specs, SECRET, CATALOG_SERVICE, RECOVERY_CATALOG_MODES, type StandbySpec } from "./schema.js";
 import { bool, consistency, Issues, positive, PREFIX_RE, retentionDays, servicePrefix, sqliteFiles, stringList } from "./values.js";
@@ -12,7 +12,6 @@ import { bool, consistency, Issues, positive, PREFIX_RE, retentionDays, serviceP
 // A Swarm service name part: it never ends in '-' (names are joined with '-').
 const NAME_RE = /^[a-z](?:[a-z0-9-]{0,29}[a-z0-9])?$/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
 
 /** monitoring.prometheus: run Prometheus with the generated config (image required; port optional). */
 function prometheusSpec(issues: Issues, raw: { image?: string; scrapeIntervalSeconds?: number; publishedPort?: number } | undefined) {
@@ -84,7 +83,7 @@ function region(issues: Issues, role: RegionRole, raw: RawRegion | undefined): R
 
 function recoveryPoint(issues: Issues, value: unknown, now: number): RecoveryPoint {
   if (value === undefined || value === "latest") return { kind: "latest" };
-  if (typeof value === "string" && ISO_RE.test(value) && !Number.isNaN(Date.parse(value))) {
+  if (typeof value === "string" && isIsoTimeWithZone(value)) {
     const at = new Date(value);
     if (at.getTime() > now) {
       issues.add("recovery.point", `${at.toISOString()} is in the future (this machine's clock reads ${new Date(now).toISOString()}): nothing has been backed up at that moment yet; choose a time at or before now, or "latest"`);

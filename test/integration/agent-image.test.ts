@@ -75,6 +75,19 @@ describe("agent commands inside the agent image", () => {
     expect(rows[0].verify_status).toBe("passed");
   }, 180_000);
 
+  it("restore refuses what it cannot honour before writing anything: a time without its zone, an id no backup has, --clean-target of the root", () => {
+    const noZone = inImage(["restore", "--target", "/tmp/r", "--time", "2026-11-28T21:04:05"]);
+    expect(noZone.status, noZone.stderr).toBe(2);
+    expect(noZone.stderr).toContain("--time '2026-11-28T21:04:05' is not an ISO 8601 time with a zone");
+    const unknown = "00000000-0000-4000-8000-000000000000";
+    const none = inImage(["restore", "--target", "/tmp/r", "--backup-id", unknown]);
+    expect(none.status, none.stderr).toBe(2);
+    expect(none.stderr).toContain(`backup ${unknown} of '${SERVICE}' is not in the catalog: run 'kdr-agent list' to see ids.`);
+    const root = inImage(["restore", "--target", "/", "--clean-target"]);
+    expect(root.status, root.stderr).toBe(2);
+    expect(root.stderr).toContain("--clean-target refuses --target /: it would empty the whole filesystem");
+  }, 120_000);
+
   it("list and health answer from the catalog", () => {
     const l = inImage(["list", "--limit", "5"]);
     expect(l.status, l.stderr).toBe(0);

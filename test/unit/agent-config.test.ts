@@ -6,6 +6,7 @@ import { ConfigError, flagName, parseArgs, Settings } from "../../agent/config.j
 import { keyId } from "../../agent/storage/pipeline.js";
 import { parseCronJobs } from "../../agent/serve.js";
 import { main } from "../../agent/cli.js";
+import { checkRestorePaths } from "../../agent/commands/restore.js";
 
 describe("agent settings", () => {
   it("maps every setting to a flag and prefers the flag over the env", () => {
@@ -103,6 +104,45 @@ describe("agent storage retries", () => {
       expect(denied).toBe(1);
     } finally {
       process.stderr.write = orig;
+    }
+  });
+});
+
+describe("agent restore: the command line judged before the catalog is reached", () => {
+  const settings = (env: Record<string, string> = {}) => new Settings(new Map(), { KDR_SERVICE: "pg-main", KDR_ENGINE: "postgres", ...env });
+
+  it("--clean-target never empties the root, a directory holding the source, or a WAL directory holding the target", () => {
+    const s = settings({ KDR_VOLUME_PATH: "/var/lib/postgresql/data" });
+    expect(() => checkRestorePaths(s, { target: "", cleanTarget: false })).toThrow(/restore needs an explicit target: pass --target/);
+    expect(() => checkRestorePaths(s, { target: "/restore", cleanTarget: true })).not.toThrow();
+    expect(() => checkRestorePaths(s, { target: "/", cleanTarget: true })).toThrow("--clean-target refuses --target /: it would empty the whole filesystem");
+    expect(() => checkRestorePaths(s, { target: "/var/lib", cleanTarget: true })).toThrow("--clean-target refuses --target /var/lib: it holds the source /var/lib/postgresql/data");
+    expect(() => checkRestorePaths(s, { target: "/restore", walDir: "/", cleanTarget: true })).toThrow("--clean-target refuses --wal-dir /:");
+    expect(() => checkRestorePaths(s, { target: "/restore", walDir: "/var/lib/postgresql", cleanTarget: true })).toThrow(/refuses --wal-dir \/var\/lib\/postgresql: it holds the source/);
+    expect(() => checkRestorePaths(s, { target: "/restore/data", walDir: "/restore", cleanTarget: true })).toThrow("--clean-target refuses --wal-dir /restore: it holds the target /restore/data");
+    expect(() => checkRestorePaths(s, { target: "/restore/data", walDir: "/restore/data-wal", cleanTarget: true })).not.toThrow();
+    expect(() => checkRestorePaths(s, { target: "/restore", walDir: "wal", cleanTarget: false })).toThrow("--wal-dir 'wal' must be an absolute path");
+  });
+
+  it("a time without its zone, or a backup id that is not one, exits 2 naming the flag and the fix (no catalog set: it is never reached)", async () => {
+    const err: string[] = [];
+    const orig = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((c: string) => (err.push(String(c)), true)) as typeof process.stderr.write;
+    const saved = { ...process.env };
+    try {
+      for (const k of Object.keys(process.env)) if (k.startsWith("KDR_")) delete process.env[k];
+      Object.assign(process.env, { KDR_SERVICE: "pg-main", KDR_ENGINE: "postgres" });
+      expect(await main(["restore", "--target", "/restore", "--time", "2026-11-28T21:04:05"])).toBe(2);
+      expect(err.join("")).toContain("--time '2026-11-28T21:04:05' is not an ISO 8601 time with a zone: give e.g. 2026-11-28T21:04:05Z (or 'latest').");
+      expect(await main(["restore", "--target", "/restore", "--time", "yesterday"])).toBe(2);
+      expect(await main(["restore", "--target", "/restore", "--backup-id", "42"])).toBe(2);
+      expect(err.join("")).toContain("--backup-id '42' is not a backup id: give the UUID 'kdr-agent list' shows.");
+      expect(await main(["restore", "--target", "/", "--clean-target"])).toBe(2);
+      expect(err.join("")).toContain("--clean-target refuses --target /");
+      expect(err.join("")).not.toMatch(/catalog|KDR_CATALOG/i);
+    } finally {
+      process.stderr.write = orig;
+      process.env = saved;
     }
   });
 });
