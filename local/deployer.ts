@@ -14,99 +14,29 @@
  *   service) and replaced otherwise, a new one is created, and what the program no longer
  *   declares is destroyed at the end. Changes made outside the deployer are not looked at (there
  *   is no refresh): `kryonix-dr drift` reports them.
- * - Destroy removes them in reverse dependency order (dependents first, independent ones together).
- * The state file also holds the provider connection settings that destroy needs, as a local
- * Terraform state does, so it is written 0600 in a 0700 directory.
+ * - Destroy removes them in reverse dependency order (local/destroy.ts). The state file
+ *   (local/state.ts) also holds the provider connection settings destroy needs.
  */
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { TOOL_ENV } from "../contract/index.js";
 import { tmpdir } from "node:os";
 import { spawn } from "node:child_process";
 import { join, resolve } from "node:path";
 import { planInChildProcess, type PlannedResource } from "./plan.js";
-import { forgetGeneratedSecrets } from "./local-stack.js";
 import { loadStackConfig, runStackProgram, type Registration, type ResourceHandler, type RunOptions } from "./program.js";
 import { MAPPINGS, packageOf, providerSettings, unsupported } from "./mappings/index.js";
-import { mapLimit, type DeployContext } from "./mappings/types.js";
-import { TOOL_ENV } from "../contract/index.js";
-import { observeEntries, type Observed } from "./observe.js";
+import { type DeployContext } from "./mappings/types.js";
+import { observeEntries } from "./observe.js";
+import { destroyEntries } from "./destroy.js";
+import { DEPLOYMENTS_DIR, deployingElsewhere, readState, statePath, writeState, type DeploymentState, type StateEntry } from "./state.js";
 
-export const DEPLOYMENTS_DIR = process.env[TOOL_ENV.deploymentsDir] ?? "/var/lib/kryonix-dr/deployments";
+export { destroy, type DestroyOptions } from "./destroy.js";
+export { DEPLOYMENTS_DIR, readState, statePath, type DeploymentState, type StateEntry } from "./state.js";
+
 export const STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference";
 /** Label on every Docker object the deployer creates: which stack's deployment made it. */
 export const DEPLOYER_LABEL = "kryonix.dr.local-deployer.stack";
-
-export interface StateEntry {
-  type: string;
-  name: string;
-  urn: string;
-  id: string;
-  /** Key into `providers`: the explicit provider's URN, or `default:<pkg>`. */
-  provider: string;
-  dependsOn: string[];
-  parent?: string;
-  /** What the mapping needs to destroy it. */
-  record: Record<string, unknown>;
-  /** The object as observed when the deployment completed (local/observe.ts), for drift checks. */
-  observed?: Observed;
-  /** SHA-256 of the inputs it was made from: an update leaves it alone while they are the same. */
-  inputsHash?: string;
-  /** What the mapping computed (generated names, keys), handed back when it is left alone. */
-  outputs?: Record<string, unknown>;
-}
-
-export interface DeploymentState {
-  stack: string;
-  project: string;
-  projectDir: string;
-  status: "deploying" | "deployed" | "failed";
-  /** The deploying process, while status is "deploying". */
-  pid?: number;
-  startedAt: string;
-  finishedAt?: string;
-  error?: string;
-  providers: Record<string, Record<string, unknown>>;
-  /**
-   * The config overrides the stack was deployed with (secrets included: the file is 0600 in a
-   * 0700 directory), which a later deployment starts from.
-   */
-  config?: RunOptions["config"];
-  /** In creation order. */
-  resources: StateEntry[];
-  outputs: Record<string, unknown>;
-}
-
-export function statePath(stack: string, dir: string = DEPLOYMENTS_DIR): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(stack)) throw new Error(`'${stack}' is not a stack name (letters, digits, '.', '_' and '-').`);
-  return join(dir, `${stack}.json`);
-}
-
-export function readState(stack: string, dir: string = DEPLOYMENTS_DIR): DeploymentState | undefined {
-  const file = statePath(stack, dir);
-  if (!existsSync(file)) return undefined;
-  return JSON.parse(readFileSync(file, "utf8")) as DeploymentState;
-}
-
-/** Atomic write (temp file + rename): a crash never leaves half a state file. */
-function writeState(state: DeploymentState, dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
-  const file = statePath(state.stack, dir);
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
-  renameSync(tmp, file);
-}
-
-/** A deployment still running in another live process. */
-function deployingElsewhere(state: DeploymentState): boolean {
-  if (state.status !== "deploying" || !state.pid || state.pid === process.pid) return false;
-  try {
-    process.kill(state.pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The stack name a StackReference names ("org/project/stack" or "stack"). */
 export function referencedStack(name: string): string {
@@ -252,9 +182,15 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
   // only by what this deployment gives (`pulumi config set` and then `pulumi up`).
   const overrides = updating && existing!.config ? { ...existing!.config, ...(opts.config ?? {}) } : opts.config;
   const { project, config } = loadStackConfig(projectDir, opts.stack, overrides);
-  const planned = await planFirst(opts.stack, projectDir, overrides, dir);
-  checkSupported(planned);
-  log(`planned ${planned.filter((p) => p.custom).length} resources`);
+  // The plan (a separate process: one program per process) runs while this process loads and
+  // runs the program itself; nothing is created or changed before the plan has passed. In a
+  // failover (kryonix-dr:active) that is seconds off the time clients wait.
+  const planning = planFirst(opts.stack, projectDir, overrides, dir).then((p) => {
+    checkSupported(p);
+    log(`planned ${p.filter((x) => x.custom).length} resources`);
+    return p;
+  });
+  planning.catch(() => undefined);
   const state: DeploymentState = {
     stack: opts.stack,
     project: project.name,
@@ -276,6 +212,7 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
   const byType = new Map<string, Record<string, unknown>[]>();
   const handler: ResourceHandler = {
     async create(r) {
+      await planning;
       const pkg = packageOf(r.type);
       if (r.type.startsWith("pulumi:providers:")) {
         const p = r.type.slice("pulumi:providers:".length);
@@ -374,6 +311,7 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
 
   try {
     const { registrations, outputs } = await runStackProgram({ ...opts, config: overrides, projectDir, handler });
+    const planned = await planning;
     if (prior.size > 0 || superseded.length > 0) {
       // What the program no longer declares goes last, dependents first (as `pulumi up` deletes).
       const gone = [...prior.values(), ...superseded];
@@ -395,6 +333,17 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
     const difference = { missing: want.filter((k) => !got.includes(k)), extra: got.filter((k) => !want.includes(k)) };
     return { state, registrations, planned, difference, ...(updating ? { update: counts } : {}) };
   } catch (err) {
+    // A plan that failed stopped everything before anything was made: the state is as it was,
+    // and its error (the program's, or an unsupported type) is the one to show.
+    const refused = await planning.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    if (refused) {
+      if (existing) writeState(existing, dir);
+      else rmSync(statePath(opts.stack, dir), { force: true });
+      throw refused;
+    }
     // A failed update leaves a stack that still works, and whose state says what exists: the
     // next deploy carries on from it (as after a failed `pulumi up`). A failed first deployment
     // is half a stack: destroy it.
@@ -424,87 +373,4 @@ export function describeError(err: unknown): string {
       ? ": the S3 server refused the provider's credentials (an access key removed or a secret key changed on the server?); give the stack the keys the server has (`pulumi config set --secret kryonix-dr:<region>AccessKey/<region>SecretKey`) and deploy again"
       : "";
   return `${msg} (HTTP ${status}${hint})`;
-}
-
-const DESTROY_CONCURRENCY = 8;
-
-
-export interface DestroyOptions {
-  stack: string;
-  stateDir?: string;
-  /** Empty buckets even when their S3Bucket has no forceDestroy (the drill's clean-up). */
-  force?: boolean;
-  log?: (line: string) => void;
-}
-
-/**
- * Destroys in reverse dependency order. A failure does not stop the rest: what could not be
- * removed stays in the state file and the error lists it, so destroy can simply be run again.
- */
-export async function destroy(opts: DestroyOptions): Promise<{ destroyed: StateEntry[] }> {
-  const dir = opts.stateDir ?? DEPLOYMENTS_DIR;
-  const log = opts.log ?? (() => {});
-  const state = readState(opts.stack, dir);
-  if (!state) throw new Error(`Stack '${opts.stack}' has no local deployment (${statePath(opts.stack, dir)} does not exist): nothing to destroy.`);
-  if (deployingElsewhere(state)) {
-    throw new Error(`Stack '${opts.stack}' is being deployed right now by process ${state.pid}: wait for it to finish (or stop it), then destroy.`);
-  }
-  const destroyed: StateEntry[] = [];
-  const failed = await destroyEntries(state.resources, state, dir, (e) => {
-    destroyed.push(e);
-    log(`destroyed ${e.type} ${e.name} (${e.id})`);
-  }, opts.force);
-  if (failed.length > 0) {
-    throw new Error(
-      `Destroy of stack '${opts.stack}' left ${failed.length} resource(s); fix the cause and run destroy again:\n${failed
-        .map((f) => `  ${f.entry.type} ${f.entry.name}: ${f.error}`)
-        .join("\n")}`,
-    );
-  }
-  rmSync(statePath(opts.stack, dir), { force: true });
-  forgetGeneratedSecrets(opts.stack, dir);
-  return { destroyed };
-}
-
-/**
- * Destroys `entries` of a deployment in waves, as the engine does: everything that nothing left
- * depends on goes at once. Entries whose dependents could not be removed are never ready, and
- * are reported as blocked. Each one removed leaves the state file at once. Returns the failures.
- */
-async function destroyEntries(
-  entries: StateEntry[],
-  state: DeploymentState,
-  dir: string,
-  done: (e: StateEntry) => void,
-  force = false,
-): Promise<Array<{ entry: StateEntry; error: string }>> {
-  const failed: Array<{ entry: StateEntry; error: string }> = [];
-  const opts = { force };
-  const remaining = new Set(entries);
-  const stuck = new Set<StateEntry>();
-  for (;;) {
-    const ready = [...remaining].filter((e) => !stuck.has(e) && ![...remaining].some((o) => o !== e && o.dependsOn.includes(e.urn)));
-    if (ready.length === 0) break;
-    await mapLimit(ready, DESTROY_CONCURRENCY, async (entry) => {
-      const mapping = MAPPINGS.get(entry.type);
-      const record = opts.force && entry.type === "minio:index/s3Bucket:S3Bucket" ? { ...entry.record, forceDestroy: true } : entry.record;
-      try {
-        if (!mapping) throw new Error(`no mapping for ${entry.type}`);
-        await mapping.destroy(record, state.providers[entry.provider] ?? {});
-        remaining.delete(entry);
-        state.resources = state.resources.filter((e) => e !== entry);
-        writeState(state, dir);
-        done(entry);
-      } catch (err) {
-        stuck.add(entry);
-        failed.push({ entry, error: err instanceof Error ? err.message : String(err) });
-      }
-    });
-  }
-  for (const entry of remaining) {
-    if (stuck.has(entry)) continue;
-    const blocker = [...remaining].find((o) => o.dependsOn.includes(entry.urn));
-    failed.push({ entry, error: `still needed by ${blocker?.type} ${blocker?.name}, which could not be destroyed` });
-  }
-  return failed;
 }

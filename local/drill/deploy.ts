@@ -2,13 +2,9 @@
  * Deploying a drill's stacks in child processes, and reading back what they made: the Swarm
  * services of a stack, and each restore job's own summary.
  */
-import { spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type pg from "pg";
 import * as cat from "../../catalog/queries.js";
-import { DEPLOYER_LABEL } from "../deployer.js";
+import { declaredKeys, deploy, DEPLOYER_LABEL, deployedKeys, type DeployResult } from "../deployer.js";
 import { containerLogs, docker } from "./docker.js";
 import type { Config } from "./stacks.js";
 import type { RestoreResult } from "./verify.js";
@@ -22,46 +18,27 @@ export interface ChildDeploy {
 }
 
 /**
- * Deploys a stack in a child process (the SDK runs one program per process and the drill deploys
- * two). The config, secrets included, goes through a 0600 file in a 0700 directory, never argv.
+ * Deploys a stack in a fresh `kryonix-dr deploy` process (the SDK runs one program per process and
+ * the drill deploys two), its progress lines indented into the drill's. The config, secrets
+ * included, goes through a 0600 file, never argv (deployer.deploy).
  */
-export function deployInChild(stack: string, projectDir: string, stateDir: string, config: Config, log: (l: string) => void): Promise<ChildDeploy> {
-  const dir = mkdtempSync(join(tmpdir(), "kdr-drill-"));
-  chmodSync(dir, 0o700);
-  const file = join(dir, "config.json");
-  writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(__dirname, "deploy-child.ts"), stack, projectDir, stateDir, file], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let buf = "";
-    const tail: string[] = [];
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (line.trim() === "" || NOISE.test(line)) continue;
-        tail.push(line);
-        if (tail.length > 20) tail.shift();
-        log(`  ${line}`);
-      }
-    });
-    child.on("error", reject);
-    child.on("close", (code) => {
-      rmSync(dir, { recursive: true, force: true });
-      if (code !== 0) return reject(new Error(`deploying stack ${stack} failed: ${[...tail, buf].join("\n").trim()}`));
-      try {
-        resolvePromise(JSON.parse(out) as ChildDeploy);
-      } catch (e) {
-        reject(new Error(`deploying stack ${stack} printed no result (${(e as Error).message}): ${out.slice(0, 500)}`));
-      }
-    });
-  });
+export async function deployInChild(stack: string, projectDir: string, stateDir: string, config: Config, log: (l: string) => void): Promise<ChildDeploy> {
+  let r: DeployResult;
+  try {
+    r = await deploy({ stack, projectDir, stateDir, config, log: (l) => log(`  ${l}`) });
+  } catch (e) {
+    throw new Error(`deploying stack ${stack} failed: ${(e as Error).message}`);
+  }
+  const declared = declaredKeys(r.planned);
+  const deployed = deployedKeys(r.state, r.registrations);
+  return {
+    declared,
+    deployed,
+    missing: declared.filter((k) => !deployed.includes(k)),
+    extra: deployed.filter((k) => !declared.includes(k)),
+    resources: r.state.resources.map((e) => ({ type: e.type, name: e.name, id: e.id })),
+  };
 }
-/** The AWS SDK's Node-version notice, repeated by every process; not drill progress. */
-const NOISE = /NodeVersionSupportWarning|versions published after|require node >=22|To continue receiving updates|and security updates please|More information can be found|node --trace-warnings|You are running node/;
 
 /** Every Swarm service a stack's deployment made, by name. */
 export async function stackServices(stack: string): Promise<Array<{ name: string; labels: Record<string, string> }>> {

@@ -129,8 +129,10 @@ async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>): Pro
  */
 async function loseThePrimaryRegion(run: DrillRun): Promise<{ lostAt: number; rest: Promise<void> }> {
   const names = run.services.map((s) => `${run.prefix}-${s.name}`);
-  const containers = (await Promise.all(names.map((n) => serviceContainers(n)))).flat();
   const sidecars = (await stackServices(LOCAL_STACK)).filter((s) => s.labels[LABELS.role] === "sidecar" && run.services.some((x) => x.name === s.labels[LABELS.protects])).map((s) => s.name);
+  // A lost region stops at once: its sidecars are killed with the services, not shut down (a
+  // graceful stop of each would also load this one machine just while the failover runs).
+  const containers = (await Promise.all([...names, ...sidecars].map((n) => serviceContainers(n)))).flat();
   await Promise.all(containers.map((c) => docker.request("POST", `/containers/${c.Id}/kill?signal=KILL`).catch(() => undefined)));
   const lostAt = Date.now();
   run.log(`  killed ${names.join(", ")} at ${iso(lostAt)}`);

@@ -43,6 +43,8 @@ export interface WriterStats {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The pace of retries after a failed write (a failover's time is measured to within it). */
+const FAILED_WRITE_PAUSE_MS = 1000;
 const PSQL = ["psql", "-X", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-At"];
 /**
  * psql in the service's own container (its socket), or, with `host`, from a client container over
@@ -151,6 +153,9 @@ export class Writer {
         } catch (e) {
           this.stats.failures++;
           this.stats.lastError = (e as Error).message;
+          // While the service is away every write fails at once, and each is a `docker exec`: at
+          // the write pace that load on this one machine would slow the very failover being timed.
+          await sleep(Math.max(0, FAILED_WRITE_PAUSE_MS - this.pauseMs));
         }
         await sleep(this.pauseMs);
       }
