@@ -11,7 +11,7 @@ import { secretsPath } from "../../local/local-stack.js";
 import { readPlatform } from "../../local/platform.js";
 import { containerLogs } from "../../local/drill/docker.js";
 import { deployInChild } from "../../local/drill/deploy.js";
-import { drillRecoveryConfig, LOCAL_STACK, RECOVERY_STACK } from "../../local/drill/stacks.js";
+import { drillRecoveryConfig, LOCAL_STACK, localStackServices, RECOVERY_STACK } from "../../local/drill/stacks.js";
 
 const USAGE = `Usage: kryonix-dr recover [--point latest|<ISO time>] [--source-region primary|dr] [--catalog existing|rebuild|restore] [--service NAME]... [--json]
 
@@ -61,21 +61,19 @@ export const command: Command = {
     if (source !== "primary" && source !== "dr") throw new UsageError(`--source-region '${source}' is not a region: use primary or dr.`);
     const catalog = values.catalog ?? "existing";
     if (!["existing", "rebuild", "restore"].includes(catalog)) throw new UsageError(`--catalog '${catalog}' is not a way to get the catalog: use existing, rebuild or restore.`);
+    const projectDir = resolve(join(__dirname, "..", ".."));
+    const wanted = (values.service as string[] | undefined) ?? [];
+    const names = localStackServices(projectDir).map((s) => s.name);
+    const unknown = wanted.filter((w) => !names.includes(w));
+    if (unknown.length > 0) throw new UsageError(`--service ${unknown.join(", ")}: not a service of the local stack (its services: ${names.join(", ")}).`);
     if (!existsSync(secretsPath(LOCAL_STACK, DEPLOYMENTS_DIR))) {
       throw new Error(`no keys of the local stack in ${secretsPath(LOCAL_STACK, DEPLOYMENTS_DIR)}: its backups cannot be decrypted. Deploy it first ('kryonix-dr deploy --stack local', or 'kryonix-dr drill --keep').`);
     }
     if (readState(RECOVERY_STACK)) {
       throw new Error(`the recovery stack is already deployed (${statePath(RECOVERY_STACK)}): remove it first with 'kryonix-dr destroy --stack ${RECOVERY_STACK}'.`);
     }
-    const projectDir = resolve(join(__dirname, "..", ".."));
     const config = drillRecoveryConfig(readPlatform(), projectDir, point, DEPLOYMENTS_DIR, source, catalog as "existing");
-    const wanted = (values.service as string[] | undefined) ?? [];
-    if (wanted.length > 0) {
-      const all = config.services!.value as Array<{ name: string }>;
-      const unknown = wanted.filter((w) => !all.some((s) => s.name === w));
-      if (unknown.length > 0) throw new UsageError(`--service ${unknown.join(", ")}: not a service of the local stack (its services: ${all.map((s) => s.name).join(", ")}).`);
-      config.services = { value: all.filter((s) => wanted.includes(s.name)) };
-    }
+    if (wanted.length > 0) config.services = { value: (config.services!.value as Array<{ name: string }>).filter((s) => wanted.includes(s.name)) };
     const log = (l: string) => process.stderr.write(`${l}\n`);
     const started = Date.now();
     log(`recovering ${wanted.length > 0 ? wanted.join(", ") : "every service"} to ${point === "latest" ? "the latest point" : point.toISOString()} from the ${source} region`);

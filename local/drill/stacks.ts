@@ -130,6 +130,12 @@ export function drillLocalConfig(platform: Platform, projectDir: string, stateDi
  * region loss), and the recovery point. Its services are those the local stack was deployed with
  * (its recorded config): the local stack's own, or the prod stack's after `drill --stack prod`.
  */
+/** The local stack's services as a recovery of it sees them: as deployed, else as its stack file declares them. */
+export function localStackServices(projectDir: string, stateDir = DEPLOYMENTS_DIR): RawService[] {
+  const deployed = readState(LOCAL_STACK, stateDir)?.config;
+  return Array.isArray(deployed?.services?.value) ? (deployed.services.value as RawService[]) : drillRawServices(projectDir);
+}
+
 export function drillRecoveryConfig(
   platform: Platform,
   projectDir: string,
@@ -139,7 +145,7 @@ export function drillRecoveryConfig(
   catalog: "existing" | "rebuild" | "restore" = "existing",
 ): Config {
   const deployed = readState(LOCAL_STACK, stateDir)?.config;
-  const services = Array.isArray(deployed?.services?.value) ? (deployed.services.value as RawService[]) : drillRawServices(projectDir);
+  const services = localStackServices(projectDir, stateDir);
   // The services' passwords the local deployment had (a local Redis has none).
   // (every PostgreSQL has one; a Redis only when its deployment gave it one).
   const passwords = [
