@@ -19,7 +19,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, 
 import path from "node:path";
 import pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
-import { checkStoredSha, childSink, openAndRestore, sealAndUpload, spawnTool, devNull, type SealedArtifact } from "../storage/pipeline.js";
+import { checkStoredSha, childSink, openAndRestore, sealAndUpload, spawnTool, devNull, untar, type SealedArtifact } from "../storage/pipeline.js";
 import { Progress, log } from "../storage/progress.js";
 import type { Storage, Lock } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
@@ -399,7 +399,7 @@ export async function restore(o: {
   mkdirSync(o.target, { recursive: true, mode: 0o700 });
   const walDir = o.standby ? path.join(o.target, STANDBY_WAL_DIR) : (o.walDir ?? path.join(o.target, STAGED_WAL_DIR));
   mkdirSync(walDir, { recursive: true });
-  const tar = spawnTool("tar", ["-x", "-i", "-f", "-", "-C", o.target]);
+  const tar = untar(o.target);
   await Promise.all([openAndRestore({ storage: o.storage, ref: o.base, identityFile: o.identityFile, label: o.base.name, sink: tar.child.stdin! }), tar.exited]);
   const progress = new Progress(`wal segments`, o.wal.length, 5000);
   for (const w of o.wal) {
@@ -474,7 +474,7 @@ export async function verifyArtifacts(o: { storage: Storage; identityFile: strin
       const dir = mkdtempSync(path.join(o.scratch, "verify-base-"));
       chmodSync(dir, 0o700);
       try {
-        const tar = spawnTool("tar", ["-x", "-i", "-f", "-", "-C", dir]);
+        const tar = untar(dir);
         await Promise.all([openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: tar.child.stdin! }), tar.exited]);
         const v = spawnTool("pg_verifybackup", [dir], { env: { ...process.env, PATH: toolPath() }, stdin: "ignore" });
         let out = "";

@@ -53,6 +53,15 @@ export function spawnTool(cmd: string, args: string[], opts: { env?: NodeJS.Proc
   return { child, exited, stderr: told };
 }
 
+/**
+ * How an archive from the object store is unpacked (a PostgreSQL base backup): GNU tar, as the
+ * agent image ships it, which strips a leading '/', skips a member whose name holds '..' (and
+ * exits non-zero), and makes a symlink that points away only after every file, so nothing in
+ * the archive lands outside `dir`. The agent-image test feeds it such an archive.
+ */
+export const UNTAR_ARGS = ["-x", "-i", "-f", "-"] as const;
+export const untar = (dir: string) => spawnTool("tar", [...UNTAR_ARGS, "-C", dir]);
+
 /** Counts bytes and hashes them; optionally waits for `gates` before signalling the end. */
 export class Meter extends Transform {
   bytes = 0;

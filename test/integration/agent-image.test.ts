@@ -15,6 +15,8 @@ import { readPlatform } from "../../local/platform.js";
 import { dockerTry } from "../support/docker.js";
 import { agentWorld, type AgentWorld } from "../support/s3.js";
 import { startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
+import { tarArchive, type TarMember } from "../support/tar.js";
+import { UNTAR_ARGS } from "../../agent/storage/pipeline.js";
 
 let w: AgentWorld;
 let primary: TmpPostgres;
@@ -298,4 +300,51 @@ describe("SQLite online copies of a volume, inside the agent image", () => {
     const check = dockerTry(["run", "--rm", "-v", `${out}:/out`, "--entrypoint", "sqlite3", readPlatform().images.agent, "/out/only-db/grafana.db", "PRAGMA integrity_check;"]);
     expect(check.stdout.trim()).toBe("ok");
   }, 180_000);
+});
+
+/**
+ * A base backup is unpacked with GNU tar as the image ships it (agent/storage/pipeline.ts untar).
+ * An archive that tries to write outside the restore target (a forged object, a damaged catalog)
+ * writes nothing there: fed to the same command in the image, each escape is refused or kept inside.
+ */
+describe("unpacking a hostile archive, inside the agent image", () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "kdrtest-untar-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  function unpack(name: string, members: TarMember[]): { rc: number; found: string[]; out: string } {
+    writeFileSync(path.join(dir, `${name}.tar`), tarArchive(members));
+    const script = [
+      "mkdir -p /restore /outside",
+      `tar ${UNTAR_ARGS.join(" ")} -C /restore < /in/${name}.tar; echo "rc=$?"`,
+      "find /restore /outside /escape /abs-escape -mindepth 0 2>/dev/null | sort",
+    ].join("; ");
+    const r = dockerTry(["run", "--rm", "-v", `${dir}:/in:ro`, "--entrypoint", "sh", readPlatform().images.agent, "-c", script]);
+    expect(r.status, r.stderr).toBe(0);
+    const rc = Number(/rc=(\d+)/.exec(r.stdout)?.[1]);
+    return { rc, found: r.stdout.split("\n").filter((l) => l.startsWith("/")), out: `${r.stdout}\n${r.stderr}` };
+  }
+
+  it("a member named ../escape is refused (tar exits non-zero, so the restore fails) and nothing lands beside the target", () => {
+    const u = unpack("dotdot", [{ name: "PG_VERSION", content: "15\n" }, { name: "../escape", content: "x" }]);
+    expect(u.rc, u.out).not.toBe(0);
+    expect(u.found).toContain("/restore/PG_VERSION");
+    expect(u.found).not.toContain("/escape");
+  });
+
+  it("an absolute member name lands inside the target", () => {
+    const u = unpack("absolute", [{ name: "/abs-escape", content: "x" }]);
+    expect(u.found, u.out).toContain("/restore/abs-escape");
+    expect(u.found).not.toContain("/abs-escape");
+  });
+
+  it("a file under a symlink that points away (absolute or by '..') is not written through it", () => {
+    const u = unpack("symlink", [
+      { name: "link", type: "symlink", linkname: "/outside" },
+      { name: "link/evil", content: "x" },
+      { name: "up", type: "symlink", linkname: "../outside" },
+      { name: "up/evil2", content: "x" },
+    ]);
+    expect(u.rc, u.out).not.toBe(0);
+    expect(u.found.filter((f) => f.startsWith("/outside/")), u.out).toEqual([]);
+  });
 });
