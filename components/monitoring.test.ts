@@ -5,7 +5,7 @@ import { alertmanagerConfig, prometheusConfig } from "./monitoring.js";
 describe("alertmanagerConfig", () => {
   it("sends every group to the notify relay, grouped per alert, service and backup type, resolved notices on", () => {
     const y = alertmanagerConfig("http://kdr-notify:9469");
-    expect(y).toContain("group_by: [alertname, service, type]");
+    expect(y).toContain("group_by: [alertname, service, type, tier]");
     expect(y).toContain("repeat_interval: 4h");
     expect(y).toContain('- { url: "http://kdr-notify:9469/alertmanager", send_resolved: true, max_alerts: 20 }');
     // The targets (and their credentials) are the relay's alone.

@@ -59,13 +59,13 @@ export function prometheusConfig(scrape: string, scrapeIntervalSeconds: number, 
 /**
  * alertmanager.yml: every alert group goes to the notify relay (which holds the targets, formats
  * the notice and sends it to ntfy, webhooks and email), when it fires and when it resolves. One
- * notice per alert, service and backup type, repeated every 4 h while it lasts.
+ * notice per alert, service, backup type and tier (a replicator's), repeated every 4 h while it lasts.
  */
 export function alertmanagerConfig(relayUrl: string): string {
   return [
     "route:",
     "  receiver: kryonix-dr",
-    "  group_by: [alertname, service, type]",
+    "  group_by: [alertname, service, type, tier]",
     "  group_wait: 10s",
     "  group_interval: 1m",
     "  repeat_interval: 4h",
@@ -112,6 +112,10 @@ export function scrapeConfig(metricsPort: number): string {
     "        target_label: service",
     `      - source_labels: [${label(LABELS.role)}]`,
     "        target_label: kdr_role",
+    // A replicator copies one tier's bucket: its alerts name it.
+    `      - source_labels: [${label(LABELS.tier)}]`,
+    "        regex: (.+)",
+    "        target_label: tier",
     "",
   ].join("\n");
 }
@@ -144,7 +148,8 @@ export function alertRules(t: { rpoWarningRatio: number; failedRunsPerDay: numbe
     rule("KryonixDrUnverified", `time() - ${one("kdr_backup_last_verified_timestamp_seconds")} > on(service) (2 * ${one("kdr_rpo_target_seconds")} + 3600)`, "warning", "{{ $labels.service }}: no verified recovery point within twice its RPO target (plus an hour for the verify cron)", "15m"),
     // WAL lag is measured against each service's own RPO target: it is the RPO of PostgreSQL.
     rule("KryonixDrWalLag", `${one("kdr_wal_lag_seconds")} > on(service) ${one("kdr_rpo_target_seconds")}`, "critical", "{{ $labels.service }}: WAL is not reaching the object store within the RPO", "1m"),
-    rule("KryonixDrReplicationLag", `kdr_replication_lag_seconds > ${t.replicationLagSeconds}`, "warning", `the DR copy is more than ${t.replicationLagSeconds} s behind the primary`),
+    // The threshold is already a duration: a minute more only keeps a slow pass from flapping it.
+    rule("KryonixDrReplicationLag", `kdr_replication_lag_seconds > ${t.replicationLagSeconds}`, "warning", `the DR copy of the {{ $labels.tier }} backups is more than ${t.replicationLagSeconds} s behind the primary (see the replicator's log)`, "1m"),
     // The agent already moved on to a new generation; a person must still find out why one broke.
     rule("KryonixDrResticRepositoryReplaced", "increase(kdr_restic_repository_failures_total[1d]) > 0", "critical", "{{ $labels.service }}: a restic repository was found unusable and replaced by a new generation (kryonix-dr status shows why)", "0m"),
     // A standby that stopped replaying would make a failover wait for it, or lose what it holds.

@@ -4,8 +4,10 @@
  * service discovery, scrapes them, loads the rule file the program generates, and what it scraped
  * equals the catalog. Notices reach three real sinks on the host (an ntfy-shaped HTTP endpoint, a
  * JSON webhook, an SMTP server from npm smtp-server) through the notify relay: a failing backup
- * (Alertmanager's alert and the agent's own event, each once), the first success after it, and a
- * stopped sidecar that fires and, when it answers again, clears.
+ * (Alertmanager's alert and the agent's own event, each once), the stale service it becomes, the
+ * first success after it (and the stale alert clearing), replication stopped by the DR region's
+ * S3 server going down (and clearing when it is back), and a stopped sidecar that fires and, when
+ * it answers again, clears.
  * Needs `bash scripts/platform-up.sh` first.
  */
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
@@ -15,6 +17,7 @@ import { tmpdir } from "node:os";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPlatform } from "../../local/platform.js";
+import { loadStackConfig } from "../../local/program.js";
 import { runAsync } from "../support/spawn.js";
 import { DockerApi } from "../../local/docker-api.js";
 import { join } from "node:path";
@@ -23,6 +26,7 @@ const ROOT = join(__dirname, "..", "..");
 const CLI = join(ROOT, "bin", "kryonix-dr.mjs");
 const PROM = "http://127.0.0.1:19090";
 const platform = readPlatform();
+const REDIS_RPO_SECONDS = 90;
 
 interface Sample { metric: Record<string, string>; value: [number, string] }
 async function query(q: string): Promise<Sample[]> {
@@ -104,7 +108,10 @@ beforeAll(async () => {
     mail: { type: "email", url: `smtp://${gw}:${smtpPort}`, from: "kryonix-dr@example.com", to: ["ops@example.com"] },
   };
   const config = join(tmp, "config.json");
-  writeFileSync(config, JSON.stringify({ notificationTargets: { value: JSON.stringify(targets), secret: true } }), { mode: 0o600 });
+  // Redis's RPO target is 90 s here (its incrementals run every 30 s), so a stale Redis is seen
+  // within minutes; every other service as the stack file declares it.
+  const services = (JSON.parse(loadStackConfig(ROOT, "local").config["kryonix-dr:services"]!) as Array<{ name: string }>).map((s) => (s.name === "redis" ? { ...s, rpoSeconds: REDIS_RPO_SECONDS } : s));
+  writeFileSync(config, JSON.stringify({ notificationTargets: { value: JSON.stringify(targets), secret: true }, services: { value: services } }), { mode: 0o600 });
   const d = await runAsync(process.execPath, [CLI, "deploy", "--stack", "local", "--quiet", "--config-file", config], { timeoutMs: 600_000, cwd: ROOT });
   if (d.status !== 0) throw new Error(`deploy of the local stack failed:\n${d.stderr.slice(-3000)}`);
 }, 620_000);
@@ -232,7 +239,11 @@ describe("Notices reach ntfy, a webhook and email, through Alertmanager and the 
       const events = bySink(/^redis: (full|incremental) backup failed$/)[sink].map((n) => n.title);
       expect(new Set(events).size, `${sink}: ${events.join("; ")}`).toBe(events.length);
     }
-  }, 400_000);
+    // Still failing: its newest recovery point ages past the RPO target: a stale service.
+    const stale = await atEverySink("the stale-service alert", /^\[FIRING\] redis: newest recovery point is older than its RPO target$/, 240);
+    expect(stale.ntfy[0]!.headers).toMatchObject({ priority: "urgent", tags: "rotating_light" });
+    expect(stale.webhook[0]!.json).toMatchObject({ source: "alertmanager", status: "firing", severity: "critical", service: "redis" });
+  }, 700_000);
 
   it("the first backup that succeeds again is told, once, at every sink", async () => {
     await scale("kdr-local-redis", 1);
@@ -242,7 +253,27 @@ describe("Notices reach ntfy, a webhook and email, through Alertmanager and the 
     await new Promise((r) => setTimeout(r, 35_000));
     const again = bySink(/^redis: incremental backups succeed again$/);
     expect([again.ntfy.length, again.webhook.length, again.email.length]).toEqual([1, 1, 1]);
-  }, 300_000);
+    const fresh = await atEverySink("the stale alert's resolved notice", /^\[RESOLVED\] redis: newest recovery point is older than its RPO target$/, 240);
+    expect(fresh.webhook[0]!.json).toMatchObject({ status: "resolved", severity: "info", service: "redis" });
+  }, 600_000);
+
+  it("replication stopped (the DR region's S3 server down): the lag alert names the tier at every sink, and the resolved notice follows once the copies caught up", async () => {
+    const region = async (action: "stop" | "start") => {
+      const r = await runAsync("bash", [join(ROOT, "scripts", "region.sh"), action, "dr"], { timeoutMs: 180_000, cwd: ROOT });
+      if (r.status !== 0) throw new Error(`region.sh ${action} dr failed:\n${r.stderr.slice(-2000)}`);
+    };
+    const title = (state: string) => new RegExp(`^\\[${state}\\] the DR copy of the critical backups is more than 60 s behind the primary \\(see the replicator's log\\)$`);
+    await region("stop");
+    try {
+      const lag = await atEverySink("the replication-lag alert", title("FIRING"), 360);
+      expect(lag.webhook[0]!.json).toMatchObject({ source: "alertmanager", status: "firing", severity: "warning" });
+      expect(lag.email[0]!.body).toContain("- the DR copy of the critical backups is more than 60 s behind the primary (see the replicator's log): since ");
+    } finally {
+      await region("start");
+    }
+    const caughtUp = await atEverySink("the replication-lag resolved notice", title("RESOLVED"), 300);
+    expect([caughtUp.ntfy.length, caughtUp.webhook.length, caughtUp.email.length]).toEqual([1, 1, 1]);
+  }, 900_000);
 
   it("a stopped sidecar (its container paused): the alert fires at every sink, and the resolved notice follows when it answers again", async () => {
     const docker = new DockerApi();

@@ -92,7 +92,7 @@ describe("Monitoring", () => {
     expect(rules).toContain("max by (service) (kdr_rpo_target_seconds) * 0.5");
     expect(rules).toContain('increase(kdr_backup_failures_total{type!~"verify|restore"}[1d])) >= 3');
     expect(rules).toContain("kdr_replication_lag_seconds > 120");
-    expect(rules).toContain('summary: "the DR copy is more than 120 s behind the primary"');
+    expect(rules).toContain(`summary: "the DR copy of the {{ $labels.tier }} backups is more than 120 s behind the primary (see the replicator's log)"`);
     expect(rules).toContain("increase(kdr_restic_repository_failures_total[1d]) > 0");
   });
   it("rejects a warning ratio outside (0, 1]", async () => {
