@@ -12,12 +12,14 @@
  */
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { SMTPServer } from "smtp-server";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPlatform } from "../../local/platform.js";
 import { loadStackConfig } from "../../local/program.js";
+import { DEPLOYER_LABEL, DEPLOYMENTS_DIR, readState } from "../../local/deployer.js";
+import { secretsPath } from "../../local/local-stack.js";
 import { runAsync } from "../support/spawn.js";
 import { DockerApi } from "../../local/docker-api.js";
 import { join } from "node:path";
@@ -59,6 +61,8 @@ interface Received {
   json?: { source: string; status: string; severity: string; service: string | null; type: string | null; alertmanager?: { groupKey: string } };
 }
 const received: Received[] = [];
+/** The notification targets given to the deployment (a secret). */
+let targetsJson = "";
 let web: Server;
 let smtp: SMTPServer;
 const tmp = mkdtempSync(join(tmpdir(), "kdrtest-prom-"));
@@ -107,11 +111,12 @@ beforeAll(async () => {
     gateway: `http://${gw}:${webPort}/hook`,
     mail: { type: "email", url: `smtp://${gw}:${smtpPort}`, from: "kryonix-dr@example.com", to: ["ops@example.com"] },
   };
+  targetsJson = JSON.stringify(targets);
   const config = join(tmp, "config.json");
   // Redis's RPO target is 90 s here (its incrementals run every 30 s), so a stale Redis is seen
   // within minutes; every other service as the stack file declares it.
   const services = (JSON.parse(loadStackConfig(ROOT, "local").config["kryonix-dr:services"]!) as Array<{ name: string }>).map((s) => (s.name === "redis" ? { ...s, rpoSeconds: REDIS_RPO_SECONDS } : s));
-  writeFileSync(config, JSON.stringify({ notificationTargets: { value: JSON.stringify(targets), secret: true }, services: { value: services } }), { mode: 0o600 });
+  writeFileSync(config, JSON.stringify({ notificationTargets: { value: targetsJson, secret: true }, services: { value: services } }), { mode: 0o600 });
   const d = await runAsync(process.execPath, [CLI, "deploy", "--stack", "local", "--quiet", "--config-file", config], { timeoutMs: 600_000, cwd: ROOT });
   if (d.status !== 0) throw new Error(`deploy of the local stack failed:\n${d.stderr.slice(-3000)}`);
 }, 620_000);
@@ -293,4 +298,63 @@ describe("Notices reach ntfy, a webhook and email, through Alertmanager and the 
     expect(up.email[0]!.body).toMatch(/^Resolved:\n- files: backup agent not answering \/metrics: cleared at /m);
     expect([up.ntfy.length, up.webhook.length, up.email.length]).toEqual([1, 1, 1]);
   }, 400_000);
+});
+
+/**
+ * The running deployment keeps its secrets to Swarm secrets: none of them (its generated passwords
+ * and keys, each sidecar's S3 secret key, the platform's admin keys and catalog password, the
+ * notification targets) appears in a service's spec, a container's inspect, a running process's
+ * arguments, a container's log, or a row of the catalog.
+ */
+describe("no secret of the running local stack where anyone can read it", () => {
+  it("not in docker service inspect, docker inspect, process arguments, logs, or the catalog", async () => {
+    const docker = new DockerApi();
+    const secrets = new Map<string, string>();
+    const add = (name: string, v: unknown) => {
+      if (typeof v === "string" && v.length >= 12) secrets.set(v, name);
+    };
+    const generated = JSON.parse(readFileSync(secretsPath("local", DEPLOYMENTS_DIR), "utf8")) as Record<string, string>;
+    for (const [k, v] of Object.entries(generated)) {
+      if (k === "ageRecipient") continue; // a public key
+      add(k, k === "ageIdentity" ? /AGE-SECRET-KEY-[0-9A-Z]+/.exec(v)?.[0] : v);
+    }
+    for (const r of ["primary", "dr"] as const) add(`${r} region's admin secret key`, platform.regions[r].secretKey);
+    add("the catalog server's password", platform.catalog.password);
+    add("the notification targets", targetsJson);
+    for (const t of Object.values(JSON.parse(targetsJson) as Record<string, string | { url: string }>)) add("a notification target's URL", typeof t === "string" ? t : t.url);
+    for (const e of readState("local")!.resources) add(`${e.name}'s secret`, (e.outputs as { secret?: unknown } | undefined)?.secret);
+    expect(secrets.size, "the secrets looked for").toBeGreaterThan(20);
+
+    const leaks: string[] = [];
+    const look = (where: string, text: string) => {
+      for (const [v, name] of secrets) if (text.includes(v)) leaks.push(`${name} in ${where}`);
+    };
+    const filters = encodeURIComponent(JSON.stringify({ label: [`${DEPLOYER_LABEL}=local`] }));
+    const services = await docker.request<Array<{ ID: string; Spec: { Name: string } }>>("GET", `/services?filters=${filters}`);
+    expect(services.length).toBeGreaterThan(5);
+    let containers = 0;
+    for (const svc of services) {
+      look(`docker service inspect ${svc.Spec.Name}`, JSON.stringify(svc));
+      const tasks = await docker.request<Array<{ Id: string }>>("GET", `/containers/json?filters=${encodeURIComponent(JSON.stringify({ label: [`com.docker.swarm.service.name=${svc.Spec.Name}`] }))}`);
+      for (const c of tasks) {
+        containers++;
+        look(`docker inspect of ${svc.Spec.Name}'s container`, JSON.stringify(await docker.request("GET", `/containers/${c.Id}/json`)));
+        const top = await docker.request<{ Processes: string[][] }>("GET", `/containers/${c.Id}/top?ps_args=${encodeURIComponent("-eo pid,args")}`);
+        look(`a process's arguments in ${svc.Spec.Name}`, JSON.stringify(top.Processes));
+        const logs = await docker.logs(c.Id);
+        look(`${svc.Spec.Name}'s log`, logs.stdout + logs.stderr);
+      }
+    }
+    expect(containers, "running containers looked at").toBeGreaterThan(5);
+    const db = new pg.Client({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "kryonix_dr" });
+    await db.connect();
+    try {
+      const tables = (await db.query<{ t: string }>("SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) AS t FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'")).rows;
+      expect(tables.length).toBeGreaterThan(3);
+      for (const { t } of tables) look(`the catalog table ${t}`, (await db.query<{ r: string }>(`SELECT string_agg(x::text, E'\\n') AS r FROM ${t} x`)).rows[0]!.r ?? "");
+    } finally {
+      await db.end();
+    }
+    expect(leaks).toEqual([]);
+  }, 300_000);
 });
