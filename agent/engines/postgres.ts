@@ -23,7 +23,7 @@ import { checkStoredSha, childSink, openAndRestore, sealAndUpload, spawnTool, de
 import { Progress, log } from "../storage/progress.js";
 import type { Storage, Lock } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
-import { WalCoverage, type WalMark } from "./wal-coverage.js";
+import { baseCoversUntil, sampleMarks, WalCoverage, type WalMark } from "./wal-coverage.js";
 import type { BackupContext, EngineResult } from "./types.js";
 import { AGENT_ENV, objectPrefix, replicationSlotName } from "../../contract/index.js";
 
@@ -82,6 +82,12 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
   // The WAL archive must continue from this base: the slot makes the primary keep every segment
   // after it until pg_receivewal (serve, or the next incremental run) has streamed it.
   await ensureSlot(ctx.settings, slotName(ctx.service));
+  // Marks (the primary's clock and flush LSN) through the backup: its recovery point is the newest
+  // one at or before its end LSN. The same connection sizes the progress estimate.
+  const mc = await pgConnect(ctx.settings);
+  mc.on("error", () => undefined);
+  const marks = sampleMarks(async () => (await mc.query<WalMark>("SELECT clock_timestamp() AS at, pg_current_wal_flush_lsn()::text AS lsn")).rows[0]!, 1000);
+  await marks.first;
   const started = new Date();
   // pgMaxRate (e.g. 50M, checked by the settings table): pg_basebackup's --max-rate, to bound the load on the primary.
   const maxRate = ctx.settings.get("pgMaxRate");
@@ -95,14 +101,7 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
   );
   // The sum of database sizes is what pg_basebackup will read, give or take WAL and config
   // files: good enough for an ETA, never recorded as a measurement.
-  let estimate: number | undefined;
-  try {
-    const c = await pgConnect(ctx.settings);
-    estimate = Number((await c.query<{ n: string }>("SELECT sum(pg_database_size(oid))::bigint AS n FROM pg_database")).rows[0]!.n);
-    await c.end();
-  } catch {
-    estimate = undefined;
-  }
+  const estimate = await mc.query<{ n: string }>("SELECT sum(pg_database_size(oid))::bigint AS n FROM pg_database").then((r) => Number(r.rows[0]!.n), () => undefined);
   const base = await sealAndUpload({
     storage: ctx.storage,
     key: `${ctx.prefix}base.tar.zst.age`,
@@ -112,11 +111,11 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
     lock: ctx.lock("full"),
     producers: [bb.exited],
     progress: new Progress(`pg_basebackup ${ctx.service}`, estimate),
-  });
-  const ended = new Date();
+  }).finally(() => marks.stop().finally(() => mc.end().catch(() => undefined)));
   const err = bb.stderr();
   const start = lsnRe("start").exec(err);
   const end = lsnRe("end").exec(err);
+  const ended = baseCoversUntil(await marks.stop(), end?.[1], started);
   const artifacts: SealedArtifact[] = [base];
   const dbs: string[] = [];
   if (opts.logical !== false && ctx.settings.get("pgLogicalDumps") !== "none") {

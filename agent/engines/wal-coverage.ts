@@ -56,3 +56,38 @@ export class WalCoverage {
     return best;
   }
 }
+
+/**
+ * A base backup's recovery point: the newest mark whose flush LSN is at or before the backup's
+ * end LSN (every write acknowledged before that mark is in the base), else `fallback` (a moment
+ * before the backup began). Marks carry the primary's clock, so the fallback is used only alone. Never the time the upload finished: writes acknowledged between the
+ * backup's end and then are not in it (a region drill once restored a base without them).
+ */
+export function baseCoversUntil(marks: WalMark[], endLsn: string | undefined, fallback: Date): Date {
+  if (!endLsn) return fallback;
+  const end = lsnValue(endLsn);
+  let best: Date | undefined;
+  for (const m of marks) if (lsnValue(m.lsn) <= end && (!best || m.at > best)) best = m.at;
+  return best ?? fallback;
+}
+
+/** Takes a mark with `read` now and then every `ms` until stop(), which returns them all. */
+export function sampleMarks(read: () => Promise<WalMark>, ms: number): { first: Promise<void>; stop: () => Promise<WalMark[]> } {
+  const marks: WalMark[] = [];
+  let stopped = false;
+  let inFlight: Promise<void> = Promise.resolve();
+  const take = () => (inFlight = read().then((m) => void marks.push(m), () => undefined));
+  const first = take();
+  const timer = setInterval(() => {
+    if (!stopped) void take();
+  }, ms);
+  return {
+    first,
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await inFlight;
+      return marks;
+    },
+  };
+}

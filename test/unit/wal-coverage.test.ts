@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { WalCoverage } from "../../agent/engines/wal-coverage.js";
+import { baseCoversUntil, sampleMarks, WalCoverage } from "../../agent/engines/wal-coverage.js";
 
 const SEG = 16 * 1024 * 1024;
 const at = (s: number) => new Date(Date.UTC(2026, 11, 2, 8, 0, s));
@@ -54,5 +54,34 @@ describe("WalCoverage: what an archived segment lets a restore reach", () => {
     c.mark({ at: at(8), lsn: lsn(SEG) });
     expect(c.coversUntil("00000002.history")).toEqual(at(3));
     expect(c.coversUntil(seg(0))).toEqual(at(8));
+  });
+});
+
+describe("a base backup's recovery point", () => {
+  const at = (s: number) => new Date(Date.UTC(2026, 11, 2, 22, 14, s));
+  const marks = [
+    { at: at(1), lsn: "0/3000100" },
+    { at: at(2), lsn: "0/3000200" },
+    { at: at(4), lsn: "0/3000300" },
+  ];
+
+  it("is the newest mark at or before the backup's end LSN, never the time the upload finished", () => {
+    expect(baseCoversUntil(marks, "0/3000250", at(0))).toEqual(at(2));
+    expect(baseCoversUntil(marks, "0/3000300", at(0))).toEqual(at(4));
+    // Writes acknowledged after the end (at 4 s here) are not in the base: no claim past it.
+    expect(baseCoversUntil(marks, "0/30000FF", at(0))).toEqual(at(0));
+    expect(baseCoversUntil(marks, undefined, at(0))).toEqual(at(0));
+    expect(baseCoversUntil([], "0/3000300", at(0))).toEqual(at(0));
+  });
+
+  it("samples marks until stopped, and none after", async () => {
+    let n = 0;
+    const s = sampleMarks(async () => ({ at: at(n), lsn: `0/${(++n).toString(16)}` }), 20);
+    await s.first;
+    await new Promise((r) => setTimeout(r, 120));
+    const got = await s.stop();
+    expect(got.length).toBeGreaterThanOrEqual(3);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(n).toBe(got.length);
   });
 });
