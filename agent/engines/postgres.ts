@@ -87,8 +87,8 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
   const mc = await pgConnect(ctx.settings);
   mc.on("error", () => undefined);
   const marks = sampleMarks(async () => (await mc.query<WalMark>("SELECT clock_timestamp() AS at, pg_current_wal_flush_lsn()::text AS lsn")).rows[0]!, 1000);
-  await marks.first;
-  const started = new Date();
+  // On the primary's clock, as the recovery point's end is (the catalog wants start <= end).
+  const started = (await marks.first)?.at ?? new Date();
   // pgMaxRate (e.g. 50M, checked by the settings table): pg_basebackup's --max-rate, to bound the load on the primary.
   const maxRate = ctx.settings.get("pgMaxRate");
   const bb = spawnTool(

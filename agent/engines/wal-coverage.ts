@@ -71,13 +71,13 @@ export function baseCoversUntil(marks: WalMark[], endLsn: string | undefined, fa
   return best ?? fallback;
 }
 
-/** Takes a mark with `read` now and then every `ms` until stop(), which returns them all. */
-export function sampleMarks(read: () => Promise<WalMark>, ms: number): { first: Promise<void>; stop: () => Promise<WalMark[]> } {
+/** Takes a mark with `read` now (`first`: it, or undefined if it failed) and every `ms` until stop(), which returns them all. */
+export function sampleMarks(read: () => Promise<WalMark>, ms: number): { first: Promise<WalMark | undefined>; stop: () => Promise<WalMark[]> } {
   const marks: WalMark[] = [];
   let stopped = false;
   let inFlight: Promise<void> = Promise.resolve();
   const take = () => (inFlight = read().then((m) => void marks.push(m), () => undefined));
-  const first = take();
+  const first = take().then(() => marks[0]);
   const timer = setInterval(() => {
     if (!stopped) void take();
   }, ms);

@@ -77,11 +77,18 @@ describe("a base backup's recovery point", () => {
   it("samples marks until stopped, and none after", async () => {
     let n = 0;
     const s = sampleMarks(async () => ({ at: at(n), lsn: `0/${(++n).toString(16)}` }), 20);
-    await s.first;
+    // The first mark is the backup's start, on the primary's clock (so start <= end in the catalog).
+    expect(await s.first).toEqual({ at: at(0), lsn: "0/1" });
     await new Promise((r) => setTimeout(r, 120));
     const got = await s.stop();
     expect(got.length).toBeGreaterThanOrEqual(3);
     await new Promise((r) => setTimeout(r, 60));
     expect(n).toBe(got.length);
   });
+});
+
+it("sampleMarks: a first reading that fails gives no start mark (the backup takes the agent's clock)", async () => {
+  const s = sampleMarks(() => Promise.reject(new Error("permission denied")), 20);
+  expect(await s.first).toBeUndefined();
+  expect(await s.stop()).toEqual([]);
 });
