@@ -5,7 +5,8 @@
  * equals the catalog. Notices reach three real sinks on the host (an ntfy-shaped HTTP endpoint, a
  * JSON webhook, an SMTP server from npm smtp-server) through the notify relay: a failing backup
  * (Alertmanager's alert and the agent's own event, each once), the stale service it becomes, the
- * first success after it (and the stale alert clearing), replication stopped by the DR region's
+ * first success after it (and the stale alert clearing), a failed verify of a backup whose data
+ * object was deleted, replication stopped by the DR region's
  * S3 server going down (and clearing when it is back), and a stopped sidecar that fires and, when
  * it answers again, clears.
  * Needs `bash scripts/platform-up.sh` first.
@@ -16,7 +17,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DeleteObjectCommand } from "@aws-sdk/client-s3";
 import { readPlatform } from "../../local/platform.js";
+import { s3Client } from "../support/s3.js";
 import { loadStackConfig } from "../../local/program.js";
 import { DEPLOYER_LABEL, DEPLOYMENTS_DIR, readState } from "../../local/deployer.js";
 import { secretsPath } from "../../local/local-stack.js";
@@ -260,6 +263,37 @@ describe("Notices reach ntfy, a webhook and email, through Alertmanager and the 
     expect([again.ntfy.length, again.webhook.length, again.email.length]).toEqual([1, 1, 1]);
     const fresh = await atEverySink("the stale alert's resolved notice", /^\[RESOLVED\] redis: newest recovery point is older than its RPO target$/, 240);
     expect(fresh.webhook[0]!.json).toMatchObject({ status: "resolved", severity: "info", service: "redis" });
+  }, 600_000);
+
+  it("a failed verify (a Redis backup's data object deleted with the region's admin key before the verify cron got to it): the alert at every sink, and the backup recorded as failed", async () => {
+    const admin = s3Client(platform.regions.primary.loopbackEndpoint, platform.regions.primary.name, platform.regions.primary.accessKey, platform.regions.primary.secretKey);
+    const db = new pg.Client({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "kryonix_dr" });
+    await db.connect();
+    try {
+      const since = new Date();
+      // A backup the cron has not judged yet (it verifies each minute at :30); if it judged it while
+      // the object went, the next one is taken.
+      const damaged = await until("a Redis backup whose data object is gone before its verify", 240, async () => {
+        const { rows } = await db.query<{ backup_id: string; bucket: string; key: string; version: string }>(
+          `SELECT b.backup_id, b.storage_bucket AS bucket, a.object_key AS key, a.version_id AS version FROM backup_management b JOIN backup_artifact a USING (backup_id)
+            WHERE b.service_name = 'redis' AND b.backup_status = 'completed' AND b.verify_status IS NULL AND b.completed_at > $1 AND a.role <> 'manifest'
+            ORDER BY b.completed_at DESC LIMIT 1`,
+          [since],
+        );
+        const r = rows[0];
+        if (!r) return undefined;
+        await admin.send(new DeleteObjectCommand({ Bucket: r.bucket, Key: r.key, VersionId: r.version, BypassGovernanceRetention: true }));
+        const after = (await db.query<{ v: string | null }>("SELECT verify_status AS v FROM backup_management WHERE backup_id = $1", [r.backup_id])).rows[0]!.v;
+        return after === null ? r : undefined;
+      });
+      const failed = await atEverySink("the failed-verify alert", /^\[FIRING\] redis: a verify failed in the last 24 h /, 240);
+      expect(failed.webhook[0]!.json).toMatchObject({ source: "alertmanager", status: "firing", severity: "critical", service: "redis" });
+      expect(failed.ntfy[0]!.headers).toMatchObject({ priority: "urgent" });
+      const v = (await db.query<{ v: string | null }>("SELECT verify_status AS v FROM backup_management WHERE backup_id = $1", [damaged.backup_id])).rows[0]!.v;
+      expect(v, `backup ${damaged.backup_id} after its verify`).toBe("failed");
+    } finally {
+      await db.end();
+    }
   }, 600_000);
 
   it("replication stopped (the DR region's S3 server down): the lag alert names the tier at every sink, and the resolved notice follows once the copies caught up", async () => {
