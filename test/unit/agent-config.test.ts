@@ -8,6 +8,22 @@ import { parseCronJobs } from "../../agent/serve.js";
 import { main } from "../../agent/cli.js";
 import { checkRestorePaths } from "../../agent/commands/restore.js";
 
+/** Runs `fn` with only `env` of the KDR_ settings set, collecting what the agent writes to stderr. */
+async function withAgentEnv(env: Record<string, string>, fn: (err: string[]) => Promise<void>): Promise<void> {
+  const err: string[] = [];
+  const orig = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((c: string) => (err.push(String(c)), true)) as typeof process.stderr.write;
+  const saved = { ...process.env };
+  try {
+    for (const k of Object.keys(process.env)) if (k.startsWith("KDR_")) delete process.env[k];
+    Object.assign(process.env, env);
+    await fn(err);
+  } finally {
+    process.stderr.write = orig;
+    process.env = saved;
+  }
+}
+
 describe("agent settings", () => {
   it("maps every setting to a flag and prefers the flag over the env", () => {
     expect(flagName("targetHost")).toBe("--target-host");
@@ -60,21 +76,13 @@ describe("agent settings", () => {
   });
 
   it("exits 2 with the setting's name for a bad command line", async () => {
-    const err: string[] = [];
-    const orig = process.stderr.write.bind(process.stderr);
-    process.stderr.write = ((c: string) => (err.push(String(c)), true)) as typeof process.stderr.write;
-    const saved = { ...process.env };
-    try {
-      for (const k of Object.keys(process.env)) if (k.startsWith("KDR_")) delete process.env[k];
+    await withAgentEnv({}, async (err) => {
       expect(await main(["backup", "--type", "weekly"])).toBe(2);
       expect(err.join("")).toMatch(/--type 'weekly' is not a backup type: use full or incremental/);
       expect(await main(["frobnicate"])).toBe(2);
       expect(await main(["backup", "--s3-bukket", "b"])).toBe(2);
       expect(err.join("")).toMatch(/unknown option --s3-bukket: see 'kdr-agent --help'/);
-    } finally {
-      process.stderr.write = orig;
-      process.env = saved;
-    }
+    });
   });
 });
 
@@ -125,13 +133,7 @@ describe("agent restore: the command line judged before the catalog is reached",
   });
 
   it("a time without its zone, or a backup id that is not one, exits 2 naming the flag and the fix (no catalog set: it is never reached)", async () => {
-    const err: string[] = [];
-    const orig = process.stderr.write.bind(process.stderr);
-    process.stderr.write = ((c: string) => (err.push(String(c)), true)) as typeof process.stderr.write;
-    const saved = { ...process.env };
-    try {
-      for (const k of Object.keys(process.env)) if (k.startsWith("KDR_")) delete process.env[k];
-      Object.assign(process.env, { KDR_SERVICE: "pg-main", KDR_ENGINE: "postgres" });
+    await withAgentEnv({ KDR_SERVICE: "pg-main", KDR_ENGINE: "postgres" }, async (err) => {
       expect(await main(["restore", "--target", "/restore", "--time", "2026-11-28T21:04:05"])).toBe(2);
       expect(err.join("")).toContain("--time '2026-11-28T21:04:05' is not an ISO 8601 time with a zone: give e.g. 2026-11-28T21:04:05Z (or 'latest').");
       expect(await main(["restore", "--target", "/restore", "--time", "yesterday"])).toBe(2);
@@ -140,9 +142,6 @@ describe("agent restore: the command line judged before the catalog is reached",
       expect(await main(["restore", "--target", "/", "--clean-target"])).toBe(2);
       expect(err.join("")).toContain("--clean-target refuses --target /");
       expect(err.join("")).not.toMatch(/catalog|KDR_CATALOG/i);
-    } finally {
-      process.stderr.write = orig;
-      process.env = saved;
-    }
+    });
   });
 });
