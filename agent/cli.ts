@@ -8,7 +8,7 @@
 import { request } from "node:http";
 import type pg from "pg";
 import { connectCatalog, listBackups } from "./catalog.js";
-import { AGENT_ENV, isIsoTimeWithZone, SETTINGS, type SettingDef, type SettingKey } from "../contract/index.js";
+import { AGENT_ENV, isIsoTimeWithZone, isUuid, SETTINGS, type SettingDef, type SettingKey } from "../contract/index.js";
 import { ConfigError, flagName, parseArgs, Settings } from "./config.js";
 import { LockBusyError } from "./lock.js";
 import { AGENT_VERSION } from "./commands/shared.js";
@@ -138,7 +138,7 @@ export async function main(argv: string[]): Promise<number> {
         const point = s.get("recoveryPoint");
         const pointIsId = point !== undefined && /^[0-9a-f-]{36}$/.test(point);
         const backupId = str(flags.get("--backup-id")) ?? (pointIsId ? point : undefined);
-        if (backupId !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(backupId)) {
+        if (backupId !== undefined && !isUuid(backupId)) {
           throw new ConfigError(`--backup-id '${backupId}' is not a backup id: give the UUID 'kdr-agent list' shows.`);
         }
         const opts = {

@@ -1,4 +1,5 @@
 /** Internal helpers of the query files: column lists, row mapping and input checks. */
+import { isUuid } from "../contract/index.js";
 import { CatalogError } from "./types.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -41,7 +42,6 @@ export function camel<T>(row: Record<string, unknown>): T {
 // Input validation: errors say what is wrong and how to fix it, before the database sees it.
 
 const SHA256_RE = /^[0-9a-f]{64}$/;
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const SERVICE_RE = /^[a-z0-9][a-z0-9_.-]*$/;
 
 export function checkSha256(what: string, v: string): void {
@@ -50,7 +50,7 @@ export function checkSha256(what: string, v: string): void {
   }
 }
 export function checkUuid(what: string, v: string): void {
-  if (!UUID_RE.test(v)) throw new CatalogError(`${what} must be a UUID; got '${v}'.`);
+  if (!isUuid(v)) throw new CatalogError(`${what} must be a UUID; got '${v}'.`);
 }
 export function checkService(v: string): void {
   if (!SERVICE_RE.test(v) || v.length > 100) {

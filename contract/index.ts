@@ -50,6 +50,9 @@ export function isIsoTimeWithZone(raw: string): boolean {
   return /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(raw) && !Number.isNaN(Date.parse(raw));
 }
 
+/** A UUID as the catalog keeps them (backup ids, tenant ids), in either case. */
+export const isUuid = (v: string): boolean => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(v);
+
 /** The service name the catalog server's own backups are recorded under (stack config catalog.backup). */
 export const CATALOG_SERVICE = "kdr-catalog";
 

@@ -2,6 +2,7 @@
  * `kryonix-dr report`: the weekly report from the catalog, as a self-contained HTML page and a
  * plain-text summary for email. Reads only, so a kryonix_dr_reader login is enough.
  */
+import { isUuid } from "../../contract/index.js";
 import { writeFileSync } from "node:fs";
 import { catalogClientFromEnv } from "../catalog-env.js";
 import { parseFlags, UsageError, type Command } from "../command.js";
@@ -19,7 +20,6 @@ self-contained page (no script, nothing fetched); --text the plain-text summary 
 Connection from the standard libpq environment: PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD
 (and PGSSLMODE); a member of kryonix_dr_reader is enough. Exit 0 when written, 2 for a usage error.`;
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const command: Command = {
   name: "report",
@@ -30,7 +30,7 @@ export const command: Command = {
     if (!values.html && !values.text) throw new UsageError("give --html <file>, --text <file>, or both: the report has nowhere to go.");
     const days = values.days === undefined ? 7 : Number(values.days);
     if (!/^\d+$/.test(values.days ?? "7") || days < 1 || days > 366) throw new UsageError(`--days '${values.days}' must be a whole number of days from 1 to 366, e.g. --days 7.`);
-    if (values.tenant !== undefined && !UUID_RE.test(values.tenant)) throw new UsageError(`--tenant '${values.tenant}' is not a UUID: pass the tenant id as recorded in the catalog.`);
+    if (values.tenant !== undefined && !isUuid(values.tenant)) throw new UsageError(`--tenant '${values.tenant}' is not a UUID: pass the tenant id as recorded in the catalog.`);
     const client = await catalogClientFromEnv("kryonix-dr report");
     let data;
     try {

@@ -4,6 +4,7 @@
  * last recoveries and drills went. Reads only (SELECT and STABLE functions), so the
  * kryonix_dr_reader role is enough.
  */
+import { isUuid } from "../../contract/index.js";
 import { catalogClientFromEnv } from "../catalog-env.js";
 import { parseFlags, UsageError, type Command } from "../command.js";
 import * as cat from "../../catalog/queries.js";
@@ -27,7 +28,6 @@ exists, and it is within --max-age); 1 when any needs attention (the output ends
 2 for a usage error. Connection from the standard libpq environment: PGHOST, PGPORT, PGDATABASE,
 PGUSER, PGPASSWORD (and PGSSLMODE); a member of kryonix_dr_reader is enough.`;
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const OK_STATUSES: readonly string[] = ["healthy", "degraded"];
 /** A run silent this long is presumed dead: the agent's own reconcile default (reconcileStaleRuns). */
 const SILENT_RUN_SECONDS = 900;
@@ -371,7 +371,7 @@ export const command: Command = {
       recoveries: { type: "string" },
       json: { type: "boolean" },
     });
-    if (values.tenant !== undefined && !UUID_RE.test(values.tenant)) {
+    if (values.tenant !== undefined && !isUuid(values.tenant)) {
       throw new UsageError(`--tenant '${values.tenant}' is not a UUID: pass the tenant id as recorded in the catalog, e.g. 4f6c...-....`);
     }
     const wholeNumber = (flag: string, v: string | undefined, min: number): number | undefined => {

@@ -2,7 +2,7 @@
  * `parseSpecs()` (pure) validates raw config once and turns it into the plain typed specs the
  * compositions hand to components. Every rejection names the key and the fix.
  */
-import { DEFAULT_METRICS_PORT, ENGINES, isIsoTimeWithZone, LOCK_MODES, PRIORITIES, PRIORITY_RTO_SECONDS, REPLICATION_MODES, TARGET_DEFAULTS, TIER_PRIORITY, TIERS, type Engine } from "../../contract/index.js";
+import { DEFAULT_METRICS_PORT, ENGINES, isIsoTimeWithZone, isUuid, LOCK_MODES, PRIORITIES, PRIORITY_RTO_SECONDS, REPLICATION_MODES, TARGET_DEFAULTS, TIER_PRIORITY, TIERS, type Engine } from "../../contract/index.js";
 import { cronError, worstGapSeconds } from "../../contract/schedule.js";
 import { PROJECT, ROLES, Role, REGION_KINDS, REGIONS, RegionRole, DEFAULTS, ConfigError, RawRegion, RawConfig, RawService, RetentionSpec, ServiceSpec, RegionSpec, CatalogSpec, RecoveryPoint, Specs, SECRET, CATALOG_SERVICE, RECOVERY_CATALOG_MODES, type StandbySpec } from "./schema.js";
 import { bool, consistency, Issues, positive, PREFIX_RE, retentionDays, servicePrefix, sqliteFiles, stringList } from "./values.js";
@@ -11,7 +11,6 @@ import { bool, consistency, Issues, positive, PREFIX_RE, retentionDays, serviceP
 
 // A Swarm service name part: it never ends in '-' (names are joined with '-').
 const NAME_RE = /^[a-z](?:[a-z0-9-]{0,29}[a-z0-9])?$/;
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** monitoring.prometheus: run Prometheus with the generated config (image required; port optional). */
 function prometheusSpec(issues: Issues, raw: { image?: string; scrapeIntervalSeconds?: number; publishedPort?: number } | undefined) {
@@ -90,7 +89,7 @@ function recoveryPoint(issues: Issues, value: unknown, now: number): RecoveryPoi
     }
     return { kind: "time", at: at.toISOString() };
   }
-  if (typeof value === "string" && UUID_RE.test(value)) return { kind: "backup", id: value.toLowerCase() };
+  if (typeof value === "string" && isUuid(value)) return { kind: "backup", id: value.toLowerCase() };
   issues.add(
     "recovery.point",
     `must be "latest", an ISO timestamp with zone (e.g. 2026-11-28T21:00:00Z) or a backup id (UUID from backup_management), got ${JSON.stringify(value)}`,
@@ -311,7 +310,7 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
     issues.add("namePrefix", `must be lowercase letters, digits and '-', at most 21 characters, starting with a letter and not ending in '-', got ${JSON.stringify(namePrefix)}`);
   }
   const tenantId = raw.tenantId ?? "00000000-0000-0000-0000-000000000000";
-  if (!UUID_RE.test(tenantId)) issues.add("tenantId", `must be a UUID (the catalog's tenant_id), got ${JSON.stringify(tenantId)}`);
+  if (!isUuid(tenantId)) issues.add("tenantId", `must be a UUID (the catalog's tenant_id), got ${JSON.stringify(tenantId)}`);
 
   const defaults = parseServiceDefaults(issues, raw);
   const images = defaults.images;
