@@ -25,3 +25,18 @@ export async function connectCatalog(s: Settings): Promise<pg.Client> {
   await c.query("SET idle_in_transaction_session_timeout = '60s'");
   return c;
 }
+
+/**
+ * A long-lived process (serve, replicate) holds its catalog connection for days; once the catalog
+ * restarts, that connection is gone for good and every later query fails. Resolves with the
+ * reason when it is lost; the process then exits and Swarm starts it again with a new one.
+ */
+export function catalogLost(c: pg.Client): Promise<string> {
+  return new Promise((resolve) => {
+    c.on("error", (e: Error) => resolve(e.message));
+    c.on("end", () => resolve("the catalog closed the connection"));
+  });
+}
+
+/** Exit status of a long-lived process that lost its catalog (EX_TEMPFAIL: start it again). */
+export const EXIT_CATALOG_LOST = 75;

@@ -203,14 +203,12 @@ export async function main(argv: string[]): Promise<number> {
         return r.healthy ? 0 : 1;
       }
       case "serve":
-        await serve(s);
-        return 0;
+        return await serve(s);
       case "cron":
         await cron(s);
         return 0;
       case "replicate":
-        await replicate(s, flags.has("--once"));
-        return 0;
+        return await replicate(s, flags.has("--once"));
       case "notify-relay":
         await notifyRelay(s);
         return 0;

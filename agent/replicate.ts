@@ -91,7 +91,7 @@ export async function replicateOnce(s: Settings, src: Storage, dst: Storage, cop
   return { copied: n, skipped: done.size - n, recorded };
 }
 
-export async function replicate(s: Settings, once: boolean): Promise<void> {
+export async function replicate(s: Settings, once: boolean): Promise<number> {
   const src = Storage.fromSettings(s);
   const endpoint = s.require("replicaEndpoint");
   const dst = new Storage(s.require("replicaBucket"), endpoint, s.get("replicaRegion") ?? "us-east-1", s.secret("replicaAccessKey"), s.secret("replicaSecretKey"));
@@ -100,6 +100,8 @@ export async function replicate(s: Settings, once: boolean): Promise<void> {
   // Without a catalog the copies are made but not recorded: a restore from the replica region then
   // cannot translate version ids, so every stack that declares a replicator gives it the catalog.
   const copyLog = s.get("catalogHost") ? { db: await cat.connectCatalog(s), region: s.get("replicaRegion") ?? "us-east-1" } : undefined;
+  let lost: string | undefined;
+  if (copyLog) void cat.catalogLost(copyLog.db).then((why) => (lost = why));
   if (!copyLog) log(`replicate: no catalog configured (${AGENT_ENV.catalogHost}): copies are not recorded, so restores from the replica region cannot find them by version`);
   let lastOk = Date.now();
   let lastError: string | undefined;
@@ -117,10 +119,11 @@ export async function replicate(s: Settings, once: boolean): Promise<void> {
       lastError = (e as Error).message;
       log(`replicate: ${lastError}`);
     }
-    if (once) {
+    if (once || lost !== undefined) {
+      if (lost !== undefined) log(`replicate: lost its catalog connection (${lost}); exiting so that Swarm starts the replicator again with a new one (copy records the catalog has not taken are kept in its state dir and recorded by the next one)`);
       srv?.close();
       await copyLog?.db.end().catch(() => undefined);
-      return;
+      return lost === undefined ? 0 : cat.EXIT_CATALOG_LOST;
     }
     await new Promise((r) => setTimeout(r, interval * 1000));
   }

@@ -62,19 +62,20 @@ function schedule(name: string, expr: string | undefined, fn: () => Promise<void
   }
 }
 
-export async function serve(s: Settings): Promise<void> {
+export async function serve(s: Settings): Promise<number> {
   const service = s.service;
   const engine = s.engine;
   s.tenantId;
   const storage = Storage.fromSettings(s);
   const c = await cat.connectCatalog(s);
   let streamer: WalStreamer | undefined;
+  let ownStreamer: Awaited<ReturnType<typeof startWalStreamer>> | undefined;
   let walLock: Awaited<ReturnType<typeof acquireServiceLock>> | undefined;
   let lastError: string | undefined;
   if (engine === "postgres") {
     const rcpt = recipient(s);
     walLock = await acquireServiceLock(c, s.stateDir, `wal:${service}`, 300);
-    streamer = await startWalStreamer(s, storage, rcpt);
+    streamer = ownStreamer = await startWalStreamer(s, storage, rcpt);
     streamer.onError = (e) => {
       lastError = e.message;
       log(`wal ${service}: ${e.message}`);
@@ -110,12 +111,19 @@ export async function serve(s: Settings): Promise<void> {
     return { ok: lagOk, detail: { service, engine, walSegmentsUploaded: streamer?.uploaded, lastWalSegment: streamer?.lastSegment, lastError, jobs: jobs.map((j) => ({ name: j.name, next: j.nextRun()?.toISOString() })) } };
   });
   log(`serve ${service}: /healthz and /metrics on :${s.metricsPort}; ${jobs.length} schedule(s): ${jobs.map((j) => `${j.name} -> next ${j.nextRun()?.toISOString()}`).join("; ") || "none"}`);
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
+  const lost = await new Promise<string | undefined>((resolve) => {
+    const stop = () => resolve(undefined);
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);
+    void Promise.race([cat.catalogLost(c), ...(ownStreamer ? [ownStreamer.catalogLost] : [])]).then(resolve);
   });
-  log(`serve ${service}: stopping`);
+  if (lost === undefined) log(`serve ${service}: stopping`);
+  else {
+    log(
+      `serve ${service}: lost its catalog connection (${lost}); exiting so that Swarm starts the sidecar again with a new one. ` +
+        `WAL not yet recorded stays in the spool and is recorded then; a run the catalog did not hear the end of is completed from its manifest, or failed, by the next run`,
+    );
+  }
   for (const j of jobs) j.stop();
   const stopped = await failInflight("the sidecar was stopped (SIGTERM) during this run; nothing of it is used");
   if (stopped) log(`serve ${service}: recorded ${stopped} unfinished run(s) as failed`);
@@ -124,6 +132,7 @@ export async function serve(s: Settings): Promise<void> {
   await streamer?.stop();
   await walLock?.release();
   await c.end().catch(() => undefined);
+  return lost === undefined ? 0 : cat.EXIT_CATALOG_LOST;
 }
 
 /**

@@ -15,7 +15,8 @@ import { sendEvent } from "../notify.js";
 import type { SealedArtifact } from "../storage/pipeline.js";
 import { fmtBytes, fmtSeconds, log } from "../storage/progress.js";
 import { Storage } from "../storage/s3.js";
-import { AGENT_VERSION, MANIFEST_FORMAT, lockFor, manifestArtifact, recipient, sealManifest, type Manifest, type ManifestCatalogRow } from "./shared.js";
+import { rowFromManifest } from "./rebuild.js";
+import { AGENT_VERSION, MANIFEST_FORMAT, lockFor, manifestArtifact, manifestKeyOf, openManifest, recipient, sealManifest, type Manifest, type ManifestCatalogRow } from "./shared.js";
 import { startWalStreamer } from "./wal-streamer.js";
 
 /** Runs in progress in this process, so a SIGTERM can record them as failed before exiting. */
@@ -45,6 +46,8 @@ export interface BackupSummary {
   toolVersion: string;
   artifacts: { name: string; sha256: string; storedBytes: number; rawBytes: number; key: string; versionId?: string }[];
   reconciled: string[];
+  /** Runs a dead agent (or a lost catalog) left in flight whose manifest proves they completed. */
+  completedFromManifests: string[];
   /** Multipart uploads a killed run left, aborted before this run wrote anything. */
   staleUploadsAborted: string[];
   details: Record<string, unknown>;
@@ -75,8 +78,12 @@ export async function runBackup(
   const t0 = Date.now();
   let id: string | undefined;
   let hb: NodeJS.Timeout | undefined;
+  let manifestStored: string | undefined;
   try {
-    // We hold the service lock, so every in-flight row of this service is a dead run's leftover.
+    // We hold the service lock, so every in-flight row of this service is a dead run's leftover:
+    // completed from its manifest when the run got that far (the catalog was down, or the agent
+    // died, before it was told), failed otherwise.
+    const completedFromManifests = await completeFromManifests(s, c, storage);
     const reconciled = (await cat.reconcileStaleRuns(c, { service, tenantId, staleAfterSeconds: 0 })).map((r) => r.backupId);
     for (const r of reconciled) log(`reconciled stale run ${r} (its agent stopped) to failed`);
     const staleUploadsAborted = await abortStaleUploads(storage, service);
@@ -163,7 +170,7 @@ export async function runBackup(
     const rawBytes = res.measured?.rawBytes ?? res.artifacts.reduce((a, x) => a + x.rawBytes, 0);
     let storedBytes = res.measured?.storedBytes ?? res.artifacts.reduce((a, x) => a + x.storedBytes, 0);
     const details = res.details as { startLsn?: string; endLsn?: string; timeline?: number; baseBackupId?: string };
-    const manifestKey = engine === "volume" ? `${objectPrefix("restic", service)}kdr-manifests/${backupId}.json` : `${prefix}manifest.json`;
+    const manifestKey = manifestKeyOf(engine, service, backupId, prefix);
     // What the catalog row holds, in the manifest too: a region's bucket alone can rebuild it.
     const row: ManifestCatalogRow = {
       tenantId,
@@ -208,6 +215,7 @@ export async function runBackup(
     // Written last: a set of artifacts without its manifest is never accepted by restore.
     const body = sealManifest(manifest);
     const mref = await storage.putSmall(manifestKey, body, lockFor(s, type === "full" ? "full" : "incremental"));
+    manifestStored = `s3://${storage.bucket}/${manifestKey}`;
     storedBytes += engine === "volume" ? 0 : Buffer.byteLength(body);
     const manifestSha = createHash("sha256").update(body).digest("hex");
     await cat.completeBackup(c, backupId, {
@@ -224,6 +232,11 @@ export async function runBackup(
       encryptionKeyId: kid,
       metadata: row.metadata,
       artifacts: [...row.artifacts, manifestArtifact(manifestKey, mref.versionId, body)],
+    }).catch((e: Error) => {
+      throw new Error(
+        `backup ${backupId} of ${service} is stored, its manifest too (${manifestStored}), but the catalog could not record it (${e.message}). ` +
+          `No restore finds it until then: the next run of ${service} completes it from its manifest once the catalog answers (or run 'kdr-agent catalog rebuild').`,
+      );
     });
     const dur = (Date.now() - t0) / 1000;
     const ratio = rawBytes > 0 ? storedBytes / rawBytes : null;
@@ -251,12 +264,14 @@ export async function runBackup(
       toolVersion: res.toolVersion,
       artifacts: res.artifacts.map((a) => ({ name: a.name, sha256: a.sha256, storedBytes: a.storedBytes, rawBytes: a.rawBytes, key: a.key, versionId: a.versionId })),
       reconciled,
+      completedFromManifests,
       staleUploadsAborted,
       details: res.details,
     };
   } catch (e) {
     m.failures.inc({ service, type });
-    if (id) await cat.failBackup(c, id, (e as Error).message).catch(() => undefined);
+    // A run whose manifest is stored is left in flight: the next run completes it from there.
+    if (id && !manifestStored) await cat.failBackup(c, id, (e as Error).message).catch(() => undefined);
     if (id) await tellTransition(s, c, id, type, (e as Error).message);
     throw e;
   } finally {
@@ -285,6 +300,38 @@ async function tellTransition(s: Settings, c: pg.Client, backupId: string, type:
   } catch (e) {
     log(`notify: could not read ${s.service}'s previous run to decide on a notice (${(e as Error).message})`);
   }
+}
+
+/**
+ * Completes each in-flight row of this service whose manifest is stored (kdr-manifest/2 carries
+ * the row): the run got that far, and only the catalog never heard. Called with the service's
+ * backup lock held. A row without a readable manifest is left for reconcileStaleRuns (failed).
+ */
+async function completeFromManifests(s: Settings, c: pg.Client, storage: Storage): Promise<string[]> {
+  const done: string[] = [];
+  const rows = await cat.listBackups(c, { service: s.service, tenantId: s.tenantId, status: ["pending", "running"], limit: 20 });
+  for (const r of rows) {
+    const key = manifestKeyOf(s.engine, s.service, r.backupId, r.storagePrefix);
+    try {
+      let version: { versionId?: string } | undefined;
+      for await (const v of storage.listVersions(key)) if (v.key === key && v.isLatest) version = v;
+      if (!version) continue;
+      const body = await storage.getText(key, version.versionId);
+      const m = openManifest(body, `s3://${storage.bucket}/${key}`);
+      if (m.backupId !== r.backupId || m.service !== s.service || !m.catalog) throw new Error(`it is not the manifest of backup ${r.backupId} of ${s.service} in kdr-manifest/2 form`);
+      const recorded = new Map(m.catalog.artifacts.map((a) => [a.objectKey, a.versionId]));
+      const input = rowFromManifest(m as Parameters<typeof rowFromManifest>[0], key, body, { bucket: storage.bucket, region: r.storageRegion ?? storage.region }, (k) => recorded.get(k), version.versionId, {
+        completedFromManifest: { at: new Date().toISOString(), was: r.backupStatus },
+      });
+      if (await cat.completeRebuiltBackup(c, input)) {
+        done.push(r.backupId);
+        log(`backup ${r.backupId} of ${s.service} was ${r.backupStatus} in the catalog, but its manifest ${key} is stored: completed from it (verify judges it like any new backup)`);
+      }
+    } catch (e) {
+      log(`backup ${r.backupId} of ${s.service}: its manifest ${key} could not complete it (${(e as Error).message}); it is reconciled to failed`);
+    }
+  }
+  return done;
 }
 
 export const STALE_WAL_UPLOAD_MS = 3600_000;
@@ -358,6 +405,7 @@ export function printSummary(b: BackupSummary | SkippedBackup): string {
     `  recovery point ${b.recoveryPoint.start} .. ${b.recoveryPoint.end}`,
     `  tool ${b.toolVersion}; key id ${b.keyId}`,
     ...b.artifacts.map((a) => `  ${a.name}: ${fmtBytes(a.storedBytes)} stored, sha256 ${a.sha256}`),
+    ...(b.completedFromManifests.length ? [`  completed ${b.completedFromManifests.length} earlier run(s) the catalog had not heard the end of, from their manifests: ${b.completedFromManifests.join(", ")}`] : []),
     ...(b.reconciled.length ? [`  reconciled ${b.reconciled.length} stale run(s) to failed: ${b.reconciled.join(", ")}`] : []),
     ...(b.staleUploadsAborted.length ? [`  aborted ${b.staleUploadsAborted.length} unfinished upload(s) of killed runs`] : []),
   ];

@@ -38,6 +38,50 @@ interface Latest {
   size: number;
 }
 
+/**
+ * The catalog row a kdr-manifest/2 carries, as the catalog takes it: with the version id each
+ * object has where it is read (`versionOf`), the manifest itself as the last artifact.
+ */
+export function rowFromManifest(
+  m: Manifest & { catalog: NonNullable<Manifest["catalog"]> },
+  key: string,
+  body: string,
+  where: { bucket: string; region: string },
+  versionOf: (key: string) => string | null | undefined,
+  manifestVersion: string | undefined,
+  metadata: Record<string, unknown>,
+): cat.RebuiltBackupInput {
+  const row = m.catalog;
+  const artifacts = [...row.artifacts.map((a) => ({ ...a, versionId: versionOf(a.objectKey) ?? null })), manifestArtifact(key, manifestVersion, body)];
+  const manifestBytes = m.engine === "volume" ? 0 : Buffer.byteLength(body);
+  return {
+    backupId: m.backupId,
+    tenantId: row.tenantId,
+    service: m.service,
+    engine: m.engine as cat.RebuiltBackupInput["engine"],
+    type: m.type as cat.RebuiltBackupInput["type"],
+    bucket: where.bucket,
+    prefix: row.prefix,
+    region: where.region,
+    rawSize: row.rawSize,
+    storedSize: row.storedSize + manifestBytes,
+    recoveryPointStart: new Date(m.recoveryPoint.start),
+    recoveryPointEnd: new Date(m.recoveryPoint.end),
+    timeline: row.timeline,
+    startLsn: row.startLsn,
+    endLsn: row.endLsn,
+    checksum: row.checksum ?? artifacts.at(-1)!.sha256,
+    tool: m.tool,
+    toolVersion: m.toolVersion,
+    encryptionKeyId: m.keyId,
+    parentBackupId: row.parentBackupId,
+    retentionUntil: new Date(row.retentionUntil),
+    completedAt: new Date(m.createdAt),
+    metadata: { ...row.metadata, ...metadata },
+    artifacts,
+  };
+}
+
 export async function runRebuild(s: Settings, c: pg.Client, opts: { service?: string } = {}): Promise<RebuildSummary> {
   const storage = Storage.fromSettings(s);
   const sum: RebuildSummary = {
@@ -91,36 +135,10 @@ export async function runRebuild(s: Settings, c: pg.Client, opts: { service?: st
   }
   found.sort((a, b) => Date.parse(a.m.createdAt) - Date.parse(b.m.createdAt));
   for (const { key, body, m } of found) {
-    const row = m.catalog;
     const here = latest.get(key)!;
-    const artifacts = [...row.artifacts.map((a) => ({ ...a, versionId: latest.get(a.objectKey)!.versionId ?? null })), manifestArtifact(key, here.versionId, body)];
-    const manifestBytes = m.engine === "volume" ? 0 : Buffer.byteLength(body);
-    const input: cat.RebuiltBackupInput = {
-      backupId: m.backupId,
-      tenantId: row.tenantId,
-      service: m.service,
-      engine: m.engine as cat.RebuiltBackupInput["engine"],
-      type: m.type as cat.RebuiltBackupInput["type"],
-      bucket: storage.bucket,
-      prefix: row.prefix,
-      region: storage.region,
-      rawSize: row.rawSize,
-      storedSize: row.storedSize + manifestBytes,
-      recoveryPointStart: new Date(m.recoveryPoint.start),
-      recoveryPointEnd: new Date(m.recoveryPoint.end),
-      timeline: row.timeline,
-      startLsn: row.startLsn,
-      endLsn: row.endLsn,
-      checksum: row.checksum ?? artifacts.at(-1)!.sha256,
-      tool: m.tool,
-      toolVersion: m.toolVersion,
-      encryptionKeyId: m.keyId,
-      parentBackupId: row.parentBackupId,
-      retentionUntil: new Date(row.retentionUntil),
-      completedAt: new Date(m.createdAt),
-      metadata: { ...row.metadata, rebuiltFrom: { region: storage.region, bucket: storage.bucket } },
-      artifacts,
-    };
+    const input = rowFromManifest(m, key, body, { bucket: storage.bucket, region: storage.region }, (k) => latest.get(k)!.versionId, here.versionId, {
+      rebuiltFrom: { region: storage.region, bucket: storage.bucket },
+    });
     const existing = await cat.getBackup(c, m.backupId);
     if (existing && (existing.backupStatus === "pending" || existing.backupStatus === "running")) {
       // The manifest is written last: the run completed after the catalog last heard of it.

@@ -1,6 +1,7 @@
 /** What the agent's commands share: the manifest format, the age key halves, object-lock settings, why an error is not the backup's. */
 import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
+import { objectPrefix } from "../../contract/index.js";
 import * as cat from "../catalog.js";
 import { ConfigError, type Settings } from "../config.js";
 import { checkRecipient, checkStoredSha, keyId, recipientsOfIdentity, IntegrityError } from "../storage/pipeline.js";
@@ -127,6 +128,11 @@ export function openWalDescriptor(body: string, where: string): WalDescriptor {
 }
 
 /** The catalog artifact of a manifest body stored at `key`. */
+/** Where a backup's manifest is stored: beside its artifacts, or (restic) beside the repository. */
+export function manifestKeyOf(engine: string, service: string, backupId: string, prefix: string): string {
+  return engine === "volume" ? `${objectPrefix("restic", service)}kdr-manifests/${backupId}.json` : `${prefix}manifest.json`;
+}
+
 export function manifestArtifact(key: string, versionId: string | null | undefined, body: string): cat.ArtifactInput {
   const bytes = Buffer.byteLength(body);
   return { role: "manifest", objectKey: key, versionId: versionId ?? null, sha256: createHash("sha256").update(body).digest("hex"), sizeBytes: bytes, rawSize: bytes, metadata: { name: "manifest.json" } };

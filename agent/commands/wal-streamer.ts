@@ -6,8 +6,10 @@ import { m } from "../metrics.js";
 import type { Storage } from "../storage/s3.js";
 import { lockFor, sealWalDescriptor, WAL_DESCRIPTOR_SUFFIX, type WalDescriptor } from "./shared.js";
 
-export async function startWalStreamer(s: Settings, storage: Storage, rcpt: { file: string; keyId: string }): Promise<pgEngine.WalStreamer> {
+/** The streamer, and the loss of its own catalog connection (its segments cannot be recorded after it). */
+export async function startWalStreamer(s: Settings, storage: Storage, rcpt: { file: string; keyId: string }): Promise<pgEngine.WalStreamer & { catalogLost: Promise<string> }> {
   const wc = await cat.connectCatalog(s);
+  const catalogLost = cat.catalogLost(wc);
   const tenantId = s.tenantId;
   const service = s.service;
   const streamer = new pgEngine.WalStreamer(
@@ -46,5 +48,5 @@ export async function startWalStreamer(s: Settings, storage: Storage, rcpt: { fi
     await wc.end().catch(() => undefined);
   };
   await streamer.start();
-  return streamer;
+  return Object.assign(streamer, { catalogLost });
 }

@@ -142,12 +142,23 @@ export async function sealAndUpload(o: SealOptions): Promise<SealedArtifact> {
   const kill = () => {
     for (const c of [zstd.child, age.child]) if (c.exitCode === null) c.kill("SIGTERM");
   };
+  const upload = o.storage.upload(o.key, out, o.lock);
+  upload.catch(() => undefined);
   try {
-    const [ref] = await Promise.all([o.storage.upload(o.key, out, o.lock), storedDone, sourceDone, ageIn, zstd.exited, age.exited, ...(o.producers ?? [])]);
+    const [ref] = await Promise.all([upload, storedDone, sourceDone, ageIn, zstd.exited, age.exited, ...(o.producers ?? [])]);
     return { ...ref, name: o.name, rawBytes: raw.bytes, rawSha256: raw.digest, storedBytes: stored.bytes, sha256: stored.digest };
   } catch (e) {
     kill();
     o.source.destroy();
+    // When the upload gives up it stops reading, and the stages feeding it only report that they
+    // were aborted; the upload's own error (once its cleanup is done) names the cause.
+    if ((e as Error).name === "AbortError") {
+      const cause = await upload.then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+      if (cause) throw cause;
+    }
     throw e;
   }
 }

@@ -1,6 +1,9 @@
 /**
- * S3 access for the agent. Streams go through lib-storage's multipart Upload (each part retried
- * by the SDK with exponential backoff); small calls go through `withRetry`.
+ * S3 access for the agent. Every request is retried by the SDK for about 25 s (each retry
+ * logged), long enough to ride over an S3 server restarting; streams go through lib-storage's
+ * multipart Upload (each part retried so); small calls go once more through `withRetry`.
+ * A connection that cannot be opened within 10 s, or that carries no byte for 5 min, fails
+ * (and is retried): a black-holed endpoint never hangs a run that holds its service's lock.
  */
 import {
   AbortMultipartUploadCommand,
@@ -15,6 +18,7 @@ import {
   type ObjectLockMode,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import { ConfiguredRetryStrategy } from "@smithy/core/retry";
 import type { Readable } from "node:stream";
 import { AGENT_ENV } from "../../contract/index.js";
 import { ConfigError, type Settings } from "../config.js";
@@ -38,7 +42,36 @@ function transient(e: unknown): boolean {
   return ["ECONNRESET", "ECONNREFUSED", "ETIMEDOUT", "EPIPE", "TimeoutError", "NetworkingError"].includes(err.code ?? err.name ?? "");
 }
 
-export async function withRetry<T>(what: string, fn: () => Promise<T>, attempts = 5, baseMs = 300): Promise<T> {
+/** How the SDK retries: attempts in all, the first delay, doubled each time up to the cap. */
+export interface RetryPolicy {
+  attempts: number;
+  baseMs: number;
+  capMs: number;
+}
+/** 0.5 + 1 + 2 + 4 + 8 + 8 s: an RGW or MinIO restart takes a few seconds to some tens. */
+export const S3_RETRY: RetryPolicy = { attempts: 7, baseMs: 500, capMs: 8000 };
+
+/** The SDK's standard strategy with our delays, saying each retry on stderr (an outage is seen, not silent). */
+type RetryArgs = Parameters<ConfiguredRetryStrategy["refreshRetryTokenForRetry"]>;
+class LoggedRetry extends ConfiguredRetryStrategy {
+  constructor(
+    private readonly endpoint: string,
+    private readonly policy: RetryPolicy,
+  ) {
+    super(policy.attempts, (n) => Math.min(policy.capMs, policy.baseMs * 2 ** Math.max(0, n - 1)));
+  }
+  override async refreshRetryTokenForRetry(token: RetryArgs[0], info: RetryArgs[1]): ReturnType<ConfiguredRetryStrategy["refreshRetryTokenForRetry"]> {
+    const next = await super.refreshRetryTokenForRetry(token, info);
+    const e = info.error as { name?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+    const what = e?.$metadata?.httpStatusCode ? `HTTP ${e.$metadata.httpStatusCode} ${e.name ?? ""}` : `${e?.code ?? e?.name ?? "error"}: ${e?.message ?? ""}`;
+    const n = next.getRetryCount();
+    const waited = Math.min(this.policy.capMs, this.policy.baseMs * 2 ** (n - 1));
+    process.stderr.write(`storage: ${this.endpoint} failed (${what.trim()}); retry ${n}/${this.policy.attempts - 1} after ${(waited / 1000).toFixed(1)} s\n`);
+    return next;
+  }
+}
+
+export async function withRetry<T>(what: string, fn: () => Promise<T>, attempts = 2, baseMs = 1000): Promise<T> {
   for (let i = 1; ; i++) {
     try {
       return await fn();
@@ -85,14 +118,15 @@ export class Storage {
     readonly region: string,
     accessKeyId: string,
     secretAccessKey: string,
+    retry: RetryPolicy = S3_RETRY,
   ) {
     this.client = new S3Client({
       endpoint,
       region,
       forcePathStyle: true,
       credentials: { accessKeyId, secretAccessKey },
-      maxAttempts: 6,
-      retryMode: "standard",
+      retryStrategy: new LoggedRetry(endpoint, retry),
+      requestHandler: { connectionTimeout: 10_000, requestTimeout: 300_000 },
       // RGW and MinIO both accept Content-MD5/no checksum; the SDK's default trailing CRC32 on
       // streamed bodies is not understood by every S3 server.
       requestChecksumCalculation: "WHEN_REQUIRED",
@@ -125,8 +159,13 @@ export class Storage {
       partSize: 8 * 1024 * 1024,
       leavePartsOnError: false,
     });
-    const res = await up.done();
-    return { bucket: this.bucket, key, versionId: (res as { VersionId?: string }).VersionId };
+    try {
+      const res = await up.done();
+      return { bucket: this.bucket, key, versionId: (res as { VersionId?: string }).VersionId };
+    } catch (e) {
+      const err = e as Error & { code?: string; $metadata?: unknown };
+      throw Object.assign(new Error(`upload of s3://${this.bucket}/${key} to ${this.endpoint} failed: ${err.message}`, { cause: e }), { name: err.name, code: err.code, $metadata: err.$metadata });
+    }
   }
 
   async putSmall(key: string, body: string | Buffer, lock?: Lock, contentType = "application/json"): Promise<ObjectRef> {

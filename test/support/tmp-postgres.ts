@@ -40,6 +40,10 @@ export interface TmpPostgres {
   url: string;
   /** URL of another database on the same server. */
   urlFor(database: string): string;
+  /** Stops the server (fast shutdown: clients are disconnected) and keeps its data, for up(). */
+  down(): Promise<void>;
+  /** Starts a server stopped by down() again, on the same port. */
+  up(): Promise<void>;
   /** Stops the server (fast shutdown) and removes its directory. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -200,6 +204,8 @@ export async function startTmpPostgres(opts: TmpPostgresOptions = {}): Promise<T
           logFile,
           url,
           urlFor: (db: string) => `postgres://postgres:${password}@127.0.0.1:${port}/${encodeURIComponent(db)}`,
+          down: () => run(path.join(PG_BIN, "pg_ctl"), ["stop", "-D", dataDir, "-m", "fast", "-w", "-t", "60"]),
+          up: () => run(path.join(PG_BIN, "pg_ctl"), ["start", "-D", dataDir, "-l", logFile, "-w", "-t", "60"]),
           async stop() {
             if (stopped) return;
             stopped = true;

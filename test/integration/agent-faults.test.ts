@@ -1,0 +1,214 @@
+/**
+ * Faults around the agent (issue #16), against a real PostgreSQL 15 primary, a real catalog
+ * server and the local RGW, each case ending with what the catalog says and what verify finds:
+ * - the catalog stopped while a backup uploads (the state a run killed after its upload, before
+ *   the catalog heard, leaves too);
+ * - the catalog restarting under a serving sidecar;
+ * - the S3 endpoint gone for seconds during an upload, and gone for good (a proxy the test cuts);
+ * - the protected PostgreSQL restarted during a base backup.
+ */
+import { ListMultipartUploadsCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
+import type { ChildProcess } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startProxy, type CuttableProxy } from "../support/proxy.js";
+import { agentWorld, pgQuery, prepareBackupRole, type AgentResult, type AgentWorld } from "../support/s3.js";
+import { freePort, startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
+
+let w: AgentWorld;
+let primary: TmpPostgres;
+let env: Record<string, string>;
+const SERVICE = "pg-faults";
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+
+interface Summary {
+  backupId: string;
+  reconciled: string[];
+  completedFromManifests: string[];
+  staleUploadsAborted: string[];
+}
+
+function json<T>(r: AgentResult): T {
+  if (r.code !== 0) throw new Error(`agent exited ${r.code}\n${r.stderr}\n${r.stdout}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+/** The catalog, through a connection of its own (the test's long-lived one dies with a catalog stop). */
+const catalog = <T extends Record<string, unknown>>(sql: string, params: unknown[] = []) => pgQuery<T>(w.catalog.urlFor("kryonix_dr"), sql, params);
+
+async function runningBackup(): Promise<string> {
+  for (let i = 0; i < 150; i++) {
+    const [r] = await catalog<{ backup_id: string }>("SELECT backup_id FROM backup_management WHERE backup_status = 'running' AND service_name = $1", [SERVICE]);
+    if (r) return r.backup_id;
+    await sleep(200);
+  }
+  throw new Error("no backup of pg-faults started running within 30 s");
+}
+
+function exited(p: ChildProcess, timeoutMs = 180_000): Promise<number | null> {
+  if (p.exitCode !== null) return Promise.resolve(p.exitCode);
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`the agent did not exit within ${timeoutMs / 1000} s`)), timeoutMs);
+    p.once("close", (code) => (clearTimeout(t), resolve(code)));
+  });
+}
+
+/** Waits until the run's first part is in the bucket: from then on, parts go up while it runs. */
+async function uploading(id: string): Promise<void> {
+  for (let i = 0; i < 150; i++) {
+    const res = await w.bucket.client.send(new ListMultipartUploadsCommand({ Bucket: w.bucket.bucket, Prefix: `full/${SERVICE}/${id}/` }));
+    if ((res.Uploads ?? []).length) return;
+    await sleep(200);
+  }
+  throw new Error(`backup ${id} began no upload within 30 s`);
+}
+
+async function keysOf(id: string): Promise<string[]> {
+  const res = await w.bucket.client.send(new ListObjectsV2Command({ Bucket: w.bucket.bucket, Prefix: `full/${SERVICE}/${id}/` }));
+  return (res.Contents ?? []).map((o) => o.Key!);
+}
+
+beforeAll(async () => {
+  w = await agentWorld("kdrtest-agent-faults");
+  // The test's own catalog connection must not crash the test process when the catalog stops.
+  w.db.on("error", () => undefined);
+  primary = await startTmpPostgres();
+  const targetEnv = await prepareBackupRole(primary, w.secretDir);
+  // About 40 MB that does not compress: the base goes up in several 8 MiB parts, one every few
+  // seconds at the rate below, so an outage of the S3 endpoint falls between parts.
+  await pgQuery(primary.urlFor("app"), "CREATE TABLE blobs (id int PRIMARY KEY, b bytea NOT NULL)");
+  await pgQuery(primary.urlFor("app"), "INSERT INTO blobs SELECT g, decode(string_agg(md5(random()::text || g || k), ''), 'hex') FROM generate_series(1, 40000) g, generate_series(1, 64) k GROUP BY g");
+  env = w.env(SERVICE, targetEnv);
+}, 180_000);
+
+afterAll(async () => {
+  await primary?.stop().catch(() => undefined);
+  await w?.close();
+});
+
+describe("agent faults", () => {
+  it("the catalog stopped while a backup uploads: the backup and its manifest are stored, the run says so; the next run completes it from its manifest, and it verifies", async () => {
+    const run = w.start(["backup", "--type", "full", "--no-logical"], { ...env, KDR_PG_MAX_RATE: "4M" });
+    const id = await runningBackup();
+    await w.catalog.down();
+    let code: number | null;
+    try {
+      code = await exited(run);
+    } finally {
+      await w.catalog.up();
+    }
+    expect(code, run.output()).toBe(1);
+    expect(run.output()).toContain(`backup ${id} of ${SERVICE} is stored, its manifest too (s3://${w.bucket.bucket}/full/${SERVICE}/${id}/manifest.json), but the catalog could not record it`);
+    expect(run.output()).toMatch(/the next run of pg-faults completes it from its manifest once the catalog answers/);
+    expect(await keysOf(id)).toContain(`full/${SERVICE}/${id}/manifest.json`);
+    const [left] = await catalog<{ backup_status: string }>("SELECT backup_status FROM backup_management WHERE backup_id = $1", [id]);
+    expect(left!.backup_status).toBe("running");
+
+    const next = json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
+    expect(next.completedFromManifests).toEqual([id]);
+    expect(next.reconciled).toEqual([]);
+    const [row] = await catalog<{ backup_status: string; recovery_point_end: Date | null; end_lsn: string | null; how: { was: string } | null; artifacts: number }>(
+      `SELECT backup_status, recovery_point_end, end_lsn, metadata->'completedFromManifest' AS how,
+              (SELECT count(*)::int FROM backup_artifact a WHERE a.backup_id = b.backup_id) AS artifacts
+         FROM backup_management b WHERE backup_id = $1`,
+      [id],
+    );
+    expect(row).toMatchObject({ backup_status: "completed", how: { was: "running" } });
+    expect(row!.recovery_point_end).not.toBeNull();
+    expect(row!.end_lsn).not.toBeNull();
+    expect(row!.artifacts).toBeGreaterThanOrEqual(2); // the base and the manifest
+    const v = await w.run(["verify", "--backup-id", id], env, { timeoutMs: 180_000 });
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    expect(v.stdout).toMatch(new RegExp(`verify ${id}: PASSED`));
+  }, 420_000);
+
+  it("a serving sidecar whose catalog restarts exits with 75, saying why, and the next one serves", async () => {
+    const serveEnv = { ...env, KDR_METRICS_PORT: String(await freePort()) };
+    const ready = /\/healthz and \/metrics on/;
+    const first = w.start(["serve"], serveEnv);
+    for (let i = 0; i < 300 && !ready.test(first.output()); i++) await sleep(200);
+    expect(first.output()).toMatch(ready);
+    await w.catalog.down();
+    let code: number | null;
+    try {
+      code = await exited(first, 60_000);
+    } finally {
+      await w.catalog.up();
+    }
+    expect(code, first.output()).toBe(75);
+    expect(first.output()).toMatch(/serve pg-faults: lost its catalog connection \(.+\); exiting so that Swarm starts the sidecar again with a new one/);
+    const second = w.start(["serve"], serveEnv);
+    for (let i = 0; i < 300 && !ready.test(second.output()); i++) await sleep(200);
+    expect(second.output()).toMatch(ready);
+    second.kill("SIGTERM");
+    expect(await exited(second, 60_000), second.output()).toBe(0);
+  }, 240_000);
+
+  describe("the S3 endpoint", () => {
+    let proxy: CuttableProxy;
+    beforeAll(async () => {
+      proxy = await startProxy(w.bucket.endpoint);
+    });
+    afterAll(async () => {
+      await proxy?.close();
+    });
+
+    it("gone for 8 s during an upload: each retry is said, the backup completes and verifies", async () => {
+      const run = w.start(["backup", "--type", "full", "--no-logical", "--json"], { ...env, KDR_S3_ENDPOINT: proxy.url, KDR_PG_MAX_RATE: "2M" });
+      const id = await runningBackup();
+      await uploading(id);
+      await proxy.cut();
+      await sleep(8000);
+      await proxy.restore();
+      const code = await exited(run);
+      expect(code, run.output()).toBe(0);
+      expect(run.output()).toMatch(new RegExp(`storage: ${esc(proxy.url)} failed \\((ECONNRESET|ECONNREFUSED)[^)]*\\); retry 1/6 after 0\\.5 s`));
+      const [row] = await catalog<{ backup_status: string }>("SELECT backup_status FROM backup_management WHERE backup_id = $1", [id]);
+      expect(row!.backup_status).toBe("completed");
+      const v = await w.run(["verify", "--backup-id", id], env, { timeoutMs: 180_000 });
+      expect(v.code, v.stdout + v.stderr).toBe(0);
+      expect(v.stdout).toMatch(new RegExp(`verify ${id}: PASSED`));
+    }, 300_000);
+
+    it("gone for good during an upload: the run fails after its retries, the catalog says why, no manifest; the next run aborts the upload it left and succeeds", async () => {
+      const run = w.start(["backup", "--type", "full", "--no-logical"], { ...env, KDR_S3_ENDPOINT: proxy.url, KDR_PG_MAX_RATE: "2M" });
+      const id = await runningBackup();
+      await uploading(id);
+      await proxy.cut();
+      let code: number | null;
+      try {
+        code = await exited(run);
+      } finally {
+        await proxy.restore();
+      }
+      expect(code, run.output()).toBe(1);
+      expect(run.output()).toMatch(/retry 6\/6/);
+      const [row] = await catalog<{ backup_status: string; error_message: string }>("SELECT backup_status, error_message FROM backup_management WHERE backup_id = $1", [id]);
+      expect(row!.backup_status).toBe("failed");
+      expect(row!.error_message, run.output()).toMatch(new RegExp(`^upload of s3://${w.bucket.bucket}/full/${SERVICE}/${id}/\\S+ to ${esc(proxy.url)} failed: .*ECONNREFUSED`));
+      expect(await keysOf(id)).not.toContain(`full/${SERVICE}/${id}/manifest.json`);
+
+      const next = json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
+      expect(next.staleUploadsAborted.some((k) => k.startsWith(`full/${SERVICE}/${id}/`))).toBe(true);
+      const left = await w.bucket.client.send(new ListMultipartUploadsCommand({ Bucket: w.bucket.bucket, Prefix: `full/${SERVICE}/` }));
+      expect(left.Uploads ?? []).toEqual([]);
+    }, 300_000);
+  });
+
+  it("the protected PostgreSQL restarted during a base backup: the run fails, naming pg_basebackup's error; nothing of it is restorable, and the next run succeeds", async () => {
+    const run = w.start(["backup", "--type", "full", "--no-logical"], { ...env, KDR_PG_MAX_RATE: "2M" });
+    const id = await runningBackup();
+    await uploading(id);
+    await primary.down();
+    await primary.up();
+    const code = await exited(run);
+    expect(code, run.output()).toBe(1);
+    const [row] = await catalog<{ backup_status: string; error_message: string }>("SELECT backup_status, error_message FROM backup_management WHERE backup_id = $1", [id]);
+    expect(row!.backup_status).toBe("failed");
+    expect(row!.error_message).toMatch(/pg_basebackup/);
+    expect(await keysOf(id)).not.toContain(`full/${SERVICE}/${id}/manifest.json`);
+    const next = json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
+    const v = await w.run(["verify", "--backup-id", next.backupId], env, { timeoutMs: 180_000 });
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+  }, 300_000);
+});
