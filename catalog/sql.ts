@@ -20,7 +20,7 @@ export const ARTIFACT_COLS = `artifact_id, backup_id, role, object_key, version_
 
 export const WAL_COLS = `segment_id, tenant_id, service_name, timeline, segment_name,
   start_lsn::text AS start_lsn, end_lsn::text AS end_lsn, object_key, version_id, sha256,
-  size_bytes::float8 AS size_bytes, raw_size::float8 AS raw_size, covers_until, encryption_key_id,
+  size_bytes::float8 AS size_bytes, raw_size::float8 AS raw_size, raw_sha256, covers_until, encryption_key_id,
   uploaded_at, expired_at`;
 
 export const RECOVERY_COLS = `recovery_id, tenant_id, incident_type, affected_services, recovery_procedure,

@@ -97,6 +97,8 @@ export interface WalSegmentRow {
   sha256: string;
   sizeBytes: number;
   rawSize: number | null;
+  /** SHA-256 of the plaintext segment (null: recorded before migration 010). */
+  rawSha256: string | null;
   coversUntil: Date;
   encryptionKeyId: string | null;
   uploadedAt: Date;

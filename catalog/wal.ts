@@ -19,6 +19,8 @@ export interface WalSegmentInput {
   /** Stored bytes. */
   sizeBytes: number;
   rawSize?: number | null;
+  /** SHA-256 of the plaintext: a second upload of the same segment is told by it. */
+  rawSha256?: string | null;
   /** Newest point in time replaying this segment reaches. */
   coversUntil: Date;
   startLsn?: string;
@@ -27,10 +29,11 @@ export interface WalSegmentInput {
 }
 
 /**
- * Records an uploaded WAL segment. Uploading the same segment again with the same content is a
- * no-op (inserted: false). A `.partial` segment is re-recorded as it grows. A completed segment
- * that arrives with different content is refused: two writers or a forked timeline, which must be
- * looked at, not papered over.
+ * Records an uploaded WAL segment. Uploading the same segment again with the same content (the
+ * same plaintext SHA-256: age makes every upload's stored bytes differ) is a no-op (inserted:
+ * false) that keeps the first upload's object. A `.partial` segment is re-recorded as it grows. A
+ * completed segment that arrives with different content is refused: two writers or a forked
+ * timeline, which must be looked at, not papered over.
  */
 export async function recordWalSegment(db: Db, s: WalSegmentInput): Promise<{ segment: WalSegmentRow; inserted: boolean }> {
   checkUuid("tenantId", s.tenantId);
@@ -42,15 +45,16 @@ export async function recordWalSegment(db: Db, s: WalSegmentInput): Promise<{ se
   checkSha256(`sha256 of WAL segment ${s.segmentName}`, s.sha256);
   checkBytes("sizeBytes", s.sizeBytes);
   checkBytes("rawSize", s.rawSize);
+  if (s.rawSha256 != null) checkSha256(`raw sha256 of WAL segment ${s.segmentName}`, s.rawSha256);
   checkDate("coversUntil", s.coversUntil);
   if (!s.coversUntil) throw new CatalogError("coversUntil is required: the newest point in time this segment lets a restore reach.");
   const { rows } = await db.query(
     `INSERT INTO wal_segment AS w (tenant_id, service_name, timeline, segment_name, object_key, version_id, sha256,
-                                   size_bytes, raw_size, covers_until, start_lsn, end_lsn, encryption_key_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::pg_lsn, $12::pg_lsn, $13)
+                                   size_bytes, raw_size, covers_until, start_lsn, end_lsn, encryption_key_id, raw_sha256)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::pg_lsn, $12::pg_lsn, $13, $14)
      ON CONFLICT ON CONSTRAINT wal_segment_once DO UPDATE SET
        object_key = EXCLUDED.object_key, version_id = EXCLUDED.version_id, sha256 = EXCLUDED.sha256,
-       size_bytes = EXCLUDED.size_bytes, raw_size = EXCLUDED.raw_size,
+       size_bytes = EXCLUDED.size_bytes, raw_size = EXCLUDED.raw_size, raw_sha256 = EXCLUDED.raw_sha256,
        covers_until = greatest(w.covers_until, EXCLUDED.covers_until),
        start_lsn = coalesce(EXCLUDED.start_lsn, w.start_lsn), end_lsn = coalesce(EXCLUDED.end_lsn, w.end_lsn),
        encryption_key_id = coalesce(EXCLUDED.encryption_key_id, w.encryption_key_id),
@@ -60,17 +64,20 @@ export async function recordWalSegment(db: Db, s: WalSegmentInput): Promise<{ se
      RETURNING ${WAL_COLS}, (xmax = 0) AS inserted`,
     [
       s.tenantId, s.service, s.timeline, s.segmentName, s.objectKey, s.versionId ?? null, s.sha256, s.sizeBytes,
-      s.rawSize ?? null, s.coversUntil, s.startLsn ?? null, s.endLsn ?? null, s.encryptionKeyId ?? null,
+      s.rawSize ?? null, s.coversUntil, s.startLsn ?? null, s.endLsn ?? null, s.encryptionKeyId ?? null, s.rawSha256 ?? null,
     ],
   );
   if (!rows[0]) {
     const { rows: prev } = await db.query(
-      `SELECT sha256, object_key FROM wal_segment WHERE tenant_id = $1 AND service_name = $2 AND timeline = $3 AND segment_name = $4`,
+      `SELECT ${WAL_COLS} FROM wal_segment WHERE tenant_id = $1 AND service_name = $2 AND timeline = $3 AND segment_name = $4`,
       [s.tenantId, s.service, s.timeline, s.segmentName],
     );
+    const was = prev[0] ? camel<WalSegmentRow>(prev[0]) : undefined;
+    // The same plaintext uploaded again: the first object stays the archived one.
+    if (was && s.rawSha256 && was.rawSha256 === s.rawSha256) return { segment: was, inserted: false };
     throw new CatalogError(
-      `WAL segment ${s.segmentName} (timeline ${s.timeline}) of ${s.service} is already archived at '${prev[0]?.object_key}' with SHA-256 ${prev[0]?.sha256}, ` +
-        `and this upload has ${s.sha256}. Refusing to replace archived WAL: check for a second agent streaming this service or a promoted replica on the same timeline.`,
+      `WAL segment ${s.segmentName} (timeline ${s.timeline}) of ${s.service} is already archived at '${was?.objectKey}' with other content ` +
+        `(plaintext SHA-256 ${was?.rawSha256 ?? "not recorded"}, this upload's ${s.rawSha256 ?? "not given"}). Refusing to replace archived WAL: check for a second agent streaming this service or a promoted replica on the same timeline.`,
     );
   }
   const { inserted, ...seg } = camel<WalSegmentRow & { inserted: boolean }>(rows[0]);

@@ -11,7 +11,7 @@ import * as volumeEngine from "../engines/volume.js";
 import { checkStoredSha, IntegrityError } from "../storage/pipeline.js";
 import { log } from "../storage/progress.js";
 import { Storage } from "../storage/s3.js";
-import { identityFor, inRegionOf, loadManifest } from "./shared.js";
+import { identityFor, inRegionOf, loadManifest, outsideTheBackup } from "./shared.js";
 
 export const toRef = (a: cat.ArtifactRow): pgEngine.StoredRef => ({
   key: a.objectKey,
@@ -85,6 +85,8 @@ export interface RestoreSummary {
   walSegments: number;
   durationSeconds: number;
   next: string;
+  /** What was damaged and skipped: the restore reached the newest good point instead (empty: none). */
+  fellBack: string[];
 }
 
 /** `a` is `b` or holds it. */
@@ -140,38 +142,61 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
   let arts: cat.ArtifactRow[];
   let wal: cat.WalSegmentRow[] = [];
   let reaches: Date;
-  if (o.backupId) {
-    const r = await cat.getBackup(c, o.backupId);
-    if (!r || r.serviceName !== service) throw new ConfigError(`backup ${o.backupId} of '${service}' is not in the catalog: run 'kdr-agent list' to see ids.`);
-    if (r.backupStatus !== "completed") throw new ConfigError(`backup ${o.backupId} is ${r.backupStatus}, not completed: only completed backups are restored.`);
-    row = r;
-    arts = await cat.listArtifacts(c, r.backupId);
-    reaches = r.recoveryPointEnd!;
-  } else {
-    // PostgreSQL restores start from a base; its "incremental" rows are WAL bookkeeping.
-    const plan = await cat.recoveryPlan(c, service, o.time ?? "latest", { tenantId, baseTypes: engine === "postgres" ? ["full"] : ["full", "incremental"] });
-    row = plan.base;
-    arts = plan.artifacts.filter((a) => a.backupId === row.backupId);
-    wal = engine === "postgres" ? [...plan.history, ...(await contiguousWal(c, tenantId, service, plan.wal))] : [];
-    reaches = plan.recoveryPoint;
-  }
-  if (o.standby) {
-    // A standby replays segment after segment: a .partial would stand in for a whole one it is
-    // not. And it takes only what this region holds already, in order: its follower stages the
-    // rest as the replicator copies it.
-    wal = wal.filter((w) => /^[0-9A-F]{24}$/.test(w.segmentName));
-    const copies = await cat.copyVersions(c, storage.endpoint, storage.bucket, wal.flatMap((w) => (w.versionId ? [{ key: w.objectKey, versionId: w.versionId }] : [])));
-    if (copies.size > 0) {
-      const firstMissing = wal.findIndex((w) => w.versionId !== null && !copies.has(`${w.objectKey}\n${w.versionId}`));
-      if (firstMissing >= 0) wal = wal.slice(0, firstMissing);
+  let targetTime = o.time;
+  const fellBack: string[] = [];
+  const identityOf = (r: cat.BackupRow) => (engine === "volume" ? "" : identityFor(s, r.encryptionKeyId));
+  let checked = 1;
+  for (;;) {
+    if (o.backupId) {
+      const r = await cat.getBackup(c, o.backupId);
+      if (!r || r.serviceName !== service) throw new ConfigError(`backup ${o.backupId} of '${service}' is not in the catalog: run 'kdr-agent list' to see ids.`);
+      if (r.backupStatus !== "completed") throw new ConfigError(`backup ${o.backupId} is ${r.backupStatus}, not completed: only completed backups are restored.`);
+      row = r;
+      arts = await cat.listArtifacts(c, r.backupId);
+      reaches = r.recoveryPointEnd!;
+    } else {
+      // PostgreSQL restores start from a base; its "incremental" rows are WAL bookkeeping.
+      const plan = await cat.recoveryPlan(c, service, o.time ?? "latest", { tenantId, baseTypes: engine === "postgres" ? ["full"] : ["full", "incremental"] });
+      row = plan.base;
+      arts = plan.artifacts.filter((a) => a.backupId === row.backupId);
+      wal = engine === "postgres" ? [...plan.history, ...(await contiguousWal(c, tenantId, service, plan.wal))] : [];
+      reaches = plan.recoveryPoint;
+    }
+    if (o.standby) {
+      // A standby replays segment after segment: a .partial would stand in for a whole one it is
+      // not. And it takes only what this region holds already, in order: its follower stages the
+      // rest as the replicator copies it.
+      wal = wal.filter((w) => /^[0-9A-F]{24}$/.test(w.segmentName));
+      const copies = await cat.copyVersions(c, storage.endpoint, storage.bucket, wal.flatMap((w) => (w.versionId ? [{ key: w.objectKey, versionId: w.versionId }] : [])));
+      if (copies.size > 0) {
+        const firstMissing = wal.findIndex((w) => w.versionId !== null && !copies.has(`${w.objectKey}\n${w.versionId}`));
+        if (firstMissing >= 0) wal = wal.slice(0, firstMissing);
+      }
+    }
+    arts = await inRegionOf(c, storage, arts);
+    wal = await inRegionOf(c, storage, wal);
+    log(`restore ${service}: using backup ${row.backupId} (${row.backupType}, recovery point ${row.recoveryPointEnd?.toISOString()})${wal.length ? ` + ${wal.length} WAL file(s)` : ""}, reaching ${reaches.toISOString()}, from ${storage.bucket} in region ${storage.region}`);
+    try {
+      await loadManifest(storage, row, arts);
+      // Every artifact's SHA-256 is checked before anything is written to the target.
+      for (const r of arts.filter((a) => a.role === "base" || a.role === "rdb").map(toRef)) {
+        await checkStoredSha(storage, r, r.name);
+        checked++;
+      }
+      identityOf(row);
+      break;
+    } catch (e) {
+      // A damaged backup (not an unreachable store, not a missing key) is recorded as such, and
+      // the plan is made again without it: the newest good point, said, not a failed restore.
+      if (o.backupId || o.standby || !(e instanceof IntegrityError || /NoSuch(Key|Version)|HTTP 404/.test((e as Error).message)) || outsideTheBackup(e) || fellBack.length >= 5) throw e;
+      const why = (e as Error).message;
+      await cat.recordVerification(c, row.backupId, { status: "failed", details: { error: why, by: "restore" } });
+      fellBack.push(`backup ${row.backupId} (point ${row.recoveryPointEnd?.toISOString()}) is damaged: ${why}`);
+      log(`restore ${service}: backup ${row.backupId} is damaged (${why}); recorded as a failed verify, so no plan uses it again. Falling back to the newest good backup for the same target`);
+      checked = 1;
     }
   }
-  arts = await inRegionOf(c, storage, arts);
-  wal = await inRegionOf(c, storage, wal);
-  log(`restore ${service}: using backup ${row.backupId} (${row.backupType}, recovery point ${row.recoveryPointEnd?.toISOString()})${wal.length ? ` + ${wal.length} WAL file(s)` : ""}, reaching ${reaches.toISOString()}, from ${storage.bucket} in region ${storage.region}`);
-  await loadManifest(storage, row, arts);
 
-  let checked = 1;
   let next = "";
   if (engine === "volume") {
     const snap = arts.find((a) => a.role === "restic");
@@ -180,19 +205,33 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
     checked++;
     next = `files are in ${target}`;
   } else {
-    const identity = identityFor(s, row.encryptionKeyId);
-    // Every artifact's SHA-256 is checked before anything is written to the target.
+    const identity = identityOf(row);
     const refs = arts.filter((a) => a.role === "base" || a.role === "rdb").map(toRef);
-    const walRefs = wal.map(walRef);
-    for (const r of [...refs, ...walRefs]) {
-      await checkStoredSha(storage, r, r.name);
+    for (const [i, w] of wal.entries()) {
+      const r = walRef(w);
+      try {
+        await checkStoredSha(storage, r, r.name);
+      } catch (e) {
+        // WAL after a damaged or missing segment cannot be replayed: stop before it, say where.
+        if (outsideTheBackup(e) || o.standby || !(e instanceof IntegrityError || /NoSuch(Key|Version)|HTTP 404/.test((e as Error).message))) throw e;
+        const kept = wal.slice(0, i).filter((x) => !x.segmentName.endsWith(".history"));
+        const until = kept.at(-1)?.coversUntil ?? row.recoveryPointEnd!;
+        const why = (e as Error).message;
+        fellBack.push(`WAL ${w.segmentName} is damaged or missing (${why}): the restore stops before it, at ${until.toISOString()}`);
+        log(`restore ${service}: WAL ${w.segmentName} is damaged or missing (${why}); replaying only the ${i} file(s) before it, reaching ${until.toISOString()} instead of ${reaches.toISOString()}`);
+        wal = wal.slice(0, i);
+        if (targetTime && targetTime.getTime() > until.getTime()) targetTime = undefined;
+        reaches = until;
+        break;
+      }
       checked++;
     }
+    const walRefs = wal.map(walRef);
     log(`restore ${service}: SHA-256 of ${checked} object(s) (manifest included) verified before applying`);
     if (engine === "postgres") {
       const base = refs.find((r) => r.name === "base.tar");
       if (!base) throw new IntegrityError(`backup ${row.backupId} has no base.tar artifact.`);
-      await pgEngine.restore({ storage, identityFile: identity, base, wal: walRefs, target, walDir: o.walDir, targetTime: o.time, standby: o.standby });
+      await pgEngine.restore({ storage, identityFile: identity, base, wal: walRefs, target, walDir: o.walDir, targetTime, standby: o.standby });
       next = `start PostgreSQL 15 on ${target} (owned by the postgres user, mode 0700); it replays the WAL and promotes`;
     } else {
       const rdb = refs.find((r) => r.name === "dump.rdb");
@@ -219,5 +258,6 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
     walSegments: wal.length,
     durationSeconds: (Date.now() - t0) / 1000,
     next,
+    fellBack,
   };
 }

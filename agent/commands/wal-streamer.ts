@@ -3,6 +3,7 @@ import * as cat from "../catalog.js";
 import type { Settings } from "../config.js";
 import * as pgEngine from "../engines/postgres.js";
 import { m } from "../metrics.js";
+import { log } from "../storage/progress.js";
 import type { Storage } from "../storage/s3.js";
 import { lockFor, sealWalDescriptor, WAL_DESCRIPTOR_SUFFIX, type WalDescriptor } from "./shared.js";
 
@@ -28,6 +29,7 @@ export async function startWalStreamer(s: Settings, storage: Storage, rcpt: { fi
           sha256: seg.sha256,
           sizeBytes: seg.storedBytes,
           rawSize: seg.rawBytes,
+          rawSha256: seg.rawSha256,
           coversUntil: seg.coversUntil,
           encryptionKeyId: rcpt.keyId,
         };
@@ -35,7 +37,10 @@ export async function startWalStreamer(s: Settings, storage: Storage, rcpt: { fi
         const { versionId: _v, ...described } = row;
         const descriptor: WalDescriptor = { ...described, format: "kdr-wal/1", rawSize: seg.rawBytes ?? null, coversUntil: seg.coversUntil.toISOString() };
         await storage.putSmall(`${seg.key}${WAL_DESCRIPTOR_SUFFIX}`, sealWalDescriptor(descriptor), lockFor(s, "wal"));
-        await cat.recordWalSegment(wc, row);
+        const r = await cat.recordWalSegment(wc, row);
+        if (!r.inserted && !seg.segment.endsWith(".partial") && r.segment.objectKey === row.objectKey && r.segment.versionId !== row.versionId) {
+          log(`wal ${service}: ${seg.segment} was archived already with the same content (streamed again after a restart); the first upload stays the archived one`);
+        }
         m.walSegments.inc({ service });
       },
     },

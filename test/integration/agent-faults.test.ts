@@ -5,13 +5,16 @@
  *   the catalog heard, leaves too);
  * - the catalog restarting under a serving sidecar;
  * - the S3 endpoint gone for seconds during an upload, and gone for good (a proxy the test cuts);
- * - the protected PostgreSQL restarted during a base backup.
+ * - the protected PostgreSQL restarted during a base backup;
+ * - a WAL segment missing in the middle of the chain, and a base whose object is gone: restore
+ *   falls back to the newest good point and says so.
  */
-import { ListMultipartUploadsCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
-import type { ChildProcess } from "node:child_process";
+import { DeleteObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { spawnSync, type ChildProcess } from "node:child_process";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startProxy, type CuttableProxy } from "../support/proxy.js";
-import { agentWorld, pgQuery, prepareBackupRole, type AgentResult, type AgentWorld } from "../support/s3.js";
+import { agentWorld, pgQuery, prepareBackupRole, startRestored, type AgentResult, type AgentWorld } from "../support/s3.js";
 import { freePort, startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
 
 let w: AgentWorld;
@@ -23,6 +26,7 @@ const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 
 interface Summary {
   backupId: string;
+  details: Record<string, unknown>;
   reconciled: string[];
   completedFromManifests: string[];
   staleUploadsAborted: string[];
@@ -211,4 +215,62 @@ describe("agent faults", () => {
     const v = await w.run(["verify", "--backup-id", next.backupId], env, { timeoutMs: 180_000 });
     expect(v.code, v.stdout + v.stderr).toBe(0);
   }, 300_000);
+
+  describe("restore falls back to the newest good point", () => {
+    let upto = "";
+    const owner = () => {
+      const id = (flag: string) => spawnSync("id", [flag, "postgres"], { encoding: "utf8" }).stdout.trim();
+      return `${id("-u")}:${id("-g")}`;
+    };
+    async function restoredEvents(target: string): Promise<string[]> {
+      const srv = await startRestored(target, primary.password);
+      try {
+        return (await pgQuery<{ label: string }>(srv.url("app"), "SELECT label FROM events ORDER BY id")).map((r) => r.label);
+      } finally {
+        srv.stop();
+      }
+    }
+    async function deleteVersion(key: string, versionId: string | null): Promise<void> {
+      await w.bucket.client.send(new DeleteObjectCommand({ Bucket: w.bucket.bucket, Key: key, VersionId: versionId ?? undefined, BypassGovernanceRetention: true }));
+    }
+
+    it("a WAL segment missing in the middle of the chain: restore replays up to it, reaches the point before it, and says so", async () => {
+      await pgQuery(primary.urlFor("app"), "CREATE TABLE events (id serial PRIMARY KEY, label text NOT NULL)");
+      json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
+      await pgQuery(primary.urlFor("app"), "INSERT INTO events (label) VALUES ('before')");
+      upto = String(json<Summary>(await w.run(["backup", "--type", "incremental", "--json"], env, { timeoutMs: 180_000 })).details.uptoSegment);
+      await pgQuery(primary.urlFor("app"), "INSERT INTO events (label) VALUES ('after')");
+      json<Summary>(await w.run(["backup", "--type", "incremental", "--json"], env, { timeoutMs: 180_000 }));
+      const [gone] = await catalog<{ segment_name: string; object_key: string; version_id: string | null }>(
+        "SELECT segment_name, object_key, version_id FROM wal_segment WHERE service_name = $1 AND segment_name > $2 AND segment_name ~ '^[0-9A-F]{24}$' ORDER BY segment_name LIMIT 1",
+        [SERVICE, upto],
+      );
+      expect(gone, `no WAL segment recorded after ${upto}`).toBeTruthy();
+      await deleteVersion(gone!.object_key, gone!.version_id);
+
+      const target = path.join(w.root, "restore-wal-gap");
+      const r = await w.run(["restore", "--target", target, "--owner", owner()], env, { timeoutMs: 300_000 });
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`FELL BACK: WAL ${gone!.segment_name} is damaged or missing \\(.*\\): the restore stops before it, at \\d{4}-`));
+      expect(r.stderr).toMatch(new RegExp(`restore pg-faults: WAL ${gone!.segment_name} is damaged or missing`));
+      expect(await restoredEvents(target)).toEqual(["before"]);
+    }, 600_000);
+
+    it("a base whose object is gone: restore records it as a failed verify and falls back to the base before it, saying so", async () => {
+      const newest = json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
+      const [base] = await catalog<{ object_key: string; version_id: string | null }>("SELECT object_key, version_id FROM backup_artifact WHERE backup_id = $1 AND role = 'base'", [newest.backupId]);
+      await deleteVersion(base!.object_key, base!.version_id);
+
+      const target = path.join(w.root, "restore-base-gone");
+      const r = await w.run(["restore", "--target", target, "--owner", owner(), "--json"], env, { timeoutMs: 300_000 });
+      const sum = json<{ backupId: string; fellBack: string[] }>(r);
+      expect(sum.backupId).not.toBe(newest.backupId);
+      expect(sum.fellBack[0]).toMatch(new RegExp(`^backup ${newest.backupId} \\(point [^)]+\\) is damaged: `));
+      expect(r.stderr).toMatch(new RegExp(`restore pg-faults: backup ${newest.backupId} is damaged \\(.*\\); recorded as a failed verify, so no plan uses it again`));
+      const [row] = await catalog<{ verify_status: string; by: string }>("SELECT verify_status, verify_details->>'by' AS by FROM backup_management WHERE backup_id = $1", [newest.backupId]);
+      expect(row).toEqual({ verify_status: "failed", by: "restore" });
+      // The older base, and the WAL after it up to the segment still missing from the test before.
+      expect(await restoredEvents(target)).toEqual(["before"]);
+    }, 600_000);
+  });
 });

@@ -37,11 +37,11 @@ async function fullBackup(
   });
 }
 
-async function wal(service: string, segno: number, coversUntil: Date, opts: { partial?: boolean; sha?: string } = {}) {
+async function wal(service: string, segno: number, coversUntil: Date, opts: { partial?: boolean; sha?: string; rawSha?: string; key?: string } = {}) {
   const name = q.walFileName(1, BigInt(segno)) + (opts.partial ? ".partial" : "");
   return q.recordWalSegment(db, {
-    tenantId: T, service, timeline: 1, segmentName: name, objectKey: `wal/${service}/${name}.zst.age`,
-    sha256: opts.sha ?? sha(1000 + segno), sizeBytes: 4096, rawSize: 16 * 1024 * 1024, coversUntil,
+    tenantId: T, service, timeline: 1, segmentName: name, objectKey: opts.key ?? `wal/${service}/${name}.zst.age`,
+    sha256: opts.sha ?? sha(1000 + segno), sizeBytes: 4096, rawSize: 16 * 1024 * 1024, rawSha256: opts.rawSha, coversUntil,
   });
 }
 
@@ -165,11 +165,20 @@ describe("WAL archive", () => {
     expect(again.inserted).toBe(false);
     expect(again.segment.segmentId).toBe(first.segment.segmentId);
     await expect(wal("walsvc", 1, at(10), { sha: sha(99) })).rejects.toThrow(/already archived .* Refusing to replace archived WAL/);
+    // Encrypted again, the same segment's stored bytes differ; its plaintext SHA-256 tells it is
+    // the same (pg_receivewal streams a segment again after a restart): the first upload stays.
+    const enc1 = await wal("walsvc", 3, at(30), { sha: sha(31), rawSha: sha(300) });
+    const enc2 = await wal("walsvc", 3, at(30), { sha: sha(32), rawSha: sha(300), key: "wal/walsvc/second-upload" });
+    expect(enc2.inserted).toBe(false);
+    expect(enc2.segment).toMatchObject({ segmentId: enc1.segment.segmentId, sha256: sha(31), rawSha256: sha(300), objectKey: enc1.segment.objectKey });
+    await expect(wal("walsvc", 3, at(30), { sha: sha(33), rawSha: sha(301) })).rejects.toThrow(
+      new RegExp(`already archived at 'wal/walsvc/000000010000000000000003.zst.age' with other content \\(plaintext SHA-256 ${sha(300)}, this upload's ${sha(301)}\\)`),
+    );
     const p1 = await wal("walsvc", 2, at(20), { partial: true, sha: sha(50) });
     const p2 = await wal("walsvc", 2, at(25), { partial: true, sha: sha(51) });
     expect(p2.segment.segmentId).toBe(p1.segment.segmentId);
     expect(p2.segment).toMatchObject({ sha256: sha(51), coversUntil: at(25) });
-    expect(names(await q.listWalSegments(db, "walsvc"))).toEqual(["000000010000000000000001", "000000010000000000000002.partial"]);
+    expect(names(await q.listWalSegments(db, "walsvc"))).toEqual(["000000010000000000000001", "000000010000000000000002.partial", "000000010000000000000003"]);
     await expect(
       q.recordWalSegment(db, { tenantId: T, service: "walsvc", timeline: 1, segmentName: "000000010000000000000001.gz", objectKey: "k", sha256: sha(1), sizeBytes: 1, coversUntil: at(1) }),
     ).rejects.toThrow(/WAL file name '000000010000000000000001.gz' is invalid/);
