@@ -40,3 +40,13 @@ export function catalogLost(c: pg.Client): Promise<string> {
 
 /** Exit status of a long-lived process that lost its catalog (EX_TEMPFAIL: start it again). */
 export const EXIT_CATALOG_LOST = 75;
+
+/**
+ * Ends a catalog connection, waiting at most 2 s: pg's end() never settles on a connection the
+ * server already closed (a catalog restart), and a process must not hang on its way out.
+ */
+export async function closeCatalog(c: pg.Client): Promise<void> {
+  let t: NodeJS.Timeout | undefined;
+  await Promise.race([c.end().catch(() => undefined), new Promise<void>((r) => (t = setTimeout(r, 2000)))]);
+  clearTimeout(t);
+}

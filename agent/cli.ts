@@ -7,7 +7,7 @@
  */
 import { request } from "node:http";
 import type pg from "pg";
-import { connectCatalog, listBackups } from "./catalog.js";
+import { closeCatalog, connectCatalog, listBackups } from "./catalog.js";
 import { AGENT_ENV, isIsoTimeWithZone, isUuid, SETTINGS, type SettingDef, type SettingKey } from "../contract/index.js";
 import { ConfigError, flagName, parseArgs, Settings } from "./config.js";
 import { LockBusyError } from "./lock.js";
@@ -81,7 +81,7 @@ async function withCatalog<T>(s: Settings, fn: (c: pg.Client) => Promise<T>): Pr
   try {
     return await fn(c);
   } finally {
-    await c.end().catch(() => undefined);
+    await closeCatalog(c);
   }
 }
 

@@ -101,8 +101,9 @@ export async function replicate(s: Settings, once: boolean): Promise<number> {
   // cannot translate version ids, so every stack that declares a replicator gives it the catalog.
   const copyLog = s.get("catalogHost") ? { db: await cat.connectCatalog(s), region: s.get("replicaRegion") ?? "us-east-1" } : undefined;
   let lost: string | undefined;
-  if (copyLog) void cat.catalogLost(copyLog.db).then((why) => (lost = why));
+  const lostP = copyLog ? cat.catalogLost(copyLog.db).then((why) => void (lost = why)) : new Promise<void>(() => undefined);
   if (!copyLog) log(`replicate: no catalog configured (${AGENT_ENV.catalogHost}): copies are not recorded, so restores from the replica region cannot find them by version`);
+  if (!once) log(`replicate ${src.bucket} (${src.endpoint}) -> ${dst.bucket} (${endpoint}): a pass every ${interval} s; /healthz and /metrics on :${s.metricsPort}`);
   let lastOk = Date.now();
   let lastError: string | undefined;
   const srv = once
@@ -120,11 +121,14 @@ export async function replicate(s: Settings, once: boolean): Promise<number> {
       log(`replicate: ${lastError}`);
     }
     if (once || lost !== undefined) {
+      // Decided now: ending the connection below sets `lost` too.
+      const code = lost === undefined ? 0 : cat.EXIT_CATALOG_LOST;
       if (lost !== undefined) log(`replicate: lost its catalog connection (${lost}); exiting so that Swarm starts the replicator again with a new one (copy records the catalog has not taken are kept in its state dir and recorded by the next one)`);
       srv?.close();
-      await copyLog?.db.end().catch(() => undefined);
-      return lost === undefined ? 0 : cat.EXIT_CATALOG_LOST;
+      if (copyLog) await cat.closeCatalog(copyLog.db);
+      return code;
     }
-    await new Promise((r) => setTimeout(r, interval * 1000));
+    // A lost catalog ends the wait: the replicator exits at once rather than after a pass it cannot record.
+    await Promise.race([new Promise((r) => setTimeout(r, interval * 1000)), lostP]);
   }
 }

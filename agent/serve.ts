@@ -131,7 +131,7 @@ export async function serve(s: Settings): Promise<number> {
   srv.close();
   await streamer?.stop();
   await walLock?.release();
-  await c.end().catch(() => undefined);
+  await cat.closeCatalog(c);
   return lost === undefined ? 0 : cat.EXIT_CATALOG_LOST;
 }
 

@@ -144,6 +144,14 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
   let reaches: Date;
   let targetTime = o.time;
   const fellBack: string[] = [];
+  /**
+   * A missing or mismatching object is damage only where the backup was written: in another
+   * region it may just not be copied (or its copy not recorded) yet, which says nothing of the
+   * backup. An unreachable store says nothing either. Only damage is fallen back from.
+   */
+  const damaged = (e: unknown, r: cat.BackupRow) =>
+    r.storageRegion === storage.region && r.storageBucket === storage.bucket && !outsideTheBackup(e) &&
+    (e instanceof IntegrityError || /NoSuch(Key|Version)|HTTP 404/.test((e as Error).message));
   const identityOf = (r: cat.BackupRow) => (engine === "volume" ? "" : identityFor(s, r.encryptionKeyId));
   let checked = 1;
   for (;;) {
@@ -188,7 +196,7 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
     } catch (e) {
       // A damaged backup (not an unreachable store, not a missing key) is recorded as such, and
       // the plan is made again without it: the newest good point, said, not a failed restore.
-      if (o.backupId || o.standby || !(e instanceof IntegrityError || /NoSuch(Key|Version)|HTTP 404/.test((e as Error).message)) || outsideTheBackup(e) || fellBack.length >= 5) throw e;
+      if (o.backupId || o.standby || !damaged(e, row) || fellBack.length >= 5) throw e;
       const why = (e as Error).message;
       await cat.recordVerification(c, row.backupId, { status: "failed", details: { error: why, by: "restore" } });
       fellBack.push(`backup ${row.backupId} (point ${row.recoveryPointEnd?.toISOString()}) is damaged: ${why}`);
@@ -213,7 +221,7 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
         await checkStoredSha(storage, r, r.name);
       } catch (e) {
         // WAL after a damaged or missing segment cannot be replayed: stop before it, say where.
-        if (outsideTheBackup(e) || o.standby || !(e instanceof IntegrityError || /NoSuch(Key|Version)|HTTP 404/.test((e as Error).message))) throw e;
+        if (o.standby || !damaged(e, row)) throw e;
         const kept = wal.slice(0, i).filter((x) => !x.segmentName.endsWith(".history"));
         const until = kept.at(-1)?.coversUntil ?? row.recoveryPointEnd!;
         const why = (e as Error).message;

@@ -139,7 +139,7 @@ export async function replayStatus(s: Settings): Promise<ReplayStatus> {
     );
     return { inRecovery: rows[0]!.r, replayLsn: rows[0]!.lsn, lastReplayAt: rows[0]!.at };
   } finally {
-    await c.end().catch(() => undefined);
+    await cat.closeCatalog(c);
   }
 }
 
@@ -222,13 +222,13 @@ export async function follow(s: Settings, target: string, connect: () => Promise
       if (msg !== lastError) log(`standby follow ${s.service}: ${msg} (retrying every ${interval / 1000} s)`);
       lastError = msg;
       healthy = false;
-      await c?.end().catch(() => undefined);
+      if (c) await cat.closeCatalog(c);
       c = undefined;
     }
     await sleep(interval);
   }
   srv.close();
-  await c?.end().catch(() => undefined);
+  if (c) await cat.closeCatalog(c);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -259,7 +259,7 @@ async function primaryAnswers(s: Settings, host: string): Promise<string | undef
     } catch {
       return undefined;
     } finally {
-      await c.end().catch(() => undefined);
+      await cat.closeCatalog(c);
     }
   }
   const { args, env } = redisArgs(s);
@@ -394,6 +394,6 @@ export async function runActivate(s: Settings, connect: () => Promise<pg.Client>
     }
     return { service: s.service, engine, standby, alreadyActive, recoveryPoint: recoveryPoint?.toISOString(), seconds, recoveryId, notes };
   } finally {
-    await c?.end().catch(() => undefined);
+    if (c) await cat.closeCatalog(c);
   }
 }

@@ -50,7 +50,7 @@ export async function startWalStreamer(s: Settings, storage: Storage, rcpt: { fi
   const stop = streamer.stop.bind(streamer);
   streamer.stop = async () => {
     await stop();
-    await wc.end().catch(() => undefined);
+    await cat.closeCatalog(wc);
   };
   await streamer.start();
   return Object.assign(streamer, { catalogLost });

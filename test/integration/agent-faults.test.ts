@@ -49,12 +49,20 @@ async function runningBackup(): Promise<string> {
   throw new Error("no backup of pg-faults started running within 30 s");
 }
 
+/** Each started agent's end (stdio flushed), promised from its start so no 'close' is missed. */
+const closes = new WeakMap<ChildProcess, Promise<number | null>>();
+function start(args: string[], runEnv: Record<string, string>): ReturnType<AgentWorld["start"]> {
+  const p = w.start(args, runEnv);
+  closes.set(p, new Promise((resolve) => p.once("close", (code) => resolve(code))));
+  return p;
+}
+
 function exited(p: ChildProcess, timeoutMs = 180_000): Promise<number | null> {
-  if (p.exitCode !== null) return Promise.resolve(p.exitCode);
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`the agent did not exit within ${timeoutMs / 1000} s`)), timeoutMs);
-    p.once("close", (code) => (clearTimeout(t), resolve(code)));
-  });
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([
+    closes.get(p)!,
+    new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`the agent did not exit within ${timeoutMs / 1000} s`)), timeoutMs))),
+  ]).finally(() => clearTimeout(t));
 }
 
 /** Waits until the run's first part is in the bucket: from then on, parts go up while it runs. */
@@ -92,7 +100,7 @@ afterAll(async () => {
 
 describe("agent faults", () => {
   it("the catalog stopped while a backup uploads: the backup and its manifest are stored, the run says so; the next run completes it from its manifest, and it verifies", async () => {
-    const run = w.start(["backup", "--type", "full", "--no-logical"], { ...env, KDR_PG_MAX_RATE: "4M" });
+    const run = start(["backup", "--type", "full", "--no-logical"], { ...env, KDR_PG_MAX_RATE: "4M" });
     const id = await runningBackup();
     await w.catalog.down();
     let code: number | null;
@@ -129,7 +137,7 @@ describe("agent faults", () => {
   it("a serving sidecar whose catalog restarts exits with 75, saying why, and the next one serves", async () => {
     const serveEnv = { ...env, KDR_METRICS_PORT: String(await freePort()) };
     const ready = /\/healthz and \/metrics on/;
-    const first = w.start(["serve"], serveEnv);
+    const first = start(["serve"], serveEnv);
     for (let i = 0; i < 300 && !ready.test(first.output()); i++) await sleep(200);
     expect(first.output()).toMatch(ready);
     await w.catalog.down();
@@ -141,7 +149,7 @@ describe("agent faults", () => {
     }
     expect(code, first.output()).toBe(75);
     expect(first.output()).toMatch(/serve pg-faults: lost its catalog connection \(.+\); exiting so that Swarm starts the sidecar again with a new one/);
-    const second = w.start(["serve"], serveEnv);
+    const second = start(["serve"], serveEnv);
     for (let i = 0; i < 300 && !ready.test(second.output()); i++) await sleep(200);
     expect(second.output()).toMatch(ready);
     second.kill("SIGTERM");
@@ -158,7 +166,7 @@ describe("agent faults", () => {
     });
 
     it("gone for 8 s during an upload: each retry is said, the backup completes and verifies", async () => {
-      const run = w.start(["backup", "--type", "full", "--no-logical", "--json"], { ...env, KDR_S3_ENDPOINT: proxy.url, KDR_PG_MAX_RATE: "2M" });
+      const run = start(["backup", "--type", "full", "--no-logical", "--json"], { ...env, KDR_S3_ENDPOINT: proxy.url, KDR_PG_MAX_RATE: "2M" });
       const id = await runningBackup();
       await uploading(id);
       await proxy.cut();
@@ -175,7 +183,7 @@ describe("agent faults", () => {
     }, 300_000);
 
     it("gone for good during an upload: the run fails after its retries, the catalog says why, no manifest; the next run aborts the upload it left and succeeds", async () => {
-      const run = w.start(["backup", "--type", "full", "--no-logical"], { ...env, KDR_S3_ENDPOINT: proxy.url, KDR_PG_MAX_RATE: "2M" });
+      const run = start(["backup", "--type", "full", "--no-logical"], { ...env, KDR_S3_ENDPOINT: proxy.url, KDR_PG_MAX_RATE: "2M" });
       const id = await runningBackup();
       await uploading(id);
       await proxy.cut();
@@ -200,7 +208,7 @@ describe("agent faults", () => {
   });
 
   it("the protected PostgreSQL restarted during a base backup: the run fails, naming pg_basebackup's error; nothing of it is restorable, and the next run succeeds", async () => {
-    const run = w.start(["backup", "--type", "full", "--no-logical"], { ...env, KDR_PG_MAX_RATE: "2M" });
+    const run = start(["backup", "--type", "full", "--no-logical"], { ...env, KDR_PG_MAX_RATE: "2M" });
     const id = await runningBackup();
     await uploading(id);
     await primary.down();

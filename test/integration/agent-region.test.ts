@@ -17,7 +17,7 @@ import { replicationLag } from "../../catalog/copies.js";
 import { migrate } from "../../catalog/migrate.js";
 import { sealWalDescriptor } from "../../agent/commands/shared.js";
 import { agentWorld, makeBucket, pgQuery as q, prepareBackupRole, restoredChecksums, tableChecksums, type AgentWorld, type TestBucket } from "../support/s3.js";
-import { startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
+import { freePort, startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
 
 let w: AgentWorld;
 let dr: TestBucket;
@@ -266,4 +266,25 @@ describe("agent: restore from the DR region", () => {
     expect(r.stderr).toMatch(/needs its own id \(the replicator records it in the catalog's object_copy\)/);
     expect(existsSync(target) ? readdirSync(target) : []).toEqual([]);
   });
+
+  // Last: it stops the catalog, which ends the connections the tests above share.
+  it("a replicator whose catalog restarts exits with 75, saying why (Swarm starts it again with a new connection)", async () => {
+    w.db.on("error", () => undefined);
+    const p = w.start(["replicate"], { ...replicateEnv, KDR_METRICS_PORT: String(await freePort()) });
+    // From the start: it may exit (and close) while the catalog is still stopping.
+    const closed = new Promise<number | null>((resolve) => p.once("close", (c) => resolve(c)));
+    for (let i = 0; i < 150 && !/a pass every \d+ s/.test(p.output()); i++) await new Promise((r) => setTimeout(r, 200));
+    expect(p.output()).toMatch(/a pass every \d+ s/);
+    await w.catalog.down();
+    let code: number | null;
+    try {
+      let t: NodeJS.Timeout | undefined;
+      code = await Promise.race([closed, new Promise<never>((_, reject) => (t = setTimeout(() => reject(new Error(`the replicator did not exit within 90 s:\n${p.output()}`)), 90_000)))]);
+      clearTimeout(t);
+    } finally {
+      await w.catalog.up();
+    }
+    expect(code, p.output()).toBe(75);
+    expect(p.output()).toMatch(/replicate: lost its catalog connection \(.+\); exiting so that Swarm starts the replicator again with a new one/);
+  }, 180_000);
 });
