@@ -5,7 +5,7 @@
  * Exit codes: 0 ok; 1 the work failed (backup failed, verify failed, health stale);
  * 2 bad usage or configuration (the message names the setting and the fix).
  */
-import { request } from "node:http";
+import { probe } from "./healthz.js";
 import type pg from "pg";
 import { closeCatalog, connectCatalog, listBackups } from "./catalog.js";
 import { AGENT_ENV, isIsoTimeWithZone, isUuid, SETTINGS, type SettingDef, type SettingKey } from "../contract/index.js";
@@ -124,7 +124,7 @@ export async function main(argv: string[]): Promise<number> {
     s.check();
     switch (cmd) {
       case "healthz":
-        return await healthz(s.metricsPort);
+        return await probe(s.metricsPort);
       case "backup": {
         const type = str(flags.get("--type")) ?? "full";
         if (type !== "full" && type !== "incremental") throw new ConfigError(`--type '${type}' is not a backup type: use full or incremental.`);
@@ -265,24 +265,6 @@ export async function main(argv: string[]): Promise<number> {
     if (json) process.stdout.write(JSON.stringify({ error: msg, kind: e instanceof ConfigError ? "config" : "failure" }) + "\n");
     return e instanceof ConfigError || e instanceof LockBusyError ? 2 : 1;
   }
-}
-
-function healthz(port: number): Promise<number> {
-  return new Promise((resolve) => {
-    const req = request({ host: "127.0.0.1", port, path: "/healthz", timeout: 5000 }, (res) => {
-      let body = "";
-      res.on("data", (d: Buffer) => (body += d));
-      res.on("end", () => {
-        process.stdout.write(body + "\n");
-        resolve(res.statusCode === 200 ? 0 : 1);
-      });
-    });
-    req.on("error", (e) => {
-      process.stdout.write(`no kdr-agent serve/cron/replicate process answers on :${port} (${e.message})\n`);
-      resolve(1);
-    });
-    req.end();
-  });
 }
 
 /**

@@ -12,7 +12,7 @@ import { humanDuration, worstGapSeconds } from "../contract/schedule.js";
 import { recoverMaintenance } from "./engines/consistency.js";
 import * as cat from "./catalog.js";
 import { ConfigError, type Settings } from "./config.js";
-import type { WalStreamer } from "./engines/postgres.js";
+import { pgConnect, pgEnv, type WalStreamer } from "./engines/postgres.js";
 import { acquireServiceLock } from "./lock.js";
 import { m, registry } from "./metrics.js";
 import { failInflight, printSummary, runBackup } from "./commands/backup.js";
@@ -62,6 +62,32 @@ function schedule(name: string, expr: string | undefined, fn: () => Promise<void
   }
 }
 
+/** Connection failures that mean "not up yet", not "misconfigured". */
+const NOT_UP_YET = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|timeout expired|starting up|shutting down|Connection terminated/i;
+
+/**
+ * A sidecar starts with its database (a stack deploy, a node reboot): it waits for it to answer,
+ * saying so once, instead of exiting as misconfigured and leaving a failed task per attempt.
+ * A refused login, or a database still away after `seconds`, is still the error it names.
+ */
+export async function waitForDatabase(s: Settings, seconds = 180): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  let waited = false;
+  for (;;) {
+    try {
+      await cat.closeCatalog(await pgConnect(s));
+      if (waited) log(`serve ${s.service}: PostgreSQL answers now`);
+      return;
+    } catch (e) {
+      const why = (e as Error).message;
+      if (!NOT_UP_YET.test(why) || Date.now() > deadline) throw e;
+      if (!waited) log(`serve ${s.service}: PostgreSQL at ${pgEnv(s).PGHOST}:${pgEnv(s).PGPORT} does not answer yet (${NOT_UP_YET.exec(why)![0]}); waiting up to ${seconds} s for it`);
+      waited = true;
+      await new Promise((r) => setTimeout(r, 3000));
+    }
+  }
+}
+
 export async function serve(s: Settings): Promise<number> {
   const service = s.service;
   const engine = s.engine;
@@ -74,6 +100,7 @@ export async function serve(s: Settings): Promise<number> {
   let lastError: string | undefined;
   if (engine === "postgres") {
     const rcpt = recipient(s);
+    await waitForDatabase(s);
     walLock = await acquireServiceLock(c, s.stateDir, `wal:${service}`, 300);
     streamer = ownStreamer = await startWalStreamer(s, storage, rcpt);
     streamer.onError = (e) => {

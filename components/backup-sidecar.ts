@@ -11,6 +11,12 @@ import { base64Secret, dockerLabels, locationEnv, secretFileName, type CatalogCo
 
 /** Where the agent bundle lives in the agent image. */
 export const AGENT_BIN = "/opt/kryonix-dr/agent.cjs";
+/**
+ * The HEALTHCHECK of every agent container: the probe bundled alone (a few KiB), not the agent
+ * (`kdr-agent healthz` is the same probe). Loading the whole agent every 30 s made the probe of a
+ * sidecar busy with a backup time out on a loaded node, and Swarm killed it mid-backup.
+ */
+export const HEALTHCHECK = ["CMD", "node", "/opt/kryonix-dr/healthz.cjs"];
 /** Where the state volume (WAL spool, restic cache) is mounted. */
 export const STATE_DIR = "/var/lib/kryonix-dr";
 
@@ -190,7 +196,7 @@ export class BackupSidecar extends pulumi.ComponentResource {
             env,
             secrets: secretRefs,
             mounts,
-            healthcheck: { tests: ["CMD", "node", AGENT_BIN, "healthz"], interval: "30s", timeout: "10s", retries: 3, startPeriod: "30s" },
+            healthcheck: { tests: HEALTHCHECK, interval: "30s", timeout: "15s", retries: 3, startPeriod: "30s" },
             stopGracePeriod: "60s",
           },
           networksAdvanceds: pulumi.output(args.networks ?? []).apply((ids) => ids.map((id) => ({ id }))),

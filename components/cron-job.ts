@@ -7,7 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import { AGENT_ENV, LABELS } from "../contract/index.js";
-import { AGENT_BIN } from "./backup-sidecar.js";
+import { AGENT_BIN, HEALTHCHECK } from "./backup-sidecar.js";
 import { base64Secret, dockerLabels, secretFileName, validateInput, swarmLimits, type AgentLimits } from "./shared.js";
 
 export interface CronJobEntry {
@@ -81,7 +81,7 @@ export class CronJob extends pulumi.ComponentResource {
             env: { ...(args.env ?? {}), [AGENT_ENV.cronJobs]: jobs },
             secrets: secretRefs,
             mounts: args.mounts ?? [],
-            healthcheck: { tests: ["CMD", "node", AGENT_BIN, "healthz"], interval: "60s", timeout: "10s", retries: 3 },
+            healthcheck: { tests: HEALTHCHECK, interval: "60s", timeout: "15s", retries: 3 },
           },
           networksAdvanceds: pulumi.output(args.networks ?? []).apply((ids) => ids.map((id) => ({ id }))),
           placement: { constraints: args.placement ?? [] },

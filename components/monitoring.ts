@@ -7,7 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import { AGENT_ENV, DEFAULT_METRICS_PORT, LABELS, SECRET_FILES } from "../contract/index.js";
 import { NOTIFY_ALERTMANAGER_PATH, parseNotificationTargets } from "../contract/notify.js";
-import { AGENT_BIN } from "./backup-sidecar.js";
+import { AGENT_BIN, HEALTHCHECK } from "./backup-sidecar.js";
 import { grafanaDashboard } from "./dashboard.js";
 import { base64Secret, dockerLabels, secretFileName, validateInput } from "./shared.js";
 
@@ -222,7 +222,7 @@ export class Monitoring extends pulumi.ComponentResource {
               commands: ["node", AGENT_BIN, "notify-relay"],
               env: { [AGENT_ENV.metricsPort]: port.apply(String) },
               secrets: [{ secretId: secret.id, secretName: secret.name, fileName: secretFileName(SECRET_FILES.notificationTargets), fileMode: 0o400 }],
-              healthcheck: { tests: ["CMD", "node", AGENT_BIN, "healthz"], interval: "30s", timeout: "10s", retries: 3, startPeriod: "10s" },
+              healthcheck: { tests: HEALTHCHECK, interval: "30s", timeout: "15s", retries: 3, startPeriod: "10s" },
             },
             networksAdvanceds: pulumi.output(r.networks).apply((ns) => ns.map((n) => ({ id: n }))),
             placement: { constraints: r.placement ?? [] },

@@ -13,7 +13,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
 import * as command from "@pulumi/command";
 import { AGENT_ENV, DEFAULT_METRICS_PORT, LABELS, REPLICATION_MODES, SECRET_FILES, TOOL_ENV, type ReplicationMode } from "../contract/index.js";
-import { AGENT_BIN } from "./backup-sidecar.js";
+import { AGENT_BIN, HEALTHCHECK } from "./backup-sidecar.js";
 import { base64Secret, dockerLabels, secretFileName, type CatalogConnection } from "./shared.js";
 
 export { REPLICATION_MODES, type ReplicationMode };
@@ -146,7 +146,7 @@ export class Replication extends pulumi.ComponentResource {
                   [AGENT_ENV.metricsPort]: pulumi.output(args.metricsPort ?? DEFAULT_METRICS_PORT).apply(String),
                 },
                 secrets,
-                healthcheck: { tests: ["CMD", "node", AGENT_BIN, "healthz"], interval: "30s", timeout: "10s", retries: 3 },
+                healthcheck: { tests: HEALTHCHECK, interval: "30s", timeout: "15s", retries: 3 },
               },
               networksAdvanceds: pulumi.output(args.networks ?? []).apply((ids) => ids.map((id) => ({ id }))),
               placement: { constraints: args.placement ?? [] },

@@ -179,12 +179,14 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
   db.on("error", () => undefined);
   const clients = new Map<string, { id: string; dir: string }>();
   let regionStopped = false;
+  // Stopped in `finally` too: writers left running on a failed drill kept it from ever exiting.
+  let writers = new Map<string, Writer>();
   try {
     await waitForServices(run);
     const network = `${run.prefix}-net`;
     const secrets = generatedSecrets(LOCAL_STACK, run.stateDir);
     for (const s of run.services) clients.set(s.name, await startClient(run, s.name, network, s.passwordKey ? secrets[s.passwordKey] : undefined));
-    const writers = new Map(run.services.map((s) => [s.name, new Writer(s.engine, clients.get(s.name)!.id, run.runId, s.dataPath, 200, s.name)]));
+    writers = new Map(run.services.map((s) => [s.name, new Writer(s.engine, clients.get(s.name)!.id, run.runId, s.dataPath, 200, s.name)]));
     let writesStart = 0;
     await run.phase("write through the stable names, and take backups", async () => {
       for (const s of run.services) await prepare(s.engine, clients.get(s.name)!.id, s.name);
@@ -342,6 +344,7 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
     const msg = err instanceof Error ? err.message : String(err);
     throw new Error(`${msg}\n(the drill's stacks are left as they are for inspection; the next drill removes them, or run 'kryonix-dr destroy --stack ${LOCAL_DR_STACK} --force' and 'kryonix-dr destroy --stack ${LOCAL_STACK} --force')`);
   } finally {
+    await Promise.all([...writers.values()].map((w) => w.stop()));
     for (const c of clients.values()) await removeClient(c);
     await db.end().catch(() => undefined);
     if (regionStopped) await setRegion("start", "primary", run.projectDir, log).catch((e: Error) => log(`  could not bring the primary region back: ${e.message}; run 'bash scripts/region.sh start primary'`));

@@ -140,14 +140,23 @@ export async function waitForServices(run: DrillRun): Promise<Record<string, str
 /** Starts the writers and waits until each service has a backup holding their writes. */
 export async function writeAndBackUp(run: DrillRun, db: pg.Pool, containers: Record<string, string>): Promise<{ writers: Writer[]; writesStart: number }> {
   const { services, log } = run;
-  const writers = services.map((s) => new Writer(drillEngine(s), containers[s.name]!, run.runId, s.dataPath));
+  // Each write is a `docker exec`: on one 2-core node the prod stack's nine writers at the pace of
+  // the local stack's three kept the load near 50 (probes timed out, backups crawled). Past three
+  // services each writer pauses 1.5 s: still a write every 2-3 s per service.
+  const pauseMs = services.length > 3 ? 1500 : 300;
+  const writers = services.map((s) => new Writer(drillEngine(s), containers[s.name]!, run.runId, s.dataPath, pauseMs));
   let writesStart = 0;
   await run.phase("write sample data and take backups", async () => {
     for (const s of services) await prepare(drillEngine(s), containers[s.name]!).then(() => undefined, (e: Error) => { throw new Error(`${s.name}: ${e.message}`); });
     writesStart = Date.now();
     for (const w of writers) w.start();
     log(`  writing to ${services.map((s) => s.name).join(", ")} for at least ${run.writeSeconds} s, until each has a backup holding the writes`);
-    await watchBackups(db, run.tenantId, services, writers, writesStart, run.writeSeconds, log);
+    // A drill that fails here stops its writers first: left running they keep the process alive
+    // (it printed its verdict, then hung until killed: cold run 27) and load the node meanwhile.
+    await watchBackups(db, run.tenantId, services, writers, writesStart, run.writeSeconds, log).catch(async (e: unknown) => {
+      await Promise.all(writers.map((w) => w.stop()));
+      throw e;
+    });
   });
   return { writers, writesStart };
 }

@@ -83,7 +83,8 @@ build_image() {
   ok "built (context $want)"
 }
 
-# The agent's build context: its Dockerfile, the bundle, the migrations and the host's node.
+# The agent's build context: its Dockerfile, the bundles (agent.cjs, healthz.cjs), the migrations
+# and the host's node.
 stage_agent_context() {
   local ctx="$KDR_BUILD_DIR/agent" log="$KDR_LOG_DIR/image-agent.log"
   if [[ ! -f "$KDR_REPO/agent/cli.ts" ]]; then

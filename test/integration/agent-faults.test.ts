@@ -156,6 +156,32 @@ describe("agent faults", () => {
     expect(await exited(second, 60_000), second.output()).toBe(0);
   }, 240_000);
 
+  it("a sidecar that starts before its PostgreSQL waits for it, saying so once, then serves; a login it is refused still stops it at once", async () => {
+    const serveEnv = { ...env, KDR_METRICS_PORT: String(await freePort()) };
+    const ready = /\/healthz and \/metrics on/;
+    await primary.down();
+    const sidecar = start(["serve"], serveEnv);
+    try {
+      const waiting = /serve pg-faults: PostgreSQL at \S+ does not answer yet \(ECONNREFUSED\); waiting up to 180 s for it/;
+      for (let i = 0; i < 150 && !waiting.test(sidecar.output()); i++) await sleep(200);
+      expect(sidecar.output()).toMatch(waiting);
+      await sleep(7000); // two more attempts, not said again
+      expect(sidecar.output().match(/does not answer yet/g)).toHaveLength(1);
+      expect(sidecar.exitCode).toBeNull();
+    } finally {
+      await primary.up();
+    }
+    for (let i = 0; i < 300 && !ready.test(sidecar.output()); i++) await sleep(200);
+    expect(sidecar.output()).toMatch(/serve pg-faults: PostgreSQL answers now/);
+    expect(sidecar.output()).toMatch(ready);
+    sidecar.kill("SIGTERM");
+    expect(await exited(sidecar, 60_000), sidecar.output()).toBe(0);
+    const refused = start(["serve"], { ...serveEnv, KDR_TARGET_USER: "no_such_role" });
+    expect(await exited(refused, 30_000), refused.output()).toBe(2);
+    expect(refused.output()).toMatch(/cannot connect to PostgreSQL no_such_role@.*(role "no_such_role" does not exist|password authentication failed)/);
+    expect(refused.output()).not.toMatch(/does not answer yet/);
+  }, 240_000);
+
   describe("the S3 endpoint", () => {
     let proxy: CuttableProxy;
     beforeAll(async () => {

@@ -17,6 +17,7 @@ import { agentWorld, type AgentWorld } from "../support/s3.js";
 import { startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
 import { tarArchive, type TarMember } from "../support/tar.js";
 import { UNTAR_ARGS } from "../../agent/storage/pipeline.js";
+import { HEALTHCHECK } from "../../components/backup-sidecar.js";
 
 let w: AgentWorld;
 let primary: TmpPostgres;
@@ -346,5 +347,44 @@ describe("unpacking a hostile archive, inside the agent image", () => {
     ]);
     expect(u.rc, u.out).not.toBe(0);
     expect(u.found.filter((f) => f.startsWith("/outside/")), u.out).toEqual([]);
+  });
+});
+
+describe("the HEALTHCHECK every agent container declares, in the agent image", () => {
+  it("reports a running cron process healthy without loading the agent bundle; fails, saying why, when nothing answers or the port is no port", async () => {
+    const image = readPlatform().images.agent;
+    const port = 19000 + Math.floor(Math.random() * 1000);
+    const e = Object.entries(env).filter(([k]) => k.startsWith("KDR_") && k !== "KDR_SECRET_DIR" && k !== "KDR_STATE_DIR");
+    const jobs = JSON.stringify([{ name: "health", schedule: "0 0 1 1 *", command: ["health", "--service", SERVICE] }]);
+    const name = `kdrtest-healthz-${process.pid}`;
+    const run = dockerTry([
+      "run", "-d", "--name", name, "--network", "host", "-v", `${w.secretDir}:/run/secrets:ro`,
+      ...e.flatMap(([k, v]) => ["-e", `${k}=${v}`]), "-e", `KDR_METRICS_PORT=${port}`, "-e", `KDR_CRON_JOBS=${jobs}`,
+      "--health-cmd", HEALTHCHECK.slice(1).join(" "), "--health-interval", "1s", "--health-timeout", "15s", "--health-retries", "3",
+      image, "cron",
+    ]);
+    expect(run.status, run.stderr).toBe(0);
+    try {
+      const health = () => JSON.parse(dockerTry(["inspect", name, "--format", "{{json .State.Health}}"]).stdout) as { Status: string; Log: { ExitCode: number; Output: string }[] };
+      let h = health();
+      for (let i = 0; i < 60 && h.Status !== "healthy"; i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        h = health();
+      }
+      expect(h.Status, `${JSON.stringify(h.Log)}\n${dockerTry(["logs", name]).stderr}`).toBe("healthy");
+      expect(h.Log.at(-1)!.Output).toMatch(/"ok":true/);
+      // The probe is the small bundle: it neither is nor loads agent.cjs.
+      const size = dockerTry(["exec", name, "stat", "-c", "%s", HEALTHCHECK[2]!]);
+      expect(Number(size.stdout.trim())).toBeLessThan(64 * 1024);
+    } finally {
+      dockerTry(["rm", "-f", name]);
+    }
+    // Nothing listening: the probe fails with a line that says so (no port means no process).
+    const none = dockerTry(["run", "--rm", "--network", "host", "-e", `KDR_METRICS_PORT=${port}`, "--entrypoint", "node", image, HEALTHCHECK[2]!]);
+    expect(none.status).toBe(1);
+    expect(none.stdout).toContain(`no kdr-agent serve/cron/replicate process answers on :${port}`);
+    const bad = dockerTry(["run", "--rm", "-e", "KDR_METRICS_PORT=http", "--entrypoint", "node", image, HEALTHCHECK[2]!]);
+    expect(bad.status).toBe(1);
+    expect(bad.stdout).toMatch(/KDR_METRICS_PORT='http' is not a port/);
   });
 });

@@ -100,7 +100,7 @@ describe("prod: sidecars", () => {
   it("places sidecars next to their data, with a healthcheck and limits", () => {
     const ts = sidecarOf("postgresql")!.inputs.taskSpec as Record<string, any>;
     expect(ts.placement.constraints).toContain("node.labels.kryonix.postgresql == true");
-    expect(ts.containerSpec.healthcheck.tests).toEqual(["CMD", "node", "/opt/kryonix-dr/agent.cjs", "healthz"]);
+    expect(ts.containerSpec.healthcheck.tests).toEqual(["CMD", "node", "/opt/kryonix-dr/healthz.cjs"]);
     expect(ts.resources.limits).toEqual({ nanoCpus: 500_000_000, memoryBytes: 512 * 1024 * 1024 });
     expect(ts.networksAdvanceds).toEqual([{ id: "kryonix-backend" }]);
   });
