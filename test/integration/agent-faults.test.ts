@@ -5,9 +5,10 @@
  *   the catalog heard, leaves too);
  * - the catalog restarting under a serving sidecar;
  * - the S3 endpoint gone for seconds during an upload, and gone for good (a proxy the test cuts);
- * - the protected PostgreSQL restarted during a base backup;
- * - a WAL segment missing in the middle of the chain, and a base whose object is gone: restore
- *   falls back to the newest good point and says so.
+ * - the protected PostgreSQL down when its sidecar starts, restarted during a base backup, and
+ *   restarted under a streaming sidecar;
+ * - a WAL segment missing in the middle of the chain, a base whose object is gone, a base whose
+ *   manifest alone is gone: restore falls back to the newest good point and says so.
  */
 import { DeleteObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { spawnSync, type ChildProcess } from "node:child_process";
@@ -78,6 +79,22 @@ async function uploading(id: string): Promise<void> {
 async function keysOf(id: string): Promise<string[]> {
   const res = await w.bucket.client.send(new ListObjectsV2Command({ Bucket: w.bucket.bucket, Prefix: `full/${SERVICE}/${id}/` }));
   return (res.Contents ?? []).map((o) => o.Key!);
+}
+
+/** uid:gid of the postgres user, for a restored data directory a local server runs from. */
+const owner = () => {
+  const id = (flag: string) => spawnSync("id", [flag, "postgres"], { encoding: "utf8" }).stdout.trim();
+  return `${id("-u")}:${id("-g")}`;
+};
+
+/** The labels of `table` in a server started on a restored data directory. */
+async function restoredLabels(target: string, table: string): Promise<string[]> {
+  const srv = await startRestored(target, primary.password);
+  try {
+    return (await pgQuery<{ label: string }>(srv.url("app"), `SELECT label FROM ${table} ORDER BY id`)).map((r) => r.label);
+  } finally {
+    srv.stop();
+  }
 }
 
 beforeAll(async () => {
@@ -182,6 +199,40 @@ describe("agent faults", () => {
     expect(refused.output()).not.toMatch(/does not answer yet/);
   }, 240_000);
 
+  it("the protected PostgreSQL restarted under a streaming sidecar: the receiver is started again, and the WAL from before and after the restart restores", async () => {
+    await pgQuery(primary.urlFor("app"), "CREATE TABLE streamed (id serial PRIMARY KEY, label text NOT NULL)");
+    json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
+    const sidecar = start(["serve"], { ...env, KDR_METRICS_PORT: String(await freePort()), KDR_WAL_SWITCH_SECONDS: "2" });
+    /** Waits until the catalog's WAL covers the moment of this insert. */
+    const archived = async (label: string) => {
+      const [{ at }] = await pgQuery<{ at: Date }>(primary.urlFor("app"), "INSERT INTO streamed (label) VALUES ($1) RETURNING clock_timestamp() AS at", [label]);
+      for (let i = 0; i < 120; i++) {
+        const [r] = await catalog<{ upto: Date | null }>("SELECT max(covers_until) AS upto FROM wal_segment WHERE service_name = $1", [SERVICE]);
+        if (r?.upto && r.upto >= at) return;
+        await sleep(500);
+      }
+      throw new Error(`the WAL of '${label}' (${at.toISOString()}) was not archived within 60 s:\n${sidecar.output().slice(-3000)}`);
+    };
+    try {
+      for (let i = 0; i < 150 && !/streaming WAL/.test(sidecar.output()); i++) await sleep(200);
+      await archived("before the restart");
+      await primary.down();
+      await sleep(3000); // the receiver notices, and its restarts fail while the server is away
+      await primary.up();
+      await archived("after the restart");
+      expect(sidecar.exitCode, sidecar.output()).toBeNull();
+      expect(sidecar.output()).toMatch(/wal pg-faults: .*pg_receivewal/);
+    } finally {
+      sidecar.kill("SIGTERM");
+    }
+    expect(await exited(sidecar, 60_000), sidecar.output()).toBe(0);
+    const target = path.join(w.root, "restore-after-pg-restart");
+    const r = await w.run(["restore", "--target", target, "--owner", owner()], env, { timeoutMs: 300_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).not.toMatch(/FELL BACK/);
+    expect(await restoredLabels(target, "streamed")).toEqual(["before the restart", "after the restart"]);
+  }, 300_000);
+
   describe("the S3 endpoint", () => {
     let proxy: CuttableProxy;
     beforeAll(async () => {
@@ -252,18 +303,7 @@ describe("agent faults", () => {
 
   describe("restore falls back to the newest good point", () => {
     let upto = "";
-    const owner = () => {
-      const id = (flag: string) => spawnSync("id", [flag, "postgres"], { encoding: "utf8" }).stdout.trim();
-      return `${id("-u")}:${id("-g")}`;
-    };
-    async function restoredEvents(target: string): Promise<string[]> {
-      const srv = await startRestored(target, primary.password);
-      try {
-        return (await pgQuery<{ label: string }>(srv.url("app"), "SELECT label FROM events ORDER BY id")).map((r) => r.label);
-      } finally {
-        srv.stop();
-      }
-    }
+    const restoredEvents = (target: string) => restoredLabels(target, "events");
     async function deleteVersion(key: string, versionId: string | null): Promise<void> {
       await w.bucket.client.send(new DeleteObjectCommand({ Bucket: w.bucket.bucket, Key: key, VersionId: versionId ?? undefined, BypassGovernanceRetention: true }));
     }
@@ -304,6 +344,22 @@ describe("agent faults", () => {
       const [row] = await catalog<{ verify_status: string; by: string }>("SELECT verify_status, verify_details->>'by' AS by FROM backup_management WHERE backup_id = $1", [newest.backupId]);
       expect(row).toEqual({ verify_status: "failed", by: "restore" });
       // The older base, and the WAL after it up to the segment still missing from the test before.
+      expect(await restoredEvents(target)).toEqual(["before"]);
+    }, 600_000);
+
+    it("a base whose manifest alone is gone (its data intact): restore does not trust it, records a failed verify, and falls back", async () => {
+      const newest = json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
+      const [manifest] = await catalog<{ object_key: string; version_id: string | null }>("SELECT object_key, version_id FROM backup_artifact WHERE backup_id = $1 AND role = 'manifest'", [newest.backupId]);
+      expect(manifest, "the manifest's artifact row").toBeTruthy();
+      await deleteVersion(manifest!.object_key, manifest!.version_id);
+
+      const target = path.join(w.root, "restore-manifest-gone");
+      const r = await w.run(["restore", "--target", target, "--owner", owner(), "--json"], env, { timeoutMs: 300_000 });
+      const sum = json<{ backupId: string; fellBack: string[] }>(r);
+      expect(sum.backupId).not.toBe(newest.backupId);
+      expect(sum.fellBack[0]).toMatch(new RegExp(`^backup ${newest.backupId} \\(point [^)]+\\) is damaged: .*manifest`));
+      const [row] = await catalog<{ verify_status: string; by: string }>("SELECT verify_status, verify_details->>'by' AS by FROM backup_management WHERE backup_id = $1", [newest.backupId]);
+      expect(row).toEqual({ verify_status: "failed", by: "restore" });
       expect(await restoredEvents(target)).toEqual(["before"]);
     }, 600_000);
   });
