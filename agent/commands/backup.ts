@@ -5,6 +5,7 @@ import { BACKUP_CLASSES, objectPrefix, type BackupClass } from "../../contract/i
 import * as cat from "../catalog.js";
 import { ConfigError, type Settings } from "../config.js";
 import * as pgEngine from "../engines/postgres.js";
+import { backupIncremental, type WalStreamer } from "../engines/postgres-wal.js";
 import * as redisEngine from "../engines/redis.js";
 import * as volumeEngine from "../engines/volume.js";
 import { writableRepo, type ActiveRepo } from "../engines/restic-repo.js";
@@ -66,7 +67,7 @@ export async function runBackup(
   s: Settings,
   c: pg.Client,
   requestedType: "full" | "incremental",
-  opts: { waitSeconds?: number; streamer?: pgEngine.WalStreamer; logical?: boolean } = {},
+  opts: { waitSeconds?: number; streamer?: WalStreamer; logical?: boolean } = {},
 ): Promise<BackupSummary | SkippedBackup> {
   const service = s.service;
   const engine = s.engine;
@@ -143,7 +144,7 @@ export async function runBackup(
       if (type === "full") res = await pgEngine.backupFull(ctx, { logical: opts.logical });
       else {
         let streamer = opts.streamer;
-        let own: pgEngine.WalStreamer | undefined;
+        let own: WalStreamer | undefined;
         let walLock: Awaited<ReturnType<typeof acquireServiceLock>> | undefined;
         if (!streamer) {
           walLock = await acquireServiceLock(c, s.stateDir, `wal:${service}`, 0).catch((e: Error) => {
@@ -152,7 +153,7 @@ export async function runBackup(
           own = streamer = await startWalStreamer(s, storage, rcpt!);
         }
         try {
-          res = await pgEngine.backupIncremental(ctx, streamer, parent ? { backupId: parent.backupId, at: parent.recoveryPointEnd! } : undefined);
+          res = await backupIncremental(ctx, streamer, parent ? { backupId: parent.backupId, at: parent.recoveryPointEnd! } : undefined);
           res.artifacts = await walSinceLastIncremental(c, tenantId, service, parent!, String(res.details.uptoSegment));
           res.details.segments = res.artifacts.length;
         } finally {

@@ -1,19 +1,19 @@
 /** The PostgreSQL WAL streamer of a sidecar, recording every archived segment in the catalog. */
 import * as cat from "../catalog.js";
 import type { Settings } from "../config.js";
-import * as pgEngine from "../engines/postgres.js";
+import { WalStreamer } from "../engines/postgres-wal.js";
 import { m } from "../metrics.js";
 import { log } from "../storage/progress.js";
 import type { Storage } from "../storage/s3.js";
 import { lockFor, sealWalDescriptor, WAL_DESCRIPTOR_SUFFIX, type WalDescriptor } from "./shared.js";
 
 /** The streamer, and the loss of its own catalog connection (its segments cannot be recorded after it). */
-export async function startWalStreamer(s: Settings, storage: Storage, rcpt: { file: string; keyId: string }): Promise<pgEngine.WalStreamer & { catalogLost: Promise<string> }> {
+export async function startWalStreamer(s: Settings, storage: Storage, rcpt: { file: string; keyId: string }): Promise<WalStreamer & { catalogLost: Promise<string> }> {
   const wc = await cat.connectCatalog(s);
   const catalogLost = cat.catalogLost(wc);
   const tenantId = s.tenantId;
   const service = s.service;
-  const streamer = new pgEngine.WalStreamer(
+  const streamer = new WalStreamer(
     s,
     storage,
     rcpt.file,

@@ -15,15 +15,15 @@
  * backup; that arrived in 17). An incremental run forces a segment switch, waits until every
  * completed segment up to it is uploaded and recorded, and records a row covering that range.
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, appendFileSync, createReadStream, createWriteStream } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, appendFileSync, createWriteStream } from "node:fs";
 import path from "node:path";
 import pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
 import { checkStoredSha, childSink, openAndRestore, sealAndUpload, spawnTool, devNull, untar, type SealedArtifact } from "../storage/pipeline.js";
 import { Progress, log } from "../storage/progress.js";
-import type { Storage, Lock } from "../storage/s3.js";
+import type { Storage } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
-import { baseCoversUntil, sampleMarks, WalCoverage, type WalMark } from "./wal-coverage.js";
+import { baseCoversUntil, sampleMarks, type WalMark } from "./wal-coverage.js";
 import type { BackupContext, EngineResult } from "./types.js";
 import { AGENT_ENV, objectPrefix, replicationSlotName } from "../../contract/index.js";
 
@@ -76,6 +76,9 @@ export async function ensureSlot(s: Settings, slot: string): Promise<void> {
     await c.end();
   }
 }
+
+/** Replication slot the agent streams WAL through (one per protected service). */
+export const slotName = replicationSlotName;
 
 export async function backupFull(ctx: BackupContext, opts: { logical?: boolean } = {}): Promise<EngineResult> {
   const env = pgEnv(ctx.settings);
@@ -155,209 +158,6 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
       walMethod: "fetch (WAL for consistency inside base.tar)",
       logicalDatabases: dbs,
       pgDumpVersion: dbs.length ? toolVersion("pg_dump") : undefined,
-    },
-  };
-}
-
-/** Replication slot the agent streams WAL through (one per protected service). */
-export const slotName = replicationSlotName;
-
-/** Segment or timeline-history files that pg_receivewal has finished. */
-const COMPLETE = /^([0-9A-F]{24}|[0-9A-F]{8}\.history)$/;
-
-export interface WalSink {
-  /** Records an uploaded segment (catalog wal_segment). */
-  /** `coversUntil`: every write acknowledged before it is in this segment or an earlier one (wal-coverage.ts). */
-  record(seg: SealedArtifact & { segment: string; timeline: number; coversUntil: Date }): Promise<void>;
-}
-
-/**
- * Continuous WAL: pg_receivewal (with a replication slot, so the primary keeps WAL we have not
- * streamed yet) writes into the spool in the state dir; every completed segment is sealed,
- * uploaded, recorded, then deleted locally. Every `switchSeconds`, when pg_current_wal_lsn has
- * moved, pg_switch_wal() closes the current segment so it reaches the object store within the
- * RPO even when the primary is quiet.
- */
-export class WalStreamer {
-  readonly spool: string;
-  readonly slot: string;
-  private proc?: ReturnType<typeof spawnTool>;
-  private stopping = false;
-  private lastLsn?: string;
-  private timers: NodeJS.Timeout[] = [];
-  private uploading: Promise<void> = Promise.resolve();
-  /** Time the newest uploaded segment was completed (for WAL lag metrics). */
-  lastUploadAt?: Date;
-  lastSegment?: string;
-  lastPartial?: string;
-  uploaded = 0;
-  onError: (e: Error) => void = (e) => log(`wal: ${e.message}`);
-  private readonly coverage: WalCoverage;
-
-  /** @param covered the newest coversUntil this service's catalog rows claim already (after a restart). */
-  constructor(
-    private readonly settings: Settings,
-    private readonly storage: Storage,
-    private readonly recipientFile: string,
-    private readonly sink: WalSink,
-    private readonly lockFor: () => Lock | undefined,
-    covered?: Date,
-  ) {
-    const service = settings.service;
-    this.spool = path.join(settings.stateDir, "wal-spool", service);
-    this.slot = slotName(service);
-    this.coverage = new WalCoverage(covered);
-  }
-
-  async start(): Promise<void> {
-    mkdirSync(this.spool, { recursive: true });
-    // Marked before the slot exists: every segment the slot streams ends after this mark.
-    const c = await pgConnect(this.settings);
-    try {
-      await this.readMark(c);
-    } finally {
-      await c.end();
-    }
-    await ensureSlot(this.settings, this.slot);
-    this.spawnReceiver();
-    const every = this.settings.walSwitchSeconds * 1000;
-    this.timers.push(setInterval(() => void this.switchIfMoved().catch((e: Error) => this.onError(e)), every));
-    this.timers.push(setInterval(() => this.drain(), 1000));
-  }
-
-  private spawnReceiver(): void {
-    const env = pgEnv(this.settings);
-    // --no-loop: we supervise and restart it, so a lost primary shows up in our logs and metrics.
-    this.proc = spawnTool("pg_receivewal", ["-D", this.spool, "--slot", this.slot, "--no-loop", "--no-password", "--status-interval=5"], { env, stdin: "ignore" });
-    // When the receiver stops (primary gone, network cut, our own stop), the newest WAL is in
-    // the .partial file: uploading it keeps what was streamed up to the last moment.
-    const afterExit = (e?: Error) => {
-      if (e && !this.stopping) this.onError(e);
-      void this.drain(true).finally(() => this.restartLater());
-    };
-    this.proc.exited.then(() => afterExit(), afterExit);
-  }
-
-  private restartLater(): void {
-    if (this.stopping) return;
-    const t = setTimeout(() => {
-      if (!this.stopping) this.spawnReceiver();
-    }, 2000);
-    this.timers.push(t);
-  }
-
-  /** One coverage mark (wal-coverage.ts): the primary's clock, then its flush LSN, in one statement. */
-  private async readMark(c: pg.Client): Promise<WalMark & { current: string }> {
-    const r = (await c.query<{ at: Date; flush: string; current: string }>("SELECT clock_timestamp() AS at, pg_current_wal_flush_lsn()::text AS flush, pg_current_wal_lsn()::text AS current")).rows[0]!;
-    const mark = { at: r.at, lsn: r.flush };
-    this.coverage.mark(mark);
-    return { ...mark, current: r.current };
-  }
-
-  /** pg_switch_wal() when there was activity; returns the completed segment's name and the mark taken just before. */
-  async switchIfMoved(force = false): Promise<{ segment: string; mark: WalMark } | undefined> {
-    const c = await pgConnect(this.settings);
-    try {
-      const mark = await this.readMark(c);
-      if (!force && mark.current === this.lastLsn) return undefined;
-      let r;
-      try {
-        r = await c.query<{ seg: string; lsn: string }>("SELECT pg_walfile_name(l) AS seg, l::text AS lsn FROM pg_switch_wal() AS l");
-      } catch (e) {
-        if (/permission denied/.test((e as Error).message)) {
-          throw new ConfigError(`pg_switch_wal() is not allowed for ${this.settings.require("targetUser")}: run 'GRANT EXECUTE ON FUNCTION pg_switch_wal() TO ${this.settings.require("targetUser")};' on the primary (needed to bound the RPO).`);
-        }
-        throw e;
-      }
-      this.lastLsn = (await c.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn")).rows[0]!.lsn;
-      return { segment: r.rows[0]!.seg, mark };
-    } finally {
-      await c.end();
-    }
-  }
-
-  /** Uploads every completed file in the spool, one at a time, oldest first. */
-  drain(includePartial = false): Promise<void> {
-    this.uploading = this.uploading.then(async () => {
-      const all = readdirSync(this.spool).sort();
-      const files = all.filter((f) => COMPLETE.test(f));
-      if (includePartial) files.push(...all.filter((f) => /^[0-9A-F]{24}\.partial$/.test(f)));
-      for (const f of files) {
-        try {
-          await this.uploadOne(f);
-        } catch (e) {
-          this.onError(e as Error);
-          return;
-        }
-      }
-    });
-    return this.uploading;
-  }
-
-  private async uploadOne(f: string): Promise<void> {
-    const file = path.join(this.spool, f);
-    // No claim (the epoch) only for a segment older than every mark after a lost catalog; it is still replayed.
-    const coversUntil = this.coverage.coversUntil(f) ?? new Date(0);
-    const sealed = await sealAndUpload({
-      storage: this.storage,
-      key: `${objectPrefix("wal", this.settings.service)}${f}.zst.age`,
-      name: f,
-      source: createReadStream(file),
-      recipientFile: this.recipientFile,
-      lock: this.lockFor(),
-    });
-    await this.sink.record({ ...sealed, segment: f, timeline: parseInt(f.slice(0, 8), 16), coversUntil });
-    if (f.endsWith(".partial")) {
-      this.lastPartial = f;
-      return; // pg_receivewal continues this file when it reconnects
-    }
-    rmSync(file);
-    this.uploaded++;
-    this.lastSegment = f;
-    this.lastUploadAt = new Date();
-  }
-
-  /** Forces a switch and waits until the completed segment has been uploaded and recorded. */
-  async switchAndFlush(timeoutMs = 120_000): Promise<{ segment: string; mark: WalMark }> {
-    const switched = (await this.switchIfMoved(true))!;
-    const seg = switched.segment;
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      await this.drain();
-      if (this.lastSegment !== undefined && this.lastSegment >= seg && !existsSync(path.join(this.spool, seg))) return switched;
-      if (Date.now() > deadline) throw new Error(`WAL segment ${seg} did not reach the object store within ${timeoutMs / 1000} s: check pg_receivewal (replication connection, slot ${this.slot}).`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.stopping = true;
-    for (const t of this.timers) clearTimeout(t), clearInterval(t);
-    if (this.proc && this.proc.child.exitCode === null) {
-      this.proc.child.kill("SIGINT");
-      await this.proc.exited.catch(() => undefined);
-    }
-    await this.drain(true);
-  }
-}
-
-/** An incremental run: the WAL since the last base, made durable now. */
-export async function backupIncremental(ctx: BackupContext, streamer: WalStreamer, sinceBase: { backupId: string; at: Date } | undefined): Promise<EngineResult> {
-  if (!sinceBase) throw new ConfigError(`there is no completed full backup of ${ctx.service} yet: run 'kdr-agent backup --type full' first (an incremental is the WAL since the last base).`);
-  const before = streamer.uploaded;
-  const { segment: seg, mark } = await streamer.switchAndFlush();
-  return {
-    artifacts: [],
-    tool: "pg_receivewal",
-    toolVersion: toolVersion("pg_receivewal"),
-    recoveryPointStart: sinceBase.at,
-    // What the flushed segment holds: writes acknowledged before the switch (not the flush's end).
-    recoveryPointEnd: mark.at,
-    details: {
-      meaning: "WAL since the last base backup, uploaded as wal/ segments (PostgreSQL 15 has no block-level incremental base backup)",
-      baseBackupId: sinceBase.backupId,
-      uptoSegment: seg,
-      segmentsUploadedThisRun: streamer.uploaded - before,
     },
   };
 }

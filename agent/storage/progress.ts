@@ -59,3 +59,43 @@ export class Progress {
     });
   }
 }
+
+/**
+ * A failure that repeats while its cause lasts (a database restarting, a network cut): said when
+ * it starts, then at most once a minute with how long it has lasted, and once when it clears.
+ * A five-minute outage is a handful of lines, not one per attempt.
+ */
+export class RepeatedFailure {
+  private since?: number;
+  private attempts = 0;
+  private lastSaid = 0;
+  constructor(
+    private readonly what: string,
+    private readonly onFail: (msg: string) => void,
+    private readonly onClear: (msg: string) => void,
+    private readonly everyMs = 60_000,
+  ) {}
+
+  get failing(): boolean {
+    return this.since !== undefined;
+  }
+
+  failed(e: Error): void {
+    const now = Date.now();
+    this.attempts++;
+    if (this.since === undefined) {
+      this.since = this.lastSaid = now;
+      this.onFail(`${this.what}: ${e.message}`);
+    } else if (now - this.lastSaid >= this.everyMs) {
+      this.lastSaid = now;
+      this.onFail(`${this.what}: still failing after ${fmtSeconds((now - this.since) / 1000)} (${this.attempts} attempts): ${e.message}`);
+    }
+  }
+
+  ok(): void {
+    if (this.since === undefined) return;
+    this.onClear(`${this.what}: working again after ${fmtSeconds((Date.now() - this.since) / 1000)} (${this.attempts} failed attempt(s))`);
+    this.since = undefined;
+    this.attempts = 0;
+  }
+}
