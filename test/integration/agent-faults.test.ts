@@ -221,7 +221,12 @@ describe("agent faults", () => {
       await primary.up();
       await archived("after the restart");
       expect(sidecar.exitCode, sidecar.output()).toBeNull();
-      expect(sidecar.output()).toMatch(/wal pg-faults: .*pg_receivewal/);
+      // Said when it stopped and when it streamed again (after 10 s of streaming); not once per 2-second attempt.
+      for (let i = 0; i < 60 && !/pg_receivewal stopped, started again every 2 s: working again after/.test(sidecar.output()); i++) await sleep(500);
+      const said = sidecar.output().split("\n").filter((l) => l.includes("pg_receivewal stopped, started again every 2 s"));
+      expect(said[0], sidecar.output()).toMatch(/^wal pg-faults: pg_receivewal stopped, started again every 2 s: .+/);
+      expect(said.at(-1)).toMatch(/^wal pg-faults: pg_receivewal stopped, started again every 2 s: working again after \d+\.\d s \(\d+ failed attempt\(s\)\)$/);
+      expect(said.length).toBe(2);
     } finally {
       sidecar.kill("SIGTERM");
     }
