@@ -17,7 +17,7 @@ import type { SealedArtifact } from "../storage/pipeline.js";
 import { fmtBytes, fmtSeconds, log } from "../storage/progress.js";
 import { Storage } from "../storage/s3.js";
 import { rowFromManifest } from "./rebuild.js";
-import { AGENT_VERSION, MANIFEST_FORMAT, lockFor, manifestArtifact, manifestKeyOf, openManifest, recipient, sealManifest, type Manifest, type ManifestCatalogRow } from "./shared.js";
+import { AGENT_VERSION, MANIFEST_FORMAT, diskFull, lockFor, outsideTheBackup, manifestArtifact, manifestKeyOf, openManifest, recipient, sealManifest, type Manifest, type ManifestCatalogRow } from "./shared.js";
 import { startWalStreamer } from "./wal-streamer.js";
 
 /** Runs in progress in this process, so a SIGTERM can record them as failed before exiting. */
@@ -269,7 +269,10 @@ export async function runBackup(
       staleUploadsAborted,
       details: res.details,
     };
-  } catch (e) {
+  } catch (caught) {
+    // A full disk (the staging of an online copy, a cache) is named, with what to do about it.
+    const full = diskFull(caught, s.stateDir);
+    const e = full ? new Error(`${full}: ${(caught as Error).message}`, { cause: caught }) : caught;
     m.failures.inc({ service, type });
     // A run whose manifest is stored is left in flight: the next run completes it from there.
     if (id && !manifestStored) await cat.failBackup(c, id, (e as Error).message).catch(() => undefined);
@@ -329,6 +332,13 @@ async function completeFromManifests(s: Settings, c: pg.Client, storage: Storage
         log(`backup ${r.backupId} of ${s.service} was ${r.backupStatus} in the catalog, but its manifest ${key} is stored: completed from it (verify judges it like any new backup)`);
       }
     } catch (e) {
+      // Not knowing whether the manifest is there is not knowing the run failed: with the store
+      // away (a region coming back, a restored catalog) such a run is left as it is, and this run,
+      // which could not upload anyway, stops before it reconciles anything.
+      const away = outsideTheBackup(e, s.stateDir);
+      if (away) {
+        throw new Error(`${away} while looking for the manifest of run ${r.backupId} of ${s.service}, left in flight (${key}): no run was reconciled, and this one stops (${(e as Error).message})`, { cause: e });
+      }
       log(`backup ${r.backupId} of ${s.service}: its manifest ${key} could not complete it (${(e as Error).message}); it is reconciled to failed`);
     }
   }

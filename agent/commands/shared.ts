@@ -190,16 +190,28 @@ export async function loadManifest(storage: Storage, row: cat.BackupRow, arts: c
   }
   return mf;
 }
+/** The fix for an error that is a full local disk (ENOSPC, a quota, SQLite's SQLITE_FULL), or undefined. */
+export function diskFull(e: unknown, stateDir = "its state directory"): string | undefined {
+  const err = e as { message?: string; code?: string };
+  if (["ENOSPC", "EDQUOT"].includes(err.code ?? "") || /No space left on device|Disk quota exceeded|ENOSPC|database or disk is full/.test(err.message ?? "")) {
+    return `the local disk is full: free space in the agent's state directory (${stateDir}), or give its volume more room`;
+  }
+  return undefined;
+}
+
 /**
  * Why a verify error says nothing about the backup, or undefined when it does: a tool missing
- * from the image, or storage that could not be reached. A checksum, decryption, decompression
+ * from the image, storage that could not be reached, or a full local disk. A checksum, decryption, decompression
  * or tool-check failure is about the backup, and is recorded as a failed verify.
  */
-export function outsideTheBackup(e: unknown): string | undefined {
+export function outsideTheBackup(e: unknown, stateDir = "its state directory"): string | undefined {
   if (e instanceof IntegrityError) return undefined;
   const err = e as { message?: string; name?: string; code?: string; $metadata?: { httpStatusCode?: number } };
   const msg = err.message ?? "";
   if (/is not installed \(not found on PATH\)|is needed by \S+ but was not found/.test(msg)) return "a tool is missing in this container";
+  // A full local disk (the scratch copy a verify unpacks, a restore's staging) says nothing about the backup.
+  const full = diskFull(e, stateDir);
+  if (full) return full;
   const status = err.$metadata?.httpStatusCode;
   if ((status !== undefined && status >= 500) || ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH"].includes(err.code ?? "") ||
     ["TimeoutError", "NetworkingError"].includes(err.name ?? "") || /ECONNREFUSED|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|socket hang up/.test(msg)) {

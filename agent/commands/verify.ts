@@ -58,7 +58,7 @@ export async function runVerify(s: Settings, c: pg.Client, backupId?: string): P
     return { backupId: row.backupId, service, recoveryPoint: row.recoveryPointEnd?.toISOString() ?? null, passed: true, checks };
   } catch (e) {
     if (e instanceof ConfigError) throw e;
-    const outside = outsideTheBackup(e);
+    const outside = outsideTheBackup(e, s.stateDir);
     if (outside) {
       // Nothing was learned about the backup: recording it failed would make recovery skip a
       // good backup (a verify in an image without pg_waldump once did exactly that).

@@ -274,7 +274,12 @@ export async function verifyArtifacts(o: { storage: Storage; identityFile: strin
       chmodSync(dir, 0o700);
       try {
         const tar = untar(dir);
-        await Promise.all([openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: tar.child.stdin! }), tar.exited]);
+        const [got, unpacked] = await Promise.allSettled([openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: tar.child.stdin! }), tar.exited]);
+        // A full disk stops tar, and the stream feeding it then only reports a broken pipe: tar's
+        // error names the cause (and a full disk says nothing about the backup).
+        if (unpacked.status === "rejected" && /No space left on device|Disk quota exceeded/.test(String((unpacked.reason as Error).message))) throw unpacked.reason;
+        if (got.status === "rejected") throw got.reason;
+        if (unpacked.status === "rejected") throw unpacked.reason;
         const v = spawnTool("pg_verifybackup", [dir], { env: { ...process.env, PATH: toolPath() }, stdin: "ignore" });
         let out = "";
         v.child.stdout!.on("data", (d: Buffer) => (out += d));

@@ -133,6 +133,17 @@ describe("agent faults", () => {
     const [left] = await catalog<{ backup_status: string }>("SELECT backup_status FROM backup_management WHERE backup_id = $1", [id]);
     expect(left!.backup_status).toBe("running");
 
+    // A run that cannot reach the store cannot look for that manifest: it reconciles nothing (the
+    // run is not known to have failed) and stops before writing a row of its own.
+    const blind = await w.run(["backup", "--type", "full", "--no-logical"], { ...env, KDR_S3_ENDPOINT: "http://127.0.0.1:1" }, { timeoutMs: 180_000 });
+    expect(blind.code, blind.stderr).toBe(1);
+    expect(blind.stderr).toMatch(new RegExp(`the object store could not be reached while looking for the manifest of run ${id} of ${SERVICE}, left in flight \\(full/${SERVICE}/${id}/manifest\\.json\\): no run was reconciled, and this one stops`));
+    const [still] = await catalog<{ backup_status: string; n: string }>(
+      "SELECT (SELECT backup_status FROM backup_management WHERE backup_id = $1) AS backup_status, (SELECT count(*) FROM backup_management WHERE service_name = $2 AND created_at > now() - interval '1 minute' AND backup_id <> $1) AS n",
+      [id, SERVICE],
+    );
+    expect(still).toEqual({ backup_status: "running", n: "0" });
+
     const next = json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
     expect(next.completedFromManifests).toEqual([id]);
     expect(next.reconciled).toEqual([]);

@@ -18,6 +18,7 @@ import { startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
 import { tarArchive, type TarMember } from "../support/tar.js";
 import { UNTAR_ARGS } from "../../agent/storage/pipeline.js";
 import { HEALTHCHECK } from "../../components/backup-sidecar.js";
+import { SETTINGS } from "../../contract/settings.js";
 
 let w: AgentWorld;
 let primary: TmpPostgres;
@@ -45,11 +46,11 @@ afterAll(async () => {
 });
 
 /** `kdr-agent <args>` in a fresh container of the agent image (host network: the catalog and RGW listen on loopback). */
-function inImage(args: string[], secretDir = w.secretDir): { status: number | null; stdout: string; stderr: string } {
+function inImage(args: string[], secretDir = w.secretDir, dockerArgs: string[] = []): { status: number | null; stdout: string; stderr: string } {
   const image = readPlatform().images.agent;
   const e = Object.entries(env).filter(([k]) => k.startsWith("KDR_") && k !== "KDR_SECRET_DIR" && k !== "KDR_STATE_DIR");
   return dockerTry([
-    "run", "--rm", "--network", "host",
+    "run", "--rm", "--network", "host", ...dockerArgs,
     "-v", `${secretDir}:/run/secrets:ro`,
     ...e.flatMap(([k, v]) => ["-e", `${k}=${v}`]),
     "--entrypoint", "kdr-agent", image, ...args,
@@ -74,6 +75,15 @@ describe("agent commands inside the agent image", () => {
     const r = inImage(["verify", "--backup-id", backupId, "--s3-endpoint", "http://127.0.0.1:1"]);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(new RegExp(`verify of ${backupId} could not run, so the backup was not judged \\(its verify status is unchanged\\): the object store could not be reached`));
+    const { rows } = await w.db.query("SELECT verify_status FROM backup_management WHERE backup_id = $1", [backupId]);
+    expect(rows[0].verify_status).toBe("passed");
+  }, 180_000);
+
+  it("a verify whose scratch space runs out judges nothing: exit 1, the disk named as the reason with the fix, and the recorded status stays passed", async () => {
+    // The state directory (where a verify unpacks the base to check it) on a 1 MiB tmpfs.
+    const r = inImage(["verify", "--backup-id", backupId], w.secretDir, ["--tmpfs", `${SETTINGS.stateDir.default}:size=1m`]);
+    expect(r.status, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`verify of ${backupId} could not run, so the backup was not judged \\(its verify status is unchanged\\): the local disk is full: free space in the agent's state directory \\(${SETTINGS.stateDir.default}\\), or give its volume more room: .*No space left on device`));
     const { rows } = await w.db.query("SELECT verify_status FROM backup_management WHERE backup_id = $1", [backupId]);
     expect(rows[0].verify_status).toBe("passed");
   }, 180_000);
@@ -227,11 +237,11 @@ describe("SQLite online copies of a volume, inside the agent image", () => {
   let sqliteBackup: string;
 
   /** kdr-agent in the image with the volume at /data (read-only, as a sidecar mounts it) and `out` at /out. */
-  function agentWithVolume(args: string[]) {
+  function agentWithVolume(args: string[], dockerArgs: string[] = []) {
     const image = readPlatform().images.agent;
     const e = Object.entries(volEnv).filter(([k]) => k.startsWith("KDR_") && k !== "KDR_SECRET_DIR" && k !== "KDR_STATE_DIR" && k !== "KDR_VOLUME_PATH");
     return dockerTry([
-      "run", "--rm", "--network", "host",
+      "run", "--rm", "--network", "host", ...dockerArgs,
       "-v", `${w.secretDir}:/run/secrets:ro`, "-v", `${vol}:/data:ro`, "-v", `${out}:/out`,
       "-e", "KDR_VOLUME_PATH=/data", ...e.flatMap(([k, v]) => ["-e", `${k}=${v}`]),
       "--entrypoint", "kdr-agent", image, ...args,
@@ -301,6 +311,17 @@ describe("SQLite online copies of a volume, inside the agent image", () => {
     const check = dockerTry(["run", "--rm", "-v", `${out}:/out`, "--entrypoint", "sqlite3", readPlatform().images.agent, "/out/only-db/grafana.db", "PRAGMA integrity_check;"]);
     expect(check.stdout.trim()).toBe("ok");
   }, 180_000);
+
+  it("a backup whose staging space runs out fails, naming the full disk and the fix; nothing of it is completed", async () => {
+    // The state directory (the online copy's staging, restic's cache) on a 256 KiB tmpfs; the database is larger by now.
+    const b = agentWithVolume(["backup", "--type", "full"], ["--tmpfs", `${SETTINGS.stateDir.default}:size=256k`]);
+    expect(b.status, b.stderr).toBe(1);
+    const said = new RegExp(`the local disk is full: free space in the agent's state directory \\(${SETTINGS.stateDir.default}\\), or give its volume more room: `);
+    expect(b.stderr).toMatch(said);
+    const { rows } = await w.db.query("SELECT backup_status, error_message FROM backup_management WHERE service_name = $1 ORDER BY created_at DESC LIMIT 1", [VOL_SERVICE]);
+    expect(rows[0].backup_status).toBe("failed");
+    expect(rows[0].error_message).toMatch(said);
+  }, 300_000);
 });
 
 /**
