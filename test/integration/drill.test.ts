@@ -5,7 +5,7 @@
  * config; then a second run to a point in time, and a third that loses the whole primary region.
  * Needs `bash scripts/platform-up.sh` first; takes about 15 minutes on 2 cores.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -70,7 +70,9 @@ describe("kryonix-dr drill (real Swarm, RGW, PostgreSQL), run as the drill workf
     const r = await ciScript("drill.sh", ["--keep"], 590_000);
     stderr = r.stderr;
     drillSummary = summary();
-    report = JSON.parse(readFileSync(join(ciOut, "drill.json"), "utf8")) as DrillReport;
+    const written = existsSync(join(ciOut, "drill.json")) ? readFileSync(join(ciOut, "drill.json"), "utf8") : "";
+    expect(written, `drill.sh wrote no drill.json (exit ${r.status}):\n${r.stderr.slice(-6000)}`).not.toBe("");
+    report = JSON.parse(written) as DrillReport;
     expect({ status: r.status, failures: report.failures }, r.stderr.slice(-4000)).toEqual({ status: 0, failures: [] });
   }, 600_000);
 
