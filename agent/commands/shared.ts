@@ -4,8 +4,11 @@ import { createHash } from "node:crypto";
 import { objectPrefix } from "../../contract/index.js";
 import * as cat from "../catalog.js";
 import { ConfigError, type Settings } from "../config.js";
-import { checkRecipient, checkStoredSha, keyId, recipientsOfIdentity, IntegrityError } from "../storage/pipeline.js";
+import { checkRecipient, checkStoredSha, diskFull, keyId, recipientsOfIdentity, IntegrityError } from "../storage/pipeline.js";
 import { Storage, type Lock } from "../storage/s3.js";
+
+/** Also used by the commands; defined beside IntegrityError, where the engines reach it. */
+export { diskFull };
 
 export const AGENT_VERSION = "0.1.0";
 /**
@@ -190,15 +193,6 @@ export async function loadManifest(storage: Storage, row: cat.BackupRow, arts: c
   }
   return mf;
 }
-/** The fix for an error that is a full local disk (ENOSPC, a quota, SQLite's SQLITE_FULL), or undefined. */
-export function diskFull(e: unknown, stateDir = "its state directory"): string | undefined {
-  const err = e as { message?: string; code?: string };
-  if (["ENOSPC", "EDQUOT"].includes(err.code ?? "") || /No space left on device|Disk quota exceeded|ENOSPC|database or disk is full/.test(err.message ?? "")) {
-    return `the local disk is full: free space in the agent's state directory (${stateDir}), or give its volume more room`;
-  }
-  return undefined;
-}
-
 /**
  * Why a verify error says nothing about the backup, or undefined when it does: a tool missing
  * from the image, storage that could not be reached, or a full local disk. A checksum, decryption, decompression

@@ -19,7 +19,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, 
 import path from "node:path";
 import pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
-import { checkStoredSha, childSink, openAndRestore, sealAndUpload, spawnTool, devNull, untar, type SealedArtifact } from "../storage/pipeline.js";
+import { checkStoredSha, childSink, diskFull, openAndRestore, sealAndUpload, spawnTool, devNull, untar, type SealedArtifact } from "../storage/pipeline.js";
 import { Progress, log } from "../storage/progress.js";
 import type { Storage } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
@@ -277,7 +277,7 @@ export async function verifyArtifacts(o: { storage: Storage; identityFile: strin
         const [got, unpacked] = await Promise.allSettled([openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: tar.child.stdin! }), tar.exited]);
         // A full disk stops tar, and the stream feeding it then only reports a broken pipe: tar's
         // error names the cause (and a full disk says nothing about the backup).
-        if (unpacked.status === "rejected" && /No space left on device|Disk quota exceeded/.test(String((unpacked.reason as Error).message))) throw unpacked.reason;
+        if (unpacked.status === "rejected" && diskFull(unpacked.reason)) throw unpacked.reason;
         if (got.status === "rejected") throw got.reason;
         if (unpacked.status === "rejected") throw unpacked.reason;
         const v = spawnTool("pg_verifybackup", [dir], { env: { ...process.env, PATH: toolPath() }, stdin: "ignore" });

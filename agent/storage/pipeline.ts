@@ -175,6 +175,15 @@ export async function checkStoredSha(storage: Storage, ref: { key: string; versi
 
 export class IntegrityError extends Error {}
 
+/** The fix for an error that is a full local disk (ENOSPC, a quota, SQLite's SQLITE_FULL), or undefined. */
+export function diskFull(e: unknown, stateDir = "its state directory"): string | undefined {
+  const err = e as { message?: string; code?: string };
+  if (["ENOSPC", "EDQUOT"].includes(err.code ?? "") || /No space left on device|Disk quota exceeded|ENOSPC|database or disk is full/.test(err.message ?? "")) {
+    return `the local disk is full: free space in the agent's state directory (${stateDir}), or give its volume more room`;
+  }
+  return undefined;
+}
+
 export interface OpenOptions {
   storage: Storage;
   ref: { key: string; versionId?: string | null; sha256: string; storedBytes?: number; rawSha256?: string; rawBytes?: number };
