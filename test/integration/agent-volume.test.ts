@@ -4,27 +4,19 @@
  * as verify, and a damaged pack caught by verify. HTTP hooks (`POST <url>`, as the prod stack's
  * Prometheus snapshot) are made by the agent itself against a real HTTP server.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { treeHashes } from "../support/tree.js";
 import { agentWorld, flipByte, type AgentWorld } from "../support/s3.js";
 
 let w: AgentWorld;
 let env: Record<string, string>;
 let vol: string;
 const SERVICE = "grafana-data";
-
-function hashes(dir: string, base = dir, out: Record<string, string> = {}): Record<string, string> {
-  for (const f of readdirSync(dir).sort()) {
-    const p = path.join(dir, f);
-    if (statSync(p).isDirectory()) hashes(p, base, out);
-    else out[path.relative(base, p)] = createHash("sha256").update(readFileSync(p)).digest("hex");
-  }
-  return out;
-}
 
 beforeAll(async () => {
   w = await agentWorld("kdrtest-agent-vol");
@@ -78,7 +70,7 @@ describe("agent: volume (restic)", () => {
     const target = path.join(w.root, "restore1");
     const res = await w.run(["restore", "--target", target], env);
     expect(res.code, res.stderr).toBe(0);
-    expect(hashes(target)).toEqual(hashes(vol));
+    expect(treeHashes(target)).toEqual(treeHashes(vol));
   });
 
   it("an incremental after a 1% change uploads under 10% of the full", async () => {
@@ -93,7 +85,7 @@ describe("agent: volume (restic)", () => {
     expect(inc.storedBytes).toBeLessThan(0.1 * full.storedBytes);
     const target = path.join(w.root, "restore2");
     expect((await w.run(["restore", "--target", target], env)).code).toBe(0);
-    expect(hashes(target)).toEqual(hashes(vol));
+    expect(treeHashes(target)).toEqual(treeHashes(vol));
   });
 
   it("verify runs restic check --read-data and records it; a flipped byte in a pack fails it", async () => {

@@ -152,7 +152,7 @@ describe("every command the README and the runbooks quote", () => {
   const docs = ["README.md", "docs/runbooks.md", "docs/ci.md"].map((f) => readFileSync(join(ROOT, f), "utf8")).join("\n");
   // Shell code blocks only (any fence is matched, so another language's block never shifts the pairing).
   const blocks = [...docs.matchAll(/```([\w-]*)\n([\s\S]*?)```/g)].filter((m) => ["", "sh", "bash"].includes(m[1]!)).map((m) => m[2]!).join("\n");
-  const cliCommands = [...new Set([...blocks.matchAll(/(?:^|\s|`)(?:npx )?kryonix-dr ([a-z][a-z-]*)/gm)].map((m) => m[1]!))];
+  const cliCommands = [...new Set([...blocks.matchAll(/(?:^|\s|`)(?:npx )?kryonix-dr ([a-z][a-z0-9-]*)/gm)].map((m) => m[1]!))];
   const agentCommands = [...new Set([...docs.matchAll(/kdr-agent ([a-z][a-z-]*)/g)].map((m) => m[1]!))];
   const scripts = [...new Set([...blocks.matchAll(/(?:bash )?(scripts\/[\w/.-]+\.sh)/g)].map((m) => m[1]!))];
 
