@@ -1,8 +1,8 @@
 /**
  * Faults around the agent (issue #16), against a real PostgreSQL 15 primary, a real catalog
  * server and the local RGW, each case ending with what the catalog says and what verify finds:
- * - the catalog stopped while a backup uploads (the state a run killed after its upload, before
- *   the catalog heard, leaves too);
+ * - the catalog stopped while a backup uploads; the agent SIGKILLed before its upload, and after
+ *   its manifest is stored but before the catalog heard (its catalog connection held by a proxy);
  * - the catalog restarting under a serving sidecar;
  * - the S3 endpoint gone for seconds during an upload, and gone for good (a proxy the test cuts);
  * - the protected PostgreSQL down when its sidecar starts, restarted during a base backup, and
@@ -161,6 +161,63 @@ describe("agent faults", () => {
     expect(v.code, v.stdout + v.stderr).toBe(0);
     expect(v.stdout).toMatch(new RegExp(`verify ${id}: PASSED`));
   }, 420_000);
+
+  describe("the agent SIGKILLed", () => {
+    let catalogProxy: CuttableProxy;
+    beforeAll(async () => {
+      catalogProxy = await startProxy(`tcp://${w.catalog.host}:${w.catalog.port}`);
+    });
+    afterAll(async () => {
+      await catalogProxy?.close();
+    });
+
+    it("before its upload: nothing of it is stored; the next run reconciles its row to failed and succeeds", async () => {
+      // At 1 MiB/s the first 8 MiB part is seconds away when the row turns running.
+      const run = start(["backup", "--type", "full", "--no-logical"], { ...env, KDR_PG_MAX_RATE: "1M" });
+      const id = await runningBackup();
+      run.kill("SIGKILL");
+      await exited(run);
+      const uploads = await w.bucket.client.send(new ListMultipartUploadsCommand({ Bucket: w.bucket.bucket, Prefix: `full/${SERVICE}/${id}/` }));
+      expect(uploads.Uploads ?? [], "no upload begun").toEqual([]);
+      expect(await keysOf(id)).toEqual([]);
+      const next = json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
+      expect(next.reconciled).toEqual([id]);
+      expect(next.completedFromManifests).toEqual([]);
+      const [row] = await catalog<{ backup_status: string; error_message: string }>("SELECT backup_status, error_message FROM backup_management WHERE backup_id = $1", [id]);
+      expect(row!.backup_status).toBe("failed");
+      expect(row!.error_message).toMatch(/^reconciled by .*: the agent running it \(host .*\) stopped reporting; last sign of life /);
+    }, 300_000);
+
+    it("after its manifest is stored, before the catalog heard (its catalog connection held): no restore uses it; the next run completes it from its manifest, and it verifies", async () => {
+      const run = start(["backup", "--type", "full", "--no-logical"], { ...env, KDR_CATALOG_HOST: "127.0.0.1", KDR_CATALOG_PORT: String(catalogProxy.port), KDR_PG_MAX_RATE: "4M" });
+      const id = await runningBackup();
+      await uploading(id);
+      catalogProxy.hold();
+      try {
+        const manifest = `full/${SERVICE}/${id}/manifest.json`;
+        for (let i = 0; i < 600 && !(await keysOf(id)).includes(manifest); i++) await sleep(100);
+        expect(await keysOf(id), "the manifest stored").toContain(manifest);
+        await sleep(500); // the run now waits for its catalog write, which the proxy holds
+        run.kill("SIGKILL");
+        await exited(run);
+      } finally {
+        catalogProxy.release(); // the killed run's held write is dropped with its connection
+      }
+      const [left] = await catalog<{ backup_status: string }>("SELECT backup_status FROM backup_management WHERE backup_id = $1", [id]);
+      expect(left!.backup_status, "the catalog never heard the end").toBe("running");
+      const r = await w.run(["restore", "--target", path.join(w.root, "restore-while-in-flight"), "--owner", owner()], env, { timeoutMs: 300_000 });
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(r.stdout + r.stderr).toMatch(/restore pg-faults: using backup [0-9a-f-]{36} /);
+      expect(r.stdout + r.stderr, "a run the catalog has not completed is never restored").not.toContain(`using backup ${id}`);
+
+      const next = json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
+      expect(next.completedFromManifests).toEqual([id]);
+      expect(next.reconciled).toEqual([]);
+      const v = await w.run(["verify", "--backup-id", id], env, { timeoutMs: 180_000 });
+      expect(v.code, v.stdout + v.stderr).toBe(0);
+      expect(v.stdout).toMatch(new RegExp(`verify ${id}: PASSED`));
+    }, 420_000);
+  });
 
   it("a serving sidecar whose catalog restarts exits with 75, saying why, and the next one serves", async () => {
     const serveEnv = { ...env, KDR_METRICS_PORT: String(await freePort()) };
