@@ -3,17 +3,18 @@
  * switch that bounds the RPO on a quiet primary, and the "incremental" run that makes the WAL
  * since the last base durable (PostgreSQL 15 has no block-level incremental base backup).
  */
-import { createReadStream, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import type pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
-import { sealAndUpload, spawnTool, type SealedArtifact } from "../storage/pipeline.js";
+import { diskFull, sealAndUpload, spawnTool, type SealedArtifact } from "../storage/pipeline.js";
 import { RepeatedFailure, log } from "../storage/progress.js";
 import type { Storage, Lock } from "../storage/s3.js";
 import { toolVersion } from "./tools.js";
 import { WalCoverage, type WalMark } from "./wal-coverage.js";
 import type { BackupContext, EngineResult } from "./types.js";
 import { objectPrefix } from "../../contract/index.js";
+import { walSegmentNumber } from "../../catalog/wal.js";
 import { ensureSlot, pgConnect, pgEnv, slotName } from "./postgres.js";
 
 /** Segment or timeline-history files that pg_receivewal has finished. */
@@ -48,8 +49,14 @@ export class WalStreamer {
   onError: (e: Error) => void = (e) => log(`wal: ${e.message}`);
   /** The receiver restarts every 2 s while the primary is away: said once, then once a minute. */
   private readonly receiverDown = new RepeatedFailure("pg_receivewal stopped, started again every 2 s", (m) => this.onError(new Error(m)), (m) => log(`wal ${this.settings.service}: ${m}`));
+  /** Uploads fail for as long as the object store is away: said once, once a minute, and when they work again. */
+  private readonly uploadDown = new RepeatedFailure("WAL uploads failing, tried again until they work", (m) => this.onError(new Error(m)), (m) => log(`wal ${this.settings.service}: ${m}`));
+  private drainQueued = false;
+  private removedPartial?: string;
   private readonly switchDown = new RepeatedFailure("the segment switch failed", (m) => this.onError(new Error(m)), (m) => log(`wal ${this.settings.service}: ${m}`));
   private readonly coverage: WalCoverage;
+  /** The primary's WAL segment size: a .partial of another size (but 0) is one pg_receivewal could not finish creating. */
+  private segmentBytes = 16 * 1024 * 1024;
 
   /** @param covered the newest coversUntil this service's catalog rows claim already (after a restart). */
   constructor(
@@ -72,17 +79,21 @@ export class WalStreamer {
     const c = await pgConnect(this.settings);
     try {
       await this.readMark(c);
+      this.segmentBytes = Number((await c.query<{ b: string }>("SELECT pg_size_bytes(current_setting('wal_segment_size'))::text AS b")).rows[0]!.b);
     } finally {
       await c.end();
     }
     await ensureSlot(this.settings, this.slot);
-    this.spawnReceiver();
+    await this.spawnReceiver();
     const every = this.settings.walSwitchSeconds * 1000;
     this.timers.push(setInterval(() => void this.switchIfMoved().then(() => this.switchDown.ok(), (e: Error) => this.switchDown.failed(e)), every));
     this.timers.push(setInterval(() => this.drain(), 1000));
   }
 
-  private spawnReceiver(): void {
+  private async spawnReceiver(): Promise<void> {
+    this.removeUnfinishedPartial();
+    await this.skipArchived().catch((e: Error) => log(`wal ${this.settings.service}: could not move slot ${this.slot} past the archived WAL (${e.message}); the receiver streams from where the slot is`));
+    if (this.stopping) return;
     const env = pgEnv(this.settings);
     // --no-loop: we supervise and restart it, so a lost primary shows up in our logs and metrics.
     const proc = (this.proc = spawnTool("pg_receivewal", ["-D", this.spool, "--slot", this.slot, "--no-loop", "--no-password", "--status-interval=5"], { env, stdin: "ignore" }));
@@ -93,16 +104,63 @@ export class WalStreamer {
     // the .partial file: uploading it keeps what was streamed up to the last moment.
     const afterExit = (e?: Error) => {
       running = false;
-      if (!this.stopping) this.receiverDown.failed(e ?? new Error("pg_receivewal exited"));
+      if (!this.stopping) this.receiverDown.failed(this.explained(e ?? new Error("pg_receivewal exited")));
       void this.drain(true).finally(() => this.restartLater());
     };
     proc.exited.then(() => afterExit(), afterExit);
   }
 
+  /**
+   * pg_receivewal fills a new segment file with zeros to its full size before it writes WAL into
+   * it. On a full disk that fill stops part way, and pg_receivewal then refuses to start again
+   * ("has N bytes, should be 0 or 16777216") even once there is room: such a file holds no WAL,
+   * so it is removed and the receiver streams that segment again from the slot.
+   */
+  private removeUnfinishedPartial(): void {
+    for (const f of readdirSync(this.spool).filter((n) => /^[0-9A-F]{24}\.partial$/.test(n))) {
+      const size = statSync(path.join(this.spool, f)).size;
+      if (size === 0 || size === this.segmentBytes) continue;
+      rmSync(path.join(this.spool, f));
+      // Said once per file: on a disk still full, each attempt leaves the same file again.
+      if (f === this.removedPartial) continue;
+      this.removedPartial = f;
+      log(`wal ${this.settings.service}: removed ${f} (${size} of ${this.segmentBytes} bytes: pg_receivewal could not finish creating it, the disk was full); it streams that segment again from slot ${this.slot}`);
+    }
+  }
+
+  /**
+   * Moves the slot (not in use between two receivers) to the end of the newest segment already
+   * archived: pg_receivewal confirms what it wrote only every few seconds, so one that died on a
+   * full disk sooner would otherwise stream the same segments again, fill the disk with them, and
+   * never get further.
+   */
+  private async skipArchived(): Promise<void> {
+    if (!this.lastSegment) return;
+    const end = (walSegmentNumber(this.lastSegment, this.segmentBytes) + 1n) * BigInt(this.segmentBytes);
+    const lsn = `${(end >> 32n).toString(16).toUpperCase()}/${(end & 0xffffffffn).toString(16).toUpperCase()}`;
+    const c = await pgConnect(this.settings);
+    try {
+      await c.query("SELECT pg_replication_slot_advance(slot_name, $2::pg_lsn) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active AND restart_lsn < $2::pg_lsn", [this.slot, lsn]);
+    } finally {
+      await c.end();
+    }
+  }
+
+  /** A full spool disk named with what waits in it and what happens meanwhile. */
+  private explained(e: Error): Error {
+    if (!diskFull(e)) return e;
+    const waiting = readdirSync(this.spool).filter((f) => COMPLETE.test(f));
+    const bytes = waiting.reduce((n, f) => n + statSync(path.join(this.spool, f)).size, 0);
+    return new Error(
+      `the WAL spool ${this.spool} is full (${waiting.length} segment(s), ${(bytes / 1024 ** 2).toFixed(0)} MiB, waiting for upload): ${diskFull(e, this.settings.stateDir)}. ` +
+        `The receiver starts again as uploads free space; the primary keeps the WAL in slot ${this.slot} meanwhile, so watch its disk. (${e.message.split("\n")[0]})`,
+    );
+  }
+
   private restartLater(): void {
     if (this.stopping) return;
     const t = setTimeout(() => {
-      if (!this.stopping) this.spawnReceiver();
+      if (!this.stopping) void this.spawnReceiver();
     }, 2000);
     this.timers.push(t);
   }
@@ -139,15 +197,21 @@ export class WalStreamer {
 
   /** Uploads every completed file in the spool, one at a time, oldest first. */
   drain(includePartial = false): Promise<void> {
+    // One drain waiting behind the running one is enough: while the store is away, one a second
+    // would pile up behind each 25 s of retries.
+    if (this.drainQueued && !includePartial) return this.uploading;
+    this.drainQueued = true;
     this.uploading = this.uploading.then(async () => {
+      this.drainQueued = false;
       const all = readdirSync(this.spool).sort();
       const files = all.filter((f) => COMPLETE.test(f));
       if (includePartial) files.push(...all.filter((f) => /^[0-9A-F]{24}\.partial$/.test(f)));
       for (const f of files) {
         try {
           await this.uploadOne(f);
+          this.uploadDown.ok();
         } catch (e) {
-          this.onError(e as Error);
+          this.uploadDown.failed(e as Error);
           return;
         }
       }

@@ -51,17 +51,36 @@ export interface RetryPolicy {
 /** 0.5 + 1 + 2 + 4 + 8 + 8 s: an RGW or MinIO restart takes a few seconds to some tens. */
 export const S3_RETRY: RetryPolicy = { attempts: 7, baseMs: 500, capMs: 8000 };
 
-/** The SDK's standard strategy with our delays, saying each retry on stderr (an outage is seen, not silent). */
+/**
+ * The SDK's standard strategy with our delays, saying each retry on stderr (an outage is seen, not
+ * silent). Once a request has used up its retries and none has succeeded since, the next ones'
+ * retries are said once a minute only: a sidecar trying every second through a long outage says
+ * the outage, not every attempt (its caller says what fails).
+ */
 type RetryArgs = Parameters<ConfiguredRetryStrategy["refreshRetryTokenForRetry"]>;
 class LoggedRetry extends ConfiguredRetryStrategy {
+  private gaveUp = false;
+  private lastSaid = 0;
   constructor(
     private readonly endpoint: string,
     private readonly policy: RetryPolicy,
   ) {
     super(policy.attempts, (n) => Math.min(policy.capMs, policy.baseMs * 2 ** Math.max(0, n - 1)));
   }
+  override recordSuccess(token: Parameters<ConfiguredRetryStrategy["recordSuccess"]>[0]): void {
+    this.gaveUp = false;
+    super.recordSuccess(token);
+  }
   override async refreshRetryTokenForRetry(token: RetryArgs[0], info: RetryArgs[1]): ReturnType<ConfiguredRetryStrategy["refreshRetryTokenForRetry"]> {
-    const next = await super.refreshRetryTokenForRetry(token, info);
+    let next;
+    try {
+      next = await super.refreshRetryTokenForRetry(token, info);
+    } catch (e) {
+      this.gaveUp = true;
+      throw e;
+    }
+    if (this.gaveUp && Date.now() - this.lastSaid < 60_000) return next;
+    this.lastSaid = Date.now();
     const e = info.error as { name?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } } | undefined;
     const what = e?.$metadata?.httpStatusCode ? `HTTP ${e.$metadata.httpStatusCode} ${e.name ?? ""}` : `${e?.code ?? e?.name ?? "error"}: ${e?.message ?? ""}`;
     const n = next.getRetryCount();

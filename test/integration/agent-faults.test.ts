@@ -12,6 +12,7 @@
  */
 import { DeleteObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startProxy, type CuttableProxy } from "../support/proxy.js";
@@ -95,6 +96,17 @@ async function restoredLabels(target: string, table: string): Promise<string[]> 
   } finally {
     srv.stop();
   }
+}
+
+/** Inserts a row labelled so into `table`, and waits until the catalog's WAL covers its moment. */
+async function archivedIn(table: string, label: string, sidecar: ReturnType<typeof start>, seconds = 60): Promise<void> {
+  const [{ at }] = await pgQuery<{ at: Date }>(primary.urlFor("app"), `INSERT INTO ${table} (label) VALUES ($1) RETURNING clock_timestamp() AS at`, [label]);
+  for (let i = 0; i < seconds * 2; i++) {
+    const [r] = await catalog<{ upto: Date | null }>("SELECT max(covers_until) AS upto FROM wal_segment WHERE service_name = $1", [SERVICE]);
+    if (r?.upto && r.upto >= at) return;
+    await sleep(500);
+  }
+  throw new Error(`the WAL of '${label}' (${at.toISOString()}) was not archived within ${seconds} s:\n${sidecar.output().slice(-3000)}`);
 }
 
 beforeAll(async () => {
@@ -271,16 +283,7 @@ describe("agent faults", () => {
     await pgQuery(primary.urlFor("app"), "CREATE TABLE streamed (id serial PRIMARY KEY, label text NOT NULL)");
     json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
     const sidecar = start(["serve"], { ...env, KDR_METRICS_PORT: String(await freePort()), KDR_WAL_SWITCH_SECONDS: "2" });
-    /** Waits until the catalog's WAL covers the moment of this insert. */
-    const archived = async (label: string) => {
-      const [{ at }] = await pgQuery<{ at: Date }>(primary.urlFor("app"), "INSERT INTO streamed (label) VALUES ($1) RETURNING clock_timestamp() AS at", [label]);
-      for (let i = 0; i < 120; i++) {
-        const [r] = await catalog<{ upto: Date | null }>("SELECT max(covers_until) AS upto FROM wal_segment WHERE service_name = $1", [SERVICE]);
-        if (r?.upto && r.upto >= at) return;
-        await sleep(500);
-      }
-      throw new Error(`the WAL of '${label}' (${at.toISOString()}) was not archived within 60 s:\n${sidecar.output().slice(-3000)}`);
-    };
+    const archived = (label: string) => archivedIn("streamed", label, sidecar);
     try {
       for (let i = 0; i < 150 && !/streaming WAL/.test(sidecar.output()); i++) await sleep(200);
       await archived("before the restart");
@@ -331,6 +334,80 @@ describe("agent faults", () => {
       expect(v.code, v.stdout + v.stderr).toBe(0);
       expect(v.stdout).toMatch(new RegExp(`verify ${id}: PASSED`));
     }, 300_000);
+
+    it("gone for long under a streaming sidecar: its WAL spool fills the disk, which is said once; when the store is back the spool drains, streaming resumes, and every write restores", async () => {
+      // A 40 MiB state volume holds two 16 MiB segments: the third finds it full. The catch-up at the
+      // start (the WAL the slot kept since the last sidecar) may fill it already: the receiver must
+      // then get through it with the store up (a restarted receiver once streamed the same segments
+      // into the full disk forever).
+      const state = path.join(w.root, "small-state");
+      mkdirSync(state);
+      const mount = (...args: string[]) => {
+        const m = spawnSync("mount", args, { encoding: "utf8" });
+        expect(m.status, m.stderr).toBe(0);
+      };
+      mount("-t", "tmpfs", "-o", "size=40m", "tmpfs", state);
+      await pgQuery(primary.urlFor("app"), "CREATE TABLE spooled (id serial PRIMARY KEY, label text NOT NULL)");
+      json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
+      const sidecar = start(["serve"], { ...env, KDR_STATE_DIR: state, KDR_S3_ENDPOINT: proxy.url, KDR_METRICS_PORT: String(await freePort()), KDR_WAL_SWITCH_SECONDS: "2" });
+      const labels = ["before the outage"];
+      try {
+        for (let i = 0; i < 150 && !/streaming WAL/.test(sidecar.output()); i++) await sleep(200);
+        await archivedIn("spooled", labels[0]!, sidecar, 120);
+        if (/is full/.test(sidecar.output())) {
+          const back = /pg_receivewal stopped, started again every 2 s: working again after/;
+          for (let i = 0; i < 120 && !back.test(sidecar.output()); i++) await sleep(500);
+          expect(sidecar.output(), "the receiver streams again after the catch-up filled the disk").toMatch(back);
+        }
+        const from = sidecar.output().length;
+        const outage = () => sidecar.output().slice(from);
+        await proxy.cut();
+        const full = /WAL spool .* is full/;
+        for (let i = 0; i < 240 && !full.test(outage()); i++) {
+          labels.push(`during the outage ${i}`);
+          await pgQuery(primary.urlFor("app"), "INSERT INTO spooled (label) VALUES ($1)", [labels.at(-1)]);
+          await sleep(500);
+        }
+        expect(outage(), "the full spool is said").toMatch(/^wal pg-faults: pg_receivewal stopped, started again every 2 s: the WAL spool \S+ is full \(\d+ segment\(s\), \d+ MiB, waiting for upload\): the local disk is full: free space in the agent's state directory \(\S+\), or give its volume more room\. The receiver starts again as uploads free space; the primary keeps the WAL in slot kdr_pg_faults meanwhile, so watch its disk\./m);
+        // Writes go on with the spool full and the store away, until the uploads have used up their
+        // retries (about 25 s) and for 10 s more: each thing is said once.
+        const failing = /^wal pg-faults: WAL uploads failing, tried again until they work: /m;
+        for (let i = 0; i < 200 && !failing.test(outage()); i++) {
+          labels.push(`spool full ${i}`);
+          await pgQuery(primary.urlFor("app"), "INSERT INTO spooled (label) VALUES ($1)", [labels.at(-1)]);
+          await sleep(500);
+        }
+        for (let i = 0; i < 20; i++) {
+          labels.push(`spool full, uploads failing ${i}`);
+          await pgQuery(primary.urlFor("app"), "INSERT INTO spooled (label) VALUES ($1)", [labels.at(-1)]);
+          await sleep(500);
+        }
+        const said = (re: RegExp) => outage().split("\n").filter((l) => re.test(l)).length;
+        expect(said(/is full/), outage()).toBe(1);
+        expect(said(/^wal pg-faults: WAL uploads failing, tried again until they work: /), outage()).toBe(1);
+        expect(said(/^wal pg-faults: removed \S+\.partial/), outage()).toBeLessThanOrEqual(1);
+        expect(said(/^storage: .* retry \d\/6/), outage()).toBeLessThanOrEqual(6);
+        await proxy.restore();
+        labels.push("after the outage");
+        await archivedIn("spooled", labels.at(-1)!, sidecar, 180);
+        expect(sidecar.exitCode, sidecar.output()).toBeNull();
+        expect(said(/^wal pg-faults: WAL uploads failing, tried again until they work: working again after /), outage()).toBe(1);
+      } catch (e) {
+        // Which server refused, if one did: the primary's log and the sidecar's own.
+        const tail = (f: string) => (existsSync(f) ? readFileSync(f, "utf8").slice(-3000) : "(no log)");
+        throw new Error(`${(e as Error).message}\n--- primary's log:\n${tail(primary.logFile)}\n--- catalog's log:\n${tail(w.catalog.logFile)}\n--- sidecar:\n${sidecar.output().slice(-3000)}`, { cause: e });
+      } finally {
+        await proxy.restore();
+        sidecar.kill("SIGTERM");
+        await exited(sidecar, 60_000).finally(() => spawnSync("umount", ["-l", state]));
+      }
+      expect(sidecar.exitCode, sidecar.output()).toBe(0);
+      const target = path.join(w.root, "restore-after-spool-full");
+      const r = await w.run(["restore", "--target", target, "--owner", owner()], env, { timeoutMs: 300_000 });
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(r.stdout).not.toMatch(/FELL BACK/);
+      expect(await restoredLabels(target, "spooled")).toEqual(labels);
+    }, 600_000);
 
     it("gone for good during an upload: the run fails after its retries, the catalog says why, no manifest; the next run aborts the upload it left and succeeds", async () => {
       const run = start(["backup", "--type", "full", "--no-logical"], { ...env, KDR_S3_ENDPOINT: proxy.url, KDR_PG_MAX_RATE: "2M" });
