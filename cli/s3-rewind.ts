@@ -7,8 +7,9 @@
  *
  * For each key, the newest version written at or before the moment is made the current one again by
  * a server-side copy (the copy is a new version, locked by the bucket's default retention); a key
- * that did not exist then (never written, or deleted by then) is hidden behind a delete marker. Nothing is deleted: every version
- * written after the moment stays in the bucket as evidence. Running it again changes nothing.
+ * that did not exist then (never written, or deleted by then) is hidden behind a delete marker.
+ * Nothing is deleted: every version written after the moment stays in the bucket as evidence.
+ * Running it again changes nothing.
  */
 import {
   AbortMultipartUploadCommand,
