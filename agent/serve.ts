@@ -134,6 +134,9 @@ export async function serve(s: Settings): Promise<number> {
   // Each failure counter exists at 0 from the start: increase() cannot see a series' first
   // sample as a rise, so the first failure after a start would otherwise never alert.
   for (const type of ["full", "incremental", "prune"]) m.failures.inc({ service, type }, 0);
+  // The target is configuration: served from the first scrape, not only once a health check has
+  // reached the catalog (a PostgreSQL sidecar may wait minutes for its database first).
+  m.rpoTarget.set({ service }, s.rpoSeconds);
   const srv = httpServer(s.metricsPort, () => {
     const lagOk = !streamer || Date.now() - (streamer.lastUploadAt?.getTime() ?? started) < Math.max(s.rpoSeconds, s.walSwitchSeconds * 4) * 1000;
     return { ok: lagOk, detail: { service, engine, walSegmentsUploaded: streamer?.uploaded, lastWalSegment: streamer?.lastSegment, lastError, jobs: jobs.map((j) => ({ name: j.name, next: j.nextRun()?.toISOString() })) } };

@@ -209,9 +209,15 @@ describe("Prometheus declared by the local stack", () => {
       );
       expect(Math.abs(rows[0].at - v.kdr_backup_last_success_timestamp_seconds!)).toBeLessThan(2);
       expect({ stored: v.kdr_backup_stored_bytes, raw: v.kdr_backup_raw_bytes }).toEqual({ stored: rows[0].stored, raw: rows[0].raw });
-      const targets = await query("kdr_rpo_target_seconds");
+      // Each sidecar serves its target from its first scrape; one that Swarm started again a moment
+      // ago is a scrape away.
+      const services = ["postgresql", "redis", "files"];
+      const targets = await until("every sidecar's kdr_rpo_target_seconds scraped", 60, async () => {
+        const t = await query("kdr_rpo_target_seconds");
+        return services.every((svc) => t.some((x) => x.metric.service === svc)) ? t : undefined;
+      });
       const health = (await db.query("SELECT service_name, extract(epoch FROM rpo_target)::float8 AS rpo FROM backup_health_monitoring")).rows;
-      for (const svc of ["postgresql", "redis", "files"]) {
+      for (const svc of services) {
         const scraped = targets.filter((t) => t.metric.service === svc).map((t) => Number(t.value[1]));
         expect(scraped.length, `${svc}: no kdr_rpo_target_seconds`).toBeGreaterThan(0);
         expect(new Set(scraped)).toEqual(new Set([health.find((h) => h.service_name === svc)!.rpo]));
