@@ -512,5 +512,17 @@ describe("agent faults", () => {
       expect(row).toEqual({ verify_status: "failed", by: "restore" });
       expect(await restoredEvents(target)).toEqual(["before"]);
     }, 600_000);
+
+    it("a base whose manifest alone is gone, verified: verify fails naming the manifest, and records it", async () => {
+      const b = json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
+      const [manifest] = await catalog<{ object_key: string; version_id: string | null }>("SELECT object_key, version_id FROM backup_artifact WHERE backup_id = $1 AND role = 'manifest'", [b.backupId]);
+      await deleteVersion(manifest!.object_key, manifest!.version_id);
+      const v = await w.run(["verify", "--backup-id", b.backupId], env, { timeoutMs: 180_000 });
+      expect(v.code, v.stdout + v.stderr).toBe(1);
+      expect(v.stdout).toMatch(new RegExp(`verify ${b.backupId}: FAILED`));
+      expect(v.stdout + v.stderr).toMatch(/manifest/);
+      const [row] = await catalog<{ verify_status: string }>("SELECT verify_status FROM backup_management WHERE backup_id = $1", [b.backupId]);
+      expect(row!.verify_status).toBe("failed");
+    }, 300_000);
   });
 });
