@@ -23,6 +23,15 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 
+/**
+ * An S3 SDK error as a person reads it: its name, HTTP status and message. The SDK's message is
+ * often just "UnknownError" for S3 servers that send no error body; it is left out then.
+ */
+export function s3ErrorText(err: unknown): string {
+  const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  return `${e.name}${e.$metadata?.httpStatusCode ? ` (HTTP ${e.$metadata.httpStatusCode})` : ""}${e.message && e.message !== "UnknownError" && e.message !== e.name ? `: ${e.message}` : ""}`;
+}
+
 /** The copy's own metadata: the version it restored, so a second run knows it is done. */
 const REWOUND_FROM = "kdr-rewound-from";
 
@@ -154,9 +163,8 @@ export async function rewindBucket(client: S3Client, bucket: string, o: RewindOp
         report.hidden.push(key);
       }
     } catch (e) {
-      const err = e as { name?: string; message?: string };
       throw new Error(
-        `s3://${bucket}/${key}: ${then ? `copying version ${then.versionId} over the current one` : "hiding it behind a delete marker"} failed: ${err.name}${err.message && err.message !== "UnknownError" ? ` (${err.message})` : ""}. ` +
+        `s3://${bucket}/${key}: ${then ? `copying version ${then.versionId} over the current one` : "hiding it behind a delete marker"} failed: ${s3ErrorText(e)}. ` +
           `${report.restored.length} key(s) restored and ${report.hidden.length} hidden so far, nothing deleted; the credentials need s3:ListBucketVersions, s3:GetObjectVersion, s3:PutObject and s3:DeleteObject on the bucket. Run the same command again: keys already done are left as they are.`,
       );
     }

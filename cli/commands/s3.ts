@@ -10,7 +10,7 @@
 import { S3Client, PutObjectLockConfigurationCommand } from "@aws-sdk/client-s3";
 import { parseFlags, parseIsoTime, required, UsageError, type Command } from "../command.js";
 import { TOOL_ENV } from "../../contract/index.js";
-import { describeRewind, rewindBucket } from "../s3-rewind.js";
+import { describeRewind, rewindBucket, s3ErrorText } from "../s3-rewind.js";
 
 const USAGE = `Usage: kryonix-dr s3 put-default-retention --bucket <name> --mode GOVERNANCE|COMPLIANCE --days <n>
        kryonix-dr s3 rewind --bucket <name> --to <ISO time> [--prefix <p>] [--dry-run] [--json]
@@ -87,11 +87,8 @@ export const command: Command = {
     try {
       await putDefaultRetention(client, bucket, mode, days);
     } catch (err) {
-      // The SDK's message is often just "UnknownError" for S3 servers that send no error body.
-      const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
-      const detail = e.message && e.message !== "UnknownError" ? `: ${e.message}` : "";
       throw new Error(
-        `PutObjectLockConfiguration on bucket ${bucket} at ${process.env[TOOL_ENV.s3Endpoint]} failed: ${e.name} (HTTP ${e.$metadata?.httpStatusCode ?? "?"})${detail}. The bucket must exist with object locking enabled, and the credentials must be allowed to configure it.`,
+        `PutObjectLockConfiguration on bucket ${bucket} at ${process.env[TOOL_ENV.s3Endpoint]} failed: ${s3ErrorText(err)}. The bucket must exist with object locking enabled, and the credentials must be allowed to configure it.`,
       );
     } finally {
       client.destroy();
@@ -128,9 +125,8 @@ async function rewind(argv: string[]): Promise<number> {
     process.stdout.write(values.json ? JSON.stringify(report) + "\n" : describeRewind(report));
     return 0;
   } catch (err) {
-    const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
-    if (e.$metadata) {
-      throw new Error(`s3 rewind of bucket ${bucket} at ${process.env[TOOL_ENV.s3Endpoint]} failed: ${e.name} (HTTP ${e.$metadata.httpStatusCode ?? "?"})${e.message && e.message !== "UnknownError" ? `: ${e.message}` : ""}. The bucket must exist with versioning, and the credentials must be allowed to list its versions.`);
+    if ((err as { $metadata?: unknown }).$metadata) {
+      throw new Error(`s3 rewind of bucket ${bucket} at ${process.env[TOOL_ENV.s3Endpoint]} failed: ${s3ErrorText(err)}. The bucket must exist with versioning, and the credentials must be allowed to list its versions.`);
     }
     throw err;
   } finally {

@@ -458,6 +458,15 @@ describe("agent faults", () => {
       await w.bucket.client.send(new DeleteObjectCommand({ Bucket: w.bucket.bucket, Key: key, VersionId: versionId ?? undefined, BypassGovernanceRetention: true }));
     }
 
+    /** A new base whose manifest alone is then deleted (its data intact); returns its id. */
+    async function baseWithoutManifest(): Promise<string> {
+      const b = json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
+      const [manifest] = await catalog<{ object_key: string; version_id: string | null }>("SELECT object_key, version_id FROM backup_artifact WHERE backup_id = $1 AND role = 'manifest'", [b.backupId]);
+      expect(manifest, "the manifest's artifact row").toBeTruthy();
+      await deleteVersion(manifest!.object_key, manifest!.version_id);
+      return b.backupId;
+    }
+
     it("a WAL segment missing in the middle of the chain: restore replays up to it, reaches the point before it, and says so", async () => {
       await pgQuery(primary.urlFor("app"), "CREATE TABLE events (id serial PRIMARY KEY, label text NOT NULL)");
       json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
@@ -498,11 +507,7 @@ describe("agent faults", () => {
     }, 600_000);
 
     it("a base whose manifest alone is gone (its data intact): restore does not trust it, records a failed verify, and falls back", async () => {
-      const newest = json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
-      const [manifest] = await catalog<{ object_key: string; version_id: string | null }>("SELECT object_key, version_id FROM backup_artifact WHERE backup_id = $1 AND role = 'manifest'", [newest.backupId]);
-      expect(manifest, "the manifest's artifact row").toBeTruthy();
-      await deleteVersion(manifest!.object_key, manifest!.version_id);
-
+      const newest = { backupId: await baseWithoutManifest() };
       const target = path.join(w.root, "restore-manifest-gone");
       const r = await w.run(["restore", "--target", target, "--owner", owner(), "--json"], env, { timeoutMs: 300_000 });
       const sum = json<{ backupId: string; fellBack: string[] }>(r);
@@ -514,9 +519,7 @@ describe("agent faults", () => {
     }, 600_000);
 
     it("a base whose manifest alone is gone, verified: verify fails naming the manifest, and records it", async () => {
-      const b = json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
-      const [manifest] = await catalog<{ object_key: string; version_id: string | null }>("SELECT object_key, version_id FROM backup_artifact WHERE backup_id = $1 AND role = 'manifest'", [b.backupId]);
-      await deleteVersion(manifest!.object_key, manifest!.version_id);
+      const b = { backupId: await baseWithoutManifest() };
       const v = await w.run(["verify", "--backup-id", b.backupId], env, { timeoutMs: 180_000 });
       expect(v.code, v.stdout + v.stderr).toBe(1);
       expect(v.stdout).toMatch(new RegExp(`verify ${b.backupId}: FAILED`));
