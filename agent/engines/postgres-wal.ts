@@ -146,6 +146,14 @@ export class WalStreamer {
     }
   }
 
+  private finishedPartial(f: string): boolean {
+    try {
+      return statSync(path.join(this.spool, f)).size === this.segmentBytes;
+    } catch {
+      return false; // gone meanwhile (continued into a completed segment)
+    }
+  }
+
   /** A full spool disk named with what waits in it and what happens meanwhile. */
   private explained(e: Error): Error {
     if (!diskFull(e)) return e;
@@ -205,7 +213,10 @@ export class WalStreamer {
       this.drainQueued = false;
       const all = readdirSync(this.spool).sort();
       const files = all.filter((f) => COMPLETE.test(f));
-      if (includePartial) files.push(...all.filter((f) => /^[0-9A-F]{24}\.partial$/.test(f)));
+      // Only a .partial pg_receivewal finished creating holds WAL: one it could not fill to full
+      // size (a full disk) holds none, is not a segment recovery accepts ("wrong size" is FATAL
+      // there), and is removed before the next receiver starts.
+      if (includePartial) files.push(...all.filter((f) => /^[0-9A-F]{24}\.partial$/.test(f) && this.finishedPartial(f)));
       for (const f of files) {
         try {
           await this.uploadOne(f);

@@ -290,7 +290,13 @@ export async function startRestored(dataDir: string, password: string): Promise<
   }
   const url = (db: string) => `postgres://postgres:${password}@127.0.0.1:${port}/${db}`;
   for (let i = 0; i < 120; i++) {
-    const [x] = await pgQuery<{ r: boolean }>(url("postgres"), "SELECT pg_is_in_recovery() AS r");
+    let x: { r: boolean } | undefined;
+    try {
+      [x] = await pgQuery<{ r: boolean }>(url("postgres"), "SELECT pg_is_in_recovery() AS r");
+    } catch (e) {
+      // pg_ctl -w returns once a hot standby accepts connections; recovery can still fail after.
+      throw new Error(`restored PostgreSQL stopped answering during recovery (${(e as Error).message}):\n${logText()}`, { cause: e });
+    }
     if (!x!.r) break;
     await new Promise((res) => setTimeout(res, 500));
   }
