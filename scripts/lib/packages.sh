@@ -6,7 +6,7 @@ KDR_PACKAGES=(
   restic age zstd
   ceph-mon ceph-osd radosgw ceph-common
   postgresql-15 postgresql-client-15
-  jq curl uuid-runtime iproute2 util-linux procps ca-certificates tar
+  jq curl uuid-runtime iproute2 util-linux procps ca-certificates tar time
   chromium
 )
 
