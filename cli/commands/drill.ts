@@ -4,7 +4,7 @@ import { parseFlags, parseIsoTime, UsageError, type Command } from "../command.j
 import { runDrill, runFailover } from "../../local/drill/drill.js";
 import { formatFailoverReport, formatReport } from "../../local/drill/report.js";
 
-const USAGE = `Usage: kryonix-dr drill [--stack local|prod] [--disaster services|region|failover [--catalog restore|rebuild]] [--keep] [--point-in-time <ISO>] [--write-seconds N] [--json]
+const USAGE = `Usage: kryonix-dr drill [--stack local|prod] [--disaster services|region|failover [--catalog restore|rebuild]] [--keep] [--point-in-time <ISO>] [--write-seconds N] [--data-size MiB] [--json]
 
 Proves recovery end to end on the local platform (scripts/platform-up.sh): deploys the local
 stack (PostgreSQL, Redis and a volume service with their backup sidecars, buckets, catalog and
@@ -35,6 +35,9 @@ the measured recovery time and data-loss window in disaster_recovery_log.
   --keep                   keep both stacks afterwards (and the catalog with the log row)
   --point-in-time <ISO>    recover to this moment (with zone, e.g. 2026-01-02T03:04:05Z) instead of the latest
   --write-seconds N        write for at least N seconds before the disaster (default 75)
+  --data-size MiB          first fill each service with this much data (PostgreSQL rows, Redis keys,
+                           volume files; not a snapshot-backed Prometheus), checked whole after the
+                           recovery by a fingerprint taken before the disaster: RTO against size
   --json                   print the report as JSON on stdout
 Progress goes to stderr. Exit status: 0 passed, 1 data missing beyond the RPO, an RTO target
 missed, or the drill failed, 2 usage.`;
@@ -48,6 +51,7 @@ export const command: Command = {
       keep: { type: "boolean" },
       "point-in-time": { type: "string" },
       "write-seconds": { type: "string" },
+      "data-size": { type: "string" },
       disaster: { type: "string" },
       catalog: { type: "string" },
       stack: { type: "string" },
@@ -73,6 +77,14 @@ export const command: Command = {
         throw new UsageError(`--write-seconds '${values["write-seconds"]}' must be a whole number of seconds from 10 to 3600.`);
       }
     }
+    let dataSizeMiB: number | undefined;
+    if (values["data-size"] !== undefined) {
+      dataSizeMiB = Number(values["data-size"]);
+      if (!Number.isInteger(dataSizeMiB) || dataSizeMiB < 1 || dataSizeMiB > 65536) {
+        throw new UsageError(`--data-size '${values["data-size"]}' must be a whole number of MiB from 1 to 65536 (per service).`);
+      }
+      if (disaster === "failover") throw new UsageError("--data-size applies to the recovery drills (services, region), not to --disaster failover.");
+    }
     if (disaster === "failover") {
       const r = await runFailover({ keep: values.keep, disaster, projectDir: resolve(join(__dirname, "..", "..")), log: (l) => process.stderr.write(`${l}\n`) });
       process.stdout.write(values.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatFailoverReport(r)}\n`);
@@ -82,6 +94,7 @@ export const command: Command = {
       keep: values.keep,
       pointInTime,
       writeSeconds,
+      dataSizeMiB,
       disaster,
       catalog,
       stack,

@@ -16,7 +16,7 @@ import pg from "pg";
 import * as cat from "../../catalog/queries.js";
 import { DEPLOYMENTS_DIR, readState } from "../deployer.js";
 import { readPlatform } from "../platform.js";
-import { cleanUp, clearPreviousDrill, deployLocal, disaster, iso, P0_RTO_SECONDS, recover, verifyRecovered, waitForServices, writeAndBackUp, type DrillRun } from "./phases.js";
+import { cleanUp, clearPreviousDrill, deployLocal, disaster, iso, P0_RTO_SECONDS, recover, seedServices, verifyRecovered, waitForServices, writeAndBackUp, type DrillRun } from "./phases.js";
 import { drillServices, localNamePrefix, localTenantId, RECOVERY_STACK, LOCAL_STACK, type DrillSource } from "./stacks.js";
 import type { ServiceReport } from "./verify.js";
 import type { RebuildResult, RestoreResult } from "../catalog-recovery.js";
@@ -37,6 +37,8 @@ export interface DrillOptions {
   pointInTime?: Date;
   /** Write at least this long before the disaster (default 75 s). */
   writeSeconds?: number;
+  /** Seed each service with this many MiB before the writes (seed.ts); the report gives RTO against it. */
+  dataSizeMiB?: number;
   /**
    * services (default): the primary services and their volumes are lost. region: the whole
    * primary region is: its S3 server stopped and the catalog database dropped too; recovery
@@ -60,6 +62,8 @@ export interface DrillReport {
   target: string;
   /** Whose services were protected and recovered: the local stack's or the prod stack's. */
   stack: DrillSource;
+  /** --data-size: MiB seeded into each service before the writes (0: none). */
+  dataSizeMiB: number;
   phases: Array<{ name: string; seconds: number }>;
   rto: { seconds: number; targetSeconds: number; met: boolean; declaredAt: string; verifiedAt: string };
   services: ServiceReport[];
@@ -100,6 +104,8 @@ export function newRun(opts: DrillOptions, phases: DrillReport["phases"]): Drill
     nodeLabels: {},
     target: opts.pointInTime ?? "latest",
     writeSeconds,
+    dataSizeMiB: opts.dataSizeMiB ?? 0,
+    seeds: {},
     marker: join(stateDir, "drill.json"),
     failures: [],
     deployments: {},
@@ -166,6 +172,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
   let lag: DrillReport["replicationLag"];
   try {
     const containers = await waitForServices(run);
+    await seedServices(run, containers);
     const { writers, writesStart } = await writeAndBackUp(run, db, containers);
     if (region) await run.phase("wait for the DR region's copies", () => waitForCopies(run, db, writesStart));
     const { written, declaredAt } = await disaster(
@@ -232,6 +239,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       finishedAt: "",
       target: target === "latest" ? "latest" : target.toISOString(),
       stack: run.source,
+      dataSizeMiB: run.dataSizeMiB,
       phases,
       rto: { seconds: rtoSeconds, targetSeconds: rtoTarget, met: rtoMet, declaredAt: iso(declaredAt), verifiedAt: iso(verifiedAt) },
       services: reports,

@@ -16,6 +16,7 @@ import { docker, dockerExec, nodeLabelsOf, removeService, removeVolume, serviceC
 import { DRILL_FULL_SCHEDULE, drillLocalConfig, drillRecoveryConfig, LOCAL_STACK, RECOVERY_STACK, type DrillSource } from "./stacks.js";
 import { verify, type ServiceReport } from "./verify.js";
 import { drillEngine, prepare, readBack, Writer, type WriterStats } from "./writers.js";
+import { fingerprint, seed, type Seeded } from "./seed.js";
 
 /** The P0 recovery time objective (seed: 15 minutes) when a service declares none. */
 export const P0_RTO_SECONDS = 15 * 60;
@@ -36,6 +37,10 @@ export interface DrillRun {
   services: ServiceSpec[];
   target: Date | "latest";
   writeSeconds: number;
+  /** --data-size: MiB of seed data put into each service before the writes (0: none). */
+  dataSizeMiB: number;
+  /** What was seeded, per service (filled by seedServices). */
+  seeds: Record<string, Seeded>;
   /** The file that marks the platform's deployments as this drill's. */
   marker: string;
   failures: string[];
@@ -135,6 +140,24 @@ export async function waitForServices(run: DrillRun): Promise<Record<string, str
     }
   });
   return containers;
+}
+
+/** --data-size: fills each service with its seed data and takes its fingerprint (seed.ts). */
+export async function seedServices(run: DrillRun, containers: Record<string, string>): Promise<void> {
+  if (!run.dataSizeMiB) return;
+  await run.phase(`seed ${run.dataSizeMiB} MiB into each service`, async () => {
+    for (const s of run.services) {
+      const got = await seed(drillEngine(s), containers[s.name]!, run.dataSizeMiB, s.dataPath, (l) => run.log(`  ${s.name}: ${l}`)).catch((e: Error) => {
+        throw new Error(`${s.name}: ${e.message}`);
+      });
+      if (!got) {
+        run.log(`  ${s.name}: not seeded (a TSDB snapshot backs up Prometheus's own samples only)`);
+        continue;
+      }
+      run.seeds[s.name] = got;
+      run.log(`  ${s.name}: ${(got.bytes / 2 ** 20).toFixed(0)} MiB seeded in ${got.seconds.toFixed(1)} s (${got.fingerprint})`);
+    }
+  });
 }
 
 /** Starts the writers and waits until each service has a backup holding their writes. */
@@ -245,6 +268,8 @@ export async function verifyRecovered(
       const rto = Number(labels[LABELS.rtoSeconds]);
       if (Number.isFinite(rto) && rto > 0) rtoTarget = Math.min(rtoTarget, rto);
       const got = await readBack(drillEngine(s), id, run.runId, s.dataPath);
+      const seeded = run.seeds[s.name];
+      const seedBack = seeded ? await fingerprint(drillEngine(s), id, s.dataPath).catch((e: Error) => ({ bytes: 0, fingerprint: `unreadable: ${e.message}` })) : undefined;
       const recoverySeconds = (Date.now() - declaredAt) / 1000;
       const ownRto = Number.isFinite(rto) && rto > 0 ? rto : P0_RTO_SECONDS;
       const rep: ServiceReport = {
@@ -253,8 +278,10 @@ export async function verifyRecovered(
         recoverySeconds,
         rtoTargetSeconds: ownRto,
         rtoMet: recoverySeconds <= ownRto,
+        ...(seeded && seedBack ? { seed: { bytes: seeded.bytes, fingerprint: seeded.fingerprint, restoredFingerprint: seedBack.fingerprint, matched: seedBack.fingerprint === seeded.fingerprint } } : {}),
       };
       reports.push(rep);
+      if (rep.seed) log(`  ${s.name}: seed data ${rep.seed.matched ? "back whole" : "DIFFERS"} (${rep.seed.restoredFingerprint}${rep.seed.matched ? "" : `; seeded ${rep.seed.fingerprint}`})`);
       log(`  ${s.name}: ${rep.restored}/${rep.expected} expected writes back (${rep.missing.length} missing, ${rep.corrupted.length} corrupted${target === "latest" ? "" : `, ${rep.unexpected.length} after the point`}), data loss ${rep.dataLossSeconds?.toFixed(1) ?? "?"} s (target ${rep.rpoTargetSeconds} s), recovered in ${recoverySeconds.toFixed(1)} s (${s.priority} target ${ownRto} s)`);
     }
   });
@@ -263,6 +290,7 @@ export async function verifyRecovered(
     if (r.corrupted.length) run.failures.push(`${r.service}: ${r.corrupted.length} write(s) came back with different content (e.g. ${r.corrupted.slice(0, 3).join(", ")})`);
     if (r.unexpected.length) run.failures.push(`${r.service}: ${r.unexpected.length} write(s) made after the point in time are present`);
     if (!r.rpoMet) run.failures.push(`${r.service}: data loss ${r.dataLossSeconds?.toFixed(1) ?? "unknown"} s exceeds its RPO target ${r.rpoTargetSeconds} s`);
+    if (r.seed && !r.seed.matched) run.failures.push(`${r.service}: the seed data came back different: ${r.seed.restoredFingerprint}, seeded ${r.seed.fingerprint}`);
     if (r.rtoMet === false) run.failures.push(`${r.service}: recovered in ${r.recoverySeconds!.toFixed(1)} s, over its ${r.priority} RTO of ${r.rtoTargetSeconds} s`);
   }
   return { reports, rtoTarget };

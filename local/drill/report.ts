@@ -6,7 +6,7 @@ const s1 = (n: number | undefined) => (n === undefined ? "-" : `${n.toFixed(1)} 
 
 export function formatReport(r: DrillReport): string {
   const lines: string[] = [];
-  lines.push(`kryonix-dr drill ${r.runId}: ${r.ok ? "PASSED" : "FAILED"} (${r.stack === "prod" ? "the prod stack's services; " : ""}recovery point: ${r.target}${r.disaster === "region" ? "; disaster: the whole primary region" : ""})`, "");
+  lines.push(`kryonix-dr drill ${r.runId}: ${r.ok ? "PASSED" : "FAILED"} (${r.stack === "prod" ? "the prod stack's services; " : ""}recovery point: ${r.target}${r.disaster === "region" ? "; disaster: the whole primary region" : ""}${r.dataSizeMiB ? `; ${r.dataSizeMiB} MiB seeded per service` : ""})`, "");
   lines.push("Phases:");
   const w = Math.max(...r.phases.map((p) => p.name.length));
   for (const p of r.phases) lines.push(`  ${p.name.padEnd(w)}  ${s1(p.seconds).padStart(8)}`);
@@ -21,6 +21,7 @@ export function formatReport(r: DrillReport): string {
       `    RPO (data loss) ${s1(s.dataLossSeconds)}; target ${s.rpoTargetSeconds} s: ${s.rpoMet ? "met" : "MISSED"}` +
         (s.recoverySeconds !== undefined ? `; RTO ${s1(s.recoverySeconds)}, ${s.priority} target ${s.rtoTargetSeconds} s: ${s.rtoMet ? "met" : "MISSED"}` : ""),
     );
+    if (s.seed) lines.push(`    seed data ${(s.seed.bytes / 2 ** 20).toFixed(0)} MiB: ${s.seed.matched ? `back whole (${s.seed.restoredFingerprint})` : `DIFFERS: ${s.seed.restoredFingerprint}, seeded ${s.seed.fingerprint}`}`);
   }
   const byKind = new Map<string, number>();
   for (const b of r.backups) byKind.set(`${b.service} ${b.type} ${b.status}`, (byKind.get(`${b.service} ${b.type} ${b.status}`) ?? 0) + 1);

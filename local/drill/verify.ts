@@ -35,6 +35,8 @@ export interface ServiceReport {
   recoverySeconds?: number;
   rtoTargetSeconds?: number;
   rtoMet?: boolean;
+  /** --data-size: the seed data's size before the disaster, and its fingerprint before and after. */
+  seed?: { bytes: number; fingerprint: string; restoredFingerprint: string; matched: boolean };
 }
 
 export interface RestoreResult {

@@ -52,7 +52,7 @@ const PSQL = ["psql", "-X", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-At"];
  * was created with (POSTGRES_USER: the prod stack's is `replicator`), and the password, when the
  * container has it, from its secret file, never from argv.
  */
-const psql = (host?: string) => [
+export const psqlArgv = (host?: string) => [
   "sh",
   "-c",
   'PGUSER="${POSTGRES_USER:-postgres}"; export PGUSER; if [ -r /run/secrets/kdr-target-password ]; then PGPASSWORD="$(cat /run/secrets/kdr-target-password)"; export PGPASSWORD; fi; exec psql "$@"',
@@ -62,14 +62,14 @@ const psql = (host?: string) => [
 ];
 // A password, if the service has one, comes from its Swarm secret file, never from argv.
 const REDIS = ["sh", "-c", 'if [ -r /run/secrets/kdr-target-password ]; then REDISCLI_AUTH="$(cat /run/secrets/kdr-target-password)"; export REDISCLI_AUTH; fi; exec redis-cli --no-auth-warning "$@"', "redis-cli"];
-const redis = (host?: string) => [...REDIS, ...(host ? ["-h", host] : [])];
+export const redisArgv = (host?: string) => [...REDIS, ...(host ? ["-h", host] : [])];
 export const FILES_DIR = "drill";
 
 /** Prepares the service for writes (PostgreSQL: the table). */
 export async function prepare(engine: DrillEngine, container: string, host?: string): Promise<void> {
   if (engine !== "postgres") return;
   const r = await dockerExec(container, [
-    ...psql(host),
+    ...psqlArgv(host),
     "-c",
     "CREATE TABLE IF NOT EXISTS drill_events (id bigserial PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT clock_timestamp(), payload text NOT NULL)",
   ]);
@@ -80,7 +80,7 @@ export async function prepare(engine: DrillEngine, container: string, host?: str
 export async function writeOne(engine: DrillEngine, container: string, runId: string, n: number, dataPath: string, host?: string): Promise<Ack> {
   if (engine === "postgres") {
     const r = await dockerExec(container, [
-      ...psql(host),
+      ...psqlArgv(host),
       "-c",
       `INSERT INTO drill_events (payload) VALUES ('${runId}-${n}') RETURNING id, (extract(epoch FROM written_at) * 1000000)::bigint`,
     ]);
@@ -92,7 +92,7 @@ export async function writeOne(engine: DrillEngine, container: string, runId: st
   if (engine === "redis") {
     const key = `drill:${runId}:${n}`;
     const script = "local t = redis.call('TIME'); redis.call('SET', KEYS[1], ARGV[1] .. '@' .. t[1] .. '.' .. t[2]); return t";
-    const r = await dockerExec(container, [...redis(host), "EVAL", script, "1", key, `${runId}-${n}`]);
+    const r = await dockerExec(container, [...redisArgv(host), "EVAL", script, "1", key, `${runId}-${n}`]);
     const ackedAt = Date.now();
     const [sec, usec] = r.stdout.trim().split(/\s+/).map(Number);
     if (r.code !== 0 || !Number.isFinite(sec) || !Number.isFinite(usec)) throw new Error(`SET failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
@@ -174,7 +174,7 @@ export class Writer {
 export async function readBack(engine: DrillEngine, container: string, runId: string, dataPath: string, host?: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   if (engine === "postgres") {
-    const r = await dockerExec(container, [...psql(host), "-c", `SELECT id, payload FROM drill_events WHERE payload LIKE '${runId}-%'`], 60_000);
+    const r = await dockerExec(container, [...psqlArgv(host), "-c", `SELECT id, payload FROM drill_events WHERE payload LIKE '${runId}-%'`], 60_000);
     if (r.code !== 0) throw new Error(`reading drill_events failed: ${r.stderr.trim()}`);
     for (const line of r.stdout.split("\n")) {
       const [id, payload] = line.split("|");
@@ -184,7 +184,7 @@ export async function readBack(engine: DrillEngine, container: string, runId: st
   }
   if (engine === "redis") {
     const script = "local ks = redis.call('KEYS', ARGV[1]); local out = {}; for _, k in ipairs(ks) do out[#out + 1] = k; out[#out + 1] = redis.call('GET', k) end; return out";
-    const r = await dockerExec(container, [...redis(host), "EVAL", script, "0", `drill:${runId}:*`], 60_000);
+    const r = await dockerExec(container, [...redisArgv(host), "EVAL", script, "0", `drill:${runId}:*`], 60_000);
     if (r.code !== 0) throw new Error(`reading drill keys failed: ${r.stderr.trim()}`);
     const lines = r.stdout.split("\n").filter((l) => l !== "");
     for (let i = 0; i + 1 < lines.length; i += 2) out.set(lines[i]!, lines[i + 1]!);

@@ -321,7 +321,9 @@ describe("kryonix-dr drill --disaster region (real Swarm, both RGW regions, Post
   let stderr = "";
 
   beforeAll(async () => {
-    ({ report, stderr } = await drill(["--disaster", "region", "--keep"]));
+    // With 32 MiB of seed data in each service (--data-size): the backups the DR region holds are
+    // more than the writes' few kilobytes, and must come back whole.
+    ({ report, stderr } = await drill(["--disaster", "region", "--keep", "--data-size", "32"]));
   }, 600_000);
 
   afterAll(destroyDrillStacks, 600_000);
@@ -466,5 +468,16 @@ describe("kryonix-dr drill --disaster region (real Swarm, both RGW regions, Post
     // Pulumi.local.yaml) and its upload margin (30 s), plus the replication interval (10 s).
     expect(pgRep.dataLossSeconds!).toBeLessThanOrEqual(10 + 30 + 10);
     expect(report.rto.met).toBe(true);
+  });
+
+  it("seeded 32 MiB into each service first (--data-size), and got it back whole from the DR region", () => {
+    expect(report.dataSizeMiB).toBe(32);
+    expect(stderr).toContain("== seed 32 MiB into each service");
+    for (const s of report.services) {
+      expect(s.seed, `${s.service}: seeded`).toBeDefined();
+      expect(s.seed!.bytes, s.service).toBeGreaterThanOrEqual(32 * 2 ** 20);
+      expect({ service: s.service, back: s.seed!.restoredFingerprint }).toEqual({ service: s.service, back: s.seed!.fingerprint });
+      expect(s.seed!.matched).toBe(true);
+    }
   });
 });
