@@ -1,0 +1,118 @@
+/**
+ * Volumes: the seed's approach against ours, on a directory of mixed files: half the size in
+ * 16 MiB files of random bytes (media, uploads: they do not compress), half in 16 KiB files of
+ * base64 text (configs, JSON, small documents).
+ *
+ *   seed: tar -czf file -C <dir> ., then upload (the seed's backupMinIO after its mirror)
+ *   ours: kdr-agent backup --type full (restic: content-defined chunks, deduplicated, AES,
+ *         into the service's repository in S3; manifest and catalog row)
+ *
+ * Each restore ends with the tree on disk, every file's SHA-256 checked against the source. The
+ * incremental rewrites small files worth 1% of the bytes.
+ */
+import { mkdirSync, rmSync } from "node:fs";
+import path from "node:path";
+import { AGENT_ENV } from "../contract/index.js";
+import { agentWorld } from "../test/support/s3.js";
+import { agentCommand, backupOurs, measureLimits, median, MiB, newRow, s3, timed, timedAsync, timedWithPeak, type Row, type SizeResult } from "./measure.js";
+
+const SEED = "seed: tar -czf, then upload";
+const OURS = "ours: restic (chunks, dedup, AES), S3";
+const SMALL = 16 * 1024;
+
+/** File count, bytes and one SHA-256 over every file's SHA-256 and path, sorted. */
+const fingerprint = (dir: string) => timed(`cd ${dir} && echo "$(find . -type f | wc -l) files, sha256 $(find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"`).stdout.trim();
+
+export async function benchVolume(sizes: number[], runs: number, say: (m: string) => void): Promise<SizeResult[]> {
+  const w = await agentWorld("kdrbench-volume");
+  const work = path.join(w.root, "bench");
+  const vol = path.join(w.root, "volume");
+  mkdirSync(work, { recursive: true });
+  mkdirSync(path.join(vol, "large"), { recursive: true });
+  mkdirSync(path.join(vol, "small"), { recursive: true });
+  const results: SizeResult[] = [];
+  try {
+    const store = s3(w.bucket.client, w.bucket.bucket);
+    let large = 0;
+    let small = 0;
+    for (const target of sizes) {
+      // Grows to the size: each half topped up with new files.
+      const wantLarge = Math.max(1, Math.floor(target / 2 / 16));
+      for (; large < wantLarge; large++) timed(`head -c 16M /dev/urandom > ${vol}/large/f${large}`);
+      const wantSmall = Math.ceil((target * MiB - wantLarge * 16 * MiB) / SMALL);
+      if (wantSmall > small) {
+        timed(`cd ${vol}/small && head -c ${((wantSmall - small) * SMALL * 3) / 4} /dev/urandom | base64 -w 0 | split -b ${SMALL} -a 6 - g${target}-`);
+        small = wantSmall;
+      }
+      const dataBytes = Number(timed(`du -sb ${vol} | cut -f1`).stdout.trim());
+      const expected = fingerprint(vol);
+      say(`volume ${target} MiB: ${large} large and ${small} small files, ${(dataBytes / MiB).toFixed(0)} MiB`);
+      const limits = await measureLimits(`tar -cf - -C ${vol} .`, store, `limits/volume-${target}.zst`, path.join(work, "limits.zst"));
+      const check = (dir: string, what: string) => {
+        const got = fingerprint(dir);
+        if (got !== expected) throw new Error(`${what} gave back ${got}, not ${expected}: the benchmark stops rather than time a broken restore.`);
+      };
+
+      // A repository of its own per size: its first full stores the whole data.
+      const agent = agentCommand(w.env(`bench-volume-${target}`, { [AGENT_ENV.engine]: "volume", [AGENT_ENV.volumePath]: vol }));
+      const table: Record<string, Row> = { [SEED]: newRow(), [OURS]: newRow() };
+      for (let run = 1; run <= runs; run++) {
+        say(`volume ${target} MiB: run ${run}/${runs}`);
+        {
+          const r = table[SEED]!;
+          const file = path.join(work, "volume.tar.gz");
+          const dump = timed(`tar -czf ${file} -C ${vol} .`);
+          const up = await timedAsync(() => store.upload(`seed/volume-${target}-${run}.tar.gz`, file));
+          r.backupWall.push(dump.wall + up.wall);
+          r.backupCpu.push(dump.cpu + up.cpu);
+          r.stored.push(up.value);
+          rmSync(file);
+          const dir = path.join(work, `seed-restore-${run}`);
+          mkdirSync(dir);
+          const dl = await timedAsync(() => store.download(`seed/volume-${target}-${run}.tar.gz`, file));
+          const x = timed(`tar -xzf ${file} -C ${dir}`);
+          try {
+            check(dir, "tar -xzf");
+          } finally {
+            rmSync(dir, { recursive: true, force: true });
+            rmSync(file, { force: true });
+          }
+          r.restoreWall.push(dl.wall + x.wall);
+          r.restoreCpu.push(dl.cpu + x.cpu);
+        }
+        {
+          const r = table[OURS]!;
+          // Later fulls (restic --force: every file read again) store only new chunks: none here.
+          const sum = backupOurs(agent, r, { recordStored: run === 1 });
+          const dir = path.join(work, `restore-${run}`);
+          const rest = timedWithPeak(`${agent} restore --target ${dir} --backup-id ${sum.backupId} 2>/dev/null`);
+          try {
+            check(dir, "kdr-agent restore");
+          } finally {
+            rmSync(dir, { recursive: true, force: true });
+          }
+          r.restoreWall.push(rest.wall);
+          r.restoreCpu.push(rest.cpu);
+          r.restorePeak.push(rest.peakBytes);
+        }
+      }
+      // Small files worth 1% of the bytes rewritten with new content.
+      const rewrite = Math.max(1, Math.floor((dataBytes * 0.01) / SMALL));
+      timed(`cd ${vol}/small && ls | sed -n "1,${rewrite}p" | while read f; do head -c ${(SMALL * 3) / 4} /dev/urandom | base64 -w 0 > "$f"; done`);
+      const inc = JSON.parse(timed(`${agent} backup --type incremental --json 2>/dev/null`).stdout) as { storedBytes: number };
+      results.push({
+        engine: "volume",
+        targetMiB: target,
+        dataBytes,
+        what: `${large} files of 16 MiB, random; ${small} of 16 KiB, base64 text`,
+        limits,
+        pipelines: table,
+        incremental: { change: `rewriting ${rewrite} small files (1% of the bytes)`, storedBytes: inc.storedBytes, fullStoredBytes: median(table[OURS]!.stored) },
+        restoreNote: "Each restore ends with the tree on disk, every file's SHA-256 checked. Ours stores each run's new chunks only: its stored column is the first full into an empty repository (later fulls read every file again and store next to nothing).",
+      });
+    }
+    return results;
+  } finally {
+    await w.close();
+  }
+}
