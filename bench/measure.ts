@@ -3,7 +3,7 @@
  * process tree, peak memory), the plain S3 client the seed's pipelines upload with, the machine's
  * limits on a given stream of bytes, and the table a size's results are shown in.
  */
-import { GetObjectCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectVersionsCommand, type S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { spawnSync } from "node:child_process";
 import { createReadStream, createWriteStream, readFileSync, rmSync, statSync } from "node:fs";
@@ -67,6 +67,18 @@ export function s3(client: S3Client, bucket: string) {
       const o = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       await pipeline(o.Body as Readable, createWriteStream(file));
     },
+    /**
+     * Deletes every version under `prefix` once it has been measured: the local RGW keeps its
+     * objects in an 8 GiB memstore, which a few runs at 1 GiB filled (every write then hung).
+     */
+    async drop(prefix: string): Promise<void> {
+      for (;;) {
+        const res = await client.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: prefix }));
+        const all = [...(res.Versions ?? []), ...(res.DeleteMarkers ?? [])];
+        if (all.length === 0) return;
+        for (const v of all) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: v.Key!, VersionId: v.VersionId, BypassGovernanceRetention: true }));
+      }
+    },
   };
 }
 
@@ -94,6 +106,7 @@ export async function measureLimits(source: string, store: ReturnType<typeof s3>
   rmSync(scratch);
   const get = await timedAsync(() => store.download(key, scratch));
   rmSync(scratch);
+  await store.drop(key);
   return { read: bytes / read.wall, zstdCompress: bytes / z.wall, zstdDecompress: bytes / unz.wall, s3Put: zBytes / put.wall, s3Get: zBytes / get.wall, compressedRatio: zBytes / bytes };
 }
 

@@ -112,6 +112,7 @@ export async function benchPostgres(sizes: number[], runs: number, say: (m: stri
           } finally {
             await db.stop();
             rmSync(file, { force: true });
+            await store.drop(`seed/custom-${target}-${run}.dump`);
           }
         }
         // Seed, its "full" mode: pg_dumpall | gzip, then upload.
@@ -142,12 +143,15 @@ export async function benchPostgres(sizes: number[], runs: number, say: (m: stri
           } finally {
             await db.stop();
             rmSync(file, { force: true });
+            await store.drop(`seed/all-${target}-${run}.sql.gz`);
           }
         }
         // Ours, physical base only, then with the logical dump beside it (the default).
+        let withLogical = "";
         for (const [name, extra] of [[OURS_BASE, "--no-logical"], [OURS_DEFAULT, ""]] as const) {
           const sum = backupOurs(agent, row(name), { extra });
           if (extra === "--no-logical") lastFull = sum.backupId;
+          else withLogical = sum.backupId;
           if (extra === "") continue; // the restore reads the same base either way
           const dir = path.join(work, `restore-${run}`);
           const rest = timedWithPeak(`${agent} restore --target ${dir} --backup-id ${lastFull} 2>/dev/null`);
@@ -163,6 +167,8 @@ export async function benchPostgres(sizes: number[], runs: number, say: (m: stri
           rr.restoreCpu.push(rest.cpu + start.cpu);
           rr.restorePeak.push(rest.peakBytes);
         }
+        // Measured: both bases go (the WAL stays, for the incremental below).
+        for (const id of [lastFull, withLogical]) await store.drop(`full/bench-pg/${id}/`);
       }
       // An incremental after a 1% change: the newest 1% of the orders change state.
       const changed = Math.max(1, Math.floor(rows / 100));

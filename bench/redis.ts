@@ -110,6 +110,7 @@ export async function benchRedis(sizes: number[], runs: number, say: (m: string)
           } finally {
             srv.stop();
             rmSync(dir, { recursive: true, force: true });
+            await store.drop(`seed/redis-${target}-${run}.rdb.gz`);
           }
           r.restoreWall.push(wall);
           r.restoreCpu.push(dl.cpu + unz.cpu);
@@ -127,6 +128,7 @@ export async function benchRedis(sizes: number[], runs: number, say: (m: string)
           } finally {
             srv.stop();
             rmSync(dir, { recursive: true, force: true });
+            await store.drop(`full/bench-redis/${sum.backupId}/`);
           }
           r.restoreWall.push(wall);
           r.restoreCpu.push(rest.cpu);

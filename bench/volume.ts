@@ -76,6 +76,7 @@ export async function benchVolume(sizes: number[], runs: number, say: (m: string
           } finally {
             rmSync(dir, { recursive: true, force: true });
             rmSync(file, { force: true });
+            await store.drop(`seed/volume-${target}-${run}.tar.gz`);
           }
           r.restoreWall.push(dl.wall + x.wall);
           r.restoreCpu.push(dl.cpu + x.cpu);
