@@ -122,13 +122,13 @@ export interface Row {
 
 export const newRow = (): Row => ({ backupWall: [], backupCpu: [], stored: [], restoreWall: [], restoreCpu: [], backupPeak: [], restorePeak: [] });
 
-/** One `kdr-agent backup --type full` into row `r`: its wall, CPU, peak memory and (unless told not to) stored bytes. */
-export function backupOurs(agent: string, r: Row, opts: { extra?: string; recordStored?: boolean } = {}): { backupId: string; storedBytes: number } {
+/** One `kdr-agent backup --type full` into row `r`: its wall, CPU, peak memory and stored bytes. */
+export function backupOurs(agent: string, r: Row, opts: { extra?: string } = {}): { backupId: string; storedBytes: number } {
   const b = timedWithPeak(`${agent} backup --type full --json ${opts.extra ?? ""} 2>/dev/null`);
   const sum = JSON.parse(b.stdout) as { storedBytes: number; backupId: string };
   r.backupWall.push(b.wall);
   r.backupCpu.push(b.cpu);
-  if (opts.recordStored ?? true) r.stored.push(sum.storedBytes);
+  r.stored.push(sum.storedBytes);
   r.backupPeak.push(b.peakBytes);
   return sum;
 }

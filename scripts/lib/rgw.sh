@@ -74,6 +74,11 @@ rgw enable apis = s3, s3website, admin, iam, sts
 rgw thread pool size = 64
 # One lifecycle "day" lasts this many seconds, so expiry rules can be tested.
 rgw lc debug interval = $KDR_LC_DEBUG_INTERVAL
+# A deleted object's data is freed a minute later, not after RGW's default two hours: the OSD
+# holds every object in memory (memstore), and the benchmark deletes gigabytes as it goes (a
+# 1 GiB run filled the 8 GiB store with data already deleted, and every write then hung).
+rgw gc obj min wait = 60
+rgw gc processor period = 60
 CONF
   mv "$tmp" "${3:-$dir/ceph.conf}"
 }
