@@ -1,0 +1,73 @@
+/**
+ * The drill's text report (local/drill/report.ts) from a given report: with --data-size it says how
+ * much each service held, and whether that data came back whole, per service.
+ */
+import { describe, expect, it } from "vitest";
+import type { DrillReport } from "../../local/drill/drill.js";
+import { formatReport } from "../../local/drill/report.js";
+import type { ServiceReport } from "../../local/drill/verify.js";
+
+const at = "2026-12-03T17:00:00.000Z";
+const service = (name: string, seed?: ServiceReport["seed"]): ServiceReport => ({
+  service: name,
+  engine: "postgres",
+  writes: 10,
+  failedWrites: 0,
+  restoredFromBackup: "b",
+  recoveryPoint: at,
+  expected: 9,
+  restored: 9,
+  missing: [],
+  unexpected: [],
+  straddling: 0,
+  corrupted: [],
+  dataLossSeconds: 0,
+  rpoTargetSeconds: 60,
+  rpoMet: true,
+  priority: "P0",
+  recoverySeconds: 30,
+  rtoTargetSeconds: 900,
+  rtoMet: true,
+  ...(seed ? { seed } : {}),
+});
+
+const report = (services: ServiceReport[], dataSizeMiB: number): DrillReport => ({
+  ok: true,
+  runId: "d1",
+  startedAt: at,
+  finishedAt: at,
+  target: "latest",
+  stack: "local",
+  dataSizeMiB,
+  phases: dataSizeMiB ? [{ name: `seed ${dataSizeMiB} MiB into each service`, seconds: 12 }] : [{ name: "verify the recovered data", seconds: 5 }],
+  rto: { seconds: 30, targetSeconds: 900, met: true, declaredAt: at, verifiedAt: at },
+  services,
+  backups: [],
+  walSegments: 0,
+  deployments: {},
+  disaster: "services",
+  failures: [],
+  kept: false,
+});
+
+describe("formatReport with --data-size", () => {
+  it("names the size in its headline and, per service, whether the seed data came back whole", () => {
+    const text = formatReport(
+      report(
+        [
+          service("postgresql", { bytes: 33 * 2 ** 20, fingerprint: "31000 rows, md5 aa", restoredFingerprint: "31000 rows, md5 aa", matched: true }),
+          service("redis", { bytes: 40 * 2 ** 20, fingerprint: "33555 keys, sha1 bb", restoredFingerprint: "33000 keys, sha1 cc", matched: false }),
+        ],
+        32,
+      ),
+    );
+    expect(text).toContain("recovery point: latest; 32 MiB seeded per service)");
+    expect(text).toContain("    seed data 33 MiB: back whole (31000 rows, md5 aa)");
+    expect(text).toContain("    seed data 40 MiB: DIFFERS: 33000 keys, sha1 cc, seeded 33555 keys, sha1 bb");
+  });
+
+  it("says nothing of seed data without --data-size", () => {
+    const text = formatReport(report([service("postgresql")], 0));
+    expect(text).not.toMatch(/seed/);
+  });
+});
