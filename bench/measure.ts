@@ -6,7 +6,7 @@
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectVersionsCommand, type S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { spawnSync } from "node:child_process";
-import { createReadStream, createWriteStream, readFileSync, rmSync, statSync } from "node:fs";
+import { createReadStream, createWriteStream, existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -71,6 +71,19 @@ export function s3(client: S3Client, bucket: string) {
      * Deletes every version under `prefix` once it has been measured: the local RGW keeps its
      * objects in an 8 GiB memstore, which a few runs at 1 GiB filled (every write then hung).
      */
+    /** What the bucket holds under `prefix` (every version), in bytes. */
+    async bytesUnder(prefix: string): Promise<number> {
+      let n = 0;
+      let keyMarker: string | undefined;
+      let versionMarker: string | undefined;
+      for (;;) {
+        const res = await client.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: prefix, KeyMarker: keyMarker, VersionIdMarker: versionMarker }));
+        for (const v of res.Versions ?? []) n += v.Size ?? 0;
+        if (!res.IsTruncated) return n;
+        keyMarker = res.NextKeyMarker;
+        versionMarker = res.NextVersionIdMarker;
+      }
+    },
     async drop(prefix: string): Promise<void> {
       for (;;) {
         const res = await client.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: prefix }));
@@ -122,9 +135,26 @@ export interface Row {
 
 export const newRow = (): Row => ({ backupWall: [], backupCpu: [], stored: [], restoreWall: [], restoreCpu: [], backupPeak: [], restorePeak: [] });
 
+/**
+ * Runs the agent (`agentCommand`) with `args`, timed (with its peak memory unless `peak` is
+ * false); its progress goes to a file, whose end is in the error when the run fails.
+ */
+export function runAgent(agent: string, args: string, peak = true): Timed & { stdout: string; peakBytes: number } {
+  const err = `/tmp/kdrbench-agent-${process.pid}.log`;
+  try {
+    const cmd = `${agent} ${args} 2>${err}`;
+    return peak ? timedWithPeak(cmd) : { ...timed(cmd), peakBytes: 0 };
+  } catch (e) {
+    const said = existsSync(err) ? readFileSync(err, "utf8").slice(-3000) : "";
+    throw new Error(`${(e as Error).message}\nthe agent said:\n${said}`);
+  } finally {
+    rmSync(err, { force: true });
+  }
+}
+
 /** One `kdr-agent backup --type full` into row `r`: its wall, CPU, peak memory and stored bytes. */
 export function backupOurs(agent: string, r: Row, opts: { extra?: string } = {}): { backupId: string; storedBytes: number } {
-  const b = timedWithPeak(`${agent} backup --type full --json ${opts.extra ?? ""} 2>/dev/null`);
+  const b = runAgent(agent, `backup --type full --json ${opts.extra ?? ""}`);
   const sum = JSON.parse(b.stdout) as { storedBytes: number; backupId: string };
   r.backupWall.push(b.wall);
   r.backupCpu.push(b.cpu);
@@ -163,13 +193,15 @@ export function renderSize(s: SizeResult, title: string): string[] {
   const lines = [
     `### ${title}, ${mib(s.dataBytes)} MiB (${s.what})`,
     "",
-    `Machine limits on these bytes: reading them ${mib(l.read)} MiB/s; zstd -T0 -${AGENT_ZSTD_LEVEL} ${mib(l.zstdCompress)} MiB/s in, ${mib(l.zstdDecompress)} MiB/s out (compressed to ${(l.compressedRatio * 100).toFixed(0)}%); S3 put ${mib(l.s3Put)} MiB/s, get ${mib(l.s3Get)} MiB/s. The slowest step bounds a backup at ${mib(backupLimit)} MiB/s and a restore at ${mib(restoreLimit)} MiB/s of data. ${s.restoreNote}`,
+    `Machine limits on these bytes: reading them ${mib(l.read)} MiB/s; zstd -T0 -${AGENT_ZSTD_LEVEL} ${mib(l.zstdCompress)} MiB/s in, ${mib(l.zstdDecompress)} MiB/s out (compressed to ${(l.compressedRatio * 100).toFixed(0)}%); S3 put ${mib(l.s3Put)} MiB/s, get ${mib(l.s3Get)} MiB/s. The slowest of these bounds our backup at ${mib(backupLimit)} MiB/s and our restore at ${mib(restoreLimit)} MiB/s of data (the restore's bound leaves out writing to disk and the service's own start); our rows show their rate as a share of it. ${s.restoreNote}`,
     "",
     `| pipeline | backup wall s | backup CPU s | stored MiB | restore wall s | ${seeds.map((n) => `backup vs ${short(n)} | restore vs ${short(n)}`).join(" | ")} | backup MiB/s (of limit) | restore MiB/s (of limit) | agent peak MiB (backup / restore) |`,
     `|---|---|---|---|---|${seeds.map(() => "---|---|").join("")}---|---|---|`,
   ];
   for (const [name, r] of Object.entries(s.pipelines)) {
-    const rate = (xs: number[], limit: number) => (xs.length ? `${mib(s.dataBytes / median(xs))} (${((s.dataBytes / median(xs) / limit) * 100).toFixed(0)}%)` : "-");
+    // Only our pipelines' path is the one the limits were measured on (read, zstd at the agent's level, S3).
+    const ours = name.startsWith("ours:");
+    const rate = (xs: number[], limit: number) => (xs.length ? `${mib(s.dataBytes / median(xs))}${ours ? ` (${((s.dataBytes / median(xs) / limit) * 100).toFixed(0)}%)` : ""}` : "-");
     const peak = r.backupPeak.length ? `${mib(median(r.backupPeak))} / ${r.restorePeak.length ? mib(median(r.restorePeak)) : "-"}` : "-";
     const vs = seeds.map((n) => `${ratio(r.backupWall, s.pipelines[n]!.backupWall)} | ${ratio(r.restoreWall, s.pipelines[n]!.restoreWall)}`).join(" | ");
     lines.push(`| ${name} | ${f(r.backupWall)} | ${f(r.backupCpu)} | ${mib(median(r.stored))} | ${f(r.restoreWall)} | ${vs} | ${rate(r.backupWall, backupLimit)} | ${rate(r.restoreWall, restoreLimit)} | ${peak} |`);

@@ -18,7 +18,7 @@ import path from "node:path";
 import { AGENT_ENV } from "../contract/index.js";
 import { agentWorld, pgQuery, startRestored } from "../test/support/s3.js";
 import { PG_BIN, startTmpPostgres } from "../test/support/tmp-postgres.js";
-import { agentCommand, backupOurs, measureLimits, median, MiB, newRow, s3, timed, timedAsync, timedWithPeak, type Row, type SizeResult } from "./measure.js";
+import { agentCommand, backupOurs, measureLimits, median, MiB, newRow, runAgent, s3, timed, timedAsync, type Row, type SizeResult } from "./measure.js";
 
 const SEED_CUSTOM = "seed: pg_dump -Fc -Z9, then upload";
 const SEED_DUMPALL = "seed: pg_dumpall, gzip, then upload";
@@ -84,7 +84,8 @@ export async function benchPostgres(sizes: number[], runs: number, say: (m: stri
       };
       // The server is live: tar's exit 1 (a file changed as it read, as the checkpointer writes)
       // is no error here, as it is none for a base backup.
-      const limits = await measureLimits(`{ tar -cf - -C ${primary.dataDir} --warning=no-file-changed . || [ $? -eq 1 ]; }`, store, `limits/pg-${target}.zst`, path.join(work, "limits.zst"));
+      // The data alone: pg_wal holds what the slot keeps until the incremental, which is not the data.
+      const limits = await measureLimits(`{ tar -cf - -C ${primary.dataDir} --warning=no-file-changed --exclude=./pg_wal/* --exclude=./pg_replslot/* . || [ $? -eq 1 ]; }`, store, `limits/pg-${target}.zst`, path.join(work, "limits.zst"));
 
       const table: Record<string, Row> = {};
       const row = (name: string) => (table[name] ??= newRow());
@@ -134,7 +135,7 @@ export async function benchPostgres(sizes: number[], runs: number, say: (m: stri
             // password it has: the target gets the same one first, as a rebuilt server would.
             await pgQuery(db.url, `ALTER ROLE postgres PASSWORD '${primary.password}'`);
             const asPrimary = `postgres://postgres:${primary.password}@${db.host}:${db.port}`;
-            const rest = timed(`gunzip -c ${file} | ${PG_BIN}/psql -X -q -o /dev/null -d '${asPrimary}/postgres' 2>${err}; if grep ERROR ${err} | grep -vq 'role "postgres" already exists'; then cat ${err} >&2; exit 1; fi`);
+            const rest = timed(`gunzip -c ${file} | ${PG_BIN}/psql -X -q -o /dev/null -d '${asPrimary}/postgres' 2>${err}; if grep ERROR ${err} | grep -v 'role "postgres" already exists' > /dev/null; then cat ${err} >&2; exit 1; fi`);
             await expectRows(`${asPrimary}/app`, "psql of pg_dumpall").catch((e: Error) => {
               throw new Error(`${e.message}\npsql said:\n${readFileSync(err, "utf8").slice(-2000)}`);
             });
@@ -154,7 +155,7 @@ export async function benchPostgres(sizes: number[], runs: number, say: (m: stri
           else withLogical = sum.backupId;
           if (extra === "") continue; // the restore reads the same base either way
           const dir = path.join(work, `restore-${run}`);
-          const rest = timedWithPeak(`${agent} restore --target ${dir} --backup-id ${lastFull} 2>/dev/null`);
+          const rest = runAgent(agent, `restore --target ${dir} --backup-id ${lastFull}`);
           const start = await timedAsync(() => startRestored(dir, primary.password));
           try {
             await expectRows(start.value.url("app"), "kdr-agent restore");
@@ -173,7 +174,7 @@ export async function benchPostgres(sizes: number[], runs: number, say: (m: stri
       // An incremental after a 1% change: the newest 1% of the orders change state.
       const changed = Math.max(1, Math.floor(rows / 100));
       await pgQuery(primary.urlFor("app"), `UPDATE orders SET status = 'returned', amount = amount + 1 WHERE id > ${rows - changed}`);
-      const inc = JSON.parse(timed(`${agent} backup --type incremental --json 2>/dev/null`).stdout) as { storedBytes: number };
+      const inc = JSON.parse(runAgent(agent, "backup --type incremental --json", false).stdout) as { storedBytes: number };
       results.push({
         engine: "postgres",
         targetMiB: target,

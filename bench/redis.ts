@@ -19,7 +19,7 @@ import { AGENT_ENV } from "../contract/index.js";
 import { agentWorld } from "../test/support/s3.js";
 import { freePort } from "../test/support/tmp-postgres.js";
 import { startTmpRedis } from "../test/support/tmp-redis.js";
-import { agentCommand, backupOurs, measureLimits, MiB, newRow, s3, timed, timedAsync, timedWithPeak, type Row, type SizeResult } from "./measure.js";
+import { agentCommand, backupOurs, measureLimits, MiB, newRow, runAgent, s3, timed, timedAsync, type Row, type SizeResult } from "./measure.js";
 
 const SEED = "seed: redis-cli --rdb, gzip, then upload";
 const OURS = "ours: RDB, zstd, age, S3 multipart";
@@ -120,7 +120,7 @@ export async function benchRedis(sizes: number[], runs: number, say: (m: string)
           const sum = backupOurs(agent, r);
           const dir = path.join(work, `restore-${run}`);
           const t0 = process.hrtime.bigint();
-          const rest = timedWithPeak(`${agent} restore --target ${dir} --backup-id ${sum.backupId} 2>/dev/null`);
+          const rest = runAgent(agent, `restore --target ${dir} --backup-id ${sum.backupId}`);
           const srv = await serve(dir);
           const wall = Number(process.hrtime.bigint() - t0) / 1e9;
           try {

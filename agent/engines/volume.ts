@@ -254,7 +254,7 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
       ...(tsdb ? { tsdbSnapshot: { name: tsdb.name, meaning: "Prometheus TSDB snapshot (admin API), stored alone: restored, it is the data directory" } } : {}),
       ...(nextcloud ? { maintenanceMode: maintenance ? "on during the copy (turned on and off by this run)" : "on during the copy (set by someone else, left on)" } : {}),
       meaning: type === "incremental" ? "restic snapshot; only new chunks uploaded (data_added)" : "restic snapshot with --force (every file re-read); dedup still applies",
-      ratioMeaning: "stored/raw = data_added / total_bytes_processed (dedup; restic 0.14 does not compress)",
+      ratioMeaning: "stored/raw = data_added / total_bytes_processed: the new chunks after dedup, counted before restic compresses them (a version 2 repository does), so the bucket can hold less",
     },
   };
 }

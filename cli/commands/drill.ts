@@ -80,8 +80,8 @@ export const command: Command = {
     let dataSizeMiB: number | undefined;
     if (values["data-size"] !== undefined) {
       dataSizeMiB = Number(values["data-size"]);
-      if (!Number.isInteger(dataSizeMiB) || dataSizeMiB < 1 || dataSizeMiB > 65536) {
-        throw new UsageError(`--data-size '${values["data-size"]}' must be a whole number of MiB from 1 to 65536 (per service).`);
+      if (!Number.isInteger(dataSizeMiB) || dataSizeMiB < 1 || dataSizeMiB > 16384) {
+        throw new UsageError(`--data-size '${values["data-size"]}' must be a whole number of MiB from 1 to 16384 (per service).`);
       }
       if (disaster === "failover") throw new UsageError("--data-size applies to the recovery drills (services, region), not to --disaster failover.");
     }

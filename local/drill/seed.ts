@@ -6,7 +6,8 @@
  *
  * - PostgreSQL: table drill_seed, rows of about 1 KB of hex text (md5s: compresses about 2:1, as
  *   text columns do), grown until the table (with its index) holds the size; fingerprint: row
- *   count and md5 over every row's md5 in id order.
+ *   count and md5 over every row's md5 in id order (one string_agg: 32 bytes a row stays under
+ *   PostgreSQL's 1 GB value limit up to the CLI's cap of 16 GiB).
  * - Redis: keys drill-seed:<n>, 1000-byte values of sha1 hex; fingerprint: key count and a sha1
  *   chained over every value in key order.
  * - Volume: <dataPath>/drill-seed: half the size in 16 MiB files, half in 16 KiB files, random

@@ -285,28 +285,29 @@ export async function startRestored(dataDir: string, password: string): Promise<
   const logText = () => (existsSync(log) ? spawnSync("tail", ["-n", "30", log], { encoding: "utf8" }).stdout : "");
   if (r.status !== 0) {
     const text = logText();
+    // A start that timed out may have left the server running.
+    spawnSync("runuser", ["-u", "postgres", "--", path.join(PG_BIN, "pg_ctl"), "stop", "-D", dataDir, "-m", "immediate", "-w"]);
     rmSync(sock, { recursive: true, force: true });
     throw new Error(`restored PostgreSQL did not start: ${r.stderr}\n${text}`);
   }
   const url = (db: string) => `postgres://postgres:${password}@127.0.0.1:${port}/${db}`;
+  const stop = () => {
+    spawnSync("runuser", ["-u", "postgres", "--", path.join(PG_BIN, "pg_ctl"), "stop", "-D", dataDir, "-m", "fast", "-w"]);
+    rmSync(sock, { recursive: true, force: true });
+  };
   for (let i = 0; i < 120; i++) {
     let x: { r: boolean } | undefined;
     try {
       [x] = await pgQuery<{ r: boolean }>(url("postgres"), "SELECT pg_is_in_recovery() AS r");
     } catch (e) {
       // pg_ctl -w returns once a hot standby accepts connections; recovery can still fail after.
-      throw new Error(`restored PostgreSQL stopped answering during recovery (${(e as Error).message}):\n${logText()}`, { cause: e });
+      const text = logText();
+      stop();
+      throw new Error(`restored PostgreSQL stopped answering during recovery (${(e as Error).message}):\n${text}`, { cause: e });
     }
     if (!x!.r) break;
     await new Promise((res) => setTimeout(res, 500));
   }
-  return {
-    url,
-    log: logText(),
-    stop: () => {
-      spawnSync("runuser", ["-u", "postgres", "--", path.join(PG_BIN, "pg_ctl"), "stop", "-D", dataDir, "-m", "fast", "-w"]);
-      rmSync(sock, { recursive: true, force: true });
-    },
-  };
+  return { url, log: logText(), stop };
 }
 

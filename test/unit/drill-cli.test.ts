@@ -23,8 +23,8 @@ const drill = (...args: string[]) =>
 
 describe("kryonix-dr drill: bad input", () => {
   it.each([
-    [["--data-size", "0"], "--data-size '0' must be a whole number of MiB from 1 to 65536 (per service)."],
-    [["--data-size", "1GB"], "--data-size '1GB' must be a whole number of MiB from 1 to 65536 (per service)."],
+    [["--data-size", "0"], "--data-size '0' must be a whole number of MiB from 1 to 16384 (per service)."],
+    [["--data-size", "1GB"], "--data-size '1GB' must be a whole number of MiB from 1 to 16384 (per service)."],
     [["--data-size", "64", "--disaster", "failover"], "--data-size applies to the recovery drills (services, region), not to --disaster failover."],
     [["--write-seconds", "5"], "--write-seconds '5' must be a whole number of seconds from 10 to 3600."],
     [["--disaster", "meteor"], "--disaster 'meteor' is not a disaster the drill knows: use services (the default), region or failover."],
