@@ -25,32 +25,26 @@ mkdir -p "$results"
 failed_steps=()
 declare -A vitest_failed=()
 
-# The unit tests (Pulumi mocks, parsers, the policy pack) need no platform: they run while the
-# platform comes up, their output held in a file and printed after it, so neither interleaves.
+# The unit tests (Pulumi mocks, parsers, the policy pack) need no platform: they run first, alone.
 # The platform file they must not read is pointed elsewhere: a unit test that needed the platform
 # fails here instead of passing by luck on a machine where it is up.
-# They run ahead of the platform's image builds on the CPU (as root: nice -5): starved behind them,
-# a test worker waited more than vitest's 60 s for its own runner to answer and the step failed
-# with "[vitest-worker]: Timeout calling onTaskUpdate" though every test passed (cold run 25).
-step "Unit tests (test/unit, components), in the background while the platform comes up"
-ahead=()
-[[ $(id -u) -eq 0 ]] && ahead=(nice -n -5)
-KDR_PLATFORM_FILE="$results/no-platform.json" "${ahead[@]}" npx vitest run test/unit components --fileParallelism --maxWorkers=2 \
-  --reporter=default --reporter=json --outputFile.json="$results/unit.json" > "$results/unit.log" 2>&1 &
-unit_pid=$!
-ok "started (pid $unit_pid${ahead:+, ahead of the platform builds on the CPU}, output in $results/unit.log)"
+# They used to run while the platform came up, to save its few minutes. Starved behind the image
+# builds, a test worker waited more than vitest's fixed 60 s for its own runner to answer and the
+# step failed with "[vitest-worker]: Timeout calling onTaskUpdate" though every test passed: cold
+# run 25, and again cold run 31 with the unit tests niced ahead of the builds. Alone, nothing
+# competes with them for the CPU.
+step "Unit tests (test/unit, components; no platform)"
+if ! KDR_PLATFORM_FILE="$results/no-platform.json" npx vitest run test/unit components --fileParallelism --maxWorkers=2 \
+  --reporter=default --reporter=json --outputFile.json="$results/unit.json"; then
+  failed_steps+=("unit"); vitest_failed[unit]=1
+fi
 
 if ! bash scripts/platform-up.sh; then
-  wait "$unit_pid" || true
   die "the platform did not come up (its output is above)" "" "fix the step it names, then run bash scripts/test.sh again"
 fi
 
 step "Type check (tsc --noEmit -p .)"
 if npx tsc --noEmit -p .; then ok "clean"; else failed_steps+=("tsc"); echo "    FAILED: type errors above"; fi
-
-step "Unit tests: their output"
-if ! wait "$unit_pid"; then failed_steps+=("unit"); vitest_failed[unit]=1; fi
-cat "$results/unit.log"
 
 step "Tests: integration (one file at a time: they share the platform)"
 if ! npx vitest run test/integration --exclude 'test/teardown/**' \
