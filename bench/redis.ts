@@ -81,9 +81,22 @@ export async function benchRedis(sizes: number[], runs: number, say: (m: string)
       say(`redis ${target} MiB: ${keys} keys, RDB ${(dataBytes / MiB).toFixed(0)} MiB`);
       const limits = await measureLimits(`cat ${rdb}`, store, `limits/redis-${target}.zst`, path.join(work, "limits.zst"));
       rmSync(rdb);
-      const check = (port: number, what: string, password?: string) => {
-        const got = fingerprint(port, password);
-        if (got !== expected) throw new Error(`${what} gave back ${got}, not ${expected}: the benchmark stops rather than time a broken restore.`);
+      /**
+       * A restore's end: a redis-server that has loaded `dir/dump.rdb` (its wall seconds since
+       * `t0`); then every value checked, and the server, the directory and the measured objects gone.
+       */
+      const loadAndCheck = async (dir: string, t0: bigint, what: string, measured: string): Promise<number> => {
+        const srv = await serve(dir);
+        const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+        try {
+          const got = fingerprint(srv.port);
+          if (got !== expected) throw new Error(`${what} gave back ${got}, not ${expected}: the benchmark stops rather than time a broken restore.`);
+        } finally {
+          srv.stop();
+          rmSync(dir, { recursive: true, force: true });
+          await store.drop(measured);
+        }
+        return wall;
       };
 
       const table: Record<string, Row> = { [SEED]: newRow(), [OURS]: newRow() };
@@ -103,16 +116,7 @@ export async function benchRedis(sizes: number[], runs: number, say: (m: string)
           const t0 = process.hrtime.bigint();
           const dl = await timedAsync(() => store.download(`seed/redis-${target}-${run}.rdb.gz`, path.join(dir, "dump.rdb.gz")));
           const unz = timed(`gunzip ${path.join(dir, "dump.rdb.gz")}`);
-          const srv = await serve(dir);
-          const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-          try {
-            check(srv.port, "the seed's RDB");
-          } finally {
-            srv.stop();
-            rmSync(dir, { recursive: true, force: true });
-            await store.drop(`seed/redis-${target}-${run}.rdb.gz`);
-          }
-          r.restoreWall.push(wall);
+          r.restoreWall.push(await loadAndCheck(dir, t0, "the seed's RDB", `seed/redis-${target}-${run}.rdb.gz`));
           r.restoreCpu.push(dl.cpu + unz.cpu);
         }
         {
@@ -121,16 +125,7 @@ export async function benchRedis(sizes: number[], runs: number, say: (m: string)
           const dir = path.join(work, `restore-${run}`);
           const t0 = process.hrtime.bigint();
           const rest = runAgent(agent, `restore --target ${dir} --backup-id ${sum.backupId}`);
-          const srv = await serve(dir);
-          const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-          try {
-            check(srv.port, "kdr-agent restore");
-          } finally {
-            srv.stop();
-            rmSync(dir, { recursive: true, force: true });
-            await store.drop(`full/bench-redis/${sum.backupId}/`);
-          }
-          r.restoreWall.push(wall);
+          r.restoreWall.push(await loadAndCheck(dir, t0, "kdr-agent restore", `full/bench-redis/${sum.backupId}/`));
           r.restoreCpu.push(rest.cpu);
           r.restorePeak.push(rest.peakBytes);
         }

@@ -3,23 +3,14 @@
  * exits 2 naming the flag and what to give instead. No platform is needed (its facts file is
  * pointed away), and the deployments directory is an empty one of the test's own.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, describe, expect, it, vi } from "vitest";
-import { TOOL_ENV } from "../../contract/index.js";
-import { runAsync } from "../support/spawn.js";
+import { isolatedCli } from "../support/spawn.js";
 
 vi.setConfig({ testTimeout: 240_000 });
-const ROOT = join(__dirname, "..", "..");
-const dir = mkdtempSync(join(tmpdir(), "kdrtest-drill-cli-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const cli = isolatedCli("drill");
+afterAll(cli.remove);
 
-const drill = (...args: string[]) =>
-  runAsync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), "drill", ...args], {
-    timeoutMs: 180_000,
-    env: { ...process.env, [TOOL_ENV.deploymentsDir]: dir, [TOOL_ENV.platformFile]: join(dir, "no-platform.json") },
-  });
+const drill = cli.run;
 
 describe("kryonix-dr drill: bad input", () => {
   it.each([
