@@ -45,10 +45,14 @@ commands:
   migrate                          apply the catalog migrations
   catalog rebuild                  rebuild the catalog's backups and WAL from the bucket's manifests and descriptors
                                    (this region's version ids; --service limits it to one service)
-  standby seed --target <dir>      PostgreSQL: seed a warm standby from this region's copies (newest base + WAL)
-  standby follow --target <dir>    PostgreSQL: keep staging newly copied WAL for the standby to replay
-  standby activate [--force]       promote the standby (${AGENT_ENV.targetHost}) of ${AGENT_ENV.primaryHost}; refuses while
-                                   the primary answers (unless --force) or the standby is behind
+  standby seed --target <dir>      PostgreSQL: seed a warm standby from this region's copies (newest base + WAL),
+                                   streaming from ${AGENT_ENV.primaryHost} while it answers
+  standby follow [--target <dir>]  PostgreSQL (--target): keep staging newly copied WAL for the standby to replay;
+                                   both: export how the standby follows (streaming, bytes behind)
+  standby activate [--force] [--target <dir>]
+                                   promote the standby (${AGENT_ENV.targetHost}) of ${AGENT_ENV.primaryHost}; refuses while
+                                   the primary answers (unless --force) or the standby is behind; --target: its data
+                                   directory, where the primary's password for streaming is removed
   healthz                          probe a running serve/cron/replicate process (for HEALTHCHECK)
 
 every setting is an env var or the matching flag (below); secrets are files in ${SETTINGS.secretDir.default}
@@ -237,7 +241,7 @@ export async function main(argv: string[]): Promise<number> {
           return 0;
         }
         if (sub === "activate") {
-          const r = await runActivate(s, () => connectCatalog(s), { force: flags.has("--force") });
+          const r = await runActivate(s, () => connectCatalog(s), { force: flags.has("--force"), target: target || undefined });
           out(
             json,
             r,

@@ -154,6 +154,8 @@ export function alertRules(t: { rpoWarningRatio: number; failedRunsPerDay: numbe
     rule("KryonixDrResticRepositoryReplaced", "increase(kdr_restic_repository_failures_total[1d]) > 0", "critical", "{{ $labels.service }}: a restic repository was found unusable and replaced by a new generation (kryonix-dr status shows why)", "0m"),
     // A standby that stopped replaying would make a failover wait for it, or lose what it holds.
     rule("KryonixDrStandbyStuck", "kdr_standby_replay_lag_segments > 0", "warning", "{{ $labels.service }}: the DR standby has not replayed WAL staged 10 min ago (see its follower's log)", "10m"),
+    // Streaming is the standby's fast feed; the copied WAL its fallback, behind by the WAL switch and the replication interval.
+    rule("KryonixDrStandbyNotStreaming", "kdr_standby_streaming == 0", "warning", "{{ $labels.service }}: the DR standby has not streamed from its primary for 10 min (a PostgreSQL standby then follows only the WAL copied to the DR region, a Redis replica nothing): a failover now would lose more (see its follower's log)", "10m"),
     rule("KryonixDrAgentDown", 'up{job="kryonix-dr"} == 0', "critical", "{{ $labels.service }}: backup agent not answering /metrics", `${t.agentDownSeconds ?? 300}s`),
     "",
   ].join("\n");

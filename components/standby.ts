@@ -2,11 +2,13 @@
  * The warm standby of one critical service in the DR region, and its promotion (issue #14).
  *
  * PostgreSQL: a data volume seeded once from this region's copies of the newest base and its WAL
- * (a run-once `kdr-agent standby seed` container), the server running on it as a standby, and a
- * follower (`kdr-agent standby follow`, same volume) that stages each WAL segment as soon as it
- * has been copied into this region. It keeps following while the primary's network is gone, as
- * long as its archive reached this region.
- * Redis: a replica of the primary (`--replicaof`).
+ * (a run-once `kdr-agent standby seed` container), the server running on it as a standby that
+ * streams from the primary while it answers, and a follower (`kdr-agent standby follow`, same
+ * volume) that stages each WAL segment as soon as it has been copied into this region: the
+ * standby replays those when it cannot stream, so it keeps following while the primary's network
+ * is gone, as long as its archive reached this region.
+ * Redis: a replica of the primary (`--replicaof`), and a follower that watches its replication
+ * (link up, offset lag) as numbers.
  *
  * `active: true` (kryonix-dr:active on the dr stack) declares a run-once `kdr-agent standby
  * activate` container, which refuses while the primary still answers (unless `force`) and while
@@ -101,43 +103,53 @@ export class WarmStandby extends pulumi.ComponentResource {
       runOnceAgent(`${name}-${suffix}`, { image: args.agentImage, command, env, files, mounts, networks: args.containerNetworks, labels: { ...labels, [LABELS.role]: `standby-${suffix}` } }, { parent: this });
 
     let volumeName: pulumi.Output<string> | undefined;
+    let volume: docker.Volume | undefined;
     const deps: pulumi.Resource[] = [];
     if (args.engine === "postgres") {
-      const volume = new docker.Volume(`${name}-data`, { name: `${args.serviceName}-data`, labels: dockerLabels({ ...labels, [LABELS.stateful]: "true" }) }, { parent: this });
+      volume = new docker.Volume(`${name}-data`, { name: `${args.serviceName}-data`, labels: dockerLabels({ ...labels, [LABELS.stateful]: "true" }) }, { parent: this });
       const seed = runOnce("seed", ["standby", "seed", "--target", args.dataPath], [{ type: "volume", source: volume.name, target: args.dataPath }]);
       volumeName = pulumi.all([seed.id, volume.name]).apply(([, v]) => v);
-      if (!args.active) {
-        const secretRefs = files.map(({ role, file, value }) => {
-          const s = new docker.Secret(`${name}-follower-${role}`, { data: base64Secret(value), labels: dockerLabels({ ...labels, [LABELS.role]: "standby-follower" }) }, { parent: this });
-          return { secretId: s.id, secretName: s.name, fileName: secretFileName(file), fileMode: 0o400 };
-        });
-        new docker.Service(
-          `${name}-follower`,
-          {
-            name: `${args.serviceName}-follower`,
-            labels: dockerLabels({ ...labels, [LABELS.role]: "standby-follower" }),
-            mode: { replicated: { replicas: 1 } },
-            taskSpec: {
-              containerSpec: {
-                image: args.agentImage,
-                commands: ["node", AGENT_BIN, "standby", "follow", "--target", args.dataPath],
-                env,
-                secrets: secretRefs,
-                mounts: [{ type: "volume", source: volumeName, target: args.dataPath }],
-                stopGracePeriod: "30s",
-              },
-              networksAdvanceds: pulumi.output(args.networks).apply((ids) => ids.map((id) => ({ id }))),
-              placement: { constraints: args.placement ?? [] },
-              restartPolicy: { condition: "any", delay: "10s" },
+    }
+    // The follower: PostgreSQL's stages the WAL copied to this region beside the standby (same
+    // volume) and exports its replication; Redis's only watches the replica's replication, so it
+    // gets the service's password and nothing else.
+    if (!args.active) {
+      const followerFiles = args.engine === "postgres" ? files : files.filter((f) => f.role === "target-password");
+      const secretRefs = followerFiles.map(({ role, file, value }) => {
+        const s = new docker.Secret(`${name}-follower-${role}`, { data: base64Secret(value), labels: dockerLabels({ ...labels, [LABELS.role]: "standby-follower" }) }, { parent: this });
+        return { secretId: s.id, secretName: s.name, fileName: secretFileName(file), fileMode: 0o400 };
+      });
+      new docker.Service(
+        `${name}-follower`,
+        {
+          name: `${args.serviceName}-follower`,
+          labels: dockerLabels({ ...labels, [LABELS.role]: "standby-follower" }),
+          mode: { replicated: { replicas: 1 } },
+          taskSpec: {
+            containerSpec: {
+              image: args.agentImage,
+              commands: ["node", AGENT_BIN, "standby", "follow", ...(volumeName ? ["--target", args.dataPath] : [])],
+              env,
+              secrets: secretRefs,
+              mounts: volumeName ? [{ type: "volume", source: volumeName, target: args.dataPath }] : [],
+              stopGracePeriod: "30s",
             },
+            networksAdvanceds: pulumi.output(args.networks).apply((ids) => ids.map((id) => ({ id }))),
+            placement: { constraints: args.placement ?? [] },
+            restartPolicy: { condition: "any", delay: "10s" },
           },
-          { parent: this },
-        );
-      }
+        },
+        { parent: this },
+      );
     }
     let promoted: pulumi.Output<string> = pulumi.output("");
     if (args.active) {
-      const activate = runOnce("activate", ["standby", "activate", ...(args.force ? ["--force"] : [])], []);
+      // PostgreSQL: with its data mounted, so that the primary's password for streaming goes on promotion.
+      const activate = runOnce(
+        "activate",
+        ["standby", "activate", ...(args.force ? ["--force"] : []), ...(volume ? ["--target", args.dataPath] : [])],
+        volume ? [{ type: "volume", source: volume.name, target: args.dataPath }] : [],
+      );
       deps.push(activate);
       this.activationId = activate.id;
       // Through the activation's id, so the service's own inputs wait for the promotion to have

@@ -4,17 +4,19 @@
  * - `standby seed --target <dir>`: PostgreSQL only. Restores the newest base and its WAL from
  *   this region's copies into an empty data directory, as a standby (standby.signal, WAL read
  *   from STANDBY_WAL_DIR). A directory already seeded is left alone, so the job can run again.
- * - `standby follow --target <dir>`: PostgreSQL only, long-running beside the standby (same
- *   volume). Every few seconds it stages, decrypted and checked, each WAL segment that has been
- *   copied into this region since the last one, in order; the standby replays them. It works
- *   with the primary region gone, as long as its archive reached this region.
+ * - `standby follow --target <dir>`: PostgreSQL, long-running beside the standby (same volume).
+ *   Every few seconds it stages, decrypted and checked, each WAL segment that has been copied
+ *   into this region since the last one, in order; the standby replays them when it cannot
+ *   stream from the primary, so it keeps following with the primary region gone, as long as its
+ *   archive reached this region. It exports whether the standby streams and how far behind it is.
+ *   Redis (no --target): watches the replica's replication (link, offset lag) as numbers.
  * - `standby activate [--force]`: the promotion, run once when the dr stack's `active` is set.
  *   It refuses while the primary still answers (unless --force) and while the standby is
  *   behind what this region holds (saying how far), then promotes (PostgreSQL pg_promote,
  *   Redis REPLICAOF NO ONE) and records the failover in disaster_recovery_log.
  */
 import { execFile } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, renameSync, createWriteStream, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, renameSync, createWriteStream, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
@@ -22,8 +24,9 @@ import { Gauge } from "prom-client";
 import * as cat from "../catalog.js";
 import { AGENT_ENV } from "../../contract/index.js";
 import { ConfigError, type Settings } from "../config.js";
-import { STANDBY_WAL_DIR, ownLikeDataDir, pgConnect, pgEnv } from "../engines/postgres.js";
+import { STANDBY_PASSFILE, STANDBY_WAL_DIR, checkStreamingSource, ownLikeDataDir, pgConnect, pgEnv, writeStreamingConfig } from "../engines/postgres.js";
 import { redisArgs } from "../engines/redis.js";
+import { followRedis, redisInfo, replayBytesGauge, streamingGauge } from "./standby-redis.js";
 import { registry } from "../metrics.js";
 import { httpServer } from "../serve.js";
 import { openAndRestore } from "../storage/pipeline.js";
@@ -78,11 +81,21 @@ export async function runSeed(s: Settings, c: pg.Client, target: string): Promis
   if (s.engine !== "postgres") throw new ConfigError(`standby seed is for PostgreSQL (a Redis replica syncs from its primary by itself); ${s.service} is ${s.engine}.`);
   if (!target) throw new ConfigError("standby seed needs --target <the standby's data directory>.");
   const dir = path.resolve(target);
+  const primary = s.get("primaryHost");
+  const source = primary ? { host: primary, port: s.int("targetPort", 5432), user: s.require("targetUser"), password: s.secret("targetPassword") } : undefined;
+  // Before the long restore: a host primary_conninfo cannot take fails now, not after it.
+  if (source) checkStreamingSource(dir, source);
   if (existsSync(path.join(dir, "standby.signal")) && existsSync(path.join(dir, "PG_VERSION"))) {
-    log(`standby seed ${s.service}: ${dir} already holds a standby; left as it is`);
+    // A standby seeded before streaming existed, or a seed cut short after its restore, gets it.
+    const added = source ? writeStreamingConfig(dir, source) : false;
+    log(`standby seed ${s.service}: ${dir} already holds a standby; left as it is${added ? `, except primary_conninfo (streaming from ${primary}), which takes effect when the standby restarts` : ""}`);
     return { service: s.service, target: dir, alreadySeeded: true };
   }
   const r = await runRestore(s, c, { target: dir, standby: true });
+  if (source) {
+    writeStreamingConfig(dir, source);
+    log(`standby seed ${s.service}: streams from ${primary} while it answers, and replays the WAL copied to this region when it does not`);
+  }
   if (!readState(dir)) writeState(dir, await baseState(c, s, r.backupId));
   const st = readState(dir)!;
   writeState(dir, st);
@@ -129,17 +142,36 @@ export interface ReplayStatus {
   inRecovery: boolean;
   replayLsn: string | null;
   lastReplayAt: Date | null;
+  /** The host the standby streams from right now, or null while it replays only staged WAL. */
+  streamingFrom: string | null;
 }
 
 export async function replayStatus(s: Settings): Promise<ReplayStatus> {
   const c = await pgConnect(s);
   try {
-    const { rows } = await c.query<{ r: boolean; lsn: string | null; at: Date | null }>(
-      "SELECT pg_is_in_recovery() AS r, pg_last_wal_replay_lsn()::text AS lsn, pg_last_xact_replay_timestamp() AS at",
+    const { rows } = await c.query<{ r: boolean; lsn: string | null; at: Date | null; sender: string | null }>(
+      `SELECT pg_is_in_recovery() AS r, pg_last_wal_replay_lsn()::text AS lsn, pg_last_xact_replay_timestamp() AS at,
+              (SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming') AS sender`,
     );
-    return { inRecovery: rows[0]!.r, replayLsn: rows[0]!.lsn, lastReplayAt: rows[0]!.at };
+    return { inRecovery: rows[0]!.r, replayLsn: rows[0]!.lsn, lastReplayAt: rows[0]!.at, streamingFrom: rows[0]!.sender };
   } finally {
     await cat.closeCatalog(c);
+  }
+}
+
+/** Bytes of WAL the primary has written beyond `replayLsn`, or undefined when the primary does not answer. */
+async function bytesBehindPrimary(s: Settings, replayLsn: string): Promise<number | undefined> {
+  const env = pgEnv(s);
+  const p = new pg.Client({ host: s.require("primaryHost"), port: Number(env.PGPORT), user: env.PGUSER, password: env.PGPASSWORD, database: "postgres", connectionTimeoutMillis: 3000 });
+  p.on("error", () => undefined);
+  try {
+    await p.connect();
+    const { rows } = await p.query<{ n: string }>("SELECT greatest(0, pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn))::text AS n", [replayLsn]);
+    return Number(rows[0]!.n);
+  } catch {
+    return undefined;
+  } finally {
+    await cat.closeCatalog(p);
   }
 }
 
@@ -175,9 +207,38 @@ export async function followPass(s: Settings, c: pg.Client, storage: Storage, ta
   return { staged, newest };
 }
 
+/**
+ * PostgreSQL: whether the standby streams and how far behind the primary it is, as gauges and a
+ * line when that changes. A standby that does not answer does not stream; a lag that cannot be
+ * measured (the primary gone) is not exported rather than left at its last value.
+ */
+async function reportStreaming(s: Settings, replay: ReplayStatus | undefined, was: string | undefined): Promise<string | undefined> {
+  const service = { service: s.service };
+  if (!replay?.inRecovery) {
+    streamingGauge.set(service, 0);
+    replayBytesGauge.remove(service);
+    return was;
+  }
+  streamingGauge.set(service, replay.streamingFrom ? 1 : 0);
+  const behind = replay.replayLsn && s.get("primaryHost") ? await bytesBehindPrimary(s, replay.replayLsn) : undefined;
+  if (behind !== undefined) replayBytesGauge.set(service, behind);
+  else replayBytesGauge.remove(service);
+  const mode = replay.streamingFrom ?? "";
+  if (mode !== was) {
+    log(
+      mode
+        ? `standby follow ${s.service}: the standby streams from ${mode}${behind !== undefined ? ` (${behind} bytes of the primary's WAL not replayed yet)` : ""}`
+        : `standby follow ${s.service}: the standby does not stream from the primary${was ? ` (it did from ${was})` : ""}; it replays the WAL copied to this region`,
+    );
+  }
+  return mode;
+}
+
 /** `standby follow`: stages newly copied WAL until stopped; the log says what arrived and how far replay is. */
 export async function follow(s: Settings, target: string, connect: () => Promise<pg.Client>): Promise<void> {
-  if (s.engine !== "postgres") throw new ConfigError(`standby follow is for PostgreSQL; ${s.service} is ${s.engine}.`);
+  if (s.engine === "redis") return followRedis(s);
+  if (s.engine !== "postgres") throw new ConfigError(`standby follow is for PostgreSQL and Redis; ${s.service} is ${s.engine}.`);
+  if (!target) throw new ConfigError("standby follow of PostgreSQL needs --target <the standby's data directory>.");
   const dir = path.resolve(target);
   const storage = Storage.fromSettings(s);
   const interval = s.int("followIntervalSeconds") * 1000;
@@ -187,14 +248,18 @@ export async function follow(s: Settings, target: string, connect: () => Promise
   let lastError = "";
   let newestAt: Date | undefined;
   let healthy = false;
+  /** The host the standby streamed from at the last look ("" none, undefined not looked yet). */
+  let streamingFrom: string | undefined;
   const srv = httpServer(s.metricsPort, () => ({ ok: healthy, detail: { service: s.service, role: "standby-follower", lastError: lastError || undefined } }));
   log(`standby follow ${s.service}: staging WAL copied to ${storage.bucket} (${storage.region}) into ${path.join(dir, STANDBY_WAL_DIR)} every ${interval / 1000} s`);
   while (!stopping) {
+    // The standby's own view first: it needs neither the catalog nor S3, which may be what is gone.
+    const replay = await replayStatus(s).catch(() => undefined);
+    streamingFrom = await reportStreaming(s, replay, streamingFrom);
     try {
       c ??= await connect();
       const r = await followPass(s, c, storage, dir);
       if (r.newest) newestAt = r.newest.coversUntil;
-      const replay = await replayStatus(s).catch(() => undefined);
       if (newestAt) g.staged.set({ service: s.service }, (Date.now() - newestAt.getTime()) / 1000);
       const st = readState(dir);
       if (replay?.replayLsn && st) {
@@ -273,16 +338,6 @@ async function primaryAnswers(s: Settings, host: string): Promise<string | undef
   }
 }
 
-async function redisInfo(s: Settings): Promise<Record<string, string>> {
-  const { args, env } = redisArgs(s);
-  const r = await run("redis-cli", [...args, "--no-auth-warning", "INFO", "replication"], { env, timeout: 10000 });
-  return Object.fromEntries(
-    r.stdout
-      .split(/\r?\n/)
-      .filter((l) => l.includes(":"))
-      .map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1).trim()]),
-  );
-}
 
 /** PostgreSQL: waits until the standby replayed into the newest segment this region holds; refuses, with how far behind it is, after `seconds`. */
 async function waitCaughtUp(s: Settings, c: pg.Client, storage: Storage, seconds: number): Promise<ReplayStatus> {
@@ -308,7 +363,7 @@ async function waitCaughtUp(s: Settings, c: pg.Client, storage: Storage, seconds
   }
 }
 
-export async function runActivate(s: Settings, connect: () => Promise<pg.Client>, o: { force: boolean }): Promise<ActivateSummary> {
+export async function runActivate(s: Settings, connect: () => Promise<pg.Client>, o: { force: boolean; target?: string }): Promise<ActivateSummary> {
   const engine = s.engine;
   if (engine !== "postgres" && engine !== "redis") throw new ConfigError(`standby activate promotes PostgreSQL and Redis standbys; ${s.service} is ${engine}.`);
   const standby = s.require("targetHost");
@@ -365,6 +420,15 @@ export async function runActivate(s: Settings, connect: () => Promise<pg.Client>
         const { args, env } = redisArgs(s);
         const r = await run("redis-cli", [...args, "--no-auth-warning", "REPLICAOF", "NO", "ONE"], { env, timeout: 10000 });
         if (r.stdout.trim() !== "OK") throw new Error(`REPLICAOF NO ONE on ${standby} answered '${r.stdout.trim()}'`);
+      }
+    }
+    // A promoted server streams from nobody: the primary's password it used goes with the role.
+    if (engine === "postgres" && o.target) {
+      if (existsSync(path.join(o.target, STANDBY_PASSFILE))) {
+        rmSync(path.join(o.target, STANDBY_PASSFILE));
+        notes.push(`removed ${STANDBY_PASSFILE} (the primary's password for streaming) from ${o.target}`);
+      } else {
+        notes.push(`no ${STANDBY_PASSFILE} in ${o.target}: if the standby's data is elsewhere (another node), remove it there, or the promoted server's backups will carry it`);
       }
     }
     const t3 = Date.now();

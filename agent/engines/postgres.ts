@@ -15,7 +15,7 @@
  * backup; that arrived in 17). An incremental run forces a segment switch, waits until every
  * completed segment up to it is uploaded and recorded, and records a row covering that range.
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, appendFileSync, createWriteStream } from "node:fs";
+import { chmodSync, chownSync, existsSync, readFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, appendFileSync, createWriteStream } from "node:fs";
 import path from "node:path";
 import pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
@@ -250,6 +250,50 @@ export function writeStandbyConfig(target: string): void {
   const walDir = path.join(target, STANDBY_WAL_DIR);
   mkdirSync(walDir, { recursive: true });
   ownLikeDataDir(target, [walDir, ...readdirSync(walDir).map((f) => path.join(walDir, f))]);
+}
+
+/**
+ * The primary's password for a standby's streaming connection, in libpq's passfile format, inside
+ * the standby's data directory (owned by the server's user, mode 0600), so that it is in no
+ * configuration file, argument or environment; `standby activate` removes it on promotion.
+ */
+export const STANDBY_PASSFILE = "kdr_standby_pgpass";
+
+export interface StreamingSource {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+/** Refuses what primary_conninfo cannot take as it is (checked before any restore starts). */
+export function checkStreamingSource(target: string, o: Pick<StreamingSource, "host" | "user">): void {
+  for (const [what, v] of [["primary host", o.host], ["user", o.user]] as const) {
+    if (!/^[A-Za-z0-9._-]+$/.test(v)) throw new ConfigError(`the standby's ${what} '${v}' is not a plain host or role name (letters, digits, '.', '_', '-'): it cannot go into primary_conninfo as it is.`);
+  }
+  if (!/^[A-Za-z0-9._/-]+$/.test(path.join(target, STANDBY_PASSFILE))) throw new ConfigError(`the standby's data directory '${target}' holds characters primary_conninfo cannot take as they are: use a plain path.`);
+}
+
+/**
+ * Streaming from the primary where it can be reached: primary_conninfo beside the restore_command
+ * of writeStandbyConfig. PostgreSQL streams while it can connect, and replays the WAL staged from
+ * this region's copies when it cannot (the primary's network gone), switching by itself. Safe to
+ * run again (a standby seeded before streaming existed gets it): the passfile is rewritten, and
+ * primary_conninfo added only when the configuration has none. Returns whether it added it.
+ */
+export function writeStreamingConfig(target: string, o: StreamingSource): boolean {
+  checkStreamingSource(target, o);
+  const passfile = path.join(target, STANDBY_PASSFILE);
+  const esc = (v: string) => v.replace(/\\/g, "\\\\").replace(/:/g, "\\:");
+  writeFileSync(passfile, `${esc(o.host)}:${o.port}:*:${esc(o.user)}:${esc(o.password)}\n`, { mode: 0o600 });
+  ownLikeDataDir(target, [passfile]);
+  const conf = path.join(target, "postgresql.auto.conf");
+  if (/^\s*primary_conninfo\s*=/m.test(readFileSync(conf, "utf8"))) return false;
+  // connect_timeout short: while the primary's network is gone, each failed attempt delays the
+  // replay of the WAL staged from this region by that much.
+  const conninfo = `host=${o.host} port=${o.port} user=${o.user} passfile=${passfile} application_name=kdr_standby connect_timeout=3`;
+  appendFileSync(conf, ["", "# written by kdr-agent standby seed: stream from the primary while it answers", `primary_conninfo = '${conninfo}'`, ""].join("\n"));
+  return true;
 }
 
 /** Gives paths the owner of the data directory's PG_VERSION (the server's user), when run as root. */

@@ -2,8 +2,9 @@
  * Volumes and configuration: restic (content-defined dedup, its own encryption with the
  * repository password from a Swarm secret) straight to S3, at s3:<endpoint>/<bucket>/restic/<service>/g<N>
  * (one repository per generation: see restic-repo.ts).
- * Only changed chunks are uploaded, so an incremental run is simply the next snapshot; its size
- * is restic's own measurement (data_added), never an estimate.
+ * Only changed chunks are uploaded, so an incremental run is simply the next snapshot. What a run
+ * stored is measured in the bucket: the bytes of the objects it added under the repository (packs
+ * after dedup and restic's compression, index and snapshot files), never an estimate.
  */
 import { spawnSync } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
@@ -149,10 +150,15 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
   const dbs = sqliteFiles(s);
   const staging = join(s.stateDir, "sqlite-staging", ctx.backupId);
   let sqliteSnapshot: string | undefined;
+  let companionRaw = 0;
   const nextcloud = s.get("maintenanceMode") === "nextcloud";
   let maintenance = false;
   let tsdb: { name: string; dir: string } | undefined;
   let failed = false;
+  // What the repository holds before the run: the objects the run adds are what it stored (the
+  // service's lock keeps prune out meanwhile). One listing of the repository each side: about one
+  // request per thousand packs.
+  const before = await ctx.storage.sizes(repo.prefix);
   try {
     // Maintenance mode first, so a pre hook (a dump of Nextcloud's database) runs inside it too.
     if (nextcloud) maintenance = enterMaintenance(volume);
@@ -200,7 +206,11 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
         },
       });
       if (onlySqlite) summary = companion;
-      else sqliteSnapshot = companion?.snapshot_id;
+      else {
+        sqliteSnapshot = companion?.snapshot_id;
+        // What the run read includes the online copies, as what it stored includes their objects.
+        companionRaw = companion?.total_bytes_processed ?? 0;
+      }
       log(`sqlite: ${dbs.join(", ")} stored as snapshot ${companion?.snapshot_id.slice(0, 8) ?? "?"}${onlySqlite ? " (the volume holds nothing else)" : " beside the volume's"}`);
     }
   } catch (e) {
@@ -222,15 +232,17 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
   const full = snaps.find((x) => x.id.startsWith(summary!.snapshot_id));
   if (!full) throw new Error(`restic snapshot ${summary.snapshot_id} of this run is not listed by 'restic snapshots': the repository changed under us.`);
   summary.snapshot_id = full.id;
+  const stored = addedBytes(before, await ctx.storage.sizes(repo.prefix), repo.prefix);
+  const raw = summary.total_bytes_processed + companionRaw;
   return {
     artifacts: [
       {
         bucket: ctx.storage.bucket,
         key: `${repo.prefix}snapshots/${summary.snapshot_id}`,
         name: "restic-snapshot",
-        rawBytes: summary.total_bytes_processed,
+        rawBytes: raw,
         rawSha256: summary.snapshot_id,
-        storedBytes: summary.data_added,
+        storedBytes: stored,
         // A restic snapshot id is the SHA-256 of the snapshot object; restic checks it on read.
         sha256: summary.snapshot_id,
       },
@@ -242,7 +254,7 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
     // after it is).
     recoveryPointStart: at,
     recoveryPointEnd: walkedAt,
-    measured: { rawBytes: summary.total_bytes_processed, storedBytes: summary.data_added },
+    measured: { rawBytes: raw, storedBytes: stored },
     details: {
       snapshotId: summary.snapshot_id,
       ...(dbs.length ? { sqlite: { files: dbs, snapshotId: sqliteSnapshot ?? summary.snapshot_id, meaning: sqliteSnapshot ? "online copies (SQLite backup API), restored over the volume snapshot" : "online copies (SQLite backup API): the volume holds nothing else, so they are the run's snapshot" } } : {}),
@@ -253,10 +265,20 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
       filesChanged: summary.files_changed,
       ...(tsdb ? { tsdbSnapshot: { name: tsdb.name, meaning: "Prometheus TSDB snapshot (admin API), stored alone: restored, it is the data directory" } } : {}),
       ...(nextcloud ? { maintenanceMode: maintenance ? "on during the copy (turned on and off by this run)" : "on during the copy (set by someone else, left on)" } : {}),
-      meaning: type === "incremental" ? "restic snapshot; only new chunks uploaded (data_added)" : "restic snapshot with --force (every file re-read); dedup still applies",
-      ratioMeaning: "stored/raw = data_added / total_bytes_processed: the new chunks after dedup, counted before restic compresses them (a version 2 repository does), so the bucket can hold less",
+      meaning: type === "incremental" ? "restic snapshot; only new chunks uploaded" : "restic snapshot with --force (every file re-read); dedup still applies",
+      ratioMeaning: "stored/raw = the bytes of the objects this run added to the repository in the bucket (packs after dedup and restic's compression, index and snapshot files) / the bytes restic read (total_bytes_processed, with the SQLite online copies' snapshot when there is one); dataAdded is restic's count of the new chunks before compression",
     },
   };
+}
+
+/**
+ * Bytes of the objects under `prefix` that are in `after` and not in `before`: what a run added
+ * to the repository. Lock files come and go with every restic command and are not stored data.
+ */
+export function addedBytes(before: Map<string, number>, after: Map<string, number>, prefix: string): number {
+  let n = 0;
+  for (const [key, size] of after) if (!before.has(key) && !key.startsWith(`${prefix}locks/`)) n += size;
+  return n;
 }
 
 async function undoAll(failed: boolean, steps: Array<() => unknown>): Promise<void> {

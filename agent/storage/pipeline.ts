@@ -27,8 +27,12 @@ export interface SealedArtifact extends ObjectRef {
  * stderr lines that are progress, not errors (redis-cli's "sending REPLCONF ..."): they are left
  * out of the error, which reaches people in notices.
  */
-export function spawnTool(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: "pipe" | "ignore"; cwd?: string; chatter?: RegExp } = {}) {
+export function spawnTool(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: "pipe" | "ignore" | Readable; cwd?: string; chatter?: RegExp } = {}) {
   const child = spawn(cmd, args, { stdio: [opts.stdin ?? "pipe", "pipe", "pipe"], env: opts.env ?? process.env, cwd: opts.cwd });
+  // A stream handed over as stdin must be another child's stdout (a stream with an OS handle;
+  // spawn refuses others). It is now the child's alone: the agent's
+  // copy of that pipe is closed, so the writer sees EPIPE if the child dies, and never waits on us.
+  if (opts.stdin instanceof Readable) opts.stdin.destroy();
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => {
     stderr += d.toString();
@@ -129,13 +133,12 @@ export interface SealOptions {
 /** Streams `source` through zstd and age into S3. */
 export async function sealAndUpload(o: SealOptions): Promise<SealedArtifact> {
   const zstd = spawnTool("zstd", ["-q", "-c", `-${o.zstdLevel ?? 3}`, "-T0"]);
-  const age = spawnTool("age", ["-e", "-R", o.recipientFile]);
+  // zstd writes straight into age through an OS pipe: those bytes never pass through the agent.
+  const age = spawnTool("age", ["-e", "-R", o.recipientFile], { stdin: zstd.child.stdout! });
   const raw = new Meter([], o.progress);
   const sourceDone = pipeline(o.source, raw, zstd.child.stdin!);
-  const ageIn = pipeline(zstd.child.stdout!, age.child.stdin!);
   sourceDone.catch(() => undefined);
-  ageIn.catch(() => undefined);
-  const stored = new Meter([sourceDone, ageIn, zstd.exited, age.exited, ...(o.producers ?? [])]);
+  const stored = new Meter([sourceDone, zstd.exited, age.exited, ...(o.producers ?? [])]);
   const out = new PassThrough();
   const storedDone = pipeline(age.child.stdout!, stored, out);
   storedDone.catch(() => undefined);
@@ -145,7 +148,7 @@ export async function sealAndUpload(o: SealOptions): Promise<SealedArtifact> {
   const upload = o.storage.upload(o.key, out, o.lock);
   upload.catch(() => undefined);
   try {
-    const [ref] = await Promise.all([upload, storedDone, sourceDone, ageIn, zstd.exited, age.exited, ...(o.producers ?? [])]);
+    const [ref] = await Promise.all([upload, storedDone, sourceDone, zstd.exited, age.exited, ...(o.producers ?? [])]);
     return { ...ref, name: o.name, rawBytes: raw.bytes, rawSha256: raw.digest, storedBytes: stored.bytes, sha256: stored.digest };
   } catch (e) {
     kill();
@@ -200,14 +203,13 @@ export interface OpenOptions {
 export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number }> {
   const { body } = await o.storage.get(o.ref.key, o.ref.versionId ?? undefined);
   const age = spawnTool("age", ["-d", "-i", o.identityFile]);
-  const zstd = spawnTool("zstd", ["-q", "-d", "-c"]);
+  // age writes straight into zstd through an OS pipe: those bytes never pass through the agent.
+  const zstd = spawnTool("zstd", ["-q", "-d", "-c"], { stdin: age.child.stdout! });
   const stored = new Meter();
   const inDone = pipeline(body, stored, age.child.stdin!);
-  const midDone = pipeline(age.child.stdout!, zstd.child.stdin!);
   // Awaited through the gates below; a failure that ends the main pipeline first must not
   // surface as an unhandled rejection.
   inDone.catch(() => undefined);
-  midDone.catch(() => undefined);
   const shaOk = inDone.then(() => {
     if (stored.digest !== o.ref.sha256) {
       throw new IntegrityError(`${o.label}: SHA-256 of the stored object is ${stored.digest}, the catalog recorded ${o.ref.sha256}: the object is corrupt or was replaced.`);
@@ -221,7 +223,7 @@ export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number
   });
   ageOk.catch(() => undefined);
   shaOk.catch(() => undefined);
-  const raw = new Meter([shaOk, midDone, ageOk, zstd.exited], new Progress(`restore ${o.label}`, o.ref.rawBytes));
+  const raw = new Meter([shaOk, ageOk, zstd.exited], new Progress(`restore ${o.label}`, o.ref.rawBytes));
   try {
     await pipeline(zstd.child.stdout!, raw, o.sink);
   } catch (e) {

@@ -281,6 +281,18 @@ export class Storage {
     }
   }
 
+  /** Sizes of the current objects under `prefix`, by key. */
+  async sizes(prefix: string): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    let token: string | undefined;
+    for (;;) {
+      const res = await withRetry(`list ${prefix}`, () => this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token })));
+      for (const o of res.Contents ?? []) out.set(o.Key!, o.Size ?? 0);
+      if (!res.IsTruncated) return out;
+      token = res.NextContinuationToken;
+    }
+  }
+
   async *listVersions(prefix: string): AsyncGenerator<{ key: string; versionId?: string; size: number; lastModified?: Date; isLatest: boolean }> {
     let keyMarker: string | undefined;
     let versionMarker: string | undefined;

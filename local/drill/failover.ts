@@ -19,7 +19,7 @@ import { destroy, readState } from "../deployer.js";
 import { generatedSecrets, localStackConfig } from "../local-stack.js";
 import { loadStackConfig } from "../program.js";
 import { deployInChild, stackServices } from "./deploy.js";
-import { docker, removeService, serviceContainers, waitForTask } from "./docker.js";
+import { docker, dockerExec, removeService, serviceContainers, waitForTask } from "./docker.js";
 import { clearPreviousDrill, deployLocal, iso, waitForServices, watchBackups, type DrillRun } from "./phases.js";
 import { setRegion, waitForCopies } from "./region.js";
 import { LOCAL_STACK } from "./stacks.js";
@@ -44,6 +44,8 @@ export interface FailoverServiceReport {
   missingWithinRpo: number;
   /** The loss to the newest write before it that the promoted service holds. */
   dataLossSeconds: number | null;
+  /** How the standby followed before the loss (PostgreSQL: streaming from the primary; Redis: a replica). */
+  followedBefore: string | null;
   writesAfterFailover: number;
   missingAfterFailover: string[];
   drBackup?: { backupId: string; type: string; verifyStatus: string | null };
@@ -101,8 +103,13 @@ async function removeClient(c: { id: string; dir: string }): Promise<void> {
   rmSync(c.dir, { recursive: true, force: true });
 }
 
-/** Waits until each standby holds the newest write acknowledged when the wait began: it follows. */
-async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>): Promise<void> {
+/**
+ * Waits until each standby holds the newest write acknowledged when the wait began: it follows.
+ * A PostgreSQL standby must also stream from its primary, which answers here (the archived WAL
+ * is its fallback, not its only feed): returns how each one follows.
+ */
+async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>): Promise<Map<string, string>> {
+  const how = new Map<string, string>();
   for (const s of run.services) {
     const w = writers.get(s.name)!;
     const mark = w.stats.acks.at(-1);
@@ -118,7 +125,24 @@ async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>): Pro
       if (Date.now() - t0 > 240_000) throw new Error(`${s.name}: the standby did not receive the write acknowledged at ${iso(mark.ackedAt)} within 240 s: see 'docker service logs ${drPrefix(run)}-${s.name}${s.engine === "postgres" ? "-follower" : ""}'`);
       await sleep(2000);
     }
+    if (s.engine !== "postgres") {
+      how.set(s.name, "replica (Redis replication)");
+      continue;
+    }
+    for (const t1 = Date.now(); ; ) {
+      // Runbook §9a's check, as written there.
+      const r = await dockerExec(container, ["psql", "-U", "postgres", "-Atc", "SELECT status, sender_host FROM pg_stat_wal_receiver"], 30_000);
+      const sender = r.code === 0 ? (/^streaming\|(\S+)$/m.exec(r.stdout)?.[1] ?? "") : "";
+      if (sender) {
+        how.set(s.name, `streaming from ${sender}`);
+        run.log(`  ${s.name}: the standby streams from ${sender} (and replays the WAL copied to the DR region when it cannot)`);
+        break;
+      }
+      if (Date.now() - t1 > 60_000) throw new Error(`${s.name}: the standby does not stream from its primary, which answers: see 'docker service logs ${drPrefix(run)}-${s.name}' (primary_conninfo, pg_hba on the primary)`);
+      await sleep(2000);
+    }
   }
+  return how;
 }
 
 /**
@@ -146,7 +170,7 @@ async function loseThePrimaryRegion(run: DrillRun): Promise<{ lostAt: number; re
 }
 
 /** Judges what the promoted service holds against what was acknowledged. */
-function judge(s: DrillRun["services"][number], st: WriterStats, got: Map<string, string>, lostAt: number, rpoSeconds: number): Omit<FailoverServiceReport, "failoverSeconds" | "drBackup"> {
+function judge(s: DrillRun["services"][number], st: WriterStats, got: Map<string, string>, lostAt: number, rpoSeconds: number): Omit<FailoverServiceReport, "failoverSeconds" | "drBackup" | "followedBefore"> {
   // Which side took a write is told by the server's own clock at the write (same host clock):
   // an acknowledgement can arrive a moment after the kill for a write the old primary committed.
   const before = st.acks.filter((a) => a.writtenAt <= lostAt);
@@ -197,7 +221,10 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
     });
     await run.phase("wait for the DR region's copies", () => waitForCopies(run, db, writesStart));
     await run.phase(`deploy the ${LOCAL_DR_STACK} stack: warm standbys`, () => deployInChild(LOCAL_DR_STACK, run.projectDir, run.stateDir, drillDrConfig(run, false), log));
-    await run.phase("the standbys follow the primaries", () => waitForStandbys(run, writers));
+    let following = new Map<string, string>();
+    await run.phase("the standbys follow the primaries", async () => {
+      following = await waitForStandbys(run, writers);
+    });
 
     await run.phase("activation refused while the primary answers", async () => {
       // The bad input first: promoting a standby of a healthy primary would split the data.
@@ -250,7 +277,7 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
     await run.phase("verify the promoted services", async () => {
       for (const s of run.services) {
         const got = await readBack(s.engine, clients.get(s.name)!.id, run.runId, s.dataPath, s.name);
-        const rep: FailoverServiceReport = { ...judge(s, written.get(s.name)!, got, lostAt, s.rpoSeconds), failoverSeconds: failoverSeconds.get(s.name) ?? null };
+        const rep: FailoverServiceReport = { ...judge(s, written.get(s.name)!, got, lostAt, s.rpoSeconds), followedBefore: following.get(s.name) ?? null, failoverSeconds: failoverSeconds.get(s.name) ?? null };
         reports.push(rep);
         log(
           `  ${s.name}: ${rep.acknowledgedBeforeLoss - rep.missingBeyondRpo.length - rep.missingWithinRpo}/${rep.acknowledgedBeforeLoss} writes from before the loss held ` +

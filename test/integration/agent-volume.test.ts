@@ -66,6 +66,11 @@ describe("agent: volume (restic)", () => {
     expect(row.backup_location).toBe(`s3://${w.bucket.bucket}/restic/${SERVICE}/g1/`);
     const objs = await w.bucket.client.send(new ListObjectsV2Command({ Bucket: w.bucket.bucket, Prefix: `restic/${SERVICE}/` }));
     expect((objs.Contents ?? []).some((o) => o.Key!.includes("/data/"))).toBe(true);
+    // What the catalog says was stored is what the run added to the bucket: every pack, index and
+    // snapshot object of the new repository (its config and key came before the run), after restic's compression.
+    const added = (objs.Contents ?? []).filter((o) => /\/(data|index|snapshots)\//.test(o.Key!)).reduce((n, o) => n + (o.Size ?? 0), 0);
+    expect(full.storedBytes).toBe(added);
+    expect(Number(row.backup_size)).toBe(added);
 
     const target = path.join(w.root, "restore1");
     const res = await w.run(["restore", "--target", target], env);

@@ -83,6 +83,8 @@ describe("generated alert rules, evaluated by promtool", () => {
         { series: 'kdr_replication_lag_seconds{job="kryonix-dr"}', values: "20x20" },
         // A standby replaying what it is given: now and then a segment ahead, never for long.
         { series: at("kdr_standby_replay_lag_segments", "postgresql"), values: "0 1 0 0 1 0x15" },
+        // Streaming, but for a moment (a primary restart).
+        { series: at("kdr_standby_streaming", "postgresql"), values: "1x5 0 0 1x13" },
         // Verified a minute ago (the series starts at unix time 0: its value is the minute), drilled now.
         { series: at("kdr_backup_last_verified_timestamp_seconds", "redis"), values: "0+60x20" },
         { series: at("kdr_restore_drill_last_success_timestamp_seconds", "redis"), values: "0+60x20" },
@@ -100,6 +102,17 @@ describe("generated alert rules, evaluated by promtool", () => {
       [
         { eval_time: "11m", alertname: "KryonixDrStandbyStuck", exp_alerts: [] },
         { eval_time: "13m", alertname: "KryonixDrStandbyStuck", exp_alerts: [{ exp_labels: { job: "kryonix-dr", service: "postgresql", severity: "warning" }, exp_annotations: { summary: "postgresql: the DR standby has not replayed WAL staged 10 min ago (see its follower's log)" } }] },
+      ],
+    );
+    expect(r.status, r.out).toBe(0);
+  });
+
+  it("a DR standby that stopped streaming from its primary: warning after 10 min", () => {
+    const r = promtoolTest(
+      [{ series: at("kdr_standby_streaming", "postgresql"), values: "1x2 0x14" }],
+      [
+        { eval_time: "11m", alertname: "KryonixDrStandbyNotStreaming", exp_alerts: [] },
+        { eval_time: "13m", alertname: "KryonixDrStandbyNotStreaming", exp_alerts: [{ exp_labels: { job: "kryonix-dr", service: "postgresql", severity: "warning" }, exp_annotations: { summary: "postgresql: the DR standby has not streamed from its primary for 10 min (a PostgreSQL standby then follows only the WAL copied to the DR region, a Redis replica nothing): a failover now would lose more (see its follower's log)" } }] },
       ],
     );
     expect(r.status, r.out).toBe(0);

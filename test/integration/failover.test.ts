@@ -83,8 +83,10 @@ describe("kryonix-dr drill --disaster failover (real Swarm, both RGW regions, Po
       expect(s.dataLossSeconds!, s.service).toBeLessThanOrEqual(s.rpoTargetSeconds);
       expect(s.drBackup?.verifyStatus, s.service).toBe("passed");
     }
-    // Redis follows its primary over the network: it loses at most the last moments.
-    expect(report.services.find((s) => s.service === "redis")!.dataLossSeconds!).toBeLessThan(10);
+    // Both follow their primaries over the network (PostgreSQL streams, the archived WAL its
+    // fallback): they lose at most the last moments.
+    expect(report.services.find((s) => s.service === "postgresql")!.followedBefore).toMatch(/^streaming from \S+/);
+    for (const s of report.services) expect(s.dataLossSeconds!, s.service).toBeLessThan(10);
   });
 
   it("the promoted services carry the stable names and the role label, the followers are gone, the DR sidecars run", async () => {
@@ -99,10 +101,15 @@ describe("kryonix-dr drill --disaster failover (real Swarm, both RGW regions, Po
       expect(byName(`kdr-local-dr-${n}-backup`)).toBeDefined();
     }
     expect(byName("kdr-local-dr-postgresql-follower")).toBeUndefined();
+    expect(byName("kdr-local-dr-redis-follower")).toBeUndefined();
     expect(byName("kdr-local-dr-redis")!.Spec.TaskTemplate.ContainerSpec.Args ?? []).toEqual([]);
     const pgTask = await waitForTask("kdr-local-dr-postgresql", 60_000, false);
     const r = await dockerExec(pgTask, ["psql", "-X", "-U", "postgres", "-At", "-c", "SELECT pg_is_in_recovery(), (SELECT timeline_id FROM pg_control_checkpoint())"]);
     expect(r.stdout.trim()).toMatch(/^f\|([2-9]|\d\d+)$/);
+    // The primary's password the standby streamed with went with the promotion.
+    const pass = await dockerExec(pgTask, ["sh", "-c", 'ls -A "$PGDATA"']);
+    expect(pass.stdout).toContain("PG_VERSION");
+    expect(pass.stdout).not.toContain("kdr_standby_pgpass");
   });
 
   it("recorded each activation and the drill in disaster_recovery_log", async () => {

@@ -186,7 +186,7 @@ describe("Prometheus declared by the local stack", () => {
     const group = r.data.groups.find((g) => g.name === "kryonix-dr")!;
     expect(group.file).toBe("/etc/prometheus/rules/kryonix-dr.yml");
     expect(group.rules.map((x) => x.name).sort()).toEqual(
-      ["KryonixDrAgentDown", "KryonixDrBackupFailures", "KryonixDrDrillFailed", "KryonixDrDrillOverdue", "KryonixDrReplicationLag", "KryonixDrResticRepositoryReplaced", "KryonixDrRpoAtRisk", "KryonixDrRpoBreached", "KryonixDrStandbyStuck", "KryonixDrUnverified", "KryonixDrVerifyFailed", "KryonixDrWalLag"].sort(),
+      ["KryonixDrAgentDown", "KryonixDrBackupFailures", "KryonixDrDrillFailed", "KryonixDrDrillOverdue", "KryonixDrReplicationLag", "KryonixDrResticRepositoryReplaced", "KryonixDrRpoAtRisk", "KryonixDrRpoBreached", "KryonixDrStandbyNotStreaming", "KryonixDrStandbyStuck", "KryonixDrUnverified", "KryonixDrVerifyFailed", "KryonixDrWalLag"].sort(),
     );
     expect(group.rules.filter((x) => x.health === "err")).toEqual([]);
   });

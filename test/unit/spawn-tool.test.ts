@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { REDIS_CLI_CHATTER } from "../../agent/engines/redis.js";
 import { spawnTool } from "../../agent/storage/pipeline.js";
@@ -16,4 +17,25 @@ describe("spawnTool's error", () => {
     const t = spawnTool("kdr-no-such-tool", [], { stdin: "ignore" });
     await expect(t.exited).rejects.toThrow("kdr-no-such-tool is not installed (not found on PATH): install it in the agent image.");
   });
+});
+
+describe("one tool's stdout handed to another as its stdin (an OS pipe the agent does not copy)", () => {
+  it("passes every byte, in order", async () => {
+    const gen = spawnTool("sh", ["-c", "seq 1 200000"], { stdin: "ignore" });
+    const sum = spawnTool("sha256sum", [], { stdin: gen.child.stdout! });
+    let out = "";
+    sum.child.stdout!.on("data", (d: Buffer) => (out += d));
+    await Promise.all([gen.exited, sum.exited]);
+    const direct = spawnSync("sh", ["-c", "seq 1 200000 | sha256sum"], { encoding: "utf8" }).stdout;
+    expect(out).toBe(direct);
+  });
+
+  it("a reader that stops early stops the writer, instead of leaving it blocked on a pipe the agent still holds", async () => {
+    const writer = spawnTool("yes", [], { stdin: "ignore" });
+    const reader = spawnTool("head", ["-c", "1"], { stdin: writer.child.stdout! });
+    reader.child.stdout!.resume();
+    await reader.exited;
+    // Node's child stdio are socket pairs: the writer sees a reset (or SIGPIPE), not a peer that never reads.
+    await expect(writer.exited).rejects.toThrow(/^yes (was killed by SIGPIPE|exited 1: yes: standard output: (Broken pipe|Connection reset by peer))/);
+  }, 10_000);
 });

@@ -40,7 +40,7 @@ describe("dr stack, inactive (kryonix-dr:active false): warm standbys follow the
     expect(r.code).toBe(0);
   });
 
-  it("seeds each PostgreSQL standby once from the DR copies, and follows the archived WAL", () => {
+  it("seeds each PostgreSQL standby once from the DR copies, and stages the archived WAL beside it (its fallback feed)", () => {
     expect(containers(r.resources).map((c) => c.name).sort()).toEqual(["standby-postgresql-seed", "standby-timescaledb-seed"]);
     const seed = containers(r.resources).find((c) => c.name === "standby-postgresql-seed")!;
     expect(seed.inputs.command).toEqual(["standby", "seed", "--target", "/var/lib/postgresql/data"]);
@@ -59,6 +59,15 @@ describe("dr stack, inactive (kryonix-dr:active false): warm standbys follow the
       "kdr-s3-secret-key",
       "kdr-target-password",
     ]);
+  });
+
+  it("watches the Redis replica's replication with a follower that holds the service's password and nothing else", () => {
+    const follower = byService(r.resources, "kdr-dr-redis-follower");
+    expect(labels(follower)[LABELS.role]).toBe("standby-follower");
+    expect(follower.inputs.taskSpec.containerSpec.commands.slice(2)).toEqual(["standby", "follow"]);
+    expect(follower.inputs.taskSpec.containerSpec.mounts).toEqual([]);
+    expect(envOf(follower)[AGENT_ENV.primaryHost]).toBe("redis.primary.kryonix.internal");
+    for (const s of follower.inputs.taskSpec.containerSpec.secrets as Array<{ fileName: string }>) expect(s.fileName).toBe("kdr-target-password");
   });
 
   it("runs the standbys without the stable names, and Redis as a replica of the primary", () => {
@@ -91,7 +100,14 @@ describe("dr stack, active (kryonix-dr:active true): the standbys promoted", () 
   it("promotes each standby in a run-once activation that the service change waits for", () => {
     for (const n of ["postgresql", "timescaledb", "redis"]) {
       const a = containers(r.resources).find((c) => c.name === `standby-${n}-activate`)!;
-      expect(a.inputs.command).toEqual(["standby", "activate"]);
+      // PostgreSQL: with the standby's data, where the primary's password for streaming is removed.
+      if (n === "redis") {
+        expect(a.inputs.command).toEqual(["standby", "activate"]);
+        expect(a.inputs.mounts ?? []).toEqual([]);
+      } else {
+        expect(a.inputs.command).toEqual(["standby", "activate", "--target", "/var/lib/postgresql/data"]);
+        expect(a.inputs.mounts).toEqual([expect.objectContaining({ type: "volume", source: `kdr-dr-${n}-data`, target: "/var/lib/postgresql/data" })]);
+      }
       expect(a.inputs.attach).toBe(true);
       expect(a.inputs.envs).toContain(`${AGENT_ENV.targetHost}=kdr-dr-${n}`);
       const s = byService(r.resources, `kdr-dr-${n}`);
