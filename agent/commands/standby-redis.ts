@@ -19,8 +19,7 @@ export const replayBytesGauge = new Gauge({ name: "kdr_standby_replay_lag_bytes"
 
 /** INFO replication of the standby, or of `host` (the primary, with the same credentials). */
 export async function redisInfo(s: Settings, host?: string): Promise<Record<string, string>> {
-  const { args, env } = redisArgs(s);
-  if (host) args[1] = host;
+  const { args, env } = redisArgs(s, host);
   const r = await run("redis-cli", [...args, "--no-auth-warning", "INFO", "replication"], { env, timeout: 10000 });
   return Object.fromEntries(
     r.stdout

@@ -327,11 +327,9 @@ async function primaryAnswers(s: Settings, host: string): Promise<string | undef
       await cat.closeCatalog(c);
     }
   }
-  const { args, env } = redisArgs(s);
-  const hostArgs = [...args];
-  hostArgs[1] = host;
+  const { args, env } = redisArgs(s, host);
   try {
-    const r = await run("redis-cli", [...hostArgs, "--no-auth-warning", "PING"], { env, timeout: 5000 });
+    const r = await run("redis-cli", [...args, "--no-auth-warning", "PING"], { env, timeout: 5000 });
     return r.stdout.trim() === "PONG" ? `Redis at ${host} answers PING` : undefined;
   } catch {
     return undefined;
