@@ -30,7 +30,8 @@ export { AGENT_VERSION };
 const USAGE = `usage: kdr-agent <command> [options]
 
 commands:
-  backup --type full|incremental [--wait <s>] [--no-logical]   one backup run, recorded in the catalog
+  backup --type full|incremental [--wait <s>] [--logical | --no-logical]   one backup run, recorded in the catalog
+                                   (PostgreSQL full: logical dumps when due, see ${AGENT_ENV.pgLogicalEveryDays}; the flags take them now, or leave them out)
   restore --target <dir> [--time <ISO> | --backup-id <id>] [--wal-dir <dir>] [--owner uid:gid] [--clean-target] [--force-overwrite-source --yes]
   verify [--backup-id <id>]        re-read artifacts: SHA-256 + the tool's own check; recorded in the catalog
   verify --pending [--limit <n>]   verify the backups completed since the last run (newest first, at most n, default 5)
@@ -74,7 +75,7 @@ function settingsHelp(): string {
 }
 
 const VALUED = ["--type", "--wait", "--target", "--time", "--backup-id", "--wal-dir", "--owner", "--limit"];
-const BOOLEANS = new Set(["--json", "--pending", "--yes", "--force-overwrite-source", "--clean-target", "--no-logical", "--once", "--all", "--force", "--help", "--version"]);
+const BOOLEANS = new Set(["--json", "--pending", "--yes", "--force-overwrite-source", "--clean-target", "--logical", "--no-logical", "--once", "--all", "--force", "--help", "--version"]);
 
 function out(json: boolean, obj: unknown, text: string): void {
   process.stdout.write(json ? JSON.stringify(obj, null, 2) + "\n" : text + "\n");
@@ -133,7 +134,9 @@ export async function main(argv: string[]): Promise<number> {
         const type = str(flags.get("--type")) ?? "full";
         if (type !== "full" && type !== "incremental") throw new ConfigError(`--type '${type}' is not a backup type: use full or incremental.`);
         const wait = flags.has("--wait") ? Number(flags.get("--wait")) : 0;
-        const r = await withCatalog(s, (c) => runBackup(s, c, type, { waitSeconds: wait, logical: !flags.has("--no-logical") }));
+        if (flags.has("--logical") && flags.has("--no-logical")) throw new ConfigError("--logical and --no-logical contradict each other: give one, or neither (the dumps are then taken when due).");
+        const logical = flags.has("--logical") ? true : flags.has("--no-logical") ? false : undefined;
+        const r = await withCatalog(s, (c) => runBackup(s, c, type, { waitSeconds: wait, logical }));
         out(json, r, printSummary(r));
         return 0;
       }

@@ -381,6 +381,20 @@ export async function latestGoodBackup(db: Db, service: string, opts: LatestGood
   return rows[0] ? camel<BackupRow>(rows[0]) : null;
 }
 
+/** The newest completed backup of a service that carries logical dumps (artifacts with role 'dump') and no verify failed, or null. */
+export async function latestLogicalDump(db: Db, service: string, opts: { tenantId?: string } = {}): Promise<{ backupId: string; createdAt: Date } | null> {
+  checkService(service);
+  const { rows } = await db.query<{ backup_id: string; created_at: Date }>(
+    `SELECT b.backup_id, b.created_at FROM backup_management b
+     WHERE b.service_name = $1 AND b.backup_status = 'completed' AND ($2::uuid IS NULL OR b.tenant_id = $2)
+       AND b.verify_status IS DISTINCT FROM 'failed'
+       AND EXISTS (SELECT 1 FROM backup_artifact a WHERE a.backup_id = b.backup_id AND a.role = 'dump')
+     ORDER BY b.created_at DESC LIMIT 1`,
+    [service, opts.tenantId ?? null],
+  );
+  return rows[0] ? { backupId: rows[0].backup_id, createdAt: rows[0].created_at } : null;
+}
+
 /** Completed backups (not WAL) no verify has judged yet, newest recovery point first. */
 export async function unverifiedBackups(db: Db, service: string, opts: { tenantId?: string; limit?: number } = {}): Promise<BackupRow[]> {
   checkService(service);

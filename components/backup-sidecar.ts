@@ -53,6 +53,8 @@ export interface BackupSidecarArgs {
   };
   /** postgres: pg_dump every database beside each base (all), or not (none). @default all */
   readonly pgLogicalDumps?: "all" | "none";
+  /** postgres: days between fulls that carry the logical dumps (0: every full). @default the agent's, 7 */
+  readonly pgLogicalEveryDays?: pulumi.Input<number>;
   /** postgres: force a WAL switch this often when there was activity. @default 30 (TARGET_DEFAULTS.walSwitchSeconds) */
   readonly walSwitchSeconds?: pulumi.Input<number>;
   /** postgres/redis: how to reach the protected service. */
@@ -161,6 +163,7 @@ export class BackupSidecar extends pulumi.ComponentResource {
     }
     if (args.engine === "postgres") env[AGENT_ENV.walSwitchSeconds] = pulumi.output(args.walSwitchSeconds ?? TARGET_DEFAULTS.walSwitchSeconds).apply(String);
     if (args.engine === "postgres" && args.pgLogicalDumps) env[AGENT_ENV.pgLogicalDumps] = args.pgLogicalDumps;
+    if (args.engine === "postgres" && args.pgLogicalEveryDays !== undefined) env[AGENT_ENV.pgLogicalEveryDays] = pulumi.output(args.pgLogicalEveryDays).apply(String);
     if (args.volume) env[AGENT_ENV.volumePath] = args.volume.path;
     if (args.hooks?.pre !== undefined) env[AGENT_ENV.hookPre] = args.hooks.pre;
     if (args.hooks?.post !== undefined) env[AGENT_ENV.hookPost] = args.hooks.post;

@@ -95,6 +95,7 @@ export function declareSidecars(args: {
         walSwitchSeconds: s.walSwitchSeconds,
         // The catalog server's REPLICATION login reads no database: base + WAL are its backup.
         pgLogicalDumps: s === specs.catalogService ? "none" : undefined,
+        pgLogicalEveryDays: s.logicalDumpEveryDays,
         target:
           s.engine === "volume"
             ? undefined

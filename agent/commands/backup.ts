@@ -141,7 +141,7 @@ export async function runBackup(
     let res: EngineResult;
     let kid = rcpt?.keyId ?? "";
     if (engine === "postgres") {
-      if (type === "full") res = await pgEngine.backupFull(ctx, { logical: opts.logical });
+      if (type === "full") res = await pgEngine.backupFull(ctx, { logical: opts.logical ?? (await logicalDue(s, c, backupId)) });
       else {
         let streamer = opts.streamer;
         let own: WalStreamer | undefined;
@@ -283,6 +283,14 @@ export async function runBackup(
     if (hb) clearInterval(hb);
     await held.release();
   }
+}
+
+/** The scheduled choice (no --logical or --no-logical): are this full's logical dumps due? Logged either way. */
+async function logicalDue(s: Settings, c: pg.Client, backupId: string): Promise<boolean> {
+  if (s.get("pgLogicalDumps") === "none") return false;
+  const d = pgEngine.logicalDumpDue(await cat.latestLogicalDump(c, s.service, { tenantId: s.tenantId }), s.int("pgLogicalEveryDays"), new Date());
+  log(`backup ${backupId}: logical dumps ${d.due ? "taken" : "not due"}: ${d.why}`);
+  return d.due;
 }
 
 /** How old an unfinished upload under wal/ must be to count as a dead run's. */

@@ -80,6 +80,22 @@ export async function ensureSlot(s: Settings, slot: string): Promise<void> {
 /** Replication slot the agent streams WAL through (one per protected service). */
 export const slotName = replicationSlotName;
 
+/**
+ * Whether a full backup carries the logical dumps: when none does yet (a verify that failed
+ * counts as none), or when the newest that
+ * does began `everyDays` ago or more, less an hour (so a daily full at a fixed time keeps a weekly
+ * cadence although each run starts a little before the last one's start plus 7 days); every full
+ * when `everyDays` is 0. Says why either way, for the run's log.
+ */
+export function logicalDumpDue(last: { backupId: string; createdAt: Date } | null, everyDays: number, now: Date): { due: boolean; why: string } {
+  if (everyDays === 0) return { due: true, why: "with every full (pgLogicalEveryDays 0)" };
+  if (!last) return { due: true, why: "no backup of this service carries them yet (none whose verify did not fail)" };
+  const ageDays = (now.getTime() - last.createdAt.getTime()) / 86400_000;
+  const age = ageDays >= 1 ? `${ageDays.toFixed(1)} days` : `${(ageDays * 24).toFixed(1)} hours`;
+  const due = ageDays >= everyDays - 1 / 24;
+  return { due, why: `the newest, in backup ${last.backupId}, began ${age} ago (every ${everyDays} days${due ? "" : "; --logical takes them now"})` };
+}
+
 export async function backupFull(ctx: BackupContext, opts: { logical?: boolean } = {}): Promise<EngineResult> {
   const env = pgEnv(ctx.settings);
   // The WAL archive must continue from this base: the slot makes the primary keep every segment

@@ -5,7 +5,7 @@
 import { DEFAULT_METRICS_PORT, ENGINES, isIsoTimeWithZone, isUuid, LOCK_MODES, PRIORITIES, PRIORITY_RTO_SECONDS, REPLICATION_MODES, TARGET_DEFAULTS, TIER_PRIORITY, TIERS, type Engine } from "../../contract/index.js";
 import { cronError, worstGapSeconds } from "../../contract/schedule.js";
 import { PROJECT, ROLES, Role, REGION_KINDS, REGIONS, RegionRole, DEFAULTS, ConfigError, RawRegion, RawConfig, RawService, RetentionSpec, ServiceSpec, RegionSpec, CatalogSpec, RecoveryPoint, Specs, SECRET, CATALOG_SERVICE, RECOVERY_CATALOG_MODES, type StandbySpec } from "./schema.js";
-import { bool, consistency, Issues, positive, PREFIX_RE, retentionDays, servicePrefix, sqliteFiles, stringList } from "./values.js";
+import { bool, consistency, Issues, positive, PREFIX_RE, retentionDays, servicePrefix, sqliteFiles, stringList, wholeDays } from "./values.js";
 
 // ---------- parsing ----------
 
@@ -192,6 +192,8 @@ function parseService(issues: Issues, s: RawService, key: string, ctx: ServiceCo
     );
   }
   const walSwitchSeconds = engine === "postgres" ? positive(issues, `${key}.walSwitchSeconds`, s.walSwitchSeconds, ctx.walSwitchSeconds) : undefined;
+  if (s.logicalDumpEveryDays !== undefined && engine !== "postgres") issues.add(`${key}.logicalDumpEveryDays`, `applies to PostgreSQL services only (logical pg_dump), and "${s.name}" is ${engine}: remove it`);
+  const logicalDumpEveryDays = engine === "postgres" ? wholeDays(issues, `${key}.logicalDumpEveryDays`, s.logicalDumpEveryDays, undefined) : undefined;
   const rpoSeconds = positive(issues, `${key}.rpoSeconds`, s.rpoSeconds, ctx.rpoByTier[tier]);
   // Snapshot engines: the longest time with no backup of either kind, by the same function
   // the schedule policy and the agent use.
@@ -229,6 +231,7 @@ function parseService(issues: Issues, s: RawService, key: string, ctx: ServiceCo
     fullIntervalSeconds: full.interval,
     retention,
     walSwitchSeconds,
+    logicalDumpEveryDays,
     host: engine === "volume" ? undefined : (s.host ?? `${ctx.namePrefix}-${s.name}`),
     port: engine === "volume" ? undefined : positive(issues, `${key}.port`, s.port, defaultPort!),
     user: engine === "postgres" ? (s.user ?? "replicator") : s.user,

@@ -82,6 +82,8 @@ export interface RawService {
   schedules?: RawSchedules;
   retention?: RawRetention;
   walSwitchSeconds?: number;
+  /** postgres: a full carries a logical pg_dump of every database once every this many days (0: every full). @default 7 */
+  logicalDumpEveryDays?: number;
   /** Swarm placement constraints that put the sidecar next to the data. */
   placement?: string[];
   /** Networks (names) shared with the protected service. */
@@ -200,6 +202,8 @@ export interface ServiceSpec {
   fullIntervalSeconds: number;
   retention: RetentionSpec;
   walSwitchSeconds?: number;
+  /** postgres: days between fulls that carry the logical dumps; unset, the agent's default (7). */
+  logicalDumpEveryDays?: number;
   host?: string;
   port?: number;
   user?: string;

@@ -38,6 +38,16 @@ export function retentionDays(issues: Issues, key: string, value: unknown, fallb
   return value;
 }
 
+/** A whole number of days, 0..MAX_RETENTION_DAYS (0 meaning "every time"). */
+export function wholeDays(issues: Issues, key: string, value: unknown, fallback: number | undefined): number | undefined {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > MAX_RETENTION_DAYS) {
+    issues.add(key, `must be a whole number of days from 0 to ${MAX_RETENTION_DAYS}, got ${JSON.stringify(value)}; set it with 'pulumi config set --path ${PROJECT}:${key} <days>'`);
+    return fallback;
+  }
+  return value;
+}
+
 export function bool(issues: Issues, key: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (typeof value === "boolean") return value;

@@ -235,6 +235,27 @@ describe("agent: postgres", () => {
     expect(code, first.output()).toBe(0);
   });
 
+  it("a full without --logical takes the logical dumps only when due, and says why either way", async () => {
+    const roles = async (id: string) => (await w.db.query("SELECT role FROM backup_artifact WHERE backup_id = $1 ORDER BY role", [id])).rows.map((r) => r.role as string);
+    // The first full took them, but a verify failed it above (the flipped byte): due again.
+    const r1 = await w.run(["backup", "--type", "full", "--json"], env);
+    const s1 = json<Summary>(r1);
+    expect(await roles(s1.backupId)).toEqual(["base", "dump", "dump", "manifest"]);
+    expect(r1.stderr).toMatch(/logical dumps taken: no backup of this service carries them yet \(none whose verify did not fail\)/);
+    // The next full, as the schedule runs it, leaves them out and says when they are due.
+    const r2 = await w.run(["backup", "--type", "full", "--json"], env);
+    expect(await roles(json<Summary>(r2).backupId)).toEqual(["base", "manifest"]);
+    expect(r2.stderr).toMatch(new RegExp(`logical dumps not due: the newest, in backup ${s1.backupId}, began [0-9.]+ hours ago \\(every 7 days; --logical takes them now\\)`));
+    // Every full at 0 days.
+    const r3 = await w.run(["backup", "--type", "full", "--json"], { ...env, KDR_PG_LOGICAL_EVERY_DAYS: "0" });
+    expect(await roles(json<Summary>(r3).backupId)).toEqual(["base", "dump", "dump", "manifest"]);
+    expect(r3.stderr).toMatch(/logical dumps taken: with every full \(pgLogicalEveryDays 0\)/);
+    // Both flags at once is a mistake, named before anything runs.
+    const both = await w.run(["backup", "--type", "full", "--logical", "--no-logical"], env);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/--logical and --no-logical contradict each other/);
+  });
+
   it("calculate_backup_metrics() reports these runs", async () => {
     const v = await w.run(["verify"], env);
     expect(v.code, v.stdout + v.stderr).toBe(0);

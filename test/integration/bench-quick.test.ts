@@ -41,7 +41,7 @@ it("npm run bench -- --quick measures every pipeline of PostgreSQL, Redis and a 
     expect(s.dataBytes, s.engine).toBeGreaterThanOrEqual(16 * 2 ** 20);
     for (const [k, v] of Object.entries(s.limits)) expect(v, `${s.engine} ${k}`).toBeGreaterThan(0);
     const names = Object.keys(s.pipelines);
-    // PostgreSQL: two seed pipelines and ours twice (the default adds the logical dump, restored by the same base).
+    // PostgreSQL: two seed pipelines and ours twice (the default full, then with the weekly logical dump; one restore reads the same base).
     expect(names.length, s.engine).toBe(s.engine === "postgres" ? 4 : 2);
     for (const [name, p] of Object.entries(s.pipelines)) {
       expect(p.backupWall[0], `${s.engine} ${name}`).toBeGreaterThan(0);

@@ -274,6 +274,18 @@ describe("parseSpecs rejects bad config with the key and the fix", () => {
     expect(msg).toContain('kryonix-dr:services[1].sqlite: "../etc/x.db" must be a path inside the volume');
   });
 
+  it("logicalDumpEveryDays: PostgreSQL only, whole days from 0; unset leaves the agent's default", () => {
+    const raw = base();
+    expect(parseSpecs(raw, ALL_SECRETS).services[0]!.logicalDumpEveryDays).toBeUndefined();
+    raw.services![0]!.logicalDumpEveryDays = 0;
+    expect(parseSpecs(raw, ALL_SECRETS).services[0]!.logicalDumpEveryDays).toBe(0);
+    raw.services![0]!.logicalDumpEveryDays = 1.5;
+    raw.services![1]!.logicalDumpEveryDays = 7;
+    const msg = errorOf(raw);
+    expect(msg).toContain("kryonix-dr:services[0].logicalDumpEveryDays: must be a whole number of days from 0 to 3650, got 1.5");
+    expect(msg).toContain('kryonix-dr:services[1].logicalDumpEveryDays: applies to PostgreSQL services only (logical pg_dump), and "files" is volume: remove it');
+  });
+
   it("tsdbSnapshot and maintenanceMode: volume services only, a URL, nextcloud, and no tsdbSnapshot with sqlite", () => {
     const raw = base();
     raw.services![0]!.tsdbSnapshot = "http://prometheus:9090";

@@ -14,7 +14,7 @@ import { parseArgs, Settings, settingProblem } from "../../agent/config.js";
 const ROOT = resolve(__dirname, "..", "..");
 const STACKS = ["prod", "dr", "recovery", "local"] as const;
 const KEYS = Object.keys(SETTINGS) as SettingKey[];
-const BOOLEANS = new Set(["--json", "--yes", "--force-overwrite-source", "--clean-target", "--no-logical", "--once", "--all"]);
+const BOOLEANS = new Set(["--json", "--yes", "--force-overwrite-source", "--clean-target", "--logical", "--no-logical", "--once", "--all"]);
 
 interface Container {
   stack: string;

@@ -66,6 +66,9 @@ describe("prod: sidecars", () => {
     }
     expect(envOf(sidecarOf("redis")!)[AGENT_ENV.scheduleIncremental]).toBe("*/5 * * * *");
     expect(envOf(sidecarOf("postgresql")!)[AGENT_ENV.walSwitchSeconds]).toBe("30");
+    // The weekly logical dump, as Pulumi.prod.yaml sets it; unset (timescaledb), the agent's default.
+    expect(envOf(sidecarOf("postgresql")!)[AGENT_ENV.pgLogicalEveryDays]).toBe("7");
+    expect(envOf(sidecarOf("timescaledb")!)[AGENT_ENV.pgLogicalEveryDays]).toBeUndefined();
     expect(envOf(sidecarOf("postgresql")!)[AGENT_ENV.rpoSeconds]).toBe("300");
   });
 
