@@ -27,3 +27,4 @@ export * from "./health.js";
 export * from "./recovery-log.js";
 export * from "./summaries.js";
 export * from "./copies.js";
+export * from "./standby.js";

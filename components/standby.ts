@@ -111,10 +111,11 @@ export class WarmStandby extends pulumi.ComponentResource {
       volumeName = pulumi.all([seed.id, volume.name]).apply(([, v]) => v);
     }
     // The follower: PostgreSQL's stages the WAL copied to this region beside the standby (same
-    // volume) and exports its replication; Redis's only watches the replica's replication, so it
-    // gets the service's password and nothing else.
+    // volume); both export the standby's replication and report it to the catalog (status and the
+    // health job judge it against the RPO). Redis's only watches the replica, so it gets the
+    // service's password and the catalog's, and no S3 key or age identity.
     if (!args.active) {
-      const followerFiles = args.engine === "postgres" ? files : files.filter((f) => f.role === "target-password");
+      const followerFiles = args.engine === "postgres" ? files : files.filter((f) => f.role === "target-password" || f.role === "catalog-password");
       const secretRefs = followerFiles.map(({ role, file, value }) => {
         const s = new docker.Secret(`${name}-follower-${role}`, { data: base64Secret(value), labels: dockerLabels({ ...labels, [LABELS.role]: "standby-follower" }) }, { parent: this });
         return { secretId: s.id, secretName: s.name, fileName: secretFileName(file), fileMode: 0o400 };

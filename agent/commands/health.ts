@@ -11,6 +11,8 @@ export interface HealthSummary {
   rpoTargetSeconds: number;
   /** Seconds since the newest verified recovery point (verified base + contiguous WAL), or null. */
   ageSeconds: number | null;
+  /** The warm standby of this service in this region (the dr stack), as its follower last reported it. */
+  standby?: { ok: boolean; state: string; lagSeconds: number | null; lagBytes: number | null; reportedAt: string; message: string };
   message: string;
 }
 
@@ -20,17 +22,30 @@ export async function runHealth(s: Settings, c: pg.Client): Promise<HealthSummar
   const age = await cat.rpoSeconds(c, service, { tenantId: s.tenantId });
   m.rpoTarget.set({ service }, rpo);
   if (age !== null) m.rpo.set({ service }, age);
-  const healthy = age !== null && age <= rpo;
+  const backupsOk = age !== null && age <= rpo;
+  // In the region of a warm standby (the dr stack's health job), the standby is judged too.
+  const region = s.get("s3Region");
+  const row = region
+    ? (
+        await cat.listStandbys(c, { tenantId: s.tenantId, service, region }).catch((e: Error & { code?: string }) => {
+          throw e.code === "42P01" ? new Error(`the catalog has no standby_status table (migration 011): run 'kryonix-dr migrate', then the health check again`) : e;
+        })
+      )[0]
+    : undefined;
+  const judged = row ? cat.judgeStandby(row) : undefined;
+  const standby = row && judged ? { ok: judged.ok, state: row.state, lagSeconds: row.lagSeconds, lagBytes: row.lagBytes, reportedAt: row.reportedAt.toISOString(), message: `${judged.ok ? "ok" : "BEHIND"}: ${judged.message}` } : undefined;
+  const backups =
+    age === null
+      ? `STALE: '${service}' has no verified backup; run 'kdr-agent backup --type full' then 'kdr-agent verify'.`
+      : backupsOk
+        ? `ok: the newest verified recovery point of '${service}' is ${fmtSeconds(age)} old (RPO ${fmtSeconds(rpo)})`
+        : `STALE: the newest verified recovery point of '${service}' is ${fmtSeconds(age)} old, over the RPO of ${fmtSeconds(rpo)}: check the schedule and the last runs ('kdr-agent list'), then verify.`;
   return {
     service,
-    healthy,
+    healthy: backupsOk && (standby?.ok ?? true),
     rpoTargetSeconds: rpo,
     ageSeconds: age === null ? null : Math.round(age),
-    message:
-      age === null
-        ? `STALE: '${service}' has no verified backup; run 'kdr-agent backup --type full' then 'kdr-agent verify'.`
-        : healthy
-          ? `ok: the newest verified recovery point of '${service}' is ${fmtSeconds(age)} old (RPO ${fmtSeconds(rpo)})`
-          : `STALE: the newest verified recovery point of '${service}' is ${fmtSeconds(age)} old, over the RPO of ${fmtSeconds(rpo)}: check the schedule and the last runs ('kdr-agent list'), then verify.`,
+    ...(standby ? { standby } : {}),
+    message: standby ? `${backups}\n${standby.message}` : backups,
   };
 }

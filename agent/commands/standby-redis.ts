@@ -4,7 +4,9 @@
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
+import type pg from "pg";
 import { Gauge } from "prom-client";
+import * as cat from "../catalog.js";
 import type { Settings } from "../config.js";
 import { redisArgs } from "../engines/redis.js";
 import { registry } from "../metrics.js";
@@ -30,10 +32,51 @@ export async function redisInfo(s: Settings, host?: string): Promise<Record<stri
 }
 
 /**
+ * Records a look in the catalog. A catalog that refuses it (older than migration 011) does not
+ * stop the following: said once, and again only when the reason changes. Returns the reason, or "".
+ */
+export async function recordLook(c: pg.Client, r: cat.StandbyReport, said: string): Promise<string> {
+  try {
+    await cat.reportStandby(c, r);
+    if (said) log(`standby follow ${r.service}: the catalog takes this standby's replication again`);
+    return "";
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (msg !== said) log(`warning: standby follow ${r.service}: could not record the standby's replication in the catalog (${msg}); run 'kryonix-dr migrate' if the catalog is older than this agent. Following goes on; status and the health job cannot judge this standby meanwhile.`);
+    return msg;
+  }
+}
+
+/**
  * `standby follow` of a Redis replica: nothing to stage (it syncs from its primary by itself), so
  * it watches the replication instead, as numbers (link up, offset lag in bytes), until stopped.
  */
-export async function followRedis(s: Settings): Promise<void> {
+/** A look at the replica, as the catalog keeps it for `status` and the health job. */
+export function redisReport(s: Settings, info: Record<string, string> | undefined, behind: number | undefined, error?: string): cat.StandbyReport {
+  const state = !info ? "unreachable" : info.role === "master" ? "promoted" : "following";
+  const following = state === "following";
+  const up = following && info!.master_link_status === "up";
+  // Nothing behind: no lag. Behind: since the link's last I/O while it is up, since it went down otherwise.
+  const since = Number(up ? info!.master_last_io_seconds_ago : info?.master_link_down_since_seconds);
+  return {
+    tenantId: s.tenantId,
+    service: s.service,
+    region: s.require("s3Region"),
+    engine: "redis",
+    standbyHost: s.require("targetHost"),
+    primaryHost: s.require("primaryHost"),
+    state,
+    streaming: up,
+    lagBytes: following && behind !== undefined ? behind : null,
+    lagSeconds: !following || behind === undefined ? null : behind === 0 ? 0 : Number.isFinite(since) && since >= 0 ? since : null,
+    lastReplayedAt: null,
+    rpoTargetSeconds: s.get("rpoSeconds") ? s.int("rpoSeconds") : null,
+    reportIntervalSeconds: s.int("followIntervalSeconds"),
+    detail: state === "unreachable" ? (error ?? null) : following ? `replication offset ${info!.slave_repl_offset ?? "?"}, link ${info!.master_link_status ?? "?"}` : null,
+  };
+}
+
+export async function followRedis(s: Settings, connect: () => Promise<pg.Client>): Promise<void> {
   const interval = s.int("followIntervalSeconds") * 1000;
   const primary = s.require("primaryHost");
   let stopping = false;
@@ -41,6 +84,24 @@ export async function followRedis(s: Settings): Promise<void> {
   let lastError = "";
   let healthy = false;
   let said = "";
+  let c: pg.Client | undefined;
+  let reportError = "";
+  /** Each look goes to the catalog too; a catalog that does not answer only loses the record. */
+  const record = async (r: cat.StandbyReport) => {
+    try {
+      c ??= await connect();
+    } catch (e) {
+      const msg = `the catalog does not answer: ${(e as Error).message}`;
+      if (msg !== reportError) log(`warning: standby follow ${s.service}: ${msg}; watching goes on, status and the health job cannot judge this standby meanwhile`);
+      reportError = msg;
+      return;
+    }
+    reportError = await recordLook(c, r, reportError);
+    if (reportError) {
+      await cat.closeCatalog(c);
+      c = undefined;
+    }
+  };
   const srv = httpServer(s.metricsPort, () => ({ ok: healthy, detail: { service: s.service, role: "standby-follower", lastError: lastError || undefined } }));
   log(`standby follow ${s.service}: watching the replication of ${s.require("targetHost")} from ${primary} every ${interval / 1000} s`);
   while (!stopping) {
@@ -50,6 +111,7 @@ export async function followRedis(s: Settings): Promise<void> {
         streamingGauge.set({ service: s.service }, 0);
         if (said !== "master") log(`standby follow ${s.service}: ${s.require("targetHost")} is a master (promoted): nothing to watch; idle`);
         said = "master";
+        await record(redisReport(s, info, undefined));
       } else {
         const up = info.master_link_status === "up";
         streamingGauge.set({ service: s.service }, up ? 1 : 0);
@@ -58,6 +120,7 @@ export async function followRedis(s: Settings): Promise<void> {
         const behind = Number.isFinite(offset) && Number.isFinite(primaryOffset) ? Math.max(0, primaryOffset - offset) : undefined;
         if (behind !== undefined) replayBytesGauge.set({ service: s.service }, behind);
         else replayBytesGauge.remove({ service: s.service });
+        await record(redisReport(s, info, behind));
         // Said when it changes, not at every look.
         const now = up ? "up" : "down";
         if (now !== said) {
@@ -80,9 +143,11 @@ export async function followRedis(s: Settings): Promise<void> {
       streamingGauge.set({ service: s.service }, 0);
       replayBytesGauge.remove({ service: s.service });
       said = "";
+      await record(redisReport(s, undefined, undefined, msg));
     }
     await sleep(interval);
   }
   srv.close();
+  if (c) await cat.closeCatalog(c);
 }
 

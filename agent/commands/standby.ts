@@ -26,7 +26,7 @@ import { AGENT_ENV } from "../../contract/index.js";
 import { ConfigError, type Settings } from "../config.js";
 import { STANDBY_PASSFILE, STANDBY_WAL_DIR, checkStreamingSource, ownLikeDataDir, pgConnect, pgEnv, writeStreamingConfig } from "../engines/postgres.js";
 import { redisArgs } from "../engines/redis.js";
-import { followRedis, redisInfo, replayBytesGauge, streamingGauge } from "./standby-redis.js";
+import { followRedis, recordLook, redisInfo, replayBytesGauge, streamingGauge } from "./standby-redis.js";
 import { registry } from "../metrics.js";
 import { httpServer } from "../serve.js";
 import { openAndRestore } from "../storage/pipeline.js";
@@ -212,12 +212,12 @@ export async function followPass(s: Settings, c: pg.Client, storage: Storage, ta
  * line when that changes. A standby that does not answer does not stream; a lag that cannot be
  * measured (the primary gone) is not exported rather than left at its last value.
  */
-async function reportStreaming(s: Settings, replay: ReplayStatus | undefined, was: string | undefined): Promise<string | undefined> {
+async function reportStreaming(s: Settings, replay: ReplayStatus | undefined, was: string | undefined): Promise<{ mode: string | undefined; behind?: number }> {
   const service = { service: s.service };
   if (!replay?.inRecovery) {
     streamingGauge.set(service, 0);
     replayBytesGauge.remove(service);
-    return was;
+    return { mode: was };
   }
   streamingGauge.set(service, replay.streamingFrom ? 1 : 0);
   const behind = replay.replayLsn && s.get("primaryHost") ? await bytesBehindPrimary(s, replay.replayLsn) : undefined;
@@ -231,12 +231,35 @@ async function reportStreaming(s: Settings, replay: ReplayStatus | undefined, wa
         : `standby follow ${s.service}: the standby does not stream from the primary${was ? ` (it did from ${was})` : ""}; it replays the WAL copied to this region`,
     );
   }
-  return mode;
+  return { mode, behind };
+}
+
+/** This look, as the catalog keeps it for `status` and the health job (catalog/standby.ts). */
+export function standbyReport(s: Settings, replay: ReplayStatus | undefined, behind: number | undefined, now: Date): cat.StandbyReport {
+  const state = !replay ? "unreachable" : replay.inRecovery ? "following" : "promoted";
+  const following = state === "following";
+  return {
+    tenantId: s.tenantId,
+    service: s.service,
+    region: s.require("s3Region"),
+    engine: "postgres",
+    standbyHost: s.require("targetHost"),
+    primaryHost: s.get("primaryHost") ?? "-",
+    state,
+    streaming: following && !!replay?.streamingFrom,
+    lagBytes: following && behind !== undefined ? behind : null,
+    // Nothing behind: no lag. Behind: at most since the last commit it replayed (an upper bound).
+    lagSeconds: !following || behind === undefined ? null : behind === 0 ? 0 : replay?.lastReplayAt ? Math.max(0, (now.getTime() - replay.lastReplayAt.getTime()) / 1000) : null,
+    lastReplayedAt: replay?.lastReplayAt ?? null,
+    rpoTargetSeconds: s.get("rpoSeconds") ? s.int("rpoSeconds") : null,
+    reportIntervalSeconds: s.int("followIntervalSeconds"),
+    detail: state === "unreachable" ? "it refuses connections or does not answer" : replay?.replayLsn ? `replayed up to ${replay.replayLsn}` : null,
+  };
 }
 
 /** `standby follow`: stages newly copied WAL until stopped; the log says what arrived and how far replay is. */
 export async function follow(s: Settings, target: string, connect: () => Promise<pg.Client>): Promise<void> {
-  if (s.engine === "redis") return followRedis(s);
+  if (s.engine === "redis") return followRedis(s, connect);
   if (s.engine !== "postgres") throw new ConfigError(`standby follow is for PostgreSQL and Redis; ${s.service} is ${s.engine}.`);
   if (!target) throw new ConfigError("standby follow of PostgreSQL needs --target <the standby's data directory>.");
   const dir = path.resolve(target);
@@ -250,14 +273,17 @@ export async function follow(s: Settings, target: string, connect: () => Promise
   let healthy = false;
   /** The host the standby streamed from at the last look ("" none, undefined not looked yet). */
   let streamingFrom: string | undefined;
+  let reportError = "";
   const srv = httpServer(s.metricsPort, () => ({ ok: healthy, detail: { service: s.service, role: "standby-follower", lastError: lastError || undefined } }));
   log(`standby follow ${s.service}: staging WAL copied to ${storage.bucket} (${storage.region}) into ${path.join(dir, STANDBY_WAL_DIR)} every ${interval / 1000} s`);
   while (!stopping) {
     // The standby's own view first: it needs neither the catalog nor S3, which may be what is gone.
     const replay = await replayStatus(s).catch(() => undefined);
-    streamingFrom = await reportStreaming(s, replay, streamingFrom);
+    const looked = await reportStreaming(s, replay, streamingFrom);
+    streamingFrom = looked.mode;
     try {
       c ??= await connect();
+      reportError = await recordLook(c, standbyReport(s, replay, looked.behind, new Date()), reportError);
       const r = await followPass(s, c, storage, dir);
       if (r.newest) newestAt = r.newest.coversUntil;
       if (newestAt) g.staged.set({ service: s.service }, (Date.now() - newestAt.getTime()) / 1000);

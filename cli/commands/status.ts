@@ -16,7 +16,8 @@ const USAGE = `Usage: kryonix-dr status [--tenant <uuid>] [--max-age <seconds>] 
 For every service in the backup catalog: the point a restore reaches now (base backup plus
 archived WAL for PostgreSQL) and its age, the newest completed and newest verified backup,
 verify failures, the last failed run, runs in progress, stored bytes and the measured
-stored/raw ratio, and the catalog's effective health; then the newest recovery and drill records.
+stored/raw ratio, the catalog's effective health, and its warm standby in the DR region (how far
+behind, against the RPO); then the newest recovery and drill records.
 
   --tenant <uuid>      only this tenant (default: every tenant, grouped by tenant)
   --max-age <seconds>  mark a service STALE when its newest restorable point is older than this
@@ -61,6 +62,8 @@ export interface ServiceStatus {
   avgCompressionRatio: number | null;
   /** Volume services: each restic repository generation, oldest first; failed ones say why. */
   repositories: Array<{ generation: number; status: "active" | "failed"; createdAt: string; failedAt: string | null; failure: string | null }>;
+  /** Warm standbys of the service (the dr stack), as their followers last reported, judged against the RPO. */
+  standbys: Array<{ region: string; standbyHost: string; state: string; streaming: boolean; lagSeconds: number | null; lagBytes: number | null; rpoTargetSeconds: number | null; reportedAgeSeconds: number; ok: boolean; message: string }>;
   /** Copies in other regions (recorded by the replicator): per region, how fresh the newest copied object is. */
   drCopies: Array<{ region: string; copies: number; newestCopiedSourceAt: string | null; newestCopiedAgeSeconds: number | null; lastCopiedAt: string | null }>;
   /** The newest restorable point is older than --max-age. */
@@ -184,6 +187,7 @@ async function serviceStatus(
     effectiveStatus: health?.effectiveStatus ?? null,
     restorable,
     drCopies: [],
+    standbys: [],
     restoreProblem,
     newestCompleted: nc
       ? { backupId: nc.backupId, type: nc.backupType, completedAt: nc.completedAt.toISOString(), ageSeconds: age(now, nc.completedAt), recoveryPoint: nc.recoveryPointEnd.toISOString() }
@@ -232,6 +236,7 @@ export async function statusReport(db: cat.Db, opts: { tenantId?: string; maxAge
   const health = await cat.serviceHealth(db, { tenantId: opts.tenantId });
   const repos = await listResticRepositories(db, { tenantId: opts.tenantId });
   const lags = await cat.replicationLag(db);
+  const standbys = await cat.listStandbys(db, { tenantId: opts.tenantId });
   const healthOf = new Map(health.map((h) => [`${h.tenantId}/${h.serviceName}`, h]));
   const tenantIds = [...new Set(summaries.map((s) => s.tenantId))];
   if (opts.tenantId && !tenantIds.includes(opts.tenantId)) tenantIds.push(opts.tenantId);
@@ -250,6 +255,12 @@ export async function statusReport(db: cat.Db, opts: { tenantId?: string; maxAge
           newestCopiedAgeSeconds: l.newestCopiedSourceAt ? age(now, l.newestCopiedSourceAt) : null,
           lastCopiedAt: l.lastCopiedAt?.toISOString() ?? null,
         }));
+      for (const sb of standbys.filter((x) => x.tenantId === tenantId && x.service === s.serviceName)) {
+        const j = cat.judgeStandby(sb, now);
+        st.standbys.push({ region: sb.region, standbyHost: sb.standbyHost, state: sb.state, streaming: sb.streaming, lagSeconds: sb.lagSeconds, lagBytes: sb.lagBytes, rpoTargetSeconds: sb.rpoTargetSeconds, reportedAgeSeconds: age(now, sb.reportedAt), ok: j.ok, message: j.message });
+        if (!j.ok) st.attention.push(`standby: ${j.message}`);
+      }
+      st.ok = st.attention.length === 0;
       services.push(st);
     }
     const recoveries = (await cat.listRecoveries(db, { tenantId, limit: opts.recoveries ?? 5 })).map(recoveryStatus);
@@ -327,6 +338,7 @@ export function formatStatus(r: StatusReport): string {
         for (const c of s.drCopies) {
           out.push(`  ${s.service}: ${c.copies} object(s) copied to region ${c.region}; the newest copied was stored ${ago(c.newestCopiedAgeSeconds)} ago, copied at ${c.lastCopiedAt ?? "-"}`);
         }
+        for (const b of s.standbys) out.push(`  ${s.service}: ${b.ok ? "" : "BEHIND: "}${b.message}; reported ${ago(b.reportedAgeSeconds)} ago`);
         if (s.lastFailure) out.push(`  ${s.service}: newest run FAILED at ${s.lastFailure.failedAt} (${fmtSeconds(s.lastFailure.ageSeconds)} ago): ${oneLine(s.lastFailure.error ?? "no reason recorded", 240)}`);
       }
     }

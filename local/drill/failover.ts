@@ -15,6 +15,7 @@ import { join } from "node:path";
 import pg from "pg";
 import * as cat from "../../catalog/queries.js";
 import { LABELS } from "../../contract/index.js";
+import { statusReport } from "../../cli/commands/status.js";
 import { destroy, readState } from "../deployer.js";
 import { generatedSecrets, localStackConfig } from "../local-stack.js";
 import { loadStackConfig } from "../program.js";
@@ -108,7 +109,7 @@ async function removeClient(c: { id: string; dir: string }): Promise<void> {
  * A PostgreSQL standby must also stream from its primary, which answers here (the archived WAL
  * is its fallback, not its only feed): returns how each one follows.
  */
-async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>): Promise<Map<string, string>> {
+async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>, db: pg.Pool): Promise<Map<string, string>> {
   const how = new Map<string, string>();
   for (const s of run.services) {
     const w = writers.get(s.name)!;
@@ -127,6 +128,7 @@ async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>): Pro
     }
     if (s.engine !== "postgres") {
       how.set(s.name, "replica (Redis replication)");
+      await statusShowsStandby(run, db, s.name);
       continue;
     }
     for (const t1 = Date.now(); ; ) {
@@ -141,8 +143,35 @@ async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>): Pro
       if (Date.now() - t1 > 60_000) throw new Error(`${s.name}: the standby does not stream from its primary, which answers: see 'docker service logs ${drPrefix(run)}-${s.name}' (primary_conninfo, pg_hba on the primary)`);
       await sleep(2000);
     }
+    await statusShowsStandby(run, db, s.name);
   }
   return how;
+}
+
+/**
+ * Runbook §9a's `kryonix-dr status` (the same report): the standby's follower reports it to the
+ * catalog, streaming, within the RPO, judged ok. Waits up to 60 s for the first such look.
+ */
+async function statusShowsStandby(run: DrillRun, db: pg.Pool, service: string): Promise<void> {
+  const t0 = Date.now();
+  for (;;) {
+    const c = await db.connect();
+    let st: Awaited<ReturnType<typeof statusReport>>["tenants"][number]["services"][number] | undefined;
+    try {
+      st = (await statusReport(c, { tenantId: run.tenantId })).tenants[0]?.services.find((x) => x.service === service);
+    } finally {
+      c.release();
+    }
+    const sb = st?.standbys.find((b) => b.region === run.platform.regions.dr.name);
+    if (sb?.ok && sb.streaming && sb.state === "following") {
+      run.log(`  ${service}: kryonix-dr status: ${sb.message}`);
+      return;
+    }
+    if (Date.now() - t0 > 60_000) {
+      throw new Error(`${service}: kryonix-dr status does not show its standby following within the RPO: ${sb ? sb.message : "no report from its follower in the catalog"}: see 'docker service logs ${drPrefix(run)}-${service}-follower'`);
+    }
+    await sleep(2000);
+  }
 }
 
 /**
@@ -223,7 +252,7 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
     await run.phase(`deploy the ${LOCAL_DR_STACK} stack: warm standbys`, () => deployInChild(LOCAL_DR_STACK, run.projectDir, run.stateDir, drillDrConfig(run, false), log));
     let following = new Map<string, string>();
     await run.phase("the standbys follow the primaries", async () => {
-      following = await waitForStandbys(run, writers);
+      following = await waitForStandbys(run, writers, db);
     });
 
     await run.phase("activation refused while the primary answers", async () => {

@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrate } from "../../catalog/migrate.js";
 import * as q from "../../catalog/queries.js";
 import type { StatusReport, ServiceStatus } from "../../cli/commands/status.js";
+import { Settings } from "../../agent/config.js";
+import { runHealth } from "../../agent/commands/health.js";
 import { startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
 
 const ROOT = join(__dirname, "..", "..");
@@ -295,6 +297,54 @@ describe("kryonix-dr status", () => {
     expect(notCatalog.code).toBe(1);
     expect(notCatalog.stderr).toContain("the catalog schema is missing in database 'postgres'");
     expect(notCatalog.stderr).toContain("kryonix-dr migrate");
+  });
+});
+
+describe("kryonix-dr status: warm standbys against the RPO", () => {
+  const D = "dddddddd-0000-4000-8000-00000000000d";
+  const look = (x: Partial<q.StandbyReport>): q.StandbyReport => ({
+    tenantId: D, service: "billing-db", region: "dr-east", engine: "postgres", standbyHost: "kdr-dr-billing-db", primaryHost: "billing-db",
+    state: "following", streaming: true, lagBytes: 0, lagSeconds: 0, lastReplayedAt: ago(3), rpoTargetSeconds: 300, reportIntervalSeconds: 5, detail: null, ...x,
+  });
+
+  it("a streaming standby within the RPO is shown and fine; over the RPO, or a follower gone silent, needs attention (exit 1); the reader role sees it", async () => {
+    await completed(D, "billing-db", "postgres", { rpAgo: 60, raw: 4000, stored: 1000, lsn: ["0/5000028", "0/5000138"], verify: "passed" });
+    await q.reportStandby(db, look({ lagBytes: 512, lagSeconds: 1.2 }));
+    const fine = await status(["--tenant", D, "--json"]);
+    expect(fine.code, fine.stdout).toBe(0);
+    const billing = svc(JSON.parse(fine.stdout) as StatusReport, D, "billing-db");
+    expect(billing.standbys).toEqual([
+      expect.objectContaining({ region: "dr-east", standbyHost: "kdr-dr-billing-db", state: "following", streaming: true, lagSeconds: 1.2, lagBytes: 512, rpoTargetSeconds: 300, ok: true }),
+    ]);
+    const text = await status(["--tenant", D], { PGUSER: "kdrtest_status_reader", PGPASSWORD: "reader-pw" });
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/billing-db: the PostgreSQL standby kdr-dr-billing-db of 'billing-db' \(dr-east\) streams from billing-db, 1 s \/ 512 bytes behind \(RPO 300 s\); reported \d+(\.\d)? s ago/);
+
+    // The next look: the standby stopped streaming and fell behind further than the RPO.
+    await q.reportStandby(db, look({ streaming: false, lagBytes: 90_000_000, lagSeconds: 420 }));
+    const behind = await status(["--tenant", D]);
+    expect(behind.code).toBe(1);
+    expect(behind.stdout).toContain("billing-db: BEHIND: the PostgreSQL standby kdr-dr-billing-db of 'billing-db' (dr-east) does not stream (it replays the WAL copied to this region), 420 s / 90000000 bytes behind: over the RPO of 300 s");
+    expect(behind.stdout).toMatch(/needs attention:\n {2}- billing-db: standby: the PostgreSQL standby .* over the RPO of 300 s; promoting it now would lose that much/);
+
+    // Caught up again, but its follower stopped reporting a minute ago.
+    await q.reportStandby(db, look({}));
+    await db.query("UPDATE standby_status SET reported_at = now() - interval '60 seconds' WHERE tenant_id = $1", [D]);
+    const silent = JSON.parse((await status(["--tenant", D, "--json"])).stdout) as StatusReport;
+    expect(svc(silent, D, "billing-db").attention).toEqual([expect.stringMatching(/^standby: the PostgreSQL standby kdr-dr-billing-db of 'billing-db' \(dr-east\): its follower last reported 6\d s ago: see 'docker service logs kdr-dr-billing-db-follower'$/)]);
+    expect(silent.healthy).toBe(false);
+
+    // The dr region's health job judges the same row (its region's); the primary region's has no standby.
+    const health = (region: string) =>
+      runHealth(new Settings(new Map(), { KDR_SERVICE: "billing-db", KDR_ENGINE: "postgres", KDR_TENANT_ID: D, KDR_S3_REGION: region, KDR_RPO_SECONDS: "300" }), db as unknown as pg.Client);
+    const dr = await health("dr-east");
+    expect(dr).toMatchObject({ healthy: false, standby: { ok: false, state: "following", lagSeconds: 0 } });
+    expect(dr.message).toMatch(/^ok: the newest verified recovery point of 'billing-db' is .* old \(RPO 5 min 0 s\)\nBEHIND: the PostgreSQL standby kdr-dr-billing-db .* its follower last reported 6\d s ago/);
+    await q.reportStandby(db, look({ lagBytes: 64, lagSeconds: 0.4 }));
+    expect(await health("dr-east")).toMatchObject({ healthy: true, standby: { ok: true, lagBytes: 64 } });
+    const primary = await health("primary-west");
+    expect(primary.healthy).toBe(true);
+    expect(primary.standby).toBeUndefined();
   });
 });
 

@@ -27,6 +27,7 @@ function service(name: string, ageSeconds: number, extra: Partial<ServiceStatus>
     avgCompressionRatio: 0.5,
     repositories: [],
     drCopies: [],
+    standbys: [],
     stale: false,
     ok: true,
     attention: [],

@@ -61,13 +61,15 @@ describe("dr stack, inactive (kryonix-dr:active false): warm standbys follow the
     ]);
   });
 
-  it("watches the Redis replica's replication with a follower that holds the service's password and nothing else", () => {
+  it("watches the Redis replica's replication with a follower that holds the service's password and the catalog's, and no S3 key or age identity", () => {
     const follower = byService(r.resources, "kdr-dr-redis-follower");
     expect(labels(follower)[LABELS.role]).toBe("standby-follower");
     expect(follower.inputs.taskSpec.containerSpec.commands.slice(2)).toEqual(["standby", "follow"]);
     expect(follower.inputs.taskSpec.containerSpec.mounts).toEqual([]);
     expect(envOf(follower)[AGENT_ENV.primaryHost]).toBe("redis.primary.kryonix.internal");
-    for (const s of follower.inputs.taskSpec.containerSpec.secrets as Array<{ fileName: string }>) expect(s.fileName).toBe("kdr-target-password");
+    const files = (follower.inputs.taskSpec.containerSpec.secrets as Array<{ fileName: string }>).map((s) => s.fileName);
+    expect(files).toContain("kdr-catalog-password");
+    for (const f of files) expect(["kdr-catalog-password", "kdr-target-password"]).toContain(f);
   });
 
   it("runs the standbys without the stable names, and Redis as a replica of the primary", () => {
