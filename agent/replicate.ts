@@ -6,6 +6,11 @@
  * recorded there (object_copy) with the copy's own version id in the replica region, so a restore
  * from that region can find it and the catalog can say how far each service's copies lag; a copy
  * the catalog could not take yet is kept in the state dir and recorded on a later pass.
+ *
+ * A copy is never sent back where it came from: each copy carries the object metadata
+ * `kdr-copy-of` (source endpoint, bucket and version), and the catalog knows every recorded copy,
+ * so a replicator running the other way (the dr stack's, after a failover) copies only what was
+ * written in its region, and the forward one, after a failback, does not send those back again.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -22,6 +27,9 @@ import { Storage, withRetry } from "./storage/s3.js";
 
 const backlog = new Gauge({ name: "kdr_replication_backlog_objects", help: "Object versions not yet copied to the replica", registers: [registry] });
 const lag = new Gauge({ name: "kdr_replication_lag_seconds", help: "Age of the oldest object version not yet copied", registers: [registry] });
+/** User metadata on every copy: where it was copied from. */
+export const COPY_OF_META = "kdr-copy-of";
+
 const copied = new Gauge({ name: "kdr_replication_last_pass_copied", help: "Versions copied by the last pass", registers: [registry] });
 
 /** Where a pass records its copies: the catalog and the replica region's name. */
@@ -40,7 +48,7 @@ function writeJson(file: string, value: unknown): void {
   renameSync(file + ".tmp", file);
 }
 
-export async function replicateOnce(s: Settings, src: Storage, dst: Storage, copyLog?: CopyLog): Promise<{ copied: number; skipped: number; recorded: number }> {
+export async function replicateOnce(s: Settings, src: Storage, dst: Storage, copyLog?: CopyLog): Promise<{ copied: number; skipped: number; recorded: number; copiesNotSentBack: number }> {
   const stateFile = path.join(s.stateDir, `replicate-${src.bucket}-to-${dst.bucket}.json`);
   const recordsFile = path.join(s.stateDir, `replicate-${src.bucket}-to-${dst.bucket}-unrecorded.json`);
   mkdirSync(path.dirname(stateFile), { recursive: true });
@@ -66,10 +74,33 @@ export async function replicateOnce(s: Settings, src: Storage, dst: Storage, cop
   lag.set(pending.length ? (Date.now() - (pending[0]!.lastModified?.getTime() ?? Date.now())) / 1000 : 0);
   let n = 0;
   let catalogDown: string | undefined;
+  // Versions that are copies made into this bucket: the catalog knows them (copies made before
+  // they carried their metadata included); without it, each copy's own metadata says so below.
+  const copies = copyLog
+    ? await cat.copiesAmong(copyLog.db, src.endpoint, src.bucket, pending.map((v) => v.versionId!)).catch((e: Error) => {
+        catalogDown = e.message;
+        return new Set<string>();
+      })
+    : new Set<string>();
+  let notSentBack = 0;
+  // Kept with the next copy's state write, or at the end of the pass (a crash only repeats the check).
+  const notBack = (v: { versionId?: string }) => {
+    done.add(v.versionId!);
+    notSentBack++;
+  };
   for (const v of pending) {
+    if (copies.has(v.versionId!)) {
+      notBack(v);
+      continue;
+    }
     const got = await withRetry(`get ${v.key}`, () => src.client.send(new GetObjectCommand({ Bucket: src.bucket, Key: v.key, VersionId: v.versionId })));
+    if (got.Metadata?.[COPY_OF_META]) {
+      (got.Body as Readable).destroy();
+      notBack(v);
+      continue;
+    }
     const lock = got.ObjectLockMode && got.ObjectLockRetainUntilDate ? { mode: got.ObjectLockMode, retainUntil: got.ObjectLockRetainUntilDate } : undefined;
-    const put = await dst.upload(v.key, got.Body as Readable, lock, got.ContentType);
+    const put = await dst.upload(v.key, got.Body as Readable, lock, got.ContentType, { [COPY_OF_META]: `${src.endpoint}/${src.bucket}?versionId=${v.versionId}` });
     done.add(v.versionId!);
     n++;
     writeJson(stateFile, [...done]);
@@ -84,11 +115,12 @@ export async function replicateOnce(s: Settings, src: Storage, dst: Storage, cop
       }
     }
   }
+  if (notSentBack) writeJson(stateFile, [...done]);
   if (catalogDown) log(`replicate: the catalog did not take ${unrecorded.length} copy record(s) (${catalogDown}); they are kept in ${recordsFile} and recorded on a later pass`);
   backlog.set(0);
   lag.set(0);
   copied.set(n);
-  return { copied: n, skipped: done.size - n, recorded };
+  return { copied: n, skipped: done.size - n - notSentBack, recorded, copiesNotSentBack: notSentBack };
 }
 
 export async function replicate(s: Settings, once: boolean): Promise<number> {
@@ -113,12 +145,20 @@ export async function replicate(s: Settings, once: boolean): Promise<number> {
     try {
       const r = await replicateOnce(s, src, dst, copyLog);
       lastOk = Date.now();
+      if (lastError) log(`replicate ${src.bucket} -> ${dst.bucket}: passes succeed again`);
       lastError = undefined;
-      if (r.copied > 0 || r.recorded > 0 || once) log(`replicate ${src.bucket} -> ${dst.bucket}: copied ${r.copied} new version(s)${copyLog ? `, recorded ${r.recorded} in the catalog` : ""}`);
+      if (r.copied > 0 || r.recorded > 0 || r.copiesNotSentBack > 0 || once) {
+        log(
+          `replicate ${src.bucket} -> ${dst.bucket}: copied ${r.copied} new version(s)${copyLog ? `, recorded ${r.recorded} in the catalog` : ""}` +
+            (r.copiesNotSentBack ? `; ${r.copiesNotSentBack} version(s) are copies from ${dst.endpoint} or another region, not sent back` : ""),
+        );
+      }
     } catch (e) {
       if (once) throw e;
-      lastError = (e as Error).message;
-      log(`replicate: ${lastError}`);
+      // Said once per distinct reason (a region that is down fails every pass the same way).
+      const msg = (e as Error).message;
+      if (msg !== lastError) log(`replicate: ${msg} (retrying every ${interval} s; said again only when the reason changes)`);
+      lastError = msg;
     }
     if (once || lost !== undefined) {
       // Decided now: ending the connection below sets `lost` too.

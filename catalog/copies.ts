@@ -81,3 +81,16 @@ export async function replicationLag(db: Db, opts: { region?: string; service?: 
   );
   return r.rows.map((x) => ({ service: x.service_name, region: x.region, newestCopiedSourceAt: x.newest, lastCopiedAt: x.last, copies: Number(x.n) }));
 }
+
+/**
+ * Which of these versions in a region's bucket are themselves recorded copies (made by a
+ * replicator into that bucket): a replicator never sends a copy back where it came from.
+ */
+export async function copiesAmong(db: Db, endpoint: string, bucket: string, versionIds: string[]): Promise<Set<string>> {
+  if (versionIds.length === 0) return new Set();
+  const { rows } = await db.query<{ v: string }>(
+    "SELECT copy_version_id AS v FROM object_copy WHERE endpoint = $1 AND bucket = $2 AND copy_version_id = ANY($3::text[])",
+    [endpointOrigin(endpoint), bucket, versionIds],
+  );
+  return new Set(rows.map((r) => r.v));
+}

@@ -33,7 +33,13 @@ export interface ReplicationArgs {
   /** `native` (MinIO) or `replicator` (any S3). Plain: it decides which resources exist. */
   readonly mode: ReplicationMode;
   /** Source → target bucket pairs, one per tier. Plain list (one resource per pair). */
-  readonly pairs: ReadonlyArray<{ readonly tier: string; readonly source: pulumi.Input<string>; readonly target: pulumi.Input<string> }>;
+  readonly pairs: ReadonlyArray<{
+    readonly tier: string;
+    readonly source: pulumi.Input<string>;
+    readonly target: pulumi.Input<string>;
+    /** replicator: false scales the pair's service to 0 (a tier with nothing to copy, known only at deployment). @default true */
+    readonly enabled?: pulumi.Input<boolean>;
+  }>;
   /** Primary region. native: an admin who may configure replication; replicator: a reader. */
   readonly source: S3Access;
   /** DR region, with the credentials of its replication writer (no delete). */
@@ -125,7 +131,7 @@ export class Replication extends pulumi.ComponentResource {
           `${name}-${pair.tier}`,
           {
             labels: dockerLabels({ [LABELS.role]: "replicator", [LABELS.tier]: pair.tier }),
-            mode: { replicated: { replicas: 1 } },
+            mode: { replicated: { replicas: pulumi.output(pair.enabled ?? true).apply((on) => (on ? 1 : 0)) } },
             taskSpec: {
               containerSpec: {
                 image: args.image!,

@@ -9,6 +9,7 @@ import type { Secrets, Specs } from "./config.js";
 import { agentCatalog, declareCrons, type ServiceSummary, declareMonitoring } from "./common.js";
 import { WarmStandby } from "../components/standby.js";
 import { BackupSidecar } from "../components/backup-sidecar.js";
+import { Replication } from "../components/replication.js";
 import { TARGET_DEFAULTS } from "../contract/index.js";
 import { SECRET } from "./config.js";
 
@@ -39,7 +40,7 @@ function declareStandbys(
   primary: pulumi.StackReference,
   drBuckets: pulumi.Output<Record<string, string>>,
   creds: pulumi.Output<{ accessKey: string; secretKey: string }>,
-): Record<string, { service: pulumi.Output<string>; state: string }> {
+): Record<string, { service: pulumi.Output<string>; state: string; tier: pulumi.Output<string> }> {
   const f = specs.failover;
   if (!f || f.standbys.length === 0) return {};
   const sources = (primary.getOutput("standbySources") as pulumi.Output<StandbySource[] | undefined>).apply((all) => {
@@ -49,7 +50,7 @@ function declareStandbys(
   // Read only when promoting: an inactive dr stack works with a primary deployed before failover existed.
   const sidecarCreds = f.active ? (primary.requireOutput("drSidecarCredentials") as pulumi.Output<Record<string, { accessKey: string; secretKey: string }>>) : undefined;
   const region = specs.regions.dr!;
-  const out: Record<string, { service: pulumi.Output<string>; state: string }> = {};
+  const out: Record<string, { service: pulumi.Output<string>; state: string; tier: pulumi.Output<string> }> = {};
   /** This region's bucket of a service's tier, read or written with the given user. */
   const regionS3 = (src: pulumi.Output<StandbySource>, user: pulumi.Output<{ accessKey: string; secretKey: string }>) => ({
     endpoint: region.endpoint,
@@ -124,9 +125,54 @@ function declareStandbys(
         { dependsOn: [standby] },
       );
     }
-    out[sb.name] = { service: standby.serviceName, state: f.active ? "promoted" : "standby" };
+    out[sb.name] = { service: standby.serviceName, state: f.active ? "promoted" : "standby", tier: src.apply((s) => s.tier) };
   }
   return out;
+}
+
+/**
+ * Active: replication reversed. What the promoted services' sidecars write into this region's
+ * buckets is copied to the primary region's, by a replicator per tier (any S3, MinIO included)
+ * that reads here with the restore user and writes there with the primary stack's replication
+ * writer (no delete, no unlock). It retries, saying why once, while the primary region is gone,
+ * and catches up when it returns; it never sends back a copy that came from there.
+ */
+function reverseReplication(
+  specs: Specs,
+  secrets: Secrets,
+  primary: pulumi.StackReference,
+  drBuckets: pulumi.Output<Record<string, string>>,
+  creds: pulumi.Output<{ accessKey: string; secretKey: string }>,
+  standbyTiers: pulumi.Output<string>[],
+): Replication {
+  const regions = primary.requireOutput("regions") as pulumi.Output<{ primary: { name: string; endpoint: string } }>;
+  const primaryBuckets = primary.requireOutput("primaryBuckets") as pulumi.Output<Record<string, string>>;
+  const writer = primary.requireOutput("reverseReplicationCredentials").apply((c) => {
+    if (!c) throw new Error(`the primary stack ${specs.primaryStack} exports no reverseReplicationCredentials (deployed before reverse replication existed): run 'pulumi up' on it first, then on this stack`);
+    return c as { accessKey: string; secretKey: string };
+  });
+  const region = specs.regions.dr!;
+  // A pair per tier; only the tiers the promoted services back up into run (the others are
+  // scaled to 0: which tiers those are is the primary's config, known only at deployment).
+  const used = pulumi.all(standbyTiers);
+  const tiers = ["critical", "important", "secondary"] as const;
+  return new Replication("reverse-replication", {
+    mode: "replicator",
+    pairs: tiers.map((tier) => ({
+      tier,
+      source: drBuckets.apply((b) => b[tier] ?? `${specs.namePrefix}-no-${tier}-bucket`),
+      target: primaryBuckets.apply((b) => b[tier] ?? `${specs.namePrefix}-no-${tier}-bucket`),
+      enabled: pulumi.all([used, drBuckets, primaryBuckets]).apply(([u, d, p]) => u.includes(tier) && !!d[tier] && !!p[tier]),
+    })),
+    source: { endpoint: region.endpoint, region: region.name, accessKey: pulumi.secret(creds.apply((c) => c.accessKey)), secretKey: pulumi.secret(creds.apply((c) => c.secretKey)) },
+    target: { endpoint: regions.apply((r) => r.primary.endpoint), region: regions.apply((r) => r.primary.name), accessKey: pulumi.secret(writer.apply((c) => c.accessKey)), secretKey: pulumi.secret(writer.apply((c) => c.secretKey)) },
+    image: specs.images.agent,
+    intervalSeconds: specs.replication.intervalSeconds,
+    metricsPort: specs.sidecar.metricsPort,
+    networks: specs.sidecar.networks,
+    placement: specs.sidecar.placement,
+    catalog: agentCatalog(specs, secrets),
+  });
 }
 
 export function dr(specs: Specs, secrets: Secrets): Record<string, unknown> {
@@ -148,6 +194,7 @@ export function dr(specs: Specs, secrets: Secrets): Record<string, unknown> {
   });
   const monitoring = declareMonitoring(specs, secrets);
   const standbys = declareStandbys(specs, secrets, primary, drBuckets, creds);
+  const reverse = specs.failover?.active ? reverseReplication(specs, secrets, primary, drBuckets, creds, Object.values(standbys).map((x) => x.tier)) : undefined;
   return {
     role: specs.role,
     primaryStack: specs.primaryStack,
@@ -156,7 +203,9 @@ export function dr(specs: Specs, secrets: Secrets): Record<string, unknown> {
     cronServices: { maintenance: crons.maintenance.serviceId, drill: crons.drill.serviceId },
     /** Whether this region is the active one (kryonix-dr:active), and its standbys: Swarm service, stable name, state. */
     active: specs.failover?.active ?? false,
-    standbys,
+    standbys: Object.fromEntries(Object.entries(standbys).map(([k, v]) => [k, { service: v.service, state: v.state }])),
+    /** Active: the replicator per tier copying what is written in this region back to the primary's buckets. */
+    reverseReplication: reverse?.replicated ?? {},
     monitoring: { scrapeConfigId: monitoring.scrapeConfigId, alertRulesId: monitoring.alertRulesId, scrapeConfig: monitoring.scrapeConfig, alertRules: monitoring.alertRules, dashboard: monitoring.dashboard },
   };
 }

@@ -39,7 +39,9 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
       endpoint: primary.endpoint,
       adminAccessKey: secrets.get(primary.accessKeyKey),
       adminSecretKey: secrets.get(primary.secretKeyKey),
-      access: { sidecars: true, restore: true, prune: true },
+      // replicationTarget: the writer of the dr stack's reverse replicator, which copies the
+      // promoted services' backups back into this region after a failover.
+      access: { sidecars: true, restore: true, prune: true, replicationTarget: true },
     },
     { providers: { minio: minioProvider(primary, secrets) } },
   );
@@ -156,6 +158,8 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
     /** `kryonix-dr catalog rebuild|restore --region primary` reads with these. */
     primaryRestoreCredentials: pulumi.secret({ accessKey: primaryStorage.restoreCredentials!.accessKey, secretKey: primaryStorage.restoreCredentials!.secretKey }),
     drRestoreCredentials: pulumi.secret({ accessKey: drStorage.restoreCredentials!.accessKey, secretKey: drStorage.restoreCredentials!.secretKey }),
+    /** The dr stack's reverse replicator (active only) writes copies into this region's buckets with these: no delete, no unlock. */
+    reverseReplicationCredentials: pulumi.secret({ accessKey: primaryStorage.replicationCredentials!.accessKey, secretKey: primaryStorage.replicationCredentials!.secretKey }),
     sidecarServices: Object.fromEntries(Object.entries(sidecars).map(([k, v]) => [k, v.serviceId])),
     cronServices: { maintenance: crons.maintenance.serviceId, drill: crons.drill.serviceId },
     replication: { mode, replicated: replication.replicated },

@@ -164,7 +164,7 @@ export class Storage {
   }
 
   /** Streams `body` to `key` as a multipart upload; returns the new version id. */
-  async upload(key: string, body: Readable, lock?: Lock, contentType = "application/octet-stream"): Promise<ObjectRef> {
+  async upload(key: string, body: Readable, lock?: Lock, contentType = "application/octet-stream", metadata?: Record<string, string>): Promise<ObjectRef> {
     const up = new Upload({
       client: this.client,
       params: {
@@ -172,6 +172,7 @@ export class Storage {
         Key: key,
         Body: body,
         ContentType: contentType,
+        ...(metadata ? { Metadata: metadata } : {}),
         ...(lock ? { ObjectLockMode: lock.mode, ObjectLockRetainUntilDate: lock.retainUntil } : {}),
       },
       queueSize: 2,

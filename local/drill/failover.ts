@@ -50,6 +50,8 @@ export interface FailoverServiceReport {
   writesAfterFailover: number;
   missingAfterFailover: string[];
   drBackup?: { backupId: string; type: string; verifyStatus: string | null };
+  /** Seconds from the primary region's return until every artifact of drBackup was copied back to it (replication reversed). */
+  reversedAfterSeconds?: number | null;
 }
 
 export interface FailoverReport {
@@ -388,6 +390,44 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
     };
     await run.phase("bring the primary region back", () => setRegion("start", "primary", run.projectDir, log));
     regionStopped = false;
+    await run.phase("replication reversed: the promoted services' DR backups reach the primary region", async () => {
+      const back = Date.now();
+      const origin = new URL(platform.regions.primary.endpoint).origin;
+      for (const rep of reports) {
+        if (!rep.drBackup) continue;
+        for (;;) {
+          const { rows } = await db.query<{ artifacts: number; copied: number }>(
+            `SELECT count(*)::int AS artifacts, count(c.copy_version_id)::int AS copied FROM backup_artifact a
+               LEFT JOIN object_copy c ON c.endpoint = $2 AND c.object_key = a.object_key AND c.source_version_id = a.version_id
+              WHERE a.backup_id = $1`,
+            [rep.drBackup.backupId, origin],
+          );
+          const { artifacts, copied } = rows[0]!;
+          if (artifacts > 0 && copied === artifacts) {
+            rep.reversedAfterSeconds = (Date.now() - back) / 1000;
+            log(`  ${rep.service}: its DR backup ${rep.drBackup.backupId.slice(0, 8)} copied back to the primary region (${copied} object(s)), ${rep.reversedAfterSeconds.toFixed(1)} s after it returned`);
+            // Runbook §9b's check: status shows the copies in the primary region.
+            const c = await db.connect();
+            try {
+              const st = (await statusReport(c, { tenantId: run.tenantId })).tenants[0]?.services.find((x) => x.service === rep.service);
+              const inPrimary = st?.drCopies.find((x) => x.region === platform.regions.primary.name);
+              if (!inPrimary) failures.push(`${rep.service}: kryonix-dr status shows no copies in region ${platform.regions.primary.name} although the catalog records them`);
+              else log(`  ${rep.service}: kryonix-dr status: ${inPrimary.copies} object(s) copied to region ${inPrimary.region}`);
+            } finally {
+              c.release();
+            }
+            break;
+          }
+          if (Date.now() - back > 180_000) {
+            rep.reversedAfterSeconds = null;
+            failures.push(`${rep.service}: its DR backup ${rep.drBackup.backupId} was not copied back to the primary region within 180 s of its return (${copied}/${artifacts} object(s)): see 'docker service logs' of the ${LOCAL_DR_STACK} stack's replicators`);
+            break;
+          }
+          await sleep(3000);
+        }
+      }
+      report.ok = failures.length === 0;
+    });
     if (!opts.keep) {
       await run.phase(`clean up: destroy the ${LOCAL_DR_STACK} and local stacks`, async () => {
         for (const stack of [LOCAL_DR_STACK, LOCAL_STACK]) await destroy({ stack, stateDir: run.stateDir, force: true, log: (l) => log(`  ${l}`) });

@@ -256,6 +256,61 @@ describe("agent: restore from the DR region", () => {
     expect(await restoredChecksums(target, primary.password)).toEqual(sourceSums);
   });
 
+  it("a replicator the other way (the dr stack's, after a failover) sends no copy back and copies what was written in the DR region; the forward one does not send that back either", async () => {
+    const { ListObjectVersionsCommand, HeadObjectCommand } = await import("@aws-sdk/client-s3");
+    const versions = async (b: TestBucket) => {
+      const out: Array<{ key: string; versionId: string }> = [];
+      let km: string | undefined;
+      let vm: string | undefined;
+      for (;;) {
+        const r = await b.client.send(new ListObjectVersionsCommand({ Bucket: b.bucket, KeyMarker: km, VersionIdMarker: vm }));
+        for (const v of r.Versions ?? []) out.push({ key: v.Key!, versionId: v.VersionId! });
+        if (!r.IsTruncated) return out;
+        km = r.NextKeyMarker;
+        vm = r.NextVersionIdMarker;
+      }
+    };
+    // DR -> primary: read with the DR region's keys, written with the primary's.
+    const revSecrets = mkdtempSync(path.join(tmpdir(), "kdrtest-region-reverse-"));
+    for (const f of readdirSync(drEnv.KDR_SECRET_DIR!)) copyFileSync(path.join(drEnv.KDR_SECRET_DIR!, f), path.join(revSecrets, f));
+    writeFileSync(path.join(revSecrets, "kdr-replica-s3-access-key"), w.bucket.accessKey + "\n");
+    writeFileSync(path.join(revSecrets, "kdr-replica-s3-secret-key"), w.bucket.secretKey + "\n");
+    const revEnv = { ...drEnv, KDR_SECRET_DIR: revSecrets, KDR_REPLICA_S3_ENDPOINT: w.bucket.endpoint, KDR_REPLICA_S3_BUCKET: w.bucket.bucket, KDR_REPLICA_S3_REGION: w.bucket.region };
+    // A copy made before copies carried their metadata: only the catalog knows it is one.
+    const old = await dr.client.send(new PutObjectCommand({ Bucket: dr.bucket, Key: "full/pg-old-copy/marker.bin", Body: "an old copy" }));
+    await w.db.query(
+      "INSERT INTO object_copy (endpoint, region, bucket, object_key, source_version_id, copy_version_id) VALUES ($1, $2, $3, 'full/pg-old-copy/marker.bin', 'primary-version-1', $4)",
+      [new URL(dr.endpoint).origin, dr.region, dr.bucket, old.VersionId],
+    );
+    // What the primary holds is in the DR region first (the tests above wrote some since).
+    expect((await w.run(["replicate", "--once"], replicateEnv)).code).toBe(0);
+    const primaryBefore = (await versions(w.bucket)).length;
+    const drVersions = (await versions(dr)).length;
+
+    const r1 = await w.run(["replicate", "--once"], revEnv);
+    expect(r1.code, r1.stderr).toBe(0);
+    expect(r1.stderr).toContain(`replicate ${dr.bucket} -> ${w.bucket.bucket}: copied 0 new version(s), recorded 0 in the catalog; ${drVersions} version(s) are copies from ${w.bucket.endpoint} or another region, not sent back`);
+    expect((await versions(w.bucket)).length).toBe(primaryBefore);
+
+    // Written in the DR region (a promoted service's sidecar): copied to the primary, recorded, marked.
+    const key = "full/pg-dr-written/marker.bin";
+    const written = await dr.client.send(new PutObjectCommand({ Bucket: dr.bucket, Key: key, Body: "written in the DR region" }));
+    const r2 = await w.run(["replicate", "--once"], revEnv);
+    expect(r2.stderr).toContain(`copied 1 new version(s), recorded 1 in the catalog`);
+    const [copy] = (await w.db.query("SELECT endpoint, region, copy_version_id FROM object_copy WHERE object_key = $1 AND source_version_id = $2", [key, written.VersionId])).rows;
+    expect(copy).toMatchObject({ endpoint: new URL(w.bucket.endpoint).origin, region: w.bucket.region });
+    const head = await w.bucket.client.send(new HeadObjectCommand({ Bucket: w.bucket.bucket, Key: key, VersionId: copy.copy_version_id }));
+    expect(head.Metadata?.["kdr-copy-of"]).toBe(`${dr.endpoint}/${dr.bucket}?versionId=${written.VersionId}`);
+
+    // The forward replicator does not send it back, even with no catalog record of it (its metadata says).
+    await w.db.query("DELETE FROM object_copy WHERE object_key = $1", [key]);
+    const drNow = (await versions(dr)).length;
+    const fwd = await w.run(["replicate", "--once"], replicateEnv);
+    expect(fwd.code, fwd.stderr).toBe(0);
+    expect(fwd.stderr).toMatch(/copied 0 new version\(s\), recorded 0 in the catalog; 1 version\(s\) are copies from .* not sent back/);
+    expect((await versions(dr)).length).toBe(drNow);
+  });
+
   it("without the copy records the restore stops, naming the region, bucket, key, version and S3 error", async () => {
     await w.db.query("DELETE FROM object_copy");
     const target = path.join(w.root, "restore-no-copies");

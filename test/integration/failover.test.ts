@@ -60,6 +60,7 @@ describe("kryonix-dr drill --disaster failover (real Swarm, both RGW regions, Po
       "verify the promoted services",
       "the DR sidecars' first backups of the promoted services, verified",
       "bring the primary region back",
+      "replication reversed: the promoted services' DR backups reach the primary region",
     ];
     let at = -1;
     for (const p of steps) {
@@ -69,6 +70,9 @@ describe("kryonix-dr drill --disaster failover (real Swarm, both RGW regions, Po
     }
     expect(stderr).toMatch(/refused, nothing moved: the primary still answers \(PostgreSQL at kdr-local-postgresql accepts connections and is a primary\)|refused, nothing moved: the primary still answers \(Redis at kdr-local-redis answers PING\)/);
     expect((await fetch(platform.regions.primary.loopbackEndpoint)).status).toBeLessThan(500);
+    // Runbook §9a: status shows each standby following within its RPO, from its follower's report.
+    expect(stderr).toMatch(/postgresql: kryonix-dr status: the PostgreSQL standby kdr-local-dr-postgresql of 'postgresql' \(\S+\) streams from \S+, \d+ s \/ \d+ bytes behind \(RPO \d+ s\)/);
+    expect(stderr).toMatch(/redis: kryonix-dr status: the Redis standby kdr-local-dr-redis of 'redis' \(\S+\) streams from kdr-local-redis, \d+ s \/ \d+ bytes behind \(RPO \d+ s\)/);
   });
 
   it("writes through the same names resumed within 60 s of the loss, and nothing acknowledged beyond the RPO before it was lost", () => {
@@ -82,6 +86,9 @@ describe("kryonix-dr drill --disaster failover (real Swarm, both RGW regions, Po
       expect(s.missingAfterFailover, s.service).toEqual([]);
       expect(s.dataLossSeconds!, s.service).toBeLessThanOrEqual(s.rpoTargetSeconds);
       expect(s.drBackup?.verifyStatus, s.service).toBe("passed");
+      // Replication reversed: that backup reached the primary region once it returned.
+      expect(s.reversedAfterSeconds, s.service).not.toBeNull();
+      expect(s.reversedAfterSeconds, s.service).toBeDefined();
     }
     // Both follow their primaries over the network (PostgreSQL streams, the archived WAL its
     // fallback): they lose at most the last moments.

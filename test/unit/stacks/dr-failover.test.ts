@@ -86,6 +86,8 @@ describe("dr stack, inactive (kryonix-dr:active false): warm standbys follow the
     expect(services(r.resources).filter((s) => labels(s)[LABELS.role] === "sidecar")).toEqual([]);
     const drill = services(r.resources).find((x) => labels(x)[LABELS.role] === "cron-drill-dr")!;
     expect((JSON.parse(envOf(drill)[AGENT_ENV.cronJobs]!) as Array<{ name: string }>).filter((j) => j.name.startsWith("verify-new-"))).toEqual([]);
+    // Replication runs toward this region (the primary stack's); nothing runs back while inactive.
+    expect(services(r.resources).filter((s) => labels(s)[LABELS.role] === "replicator")).toEqual([]);
   });
 });
 
@@ -131,6 +133,29 @@ describe("dr stack, active (kryonix-dr:active true): the standbys promoted", () 
       expect(envOf(sc)[AGENT_ENV.s3Endpoint]).toBe("https://s3.dr.kryonix.internal:9000");
       expect(sc.dependsOn).toContain(`standby-${n}-service-service`);
     }
+  });
+
+  it("reverses replication: what the promoted services write here is copied to the primary's buckets, for the tiers they use", () => {
+    const reps = services(r.resources).filter((s) => labels(s)[LABELS.role] === "replicator");
+    expect(reps.map((s) => labels(s)[LABELS.tier]).sort()).toEqual(["critical", "important", "secondary"]);
+    const tierOf = (t: string) => reps.find((s) => labels(s)[LABELS.tier] === t)!;
+    // The standbys (postgresql, timescaledb, redis) are all critical: only that tier's replicator runs.
+    expect(tierOf("critical").inputs.mode.replicated.replicas).toBe(1);
+    expect(tierOf("important").inputs.mode.replicated.replicas).toBe(0);
+    expect(tierOf("secondary").inputs.mode.replicated.replicas).toBe(0);
+    const env = envOf(tierOf("critical"));
+    expect(env[AGENT_ENV.s3Endpoint]).toBe("https://s3.dr.kryonix.internal:9000");
+    expect(env[AGENT_ENV.s3Bucket]).toMatch(/-critical$/);
+    expect(env[AGENT_ENV.replicaEndpoint]).not.toBe(env[AGENT_ENV.s3Endpoint]);
+    expect(env[AGENT_ENV.replicaBucket]).toMatch(/-critical$/);
+    expect(tierOf("critical").inputs.taskSpec.containerSpec.commands.slice(2)).toEqual(["replicate"]);
+    expect(tierOf("critical").inputs.taskSpec.containerSpec.secrets.map((x: { fileName: string }) => x.fileName).sort()).toEqual([
+      "kdr-catalog-password",
+      "kdr-replica-s3-access-key",
+      "kdr-replica-s3-secret-key",
+      "kdr-s3-access-key",
+      "kdr-s3-secret-key",
+    ]);
   });
 
   it("verifies each new backup of the promoted services in this region (the dr drill cron gains verify-new jobs)", () => {
