@@ -165,6 +165,7 @@ export async function benchPostgres(sizes: number[], runs: number, say: (m: stri
             start.value.stop();
           }
           rmSync(dir, { recursive: true, force: true });
+          say(`postgres ${target} MiB: our restore ${rest.wall.toFixed(1)} s (download, age, zstd, tar), then the server's start and replay ${start.wall.toFixed(1)} s`);
           const rr = row(OURS_BASE);
           rr.restoreWall.push(rest.wall + start.wall);
           rr.restoreCpu.push(rest.cpu + start.cpu);

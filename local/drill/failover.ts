@@ -236,6 +236,12 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
   let regionStopped = false;
   // Stopped in `finally` too: writers left running on a failed drill kept it from ever exiting.
   let writers = new Map<string, Writer>();
+  /** The writers stop and the client containers go; they sit on the local stack's network, so before its destroy. */
+  const release = async () => {
+    await Promise.all([...writers.values()].map((w) => w.stop()));
+    for (const c of clients.values()) await removeClient(c);
+    clients.clear();
+  };
   try {
     await waitForServices(run);
     const network = `${run.prefix}-net`;
@@ -430,6 +436,7 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
     });
     if (!opts.keep) {
       await run.phase(`clean up: destroy the ${LOCAL_DR_STACK} and local stacks`, async () => {
+        await release();
         for (const stack of [LOCAL_DR_STACK, LOCAL_STACK]) await destroy({ stack, stateDir: run.stateDir, force: true, log: (l) => log(`  ${l}`) });
         rmSync(run.marker, { force: true });
       });
@@ -440,8 +447,7 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
     const msg = err instanceof Error ? err.message : String(err);
     throw new Error(`${msg}\n(the drill's stacks are left as they are for inspection; the next drill removes them, or run 'kryonix-dr destroy --stack ${LOCAL_DR_STACK} --force' and 'kryonix-dr destroy --stack ${LOCAL_STACK} --force')`);
   } finally {
-    await Promise.all([...writers.values()].map((w) => w.stop()));
-    for (const c of clients.values()) await removeClient(c);
+    await release();
     await db.end().catch(() => undefined);
     if (regionStopped) await setRegion("start", "primary", run.projectDir, log).catch((e: Error) => log(`  could not bring the primary region back: ${e.message}; run 'bash scripts/region.sh start primary'`));
   }

@@ -57,6 +57,9 @@ export function formatFailoverReport(r: FailoverReport): string {
       `    after the failover: ${s.writesAfterFailover} acknowledged, ${s.missingAfterFailover.length} missing`,
       `    first backup in the DR region: ${s.drBackup ? `${s.drBackup.type} ${s.drBackup.backupId}, verify ${s.drBackup.verifyStatus}` : "none"}`,
     );
+    if (s.reversedAfterSeconds !== undefined) {
+      lines.push(`    replication reversed: ${s.reversedAfterSeconds === null ? "that backup did not reach the primary region" : `that backup reached the primary region ${s1(s.reversedAfterSeconds)} after it returned`}`);
+    }
   }
   for (const a of r.activations) lines.push(`Activation of ${a.service}: ${s1(a.seconds ?? undefined)} (${Object.entries(a.phases).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(", ")}), disaster_recovery_log ${a.recoveryId}`);
   if (r.recoveryLog) lines.push(`disaster_recovery_log ${r.recoveryLog.recoveryId} (the drill): ${r.recoveryLog.status}, failover ${r.recoveryLog.actualRecoverySeconds?.toFixed(1) ?? "-"} s, data loss ${r.recoveryLog.dataLossSeconds?.toFixed(1) ?? "-"} s`);

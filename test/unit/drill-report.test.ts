@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from "vitest";
 import type { DrillReport } from "../../local/drill/drill.js";
-import { formatReport } from "../../local/drill/report.js";
+import type { FailoverReport, FailoverServiceReport } from "../../local/drill/failover.js";
+import { formatFailoverReport, formatReport } from "../../local/drill/report.js";
 import type { ServiceReport } from "../../local/drill/verify.js";
 
 const at = "2026-12-03T17:00:00.000Z";
@@ -69,5 +70,46 @@ describe("formatReport with --data-size", () => {
   it("says nothing of seed data without --data-size", () => {
     const text = formatReport(report([service("postgresql")], 0));
     expect(text).not.toMatch(/seed/);
+  });
+});
+
+describe("formatFailoverReport", () => {
+  const svc = (service: string, reversedAfterSeconds?: number | null): FailoverServiceReport => ({
+    service,
+    engine: "postgres",
+    rpoTargetSeconds: 300,
+    failoverSeconds: 11,
+    acknowledgedBeforeLoss: 200,
+    missingBeyondRpo: [],
+    missingWithinRpo: 0,
+    dataLossSeconds: 0.8,
+    followedBefore: "streaming",
+    writesAfterFailover: 20,
+    missingAfterFailover: [],
+    drBackup: { backupId: "07c4fef1", type: "full", verifyStatus: "passed" },
+    ...(reversedAfterSeconds !== undefined ? { reversedAfterSeconds } : {}),
+  });
+  const failover = (services: FailoverServiceReport[]): FailoverReport => ({
+    ok: true,
+    runId: "f1",
+    disaster: "failover",
+    startedAt: at,
+    finishedAt: at,
+    lostAt: at,
+    phases: [{ name: "verify the promoted services", seconds: 0.4 }],
+    services,
+    activations: [],
+    failures: [],
+    kept: false,
+  });
+
+  it("says per service whether its DR backup reached the primary region once it returned (replication reversed)", () => {
+    const text = formatFailoverReport(failover([svc("postgresql", 15.04), svc("redis", null)]));
+    expect(text).toContain("    first backup in the DR region: full 07c4fef1, verify passed\n    replication reversed: that backup reached the primary region 15.0 s after it returned");
+    expect(text).toContain("    replication reversed: that backup did not reach the primary region");
+  });
+
+  it("says nothing of reversal where the drill did not get that far", () => {
+    expect(formatFailoverReport(failover([svc("postgresql")]))).not.toMatch(/reversed/);
   });
 });
