@@ -12,6 +12,7 @@
  * so a replicator running the other way (the dr stack's, after a failover) copies only what was
  * written in its region, and the forward one, after a failback, does not send those back again.
  */
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Gauge } from "prom-client";
@@ -48,10 +49,46 @@ function writeJson(file: string, value: unknown): void {
   renameSync(file + ".tmp", file);
 }
 
-export async function replicateOnce(s: Settings, src: Storage, dst: Storage, copyLog?: CopyLog): Promise<{ copied: number; skipped: number; recorded: number; copiesNotSentBack: number }> {
-  const stateFile = path.join(s.stateDir, `replicate-${src.bucket}-to-${dst.bucket}.json`);
-  const recordsFile = path.join(s.stateDir, `replicate-${src.bucket}-to-${dst.bucket}-unrecorded.json`);
-  mkdirSync(path.dirname(stateFile), { recursive: true });
+/** What a pass found to copy, filled in as it goes: what it did not copy is its backlog. */
+export interface PassTrack {
+  /** Set once the source was listed: every service seen there, and the versions to copy. */
+  listed?: { services: Set<string>; pending: { key: string; versionId?: string; lastModified?: Date }[]; done: Set<string> };
+}
+
+/** Per service of the listing, the versions not copied (copies not sent back count as handled). */
+export function backlogOf(track: PassTrack): Map<string, { objects: number; oldestAt: Date }> | undefined {
+  const l = track.listed;
+  if (!l) return undefined;
+  const out = new Map<string, { objects: number; oldestAt: Date }>([...l.services].map((svc) => [svc, { objects: 0, oldestAt: new Date(0) }]));
+  for (const v of l.pending) {
+    const svc = cat.serviceOfKey(v.key);
+    if (!svc || l.done.has(v.versionId!)) continue;
+    const e = out.get(svc)!;
+    const at = v.lastModified ?? new Date();
+    e.oldestAt = e.objects === 0 || at < e.oldestAt ? at : e.oldestAt;
+    e.objects++;
+  }
+  return out;
+}
+
+/**
+ * Where a replicator remembers what it copied: per source and replica, the S3 servers included (a
+ * replica moved to another server with the same bucket names gets everything again). Files named
+ * by the buckets alone, as before, are taken over by the first pass.
+ */
+export function stateFiles(dir: string, src: Storage, dst: Storage): { stateFile: string; recordsFile: string } {
+  const pair = createHash("sha256").update(`${cat.endpointOrigin(src.endpoint)} ${cat.endpointOrigin(dst.endpoint)}`).digest("hex").slice(0, 12);
+  const base = path.join(dir, `replicate-${src.bucket}-to-${dst.bucket}`);
+  mkdirSync(dir, { recursive: true });
+  const out = { stateFile: `${base}-${pair}.json`, recordsFile: `${base}-${pair}-unrecorded.json` };
+  for (const [old, now] of [[`${base}.json`, out.stateFile], [`${base}-unrecorded.json`, out.recordsFile]] as const) {
+    if (existsSync(old) && !existsSync(now)) renameSync(old, now);
+  }
+  return out;
+}
+
+export async function replicateOnce(s: Settings, src: Storage, dst: Storage, copyLog?: CopyLog, track: PassTrack = {}): Promise<{ copied: number; skipped: number; recorded: number; copiesNotSentBack: number }> {
+  const { stateFile, recordsFile } = stateFiles(s.stateDir, src, dst);
   const done = new Set<string>(readJson<string[]>(stateFile, []));
   const unrecorded = readJson<(cat.ObjectCopy & { sourceCreatedAt?: string })[]>(recordsFile, []).map((c) => ({ ...c, sourceCreatedAt: c.sourceCreatedAt ? new Date(c.sourceCreatedAt) : undefined }));
   let recorded = 0;
@@ -67,7 +104,13 @@ export async function replicateOnce(s: Settings, src: Storage, dst: Storage, cop
   await record().catch((e: Error) => log(`replicate: ${unrecorded.length} copy record(s) still wait for the catalog (${e.message})`));
   writeJson(recordsFile, unrecorded);
   const pending: { key: string; versionId?: string; lastModified?: Date; size: number }[] = [];
-  for await (const v of src.listVersions("")) if (v.versionId && !done.has(v.versionId)) pending.push(v);
+  const services = new Set<string>();
+  for await (const v of src.listVersions("")) {
+    const svc = cat.serviceOfKey(v.key);
+    if (svc) services.add(svc);
+    if (v.versionId && !done.has(v.versionId)) pending.push(v);
+  }
+  track.listed = { services, pending, done };
   // Oldest first, so the replica's newest version of a key is the primary's newest.
   pending.sort((a, b) => (a.lastModified?.getTime() ?? 0) - (b.lastModified?.getTime() ?? 0));
   backlog.set(pending.length);
@@ -141,9 +184,25 @@ export async function replicate(s: Settings, once: boolean): Promise<number> {
   const srv = once
     ? undefined
     : httpServer(s.metricsPort, () => ({ ok: Date.now() - lastOk < Math.max(300, interval * 5) * 1000, detail: { source: src.bucket, replica: dst.bucket, lastError } }));
-  for (;;) {
+  let reportError = "";
+  /** After every pass, what it left uncopied goes to the catalog (status and the health job judge it against the RPO). */
+  const report = async (track: PassTrack, error: string | null) => {
+    if (!copyLog) return;
     try {
-      const r = await replicateOnce(s, src, dst, copyLog);
+      await cat.reportReplication(copyLog.db, { sourceEndpoint: src.endpoint, sourceBucket: src.bucket, endpoint: dst.endpoint, region: copyLog.region, bucket: dst.bucket, reportIntervalSeconds: interval, pending: backlogOf(track), error });
+      if (reportError) log(`replicate: the catalog takes the backlog reports again`);
+      reportError = "";
+    } catch (e) {
+      const msg = (e as Error & { code?: string }).code === "42P01" ? "the catalog has no replication_status table (migration 012): run 'kryonix-dr migrate'" : (e as Error).message;
+      if (msg !== reportError) log(`replicate: the backlog report was not recorded (${msg}); copying goes on, status and the health job cannot judge this replica's lag meanwhile`);
+      reportError = msg;
+    }
+  };
+  for (;;) {
+    const track: PassTrack = {};
+    try {
+      const r = await replicateOnce(s, src, dst, copyLog, track);
+      await report(track, null);
       lastOk = Date.now();
       if (lastError) log(`replicate ${src.bucket} -> ${dst.bucket}: passes succeed again`);
       lastError = undefined;
@@ -154,9 +213,10 @@ export async function replicate(s: Settings, once: boolean): Promise<number> {
         );
       }
     } catch (e) {
+      const msg = (e as Error).message;
+      await report(track, msg);
       if (once) throw e;
       // Said once per distinct reason (a region that is down fails every pass the same way).
-      const msg = (e as Error).message;
       if (msg !== lastError) log(`replicate: ${msg} (retrying every ${interval} s; said again only when the reason changes)`);
       lastError = msg;
     }

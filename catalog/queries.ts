@@ -4,7 +4,7 @@
  *
  * These files run inside the agent image: they must never import @pulumi. This index re-exports
  * the query files, one per subject: types, runs, wal, plans (recovery plans and the RPO), health,
- * recovery-log, summaries (status) and copies (objects copied to another region); sql.ts holds their internal helpers and is not exported.
+ * recovery-log, summaries (status), copies (objects copied to another region), standby (warm standbys' lag) and replication (what is not copied yet); sql.ts holds their internal helpers and is not exported.
  *
  * Multi-row changes are single SQL statements (data-modifying CTEs), so they are atomic without
  * the caller managing a transaction, and safe to call inside one.
@@ -28,3 +28,4 @@ export * from "./recovery-log.js";
 export * from "./summaries.js";
 export * from "./copies.js";
 export * from "./standby.js";
+export * from "./replication.js";

@@ -44,6 +44,19 @@ export async function reportStandby(db: Db, r: StandbyReport): Promise<void> {
   );
 }
 
+/**
+ * The activation's word on a standby it promoted: it is a primary now. Its follower goes with the
+ * promotion, so its row would otherwise read as a follower gone silent. No row: nothing to do.
+ */
+export async function markStandbyPromoted(db: Db, o: { tenantId: string; service: string; region: string }): Promise<void> {
+  await db.query(
+    `UPDATE standby_status SET state = 'promoted', streaming = false, lag_bytes = NULL, lag_seconds = NULL,
+            detail = 'promoted by kdr-agent standby activate at ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), reported_at = now()
+     WHERE tenant_id = $1 AND service_name = $2 AND region = $3`,
+    [o.tenantId, o.service, o.region],
+  );
+}
+
 /** Every standby's newest report, optionally of one tenant, service or region. */
 export async function listStandbys(db: Db, opts: { tenantId?: string; service?: string; region?: string } = {}): Promise<StandbyRow[]> {
   const { rows } = await db.query(
@@ -70,11 +83,12 @@ export const SILENT_REPORTS = 3;
  */
 export function judgeStandby(r: StandbyRow, now: Date = new Date()): { ok: boolean; message: string } {
   const where = `the ${r.engine === "postgres" ? "PostgreSQL" : "Redis"} standby ${r.standbyHost} of '${r.service}' (${r.region})`;
+  // A promoted standby has no follower any more: its silence is expected.
+  if (r.state === "promoted") return { ok: true, message: `${where} is promoted: a primary now${r.detail ? ` (${r.detail})` : ""}` };
   const silent = (now.getTime() - r.reportedAt.getTime()) / 1000;
   if (silent > SILENT_REPORTS * r.reportIntervalSeconds + 30) {
     return { ok: false, message: `${where}: its follower last reported ${Math.round(silent)} s ago: see 'docker service logs ${r.standbyHost}-follower'` };
   }
-  if (r.state === "promoted") return { ok: true, message: `${where} is promoted: a primary now` };
   if (r.state === "unreachable") return { ok: false, message: `${where} does not answer${r.detail ? ` (${r.detail})` : ""}: see 'docker service ps ${r.standbyHost}'` };
   const how = r.streaming ? `streams from ${r.primaryHost}` : r.engine === "postgres" ? "does not stream (it replays the WAL copied to this region)" : `its link to ${r.primaryHost} is down`;
   if (r.lagSeconds === null || r.lagBytes === null) {

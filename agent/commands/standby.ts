@@ -458,6 +458,9 @@ export async function runActivate(s: Settings, connect: () => Promise<pg.Client>
     const t3 = Date.now();
     const seconds = { primaryCheck: (t1 - t0) / 1000, catchUp: (t2 - t1) / 1000, promote: (t3 - t2) / 1000, total: (t3 - t0) / 1000 };
     let recoveryId: string | undefined;
+    // Status and the health job stop judging it as a standby (its follower goes now).
+    const region = s.get("s3Region");
+    if (c && region) await cat.markStandbyPromoted(c, { tenantId: s.tenantId, service: s.service, region }).catch((e: Error) => notes.push(`its standby status row was not marked promoted (${e.message})`));
     if (c && !alreadyActive) {
       const row = await cat.startRecovery(c, {
         tenantId: s.tenantId,

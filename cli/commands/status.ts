@@ -66,6 +66,8 @@ export interface ServiceStatus {
   standbys: Array<{ region: string; standbyHost: string; state: string; streaming: boolean; lagSeconds: number | null; lagBytes: number | null; rpoTargetSeconds: number | null; reportedAgeSeconds: number; ok: boolean; message: string }>;
   /** Copies in other regions (recorded by the replicator): per region, how fresh the newest copied object is. */
   drCopies: Array<{ region: string; copies: number; newestCopiedSourceAt: string | null; newestCopiedAgeSeconds: number | null; lastCopiedAt: string | null }>;
+  /** Each replicator's backlog of the service (what is not copied to its region yet), judged against the RPO. */
+  replication: Array<{ region: string; sourceBucket: string; bucket: string; pendingObjects: number; oldestPendingAgeSeconds: number | null; lastError: string | null; reportedAgeSeconds: number; ok: boolean; message: string }>;
   /** The newest restorable point is older than --max-age. */
   stale: boolean;
   ok: boolean;
@@ -188,6 +190,7 @@ async function serviceStatus(
     restorable,
     drCopies: [],
     standbys: [],
+    replication: [],
     restoreProblem,
     newestCompleted: nc
       ? { backupId: nc.backupId, type: nc.backupType, completedAt: nc.completedAt.toISOString(), ageSeconds: age(now, nc.completedAt), recoveryPoint: nc.recoveryPointEnd.toISOString() }
@@ -237,6 +240,7 @@ export async function statusReport(db: cat.Db, opts: { tenantId?: string; maxAge
   const repos = await listResticRepositories(db, { tenantId: opts.tenantId });
   const lags = await cat.replicationLag(db);
   const standbys = await cat.listStandbys(db, { tenantId: opts.tenantId });
+  const backlogs = await cat.listReplication(db);
   const healthOf = new Map(health.map((h) => [`${h.tenantId}/${h.serviceName}`, h]));
   const tenantIds = [...new Set(summaries.map((s) => s.tenantId))];
   if (opts.tenantId && !tenantIds.includes(opts.tenantId)) tenantIds.push(opts.tenantId);
@@ -259,6 +263,15 @@ export async function statusReport(db: cat.Db, opts: { tenantId?: string; maxAge
         const j = cat.judgeStandby(sb, now);
         st.standbys.push({ region: sb.region, standbyHost: sb.standbyHost, state: sb.state, streaming: sb.streaming, lagSeconds: sb.lagSeconds, lagBytes: sb.lagBytes, rpoTargetSeconds: sb.rpoTargetSeconds, reportedAgeSeconds: age(now, sb.reportedAt), ok: j.ok, message: j.message });
         if (!j.ok) st.attention.push(`standby: ${j.message}`);
+      }
+      const rpo = healthOf.get(`${tenantId}/${s.serviceName}`)?.rpoTargetSeconds ?? null;
+      for (const r of backlogs.filter((x) => x.service === s.serviceName)) {
+        const j = cat.judgeReplication(r, rpo, now);
+        st.replication.push({
+          region: r.region, sourceBucket: r.sourceBucket, bucket: r.bucket, pendingObjects: r.pendingObjects,
+          oldestPendingAgeSeconds: r.oldestPendingAt ? age(now, r.oldestPendingAt) : null, lastError: r.lastError, reportedAgeSeconds: age(now, r.reportedAt), ok: j.ok, message: j.message,
+        });
+        if (!j.ok) st.attention.push(`replication: ${j.message}`);
       }
       st.ok = st.attention.length === 0;
       services.push(st);
@@ -338,6 +351,7 @@ export function formatStatus(r: StatusReport): string {
         for (const c of s.drCopies) {
           out.push(`  ${s.service}: ${c.copies} object(s) copied to region ${c.region}; the newest copied was stored ${ago(c.newestCopiedAgeSeconds)} ago, copied at ${c.lastCopiedAt ?? "-"}`);
         }
+        for (const r of s.replication.filter((x) => !x.ok || x.pendingObjects > 0)) out.push(`  ${s.service}: ${r.ok ? "" : "BEHIND: "}${r.message}`);
         for (const b of s.standbys) out.push(`  ${s.service}: ${b.ok ? "" : "BEHIND: "}${b.message}; reported ${ago(b.reportedAgeSeconds)} ago`);
         if (s.lastFailure) out.push(`  ${s.service}: newest run FAILED at ${s.lastFailure.failedAt} (${fmtSeconds(s.lastFailure.ageSeconds)} ago): ${oneLine(s.lastFailure.error ?? "no reason recorded", 240)}`);
       }

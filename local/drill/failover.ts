@@ -177,6 +177,40 @@ async function statusShowsStandby(run: DrillRun, db: pg.Pool, service: string): 
 }
 
 /**
+ * Runbook §9b's checks in `kryonix-dr status` once replication is reversed: the copies in the
+ * primary region, the reverse replicator's backlog there drained (it reports after its next pass,
+ * so up to 60 s), and the promoted standby shown as promoted, not as a follower gone silent.
+ */
+async function statusAfterReversal(run: DrillRun, db: pg.Pool, service: string, failures: string[]): Promise<void> {
+  const primary = run.platform.regions.primary.name;
+  const t0 = Date.now();
+  for (;;) {
+    const c = await db.connect();
+    let st: Awaited<ReturnType<typeof statusReport>>["tenants"][number]["services"][number] | undefined;
+    try {
+      st = (await statusReport(c, { tenantId: run.tenantId })).tenants[0]?.services.find((x) => x.service === service);
+    } finally {
+      c.release();
+    }
+    const copies = st?.drCopies.find((x) => x.region === primary);
+    const back = st?.replication.find((x) => x.region === primary);
+    const standby = st?.standbys.find((x) => x.region === run.platform.regions.dr.name);
+    if (copies && back?.ok && back.pendingObjects === 0 && !back.lastError && standby?.ok && standby.state === "promoted") {
+      run.log(`  ${service}: kryonix-dr status: ${copies.copies} object(s) copied to region ${primary}; ${back.message}; ${standby.message}`);
+      return;
+    }
+    if (Date.now() - t0 > 60_000) {
+      failures.push(
+        `${service}: kryonix-dr status after the reversal: ${copies ? `${copies.copies} copies in region ${primary}` : `no copies in region ${primary}`}; ` +
+          `${back ? back.message : `no backlog report from the replicator to region ${primary}`}; ${standby ? standby.message : "no standby row"}`,
+      );
+      return;
+    }
+    await sleep(3000);
+  }
+}
+
+/**
  * The loss of the primary region: its services killed at once (SIGKILL, no shutdown), which is
  * the moment returned, and removed (so Swarm does not restart them); its S3 server is stopped and
  * the sidecars removed from that moment on, in `rest`, while the operator fails over (in a real
@@ -412,16 +446,7 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
           if (artifacts > 0 && copied === artifacts) {
             rep.reversedAfterSeconds = (Date.now() - back) / 1000;
             log(`  ${rep.service}: its DR backup ${rep.drBackup.backupId.slice(0, 8)} copied back to the primary region (${copied} object(s)), ${rep.reversedAfterSeconds.toFixed(1)} s after it returned`);
-            // Runbook §9b's check: status shows the copies in the primary region.
-            const c = await db.connect();
-            try {
-              const st = (await statusReport(c, { tenantId: run.tenantId })).tenants[0]?.services.find((x) => x.service === rep.service);
-              const inPrimary = st?.drCopies.find((x) => x.region === platform.regions.primary.name);
-              if (!inPrimary) failures.push(`${rep.service}: kryonix-dr status shows no copies in region ${platform.regions.primary.name} although the catalog records them`);
-              else log(`  ${rep.service}: kryonix-dr status: ${inPrimary.copies} object(s) copied to region ${inPrimary.region}`);
-            } finally {
-              c.release();
-            }
+            await statusAfterReversal(run, db, rep.service, failures);
             break;
           }
           if (Date.now() - back > 180_000) {

@@ -7,13 +7,14 @@
  * original (with that region's version ids), skips damaged manifests by name, changes nothing when
  * run twice, and restores; run against a live catalog it records that region's copies.
  */
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import pg from "pg";
 import { replicationLag } from "../../catalog/copies.js";
+import { listReplication } from "../../catalog/replication.js";
 import { migrate } from "../../catalog/migrate.js";
 import { sealWalDescriptor } from "../../agent/commands/shared.js";
 import { agentWorld, makeBucket, pgQuery as q, prepareBackupRole, restoredChecksums, tableChecksums, type AgentWorld, type TestBucket } from "../support/s3.js";
@@ -118,6 +119,10 @@ describe("agent: restore from the DR region", () => {
     expect(lag).toHaveLength(1);
     expect(lag[0]!.copies).toBe(copies.filter((c) => c.service_name === SERVICE).length);
     expect(lag[0]!.newestCopiedSourceAt).toBeInstanceOf(Date);
+    // And what is not copied: nothing, as the replicator reported after its pass.
+    expect(await listReplication(w.db, { service: SERVICE })).toEqual([
+      expect.objectContaining({ region: dr.region, endpoint: new URL(dr.endpoint).origin, bucket: dr.bucket, sourceBucket: w.bucket.bucket, pendingObjects: 0, oldestPendingAt: null, lastError: null, reportIntervalSeconds: 30 }),
+    ]);
 
     // A second pass copies and records nothing new.
     const again = await w.run(["replicate", "--once"], replicateEnv);
@@ -309,6 +314,30 @@ describe("agent: restore from the DR region", () => {
     expect(fwd.code, fwd.stderr).toBe(0);
     expect(fwd.stderr).toMatch(/copied 0 new version\(s\), recorded 0 in the catalog; 1 version\(s\) are copies from .* not sent back/);
     expect((await versions(dr)).length).toBe(drNow);
+  });
+
+  it("a pass that cannot reach the replica reports what it left and why (the backlog status and the health job judge), and takes over a state file named before endpoints counted", async () => {
+    const away = { ...replicateEnv, KDR_REPLICA_S3_ENDPOINT: `http://127.0.0.1:${await freePort()}` };
+    const r = await w.run(["replicate", "--once"], away);
+    expect(r.code).not.toBe(0);
+    const rows = (await listReplication(w.db, { service: SERVICE })).filter((x) => x.endpoint === new URL(away.KDR_REPLICA_S3_ENDPOINT).origin);
+    expect(rows).toHaveLength(1);
+    // Another S3 server than the DR region's: everything is still to copy there.
+    expect(rows[0]!.pendingObjects).toBeGreaterThan(3);
+    expect(rows[0]!.oldestPendingAt).toBeInstanceOf(Date);
+    expect(rows[0]!.lastError).toMatch(/ECONNREFUSED|connect/);
+    await w.db.query("DELETE FROM replication_status WHERE endpoint = $1", [new URL(away.KDR_REPLICA_S3_ENDPOINT).origin]);
+    // The real replica's state under the name of before (buckets only) is taken over: nothing is copied again.
+    const prefix = `replicate-${w.bucket.bucket}-to-${dr.bucket}`;
+    const current = readdirSync(w.stateDir).filter((f) => f.startsWith(`${prefix}-`) && !f.endsWith("-unrecorded.json"));
+    // The DR region's holds the versions copied; the unreachable server's, if any, none.
+    const drState = current.find((f) => readFileSync(path.join(w.stateDir, f), "utf8").length > 2);
+    expect(drState, `state files: ${current.join(", ")}`).toBeDefined();
+    renameSync(path.join(w.stateDir, drState!), path.join(w.stateDir, `${prefix}.json`));
+    const again = await w.run(["replicate", "--once"], replicateEnv);
+    expect(again.stderr).toMatch(/copied 0 new version\(s\)/);
+    expect(existsSync(path.join(w.stateDir, `${prefix}.json`))).toBe(false);
+    expect(existsSync(path.join(w.stateDir, drState!))).toBe(true);
   });
 
   it("without the copy records the restore stops, naming the region, bucket, key, version and S3 error", async () => {

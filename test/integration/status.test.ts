@@ -348,6 +348,57 @@ describe("kryonix-dr status: warm standbys against the RPO", () => {
   });
 });
 
+describe("kryonix-dr status: the replicator's backlog against the RPO", () => {
+  const E = "eeeeeeee-0000-4000-8000-00000000000e";
+  const pass = (pending: Map<string, { objects: number; oldestAt: Date }> | undefined, error: string | null = null): q.ReplicationPass => ({
+    sourceEndpoint: "http://rgw-primary:7480/", sourceBucket: "kdr-e-critical", endpoint: "http://rgw-dr:7480", region: "dr-east", bucket: "kdr-e-critical-dr",
+    reportIntervalSeconds: 10, pending, error,
+  });
+
+  it("a backlog within the RPO is shown and fine; older than the RPO, or a replicator gone silent, needs attention (exit 1), in status and in the dr region's health job", async () => {
+    await completed(E, "ledger-db", "postgres", { rpAgo: 30, raw: 4000, stored: 1000, lsn: ["0/6000028", "0/6000138"], verify: "passed" });
+    await q.setHealthSettings(db, { tenantId: E, service: "ledger-db", rpoSeconds: 300 });
+    // A pass that copied everything: every service it saw has nothing pending.
+    await q.reportReplication(db, pass(new Map([["ledger-db", { objects: 0, oldestAt: new Date(0) }]])));
+    const fine = JSON.parse((await status(["--tenant", E, "--json"])).stdout) as StatusReport;
+    expect(svc(fine, E, "ledger-db").replication).toEqual([
+      expect.objectContaining({ region: "dr-east", sourceBucket: "kdr-e-critical", bucket: "kdr-e-critical-dr", pendingObjects: 0, oldestPendingAgeSeconds: null, lastError: null, ok: true }),
+    ]);
+    expect(fine.healthy).toBe(true);
+
+    // The DR region went away mid-pass: two versions left, the oldest stored 2 min ago.
+    await q.reportReplication(db, pass(new Map([["ledger-db", { objects: 2, oldestAt: ago(120) }]]), "PutObject kdr-e-critical-dr: connect ECONNREFUSED"));
+    const within = await status(["--tenant", E]);
+    expect(within.code, within.stdout).toBe(0);
+    expect(within.stdout).toMatch(/ledger-db: the copy of 'ledger-db' in region dr-east \(kdr-e-critical -> kdr-e-critical-dr\): 2 object version\(s\) not copied yet, the oldest stored 1\d\d s ago \(RPO 300 s\); its last pass stopped: PutObject kdr-e-critical-dr: connect ECONNREFUSED/);
+
+    // Still gone 7 min later: over the RPO. The next pass could not list the source either: the counts stay.
+    await q.reportReplication(db, pass(new Map([["ledger-db", { objects: 5, oldestAt: ago(420) }]]), "PutObject kdr-e-critical-dr: connect ECONNREFUSED"));
+    await q.reportReplication(db, pass(undefined, "ListObjectVersions kdr-e-critical: HTTP 503"));
+    const behind = await status(["--tenant", E]);
+    expect(behind.code).toBe(1);
+    expect(behind.stdout).toMatch(
+      /needs attention:\n {2}- ledger-db: replication: the copy of 'ledger-db' in region dr-east \(kdr-e-critical -> kdr-e-critical-dr\): 5 object version\(s\) not copied yet, the oldest stored 4\d\d s ago: over the RPO of 300 s, so a restore there would lose more than that; its last pass stopped: ListObjectVersions kdr-e-critical: HTTP 503: see the replicator's log/,
+    );
+
+    const health = (region: string) =>
+      runHealth(new Settings(new Map(), { KDR_SERVICE: "ledger-db", KDR_ENGINE: "postgres", KDR_TENANT_ID: E, KDR_S3_REGION: region, KDR_RPO_SECONDS: "300" }), db as unknown as pg.Client);
+    const dr = await health("dr-east");
+    expect(dr).toMatchObject({ healthy: false, replication: [{ ok: false, sourceBucket: "kdr-e-critical", pendingObjects: 5 }] });
+    expect(dr.message).toMatch(/^ok: the newest verified recovery point of 'ledger-db' is .*\nBEHIND: the copy of 'ledger-db' in region dr-east .* over the RPO of 300 s/);
+    // The primary region's health job: no copies go there.
+    expect(await health("primary-west")).toMatchObject({ healthy: true });
+
+    // Caught up; then the replicator stops reporting.
+    await q.reportReplication(db, pass(new Map([["ledger-db", { objects: 0, oldestAt: new Date(0) }]])));
+    expect((await health("dr-east")).healthy).toBe(true);
+    await db.query("UPDATE replication_status SET reported_at = now() - interval '90 seconds' WHERE service_name = 'ledger-db'");
+    const silent = JSON.parse((await status(["--tenant", E, "--json"])).stdout) as StatusReport;
+    expect(svc(silent, E, "ledger-db").attention).toEqual([expect.stringMatching(/^replication: the copy of 'ledger-db' in region dr-east \(kdr-e-critical -> kdr-e-critical-dr\): its replicator last reported (89|9\d) s ago: see the replicator's log/)]);
+    await db.query("DELETE FROM replication_status WHERE service_name = 'ledger-db'");
+  });
+});
+
 describe("kryonix-dr lessons", () => {
   it("adds what an incident taught, dated, to its row (status shows the id), and refuses what it cannot record", async () => {
     const json = JSON.parse((await status(["--json", "--tenant", A])).stdout) as { tenants: Array<{ recoveries: Array<{ recoveryId: string; incidentType: string }> }> };

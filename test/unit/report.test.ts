@@ -28,6 +28,7 @@ function service(name: string, ageSeconds: number, extra: Partial<ServiceStatus>
     repositories: [],
     drCopies: [],
     standbys: [],
+    replication: [],
     stale: false,
     ok: true,
     attention: [],

@@ -61,6 +61,14 @@ describe("judgeStandby", () => {
     );
     expect(judgeStandby(row({ state: "promoted", lagBytes: null, lagSeconds: null }), now)).toEqual({ ok: true, message: "the PostgreSQL standby kdr-dr-postgresql of 'postgresql' (r2) is promoted: a primary now" });
   });
+
+  it("a promoted standby's follower is gone with the promotion: its silence is no trouble", () => {
+    const promoted = row({ state: "promoted", lagBytes: null, lagSeconds: null, detail: "promoted by kdr-agent standby activate at 2026-12-03T11:00:00Z", reportedAt: new Date(now.getTime() - 3_600_000) });
+    expect(judgeStandby(promoted, now)).toEqual({
+      ok: true,
+      message: "the PostgreSQL standby kdr-dr-postgresql of 'postgresql' (r2) is promoted: a primary now (promoted by kdr-agent standby activate at 2026-12-03T11:00:00Z)",
+    });
+  });
 });
 
 const settings = (engine: string) =>
