@@ -21,6 +21,8 @@ export interface StandbyReport {
   rpoTargetSeconds: number | null;
   reportIntervalSeconds: number;
   detail: string | null;
+  /** When the reporting follower started: a follower older than a promotion does not replace the promoted row. */
+  followerStartedAt?: Date;
 }
 
 export interface StandbyRow extends StandbyReport {
@@ -39,19 +41,21 @@ export async function reportStandby(db: Db, r: StandbyReport): Promise<void> {
        engine = EXCLUDED.engine, standby_host = EXCLUDED.standby_host, primary_host = EXCLUDED.primary_host, state = EXCLUDED.state,
        streaming = EXCLUDED.streaming, lag_bytes = EXCLUDED.lag_bytes, lag_seconds = EXCLUDED.lag_seconds,
        last_replayed_at = EXCLUDED.last_replayed_at, rpo_target = EXCLUDED.rpo_target, report_interval = EXCLUDED.report_interval,
-       detail = EXCLUDED.detail, reported_at = now()`,
-    [r.tenantId, r.service, r.region, r.engine, r.standbyHost, r.primaryHost, r.state, r.streaming, r.lagBytes, r.lagSeconds, r.lastReplayedAt, r.rpoTargetSeconds, r.reportIntervalSeconds, r.detail],
+       detail = EXCLUDED.detail, reported_at = now(), promoted_at = NULL
+     WHERE standby_status.promoted_at IS NULL OR $15::timestamptz > standby_status.promoted_at`,
+    [r.tenantId, r.service, r.region, r.engine, r.standbyHost, r.primaryHost, r.state, r.streaming, r.lagBytes, r.lagSeconds, r.lastReplayedAt, r.rpoTargetSeconds, r.reportIntervalSeconds, r.detail, r.followerStartedAt ?? new Date()],
   );
 }
 
 /**
  * The activation's word on a standby it promoted: it is a primary now. Its follower goes with the
- * promotion, so its row would otherwise read as a follower gone silent. No row: nothing to do.
+ * promotion, so its row would otherwise read as a follower gone silent; a last look of that
+ * follower (the server restarting under it) no longer replaces the row. No row: nothing to do.
  */
 export async function markStandbyPromoted(db: Db, o: { tenantId: string; service: string; region: string }): Promise<void> {
   await db.query(
     `UPDATE standby_status SET state = 'promoted', streaming = false, lag_bytes = NULL, lag_seconds = NULL,
-            detail = 'promoted by kdr-agent standby activate at ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), reported_at = now()
+            detail = 'promoted by kdr-agent standby activate at ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), reported_at = now(), promoted_at = now()
      WHERE tenant_id = $1 AND service_name = $2 AND region = $3`,
     [o.tenantId, o.service, o.region],
   );

@@ -31,13 +31,17 @@ export async function redisInfo(s: Settings, host?: string): Promise<Record<stri
   );
 }
 
+/** When this follower process started. */
+const FOLLOWER_STARTED_AT = new Date();
+
 /**
- * Records a look in the catalog. A catalog that refuses it (older than migration 011) does not
+ * Records a look in the catalog. A catalog that refuses it (older than migration 012) does not
  * stop the following: said once, and again only when the reason changes. Returns the reason, or "".
  */
 export async function recordLook(c: pg.Client, r: cat.StandbyReport, said: string): Promise<string> {
   try {
-    await cat.reportStandby(c, r);
+    // A follower that was running when its standby was promoted no longer replaces the promoted row.
+    await cat.reportStandby(c, { ...r, followerStartedAt: r.followerStartedAt ?? FOLLOWER_STARTED_AT });
     if (said) log(`standby follow ${r.service}: the catalog takes this standby's replication again`);
     return "";
   } catch (e) {

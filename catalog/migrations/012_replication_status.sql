@@ -30,3 +30,8 @@ CREATE INDEX replication_status_by_service ON replication_status (service_name, 
 REVOKE ALL ON replication_status FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE ON replication_status TO kryonix_dr_writer;
 GRANT SELECT ON replication_status TO kryonix_dr_reader;
+
+-- When `kdr-agent standby activate` promoted a standby: looks of a follower started before that
+-- moment (the promoted standby's own follower, gone with the same deployment) no longer replace
+-- the row; a follower started later (the standby seeded again) makes it a standby's row again.
+ALTER TABLE standby_status ADD COLUMN promoted_at timestamptz;
