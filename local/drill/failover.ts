@@ -150,6 +150,16 @@ async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>, db: 
   return how;
 }
 
+/** The service's entry in `kryonix-dr status` (the same report), as the drill's tenant sees it. */
+async function serviceStatusOf(run: DrillRun, db: pg.Pool, service: string) {
+  const c = await db.connect();
+  try {
+    return (await statusReport(c, { tenantId: run.tenantId })).tenants[0]?.services.find((x) => x.service === service);
+  } finally {
+    c.release();
+  }
+}
+
 /**
  * Runbook §9a's `kryonix-dr status` (the same report): the standby's follower reports it to the
  * catalog, streaming, within the RPO, judged ok. Waits up to 60 s for the first such look.
@@ -157,13 +167,7 @@ async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>, db: 
 async function statusShowsStandby(run: DrillRun, db: pg.Pool, service: string): Promise<void> {
   const t0 = Date.now();
   for (;;) {
-    const c = await db.connect();
-    let st: Awaited<ReturnType<typeof statusReport>>["tenants"][number]["services"][number] | undefined;
-    try {
-      st = (await statusReport(c, { tenantId: run.tenantId })).tenants[0]?.services.find((x) => x.service === service);
-    } finally {
-      c.release();
-    }
+    const st = await serviceStatusOf(run, db, service);
     const sb = st?.standbys.find((b) => b.region === run.platform.regions.dr.name);
     if (sb?.ok && sb.streaming && sb.state === "following") {
       run.log(`  ${service}: kryonix-dr status: ${sb.message}`);
@@ -185,13 +189,7 @@ async function statusAfterReversal(run: DrillRun, db: pg.Pool, service: string, 
   const primary = run.platform.regions.primary.name;
   const t0 = Date.now();
   for (;;) {
-    const c = await db.connect();
-    let st: Awaited<ReturnType<typeof statusReport>>["tenants"][number]["services"][number] | undefined;
-    try {
-      st = (await statusReport(c, { tenantId: run.tenantId })).tenants[0]?.services.find((x) => x.service === service);
-    } finally {
-      c.release();
-    }
+    const st = await serviceStatusOf(run, db, service);
     const copies = st?.drCopies.find((x) => x.region === primary);
     const back = st?.replication.find((x) => x.region === primary);
     const standby = st?.standbys.find((x) => x.region === run.platform.regions.dr.name);
