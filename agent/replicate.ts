@@ -53,7 +53,15 @@ function writeJson(file: string, value: unknown): void {
 export interface PassTrack {
   /** Set once the source was listed: every service seen there, and the versions to copy. */
   listed?: { services: Set<string>; pending: { key: string; versionId?: string; lastModified?: Date }[]; done: Set<string> };
+  /** Called once the listing is known (before any copy): the backlog this pass starts from. */
+  onListed?: () => Promise<void>;
 }
+
+/** The service a key belongs to, when it follows the layout and is a valid service name (an odd key must not stop every report). */
+const serviceOf = (key: string): string | undefined => {
+  const svc = cat.serviceOfKey(key);
+  return svc && /^[a-z0-9][a-z0-9_.-]*$/.test(svc) && svc.length <= 100 ? svc : undefined;
+};
 
 /** Per service of the listing, the versions not copied (copies not sent back count as handled). */
 export function backlogOf(track: PassTrack): Map<string, { objects: number; oldestAt: Date }> | undefined {
@@ -61,7 +69,7 @@ export function backlogOf(track: PassTrack): Map<string, { objects: number; olde
   if (!l) return undefined;
   const out = new Map<string, { objects: number; oldestAt: Date }>([...l.services].map((svc) => [svc, { objects: 0, oldestAt: new Date(0) }]));
   for (const v of l.pending) {
-    const svc = cat.serviceOfKey(v.key);
+    const svc = serviceOf(v.key);
     if (!svc || l.done.has(v.versionId!)) continue;
     const e = out.get(svc)!;
     const at = v.lastModified ?? new Date();
@@ -90,6 +98,14 @@ export function stateFiles(dir: string, src: Storage, dst: Storage): { stateFile
 export async function replicateOnce(s: Settings, src: Storage, dst: Storage, copyLog?: CopyLog, track: PassTrack = {}): Promise<{ copied: number; skipped: number; recorded: number; copiesNotSentBack: number }> {
   const { stateFile, recordsFile } = stateFiles(s.stateDir, src, dst);
   const done = new Set<string>(readJson<string[]>(stateFile, []));
+  // No state file: a new container (the replicator's state is not on a volume; Swarm replaces the
+  // container on every restart). The catalog knows every version copied to this replica: without
+  // it, each restart copied the whole bucket again (new locked versions of every object).
+  if (copyLog && !existsSync(stateFile)) {
+    for (const v of await cat.copiedSources(copyLog.db, dst.endpoint, dst.bucket, src.bucket)) done.add(v);
+    writeJson(stateFile, [...done]);
+    if (done.size) log(`replicate ${src.bucket} -> ${dst.bucket}: ${done.size} version(s) already copied, as the catalog records (no state file here)`);
+  }
   const unrecorded = readJson<(cat.ObjectCopy & { sourceCreatedAt?: string })[]>(recordsFile, []).map((c) => ({ ...c, sourceCreatedAt: c.sourceCreatedAt ? new Date(c.sourceCreatedAt) : undefined }));
   let recorded = 0;
   const record = async (): Promise<void> => {
@@ -106,7 +122,7 @@ export async function replicateOnce(s: Settings, src: Storage, dst: Storage, cop
   const pending: { key: string; versionId?: string; lastModified?: Date; size: number }[] = [];
   const services = new Set<string>();
   for await (const v of src.listVersions("")) {
-    const svc = cat.serviceOfKey(v.key);
+    const svc = serviceOf(v.key);
     if (svc) services.add(svc);
     if (v.versionId && !done.has(v.versionId)) pending.push(v);
   }
@@ -131,13 +147,15 @@ export async function replicateOnce(s: Settings, src: Storage, dst: Storage, cop
     done.add(v.versionId!);
     notSentBack++;
   };
+  // Known copies are settled first: a pass that fails midway does not count them as its backlog.
+  for (const v of pending) if (copies.has(v.versionId!)) notBack(v);
+  if (notSentBack) writeJson(stateFile, [...done]);
+  await track.onListed?.();
   for (const v of pending) {
-    if (copies.has(v.versionId!)) {
-      notBack(v);
-      continue;
-    }
+    if (done.has(v.versionId!)) continue;
     const got = await withRetry(`get ${v.key}`, () => src.client.send(new GetObjectCommand({ Bucket: src.bucket, Key: v.key, VersionId: v.versionId })));
-    if (got.Metadata?.[COPY_OF_META]) {
+    // A copy: ours (its metadata), or one MinIO's own bucket replication made (prod's native mode).
+    if (got.Metadata?.[COPY_OF_META] || got.ReplicationStatus === "REPLICA") {
       (got.Body as Readable).destroy();
       notBack(v);
       continue;
@@ -185,23 +203,49 @@ export async function replicate(s: Settings, once: boolean): Promise<number> {
     ? undefined
     : httpServer(s.metricsPort, () => ({ ok: Date.now() - lastOk < Math.max(300, interval * 5) * 1000, detail: { source: src.bucket, replica: dst.bucket, lastError } }));
   let reportError = "";
-  /** After every pass, what it left uncopied goes to the catalog (status and the health job judge it against the RPO). */
-  const report = async (track: PassTrack, error: string | null) => {
+  const pair = { sourceEndpoint: src.endpoint, sourceBucket: src.bucket, endpoint: dst.endpoint, bucket: dst.bucket };
+  /**
+   * What a pass starts from and what it left go to the catalog (status and the health job judge
+   * it against the RPO); while a pass copies, its reports are kept fresh, so a long pass does not
+   * read as a replicator gone silent. A catalog that does not answer within 15 s only loses the
+   * report: copying goes on.
+   */
+  const catalogCall = async (what: (db: cat.Db) => Promise<void>) => {
     if (!copyLog) return;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await cat.reportReplication(copyLog.db, { sourceEndpoint: src.endpoint, sourceBucket: src.bucket, endpoint: dst.endpoint, region: copyLog.region, bucket: dst.bucket, reportIntervalSeconds: interval, pending: backlogOf(track), error });
+      await Promise.race([what(copyLog.db), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("no answer within 15 s")), 15_000)))]);
       if (reportError) log(`replicate: the catalog takes the backlog reports again`);
       reportError = "";
     } catch (e) {
       const msg = (e as Error & { code?: string }).code === "42P01" ? "the catalog has no replication_status table (migration 012): run 'kryonix-dr migrate'" : (e as Error).message;
       if (msg !== reportError) log(`replicate: the backlog report was not recorded (${msg}); copying goes on, status and the health job cannot judge this replica's lag meanwhile`);
       reportError = msg;
+    } finally {
+      clearTimeout(timer);
     }
   };
+  const report = (track: PassTrack, error: string | null) =>
+    catalogCall((db) => cat.reportReplication(db, { ...pair, region: copyLog!.region, reportIntervalSeconds: interval, pending: backlogOf(track), error }));
+  // Stopped on purpose (scaled to 0 when the dr stack is no longer active, removed, replaced): its
+  // backlog rows are withdrawn, so nothing is judged of a replication that no longer runs.
+  if (!once) {
+    let stopping = false;
+    const stop = async (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      await catalogCall((db) => cat.withdrawReplication(db, pair));
+      log(`replicate ${src.bucket} -> ${dst.bucket}: stopped (${sig}); its backlog reports are withdrawn from the catalog${reportError ? ` (not recorded: ${reportError})` : ""}`);
+      process.exit(0);
+    };
+    for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => void stop(sig));
+  }
   for (;;) {
     const track: PassTrack = {};
+    track.onListed = () => report(track, null);
+    const alive = setInterval(() => void catalogCall((db) => cat.touchReplication(db, pair)), Math.max(5, interval) * 1000);
     try {
-      const r = await replicateOnce(s, src, dst, copyLog, track);
+      const r = await replicateOnce(s, src, dst, copyLog, track).finally(() => clearInterval(alive));
       await report(track, null);
       lastOk = Date.now();
       if (lastError) log(`replicate ${src.bucket} -> ${dst.bucket}: passes succeed again`);

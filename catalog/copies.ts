@@ -94,3 +94,15 @@ export async function copiesAmong(db: Db, endpoint: string, bucket: string, vers
   );
   return new Set(rows.map((r) => r.v));
 }
+
+/**
+ * The source version ids of every copy recorded into `bucket` on `endpoint` from `sourceBucket`
+ * (or from a bucket not recorded): what a replicator starting without its state has copied.
+ */
+export async function copiedSources(db: Db, endpoint: string, bucket: string, sourceBucket: string): Promise<string[]> {
+  const { rows } = await db.query<{ v: string }>(
+    "SELECT source_version_id AS v FROM object_copy WHERE endpoint = $1 AND bucket = $2 AND (source_bucket = $3 OR source_bucket IS NULL)",
+    [endpointOrigin(endpoint), bucket, sourceBucket],
+  );
+  return rows.map((r) => r.v);
+}

@@ -72,6 +72,26 @@ export async function reportReplication(db: Db, p: ReplicationPass): Promise<voi
   );
 }
 
+/** A pass still at work: its rows are fresh, their counts those of its listing. */
+export async function touchReplication(db: Db, p: Pick<ReplicationPass, "sourceEndpoint" | "sourceBucket" | "endpoint" | "bucket">): Promise<void> {
+  await db.query(
+    "UPDATE replication_status SET reported_at = now() WHERE source_endpoint = $1 AND source_bucket = $2 AND endpoint = $3 AND bucket = $4",
+    [endpointOrigin(p.sourceEndpoint), p.sourceBucket, endpointOrigin(p.endpoint), p.bucket],
+  );
+}
+
+/**
+ * A replicator stopped on purpose (scaled to 0, removed, replaced) withdraws its rows: nothing is
+ * judged of a replication that no longer runs. One that vanished without stopping leaves them,
+ * and goes silent.
+ */
+export async function withdrawReplication(db: Db, p: Pick<ReplicationPass, "sourceEndpoint" | "sourceBucket" | "endpoint" | "bucket">): Promise<void> {
+  await db.query(
+    "DELETE FROM replication_status WHERE source_endpoint = $1 AND source_bucket = $2 AND endpoint = $3 AND bucket = $4",
+    [endpointOrigin(p.sourceEndpoint), p.sourceBucket, endpointOrigin(p.endpoint), p.bucket],
+  );
+}
+
 /** Every replicator's newest report per service, optionally of one service or replica region. */
 export async function listReplication(db: Db, opts: { service?: string; region?: string } = {}): Promise<ReplicationRow[]> {
   const { rows } = await db.query(

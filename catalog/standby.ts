@@ -21,8 +21,8 @@ export interface StandbyReport {
   rpoTargetSeconds: number | null;
   reportIntervalSeconds: number;
   detail: string | null;
-  /** When the reporting follower started: a follower older than a promotion does not replace the promoted row. */
-  followerStartedAt?: Date;
+  /** The reporting follower process (a random id): the one that ran at a promotion cannot undo it. */
+  reporter?: string;
 }
 
 export interface StandbyRow extends StandbyReport {
@@ -35,15 +35,16 @@ export async function reportStandby(db: Db, r: StandbyReport): Promise<void> {
   checkService(r.service);
   await db.query(
     `INSERT INTO standby_status (tenant_id, service_name, region, engine, standby_host, primary_host, state, streaming, lag_bytes, lag_seconds,
-                                 last_replayed_at, rpo_target, report_interval, detail, reported_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 * interval '1 second', $13 * interval '1 second', $14, now())
+                                 last_replayed_at, rpo_target, report_interval, detail, reported_at, reporter)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 * interval '1 second', $13 * interval '1 second', $14, now(), $15)
      ON CONFLICT (tenant_id, service_name, region) DO UPDATE SET
        engine = EXCLUDED.engine, standby_host = EXCLUDED.standby_host, primary_host = EXCLUDED.primary_host, state = EXCLUDED.state,
        streaming = EXCLUDED.streaming, lag_bytes = EXCLUDED.lag_bytes, lag_seconds = EXCLUDED.lag_seconds,
        last_replayed_at = EXCLUDED.last_replayed_at, rpo_target = EXCLUDED.rpo_target, report_interval = EXCLUDED.report_interval,
-       detail = EXCLUDED.detail, reported_at = now(), promoted_at = NULL
-     WHERE standby_status.promoted_at IS NULL OR $15::timestamptz > standby_status.promoted_at`,
-    [r.tenantId, r.service, r.region, r.engine, r.standbyHost, r.primaryHost, r.state, r.streaming, r.lagBytes, r.lagSeconds, r.lastReplayedAt, r.rpoTargetSeconds, r.reportIntervalSeconds, r.detail, r.followerStartedAt ?? new Date()],
+       detail = EXCLUDED.detail, reported_at = now(), reporter = EXCLUDED.reporter, promoted_at = NULL, promoted_reporter = NULL
+     WHERE standby_status.promoted_at IS NULL
+        OR (EXCLUDED.state = 'following' AND EXCLUDED.reporter IS DISTINCT FROM standby_status.promoted_reporter)`,
+    [r.tenantId, r.service, r.region, r.engine, r.standbyHost, r.primaryHost, r.state, r.streaming, r.lagBytes, r.lagSeconds, r.lastReplayedAt, r.rpoTargetSeconds, r.reportIntervalSeconds, r.detail, r.reporter ?? null],
   );
 }
 
@@ -55,10 +56,15 @@ export async function reportStandby(db: Db, r: StandbyReport): Promise<void> {
 export async function markStandbyPromoted(db: Db, o: { tenantId: string; service: string; region: string }): Promise<void> {
   await db.query(
     `UPDATE standby_status SET state = 'promoted', streaming = false, lag_bytes = NULL, lag_seconds = NULL,
-            detail = 'promoted by kdr-agent standby activate at ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), reported_at = now(), promoted_at = now()
+            detail = 'promoted by kdr-agent standby activate at ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), reported_at = now(), promoted_at = now(), promoted_reporter = reporter
      WHERE tenant_id = $1 AND service_name = $2 AND region = $3`,
     [o.tenantId, o.service, o.region],
   );
+}
+
+/** A follower stopped on purpose withdraws its standby's row; a promoted standby's stays (it says so). */
+export async function withdrawStandby(db: Db, o: { tenantId: string; service: string; region: string }): Promise<void> {
+  await db.query("DELETE FROM standby_status WHERE tenant_id = $1 AND service_name = $2 AND region = $3 AND promoted_at IS NULL", [o.tenantId, o.service, o.region]);
 }
 
 /** Every standby's newest report, optionally of one tenant, service or region. */

@@ -2,6 +2,7 @@
  * `kdr-agent standby follow` of a Redis replica (agent/commands/standby.ts has the PostgreSQL
  * standby): the replication watched as numbers, and the replica's INFO that activation reads too.
  */
+import { randomUUID } from "node:crypto";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import type pg from "pg";
@@ -31,8 +32,22 @@ export async function redisInfo(s: Settings, host?: string): Promise<Record<stri
   );
 }
 
-/** When this follower process started. */
-const FOLLOWER_STARTED_AT = new Date();
+/** This follower process, as its looks name it in the catalog. */
+const FOLLOWER_ID = randomUUID();
+
+/**
+ * A follower stopped on purpose (SIGTERM: its standby removed from the stack, or the follower
+ * replaced) withdraws its standby's row, unless the standby was promoted: a row nobody updates
+ * would read as a follower gone silent for ever. One that vanished without stopping leaves it.
+ */
+export async function withdrawLook(c: pg.Client | undefined, s: Settings): Promise<void> {
+  const region = s.get("s3Region");
+  if (!c || !region) return;
+  await cat.withdrawStandby(c, { tenantId: s.tenantId, service: s.service, region }).then(
+    () => log(`standby follow ${s.service}: stopped; its standby's row is withdrawn from the catalog (a promoted standby's stays)`),
+    (e: Error) => log(`standby follow ${s.service}: stopped; its standby's row could not be withdrawn (${e.message}): status will call its follower silent`),
+  );
+}
 
 /**
  * Records a look in the catalog. A catalog that refuses it (older than migration 012) does not
@@ -41,7 +56,7 @@ const FOLLOWER_STARTED_AT = new Date();
 export async function recordLook(c: pg.Client, r: cat.StandbyReport, said: string): Promise<string> {
   try {
     // A follower that was running when its standby was promoted no longer replaces the promoted row.
-    await cat.reportStandby(c, { ...r, followerStartedAt: r.followerStartedAt ?? FOLLOWER_STARTED_AT });
+    await cat.reportStandby(c, { ...r, reporter: r.reporter ?? FOLLOWER_ID });
     if (said) log(`standby follow ${r.service}: the catalog takes this standby's replication again`);
     return "";
   } catch (e) {
@@ -152,6 +167,7 @@ export async function followRedis(s: Settings, connect: () => Promise<pg.Client>
     await sleep(interval);
   }
   srv.close();
+  await withdrawLook(c, s);
   if (c) await cat.closeCatalog(c);
 }
 

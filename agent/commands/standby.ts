@@ -26,7 +26,7 @@ import { AGENT_ENV } from "../../contract/index.js";
 import { ConfigError, type Settings } from "../config.js";
 import { STANDBY_PASSFILE, STANDBY_WAL_DIR, checkStreamingSource, ownLikeDataDir, pgConnect, pgEnv, writeStreamingConfig } from "../engines/postgres.js";
 import { redisArgs } from "../engines/redis.js";
-import { followRedis, recordLook, redisInfo, replayBytesGauge, streamingGauge } from "./standby-redis.js";
+import { followRedis, recordLook, redisInfo, replayBytesGauge, streamingGauge, withdrawLook } from "./standby-redis.js";
 import { registry } from "../metrics.js";
 import { httpServer } from "../serve.js";
 import { openAndRestore } from "../storage/pipeline.js";
@@ -319,6 +319,7 @@ export async function follow(s: Settings, target: string, connect: () => Promise
     await sleep(interval);
   }
   srv.close();
+  await withdrawLook(c, s);
   if (c) await cat.closeCatalog(c);
 }
 

@@ -31,7 +31,17 @@ REVOKE ALL ON replication_status FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE ON replication_status TO kryonix_dr_writer;
 GRANT SELECT ON replication_status TO kryonix_dr_reader;
 
--- When `kdr-agent standby activate` promoted a standby: looks of a follower started before that
--- moment (the promoted standby's own follower, gone with the same deployment) no longer replace
--- the row; a follower started later (the standby seeded again) makes it a standby's row again.
-ALTER TABLE standby_status ADD COLUMN promoted_at timestamptz;
+-- Which follower process wrote each standby look, and when `kdr-agent standby activate` promoted
+-- the standby and which follower had reported last then. A promoted row is replaced only by a
+-- look saying `following` from another follower process (the standby seeded again): a late look
+-- of the follower that ran at the promotion, or of that follower restarted against the promoted
+-- server, leaves it promoted. No clocks are compared (a container's may differ from the catalog's).
+ALTER TABLE standby_status
+    ADD COLUMN reporter          text,
+    ADD COLUMN promoted_at       timestamptz,
+    ADD COLUMN promoted_reporter text;
+
+-- A follower stopped on purpose withdraws its standby's row (unless promoted), a replicator its
+-- backlog rows: nothing is judged of what no longer runs.
+GRANT DELETE ON standby_status TO kryonix_dr_writer;
+GRANT DELETE ON replication_status TO kryonix_dr_writer;

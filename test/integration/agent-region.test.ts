@@ -7,7 +7,7 @@
  * original (with that region's version ids), skips damaged manifests by name, changes nothing when
  * run twice, and restores; run against a live catalog it records that region's copies.
  */
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -338,6 +338,27 @@ describe("agent: restore from the DR region", () => {
     expect(again.stderr).toMatch(/copied 0 new version\(s\)/);
     expect(existsSync(path.join(w.stateDir, `${prefix}.json`))).toBe(false);
     expect(existsSync(path.join(w.stateDir, drState!))).toBe(true);
+  });
+
+  it("a replicator starting without its state (a new container: Swarm replaced it) copies nothing again, as the catalog records every copy; stopped with SIGTERM it withdraws its backlog rows", async () => {
+    for (const f of readdirSync(w.stateDir).filter((x) => x.startsWith("replicate-"))) rmSync(path.join(w.stateDir, f));
+    const r = await w.run(["replicate", "--once"], replicateEnv);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/\d+ version\(s\) already copied, as the catalog records \(no state file here\)/);
+    expect(r.stderr).toMatch(/copied 0 new version\(s\)/);
+
+    const p = w.start(["replicate"], { ...replicateEnv, KDR_METRICS_PORT: String(await freePort()) });
+    const closed = new Promise<number | null>((resolve) => p.once("close", (c) => resolve(c)));
+    const pairRows = async () => (await listReplication(w.db)).filter((x) => x.sourceBucket === w.bucket.bucket && x.bucket === dr.bucket && x.endpoint === new URL(dr.endpoint).origin);
+    for (let i = 0; i < 150 && !/a pass every \d+ s/.test(p.output()); i++) await new Promise((res) => setTimeout(res, 200));
+    // Its first pass reports (the rows of the runs above are there already; reported_at moves).
+    const before = (await pairRows())[0]!.reportedAt.getTime();
+    for (let i = 0; i < 100 && (await pairRows())[0]!.reportedAt.getTime() === before; i++) await new Promise((res) => setTimeout(res, 200));
+    expect((await pairRows()).length).toBeGreaterThan(0);
+    p.kill("SIGTERM");
+    expect(await closed, p.output()).toBe(0);
+    expect(p.output()).toMatch(/stopped \(SIGTERM\); its backlog reports are withdrawn from the catalog/);
+    expect(await pairRows()).toEqual([]);
   });
 
   it("without the copy records the restore stops, naming the region, bucket, key, version and S3 error", async () => {

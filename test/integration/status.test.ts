@@ -346,17 +346,26 @@ describe("kryonix-dr status: warm standbys against the RPO", () => {
     expect(primary.healthy).toBe(true);
     expect(primary.standby).toBeUndefined();
 
-    // Promoted: the activation marks the row; a last look of the follower running at that moment
-    // (the server restarting under it) does not replace it, and its silence is no trouble.
+    // Promoted: the activation marks the row. A late look of the follower that ran then (even one
+    // saying `following`, measured before the promotion), or of that follower restarted against
+    // the promoted server, does not replace it, and its silence is no trouble.
+    await q.reportStandby(db, look({ reporter: "follower-1" }));
     await q.markStandbyPromoted(db, { tenantId: D, service: "billing-db", region: "dr-east" });
-    await q.reportStandby(db, look({ state: "unreachable", streaming: false, lagBytes: null, lagSeconds: null, detail: "connection refused", followerStartedAt: ago(600) }));
+    await q.reportStandby(db, look({ reporter: "follower-1" }));
+    await q.reportStandby(db, look({ state: "unreachable", streaming: false, lagBytes: null, lagSeconds: null, detail: "connection refused", reporter: "follower-1-restarted" }));
     await db.query("UPDATE standby_status SET reported_at = now() - interval '1 hour' WHERE tenant_id = $1", [D]);
     const promoted = svc(JSON.parse((await status(["--tenant", D, "--json"])).stdout) as StatusReport, D, "billing-db");
     expect(promoted.standbys).toEqual([expect.objectContaining({ state: "promoted", ok: true, message: expect.stringMatching(/is promoted: a primary now \(promoted by kdr-agent standby activate at \d{4}-/) })]);
     expect(promoted.attention).toEqual([]);
-    // Seeded again later (a failback): a follower started after the promotion reports a standby again.
-    await q.reportStandby(db, look({ lagBytes: 8, lagSeconds: 0.1, followerStartedAt: new Date(Date.now() + 5000) }));
+    // A follower stopping withdraws its row, but not a promoted one's.
+    await q.withdrawStandby(db, { tenantId: D, service: "billing-db", region: "dr-east" });
+    expect(await q.listStandbys(db, { tenantId: D })).toEqual([expect.objectContaining({ state: "promoted" })]);
+    // Seeded again later (a failback): a new follower's look makes it a standby's row again.
+    await q.reportStandby(db, look({ lagBytes: 8, lagSeconds: 0.1, reporter: "follower-2" }));
     expect(svc(JSON.parse((await status(["--tenant", D, "--json"])).stdout) as StatusReport, D, "billing-db").standbys).toEqual([expect.objectContaining({ state: "following", lagBytes: 8, ok: true })]);
+    // That one stopping on purpose withdraws it: nothing is judged of a standby that no longer runs.
+    await q.withdrawStandby(db, { tenantId: D, service: "billing-db", region: "dr-east" });
+    expect(await q.listStandbys(db, { tenantId: D })).toEqual([]);
   });
 });
 

@@ -16,13 +16,15 @@ describe("backlogOf", () => {
     expect(backlogOf({})).toBeUndefined();
   });
 
-  it("counts per service what the pass did not copy, with the oldest; services with nothing left have 0; keys outside the layout are left out", () => {
+  it("counts per service what the pass did not copy, with the oldest; services with nothing left have 0; keys outside the layout or with an invalid service name are left out", () => {
     const pending = [
       { key: "wal/postgresql/000000010000000000000003.zst.age", versionId: "v3", lastModified: ago(400) },
       { key: "wal/postgresql/000000010000000000000004.zst.age", versionId: "v4", lastModified: ago(100) },
       { key: "full/postgresql/b1/base.tar.zst.age", versionId: "v5", lastModified: ago(500) },
       { key: "full/redis/b2/dump.rdb.zst.age", versionId: "v6", lastModified: ago(50) },
       { key: "notes/readme.txt", versionId: "v7", lastModified: ago(900) },
+      // Not a service name the catalog takes: left out, rather than failing every report.
+      { key: "full/Odd Name!/b3/x", versionId: "v8", lastModified: ago(950) },
     ];
     const m = backlogOf({ listed: { services: new Set(["postgresql", "redis", "files"]), pending, done: new Set(["v5", "v6"]) } })!;
     expect(Object.fromEntries([...m].map(([k, v]) => [k, { objects: v.objects, oldestAgo: v.objects ? (now.getTime() - v.oldestAt.getTime()) / 1000 : null }]))).toEqual({
