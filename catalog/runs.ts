@@ -443,8 +443,10 @@ export interface RebuiltBackupInput {
  * catalog restored to a point while the backup was uploading). Completes the row from the
  * manifest, as insertRebuiltBackup would have made it, artifacts included (those it recorded while
  * running are set to what the manifest and this bucket say; the writer role deletes nothing). Returns the status it
- * had, or null when it was in neither (nothing changed). A failed row stays failed: the status
- * flow never lets a reconciled run come back.
+ * had, or null when it was in none (nothing changed). A run reconciled to failed (its agent
+ * stopped reporting) is completed too, its reconciliation kept in metadata.reconciledAs: the
+ * manifest turned up after the reconciling run looked (copied in from a region that came back;
+ * migration 013). Any other failed row stays failed.
  */
 export async function completeRebuiltBackup(db: Db, b: RebuiltBackupInput): Promise<string | null> {
   checkUuid("backupId", b.backupId);
@@ -453,15 +455,17 @@ export async function completeRebuiltBackup(db: Db, b: RebuiltBackupInput): Prom
   const pending = await db.query("UPDATE backup_management SET backup_status = 'running', started_at = coalesce(started_at, now()) WHERE backup_id = $1 AND backup_status = 'pending'", [b.backupId]);
   const { rows } = await db.query(
     `WITH old AS (
-       SELECT backup_id, backup_status FROM backup_management
-       WHERE backup_id = $1 AND backup_status = 'running' FOR UPDATE),
+       SELECT backup_id, backup_status, error_message FROM backup_management
+       WHERE backup_id = $1 AND (backup_status = 'running'
+         OR (backup_status = 'failed' AND error_message LIKE 'reconciled by %' AND $17::jsonb ? 'completedFromManifest')) FOR UPDATE),
      u AS (
        UPDATE backup_management m SET
-         backup_status = 'completed',
+         backup_status = 'completed', failed_at = NULL, error_message = NULL,
          storage_bucket = $2, storage_prefix = $3, storage_region = $4, raw_size = $5, backup_size = $6,
          recovery_point_start = $7, recovery_point_end = $8, timeline = $9, start_lsn = $10::pg_lsn, end_lsn = $11::pg_lsn,
          checksum = $12, tool = $13, tool_version = $14, encryption_key_id = $15, retention_until = $16,
-         metadata = m.metadata || $17::jsonb, started_at = coalesce(m.started_at, $18), completed_at = $18
+         metadata = m.metadata || $17::jsonb || CASE WHEN old.backup_status = 'failed' THEN jsonb_build_object('reconciledAs', old.error_message) ELSE '{}' END,
+         started_at = coalesce(m.started_at, $18), completed_at = $18
        FROM old WHERE m.backup_id = old.backup_id
        RETURNING m.backup_id),
      put AS (

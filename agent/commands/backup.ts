@@ -318,11 +318,18 @@ async function tellTransition(s: Settings, c: pg.Client, backupId: string, type:
  * Completes each in-flight row of this service whose manifest is stored (kdr-manifest/2 carries
  * the row): the run got that far, and only the catalog never heard. Called with the service's
  * backup lock held. A row without a readable manifest is left for reconcileStaleRuns (failed).
+ * A run reconciled to failed in the last days is completed too once its manifest and objects
+ * turn up here (copied in from a region that came back after a restored catalog lost its end).
  */
 async function completeFromManifests(s: Settings, c: pg.Client, storage: Storage): Promise<string[]> {
   const done: string[] = [];
-  const rows = await cat.listBackups(c, { service: s.service, tenantId: s.tenantId, status: ["pending", "running"], limit: 20 });
-  for (const r of rows) {
+  const inFlight = await cat.listBackups(c, { service: s.service, tenantId: s.tenantId, status: ["pending", "running"], limit: 20 });
+  // Runs reconciled to failed whose manifest arrived later: copied in from a region that came back.
+  const reconciled = (await cat.listBackups(c, { service: s.service, tenantId: s.tenantId, status: "failed", limit: 50 })).filter(
+    (r) => r.errorMessage?.startsWith("reconciled by ") && r.failedAt && Date.now() - r.failedAt.getTime() < 7 * 86400_000,
+  );
+  for (const r of [...inFlight, ...reconciled]) {
+    const late = r.backupStatus === "failed";
     const key = manifestKeyOf(s.engine, s.service, r.backupId, r.storagePrefix);
     try {
       let version: { versionId?: string } | undefined;
@@ -331,19 +338,35 @@ async function completeFromManifests(s: Settings, c: pg.Client, storage: Storage
       const body = await storage.getText(key, version.versionId);
       const m = openManifest(body, `s3://${storage.bucket}/${key}`);
       if (m.backupId !== r.backupId || m.service !== s.service || !m.catalog) throw new Error(`it is not the manifest of backup ${r.backupId} of ${s.service} in kdr-manifest/2 form`);
-      const recorded = new Map(m.catalog.artifacts.map((a) => [a.objectKey, a.versionId]));
-      const input = rowFromManifest(m as Parameters<typeof rowFromManifest>[0], key, body, { bucket: storage.bucket, region: r.storageRegion ?? storage.region }, (k) => recorded.get(k), version.versionId, {
+      // A run's own manifest names the versions it wrote here. One that arrived after the run was
+      // reconciled is a copy: this bucket's versions count, and each object must be here already.
+      const here = new Map(m.catalog.artifacts.map((a) => [a.objectKey, a.versionId]));
+      if (late) {
+        for (const a of m.catalog.artifacts) {
+          let v: string | undefined;
+          for await (const o of storage.listVersions(a.objectKey)) if (o.key === a.objectKey && o.isLatest) v = o.versionId;
+          if (!v) throw new Error(`its manifest is here, ${a.objectKey} not yet (still being copied?); the next run looks again`);
+          here.set(a.objectKey, v);
+        }
+      }
+      const input = rowFromManifest(m as Parameters<typeof rowFromManifest>[0], key, body, { bucket: storage.bucket, region: late ? storage.region : (r.storageRegion ?? storage.region) }, (k) => here.get(k), version.versionId, {
         completedFromManifest: { at: new Date().toISOString(), was: r.backupStatus },
       });
       if (await cat.completeRebuiltBackup(c, input)) {
         done.push(r.backupId);
-        log(`backup ${r.backupId} of ${s.service} was ${r.backupStatus} in the catalog, but its manifest ${key} is stored: completed from it (verify judges it like any new backup)`);
+        const was = late ? `reconciled to failed (${r.errorMessage})` : r.backupStatus;
+        log(`backup ${r.backupId} of ${s.service} was ${was} in the catalog, but its manifest ${key} is stored: completed from it (verify judges it like any new backup)`);
       }
     } catch (e) {
       // Not knowing whether the manifest is there is not knowing the run failed: with the store
       // away (a region coming back, a restored catalog) such a run is left as it is, and this run,
       // which could not upload anyway, stops before it reconciles anything.
       const away = outsideTheBackup(e, s.stateDir);
+      if (late) {
+        // Already failed: nothing to hold back for; the next run looks again.
+        log(`backup ${r.backupId} of ${s.service}: reconciled to failed, its manifest ${key} could not be read now (${(e as Error).message}); the next run looks again`);
+        continue;
+      }
       if (away) {
         throw new Error(`${away} while looking for the manifest of run ${r.backupId} of ${s.service}, left in flight (${key}): no run was reconciled, and this one stops (${(e as Error).message})`, { cause: e });
       }

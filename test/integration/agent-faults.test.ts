@@ -10,7 +10,7 @@
  * - a WAL segment missing in the middle of the chain, a base whose object is gone, a base whose
  *   manifest alone is gone: restore falls back to the newest good point and says so.
  */
-import { DeleteObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { CopyObjectCommand, DeleteObjectCommand, ListMultipartUploadsCommand, ListObjectVersionsCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -200,7 +200,8 @@ describe("agent faults", () => {
       expect(row!.error_message).toMatch(/^reconciled by .*: the agent running it \(host .*\) stopped reporting; last sign of life /);
     }, 300_000);
 
-    it("after its manifest is stored, before the catalog heard (its catalog connection held): no restore uses it; the next run completes it from its manifest, and it verifies", async () => {
+    /** A full backup SIGKILLed after its manifest is stored, before the catalog heard of its end. */
+    async function killedAfterManifest(): Promise<string> {
       const run = start(["backup", "--type", "full", "--no-logical"], { ...env, KDR_CATALOG_HOST: "127.0.0.1", KDR_CATALOG_PORT: String(catalogProxy.port), KDR_PG_MAX_RATE: "4M" });
       const id = await runningBackup();
       await uploading(id);
@@ -217,6 +218,11 @@ describe("agent faults", () => {
       }
       const [left] = await catalog<{ backup_status: string }>("SELECT backup_status FROM backup_management WHERE backup_id = $1", [id]);
       expect(left!.backup_status, "the catalog never heard the end").toBe("running");
+      return id;
+    }
+
+    it("after its manifest is stored, before the catalog heard (its catalog connection held): no restore uses it; the next run completes it from its manifest, and it verifies", async () => {
+      const id = await killedAfterManifest();
       const r = await w.run(["restore", "--target", path.join(w.root, "restore-while-in-flight"), "--owner", owner()], env, { timeoutMs: 300_000 });
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expect(r.stdout + r.stderr).toMatch(/restore pg-faults: using backup [0-9a-f-]{36} /);
@@ -225,6 +231,36 @@ describe("agent faults", () => {
       const next = json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
       expect(next.completedFromManifests).toEqual([id]);
       expect(next.reconciled).toEqual([]);
+      const v = await w.run(["verify", "--backup-id", id], env, { timeoutMs: 180_000 });
+      expect(v.code, v.stdout + v.stderr).toBe(0);
+      expect(v.stdout).toMatch(new RegExp(`verify ${id}: PASSED`));
+    }, 420_000);
+
+    it("reconciled to failed before its manifest reached this bucket (a region coming back): the first run after the manifest arrives completes it, and it verifies", async () => {
+      const id = await killedAfterManifest();
+      // The bucket as the recovered region's was: the manifest not copied in yet (a delete marker
+      // hides it; its version stays, locked).
+      const key = `full/${SERVICE}/${id}/manifest.json`;
+      const versions = await w.bucket.client.send(new ListObjectVersionsCommand({ Bucket: w.bucket.bucket, Prefix: key }));
+      const original = versions.Versions!.find((v) => v.Key === key && v.IsLatest)!.VersionId!;
+      await w.bucket.client.send(new DeleteObjectCommand({ Bucket: w.bucket.bucket, Key: key }));
+      const first = json<Summary>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
+      expect(first.reconciled).toEqual([id]);
+      expect(first.completedFromManifests).toEqual([]);
+      // The manifest arrives (as the replicator copies it: a new version of the key).
+      await w.bucket.client.send(new CopyObjectCommand({ Bucket: w.bucket.bucket, Key: key, CopySource: `${w.bucket.bucket}/${key}?versionId=${encodeURIComponent(original)}` }));
+      const after = await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 });
+      expect(json<Summary>(after).completedFromManifests).toEqual([id]);
+      expect(after.stdout + after.stderr).toMatch(new RegExp(`backup ${id} of ${SERVICE} was reconciled to failed \\(reconciled by .*\\) in the catalog, but its manifest ${esc(key)} is stored: completed from it`));
+      const [row] = await catalog<{ backup_status: string; failed_at: Date | null; error_message: string | null; how: { was: string }; reconciled_as: string; manifest_version: string }>(
+        `SELECT backup_status, failed_at, error_message, metadata->'completedFromManifest' AS how, metadata->>'reconciledAs' AS reconciled_as,
+                (SELECT version_id FROM backup_artifact a WHERE a.backup_id = b.backup_id AND a.object_key = $2) AS manifest_version
+           FROM backup_management b WHERE backup_id = $1`,
+        [id, key],
+      );
+      expect(row).toMatchObject({ backup_status: "completed", failed_at: null, error_message: null, how: { was: "failed" } });
+      expect(row!.reconciled_as).toMatch(/^reconciled by /);
+      expect(row!.manifest_version, "the copy's version, the one in this bucket").not.toBe(original);
       const v = await w.run(["verify", "--backup-id", id], env, { timeoutMs: 180_000 });
       expect(v.code, v.stdout + v.stderr).toBe(0);
       expect(v.stdout).toMatch(new RegExp(`verify ${id}: PASSED`));

@@ -226,7 +226,7 @@ describe("constraints", () => {
     expect(e2.message).toMatch(/backup_failed_has_reason/);
   });
 
-  it("status only moves forward: a finished run never becomes running again", async () => {
+  it("status only moves forward: a finished run never becomes running again, a failed one completed only when reconciled and proven by its manifest", async () => {
     const id = await insertRow(owner, { service: "flow", status: "completed" });
     const e = await pgError(owner.query("UPDATE backup_management SET backup_status = 'running' WHERE backup_id = $1", [id]));
     expect(e.message).toMatch(/cannot go from completed to running/);
@@ -234,6 +234,13 @@ describe("constraints", () => {
     expect((await pgError(owner.query("UPDATE backup_management SET backup_status = 'completed', completed_at = now(), recovery_point_end = now() WHERE backup_id = $1", [id2]))).message).toMatch(
       /cannot go from failed to completed/,
     );
+    // A run reconciled to failed (its agent stopped reporting) comes back only on its manifest's proof.
+    const id3 = await insertRow(owner, { service: "flow", status: "failed", extra: { error_message: "reconciled by h pid 1: the agent running it stopped reporting" } });
+    const complete = "UPDATE backup_management SET backup_status = 'completed', completed_at = now(), recovery_point_end = now(), backup_size = 1000, metadata = metadata || $2::jsonb WHERE backup_id = $1";
+    expect((await pgError(owner.query(complete, [id3, "{}"]))).message).toMatch(/cannot go from failed to completed/);
+    expect((await pgError(owner.query(complete, [id2, '{"completedFromManifest": {"was": "failed"}}']))).message).toMatch(/cannot go from failed to completed/);
+    await owner.query(complete, [id3, '{"completedFromManifest": {"was": "failed"}}']);
+    expect((await owner.query("SELECT backup_status FROM backup_management WHERE backup_id = $1", [id3])).rows[0].backup_status).toBe("completed");
   });
 
   it("compression_ratio is derived from the two measured sizes, never stored by hand", async () => {

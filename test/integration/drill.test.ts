@@ -437,13 +437,18 @@ describe("kryonix-dr drill --disaster region (real Swarm, both RGW regions, Post
       await rebuilt.end();
       const live = new pg.Client({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "kryonix_dr" });
       await live.connect();
-      const liveRows = new Map((await live.query(sql)).rows.map((r) => [r.backup_id as string, row(r)]));
+      const liveAll = (await live.query(sql.replace("completed_at FROM", "completed_at, error_message FROM"))).rows;
+      const liveRows = new Map(liveAll.map((r) => [r.backup_id as string, row(r)]));
+      const liveError = new Map(liveAll.map((r) => [r.backup_id as string, r.error_message as string | null]));
       await live.end();
       // What both know, they describe alike. Everything completed by the point the catalog was
       // restored to, the live catalog knows; what it lacks, or still holds as running, completed
       // after that point and its manifest was copied to the DR region after the recovery stack's
       // rebuild ran (uploaded before the loss, replicated once the region came back). The service's
-      // next run completes such a row in the live catalog from the manifest in its own bucket.
+      // next run completes such a row in the live catalog from the manifest in its own bucket; a
+      // run that looked before the manifest reached its bucket reconciled the row to failed (the
+      // agent that ran it had stopped reporting; or it failed on a lost answer to its manifest's
+      // upload), and the rebuild alone knows it completed.
       const reaches = new Date(report.catalog!.restore!.reaches).getTime();
       const completedLater = (r: (typeof found)[number], why: string) =>
         expect(r.completed_at.getTime(), `${row(r)}, completed ${r.completed_at.toISOString()}, ${why}, yet the catalog was restored to ${new Date(reaches).toISOString()}`).toBeGreaterThan(reaches - 2000);
@@ -451,6 +456,7 @@ describe("kryonix-dr drill --disaster region (real Swarm, both RGW regions, Post
         const liveRow = liveRows.get(r.backup_id);
         if (liveRow === undefined) completedLater(r, "is not in the live catalog");
         else if (liveRow !== row(r) && r.backup_status === "completed" && / (running|pending) undefined$/.test(liveRow)) completedLater(r, `is '${liveRow}' in the live catalog`);
+        else if (liveRow !== row(r) && r.backup_status === "completed" && / failed undefined$/.test(liveRow)) completedLater(r, `failed in the live catalog (${liveError.get(r.backup_id)})`);
         else expect(row(r)).toBe(liveRow);
       }
       expect(found.filter((r) => liveRows.has(r.backup_id)).length).toBeGreaterThan(0);
