@@ -6,6 +6,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { PassThrough, Readable, Transform, Writable, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { ConfigError } from "../config.js";
@@ -21,6 +22,27 @@ export interface SealedArtifact extends ObjectRef {
   /** SHA-256 of the stored (compressed, encrypted) object: what verify and restore re-check. */
   sha256: string;
 }
+
+/**
+ * Why a tool got SIGKILL that the agent did not send: the container's cgroup (v2) counts the
+ * kernel's out-of-memory kills in memory.events, against memory.max. A run at 1 GiB of files with a
+ * 256 MiB sidecar had restic killed so, with nothing but "killed by SIGKILL" to tell.
+ */
+export function oomHint(events: string | undefined, max: string | undefined): string {
+  const kills = Number(/^oom_kill (\d+)$/m.exec(events ?? "")?.[1] ?? 0);
+  if (!kills) return "";
+  const limited = /^\d+$/.test((max ?? "").trim());
+  const what = limited ? `The container reached its memory limit (${Math.round(Number(max) / 1048576)} MiB)` : "The machine ran out of memory";
+  return ` ${what}: the kernel killed it (${kills} out-of-memory kill(s) in this container so far). Raise kryonix-dr:sidecar.memoryMiB (or the service's own limits) and deploy again.`;
+}
+
+const readCgroup = (f: string): string | undefined => {
+  try {
+    return readFileSync(`/sys/fs/cgroup/${f}`, "utf8");
+  } catch {
+    return undefined;
+  }
+};
 
 /**
  * Runs a child whose exit is awaited; rejects with its stderr when it fails. `chatter` matches
@@ -50,7 +72,7 @@ export function spawnTool(cmd: string, args: string[], opts: { env?: NodeJS.Proc
       reject((e as NodeJS.ErrnoException).code === "ENOENT" ? new Error(`${cmd} is not installed (not found on PATH): install it in the agent image.`) : e),
     );
     child.on("close", (code, signal) =>
-      code === 0 ? resolve() : reject(new Error(`${cmd} ${signal ? `was killed by ${signal}` : `exited ${code}`}: ${told()}`)),
+      code === 0 ? resolve() : reject(new Error(`${cmd} ${signal ? `was killed by ${signal}` : `exited ${code}`}: ${told()}${signal === "SIGKILL" ? oomHint(readCgroup("memory.events"), readCgroup("memory.max")) : ""}`)),
     );
   });
   exited.catch(() => undefined);
