@@ -3,7 +3,7 @@
  * `pg` (no ORM); every function takes a `pg.Pool` or a connected `pg.Client`.
  *
  * These files run inside the agent image: they must never import @pulumi. This index re-exports
- * the query files, one per subject: types, runs, wal, plans (recovery plans and the RPO), health,
+ * the query files, one per subject: types, runs, rebuilt (rows made from manifests), wal, plans (recovery plans and the RPO), health,
  * recovery-log, summaries (status), copies (objects copied to another region), standby (warm standbys' lag) and replication (what is not copied yet); sql.ts holds their internal helpers and is not exported.
  *
  * Multi-row changes are single SQL statements (data-modifying CTEs), so they are atomic without
@@ -21,6 +21,7 @@
  */
 export * from "./types.js";
 export * from "./runs.js";
+export * from "./rebuilt.js";
 export * from "./wal.js";
 export * from "./plans.js";
 export * from "./health.js";

@@ -1,5 +1,6 @@
 /** Internal helpers of the query files: column lists, row mapping and input checks. */
 import { isUuid } from "../contract/index.js";
+import type { ArtifactInput } from "./runs.js";
 import { CatalogError } from "./types.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -65,3 +66,35 @@ export function checkDate(what: string, v: Date | undefined | null): void {
   if (v === undefined || v === null) return;
   if (!(v instanceof Date) || Number.isNaN(v.getTime())) throw new CatalogError(`${what} must be a valid Date; got ${String(v)}.`);
 }
+
+/** The artifacts a backup row records: each checked, as JSON for INSERT_ARTIFACTS. */
+export function checkArtifacts(artifacts: ArtifactInput[]): void {
+  const keys = new Set<string>();
+  for (const a of artifacts) {
+    if (!/^[a-z][a-z0-9_-]*$/.test(a.role)) {
+      throw new CatalogError(`artifact role '${a.role}' is invalid: use a lowercase word such as base, manifest, wal, dump or rdb.`);
+    }
+    if (!a.objectKey) throw new CatalogError(`artifact (${a.role}) has no objectKey: give the S3 key it was stored under.`);
+    if (keys.has(a.objectKey)) throw new CatalogError(`artifact key '${a.objectKey}' is listed twice: each stored object is recorded once.`);
+    keys.add(a.objectKey);
+    checkSha256(`sha256 of artifact '${a.objectKey}'`, a.sha256);
+    checkBytes(`sizeBytes of artifact '${a.objectKey}'`, a.sizeBytes);
+    checkBytes(`rawSize of artifact '${a.objectKey}'`, a.rawSize);
+  }
+}
+
+export function artifactsJson(artifacts: ArtifactInput[]): string {
+  return JSON.stringify(
+    artifacts.map((a) => ({
+      role: a.role, object_key: a.objectKey, version_id: a.versionId ?? null, sha256: a.sha256,
+      size_bytes: a.sizeBytes, raw_size: a.rawSize ?? null, metadata: a.metadata ?? {},
+    })),
+  );
+}
+
+/** INSERT of the artifacts in JSON parameter `param` for the backup id that `from` yields as `b.backup_id`. */
+export const INSERT_ARTIFACTS = (from: string, param: string) => `
+  INSERT INTO backup_artifact (backup_id, role, object_key, version_id, sha256, size_bytes, raw_size, metadata)
+  SELECT b.backup_id, x.role, x.object_key, x.version_id, x.sha256, x.size_bytes, x.raw_size, coalesce(x.metadata, '{}'::jsonb)
+  FROM ${from}, jsonb_to_recordset(${param}::jsonb)
+       AS x(role text, object_key text, version_id text, sha256 text, size_bytes bigint, raw_size bigint, metadata jsonb)`;
