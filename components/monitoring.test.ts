@@ -7,6 +7,8 @@ describe("alertmanagerConfig", () => {
     const y = alertmanagerConfig("http://kdr-notify:9469");
     expect(y).toContain("group_by: [alertname, service, type, tier]");
     expect(y).toContain("repeat_interval: 4h");
+    expect(y).toContain("group_interval: 60s");
+    expect(alertmanagerConfig("http://kdr-notify:9469", 15)).toContain("group_interval: 15s");
     expect(y).toContain('- { url: "http://kdr-notify:9469/alertmanager", send_resolved: true, max_alerts: 20 }');
     // The targets (and their credentials) are the relay's alone.
     expect(y).not.toMatch(/ntfy|smtp|password/);

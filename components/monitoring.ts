@@ -38,6 +38,8 @@ export interface MonitoringArgs {
     image: pulumi.Input<string>;
     serviceName: pulumi.Input<string>;
     scrapeIntervalSeconds: number;
+    /** Alertmanager's group_interval: how soon a change in an alert group (an alert added, one resolved) is told after the group's last notice. @default 60 */
+    groupIntervalSeconds?: number;
     networks: pulumi.Input<pulumi.Input<string>[]>;
     publishedPort?: number;
   };
@@ -61,13 +63,13 @@ export function prometheusConfig(scrape: string, scrapeIntervalSeconds: number, 
  * the notice and sends it to ntfy, webhooks and email), when it fires and when it resolves. One
  * notice per alert, service, backup type and tier (a replicator's), repeated every 4 h while it lasts.
  */
-export function alertmanagerConfig(relayUrl: string): string {
+export function alertmanagerConfig(relayUrl: string, groupIntervalSeconds = 60): string {
   return [
     "route:",
     "  receiver: kryonix-dr",
     "  group_by: [alertname, service, type, tier]",
     "  group_wait: 10s",
-    "  group_interval: 1m",
+    `  group_interval: ${groupIntervalSeconds}s`,
     "  repeat_interval: 4h",
     "receivers:",
     "  - name: kryonix-dr",
@@ -244,7 +246,7 @@ export class Monitoring extends pulumi.ComponentResource {
       if (relayUrl !== undefined) {
         const amConfig = new docker.ServiceConfig(
           `${name}-alertmanager-config`,
-          { dataRaw: relayUrl.apply(alertmanagerConfig), labels: dockerLabels({ [LABELS.role]: "monitoring" }) },
+          { dataRaw: relayUrl.apply((url) => alertmanagerConfig(url, p.groupIntervalSeconds)), labels: dockerLabels({ [LABELS.role]: "monitoring" }) },
           { parent: this },
         );
         const am = new docker.Service(

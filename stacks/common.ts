@@ -304,6 +304,6 @@ export function declareMonitoring(specs: Specs, secrets: Secrets, networks: pulu
     agentDownSeconds: specs.monitoring.agentDownSeconds,
     notificationTargets: secrets.notificationTargets,
     relay: { image: specs.images.agent, serviceName: notifyRelayName(specs), networks, placement: specs.sidecar.placement },
-    prometheus: p ? { image: p.image, serviceName: `${specs.namePrefix}-prometheus`, scrapeIntervalSeconds: p.scrapeIntervalSeconds, networks, publishedPort: p.publishedPort } : undefined,
+    prometheus: p ? { image: p.image, serviceName: `${specs.namePrefix}-prometheus`, scrapeIntervalSeconds: p.scrapeIntervalSeconds, groupIntervalSeconds: p.groupIntervalSeconds, networks, publishedPort: p.publishedPort } : undefined,
   });
 }

@@ -13,7 +13,7 @@ import { bool, consistency, Issues, positive, PREFIX_RE, retentionDays, serviceP
 const NAME_RE = /^[a-z](?:[a-z0-9-]{0,29}[a-z0-9])?$/;
 
 /** monitoring.prometheus: run Prometheus with the generated config (image required; port optional). */
-function prometheusSpec(issues: Issues, raw: { image?: string; scrapeIntervalSeconds?: number; publishedPort?: number } | undefined) {
+function prometheusSpec(issues: Issues, raw: { image?: string; scrapeIntervalSeconds?: number; groupIntervalSeconds?: number; publishedPort?: number } | undefined) {
   if (raw === undefined) return undefined;
   if (typeof raw.image !== "string" || raw.image === "") {
     issues.add("monitoring.prometheus.image", `Prometheus needs its image: set it, e.g. 'pulumi config set --path ${PROJECT}:monitoring.prometheus.image prom/prometheus:v2.42.0'`);
@@ -22,7 +22,12 @@ function prometheusSpec(issues: Issues, raw: { image?: string; scrapeIntervalSec
   if (port !== undefined && !(Number.isInteger(port) && port >= 1 && port <= 65535)) {
     issues.add("monitoring.prometheus.publishedPort", `must be a TCP port (1-65535), got ${JSON.stringify(port)}`);
   }
-  return { image: raw.image ?? "", scrapeIntervalSeconds: positive(issues, "monitoring.prometheus.scrapeIntervalSeconds", raw.scrapeIntervalSeconds, 15), publishedPort: port };
+  return {
+    image: raw.image ?? "",
+    scrapeIntervalSeconds: positive(issues, "monitoring.prometheus.scrapeIntervalSeconds", raw.scrapeIntervalSeconds, 15),
+    groupIntervalSeconds: positive(issues, "monitoring.prometheus.groupIntervalSeconds", raw.groupIntervalSeconds, 60),
+    publishedPort: port,
+  };
 }
 
 function oneOf<T extends string>(issues: Issues, key: string, value: unknown, accepted: readonly T[], fallback: T): T {

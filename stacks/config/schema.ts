@@ -151,7 +151,7 @@ export interface RawConfig {
     /** Seconds a sidecar does not answer /metrics before KryonixDrAgentDown fires. */
     agentDownSeconds?: number;
     /** Run Prometheus with the generated scrape config and rules (local platform; prod may use its own). */
-    prometheus?: { image?: string; scrapeIntervalSeconds?: number; publishedPort?: number };
+    prometheus?: { image?: string; scrapeIntervalSeconds?: number; groupIntervalSeconds?: number; publishedPort?: number };
   };
   /** dr: fully qualified name of the primary stack (`org/kryonix-dr/prod`). */
   primaryStack?: string;
@@ -281,7 +281,7 @@ export interface Specs {
     failedRunsPerDay: number;
     rpoWarningRatio: number;
     agentDownSeconds: number;
-    prometheus?: { image: string; scrapeIntervalSeconds: number; publishedPort?: number };
+    prometheus?: { image: string; scrapeIntervalSeconds: number; groupIntervalSeconds: number; publishedPort?: number };
   };
   primaryStack?: string;
   /** recovery: what to restore from, and the prefix of the fresh services' Swarm names. */

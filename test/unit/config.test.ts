@@ -127,7 +127,7 @@ describe("parseSpecs rejects bad config with the key and the fix", () => {
     expect(msg).toContain("kryonix-dr:monitoring.prometheus.image: Prometheus needs its image");
     expect(msg).toContain("kryonix-dr:monitoring.prometheus.publishedPort: must be a TCP port (1-65535), got 70000");
     raw.monitoring = { prometheus: { image: "prom/prometheus:v2.42.0" } };
-    expect(parseSpecs(raw, ALL_SECRETS).monitoring.prometheus).toEqual({ image: "prom/prometheus:v2.42.0", scrapeIntervalSeconds: 15, publishedPort: undefined });
+    expect(parseSpecs(raw, ALL_SECRETS).monitoring.prometheus).toEqual({ image: "prom/prometheus:v2.42.0", scrapeIntervalSeconds: 15, groupIntervalSeconds: 60, publishedPort: undefined });
   });
 
   it("invalid cron", () => {
