@@ -19,6 +19,7 @@ import { runRebuild } from "./commands/rebuild.js";
 import { checkRestorePaths, runRestore } from "./commands/restore.js";
 import { runPendingVerify, runVerify } from "./commands/verify.js";
 import { follow, runActivate, runSeed } from "./commands/standby.js";
+import { runSwitchover } from "./commands/switchover.js";
 import { cron, serve } from "./serve.js";
 import { replicate } from "./replicate.js";
 import { notifyRelay } from "./notify.js";
@@ -54,6 +55,9 @@ commands:
                                    promote the standby (${AGENT_ENV.targetHost}) of ${AGENT_ENV.primaryHost}; refuses while
                                    the primary answers (unless --force) or the standby is behind; --target: its data
                                    directory, where the primary's password for streaming is removed
+  standby switchover [--target <dir>]
+                                   failback: fence ${AGENT_ENV.primaryHost} (read-only, writes paused), wait until the
+                                   standby replayed its last write, promote the standby; refuses (fence lifted) otherwise
   healthz                          probe a running serve/cron/replicate process (for HEALTHCHECK)
 
 every setting is an env var or the matching flag (below); secrets are files in ${SETTINGS.secretDir.default}
@@ -255,7 +259,19 @@ export async function main(argv: string[]): Promise<number> {
           );
           return 0;
         }
-        throw new ConfigError(`'kdr-agent standby ${sub ?? ""}' is not a command: use standby seed, standby follow or standby activate.`);
+        if (sub === "switchover") {
+          const r = await runSwitchover(s, () => connectCatalog(s), { target: target || undefined });
+          out(
+            json,
+            r,
+            r.alreadyActive
+              ? `standby ${r.service}: ${r.standby} is already the primary; nothing done`
+              : `standby ${r.service}: ${r.standby} took over from ${r.primary} at ${r.handedOverAt} in ${fmtSeconds(r.seconds.total)} (fence ${fmtSeconds(r.seconds.fence)}, catch-up ${fmtSeconds(r.seconds.catchUp)}, promote ${fmtSeconds(r.seconds.promote)}); ` +
+                  `${r.primary} stays fenced (read-only) until its stack makes it a standby${r.recoveryId ? `; disaster_recovery_log ${r.recoveryId}` : ""}${r.notes.length ? `\n  ${r.notes.join("\n  ")}` : ""}`,
+          );
+          return 0;
+        }
+        throw new ConfigError(`'kdr-agent standby ${sub ?? ""}' is not a command: use standby seed, standby follow, standby activate or standby switchover.`);
       }
       case "migrate": {
         const r = await withCatalog(s, (c) => migrate(c, { dir: s.get("migrationsDir"), log }));

@@ -71,8 +71,9 @@ export const SETTINGS = {
   replicaBucket: { env: "KDR_REPLICA_S3_BUCKET", kind: "text", doc: "replicate mode: the DR bucket" },
   replicationIntervalSeconds: { env: "KDR_REPLICATION_INTERVAL_SECONDS", kind: "seconds", default: 30, doc: "replicate mode: seconds between two passes over the source bucket" },
   primaryHost: { env: "KDR_PRIMARY_HOST", kind: "text", doc: "standby: host of the primary it stands in for (activate refuses while that answers, unless --force)" },
+  primaryPort: { env: "KDR_PRIMARY_PORT", kind: "port", doc: "standby: port of that primary (default: the standby's own port)" },
   followIntervalSeconds: { env: "KDR_FOLLOW_INTERVAL_SECONDS", kind: "seconds", default: 5, doc: "standby follow: seconds between two looks for newly copied WAL" },
-  catchUpSeconds: { env: "KDR_CATCH_UP_SECONDS", kind: "seconds", default: 60, doc: "standby activate: how long the standby may take to replay what the region holds before activation refuses" },
+  catchUpSeconds: { env: "KDR_CATCH_UP_SECONDS", kind: "seconds", default: 60, doc: "standby activate: how long the standby may take to replay what the region holds before activation refuses; standby switchover: how long the fenced primary waits for the standby to replay its last write" },
   notifyUrl: { env: "KDR_NOTIFY_URL", kind: "url", doc: "the notify relay (http://<relay>:<port>): agents post events a person must hear of there (a failed backup, the first success after failures, a drill's result); unset: none" },
   recoveryPoint: { env: "KDR_RECOVERY_POINT", kind: "text", doc: "restore jobs: latest, an ISO time, or a backup id" },
 

@@ -229,3 +229,36 @@ export async function inRegionOf<T extends { objectKey: string; versionId: strin
     return id === undefined ? r : { ...r, versionId: id };
   });
 }
+
+/** The port of the primary a standby stands in for: its own setting, else the standby's port. */
+export function primaryPort(s: Settings): number {
+  return s.int("primaryPort", s.int("targetPort", s.engine === "redis" ? 6379 : 5432));
+}
+
+/** A standby's promotion (a failover, a failback) as a completed disaster_recovery_log row; returns its id. */
+export async function recordPromotion(
+  c: cat.Db,
+  s: Settings,
+  r: { incidentType: string; procedure: string; initiatedAt: Date; metadata: Record<string, unknown>; totalSeconds: number; phaseTimings: Record<string, number>; notes: string[]; recoveryPoint?: Date; dataLossSeconds?: number },
+): Promise<string> {
+  const row = await cat.startRecovery(c, {
+    tenantId: s.tenantId,
+    incidentType: r.incidentType,
+    affectedServices: [s.service],
+    procedure: r.procedure,
+    target: "latest",
+    rtoTargetSeconds: s.int("rtoSeconds"),
+    rpoTargetSeconds: s.get("rpoSeconds") ? s.int("rpoSeconds") : undefined,
+    initiatedAt: r.initiatedAt,
+    metadata: r.metadata,
+  });
+  const done = await cat.finishRecovery(c, row.recoveryId, {
+    status: "completed",
+    recoveryPoint: r.recoveryPoint,
+    actualRecoverySeconds: r.totalSeconds,
+    dataLossSeconds: r.dataLossSeconds,
+    phaseTimings: r.phaseTimings,
+    notes: r.notes.join("; ") || undefined,
+  });
+  return done.recoveryId;
+}

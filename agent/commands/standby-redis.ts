@@ -13,6 +13,7 @@ import { redisArgs } from "../engines/redis.js";
 import { registry } from "../metrics.js";
 import { httpServer } from "../serve.js";
 import { log } from "../storage/progress.js";
+import { primaryPort } from "./shared.js";
 
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -21,8 +22,8 @@ export const streamingGauge = new Gauge({ name: "kdr_standby_streaming", help: "
 export const replayBytesGauge = new Gauge({ name: "kdr_standby_replay_lag_bytes", help: "Bytes the primary has written that the standby has not applied (PostgreSQL: WAL not replayed; Redis: replication offset), measured while the primary answers", labelNames: ["service"], registers: [registry] });
 
 /** INFO replication of the standby, or of `host` (the primary, with the same credentials). */
-export async function redisInfo(s: Settings, host?: string): Promise<Record<string, string>> {
-  const { args, env } = redisArgs(s, host);
+export async function redisInfo(s: Settings, host?: string, port?: number): Promise<Record<string, string>> {
+  const { args, env } = redisArgs(s, host, port);
   const r = await run("redis-cli", [...args, "--no-auth-warning", "INFO", "replication"], { env, timeout: 10000 });
   return Object.fromEntries(
     r.stdout
@@ -135,7 +136,7 @@ export async function followRedis(s: Settings, connect: () => Promise<pg.Client>
         const up = info.master_link_status === "up";
         streamingGauge.set({ service: s.service }, up ? 1 : 0);
         const offset = Number(info.slave_repl_offset ?? "NaN");
-        const primaryOffset = await redisInfo(s, primary).then((p) => Number(p.master_repl_offset ?? "NaN"), () => NaN);
+        const primaryOffset = await redisInfo(s, primary, primaryPort(s)).then((p) => Number(p.master_repl_offset ?? "NaN"), () => NaN);
         const behind = Number.isFinite(offset) && Number.isFinite(primaryOffset) ? Math.max(0, primaryOffset - offset) : undefined;
         if (behind !== undefined) replayBytesGauge.set({ service: s.service }, behind);
         else replayBytesGauge.remove({ service: s.service });

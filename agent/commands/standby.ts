@@ -33,7 +33,7 @@ import { openAndRestore } from "../storage/pipeline.js";
 import { log } from "../storage/progress.js";
 import { Storage } from "../storage/s3.js";
 import { runRestore, type RestoreSummary } from "./restore.js";
-import { identityFor } from "./shared.js";
+import { identityFor, primaryPort, recordPromotion } from "./shared.js";
 
 const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -82,7 +82,7 @@ export async function runSeed(s: Settings, c: pg.Client, target: string): Promis
   if (!target) throw new ConfigError("standby seed needs --target <the standby's data directory>.");
   const dir = path.resolve(target);
   const primary = s.get("primaryHost");
-  const source = primary ? { host: primary, port: s.int("targetPort", 5432), user: s.require("targetUser"), password: s.secret("targetPassword") } : undefined;
+  const source = primary ? { host: primary, port: primaryPort(s), user: s.require("targetUser"), password: s.secret("targetPassword") } : undefined;
   // Before the long restore: a host primary_conninfo cannot take fails now, not after it.
   if (source) checkStreamingSource(dir, source);
   if (existsSync(path.join(dir, "standby.signal")) && existsSync(path.join(dir, "PG_VERSION"))) {
@@ -162,7 +162,7 @@ export async function replayStatus(s: Settings): Promise<ReplayStatus> {
 /** Bytes of WAL the primary has written beyond `replayLsn`, or undefined when the primary does not answer. */
 async function bytesBehindPrimary(s: Settings, replayLsn: string): Promise<number | undefined> {
   const env = pgEnv(s);
-  const p = new pg.Client({ host: s.require("primaryHost"), port: Number(env.PGPORT), user: env.PGUSER, password: env.PGPASSWORD, database: "postgres", connectionTimeoutMillis: 3000 });
+  const p = new pg.Client({ host: s.require("primaryHost"), port: primaryPort(s), user: env.PGUSER, password: env.PGPASSWORD, database: "postgres", connectionTimeoutMillis: 3000 });
   p.on("error", () => undefined);
   try {
     await p.connect();
@@ -342,7 +342,7 @@ export interface ActivateSummary {
 async function primaryAnswers(s: Settings, host: string): Promise<string | undefined> {
   if (s.engine === "postgres") {
     const env = pgEnv(s);
-    const c = new pg.Client({ host, port: Number(env.PGPORT), user: env.PGUSER, password: env.PGPASSWORD, database: "postgres", connectionTimeoutMillis: 5000 });
+    const c = new pg.Client({ host, port: primaryPort(s), user: env.PGUSER, password: env.PGPASSWORD, database: "postgres", connectionTimeoutMillis: 5000 });
     c.on("error", () => undefined);
     try {
       await c.connect();
@@ -354,7 +354,7 @@ async function primaryAnswers(s: Settings, host: string): Promise<string | undef
       await cat.closeCatalog(c);
     }
   }
-  const { args, env } = redisArgs(s, host);
+  const { args, env } = redisArgs(s, host, primaryPort(s));
   try {
     const r = await run("redis-cli", [...args, "--no-auth-warning", "PING"], { env, timeout: 5000 });
     return r.stdout.trim() === "PONG" ? `Redis at ${host} answers PING` : undefined;
@@ -463,26 +463,16 @@ export async function runActivate(s: Settings, connect: () => Promise<pg.Client>
     const region = s.get("s3Region");
     if (c && region) await cat.markStandbyPromoted(c, { tenantId: s.tenantId, service: s.service, region }).catch((e: Error) => notes.push(`its standby status row was not marked promoted (${e.message})`));
     if (c && !alreadyActive) {
-      const row = await cat.startRecovery(c, {
-        tenantId: s.tenantId,
+      recoveryId = await recordPromotion(c, s, {
         incidentType: "failover",
-        affectedServices: [s.service],
         procedure: "docs/runbooks.md §9 failover: kryonix-dr:active true on the dr stack",
-        target: "latest",
-        rtoTargetSeconds: s.int("rtoSeconds"),
-        rpoTargetSeconds: s.get("rpoSeconds") ? s.int("rpoSeconds") : undefined,
         initiatedAt: new Date(t0),
         metadata: { standby, primary, forced: !!answers },
+        recoveryPoint: recoveryPoint ?? undefined,
+        totalSeconds: seconds.total,
+        phaseTimings: { primary_check: seconds.primaryCheck, catch_up: seconds.catchUp, promote: seconds.promote },
+        notes,
       });
-      recoveryId = (
-        await cat.finishRecovery(c, row.recoveryId, {
-          status: "completed",
-          recoveryPoint: recoveryPoint ?? undefined,
-          actualRecoverySeconds: seconds.total,
-          phaseTimings: { primary_check: seconds.primaryCheck, catch_up: seconds.catchUp, promote: seconds.promote },
-          notes: notes.join("; ") || undefined,
-        })
-      ).recoveryId;
     }
     return { service: s.service, engine, standby, alreadyActive, recoveryPoint: recoveryPoint?.toISOString(), seconds, recoveryId, notes };
   } finally {

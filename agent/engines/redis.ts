@@ -14,8 +14,8 @@ import { toolVersion } from "./tools.js";
 import type { BackupContext, EngineResult } from "./types.js";
 
 /** redis-cli's connection arguments for the target, or for `host` (e.g. a standby's primary) with the same port and credentials. */
-export function redisArgs(s: Settings, host?: string): { args: string[]; env: NodeJS.ProcessEnv } {
-  const args = ["-h", host ?? s.require("targetHost"), "-p", String(s.int("targetPort", 6379))];
+export function redisArgs(s: Settings, host?: string, port?: number): { args: string[]; env: NodeJS.ProcessEnv } {
+  const args = ["-h", host ?? s.require("targetHost"), "-p", String(port ?? s.int("targetPort", 6379))];
   const user = s.get("targetUser");
   if (user && user !== "default") args.push("--user", user);
   const env: NodeJS.ProcessEnv = { ...process.env };

@@ -25,6 +25,8 @@ export interface TmpPostgresOptions {
   listen?: string;
   /** Extra postgresql.conf settings, e.g. `{ archive_timeout: "10s" }`. */
   settings?: Record<string, string>;
+  /** A streaming standby of this server (pg_basebackup -R), with its superuser and password. */
+  standbyOf?: TmpPostgres;
 }
 
 export interface TmpPostgres {
@@ -55,10 +57,10 @@ function asPostgres(cmd: string, args: string[]): [string, string[]] {
   return isRoot() ? ["runuser", ["-u", "postgres", "--", cmd, ...args]] : [cmd, args];
 }
 
-function run(cmd: string, args: string[]): Promise<void> {
+function run(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<void> {
   const [c, a] = asPostgres(cmd, args);
   return new Promise((resolve, reject) => {
-    const p = spawn(c, a, { stdio: ["ignore", "pipe", "pipe"] });
+    const p = spawn(c, a, { stdio: ["ignore", "pipe", "pipe"], env: env ?? process.env });
     let out = "";
     p.stdout.on("data", (d) => (out += d));
     p.stderr.on("data", (d) => (out += d));
@@ -122,7 +124,7 @@ export async function startTmpPostgres(opts: TmpPostgresOptions = {}): Promise<T
   const dataDir = path.join(root, "data");
   const logFile = path.join(root, "postgres.log");
   const pwFile = path.join(root, "pw");
-  const password = randomBytes(18).toString("hex");
+  const password = opts.standbyOf?.password ?? randomBytes(18).toString("hex");
   let pgUid: number | undefined;
   let pgGid: number | undefined;
   if (isRoot()) {
@@ -150,7 +152,10 @@ export async function startTmpPostgres(opts: TmpPostgresOptions = {}): Promise<T
   const unregister = onProcessEnd(cleanupSync);
 
   try {
-    await run(path.join(PG_BIN, "initdb"), [
+    if (opts.standbyOf) {
+      const src = opts.standbyOf;
+      await run(path.join(PG_BIN, "pg_basebackup"), ["-D", dataDir, "-R", "-X", "stream", "-c", "fast", "-h", src.host, "-p", String(src.port), "-U", src.user, "--no-sync"], { ...process.env, PGPASSWORD: src.password });
+    } else await run(path.join(PG_BIN, "initdb"), [
       "-D", dataDir, "-U", "postgres", `--pwfile=${pwFile}`,
       "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
       "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
@@ -172,6 +177,7 @@ export async function startTmpPostgres(opts: TmpPostgresOptions = {}): Promise<T
     writeFileSync(path.join(dataDir, "pg_hba.conf"), hba.join("\n") + "\n");
 
     let lastErr: unknown;
+    let standbyConf: string | undefined;
     // The free port can be taken between probing and binding; a few attempts cover that race.
     for (let attempt = 0; attempt < 4; attempt++) {
       const port = await freePort();
@@ -187,7 +193,9 @@ export async function startTmpPostgres(opts: TmpPostgresOptions = {}): Promise<T
         ...Object.fromEntries(Object.entries(opts.settings ?? {})),
       };
       const confPath = path.join(dataDir, "postgresql.auto.conf");
-      writeFileSync(confPath, Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join("\n") + "\n");
+      // A standby keeps what pg_basebackup -R wrote there (primary_conninfo).
+      standbyConf ??= opts.standbyOf ? readFileSync(confPath, "utf8") : "";
+      writeFileSync(confPath, standbyConf + Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join("\n") + "\n");
       if (pgUid !== undefined) {
         chownSync(confPath, pgUid, pgGid!);
         chownSync(path.join(dataDir, "pg_hba.conf"), pgUid, pgGid!);
