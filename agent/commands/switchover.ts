@@ -7,15 +7,16 @@
  * leaves the old primary fenced (read-only) for its stack to turn into a standby again.
  *
  * - PostgreSQL: the primary is made read-only (`default_transaction_read_only`, by ALTER SYSTEM and
- *   a reload) and its client sessions are ended (a transaction in flight was never acknowledged);
- *   its WAL position after that is the last write, and the standby, streaming, must replay up to it.
- * - Redis: the primary's writes are paused (CLIENT PAUSE WRITE, which expires by itself should this
- *   process die), the replica must reach the primary's replication offset, then it becomes a
- *   master and the old primary its replica (its writes refused with READONLY).
+ *   a reload; a soft fence: see fencePostgres), its client sessions are ended and waited for, and
+ *   its WAL switched; the standby, streaming, must replay up to that switch.
+ * - Redis: Redis's own FAILOVER on the primary (writes paused, the replica catches up, roles swap,
+ *   or it aborts by itself and the primary takes writes again).
  *
- * Any refusal before the promotion lifts the fence: the primary takes writes again, and nothing moved.
+ * A refusal before the promotion lifts the fence: the primary takes writes again, nothing moved.
+ * Once the promotion is under way the old primary is never unfenced by this command.
  */
 import { execFile } from "node:child_process";
+import { lookup } from "node:dns/promises";
 import { existsSync, rmSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -52,6 +53,8 @@ export class SwitchoverRefused extends Error {}
 
 // ---------- PostgreSQL ----------
 
+const UNFENCE_SQL = "ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf()";
+
 async function connectPrimary(s: Settings, host: string): Promise<pg.Client> {
   const env = pgEnv(s);
   const c = new pg.Client({ host, port: primaryPort(s), user: env.PGUSER, password: env.PGPASSWORD, database: "postgres", application_name: "kdr-agent switchover", connectionTimeoutMillis: 5000 });
@@ -64,25 +67,31 @@ async function connectPrimary(s: Settings, host: string): Promise<pg.Client> {
         `If it is gone, this is a failover, not a failback: see docs/runbooks.md §9b.`,
     );
   }
+  // This session's own statements stay writable whatever the fence does to the server's default.
+  await c.query("SET default_transaction_read_only = off");
   return c;
 }
 
-/** Makes the primary read-only and ends its client sessions; returns its WAL position after that. */
-async function fencePostgres(p: pg.Client): Promise<string> {
+const systemId = async (c: pg.Client) => (await c.query<{ id: string }>("SELECT system_identifier::text AS id FROM pg_control_system()")).rows[0]!.id;
+
+/**
+ * Makes the primary read-only and ends its client sessions, waiting until each has exited (one
+ * inside its commit finishes it first); then switches the WAL segment, which flushes every commit
+ * (also those acknowledged before their flush, synchronous_commit off) and returns the segment's
+ * end: a position a standby's replay reaches exactly.
+ * The fence is PostgreSQL's read-only default: it stops every client that does not override it
+ * (BEGIN READ WRITE, or setting the default off itself). Such a client could still write on the
+ * old primary; its stack turning it into a standby is what stops that.
+ */
+async function fencePostgres(p: pg.Client, primary: string): Promise<string> {
   await p.query("ALTER SYSTEM SET default_transaction_read_only = on");
   await p.query("SELECT pg_reload_conf()");
-  // Sessions started before the reload take the new default at their next transaction; one in
-  // flight could still commit: ending every client session (not the WAL senders, which carry the
-  // last WAL to the standby and to the backup sidecar) leaves nothing that can.
-  await p.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()");
-  const { rows } = await p.query<{ lsn: string }>("SELECT pg_current_wal_flush_lsn()::text AS lsn");
-  return rows[0]!.lsn;
-}
-
-async function unfencePostgres(p: pg.Client): Promise<void> {
-  await p.query("SET default_transaction_read_only = off");
-  await p.query("ALTER SYSTEM RESET default_transaction_read_only");
-  await p.query("SELECT pg_reload_conf()");
+  const { rows } = await p.query<{ pid: number; gone: boolean }>(
+    "SELECT pid, pg_terminate_backend(pid, 10000) AS gone FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+  );
+  const left = rows.filter((r) => !r.gone).map((r) => r.pid);
+  if (left.length) throw new SwitchoverRefused(`${left.length} client session(s) of ${primary} did not end within 10 s of being told to (pids ${left.join(", ")}): their writes could still commit`);
+  return (await p.query<{ lsn: string }>("SELECT pg_switch_wal()::text AS lsn")).rows[0]!.lsn;
 }
 
 async function switchPostgres(s: Settings, o: { target?: string }, notes: string[]): Promise<{ handedOverAt: string; alreadyActive: boolean; t: number[] }> {
@@ -99,126 +108,138 @@ async function switchPostgres(s: Settings, o: { target?: string }, notes: string
     );
   }
   const p = await connectPrimary(s, primary);
+  const sc = await pgConnect(s);
+  let fenced = false;
+  let promoting = false;
   try {
-    const { rows } = await p.query<{ r: boolean }>("SELECT pg_is_in_recovery() AS r");
-    if (rows[0]!.r) throw new SwitchoverRefused(`${primary} is itself a standby: there is no primary to hand over from; check ${primary}'s stack`);
+    if ((await p.query<{ r: boolean }>("SELECT pg_is_in_recovery() AS r")).rows[0]!.r) {
+      throw new SwitchoverRefused(`${primary} is itself a standby: there is no primary to hand over from; check ${primary}'s stack`);
+    }
+    const [pid, sid] = [await systemId(p), await systemId(sc)];
+    if (pid !== sid) throw new SwitchoverRefused(`the standby ${standby} is not a copy of ${primary} (system identifiers ${sid} and ${pid}): it follows another server; check both hosts`);
     const t0 = Date.now();
-    const lsn = await fencePostgres(p);
-    log(`standby switchover ${s.service}: ${primary} is read-only and its sessions ended; waiting for ${standby} to replay up to ${lsn}`);
+    fenced = true;
+    const lsn = await fencePostgres(p, primary);
+    log(`standby switchover ${s.service}: ${primary} is read-only, its sessions ended, its WAL switched at ${lsn}; waiting for ${standby} to replay up to there`);
     const t1 = Date.now();
-    try {
-      const deadline = Date.now() + s.int("catchUpSeconds") * 1000;
-      const sc = await pgConnect(s);
-      try {
-        for (;;) {
-          const r = await sc.query<{ ok: boolean; at: string | null }>("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), $1::pg_lsn) >= 0 AS ok, pg_last_wal_replay_lsn()::text AS at", [lsn]);
-          if (r.rows[0]!.ok) break;
-          if (Date.now() > deadline) {
-            throw new SwitchoverRefused(
-              `the standby ${standby} replayed up to ${r.rows[0]!.at ?? "nothing"} in ${s.int("catchUpSeconds")} s, not the primary's last write at ${lsn}: ` +
-                `promoting it would lose what lies between. ${primary} takes writes again; look at the standby's log, or give it longer (config kryonix-dr:failback.catchUpSeconds)`,
-            );
-          }
-          await sleep(200);
-        }
-        const t2 = Date.now();
-        const { rows: pr } = await sc.query<{ ok: boolean }>("SELECT pg_promote(true, 60) AS ok");
-        if (!pr[0]!.ok) throw new SwitchoverRefused(`pg_promote on ${standby} did not finish within 60 s: look at the server's log. ${primary} takes writes again`);
-        return { handedOverAt: lsn, alreadyActive: false, t: [t0, t1, t2] };
-      } finally {
-        await sc.end().catch(() => undefined);
-      }
-    } catch (e) {
-      // Lifting the fence is safe only while the standby is still a standby.
-      const state = await replayStatus(s).then((x) => (x.inRecovery ? "standby" : "promoted"), () => "unknown");
-      if (state !== "standby") {
-        throw new Error(
-          `${(e as Error).message}; the standby ${standby} ${state === "promoted" ? "was promoted nonetheless" : "does not answer, so whether it was promoted is unknown"}: ` +
-            `${primary} stays fenced (read-only) so that only one primary takes writes. Check ${standby}; should it still be a standby, lift the fence by hand ('ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf()' on ${primary})`,
+    const deadline = Date.now() + s.int("catchUpSeconds") * 1000;
+    for (;;) {
+      const r = await sc.query<{ ok: boolean; at: string | null }>("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), $1::pg_lsn) >= 0 AS ok, pg_last_wal_replay_lsn()::text AS at", [lsn]);
+      if (r.rows[0]!.ok) break;
+      if (Date.now() > deadline) {
+        throw new SwitchoverRefused(
+          `the standby ${standby} replayed up to ${r.rows[0]!.at ?? "nothing"} in ${s.int("catchUpSeconds")} s, not the primary's last write at ${lsn}: ` +
+            `promoting it would lose what lies between; look at the standby's log, or give it longer (config kryonix-dr:failback.catchUpSeconds)`,
         );
       }
-      const failed = await unfencePostgres(p).then(
-        () => "",
-        (u: Error) => ` (BUT ${primary}'s fence could NOT be lifted: ${u.message}; run 'ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf()' on it)`,
-      );
-      if (failed) throw new SwitchoverRefused((e as Error).message + failed);
-      throw e;
+      await sleep(200);
     }
+    const t2 = Date.now();
+    // From here the standby may become a primary: the old one is never unfenced again.
+    promoting = true;
+    const { rows: pr } = await sc.query<{ ok: boolean }>("SELECT pg_promote(true, 60) AS ok");
+    if (!pr[0]!.ok) throw new Error(`pg_promote on ${standby} did not finish within 60 s (it may still be under way): look at the server's log`);
+    return { handedOverAt: lsn, alreadyActive: false, t: [t0, t1, t2] };
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (promoting) {
+      throw new Error(
+        `${msg}. ${primary} stays fenced (read-only) so that only one primary takes writes. Check ${standby}: ` +
+          `should it still be a standby, lift the fence by hand ('${UNFENCE_SQL}' on ${primary})`,
+      );
+    }
+    if (!fenced) throw e;
+    const lifted = await p.query("ALTER SYSTEM RESET default_transaction_read_only").then(() => p.query("SELECT pg_reload_conf()")).then(
+      () => `; the fence is lifted: ${primary} takes writes again`,
+      (u: Error) => `; BUT ${primary}'s fence could NOT be lifted (${u.message}): run '${UNFENCE_SQL}' on it`,
+    );
+    throw new SwitchoverRefused(msg + lifted);
   } finally {
     await p.end().catch(() => undefined);
+    await sc.end().catch(() => undefined);
     // The promoted server streams from nobody: the old primary's password goes with the role.
-    if (o.target && existsSync(path.join(o.target, STANDBY_PASSFILE)) && !(await replayStatus(s).then((x) => x.inRecovery, () => true))) {
-      rmSync(path.join(o.target, STANDBY_PASSFILE));
-      notes.push(`removed ${STANDBY_PASSFILE} (the old primary's password for streaming) from ${o.target}`);
+    const passfile = o.target ? path.join(o.target, STANDBY_PASSFILE) : "";
+    if (promoting && passfile && existsSync(passfile)) {
+      try {
+        rmSync(passfile);
+        notes.push(`removed ${STANDBY_PASSFILE} (the old primary's password for streaming) from ${o.target}`);
+      } catch (e) {
+        notes.push(`${passfile} could not be removed (${(e as Error).message}): remove it, or the promoted server's backups carry the old primary's password`);
+      }
     }
   }
 }
 
 // ---------- Redis ----------
 
-async function redis(s: Settings, host: string | undefined, port: number | undefined, ...cmd: string[]): Promise<string> {
-  const { args, env } = redisArgs(s, host, port);
-  const r = await run("redis-cli", [...args, "--no-auth-warning", ...cmd], { env, timeout: 10000 });
-  return r.stdout.trim();
-}
+const redisRole = (i: Record<string, string>) => i.role ?? "unknown";
 
-async function switchRedis(s: Settings, notes: string[]): Promise<{ handedOverAt: string; alreadyActive: boolean; t: number[] }> {
+/**
+ * Redis's own coordinated hand-over, FAILOVER (6.2 and later), run on the primary: it pauses the
+ * primary's writes, waits until the named replica has its whole replication stream, makes it the
+ * master and the old primary its replica (writes there refused with READONLY); past the timeout it
+ * aborts by itself and the primary takes writes again.
+ */
+async function switchRedis(s: Settings): Promise<{ handedOverAt: string; alreadyActive: boolean; t: number[] }> {
   const standby = s.require("targetHost");
   const primary = s.require("primaryHost");
   const port = primaryPort(s);
+  const standbyPort = s.int("targetPort", 6379);
   const info = await redisInfo(s).catch((e: Error) => {
     throw new SwitchoverRefused(`the Redis replica ${standby} does not answer (${e.message}): nothing to promote`);
   });
-  if (info.role === "master") return { handedOverAt: "", alreadyActive: true, t: [Date.now(), Date.now(), Date.now()] };
+  if (redisRole(info) === "master") return { handedOverAt: "", alreadyActive: true, t: [Date.now(), Date.now(), Date.now()] };
   if (info.master_link_status !== "up") {
     throw new SwitchoverRefused(`the Redis replica ${standby}'s link to ${info.master_host ?? primary} is ${info.master_link_status ?? "unknown"}: it must be up to take the primary's last write. Let it sync, then run the switchover again.`);
   }
   const pinfo = await redisInfo(s, primary, port).catch((e: Error) => {
     throw new SwitchoverRefused(`the primary ${primary} does not answer (${e.message}): a switchover needs it; if it is gone, this is a failover (docs/runbooks.md §9b)`);
   });
-  if (pinfo.role !== "master") throw new SwitchoverRefused(`${primary} is not a master (role ${pinfo.role}): there is no primary to hand over from`);
+  if (redisRole(pinfo) !== "master") throw new SwitchoverRefused(`${primary} is not a master (role ${redisRole(pinfo)}): there is no primary to hand over from`);
+  // FAILOVER names the replica as the primary sees it: its address and listening port.
+  const addresses = new Set((await lookup(standby, { all: true })).map((a) => a.address));
+  const replicas = Object.entries(pinfo)
+    .filter(([k]) => /^slave\d+$/.test(k))
+    .map(([, v]) => Object.fromEntries(v.split(",").map((kv) => kv.split("=") as [string, string])));
+  const mine = replicas.find((r) => addresses.has(r.ip ?? "") && Number(r.port) === standbyPort);
+  if (!mine) {
+    throw new SwitchoverRefused(
+      `${primary} does not list ${standby} (${[...addresses].join(", ")} port ${standbyPort}) among its replicas (it lists ${replicas.map((r) => `${r.ip}:${r.port}`).join(", ") || "none"}): the standby must replicate from this primary`,
+    );
+  }
   const waitMs = s.int("catchUpSeconds") * 1000;
   const t0 = Date.now();
-  // Expires by itself (the wait plus a margin) should this process die before lifting it.
-  const paused = await redis(s, primary, port, "CLIENT", "PAUSE", String(waitMs + 30_000), "WRITE");
-  if (paused !== "OK") throw new SwitchoverRefused(`CLIENT PAUSE WRITE on ${primary} answered '${paused}' (Redis 6.2 or later is needed)`);
-  /** Lifts the pause; returns what to add to the message when that failed. */
-  const unpause = () =>
-    redis(s, primary, port, "CLIENT", "UNPAUSE").then(
-      () => "",
-      (e: Error) => ` (${primary}'s writes could NOT be resumed: ${e.message}; its pause ends by itself within ${(waitMs + 30_000) / 1000} s)`,
-    );
+  const offset = pinfo.master_repl_offset ?? "?";
+  const r = await redisCmd(s, primary, port, "FAILOVER", "TO", mine.ip!, String(standbyPort), "TIMEOUT", String(waitMs));
+  if (r !== "OK") throw new SwitchoverRefused(`FAILOVER TO ${mine.ip} ${standbyPort} on ${primary} answered '${r}'`);
+  log(`standby switchover ${s.service}: ${primary}'s writes are paused (FAILOVER); waiting for ${standby} to take its replication stream (offset ${offset} and on)`);
   const t1 = Date.now();
-  let offset = "";
-  try {
-    offset = (await redisInfo(s, primary, port)).master_repl_offset ?? "";
-    if (!/^\d+$/.test(offset)) throw new SwitchoverRefused(`${primary} reports no replication offset (INFO replication master_repl_offset '${offset}'): the hand-over cannot be judged. ${primary} takes writes again`);
-    log(`standby switchover ${s.service}: ${primary}'s writes are paused; waiting for ${standby} to reach its replication offset ${offset}`);
-    const deadline = Date.now() + waitMs;
-    for (;;) {
-      const r = await redisInfo(s);
-      if (Number(r.slave_repl_offset) >= Number(offset)) break;
-      if (Date.now() > deadline) {
-        throw new SwitchoverRefused(
-          `the Redis replica ${standby} reached offset ${r.slave_repl_offset ?? "none"} in ${waitMs / 1000} s, not the primary's ${offset}: promoting it would lose what lies between. ${primary} takes writes again`,
-        );
-      }
-      await sleep(100);
+  // FAILOVER answers at once; its progress is the primary's master_failover_state.
+  const deadline = Date.now() + waitMs + 15_000;
+  let state = "";
+  for (;;) {
+    state = (await redisInfo(s, primary, port).catch(() => ({}) as Record<string, string>)).master_failover_state ?? "unknown";
+    if (state === "no-failover") break;
+    if (Date.now() > deadline) {
+      throw new Error(`${primary} is still in FAILOVER state '${state}' after ${(waitMs + 15_000) / 1000} s: run 'ROLE' on ${primary} and ${standby}; 'FAILOVER ABORT' on ${primary} ends it`);
     }
-    const t2 = Date.now();
-    const promoted = await redis(s, undefined, undefined, "REPLICAOF", "NO", "ONE");
-    if (promoted !== "OK") throw new SwitchoverRefused(`REPLICAOF NO ONE on ${standby} answered '${promoted}'. ${primary} takes writes again`);
-    // The old primary follows the new one: a client still writing there is refused (READONLY).
-    const demoted = await redis(s, primary, port, "REPLICAOF", standby, String(s.int("targetPort", 6379))).catch((e: Error) => e.message);
-    if (demoted !== "OK") notes.push(`REPLICAOF ${standby} on the old primary ${primary} answered '${demoted}': it may still take writes; stop it or deploy its stack as a standby now`);
-    const stuck = await unpause();
-    if (stuck) notes.push(stuck.trim());
-    return { handedOverAt: offset, alreadyActive: false, t: [t0, t1, t2] };
-  } catch (e) {
-    const stuck = await unpause();
-    if (stuck) throw new SwitchoverRefused((e as Error).message + stuck);
-    throw e;
+    await sleep(100);
   }
+  const t2 = Date.now();
+  const [now, old] = [await redisInfo(s), await redisInfo(s, primary, port).catch(() => ({}) as Record<string, string>)];
+  if (redisRole(now) !== "master") {
+    throw new SwitchoverRefused(
+      `Redis aborted the FAILOVER: ${standby} did not take ${primary}'s replication stream within ${waitMs / 1000} s (replica offset ${now.slave_repl_offset ?? "?"}, primary ${old.master_repl_offset ?? "?"}); ` +
+        `${primary} is ${redisRole(old)} and takes writes again. Look at both servers' logs, or give it longer (config kryonix-dr:failback.catchUpSeconds)`,
+    );
+  }
+  return { handedOverAt: now.master_repl_offset ?? offset, alreadyActive: false, t: [t0, t1, t2] };
+}
+
+async function redisCmd(s: Settings, host: string, port: number, ...cmd: string[]): Promise<string> {
+  const { args, env } = redisArgs(s, host, port);
+  const r = await run("redis-cli", [...args, "--no-auth-warning", ...cmd], { env, timeout: 10000 });
+  return r.stdout.trim();
 }
 
 export async function runSwitchover(s: Settings, connect: () => Promise<pg.Client>, o: { target?: string }): Promise<SwitchoverSummary> {
@@ -227,7 +248,7 @@ export async function runSwitchover(s: Settings, connect: () => Promise<pg.Clien
   const standby = s.require("targetHost");
   const primary = s.require("primaryHost");
   const notes: string[] = [];
-  const r = engine === "postgres" ? await switchPostgres(s, o, notes) : await switchRedis(s, notes);
+  const r = engine === "postgres" ? await switchPostgres(s, o, notes) : await switchRedis(s);
   const end = Date.now();
   const [t0, t1, t2] = r.t as [number, number, number];
   const seconds = { fence: (t1 - t0) / 1000, catchUp: (t2 - t1) / 1000, promote: (end - t2) / 1000, total: (end - t0) / 1000 };

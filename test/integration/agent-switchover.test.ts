@@ -29,6 +29,7 @@ beforeAll(async () => {
   secretDir = mkdtempSync(path.join(tmpdir(), "kdrtest-switchover-secrets-"));
   cpSync(w.secretDir, secretDir, { recursive: true });
   writeFileSync(path.join(secretDir, "kdr-target-password"), primary.password + "\n", { mode: 0o600 });
+  await pgQuery(primary, "CREATE TABLE w (id int PRIMARY KEY)");
 }, 120_000);
 
 afterAll(async () => {
@@ -82,18 +83,27 @@ async function pgQuery<T extends pg.QueryResultRow>(server: TmpPostgres, sql: st
   }
 }
 
+/** Until the standby's WAL receiver streams (pg_ctl returns before it connects). */
+async function streaming(standby: TmpPostgres): Promise<void> {
+  for (let i = 0; i < 150; i++) {
+    if ((await pgQuery(standby, "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'")).length) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`the standby on port ${standby.port} does not stream after 30 s`);
+}
+
 describe("standby switchover of PostgreSQL, inside the agent image", () => {
   it("a standby that cannot reach the primary's last write in time is not promoted, and the primary takes writes again", async () => {
-    await pgQuery(primary, "CREATE TABLE w (id int PRIMARY KEY)");
     // A standby that applies WAL a minute late: it cannot catch up within the 3 s given.
     const late = await startTmpPostgres({ standbyOf: primary, settings: { recovery_min_apply_delay: "'60s'" } });
     cleanups.push(() => late.stop());
+    await streaming(late);
     await pgQuery(primary, "INSERT INTO w SELECT g FROM generate_series(100001, 100010) g");
     const r = await switchover("pg-late", { KDR_ENGINE: "postgres", KDR_TARGET_HOST: "127.0.0.1", KDR_TARGET_PORT: String(late.port), KDR_TARGET_USER: "postgres", KDR_PRIMARY_HOST: "127.0.0.1", KDR_PRIMARY_PORT: String(primary.port), KDR_CATCH_UP_SECONDS: "3" });
     expect(r.status, r.stderr).toBe(1);
-    expect(r.stderr).toMatch(/the standby 127\.0\.0\.1 replayed up to \S+ in 3 s, not the primary's last write at \S+: promoting it would lose what lies between\. 127\.0\.0\.1 takes writes again/);
+    expect(r.stderr).toMatch(/the standby 127\.0\.0\.1 replayed up to \S+ in 3 s, not the primary's last write at \S+: promoting it would lose what lies between; .*; the fence is lifted: 127\.0\.0\.1 takes writes again/);
     expect((await pgQuery<{ r: boolean }>(late, "SELECT pg_is_in_recovery() AS r"))[0]!.r).toBe(true);
-    // The fence is lifted: the primary takes writes, from new sessions as from old ones.
+    // The fence is lifted: the primary takes writes again.
     await pgQuery(primary, "INSERT INTO w VALUES (100011)");
     expect((await pgQuery<{ v: string }>(primary, "SELECT current_setting('default_transaction_read_only') AS v"))[0]!.v).toBe("off");
     await late.stop();
@@ -102,6 +112,7 @@ describe("standby switchover of PostgreSQL, inside the agent image", () => {
   it("hands over while a client writes: every acknowledged write is on the promoted standby, the old primary refuses writes, and the catalog records the failback", async () => {
     const standby = await startTmpPostgres({ standbyOf: primary });
     cleanups.push(() => standby.stop());
+    await streaming(standby);
     const writer = pgWriter(primary);
     await new Promise((r) => setTimeout(r, 2000));
     const r = await switchover("pg-switch", { KDR_ENGINE: "postgres", KDR_TARGET_HOST: "127.0.0.1", KDR_TARGET_PORT: String(standby.port), KDR_TARGET_USER: "postgres", KDR_PRIMARY_HOST: "127.0.0.1", KDR_PRIMARY_PORT: String(primary.port) });
@@ -109,7 +120,7 @@ describe("standby switchover of PostgreSQL, inside the agent image", () => {
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { alreadyActive: boolean; handedOverAt: string; seconds: Record<string, number>; recoveryId: string };
     expect(out.alreadyActive).toBe(false);
-    expect(r.stderr).toMatch(/standby switchover pg-switch: 127\.0\.0\.1 is read-only and its sessions ended; waiting for 127\.0\.0\.1 to replay up to /);
+    expect(r.stderr).toMatch(/standby switchover pg-switch: 127\.0\.0\.1 is read-only, its sessions ended, its WAL switched at \S+; waiting for 127\.0\.0\.1 to replay up to there/);
     expect(writer.acked.length, "writes acknowledged before the fence").toBeGreaterThan(10);
     // The fence cut the writer off: its session ended, then every write was refused as read-only.
     expect(writer.refused.some((m) => /read-only transaction/.test(m)), writer.refused.slice(0, 3).join("; ")).toBe(true);
@@ -130,14 +141,16 @@ describe("standby switchover of PostgreSQL, inside the agent image", () => {
 
 describe("standby switchover of Redis, inside the agent image", () => {
   const cli = (server: TmpRedis, ...args: string[]) => {
-    const r = spawnSync("redis-cli", ["-p", String(server.port), "--no-auth-warning", ...args], { encoding: "utf8", env: { ...process.env, REDISCLI_AUTH: primary.password } });
+    const r = spawnSync("redis-cli", ["-p", String(server.port), "--no-auth-warning", ...args], { encoding: "utf8", timeout: 20_000, env: { ...process.env, REDISCLI_AUTH: primary.password } });
     return r.stdout.trim();
   };
   const env = (m: TmpRedis, r: TmpRedis, extra: Record<string, string> = {}) => ({ KDR_ENGINE: "redis", KDR_TARGET_HOST: "127.0.0.1", KDR_TARGET_PORT: String(r.port), KDR_PRIMARY_HOST: "127.0.0.1", KDR_PRIMARY_PORT: String(m.port), ...extra });
 
+  let lone: TmpRedis;
   it("a replica whose link is down is not promoted, and nothing changes", async () => {
     const m = await startTmpRedis({ password: primary.password });
     cleanups.push(() => m.stop());
+    lone = m;
     const r = await startTmpRedis({ password: primary.password, settings: { replicaof: `127.0.0.1 ${m.port}`, masterauth: "wrong" } });
     cleanups.push(() => r.stop());
     const res = await switchover("redis-down", env(m, r));
@@ -152,7 +165,12 @@ describe("standby switchover of Redis, inside the agent image", () => {
     cleanups.push(() => m.stop());
     const r = await startTmpRedis({ password: primary.password, settings: { replicaof: `127.0.0.1 ${m.port}`, masterauth: primary.password } });
     cleanups.push(() => r.stop());
-    for (let i = 0; i < 100 && !/master_link_status:up/.test(cli(r, "INFO", "replication")); i++) await new Promise((x) => setTimeout(x, 100));
+    for (let i = 0; i < 150 && !/master_link_status:up/.test(cli(r, "INFO", "replication")); i++) await new Promise((x) => setTimeout(x, 200));
+    expect(cli(r, "INFO", "replication")).toMatch(/master_link_status:up/);
+    // Named against a primary it does not replicate from: refused, naming what that one lists.
+    const wrong = await switchover("redis-switch", env(lone, r));
+    expect(wrong.status, wrong.stderr).toBe(1);
+    expect(wrong.stderr).toMatch(new RegExp(`127\\.0\\.0\\.1 does not list 127\\.0\\.0\\.1 \\(127\\.0\\.0\\.1 port ${r.port}\\) among its replicas \\(it lists none\\): the standby must replicate from this primary`));
     // A writer through redis-cli's pipe: one SET per line, each reply read back.
     const acked: string[] = [];
     let stop = false;
@@ -169,7 +187,7 @@ describe("standby switchover of Redis, inside the agent image", () => {
     await writer;
     expect(res.status, res.stderr).toBe(0);
     expect(JSON.parse(res.stdout)).toMatchObject({ alreadyActive: false, engine: "redis" });
-    expect(res.stderr).toMatch(/standby switchover redis-switch: 127\.0\.0\.1's writes are paused; waiting for 127\.0\.0\.1 to reach its replication offset \d+/);
+    expect(res.stderr).toMatch(/standby switchover redis-switch: 127\.0\.0\.1's writes are paused \(FAILOVER\); waiting for 127\.0\.0\.1 to take its replication stream \(offset \d+ and on\)/);
     expect(acked.length).toBeGreaterThan(5);
     expect(cli(r, "ROLE").split("\n")[0]).toBe("master");
     const missing = acked.filter((k) => cli(r, "EXISTS", k) !== "1");
