@@ -24,7 +24,7 @@ import { ConfigError, type Settings } from "./config.js";
 import { registry } from "./metrics.js";
 import { httpServer } from "./serve.js";
 import { log } from "./storage/progress.js";
-import { Storage, withRetry } from "./storage/s3.js";
+import { Storage, retryWithin, withRetry } from "./storage/s3.js";
 
 const backlog = new Gauge({ name: "kdr_replication_backlog_objects", help: "Object versions not yet copied to the replica", registers: [registry] });
 const lag = new Gauge({ name: "kdr_replication_lag_seconds", help: "Age of the oldest object version not yet copied", registers: [registry] });
@@ -187,7 +187,7 @@ export async function replicateOnce(s: Settings, src: Storage, dst: Storage, cop
 export async function replicate(s: Settings, once: boolean): Promise<number> {
   const src = Storage.fromSettings(s);
   const endpoint = s.require("replicaEndpoint");
-  const dst = new Storage(s.require("replicaBucket"), endpoint, s.get("replicaRegion") ?? "us-east-1", s.secret("replicaAccessKey"), s.secret("replicaSecretKey"));
+  const dst = new Storage(s.require("replicaBucket"), endpoint, s.get("replicaRegion") ?? "us-east-1", s.secret("replicaAccessKey"), s.secret("replicaSecretKey"), retryWithin(s.int("s3RetrySeconds")));
   if (src.bucket === dst.bucket && endpoint === s.get("s3Endpoint")) throw new ConfigError(`${AGENT_ENV.replicaBucket} is the source bucket: give the DR bucket.`);
   const interval = s.int("replicationIntervalSeconds", 30);
   // Without a catalog the copies are made but not recorded: a restore from the replica region then

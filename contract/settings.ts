@@ -39,6 +39,7 @@ export const SETTINGS = {
 
   s3Endpoint: { env: "KDR_S3_ENDPOINT", kind: "url", doc: "S3 endpoint URL of this service's backups" },
   s3Region: { env: "KDR_S3_REGION", kind: "text", default: "us-east-1", doc: "S3 signing region" },
+  s3RetrySeconds: { env: "KDR_S3_RETRY_SECONDS", kind: "seconds", default: 24, doc: "how long a failed S3 request is tried again (0.5 s, then doubling up to 8 s between attempts) before it fails: an RGW or MinIO restart takes a few seconds to some tens; 0: never" },
   s3Bucket: { env: "KDR_S3_BUCKET", kind: "text", doc: "bucket of this service's tier" },
 
   catalogHost: { env: "KDR_CATALOG_HOST", kind: "text", doc: "catalog PostgreSQL host (password: secret kdr-catalog-password)" },

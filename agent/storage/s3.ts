@@ -51,6 +51,17 @@ export interface RetryPolicy {
 /** 0.5 + 1 + 2 + 4 + 8 + 8 s: an RGW or MinIO restart takes a few seconds to some tens. */
 export const S3_RETRY: RetryPolicy = { attempts: 7, baseMs: 500, capMs: 8000 };
 
+/** The policy whose waits between attempts add up to at most `seconds` (24 s: S3_RETRY). */
+export function retryWithin(seconds: number): RetryPolicy {
+  let attempts = 1;
+  let spent = 0;
+  for (let d = S3_RETRY.baseMs; spent + d <= seconds * 1000; d = Math.min(S3_RETRY.capMs, d * 2)) {
+    spent += d;
+    attempts++;
+  }
+  return { ...S3_RETRY, attempts };
+}
+
 /**
  * The SDK's standard strategy with our delays, saying each retry on stderr (an outage is seen, not
  * silent). Once a request has used up its retries and none has succeeded since, the next ones'
@@ -160,7 +171,7 @@ export class Storage {
     } catch {
       throw new ConfigError(`${AGENT_ENV.s3Endpoint}='${endpoint}' is not a URL: give e.g. http://10.0.0.5:7480.`);
     }
-    return new Storage(s.require("s3Bucket"), endpoint, s.get("s3Region") ?? "us-east-1", s.secret("s3AccessKey"), s.secret("s3SecretKey"));
+    return new Storage(s.require("s3Bucket"), endpoint, s.get("s3Region") ?? "us-east-1", s.secret("s3AccessKey"), s.secret("s3SecretKey"), retryWithin(s.int("s3RetrySeconds")));
   }
 
   /** Streams `body` to `key` as a multipart upload; returns the new version id. */

@@ -147,7 +147,7 @@ describe("agent faults", () => {
 
     // A run that cannot reach the store cannot look for that manifest: it reconciles nothing (the
     // run is not known to have failed) and stops before writing a row of its own.
-    const blind = await w.run(["backup", "--type", "full", "--no-logical"], { ...env, KDR_S3_ENDPOINT: "http://127.0.0.1:1" }, { timeoutMs: 180_000 });
+    const blind = await w.run(["backup", "--type", "full", "--no-logical"], { ...env, KDR_S3_ENDPOINT: "http://127.0.0.1:1", KDR_S3_RETRY_SECONDS: "1" }, { timeoutMs: 180_000 });
     expect(blind.code, blind.stderr).toBe(1);
     expect(blind.stderr).toMatch(new RegExp(`the object store could not be reached while looking for the manifest of run ${id} of ${SERVICE}, left in flight \\(full/${SERVICE}/${id}/manifest\\.json\\): no run was reconciled, and this one stops`));
     const [still] = await catalog<{ backup_status: string; n: string }>(

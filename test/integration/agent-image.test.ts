@@ -72,7 +72,7 @@ describe("agent commands inside the agent image", () => {
   });
 
   it("a verify that cannot reach the object store judges nothing: exit 1, the reason, and the recorded status stays passed", async () => {
-    const r = inImage(["verify", "--backup-id", backupId, "--s3-endpoint", "http://127.0.0.1:1"]);
+    const r = inImage(["verify", "--backup-id", backupId, "--s3-endpoint", "http://127.0.0.1:1", "--s3-retry-seconds", "1"]);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(new RegExp(`verify of ${backupId} could not run, so the backup was not judged \\(its verify status is unchanged\\): the object store could not be reached`));
     const { rows } = await w.db.query("SELECT verify_status FROM backup_management WHERE backup_id = $1", [backupId]);
@@ -213,7 +213,7 @@ describe("verify --pending, inside the agent image", () => {
     const b = await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 });
     expect(b.code, b.stderr).toBe(0);
     const id = JSON.parse(b.stdout).backupId as string;
-    const r = inImage(["verify", "--pending", "--s3-endpoint", "http://127.0.0.1:1"]);
+    const r = inImage(["verify", "--pending", "--s3-endpoint", "http://127.0.0.1:1", "--s3-retry-seconds", "1"]);
     expect(r.status).toBe(1);
     expect(r.stdout).toMatch(new RegExp(`^verify ${SERVICE}: stopped, nothing more judged: verify of ${id} could not run`, "m"));
     const { rows } = await w.db.query("SELECT verify_status FROM backup_management WHERE backup_id = $1", [id]);

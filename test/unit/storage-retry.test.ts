@@ -7,7 +7,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import { afterEach, describe, expect, it } from "vitest";
-import { S3_RETRY, Storage } from "../../agent/storage/s3.js";
+import { S3_RETRY, Storage, retryWithin } from "../../agent/storage/s3.js";
 
 const FAST = { attempts: 7, baseMs: 5, capMs: 20 };
 
@@ -43,6 +43,13 @@ describe("S3 retries", () => {
     const delays = Array.from({ length: S3_RETRY.attempts - 1 }, (_, i) => Math.min(S3_RETRY.capMs, S3_RETRY.baseMs * 2 ** i));
     expect(delays.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(20_000);
     expect(delays.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(30_000);
+  });
+
+  it("the retry budget (s3RetrySeconds) sets the attempts: the default 24 s is the policy above, 1 s one retry, 0 none", () => {
+    expect(retryWithin(24)).toEqual(S3_RETRY);
+    expect(retryWithin(1).attempts).toBe(2);
+    expect(retryWithin(0).attempts).toBe(1);
+    expect(retryWithin(600).attempts).toBe(6 + Math.floor((600_000 - 23_500) / 8000) + 1);
   });
 
   it("a server that answers 503 a few times is used once it is back, and each retry is said", async () => {
