@@ -181,8 +181,12 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
         if (firstMissing >= 0) wal = wal.slice(0, firstMissing);
       }
     }
+    const written = new Map(arts.map((a) => [a.objectKey, a.versionId]));
     arts = await inRegionOf(c, storage, arts);
     wal = await inRegionOf(c, storage, wal);
+    // Written in another region and no copy recorded here: read with the other region's version id.
+    const elsewhere = row.storageRegion && row.storageRegion !== storage.region ? row.storageRegion : undefined;
+    const uncopied = elsewhere ? arts.filter((a) => a.versionId && written.get(a.objectKey) === a.versionId).map((a) => a.objectKey) : [];
     log(`restore ${service}: using backup ${row.backupId} (${row.backupType}, recovery point ${row.recoveryPointEnd?.toISOString()})${wal.length ? ` + ${wal.length} WAL file(s)` : ""}, reaching ${reaches.toISOString()}, from ${storage.bucket} in region ${storage.region}`);
     try {
       await loadManifest(storage, row, arts);
@@ -196,6 +200,13 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
     } catch (e) {
       // A damaged backup (not an unreachable store, not a missing key) is recorded as such, and
       // the plan is made again without it: the newest good point, said, not a failed restore.
+      if (uncopied.length && !outsideTheBackup(e) && /NoSuch(Key|Version)|HTTP 404/.test((e as Error).message)) {
+        throw new Error(
+          `${(e as Error).message} [backup ${row.backupId} was written in region ${elsewhere}; the catalog records no copy in region ${storage.region} of ${uncopied.join(", ")}: ` +
+            `it was not copied before that region was lost, or its copy was recorded after the catalog's restore point. 'kdr-agent catalog rebuild' in this region records the copies this bucket holds; restore to a point before ${row.recoveryPointEnd?.toISOString()} otherwise]`,
+          { cause: e },
+        );
+      }
       if (o.backupId || o.standby || !damaged(e, row) || fellBack.length >= 5) throw e;
       const why = (e as Error).message;
       await cat.recordVerification(c, row.backupId, { status: "failed", details: { error: why, by: "restore" } });

@@ -378,6 +378,8 @@ describe("agent: restore from the DR region", () => {
     expect(r.stderr).not.toMatch(/UnknownError/);
     expect(r.stderr).toMatch(new RegExp(`cannot read s3://${dr.bucket}/full/${SERVICE}/[0-9a-f-]+/manifest\\.json version \\S+ in region ${dr.region} \\(${dr.endpoint.replace(/[.]/g, "\\.")}\\): (NoSuchVersion|NoSuchKey|NoSuchKey or NoSuchVersion) \\(HTTP 404\\)`));
     expect(r.stderr).toMatch(/needs its own id \(the replicator records it in the catalog's object_copy\)/);
+    // Which objects lack a recorded copy, and what to do.
+    expect(r.stderr).toMatch(new RegExp(`\\[backup [0-9a-f-]+ was written in region ${w.bucket.region}; the catalog records no copy in region ${dr.region} of full/${SERVICE}/[0-9a-f-]+/\\S+.*'kdr-agent catalog rebuild' in this region records the copies this bucket holds`));
     expect(existsSync(target) ? readdirSync(target) : []).toEqual([]);
   });
 
