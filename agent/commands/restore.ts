@@ -143,6 +143,8 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
   let wal: cat.WalSegmentRow[] = [];
   let reaches: Date;
   let targetTime = o.time;
+  /** A snapshot engine's plan looks before this point once a newer backup was not here. */
+  let before: Date | undefined;
   const fellBack: string[] = [];
   /**
    * A missing or mismatching object is damage only where the backup was written: in another
@@ -164,7 +166,7 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
       reaches = r.recoveryPointEnd!;
     } else {
       // PostgreSQL restores start from a base; its "incremental" rows are WAL bookkeeping.
-      const plan = await cat.recoveryPlan(c, service, o.time ?? "latest", { tenantId, baseTypes: engine === "postgres" ? ["full"] : ["full", "incremental"] });
+      const plan = await cat.recoveryPlan(c, service, before ?? o.time ?? "latest", { tenantId, baseTypes: engine === "postgres" ? ["full"] : ["full", "incremental"] });
       row = plan.base;
       arts = plan.artifacts.filter((a) => a.backupId === row.backupId);
       wal = engine === "postgres" ? [...plan.history, ...(await contiguousWal(c, tenantId, service, plan.wal))] : [];
@@ -201,6 +203,17 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
       // A damaged backup (not an unreachable store, not a missing key) is recorded as such, and
       // the plan is made again without it: the newest good point, said, not a failed restore.
       if (uncopied.length && !outsideTheBackup(e) && /NoSuch(Key|Version)|HTTP 404/.test((e as Error).message)) {
+        // A region lost while it copied a backup: the newest one may not be here whole. A snapshot
+        // is whole in itself, so the newest one this region holds is the point to restore (said;
+        // not a failed verify: the backup is intact where it was written). A PostgreSQL base is
+        // followed by WAL, which must be here too: that stops, saying so.
+        if (engine !== "postgres" && !o.backupId && !o.standby && fellBack.length < 5 && row.recoveryPointEnd) {
+          fellBack.push(`backup ${row.backupId} (point ${row.recoveryPointEnd.toISOString()}) is not in region ${storage.region} whole (no copy recorded of ${uncopied.join(", ")}; written in region ${elsewhere})`);
+          log(`restore ${service}: backup ${row.backupId} was written in region ${elsewhere} and is not here whole (no copy of ${uncopied.join(", ")} recorded in region ${storage.region}): falling back to the newest earlier backup this region holds`);
+          before = new Date(row.recoveryPointEnd.getTime() - 1);
+          checked = 1;
+          continue;
+        }
         throw new Error(
           `${(e as Error).message} [backup ${row.backupId} was written in region ${elsewhere}; the catalog records no copy in region ${storage.region} of ${uncopied.join(", ")}: ` +
             `it was not copied before that region was lost, or its copy was recorded after the catalog's restore point. 'kdr-agent catalog rebuild' in this region records the copies this bucket holds; restore to a point before ${row.recoveryPointEnd?.toISOString()} otherwise]`,

@@ -19,6 +19,7 @@ import { migrate } from "../../catalog/migrate.js";
 import { sealWalDescriptor } from "../../agent/commands/shared.js";
 import { agentWorld, makeBucket, pgQuery as q, prepareBackupRole, restoredChecksums, tableChecksums, type AgentWorld, type TestBucket } from "../support/s3.js";
 import { freePort, startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
+import { startTmpRedis } from "../support/tmp-redis.js";
 
 let w: AgentWorld;
 let dr: TestBucket;
@@ -368,6 +369,30 @@ describe("agent: restore from the DR region", () => {
     expect(await closed, p.output()).toBe(0);
     expect(p.output()).toMatch(/stopped \(SIGTERM\); its backlog reports are withdrawn from the catalog/);
     expect(await pairRows()).toEqual([]);
+  });
+
+  it("a snapshot backup the region lost before it was copied whole (its copy records missing): the restore from the DR region falls back to the newest one there, and says so", async () => {
+    const redis = await startTmpRedis({ password: readFileSync(path.join(w.secretDir, "kdr-target-password"), "utf8").trim() });
+    try {
+      const rEnv = w.env("redis-region", { KDR_ENGINE: "redis", KDR_TARGET_HOST: redis.host, KDR_TARGET_PORT: String(redis.port) });
+      const older = json<{ backupId: string }>(await w.run(["backup", "--type", "full", "--json"], rEnv));
+      const newer = json<{ backupId: string }>(await w.run(["backup", "--type", "incremental", "--json"], rEnv));
+      const rep = await w.run(["replicate", "--once"], { ...rEnv, KDR_REPLICA_S3_ENDPOINT: dr.endpoint, KDR_REPLICA_S3_BUCKET: dr.bucket, KDR_REPLICA_S3_REGION: dr.region });
+      expect(rep.code, rep.stderr).toBe(0);
+      // The newest backup's copies, as if the region went before they were made (or recorded).
+      const gone = await w.db.query("DELETE FROM object_copy WHERE (object_key, source_version_id) IN (SELECT object_key, version_id FROM backup_artifact WHERE backup_id = $1)", [newer.backupId]);
+      expect(gone.rowCount).toBeGreaterThan(0);
+      const target = path.join(w.root, "restore-redis-fallback");
+      const r = json<{ backupId: string; fellBack: string[] }>(await w.run(["restore", "--target", target, "--json"], { ...drEnv, ...rEnv, KDR_S3_ENDPOINT: dr.endpoint, KDR_S3_REGION: dr.region, KDR_S3_BUCKET: dr.bucket, KDR_SECRET_DIR: drEnv.KDR_SECRET_DIR! }));
+      expect(r.backupId).toBe(older.backupId);
+      expect(r.fellBack).toEqual([expect.stringMatching(new RegExp(`^backup ${newer.backupId} \\(point \\S+\\) is not in region ${dr.region} whole \\(no copy recorded of incremental/redis-region/${newer.backupId}/`))]);
+      expect(readdirSync(target)).toContain("dump.rdb");
+      // Intact where it was written: not recorded as a failed verify.
+      const { rows } = await w.db.query("SELECT verify_status FROM backup_management WHERE backup_id = $1", [newer.backupId]);
+      expect(rows[0].verify_status).not.toBe("failed");
+    } finally {
+      await redis.stop();
+    }
   });
 
   it("without the copy records the restore stops, naming the region, bucket, key, version and S3 error", async () => {

@@ -41,7 +41,7 @@ async function planned(stack: string, config: unknown): Promise<string[]> {
 /** Runs `kryonix-dr drill <args> --json` and insists on a passing report. */
 async function drill(args: string[]): Promise<{ report: DrillReport; stderr: string }> {
   const r = await cli(["drill", ...args, "--json"], 590_000);
-  expect(r.stdout, `drill printed no report (exit ${r.status}):\n${r.stderr.slice(-6000)}`).not.toBe("");
+  expect(r.stdout, `drill printed no report (exit ${r.status}):\n${r.stderr.slice(-20000)}`).not.toBe("");
   const report = JSON.parse(r.stdout) as DrillReport;
   expect({ status: r.status, failures: report.failures }).toEqual({ status: 0, failures: [] });
   return { report, stderr: r.stderr };
