@@ -21,12 +21,18 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const streamingGauge = new Gauge({ name: "kdr_standby_streaming", help: "1 while the standby streams from its primary (PostgreSQL: WAL streaming, else it replays what was copied to this region; Redis: the replica's link is up)", labelNames: ["service"], registers: [registry] });
 export const replayBytesGauge = new Gauge({ name: "kdr_standby_replay_lag_bytes", help: "Bytes the primary has written that the standby has not applied (PostgreSQL: WAL not replayed; Redis: replication offset), measured while the primary answers", labelNames: ["service"], registers: [registry] });
 
+/** One redis-cli command to the standby, or to `host` (the primary, with the same credentials); its trimmed reply. */
+export async function redisCli(s: Settings, to: { host?: string; port?: number; timeoutMs?: number }, ...cmd: string[]): Promise<string> {
+  const { args, env } = redisArgs(s, to.host, to.port);
+  const r = await run("redis-cli", [...args, "--no-auth-warning", ...cmd], { env, timeout: to.timeoutMs ?? 10000 });
+  return r.stdout.trim();
+}
+
 /** INFO replication of the standby, or of `host` (the primary, with the same credentials). */
 export async function redisInfo(s: Settings, host?: string, port?: number): Promise<Record<string, string>> {
-  const { args, env } = redisArgs(s, host, port);
-  const r = await run("redis-cli", [...args, "--no-auth-warning", "INFO", "replication"], { env, timeout: 10000 });
+  const out = await redisCli(s, { host, port }, "INFO", "replication");
   return Object.fromEntries(
-    r.stdout
+    out
       .split(/\r?\n/)
       .filter((l) => l.includes(":"))
       .map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1).trim()]),

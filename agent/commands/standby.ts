@@ -15,18 +15,15 @@
  *   behind what this region holds (saying how far), then promotes (PostgreSQL pg_promote,
  *   Redis REPLICAOF NO ONE) and records the failover in disaster_recovery_log.
  */
-import { execFile } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, renameSync, createWriteStream, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { promisify } from "node:util";
 import pg from "pg";
 import { Gauge } from "prom-client";
 import * as cat from "../catalog.js";
 import { AGENT_ENV } from "../../contract/index.js";
 import { ConfigError, type Settings } from "../config.js";
 import { STANDBY_PASSFILE, STANDBY_WAL_DIR, checkStreamingSource, ownLikeDataDir, pgConnect, pgEnv, writeStreamingConfig } from "../engines/postgres.js";
-import { redisArgs } from "../engines/redis.js";
-import { followRedis, recordLook, redisInfo, replayBytesGauge, streamingGauge, withdrawLook } from "./standby-redis.js";
+import { followRedis, recordLook, redisCli, redisInfo, replayBytesGauge, streamingGauge, withdrawLook } from "./standby-redis.js";
 import { registry } from "../metrics.js";
 import { httpServer } from "../serve.js";
 import { openAndRestore } from "../storage/pipeline.js";
@@ -35,7 +32,6 @@ import { Storage } from "../storage/s3.js";
 import { runRestore, type RestoreSummary } from "./restore.js";
 import { identityFor, primaryPort, recordPromotion } from "./shared.js";
 
-const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** What the follower has staged, kept beside the data (PostgreSQL removes replayed segments). */
@@ -354,10 +350,8 @@ async function primaryAnswers(s: Settings, host: string): Promise<string | undef
       await cat.closeCatalog(c);
     }
   }
-  const { args, env } = redisArgs(s, host, primaryPort(s));
   try {
-    const r = await run("redis-cli", [...args, "--no-auth-warning", "PING"], { env, timeout: 5000 });
-    return r.stdout.trim() === "PONG" ? `Redis at ${host} answers PING` : undefined;
+    return (await redisCli(s, { host, port: primaryPort(s), timeoutMs: 5000 }, "PING")) === "PONG" ? `Redis at ${host} answers PING` : undefined;
   } catch {
     return undefined;
   }
@@ -442,9 +436,8 @@ export async function runActivate(s: Settings, connect: () => Promise<pg.Client>
         }
         if (info.master_link_status !== "up") notes.push(`replica link to ${info.master_host} was ${info.master_link_status} for ${info.master_link_down_since_seconds ?? "?"} s; replication offset ${offset}`);
         t2 = Date.now();
-        const { args, env } = redisArgs(s);
-        const r = await run("redis-cli", [...args, "--no-auth-warning", "REPLICAOF", "NO", "ONE"], { env, timeout: 10000 });
-        if (r.stdout.trim() !== "OK") throw new Error(`REPLICAOF NO ONE on ${standby} answered '${r.stdout.trim()}'`);
+        const r = await redisCli(s, {}, "REPLICAOF", "NO", "ONE");
+        if (r !== "OK") throw new Error(`REPLICAOF NO ONE on ${standby} answered '${r}'`);
       }
     }
     // A promoted server streams from nobody: the primary's password it used goes with the role.

@@ -15,22 +15,18 @@
  * A refusal before the promotion lifts the fence: the primary takes writes again, nothing moved.
  * Once the promotion is under way the old primary is never unfenced by this command.
  */
-import { execFile } from "node:child_process";
 import { lookup } from "node:dns/promises";
 import { existsSync, rmSync } from "node:fs";
 import path from "node:path";
-import { promisify } from "node:util";
 import pg from "pg";
 import * as cat from "../catalog.js";
 import { ConfigError, type Settings } from "../config.js";
 import { STANDBY_PASSFILE, pgConnect, pgEnv } from "../engines/postgres.js";
-import { redisArgs } from "../engines/redis.js";
 import { log } from "../storage/progress.js";
 import { primaryPort, recordPromotion } from "./shared.js";
 import { replayStatus } from "./standby.js";
-import { redisInfo } from "./standby-redis.js";
+import { redisCli, redisInfo } from "./standby-redis.js";
 
-const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface SwitchoverSummary {
@@ -210,7 +206,7 @@ async function switchRedis(s: Settings): Promise<{ handedOverAt: string; already
   const waitMs = s.int("catchUpSeconds") * 1000;
   const t0 = Date.now();
   const offset = pinfo.master_repl_offset ?? "?";
-  const r = await redisCmd(s, primary, port, "FAILOVER", "TO", mine.ip!, String(standbyPort), "TIMEOUT", String(waitMs));
+  const r = await redisCli(s, { host: primary, port }, "FAILOVER", "TO", mine.ip!, String(standbyPort), "TIMEOUT", String(waitMs));
   if (r !== "OK") throw new SwitchoverRefused(`FAILOVER TO ${mine.ip} ${standbyPort} on ${primary} answered '${r}'`);
   log(`standby switchover ${s.service}: ${primary}'s writes are paused (FAILOVER); waiting for ${standby} to take its replication stream (offset ${offset} and on)`);
   const t1 = Date.now();
@@ -236,11 +232,6 @@ async function switchRedis(s: Settings): Promise<{ handedOverAt: string; already
   return { handedOverAt: now.master_repl_offset ?? offset, alreadyActive: false, t: [t0, t1, t2] };
 }
 
-async function redisCmd(s: Settings, host: string, port: number, ...cmd: string[]): Promise<string> {
-  const { args, env } = redisArgs(s, host, port);
-  const r = await run("redis-cli", [...args, "--no-auth-warning", ...cmd], { env, timeout: 10000 });
-  return r.stdout.trim();
-}
 
 export async function runSwitchover(s: Settings, connect: () => Promise<pg.Client>, o: { target?: string }): Promise<SwitchoverSummary> {
   const engine = s.engine;
