@@ -53,12 +53,12 @@ export async function reportStandby(db: Db, r: StandbyReport): Promise<void> {
  * promotion, so its row would otherwise read as a follower gone silent; a last look of that
  * follower (the server restarting under it) no longer replaces the row. No row: nothing to do.
  */
-export async function markStandbyPromoted(db: Db, o: { tenantId: string; service: string; region: string }): Promise<void> {
+export async function markStandbyPromoted(db: Db, o: { tenantId: string; service: string; region: string; by?: "activate" | "switchover" }): Promise<void> {
   await db.query(
     `UPDATE standby_status SET state = 'promoted', streaming = false, lag_bytes = NULL, lag_seconds = NULL,
-            detail = 'promoted by kdr-agent standby activate at ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), reported_at = now(), promoted_at = now(), promoted_reporter = reporter
+            detail = 'promoted by kdr-agent standby ' || $4 || ' at ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), reported_at = now(), promoted_at = now(), promoted_reporter = reporter
      WHERE tenant_id = $1 AND service_name = $2 AND region = $3`,
-    [o.tenantId, o.service, o.region],
+    [o.tenantId, o.service, o.region, o.by ?? "activate"],
   );
 }
 

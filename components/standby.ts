@@ -16,6 +16,12 @@
  * after it succeeded does the service change: it takes the stable name clients use (a network
  * alias), the Redis replica loses --replicaof (so a restart stays a master), and the follower
  * goes.
+ *
+ * The same component brings a service back after a failover (the primary stack's
+ * kryonix-dr:failback): a standby of the promoted service in the other region, and with
+ * `handover: "switchover"` a run-once `kdr-agent standby switchover` instead of the activation: the
+ * promoted side is fenced, the standby catches up exactly and is promoted; then, as above, it
+ * takes the stable name.
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as docker from "@pulumi/docker";
@@ -50,8 +56,10 @@ export interface WarmStandbyArgs {
   readonly password?: pulumi.Input<string>;
   /** Promote it: the dr stack's kryonix-dr:active. */
   readonly active: boolean;
-  /** Promote even though the primary still answers. */
+  /** Promote even though the primary still answers (activate only). */
   readonly force?: boolean;
+  /** How `active` promotes: `activate` (the primary is lost: refuses while it answers) or `switchover` (the planned hand-over back: needs it answering, fences it). @default activate */
+  readonly handover?: "activate" | "switchover";
   /** Seconds the standby may take to replay what the region holds before activation refuses. */
   readonly catchUpSeconds?: number;
   /** Application networks (ids or names): the standby joins them, with the stable name once active. */
@@ -69,7 +77,7 @@ export interface WarmStandbyArgs {
 export class WarmStandby extends pulumi.ComponentResource {
   public readonly serviceName: pulumi.Output<string>;
   public readonly volumeName: pulumi.Output<string>;
-  /** The activation container (active only). */
+  /** The activation (or switchover) container (active only). */
   public readonly activationId?: pulumi.Output<string>;
 
   constructor(name: string, args: WarmStandbyArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -146,9 +154,10 @@ export class WarmStandby extends pulumi.ComponentResource {
     let promoted: pulumi.Output<string> = pulumi.output("");
     if (args.active) {
       // PostgreSQL: with its data mounted, so that the primary's password for streaming goes on promotion.
+      const how = args.handover ?? "activate";
       const activate = runOnce(
-        "activate",
-        ["standby", "activate", ...(args.force ? ["--force"] : []), ...(volume ? ["--target", args.dataPath] : [])],
+        how,
+        ["standby", how, ...(args.force && how === "activate" ? ["--force"] : []), ...(volume ? ["--target", args.dataPath] : [])],
         volume ? [{ type: "volume", source: volume.name, target: args.dataPath }] : [],
       );
       deps.push(activate);

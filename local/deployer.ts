@@ -262,7 +262,9 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
       };
       try {
         if (old && old.type === r.type && old.inputsHash === inputsHash) {
-          keep({ ...old, dependsOn: r.dependsOn ?? [] });
+          // Declared again: a kept volume is the program's once more.
+          const { retained: _kept, ...record } = old.record;
+          keep({ ...old, record, dependsOn: r.dependsOn ?? [] });
           byType.set(r.type, [...(byType.get(r.type) ?? []), { ...r.inputs, ...(old.outputs ?? {}) }]);
           counts.unchanged++;
           return { id: old.id, state: old.outputs };
@@ -314,7 +316,15 @@ export async function deployInThisProcess(opts: DeployOptions): Promise<DeployRe
     const planned = await planning;
     if (prior.size > 0 || superseded.length > 0) {
       // What the program no longer declares goes last, dependents first (as `pulumi up` deletes).
-      const gone = [...prior.values(), ...superseded];
+      // A volume that holds a service's data is kept (as Pulumi's retainOnDelete would): after a
+      // failback the old primary's, a timeline behind, is the operator's to remove once sure.
+      // It stays in the state, so `kryonix-dr destroy` removes it with the stack.
+      const retained = [...prior.values()].filter((e) => e.record.stateful === true);
+      for (const e of retained.filter((x) => !x.record.retained)) {
+        e.record.retained = true;
+        log(`kept volume ${e.id} (${e.name}): it holds a service's data and is no longer declared; remove it once you no longer need it: docker volume rm ${e.id}`);
+      }
+      const gone = [...prior.values(), ...superseded].filter((e) => !retained.includes(e));
       const failed = await destroyEntries(gone, state, dir, (e) => log(`deleted ${e.type} ${e.name} (${e.id}): no longer declared`));
       counts.deleted += gone.length - failed.length;
       if (failed.length) throw new Error(`could not delete what the program no longer declares:\n${failed.map((f) => `  ${f.entry.type} ${f.entry.name}: ${f.error}`).join("\n")}`);

@@ -70,11 +70,14 @@ export function declareSidecars(args: {
   storage: BackupStorage;
   networks: pulumi.Input<string>[];
   declared?: Record<string, DeclaredTarget>;
+  /** Services with no sidecar here now (a failback's returning standbys, until the switch). */
+  skip?: ReadonlySet<string>;
   dependsOn?: pulumi.Input<pulumi.Resource>[];
 }): Record<string, BackupSidecar> {
   const { specs, secrets, region, storage } = args;
   const out: Record<string, BackupSidecar> = {};
   for (const s of protectedServices(specs)) {
+    if (args.skip?.has(s.name)) continue;
     const creds = storage.sidecarCredentials[s.name];
     const bucket = storage.buckets[s.tier];
     if (!creds || !bucket) throw new Error(`internal: storage declared no user or bucket for service ${s.name}`);

@@ -75,7 +75,8 @@ function declareStandbys(
       rtoSeconds: src.apply((s) => s.rtoSeconds),
       image: src.apply((s) => s.image),
       agentImage: specs.images.agent,
-      serviceName: `${specs.namePrefix}-${sb.name}`,
+      // A new set of standbys (after a failback: the old volumes hold the timeline promoted here) has its own names.
+      serviceName: `${specs.namePrefix}-${sb.name}${f.generation > 1 ? `-g${f.generation}` : ""}`,
       stableName: sb.name,
       dataPath: src.apply((s) => s.dataPath),
       primaryHost: sb.primaryHost ?? src.apply((s) => s.host),

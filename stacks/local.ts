@@ -22,7 +22,12 @@ export function local(specs: Specs, secrets: Secrets): Record<string, unknown> {
   });
   const declared: Record<string, DeclaredTarget> = {};
   const services: Record<string, pulumi.Output<string>> = {};
+  // A service coming back after a failover is a new one (stacks/failback.ts): the old one, which
+  // would answer to the stable name with the data of before the failover, is not declared (its
+  // volume is kept).
+  const returning = new Set(specs.failback?.standbys.map((s) => s.name) ?? []);
   for (const s of specs.services) {
+    if (returning.has(s.name)) continue;
     const svc = new ProtectedService(`service-${s.name}`, {
       service: s.name,
       engine: s.engine,
@@ -44,7 +49,7 @@ export function local(specs: Specs, secrets: Secrets): Record<string, unknown> {
     services[s.name] = svc.serviceName;
   }
   return {
-    ...protect(specs, secrets, { networks: [network.id, ...specs.sidecar.networks], declared }),
+    ...protect(specs, secrets, { networks: [network.id, ...specs.sidecar.networks], declared, containerNetworks: [network.name, ...specs.sidecar.networks] }),
     network: network.name,
     protectedServices: services,
   };

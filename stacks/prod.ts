@@ -9,6 +9,7 @@ import { BackupStorage } from "../components/backup-storage.js";
 import { Replication } from "../components/replication.js";
 import { replicationSlotName } from "../contract/index.js";
 import { SECRET, type Secrets, type Specs } from "./config.js";
+import { declareFailback } from "./failback.js";
 import { agentCatalog, catalogProvider, declareCrons, declareSidecars, minioProvider, storageServices, summarize, type DeclaredTarget, declareMonitoring } from "./common.js";
 
 export interface ProtectionOptions {
@@ -16,6 +17,8 @@ export interface ProtectionOptions {
   networks: pulumi.Input<string>[];
   /** Services this stack declares itself (local): where their sidecars connect. */
   declared?: Record<string, DeclaredTarget>;
+  /** Network names run-once containers join (attachable overlays). @default the sidecars' networks from config */
+  containerNetworks?: pulumi.Input<string>[];
 }
 
 /** Storage in both regions, replication, catalog, sidecars, crons, monitoring. Shared by prod and local. */
@@ -107,8 +110,13 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
     catalog: mode === "replicator" ? agentCatalog(specs, secrets) : undefined,
   }, { dependsOn: [catalog] });
 
+  // After a failover, the services coming back (kryonix-dr:failback): where each runs now.
+  const returning = declareFailback(specs, secrets, primaryStorage, options.networks, options.containerNetworks ?? specs.sidecar.networks);
+  const declared: Record<string, DeclaredTarget> = { ...options.declared, ...returning };
+  // Until the switch, the dr stack's sidecar backs up the active side: this one would back up a standby.
+  const away = new Set(specs.failback && !specs.failback.switch ? specs.failback.standbys.map((s) => s.name) : []);
   // Agents write to the catalog from their first run: they wait for the schema and roles.
-  const sidecars = declareSidecars({ specs, secrets, region: primary, storage: primaryStorage, networks: options.networks, declared: options.declared, dependsOn: [catalog] });
+  const sidecars = declareSidecars({ specs, secrets, region: primary, storage: primaryStorage, networks: options.networks, declared, skip: away, dependsOn: [catalog] });
   const crons = declareCrons({
     specs,
     secrets,
@@ -134,7 +142,7 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
         name: s.name,
         engine: s.engine,
         tier: s.tier,
-        host: options.declared?.[s.name]?.host ?? s.host,
+        host: declared[s.name]?.host ?? s.host,
         port: s.port,
         image: s.image,
         dataPath: s.dataPath,
@@ -160,6 +168,8 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
     drRestoreCredentials: pulumi.secret({ accessKey: drStorage.restoreCredentials!.accessKey, secretKey: drStorage.restoreCredentials!.secretKey }),
     /** The dr stack's reverse replicator (active only) writes copies into this region's buckets with these: no delete, no unlock. */
     reverseReplicationCredentials: pulumi.secret({ accessKey: primaryStorage.replicationCredentials!.accessKey, secretKey: primaryStorage.replicationCredentials!.secretKey }),
+    /** kryonix-dr:failback: each returning service, and whether it is a standby of the promoted side yet or has taken over. */
+    failback: Object.fromEntries(Object.entries(returning).map(([k, v]) => [k, { service: v.host, state: specs.failback!.switch ? "primary" : "standby" }])),
     sidecarServices: Object.fromEntries(Object.entries(sidecars).map(([k, v]) => [k, v.serviceId])),
     cronServices: { maintenance: crons.maintenance.serviceId, drill: crons.drill.serviceId },
     replication: { mode, replicated: replication.replicated },

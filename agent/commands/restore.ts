@@ -11,7 +11,7 @@ import * as volumeEngine from "../engines/volume.js";
 import { checkStoredSha, IntegrityError } from "../storage/pipeline.js";
 import { log } from "../storage/progress.js";
 import { Storage } from "../storage/s3.js";
-import { identityFor, inRegionOf, loadManifest, outsideTheBackup } from "./shared.js";
+import { heldHere, identityFor, inRegionOf, loadManifest, outsideTheBackup } from "./shared.js";
 
 export const toRef = (a: cat.ArtifactRow): pgEngine.StoredRef => ({
   key: a.objectKey,
@@ -176,12 +176,7 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
       // A standby replays segment after segment: a .partial would stand in for a whole one it is
       // not. And it takes only what this region holds already, in order: its follower stages the
       // rest as the replicator copies it.
-      wal = wal.filter((w) => /^[0-9A-F]{24}$/.test(w.segmentName));
-      const copies = await cat.copyVersions(c, storage.endpoint, storage.bucket, wal.flatMap((w) => (w.versionId ? [{ key: w.objectKey, versionId: w.versionId }] : [])));
-      if (copies.size > 0) {
-        const firstMissing = wal.findIndex((w) => w.versionId !== null && !copies.has(`${w.objectKey}\n${w.versionId}`));
-        if (firstMissing >= 0) wal = wal.slice(0, firstMissing);
-      }
+      wal = await heldHere(c, storage, wal.filter((w) => /^[0-9A-F]{24}$/.test(w.segmentName)));
     }
     const written = new Map(arts.map((a) => [a.objectKey, a.versionId]));
     arts = await inRegionOf(c, storage, arts);
@@ -206,8 +201,10 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
         // A region lost while it copied a backup: the newest one may not be here whole. A snapshot
         // is whole in itself, so the newest one this region holds is the point to restore (said;
         // not a failed verify: the backup is intact where it was written). A PostgreSQL base is
-        // followed by WAL, which must be here too: that stops, saying so.
-        if (engine !== "postgres" && !o.backupId && !o.standby && fellBack.length < 5 && row.recoveryPointEnd) {
+        // followed by WAL, which must be here too: that stops, saying so; except for a standby,
+        // which needs any base this region holds (it replays and streams the rest from there): a
+        // new primary's first base not yet copied here must not stop the seed of its standby.
+        if ((engine !== "postgres" || o.standby) && !o.backupId && fellBack.length < 5 && row.recoveryPointEnd) {
           fellBack.push(`backup ${row.backupId} (point ${row.recoveryPointEnd.toISOString()}) is not in region ${storage.region} whole (no copy recorded of ${uncopied.join(", ")}; written in region ${elsewhere})`);
           log(`restore ${service}: backup ${row.backupId} was written in region ${elsewhere} and is not here whole (no copy of ${uncopied.join(", ")} recorded in region ${storage.region}): falling back to the newest earlier backup this region holds`);
           before = new Date(row.recoveryPointEnd.getTime() - 1);

@@ -230,6 +230,21 @@ export async function inRegionOf<T extends { objectKey: string; versionId: strin
   });
 }
 
+/**
+ * The leading run of `rows` (WAL, in order) this region holds now: each copied here (a copy is
+ * recorded) or written here (its own version is in this bucket: after a failover and back, one
+ * service's WAL was written in both regions). Stops at the first that is neither: not copied yet.
+ */
+export async function heldHere<T extends { objectKey: string; versionId: string | null }>(c: cat.Db, storage: Storage, rows: T[]): Promise<T[]> {
+  const copies = await cat.copyVersions(c, storage.endpoint, storage.bucket, rows.flatMap((r) => (r.versionId ? [{ key: r.objectKey, versionId: r.versionId }] : [])));
+  const out: T[] = [];
+  for (const r of rows) {
+    if (r.versionId && !copies.has(`${r.objectKey}\n${r.versionId}`) && !(await storage.holdsVersion(r.objectKey, r.versionId))) break;
+    out.push(r);
+  }
+  return out;
+}
+
 /** The port of the primary a standby stands in for: its own setting, else the standby's port. */
 export function primaryPort(s: Settings): number {
   return s.int("primaryPort", s.int("targetPort", s.engine === "redis" ? 6379 : 5432));

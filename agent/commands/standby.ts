@@ -30,7 +30,7 @@ import { openAndRestore } from "../storage/pipeline.js";
 import { log } from "../storage/progress.js";
 import { Storage } from "../storage/s3.js";
 import { runRestore, type RestoreSummary } from "./restore.js";
-import { identityFor, primaryPort, recordPromotion } from "./shared.js";
+import { heldHere, identityFor, primaryPort, recordPromotion } from "./shared.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -115,17 +115,12 @@ async function copiedAfter(c: pg.Client, s: Settings, storage: Storage, st: Foll
         `this standby can never catch up; seed it again (remove the standby's volume and deploy the dr stack again)`,
     );
   }
-  const copies = await cat.copyVersions(c, storage.endpoint, storage.bucket, rows.flatMap((w) => (w.versionId ? [{ key: w.objectKey, versionId: w.versionId }] : [])));
-  const out: Array<{ row: cat.WalSegmentRow; versionId: string | undefined }> = [];
-  let next = after + 1n;
-  for (const w of rows) {
-    if (cat.walSegmentNumber(w.segmentName) !== next) break;
-    const copy = w.versionId ? copies.get(`${w.objectKey}\n${w.versionId}`) : undefined;
-    if (w.versionId && !copies.has(`${w.objectKey}\n${w.versionId}`)) break;
-    out.push({ row: w, versionId: copy ?? undefined });
-    next++;
-  }
-  return out;
+  let n = 0;
+  while (n < rows.length && cat.walSegmentNumber(rows[n]!.segmentName) === after + 1n + BigInt(n)) n++;
+  // Copied here, or written here (after a failover and back the WAL was written in both regions).
+  const held = await heldHere(c, storage, rows.slice(0, n));
+  const copies = await cat.copyVersions(c, storage.endpoint, storage.bucket, held.flatMap((w) => (w.versionId ? [{ key: w.objectKey, versionId: w.versionId }] : [])));
+  return held.map((w) => ({ row: w, versionId: (w.versionId ? copies.get(`${w.objectKey}\n${w.versionId}`) : undefined) ?? w.versionId ?? undefined }));
 }
 
 const g = {

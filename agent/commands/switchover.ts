@@ -249,7 +249,7 @@ export async function runSwitchover(s: Settings, connect: () => Promise<pg.Clien
     const c = await connect();
     try {
       const region = s.get("s3Region");
-      if (region) await cat.markStandbyPromoted(c, { tenantId: s.tenantId, service: s.service, region });
+      if (region) await cat.markStandbyPromoted(c, { tenantId: s.tenantId, service: s.service, region, by: "switchover" });
       recoveryId = await recordPromotion(c, s, {
         incidentType: "failback",
         procedure: "docs/runbooks.md §9c failback: kdr-agent standby switchover",

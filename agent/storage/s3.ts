@@ -246,6 +246,16 @@ export class Storage {
     }
   }
 
+  /** Whether this bucket holds that very version (a version id of another bucket is not here: 404, or 400 where the store cannot parse it). */
+  async holdsVersion(key: string, versionId: string): Promise<boolean> {
+    try {
+      return await withRetry(`head ${key}`, () => this.exists(key, versionId));
+    } catch (e) {
+      if ((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 400) return false;
+      throw e;
+    }
+  }
+
   /**
    * Without a version id: a delete marker (the locked version stays; the bucket's noncurrent
    * lifecycle rule removes it when its lock allows). With one: that version (object lock may refuse).

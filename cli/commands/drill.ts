@@ -28,7 +28,11 @@ the measured recovery time and data-loss window in disaster_recovery_log.
                            deployed with kryonix-dr:active true; the drill measures the time to the
                            first write on the promoted side (target 60 s), checks every write
                            acknowledged more than the RPO before the loss, and waits for the promoted
-                           services' first verified backups in the DR region
+                           services' first verified backups in the DR region; then the way back
+                           (runbook §9c): the primary region returns, its services come back as
+                           standbys of the promoted ones (kryonix-dr:failback), switch over
+                           (failback.switch true) with every write kept, and the local-dr stack
+                           returns to standbys (active false, failover.generation 2)
   --catalog restore|rebuild  region: restore the catalog database from the catalog server's own
                            backups, then add what is newer (default), or rebuild it from the
                            manifests alone

@@ -24,6 +24,7 @@ import { docker, dockerExec, removeService, serviceContainers, waitForTask } fro
 import { clearPreviousDrill, deployLocal, iso, waitForServices, watchBackups, type DrillRun } from "./phases.js";
 import { setRegion, waitForCopies } from "./region.js";
 import { LOCAL_STACK } from "./stacks.js";
+import { runFailback, type FailbackReport } from "./failback.js";
 import { prepare, readBack, Writer, type WriterStats } from "./writers.js";
 import type { Config } from "./stacks.js";
 
@@ -66,6 +67,8 @@ export interface FailoverReport {
   /** The activation's own rows in disaster_recovery_log (one per promoted service). */
   activations: Array<{ recoveryId: string; service: string; seconds: number | null; phases: Record<string, number> }>;
   recoveryLog?: { recoveryId: string; status: string; actualRecoverySeconds: number | null; dataLossSeconds: number | null };
+  /** The way back (runbook §9c): the returned services, what they hold, the hand-over. */
+  failback?: FailbackReport;
   failures: string[];
   kept: boolean;
   reportFile?: string;
@@ -77,9 +80,18 @@ export function drillDrConfig(run: Pick<DrillRun, "platform" | "projectDir" | "s
 }
 
 /** The local-dr stack's service name prefix (its standbys are `<prefix>-<service>`). */
-function drPrefix(run: Pick<DrillRun, "projectDir">): string {
+export function drPrefix(run: Pick<DrillRun, "projectDir">): string {
   return loadStackConfig(run.projectDir, LOCAL_DR_STACK).config["kryonix-dr:namePrefix"] ?? "kdr-local-dr";
 }
+
+/** Where a set of standbys runs: each one's Swarm name, and the region it reports from. */
+export interface StandbyPlace {
+  name: (service: string) => string;
+  region: string;
+}
+
+/** The local-dr stack's standbys (generation 1). */
+const drStandbys = (run: DrillRun): StandbyPlace => ({ name: (service) => `${drPrefix(run)}-${service}`, region: run.platform.regions.dr.name });
 
 /** A client container on the application network, which reaches the services by their stable names. */
 async function startClient(run: DrillRun, service: string, network: string, password?: string): Promise<{ id: string; dir: string }> {
@@ -111,13 +123,14 @@ async function removeClient(c: { id: string; dir: string }): Promise<void> {
  * A PostgreSQL standby must also stream from its primary, which answers here (the archived WAL
  * is its fallback, not its only feed): returns how each one follows.
  */
-async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>, db: pg.Pool): Promise<Map<string, string>> {
+export async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>, db: pg.Pool, where: StandbyPlace = drStandbys(run)): Promise<Map<string, string>> {
   const how = new Map<string, string>();
   for (const s of run.services) {
     const w = writers.get(s.name)!;
     const mark = w.stats.acks.at(-1);
     if (!mark) throw new Error(`${s.name}: no write acknowledged yet, nothing to follow`);
-    const container = await waitForTask(`${drPrefix(run)}-${s.name}`, 180_000, false);
+    const standby = where.name(s.name);
+    const container = await waitForTask(standby, 180_000, false);
     const t0 = Date.now();
     for (;;) {
       const got = await readBack(s.engine, container, run.runId, s.dataPath).catch(() => new Map<string, string>());
@@ -125,12 +138,12 @@ async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>, db: 
         run.log(`  ${s.name}: the standby holds the write acknowledged at ${iso(mark.ackedAt)} (${((Date.now() - mark.ackedAt) / 1000).toFixed(1)} s later; ${got.size} writes in all)`);
         break;
       }
-      if (Date.now() - t0 > 240_000) throw new Error(`${s.name}: the standby did not receive the write acknowledged at ${iso(mark.ackedAt)} within 240 s: see 'docker service logs ${drPrefix(run)}-${s.name}${s.engine === "postgres" ? "-follower" : ""}'`);
+      if (Date.now() - t0 > 240_000) throw new Error(`${s.name}: the standby did not receive the write acknowledged at ${iso(mark.ackedAt)} within 240 s: see 'docker service logs ${standby}${s.engine === "postgres" ? "-follower" : ""}'`);
       await sleep(2000);
     }
     if (s.engine !== "postgres") {
       how.set(s.name, "replica (Redis replication)");
-      await statusShowsStandby(run, db, s.name);
+      await statusShowsStandby(run, db, s.name, where.region, standby);
       continue;
     }
     for (const t1 = Date.now(); ; ) {
@@ -142,10 +155,10 @@ async function waitForStandbys(run: DrillRun, writers: Map<string, Writer>, db: 
         run.log(`  ${s.name}: the standby streams from ${sender} (and replays the WAL copied to the DR region when it cannot)`);
         break;
       }
-      if (Date.now() - t1 > 60_000) throw new Error(`${s.name}: the standby does not stream from its primary, which answers: see 'docker service logs ${drPrefix(run)}-${s.name}' (primary_conninfo, pg_hba on the primary)`);
+      if (Date.now() - t1 > 60_000) throw new Error(`${s.name}: the standby does not stream from its primary, which answers: see 'docker service logs ${standby}' (primary_conninfo, pg_hba on the primary)`);
       await sleep(2000);
     }
-    await statusShowsStandby(run, db, s.name);
+    await statusShowsStandby(run, db, s.name, where.region, standby);
   }
   return how;
 }
@@ -164,17 +177,17 @@ async function serviceStatusOf(run: DrillRun, db: pg.Pool, service: string) {
  * Runbook §9a's `kryonix-dr status` (the same report): the standby's follower reports it to the
  * catalog, streaming, within the RPO, judged ok. Waits up to 60 s for the first such look.
  */
-async function statusShowsStandby(run: DrillRun, db: pg.Pool, service: string): Promise<void> {
+async function statusShowsStandby(run: DrillRun, db: pg.Pool, service: string, region: string, standby: string): Promise<void> {
   const t0 = Date.now();
   for (;;) {
     const st = await serviceStatusOf(run, db, service);
-    const sb = st?.standbys.find((b) => b.region === run.platform.regions.dr.name);
+    const sb = st?.standbys.find((b) => b.region === region);
     if (sb?.ok && sb.streaming && sb.state === "following") {
       run.log(`  ${service}: kryonix-dr status: ${sb.message}`);
       return;
     }
     if (Date.now() - t0 > 60_000) {
-      throw new Error(`${service}: kryonix-dr status does not show its standby following within the RPO: ${sb ? sb.message : "no report from its follower in the catalog"}: see 'docker service logs ${drPrefix(run)}-${service}-follower'`);
+      throw new Error(`${service}: kryonix-dr status does not show its standby in region ${region} following within the RPO: ${sb ? sb.message : "no report from its follower in the catalog"}: see 'docker service logs ${standby}-follower'`);
     }
     await sleep(2000);
   }
@@ -268,9 +281,10 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
   let regionStopped = false;
   // Stopped in `finally` too: writers left running on a failed drill kept it from ever exiting.
   let writers = new Map<string, Writer>();
+  const more: Writer[] = [];
   /** The writers stop and the client containers go; they sit on the local stack's network, so before its destroy. */
   const release = async () => {
-    await Promise.all([...writers.values()].map((w) => w.stop()));
+    await Promise.all([...writers.values(), ...more].map((w) => w.stop()));
     for (const c of clients.values()) await removeClient(c);
     clients.clear();
   };
@@ -383,6 +397,19 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
       }
     });
 
+    await run.phase("runbook §9b's checks: the promoted PostgreSQL is out of recovery, and deploying again with active true changes nothing", async () => {
+      for (const s of run.services.filter((x) => x.engine === "postgres")) {
+        const r = await dockerExec(await waitForTask(`${drPrefix(run)}-${s.name}`, 60_000, false), ["psql", "-U", "postgres", "-Atc", "SELECT pg_is_in_recovery()"], 30_000);
+        if (r.stdout.trim() !== "f") failures.push(`${s.name}: the promoted PostgreSQL answers pg_is_in_recovery() = '${r.stdout.trim()}' (${r.stderr.trim()}), not f`);
+      }
+      let summary = "";
+      await deployInChild(LOCAL_DR_STACK, run.projectDir, run.stateDir, { active: { value: true } }, (l) => {
+        if (/update of stack/.test(l)) summary = l.trim();
+        log(l);
+      });
+      if (!/ 0 updated in place, 0 replaced, 0 created, 0 deleted/.test(summary)) failures.push(`deploying ${LOCAL_DR_STACK} again with active true changed something: ${summary || "it printed no update summary"}`);
+    });
+
     const activations = (
       await db.query<{ recovery_id: string; affected_services: string[]; seconds: number | null; phase_timings: Record<string, number> }>(
         `SELECT recovery_id, affected_services, extract(epoch FROM actual_recovery_time)::float AS seconds, phase_timings FROM disaster_recovery_log
@@ -457,6 +484,8 @@ export async function runFailoverDrill(run: DrillRun, opts: { keep?: boolean }, 
       }
       report.ok = failures.length === 0;
     });
+    report.failback = await runFailback(run, { db, clients, track: (w) => more.push(w) });
+    report.ok = failures.length === 0;
     if (!opts.keep) {
       await run.phase(`clean up: destroy the ${LOCAL_DR_STACK} and local stacks`, async () => {
         await release();

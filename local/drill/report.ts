@@ -61,6 +61,16 @@ export function formatFailoverReport(r: FailoverReport): string {
       lines.push(`    replication reversed: ${s.reversedAfterSeconds === null ? "that backup did not reach the primary region" : `that backup reached the primary region ${s1(s.reversedAfterSeconds)} after it returned`}`);
     }
   }
+  if (r.failback) {
+    lines.push("", `The way back (failback, generation ${r.failback.generation}):`);
+    for (const f of r.failback.services) {
+      lines.push(
+        `  ${f.service} (${f.engine}): returned as ${f.returned}, followed the promoted service by ${f.followedBefore ?? "-"}; hand-over ${s1(f.handover?.seconds ?? undefined)}${f.handover ? ` (${Object.entries(f.handover.phases).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(", ")})` : ""}`,
+        `    writes through the stable name: ${f.writesDuring} acknowledged during the failback (${f.writesFailedDuring} failed), longest pause from the switch on ${s1(f.longestWriteGapSeconds ?? undefined)}; ${f.missing.length} missing on the returned service`,
+        `    backed up again ${s1(f.backedUpAfterSeconds ?? undefined)} after the switch; the DR region's new standby: ${f.drStandby ?? "-"}`,
+      );
+    }
+  }
   for (const a of r.activations) lines.push(`Activation of ${a.service}: ${s1(a.seconds ?? undefined)} (${Object.entries(a.phases).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(", ")}), disaster_recovery_log ${a.recoveryId}`);
   if (r.recoveryLog) lines.push(`disaster_recovery_log ${r.recoveryLog.recoveryId} (the drill): ${r.recoveryLog.status}, failover ${r.recoveryLog.actualRecoverySeconds?.toFixed(1) ?? "-"} s, data loss ${r.recoveryLog.dataLossSeconds?.toFixed(1) ?? "-"} s`);
   if (r.reportFile) lines.push(`Report: ${r.reportFile}`);

@@ -4,6 +4,7 @@
  * function turns them into the Engine API's spec. Fields the program does not set stay unset,
  * so the engine applies its own defaults exactly as it does for the real provider.
  */
+import { LABELS } from "../../contract/index.js";
 import { DockerApi, DockerApiError, DEFAULT_DOCKER_HOST } from "../docker-api.js";
 import { autoName, compact, durationNs, labelList, sleep, type Mapping } from "./types.js";
 
@@ -325,7 +326,9 @@ export const volume: Mapping<Obj> = {
       "/volumes/create",
       compact({ Name: name, Driver: i.driver, DriverOpts: i.driverOpts, Labels: { ...labelList(i.labels), ...ctx.labels } }),
     );
-    return { id: res.Name, state: { name: res.Name, mountpoint: undefined }, record: { id: res.Name, name: res.Name } };
+    // A volume holding a service's data is kept when the program stops declaring it (local/deployer.ts).
+    const stateful = labelList(i.labels)[LABELS.stateful] === "true";
+    return { id: res.Name, state: { name: res.Name, mountpoint: undefined }, record: { id: res.Name, name: res.Name, ...(stateful ? { stateful } : {}) } };
   },
   async destroy(rec, provider) {
     // A volume is busy (409) until the containers of removed services are gone.

@@ -31,6 +31,7 @@ export function loadConfig(): { specs: Specs; secrets: Secrets } {
     recovery: cfg.getObject("recovery"),
     active: cfg.get("active"),
     failover: cfg.getObject("failover"),
+    failback: cfg.getObject("failback"),
   };
   // Only the key names are taken here; secret values are read below with requireSecret.
   const prefix = `${PROJECT}:`;

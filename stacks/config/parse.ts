@@ -4,7 +4,8 @@
  */
 import { DEFAULT_METRICS_PORT, ENGINES, isIsoTimeWithZone, isUuid, LOCK_MODES, PRIORITIES, PRIORITY_RTO_SECONDS, REPLICATION_MODES, TARGET_DEFAULTS, TIER_PRIORITY, TIERS, type Engine } from "../../contract/index.js";
 import { cronError, worstGapSeconds } from "../../contract/schedule.js";
-import { PROJECT, ROLES, Role, REGION_KINDS, REGIONS, RegionRole, DEFAULTS, ConfigError, RawRegion, RawConfig, RawService, RetentionSpec, ServiceSpec, RegionSpec, CatalogSpec, RecoveryPoint, Specs, SECRET, CATALOG_SERVICE, RECOVERY_CATALOG_MODES, type StandbySpec } from "./schema.js";
+import { PROJECT, ROLES, Role, REGION_KINDS, REGIONS, RegionRole, DEFAULTS, ConfigError, RawRegion, RawConfig, RawService, RetentionSpec, ServiceSpec, RegionSpec, CatalogSpec, RecoveryPoint, Specs, SECRET, CATALOG_SERVICE, RECOVERY_CATALOG_MODES } from "./schema.js";
+import { parseFailback, parseFailover } from "./failover.js";
 import { bool, consistency, Issues, positive, PREFIX_RE, retentionDays, servicePrefix, sqliteFiles, stringList, wholeDays } from "./values.js";
 
 // ---------- parsing ----------
@@ -414,6 +415,7 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
       : undefined;
 
   const failover = parseFailover(issues, role, raw, presentKeys);
+  const failback = parseFailback(issues, role, raw, services);
 
   // Secrets this composition reads: checked here so the message can say which and how.
   const secretKeys: string[] = [SECRET.catalogWriterPassword, SECRET.ageIdentity, SECRET.ageRecipient];
@@ -454,46 +456,8 @@ export function parseSpecs(raw: RawConfig, presentKeys: ReadonlySet<string>): Sp
     primaryStack: raw.primaryStack,
     recovery,
     failover,
+    failback,
     secretKeys,
     optionalSecretKeys,
-  };
-}
-
-/** dr: kryonix-dr:active and kryonix-dr:failover; elsewhere both are refused, not ignored. */
-function parseFailover(issues: Issues, role: Role, raw: RawConfig, presentKeys: ReadonlySet<string>): Specs["failover"] {
-  if (role !== "dr") {
-    if (raw.active !== undefined) issues.add("active", `promotes the warm standbys of the dr stack; this is the ${role} stack: remove it here ('pulumi config rm ${PROJECT}:active') and set it on the dr stack`);
-    if (raw.failover !== undefined) issues.add("failover", `declares the dr stack's warm standbys; this is the ${role} stack: move it to the dr stack's config`);
-    return undefined;
-  }
-  const active = raw.active === undefined ? false : raw.active === true || raw.active === "true" ? true : raw.active === false || raw.active === "false" ? false : undefined;
-  if (active === undefined) issues.add("active", `must be true or false, got ${JSON.stringify(raw.active)}: 'pulumi config set ${PROJECT}:active true' promotes the standbys`);
-  const f = raw.failover ?? {};
-  const standbys: StandbySpec[] = [];
-  const seen = new Set<string>();
-  for (const [i, s] of (f.standbys ?? []).entries()) {
-    const key = `failover.standbys[${i}]`;
-    if (!s.name || !/^[a-z][a-z0-9-]*$/.test(s.name)) {
-      issues.add(`${key}.name`, `must be the primary's service name (lowercase letters, digits, '-'), got ${JSON.stringify(s.name)}`);
-      continue;
-    }
-    if (seen.has(s.name)) issues.add(`${key}.name`, `'${s.name}' has two standbys: list each service once`);
-    seen.add(s.name);
-    if (s.engine !== "postgres" && s.engine !== "redis") {
-      issues.add(`${key}.engine`, `a warm standby is a PostgreSQL standby or a Redis replica: use postgres or redis, got ${JSON.stringify(s.engine)} (other engines fail over by recovery from backups: the recovery stack)`);
-      continue;
-    }
-    const passwordKey = SECRET.targetPassword(s.name);
-    if (s.engine === "postgres" && !presentKeys.has(passwordKey)) {
-      issues.add(passwordKey, `the PostgreSQL standby of '${s.name}' needs the primary's password: 'pulumi config set --secret ${PROJECT}:${passwordKey} <value>'`);
-    }
-    standbys.push({ name: s.name, engine: s.engine, primaryHost: s.primaryHost, passwordKey: presentKeys.has(passwordKey) ? passwordKey : undefined });
-  }
-  if (active && standbys.length === 0) issues.add("active", `there is no standby to promote: list them in ${PROJECT}:failover.standbys (or recover from backups with the recovery stack)`);
-  return {
-    active: active ?? false,
-    force: f.force === true,
-    catchUpSeconds: positive(issues, "failover.catchUpSeconds", f.catchUpSeconds, 60),
-    standbys,
   };
 }

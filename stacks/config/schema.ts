@@ -161,6 +161,8 @@ export interface RawConfig {
   active?: boolean | string;
   /** dr: the warm standbys of the primary's critical PostgreSQL and Redis services. */
   failover?: RawFailover;
+  /** prod/local: the way back after a failover (the primary region's services as standbys of the promoted ones). */
+  failback?: RawFailback;
 }
 
 export interface RawFailover {
@@ -170,6 +172,30 @@ export interface RawFailover {
   force?: boolean;
   /** Seconds a PostgreSQL standby may take to replay what the region holds before activation refuses. @default 60 */
   catchUpSeconds?: number;
+  /** Set of standbys: each new set (after a failback, the old standby volumes hold a promoted timeline) gets its own Swarm names and volumes, `<prefix>-<service>-g<n>` from 2 on. @default 1 */
+  generation?: number;
+}
+
+export interface RawFailback {
+  /** The dr stack whose promoted services these return from (`org/kryonix-dr/dr`). */
+  drStack?: string;
+  /** Each returning service: one of this stack's PostgreSQL or Redis services. */
+  standbys?: Array<{ name?: string; engine?: string }>;
+  /** false: the returning services follow the promoted ones as standbys. true: hand over (fence, exact catch-up, promote) and take the stable names back. @default false */
+  switch?: boolean | string;
+  /** Seconds the returning standby may take to hold the promoted side's last write before the hand-over refuses (and unfences). @default 60 */
+  catchUpSeconds?: number;
+  /** The returning services' Swarm names and volumes are `<prefix>-<service>-g<n>` (new ones, beside the old volume, which is kept). @default 2 */
+  generation?: number;
+}
+
+/** What the primary stack declares for the way back: see RawFailback. */
+export interface FailbackSpec {
+  drStack: string;
+  standbys: StandbySpec[];
+  switch: boolean;
+  catchUpSeconds: number;
+  generation: number;
 }
 
 export interface StandbySpec {
@@ -288,7 +314,9 @@ export interface Specs {
   /** stableNames: the rebuilt services also answer to the names clients use (`postgresql`); off for a restore aside. */
   recovery?: { point: RecoveryPoint; sourceRegion: RegionRole; serviceNamePrefix: string; catalog: RecoveryCatalogMode; stableNames: boolean };
   /** dr: the warm standbys and whether they are promoted. */
-  failover?: { active: boolean; force: boolean; catchUpSeconds: number; standbys: StandbySpec[] };
+  failover?: { active: boolean; force: boolean; catchUpSeconds: number; generation: number; standbys: StandbySpec[] };
+  /** prod/local: the returning services after a failover, and whether they take over again. */
+  failback?: FailbackSpec;
   /** Every secret config key this stack needs (without the project prefix). */
   secretKeys: string[];
   /** Optional secrets that are present. */

@@ -3,9 +3,10 @@
  * `kryonix-dr drill --disaster failover --keep --json`: warm standbys of the local stack's
  * PostgreSQL and Redis (the local-dr stack) follow the primaries, an activation while the
  * primaries answer is refused, the primary region is lost, the local-dr stack is deployed with
- * kryonix-dr:active true, and writes through the same names resume. Then the kept stacks are
- * checked where they run: the promoted services, the catalog rows, the standby agent's commands
- * in the agent image.
+ * kryonix-dr:active true, and writes through the same names resume; then the way back: the
+ * primary region's services return as standbys of the promoted ones (kryonix-dr:failback), switch
+ * over, and the local-dr stack returns to standbys. Then the kept stacks are checked where they
+ * run: the returned services and the new DR standbys, the kept volumes, the catalog rows.
  */
 import { join } from "node:path";
 import pg from "pg";
@@ -17,7 +18,7 @@ import { LABELS } from "../../contract/index.js";
 import { docker, dockerExec, waitForTask } from "../../local/drill/docker.js";
 import { FAILOVER_TARGET_SECONDS, LOCAL_DR_STACK, type FailoverReport } from "../../local/drill/failover.js";
 import { LOCAL_STACK } from "../../local/drill/drill.js";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 
 const ROOT = join(__dirname, "..", "..");
@@ -59,8 +60,17 @@ describe("kryonix-dr drill --disaster failover (real Swarm, both RGW regions, Po
       "the rest of the primary region gone",
       "verify the promoted services",
       "the DR sidecars' first backups of the promoted services, verified",
+      "runbook §9b's checks: the promoted PostgreSQL is out of recovery, and deploying again with active true changes nothing",
       "bring the primary region back",
       "replication reversed: the promoted services' DR backups reach the primary region",
+      // Runbook §9c: the way back.
+      "failback: deploy the local stack with kryonix-dr:failback",
+      "the returning standbys follow the promoted services",
+      "failback: switch (kryonix-dr:failback.switch true",
+      `the ${LOCAL_DR_STACK} stack's services become standbys again (kryonix-dr:active false, failover.generation 2)`,
+      "the DR region's new standbys follow the returned services",
+      "verify the returned services",
+      "this stack's sidecars back the returned services up",
     ];
     let at = -1;
     for (const p of steps) {
@@ -73,6 +83,28 @@ describe("kryonix-dr drill --disaster failover (real Swarm, both RGW regions, Po
     // Runbook §9a: status shows each standby following within its RPO, from its follower's report.
     expect(stderr).toMatch(/postgresql: kryonix-dr status: the PostgreSQL standby kdr-local-dr-postgresql of 'postgresql' \(\S+\) streams from \S+, \d+ s \/ \d+ bytes behind \(RPO \d+ s\)/);
     expect(stderr).toMatch(/redis: kryonix-dr status: the Redis standby kdr-local-dr-redis of 'redis' \(\S+\) streams from kdr-local-redis, \d+ s \/ \d+ bytes behind \(RPO \d+ s\)/);
+    // Runbook §9c: status shows the returning standbys following the promoted services, then the DR region's new ones following the returned services.
+    expect(stderr).toMatch(/postgresql: kryonix-dr status: the PostgreSQL standby kdr-local-postgresql-g2 of 'postgresql' \(\S+\) streams from kdr-local-dr-postgresql, /);
+    expect(stderr).toMatch(/redis: kryonix-dr status: the Redis standby kdr-local-redis-g2 of 'redis' \(\S+\) streams from kdr-local-dr-redis, /);
+    expect(stderr).toMatch(/postgresql: kryonix-dr status: the PostgreSQL standby kdr-local-dr-postgresql-g2 of 'postgresql' \(\S+\) streams from kdr-local-postgresql-g2, /);
+    expect(stderr).toMatch(/redis: kryonix-dr status: the Redis standby kdr-local-dr-redis-g2 of 'redis' \(\S+\) streams from kdr-local-redis-g2, /);
+  });
+
+  it("failed back: every write the promoted services held and every one acknowledged meanwhile is on the returned services, which are backed up again", () => {
+    const fb = report.failback!;
+    expect(fb.services.map((s) => s.service).sort()).toEqual(["postgresql", "redis"]);
+    for (const s of fb.services) {
+      expect(s.returned, s.service).toBe(`kdr-local-${s.service}-g2`);
+      expect(s.missing, s.service).toEqual([]);
+      expect(s.writesDuring, s.service).toBeGreaterThan(20);
+      expect(s.longestWriteGapSeconds, s.service).not.toBeNull();
+      expect(s.handover?.seconds, s.service).not.toBeNull();
+      expect(Object.keys(s.handover!.phases).sort(), s.service).toEqual(["catch_up", "fence", "promote"]);
+      expect(s.backedUpAfterSeconds, s.service).not.toBeNull();
+      expect(s.drStandby, s.service).not.toBeNull();
+    }
+    expect(fb.services.find((s) => s.service === "postgresql")!.followedBefore).toBe("streaming from kdr-local-dr-postgresql");
+    expect(fb.services.find((s) => s.service === "postgresql")!.drStandby).toBe("streaming from kdr-local-postgresql-g2");
   });
 
   it("writes through the same names resumed within 60 s of the loss, and nothing acknowledged beyond the RPO before it was lost", () => {
@@ -96,27 +128,38 @@ describe("kryonix-dr drill --disaster failover (real Swarm, both RGW regions, Po
     for (const s of report.services) expect(s.dataLossSeconds!, s.service).toBeLessThan(10);
   });
 
-  it("the promoted services carry the stable names and the role label, the followers are gone, the DR sidecars run", async () => {
-    const state = readState(LOCAL_DR_STACK, DEPLOYMENTS_DIR)!;
-    expect(state.status).toBe("deployed");
+  it("after the way back: the returned services carry the stable names, the DR region runs new standbys of them, the volumes of before are kept", async () => {
+    expect(readState(LOCAL_DR_STACK, DEPLOYMENTS_DIR)!.status).toBe("deployed");
     const services = await docker.request<Array<{ Spec: { Name: string; Labels: Record<string, string>; TaskTemplate: { Networks?: Array<{ Aliases?: string[] }>; ContainerSpec: { Args?: string[] } } } }>>("GET", "/services");
     const byName = (n: string) => services.find((s) => s.Spec.Name === n);
     for (const n of ["postgresql", "redis"]) {
-      const s = byName(`kdr-local-dr-${n}`)!;
-      expect(s.Spec.Labels[LABELS.role]).toBe("promoted");
-      expect(s.Spec.TaskTemplate.Networks?.flatMap((x) => x.Aliases ?? [])).toEqual([n]);
-      expect(byName(`kdr-local-dr-${n}-backup`)).toBeDefined();
+      const back = byName(`kdr-local-${n}-g2`)!;
+      expect(back.Spec.Labels[LABELS.role]).toBe("promoted");
+      expect(back.Spec.TaskTemplate.Networks?.flatMap((x) => x.Aliases ?? [])).toEqual([n]);
+      expect(byName(`kdr-local-${n}-g2-follower`)).toBeUndefined();
+      expect(byName(`kdr-local-${n}-backup`)).toBeDefined();
+      // The DR region: the promoted services of the outage gone, new standbys without the stable name.
+      expect(byName(`kdr-local-dr-${n}`)).toBeUndefined();
+      expect(byName(`kdr-local-dr-${n}-backup`)).toBeUndefined();
+      const standby = byName(`kdr-local-dr-${n}-g2`)!;
+      expect(standby.Spec.Labels[LABELS.role]).toBe("standby");
+      expect(standby.Spec.TaskTemplate.Networks?.flatMap((x) => x.Aliases ?? [])).toEqual([]);
     }
-    expect(byName("kdr-local-dr-postgresql-follower")).toBeUndefined();
-    expect(byName("kdr-local-dr-redis-follower")).toBeUndefined();
-    expect(byName("kdr-local-dr-redis")!.Spec.TaskTemplate.ContainerSpec.Args ?? []).toEqual([]);
-    const pgTask = await waitForTask("kdr-local-dr-postgresql", 60_000, false);
+    expect(byName("kdr-local-redis-g2")!.Spec.TaskTemplate.ContainerSpec.Args ?? []).toEqual([]);
+    expect(byName("kdr-local-dr-redis-g2")!.Spec.TaskTemplate.ContainerSpec.Args).toEqual(["--replicaof", "kdr-local-redis-g2", "6379"]);
+    const pgTask = await waitForTask("kdr-local-postgresql-g2", 60_000, false);
     const r = await dockerExec(pgTask, ["psql", "-X", "-U", "postgres", "-At", "-c", "SELECT pg_is_in_recovery(), (SELECT timeline_id FROM pg_control_checkpoint())"]);
-    expect(r.stdout.trim()).toMatch(/^f\|([2-9]|\d\d+)$/);
-    // The primary's password the standby streamed with went with the promotion.
+    // Promoted twice: at the failover, and at the switch back.
+    expect(r.stdout.trim()).toMatch(/^f\|([3-9]|\d\d+)$/);
     const pass = await dockerExec(pgTask, ["sh", "-c", 'ls -A "$PGDATA"']);
     expect(pass.stdout).toContain("PG_VERSION");
     expect(pass.stdout).not.toContain("kdr_standby_pgpass");
+    // The data of before each switch is kept, not deleted with the services that are no longer declared.
+    const volumes = (await docker.request<{ Volumes: Array<{ Name: string }> }>("GET", "/volumes")).Volumes.map((v) => v.Name);
+    for (const v of ["kdr-local-postgresql-data", "kdr-local-redis-data", "kdr-local-dr-postgresql-data", "kdr-local-dr-redis-data"]) expect(volumes, v).toContain(v);
+    const kept = readState(LOCAL_STACK, DEPLOYMENTS_DIR)!.resources.filter((e) => e.record.retained === true).map((e) => e.id);
+    expect(kept.sort()).toEqual(["kdr-local-postgresql-data", "kdr-local-redis-data"]);
+    expect(stderr).toMatch(/kept volume kdr-local-postgresql-data \(\S+\): it holds a service's data and is no longer declared; remove it once you no longer need it: docker volume rm kdr-local-postgresql-data/);
   });
 
   it("recorded each activation and the drill in disaster_recovery_log", async () => {
@@ -133,26 +176,40 @@ describe("kryonix-dr drill --disaster failover (real Swarm, both RGW regions, Po
         expect(Object.keys(a.phase_timings).sort()).toEqual(["catch_up", "primary_check", "promote"]);
       }
       expect(rows.filter((x) => x.incident_type === "drill")).toMatchObject([{ affected_services: ["postgresql", "redis"], recovery_status: "completed" }]);
+      const back = await db.query<{ affected_services: string[]; recovery_status: string; phase_timings: Record<string, number> }>(
+        "SELECT affected_services, recovery_status, phase_timings FROM disaster_recovery_log WHERE recovery_id = ANY($1::uuid[])",
+        [report.failback!.services.map((s) => s.handover!.recoveryId)],
+      );
+      expect(back.rows.map((x) => x.affected_services[0]).sort()).toEqual(["postgresql", "redis"]);
+      for (const b of back.rows) expect({ status: b.recovery_status, phases: Object.keys(b.phase_timings).sort() }).toEqual({ status: "completed", phases: ["catch_up", "fence", "promote"] });
     } finally {
       await db.end();
     }
   });
 
-  it("runbook §9b, as written: the promoted PostgreSQL is out of recovery, and deploying again with active true changes nothing", async () => {
+  it("runbook §9c, as written: the returned PostgreSQL is the primary and the DR one a standby, deploying again changes nothing, and the failover workflow refuses while the primary answers", async () => {
     const dir = mkdtempSync(join(tmpdir(), "kdrtest-failover-"));
     try {
-      const check = await runAsync("bash", ["-c", "docker exec $(docker ps -qf 'name=^kdr-local-dr-postgresql\\.') psql -U postgres -Atc 'SELECT pg_is_in_recovery()'"], { timeoutMs: 30_000 });
-      expect(check.stdout.trim(), check.stderr).toBe("f");
-      const again = await runAsync("bash", ["-c", `echo '{"active": {"value": true}}' > ${dir}/active.json && npx kryonix-dr deploy --stack local-dr --platform --config-file ${dir}/active.json`], { timeoutMs: 300_000, cwd: ROOT });
+      const inRecovery = (name: string) => runAsync("bash", ["-c", `docker exec $(docker ps -qf 'name=^${name}\\.') psql -U postgres -Atc 'SELECT pg_is_in_recovery()'`], { timeoutMs: 30_000 });
+      const back = await inRecovery("kdr-local-postgresql-g2");
+      expect(back.stdout.trim(), back.stderr).toBe("f");
+      const standby = await inRecovery("kdr-local-dr-postgresql-g2");
+      expect(standby.stdout.trim(), standby.stderr).toBe("t");
+      const failback = { drStack: "local-dr", switch: true, generation: 2, standbys: [{ name: "postgresql", engine: "postgres" }, { name: "redis", engine: "redis" }] };
+      writeFileSync(join(dir, "failback.json"), JSON.stringify({ failback: { value: failback } }));
+      const again = await runAsync(process.execPath, [CLI, "deploy", "--stack", "local", "--platform", "--config-file", join(dir, "failback.json")], { timeoutMs: 300_000, cwd: ROOT });
       expect(again.status, again.stderr.slice(-3000)).toBe(0);
-      expect(again.stdout).toMatch(/^updated stack local-dr in place: \d+ unchanged, 0 updated, 0 replaced, 0 created, 0 deleted;/m);
-      // The failover workflow's script, with the local engine: the same deployment, nothing left to do.
+      expect(again.stdout).toMatch(/^updated stack local in place: \d+ unchanged, 0 updated, 0 replaced, 0 created, 0 deleted;/m);
+      // The failover workflow's script, with the local engine: with the primary answering, the activation refuses and nothing moves.
       const summary = join(dir, "summary.md");
       const wf = await runAsync("bash", [join(ROOT, "scripts", "ci", "failover.sh"), "--stack", "local-dr", "--force", "false"], { timeoutMs: 300_000, cwd: ROOT, env: { ...process.env, KDR_CI_ENGINE: "local", GITHUB_STEP_SUMMARY: summary } });
-      expect(wf.status, wf.stderr.slice(-3000)).toBe(0);
-      expect(readFileSync(summary, "utf8")).toMatch(/^### Failed over: `local-dr` is the active region \(local deployer\)\n[\s\S]*updated stack local-dr in place: \d+ unchanged, 0 updated/m);
+      expect(wf.status).not.toBe(0);
+      expect(wf.stderr).toMatch(/the primary still answers/);
+      expect(wf.stderr).toMatch(/the failover of 'local-dr' stopped; the activation's message above says why/);
+      const services = await docker.request<Array<{ Spec: { Name: string; Labels: Record<string, string> } }>>("GET", "/services");
+      for (const n of ["postgresql", "redis"]) expect(services.find((s) => s.Spec.Name === `kdr-local-dr-${n}-g2`)?.Spec.Labels[LABELS.role], n).toBe("standby");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 320_000);
+  }, 620_000);
 });
