@@ -30,6 +30,13 @@ interface StandbySource {
   walSwitchSeconds?: number;
 }
 
+type StandbyOut = { service: pulumi.Output<string>; state: string; tier: pulumi.Output<string>; returnFrom?: pulumi.Output<string> };
+
+/** The Swarm name of a standby of the given generation (1: `<prefix>-<service>`, then `-g<n>`). */
+function standbyName(specs: Specs, service: string, generation: number): string {
+  return `${specs.namePrefix}-${service}${generation > 1 ? `-g${generation}` : ""}`;
+}
+
 /**
  * The warm standbys (kryonix-dr:failover.standbys) of the primary's services, in this region's
  * swarm, fed from this region's copies; promoted when kryonix-dr:active is true.
@@ -40,7 +47,7 @@ function declareStandbys(
   primary: pulumi.StackReference,
   drBuckets: pulumi.Output<Record<string, string>>,
   creds: pulumi.Output<{ accessKey: string; secretKey: string }>,
-): Record<string, { service: pulumi.Output<string>; state: string; tier: pulumi.Output<string> }> {
+): Record<string, StandbyOut> {
   const f = specs.failover;
   if (!f || f.standbys.length === 0) return {};
   const sources = (primary.getOutput("standbySources") as pulumi.Output<StandbySource[] | undefined>).apply((all) => {
@@ -50,7 +57,7 @@ function declareStandbys(
   // Read only when promoting: an inactive dr stack works with a primary deployed before failover existed.
   const sidecarCreds = f.active ? (primary.requireOutput("drSidecarCredentials") as pulumi.Output<Record<string, { accessKey: string; secretKey: string }>>) : undefined;
   const region = specs.regions.dr!;
-  const out: Record<string, { service: pulumi.Output<string>; state: string; tier: pulumi.Output<string> }> = {};
+  const out: Record<string, StandbyOut> = {};
   /** This region's bucket of a service's tier, read or written with the given user. */
   const regionS3 = (src: pulumi.Output<StandbySource>, user: pulumi.Output<{ accessKey: string; secretKey: string }>) => ({
     endpoint: region.endpoint,
@@ -76,7 +83,7 @@ function declareStandbys(
       image: src.apply((s) => s.image),
       agentImage: specs.images.agent,
       // A new set of standbys (after a failback: the old volumes hold the timeline promoted here) has its own names.
-      serviceName: `${specs.namePrefix}-${sb.name}${f.generation > 1 ? `-g${f.generation}` : ""}`,
+      serviceName: standbyName(specs, sb.name, f.generation),
       stableName: sb.name,
       dataPath: src.apply((s) => s.dataPath),
       primaryHost: sb.primaryHost ?? src.apply((s) => s.host),
@@ -126,7 +133,15 @@ function declareStandbys(
         { dependsOn: [standby] },
       );
     }
-    out[sb.name] = { service: standby.serviceName, state: f.active ? "promoted" : "standby", tier: src.apply((s) => s.tier) };
+    out[sb.name] = {
+      service: standby.serviceName,
+      state: f.active ? "promoted" : "standby",
+      tier: src.apply((s) => s.tier),
+      // The service the primary stack's failback follows and hands over from: the promoted one;
+      // once this stack is back to standbys (a later generation), the one promoted before, so
+      // that the primary stack's returned service stays as it was deployed.
+      returnFrom: f.active ? standby.serviceName : f.generation > 1 ? pulumi.output(standbyName(specs, sb.name, f.generation - 1)) : undefined,
+    };
   }
   return out;
 }
@@ -202,9 +217,9 @@ export function dr(specs: Specs, secrets: Secrets): Record<string, unknown> {
     drBuckets,
     region: { name: region.name, endpoint: region.endpoint },
     cronServices: { maintenance: crons.maintenance.serviceId, drill: crons.drill.serviceId },
-    /** Whether this region is the active one (kryonix-dr:active), and its standbys: Swarm service, stable name, state. */
+    /** Whether this region is the active one (kryonix-dr:active), and its standbys: Swarm service, state, and the service a failback returns from (returnFrom). */
     active: specs.failover?.active ?? false,
-    standbys: Object.fromEntries(Object.entries(standbys).map(([k, v]) => [k, { service: v.service, state: v.state }])),
+    standbys: Object.fromEntries(Object.entries(standbys).map(([k, v]) => [k, { service: v.service, state: v.state, ...(v.returnFrom ? { returnFrom: v.returnFrom } : {}) }])),
     /** Active: the replicator per tier copying what is written in this region back to the primary's buckets. */
     reverseReplication: reverse?.replicated ?? {},
     monitoring: { scrapeConfigId: monitoring.scrapeConfigId, alertRulesId: monitoring.alertRulesId, scrapeConfig: monitoring.scrapeConfig, alertRules: monitoring.alertRules, dashboard: monitoring.dashboard },

@@ -15,7 +15,7 @@ import { SECRET, type Secrets, type Specs } from "./config.js";
 import { agentCatalog } from "./common.js";
 
 /** What the dr stack says of each standby (its output `standbys`). */
-type DrStandbys = Record<string, { service: string; state: string }>;
+type DrStandbys = Record<string, { service: string; state: string; returnFrom?: string }>;
 
 /** The Swarm name of a service's returning generation. */
 export function returningName(specs: Specs, service: string, generation: number): string {
@@ -43,10 +43,15 @@ export function declareFailback(
     const promoted = drStandbys.apply((all) => {
       const x = all?.[sb.name];
       if (!x) throw new Error(`${PROJECT_KEY}.standbys names '${sb.name}', which the dr stack ${f.drStack} has no standby of (it has: ${Object.keys(all ?? {}).join(", ") || "none"}): a service fails back only from the DR region's promoted standby`);
-      if (x.state !== "promoted") {
+      // Before the switch the returning standby follows a promoted service. After it, the dr stack
+      // goes back to standbys and names the one it promoted before (returnFrom): the returned
+      // service's inputs stay as deployed, and neither its seed nor its hand-over runs again.
+      if (!f.switch && x.state !== "promoted") {
         throw new Error(`the dr stack ${f.drStack} runs '${sb.name}' as a ${x.state}, not promoted: there is nothing to fail back from (the primary region still serves it). Remove ${PROJECT_KEY} from this stack's config`);
       }
-      return x.service;
+      const from = x.returnFrom ?? (x.state === "promoted" ? x.service : undefined);
+      if (!from) throw new Error(`the dr stack ${f.drStack} names no promoted service of '${sb.name}' to return from (output standbys.${sb.name}.returnFrom): deploy it with its current config first`);
+      return from;
     });
     const bucket = storage.buckets[svc.tier];
     if (!bucket || !storage.restoreCredentials) throw new Error(`internal: storage declared no ${svc.tier} bucket or restore user for the returning ${sb.name}`);

@@ -27,7 +27,11 @@ export function local(specs: Specs, secrets: Secrets): Record<string, unknown> {
   // volume is kept).
   const returning = new Set(specs.failback?.standbys.map((s) => s.name) ?? []);
   for (const s of specs.services) {
-    if (returning.has(s.name)) continue;
+    if (returning.has(s.name)) {
+      // Until the switch, the dr stack still reads the old name (its inputs stay as deployed).
+      declared[s.name] = { host: `${specs.namePrefix}-${s.name}` };
+      continue;
+    }
     const svc = new ProtectedService(`service-${s.name}`, {
       service: s.name,
       engine: s.engine,

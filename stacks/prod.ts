@@ -112,7 +112,9 @@ export function protect(specs: Specs, secrets: Secrets, options: ProtectionOptio
 
   // After a failover, the services coming back (kryonix-dr:failback): where each runs now.
   const returning = declareFailback(specs, secrets, primaryStorage, options.networks, options.containerNetworks ?? specs.sidecar.networks);
-  const declared: Record<string, DeclaredTarget> = { ...options.declared, ...returning };
+  // Where each service runs for this stack's sidecars and the dr stack's standbys: a returned one
+  // once it has taken over (before, the dr stack's inputs stay as they were deployed).
+  const declared: Record<string, DeclaredTarget> = { ...options.declared, ...(specs.failback?.switch ? returning : {}) };
   // Until the switch, the dr stack's sidecar backs up the active side: this one would back up a standby.
   const away = new Set(specs.failback && !specs.failback.switch ? specs.failback.standbys.map((s) => s.name) : []);
   // Agents write to the catalog from their first run: they wait for the schema and roles.

@@ -11,7 +11,7 @@ import { parseSpecs, type RawConfig } from "../../stacks/config.js";
 const ROOT = join(__dirname, "..", "..");
 const doc = readFileSync(join(ROOT, "docs", "config.md"), "utf8");
 const examples = [...doc.matchAll(/```yaml\n# over: (\w+)\n([\s\S]*?)```/g)].map((m) => ({ stack: m[1]!, text: m[2]! }));
-const TOP_LEVEL = ["role", "namePrefix", "tenantId", "services", "defaults", "maintenance", "regions", "replication", "storage", "catalog", "images", "sidecar", "monitoring", "primaryStack", "recovery", "failover", "active"];
+const TOP_LEVEL = ["role", "namePrefix", "tenantId", "services", "defaults", "maintenance", "regions", "replication", "storage", "catalog", "images", "sidecar", "monitoring", "primaryStack", "recovery", "failover", "active", "failback"];
 const SERVICE_FIELDS = ["name", "engine", "tier", "priority", "rpoSeconds", "rtoSeconds", "host", "port", "user", "volume", "dataPath", "hooks", "schedules", "retention", "walSwitchSeconds", "placement", "networks", "image", "args", "sqlite"];
 
 function stackConfig(stack: string): Record<string, unknown> {

@@ -112,4 +112,34 @@ describe("formatFailoverReport", () => {
   it("says nothing of reversal where the drill did not get that far", () => {
     expect(formatFailoverReport(failover([svc("postgresql")]))).not.toMatch(/reversed/);
   });
+
+  it("reports the way back per service: how it followed, the hand-over's phases, the writes and the pause, the backup again", () => {
+    const text = formatFailoverReport({
+      ...failover([svc("postgresql", 15.04)]),
+      failback: {
+        generation: 2,
+        services: [
+          {
+            service: "postgresql",
+            engine: "postgres",
+            returned: "kdr-local-postgresql-g2",
+            followedBefore: "streaming from kdr-local-dr-postgresql",
+            writesDuring: 310,
+            writesFailedDuring: 12,
+            longestWriteGapSeconds: 6.42,
+            missing: [],
+            handover: { recoveryId: "r1", seconds: 1.27, phases: { fence: 0.31, catch_up: 0.02, promote: 0.94 } },
+            drStandby: "streaming from kdr-local-postgresql-g2",
+            backedUpAfterSeconds: 21.5,
+          },
+        ],
+      },
+    });
+    expect(text).toContain(
+      "The way back (failback, generation 2):\n" +
+        "  postgresql (postgres): returned as kdr-local-postgresql-g2, followed the promoted service by streaming from kdr-local-dr-postgresql; hand-over 1.3 s (fence 0.3 s, catch_up 0.0 s, promote 0.9 s)\n" +
+        "    writes through the stable name: 310 acknowledged during the failback (12 failed), longest pause from the switch on 6.4 s; 0 missing on the returned service\n" +
+        "    backed up again 21.5 s after the switch; the DR region's new standby: streaming from kdr-local-postgresql-g2",
+    );
+  });
 });
