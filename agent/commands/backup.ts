@@ -321,6 +321,9 @@ async function tellTransition(s: Settings, c: pg.Client, backupId: string, type:
  * A run reconciled to failed in the last days is completed too once its manifest and objects
  * turn up here (copied in from a region that came back after a restored catalog lost its end).
  */
+/** What this process said of a reconciled run it could not complete yet (run and reason), so as not to repeat it every run. */
+const saidOfLateRuns = new Set<string>();
+
 async function completeFromManifests(s: Settings, c: pg.Client, storage: Storage): Promise<string[]> {
   const done: string[] = [];
   const inFlight = await cat.listBackups(c, { service: s.service, tenantId: s.tenantId, status: ["pending", "running"], limit: 20 });
@@ -363,8 +366,11 @@ async function completeFromManifests(s: Settings, c: pg.Client, storage: Storage
       // which could not upload anyway, stops before it reconciles anything.
       const away = outsideTheBackup(e, s.stateDir);
       if (late) {
-        // Already failed: nothing to hold back for; the next run looks again.
-        log(`backup ${r.backupId} of ${s.service}: reconciled to failed, its manifest ${key} could not be read now (${(e as Error).message}); the next run looks again`);
+        // Already failed: nothing to hold back for; the next run looks again, and says so again
+        // only when the reason changes (a sidecar runs every few minutes for days).
+        const said = `${r.backupId}\n${(e as Error).message}`;
+        if (!saidOfLateRuns.has(said)) log(`backup ${r.backupId} of ${s.service}: reconciled to failed, its manifest ${key} could not be read now (${(e as Error).message}); each run looks again (said once)`);
+        saidOfLateRuns.add(said);
         continue;
       }
       if (away) {
