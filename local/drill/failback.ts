@@ -63,9 +63,12 @@ function drConfigOfGeneration(run: DrillRun, generation: number) {
 
 /** Waits for this stack's sidecar to back up the returned service: a WAL segment (PostgreSQL) or a completed backup (Redis) after `since`. */
 async function firstBackupAfter(run: DrillRun, db: pg.Pool, service: string, engine: string, since: number): Promise<number | null> {
+  // PostgreSQL: a segment of the returned server's timeline, newer than any before the switch (the
+  // promoted side's sidecar uploads its own until the dr stack goes back to standbys).
   const sql =
     engine === "postgres"
-      ? "SELECT min(uploaded_at) AS at FROM wal_segment WHERE tenant_id = $1 AND service_name = $2 AND uploaded_at > $3"
+      ? `SELECT min(uploaded_at) AS at FROM wal_segment WHERE tenant_id = $1 AND service_name = $2 AND uploaded_at > $3
+           AND timeline > (SELECT coalesce(max(timeline), 0) FROM wal_segment WHERE tenant_id = $1 AND service_name = $2 AND uploaded_at <= $3)`
       : "SELECT min(completed_at) AS at FROM backup_management WHERE tenant_id = $1 AND service_name = $2 AND backup_status = 'completed' AND storage_region = $4 AND created_at > $3";
   const args = engine === "postgres" ? [run.tenantId, service, new Date(since)] : [run.tenantId, service, new Date(since), run.platform.regions.primary.name];
   const deadline = Date.now() + 120_000;
@@ -104,7 +107,7 @@ export async function runFailback(
   );
   let following = new Map<string, string>();
   await run.phase("the returning standbys follow the promoted services", async () => {
-    following = await waitForStandbys(run, writers, db, { name: returned, region: run.platform.regions.primary.name });
+    following = await waitForStandbys(run, writers, db, { name: returned, region: run.platform.regions.primary.name, runId: fbRunId });
   });
   const switchedAt = Date.now();
   await run.phase("failback: switch (kryonix-dr:failback.switch true: fence, exact catch-up, promote, the stable names back)", () =>
@@ -115,7 +118,7 @@ export async function runFailback(
   );
   let drFollowing = new Map<string, string>();
   await run.phase("the DR region's new standbys follow the returned services", async () => {
-    drFollowing = await waitForStandbys(run, writers, db, { name: (service) => `${drPrefix(run)}-${service}-g${gen}`, region: run.platform.regions.dr.name });
+    drFollowing = await waitForStandbys(run, writers, db, { name: (service) => `${drPrefix(run)}-${service}-g${gen}`, region: run.platform.regions.dr.name, runId: fbRunId });
   });
   const written = new Map<string, Awaited<ReturnType<Writer["stop"]>>>();
   for (const [name, w] of writers) written.set(name, await w.stop());

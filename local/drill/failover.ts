@@ -88,6 +88,8 @@ export function drPrefix(run: Pick<DrillRun, "projectDir">): string {
 export interface StandbyPlace {
   name: (service: string) => string;
   region: string;
+  /** The writers' run id (their writes are read back by it). @default the drill's */
+  runId?: string;
 }
 
 /** The local-dr stack's standbys (generation 1). */
@@ -133,7 +135,7 @@ export async function waitForStandbys(run: DrillRun, writers: Map<string, Writer
     const container = await waitForTask(standby, 180_000, false);
     const t0 = Date.now();
     for (;;) {
-      const got = await readBack(s.engine, container, run.runId, s.dataPath).catch(() => new Map<string, string>());
+      const got = await readBack(s.engine, container, where.runId ?? run.runId, s.dataPath).catch(() => new Map<string, string>());
       if (got.has(mark.key)) {
         run.log(`  ${s.name}: the standby holds the write acknowledged at ${iso(mark.ackedAt)} (${((Date.now() - mark.ackedAt) / 1000).toFixed(1)} s later; ${got.size} writes in all)`);
         break;
