@@ -86,7 +86,8 @@ export function declaredKeys(planned: PlannedResource[]): string[] {
 export function deployedKeys(state: DeploymentState, registrations: Registration[]): string[] {
   const providers = registrations.filter((r) => r.custom && r.type.startsWith("pulumi:providers:")).map((r) => `${r.type} ${r.name}`);
   const refs = registrations.filter((r) => r.type === STACK_REFERENCE_TYPE).map((r) => `${r.type} ${r.name}`);
-  return [...state.resources.map((e) => `${e.type} ${e.name}`), ...providers, ...refs].sort();
+  // A kept volume (no longer declared, still in the state so that destroy removes it) is not a difference.
+  return [...state.resources.filter((e) => e.record.retained !== true).map((e) => `${e.type} ${e.name}`), ...providers, ...refs].sort();
 }
 
 /** Fails before anything is created when the program declares a type without a mapping. */

@@ -30,7 +30,7 @@ interface StandbySource {
   walSwitchSeconds?: number;
 }
 
-type StandbyOut = { service: pulumi.Output<string>; state: string; tier: pulumi.Output<string>; returnFrom?: pulumi.Output<string> };
+type StandbyOut = { service: pulumi.Output<string>; state: string; tier: pulumi.Output<string> };
 
 /** The Swarm name of a standby of the given generation (1: `<prefix>-<service>`, then `-g<n>`). */
 function standbyName(specs: Specs, service: string, generation: number): string {
@@ -73,7 +73,8 @@ function declareStandbys(
       if (s.engine !== sb.engine) throw new Error(`kryonix-dr:failover.standbys says '${sb.name}' is ${sb.engine}, the primary stack says ${s.engine}: correct the engine`);
       return s;
     });
-    const standby = new WarmStandby(`standby-${sb.name}`, {
+    // A later generation is a new set of resources (the promoted ones' volumes are kept, not renamed).
+    const standby = new WarmStandby(`standby-${sb.name}${f.generation > 1 ? `-g${f.generation}` : ""}`, {
       service: sb.name,
       engine: sb.engine,
       tier: src.apply((s) => s.tier),
@@ -133,15 +134,7 @@ function declareStandbys(
         { dependsOn: [standby] },
       );
     }
-    out[sb.name] = {
-      service: standby.serviceName,
-      state: f.active ? "promoted" : "standby",
-      tier: src.apply((s) => s.tier),
-      // The service the primary stack's failback follows and hands over from: the promoted one;
-      // once this stack is back to standbys (a later generation), the one promoted before, so
-      // that the primary stack's returned service stays as it was deployed.
-      returnFrom: f.active ? standby.serviceName : f.generation > 1 ? pulumi.output(standbyName(specs, sb.name, f.generation - 1)) : undefined,
-    };
+    out[sb.name] = { service: standby.serviceName, state: f.active ? "promoted" : "standby", tier: src.apply((s) => s.tier) };
   }
   return out;
 }
@@ -217,9 +210,9 @@ export function dr(specs: Specs, secrets: Secrets): Record<string, unknown> {
     drBuckets,
     region: { name: region.name, endpoint: region.endpoint },
     cronServices: { maintenance: crons.maintenance.serviceId, drill: crons.drill.serviceId },
-    /** Whether this region is the active one (kryonix-dr:active), and its standbys: Swarm service, state, and the service a failback returns from (returnFrom). */
+    /** Whether this region is the active one (kryonix-dr:active), and its standbys: Swarm service, stable name, state. */
     active: specs.failover?.active ?? false,
-    standbys: Object.fromEntries(Object.entries(standbys).map(([k, v]) => [k, { service: v.service, state: v.state, ...(v.returnFrom ? { returnFrom: v.returnFrom } : {}) }])),
+    standbys: Object.fromEntries(Object.entries(standbys).map(([k, v]) => [k, { service: v.service, state: v.state }])),
     /** Active: the replicator per tier copying what is written in this region back to the primary's buckets. */
     reverseReplication: reverse?.replicated ?? {},
     monitoring: { scrapeConfigId: monitoring.scrapeConfigId, alertRulesId: monitoring.alertRulesId, scrapeConfig: monitoring.scrapeConfig, alertRules: monitoring.alertRules, dashboard: monitoring.dashboard },

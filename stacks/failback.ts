@@ -2,7 +2,8 @@
  * The way back after a failover (issue #14), declared on the primary stack by kryonix-dr:failback.
  * Each listed service returns as a warm standby in this region of its promoted counterpart (the
  * dr stack names it: output `standbys`), seeded from this region's copies of the promoted side's
- * backups (the dr stack's reverse replicators brought them here) and streaming from it. Its Swarm
+ * backups (the dr stack's reverse replicators brought them here) and streaming from it through
+ * the stable name (which only the promoted service holds until the switch). Its Swarm
  * name and volume are new (`<prefix>-<service>-g<generation>`): the old volume holds a timeline
  * the promoted side left, and is kept. `switch: true` hands over: a run-once `kdr-agent standby
  * switchover` fences the promoted side, waits for the exact catch-up and promotes; only then does
@@ -15,7 +16,7 @@ import { SECRET, type Secrets, type Specs } from "./config.js";
 import { agentCatalog } from "./common.js";
 
 /** What the dr stack says of each standby (its output `standbys`). */
-type DrStandbys = Record<string, { service: string; state: string; returnFrom?: string }>;
+type DrStandbys = Record<string, { service: string; state: string }>;
 
 /** The Swarm name of a service's returning generation. */
 export function returningName(specs: Specs, service: string, generation: number): string {
@@ -40,22 +41,23 @@ export function declareFailback(
   const out: Record<string, { host: pulumi.Output<string> }> = {};
   for (const sb of f.standbys) {
     const svc = specs.services.find((s) => s.name === sb.name)!;
-    const promoted = drStandbys.apply((all) => {
+    // The returning standby follows, and the hand-over fences, what answers to the stable name:
+    // the promoted service, the only one holding it until the switch. Not the dr stack's Swarm
+    // name: that changes with its generations, and the returned service's run-once seed and
+    // hand-over must never run again once done. The dr stack is read to refuse a failback from
+    // a service it does not run promoted (before the switch; after it, it goes back to standbys).
+    const primaryHost = drStandbys.apply((all) => {
       const x = all?.[sb.name];
       if (!x) throw new Error(`${PROJECT_KEY}.standbys names '${sb.name}', which the dr stack ${f.drStack} has no standby of (it has: ${Object.keys(all ?? {}).join(", ") || "none"}): a service fails back only from the DR region's promoted standby`);
-      // Before the switch the returning standby follows a promoted service. After it, the dr stack
-      // goes back to standbys and names the one it promoted before (returnFrom): the returned
-      // service's inputs stay as deployed, and neither its seed nor its hand-over runs again.
       if (!f.switch && x.state !== "promoted") {
         throw new Error(`the dr stack ${f.drStack} runs '${sb.name}' as a ${x.state}, not promoted: there is nothing to fail back from (the primary region still serves it). Remove ${PROJECT_KEY} from this stack's config`);
       }
-      const from = x.returnFrom ?? (x.state === "promoted" ? x.service : undefined);
-      if (!from) throw new Error(`the dr stack ${f.drStack} names no promoted service of '${sb.name}' to return from (output standbys.${sb.name}.returnFrom): deploy it with its current config first`);
-      return from;
+      return sb.name;
     });
     const bucket = storage.buckets[svc.tier];
     if (!bucket || !storage.restoreCredentials) throw new Error(`internal: storage declared no ${svc.tier} bucket or restore user for the returning ${sb.name}`);
-    const standby = new WarmStandby(`failback-${sb.name}`, {
+    // Each generation is a new set of resources: the next failback's never replace this one's.
+    const standby = new WarmStandby(`failback-${sb.name}-g${f.generation}`, {
       service: sb.name,
       engine: sb.engine,
       tier: svc.tier,
@@ -67,7 +69,7 @@ export function declareFailback(
       serviceName: returningName(specs, sb.name, f.generation),
       stableName: sb.name,
       dataPath: svc.dataPath,
-      primaryHost: promoted,
+      primaryHost,
       port: svc.port ?? (sb.engine === "postgres" ? 5432 : 6379),
       user: sb.engine === "postgres" ? (svc.user ?? "postgres") : undefined,
       password: sb.passwordKey ? secrets.get(sb.passwordKey) : undefined,

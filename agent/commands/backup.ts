@@ -369,6 +369,7 @@ async function completeFromManifests(s: Settings, c: pg.Client, storage: Storage
         // Already failed: nothing to hold back for; the next run looks again, and says so again
         // only when the reason changes (a sidecar runs every few minutes for days).
         const said = `${r.backupId}\n${(e as Error).message}`;
+        if (saidOfLateRuns.size > 1000) saidOfLateRuns.clear();
         if (!saidOfLateRuns.has(said)) log(`backup ${r.backupId} of ${s.service}: reconciled to failed, its manifest ${key} could not be read now (${(e as Error).message}); each run looks again (said once)`);
         saidOfLateRuns.add(said);
         continue;

@@ -201,10 +201,9 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
         // A region lost while it copied a backup: the newest one may not be here whole. A snapshot
         // is whole in itself, so the newest one this region holds is the point to restore (said;
         // not a failed verify: the backup is intact where it was written). A PostgreSQL base is
-        // followed by WAL, which must be here too: that stops, saying so; except for a standby,
-        // which needs any base this region holds (it replays and streams the rest from there): a
-        // new primary's first base not yet copied here must not stop the seed of its standby.
-        if ((engine !== "postgres" || o.standby) && !o.backupId && fellBack.length < 5 && row.recoveryPointEnd) {
+        // followed by WAL, which must be here too: that stops, saying so (a standby too: an older
+        // base may lie on a timeline the newest one left, whose later WAL it must not replay).
+        if (engine !== "postgres" && !o.backupId && !o.standby && fellBack.length < 5 && row.recoveryPointEnd) {
           fellBack.push(`backup ${row.backupId} (point ${row.recoveryPointEnd.toISOString()}) is not in region ${storage.region} whole (no copy recorded of ${uncopied.join(", ")}; written in region ${elsewhere})`);
           log(`restore ${service}: backup ${row.backupId} was written in region ${elsewhere} and is not here whole (no copy of ${uncopied.join(", ")} recorded in region ${storage.region}): falling back to the newest earlier backup this region holds`);
           before = new Date(row.recoveryPointEnd.getTime() - 1);

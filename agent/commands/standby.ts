@@ -120,7 +120,11 @@ async function copiedAfter(c: pg.Client, s: Settings, storage: Storage, st: Foll
   // Copied here, or written here (after a failover and back the WAL was written in both regions).
   const held = await heldHere(c, storage, rows.slice(0, n));
   const copies = await cat.copyVersions(c, storage.endpoint, storage.bucket, held.flatMap((w) => (w.versionId ? [{ key: w.objectKey, versionId: w.versionId }] : [])));
-  return held.map((w) => ({ row: w, versionId: (w.versionId ? copies.get(`${w.objectKey}\n${w.versionId}`) : undefined) ?? w.versionId ?? undefined }));
+  return held.map((w) => {
+    const k = `${w.objectKey}\n${w.versionId}`;
+    // A copy's own version here (none recorded: the latest), or this bucket's own version.
+    return { row: w, versionId: w.versionId && copies.has(k) ? (copies.get(k) ?? undefined) : (w.versionId ?? undefined) };
+  });
 }
 
 const g = {

@@ -8,6 +8,7 @@
  *    the newest write.
  * 2. failback.switch true: the hand-over (`kdr-agent standby switchover`: the promoted side
  *    fenced, the exact catch-up, the promotion), then the stable names move back.
+ *    The returned PostgreSQL's first base is taken at once and waited for in the DR region.
  * 3. The local-dr stack goes back to standbys: kryonix-dr:active false with failover.generation 2
  *    (new standbys of the returned services; the volumes promoted during the outage are kept).
  * Writers write through the stable names throughout; every write the promoted services held, and
@@ -17,7 +18,7 @@
 import type pg from "pg";
 import { loadStackConfig } from "../program.js";
 import { deployInChild } from "./deploy.js";
-import { waitForTask } from "./docker.js";
+import { dockerExec, waitForTask } from "./docker.js";
 import { drillDrConfig, drPrefix, LOCAL_DR_STACK, waitForStandbys } from "./failover.js";
 import { iso, type DrillRun } from "./phases.js";
 import { LOCAL_STACK } from "./stacks.js";
@@ -80,6 +81,40 @@ async function firstBackupAfter(run: DrillRun, db: pg.Pool, service: string, eng
   }
 }
 
+/**
+ * Runbook §9c step 2b: the returned PostgreSQL's first base, taken now in its sidecar (not at the
+ * next schedule), and waited for in the DR region: the dr stack's new standby is seeded from it
+ * (an older base lies on the timeline the promoted side left). Returns its id.
+ */
+async function firstBaseInDr(run: DrillRun, db: pg.Pool, service: string, since: number): Promise<string> {
+  const sidecar = `${run.prefix}-${service}-backup`;
+  const r = await dockerExec(await waitForTask(sidecar, 180_000, false), ["kdr-agent", "backup", "--type", "full"], 600_000);
+  if (r.code !== 0) throw new Error(`${service}: 'kdr-agent backup --type full' in ${sidecar} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(-1500)}`);
+  const { rows } = await db.query<{ backup_id: string }>(
+    `SELECT backup_id FROM backup_management WHERE tenant_id = $1 AND service_name = $2 AND backup_type = 'full' AND backup_status = 'completed'
+        AND storage_region = $3 AND created_at > $4 ORDER BY created_at DESC LIMIT 1`,
+    [run.tenantId, service, run.platform.regions.primary.name, new Date(since)],
+  );
+  const id = rows[0]?.backup_id;
+  if (!id) throw new Error(`${service}: 'kdr-agent backup --type full' in ${sidecar} exited 0 but the catalog holds no full backup of it since the switch: ${r.stdout.trim().slice(-800)}`);
+  const origin = new URL(run.platform.regions.dr.endpoint).origin;
+  const t0 = Date.now();
+  for (;;) {
+    const { rows: c } = await db.query<{ artifacts: number; copied: number }>(
+      `SELECT count(*)::int AS artifacts, count(x.copy_version_id)::int AS copied FROM backup_artifact a
+         LEFT JOIN object_copy x ON x.endpoint = $2 AND x.object_key = a.object_key AND x.source_version_id = a.version_id
+        WHERE a.backup_id = $1`,
+      [id, origin],
+    );
+    if (c[0]!.artifacts > 0 && c[0]!.copied === c[0]!.artifacts) {
+      run.log(`  ${service}: base ${id.slice(0, 8)} of the returned service copied to the DR region (${c[0]!.copied} object(s)), ${((Date.now() - t0) / 1000).toFixed(1)} s after it completed`);
+      return id;
+    }
+    if (Date.now() - t0 > 180_000) throw new Error(`${service}: base ${id} of the returned service was not copied to the DR region within 180 s (${c[0]!.copied}/${c[0]!.artifacts} object(s)): see 'docker service logs' of the ${LOCAL_STACK} stack's replicators`);
+    await sleep(3000);
+  }
+}
+
 export async function runFailback(
   run: DrillRun,
   ctx: { db: pg.Pool; clients: Map<string, { id: string }>; track: (w: Writer) => void },
@@ -113,6 +148,9 @@ export async function runFailback(
   await run.phase("failback: switch (kryonix-dr:failback.switch true: fence, exact catch-up, promote, the stable names back)", () =>
     deployInChild(LOCAL_STACK, run.projectDir, run.stateDir, { failback: { value: { drStack: LOCAL_DR_STACK, standbys, switch: true, generation: gen } } }, log),
   );
+  await run.phase("the returned PostgreSQL's first base, now, copied to the DR region (kdr-agent backup --type full in its sidecar)", async () => {
+    for (const s of run.services.filter((x) => x.engine === "postgres")) await firstBaseInDr(run, db, s.name, switchedAt);
+  });
   await run.phase(`the ${LOCAL_DR_STACK} stack's services become standbys again (kryonix-dr:active false, failover.generation ${gen})`, () =>
     deployInChild(LOCAL_DR_STACK, run.projectDir, run.stateDir, drConfigOfGeneration(run, gen), log),
   );
@@ -156,7 +194,7 @@ export async function runFailback(
   await run.phase("this stack's sidecars back the returned services up", async () => {
     for (const rep of reports.values()) {
       rep.backedUpAfterSeconds = await firstBackupAfter(run, db, rep.service, rep.engine, switchedAt);
-      if (rep.backedUpAfterSeconds === null) failures.push(`${rep.service}: no backup of the returned ${rep.returned} by ${run.prefix}-${rep.service}-backup within 120 s of the switch: see 'docker service logs ${run.prefix}-${rep.service}-backup'`);
+      if (rep.backedUpAfterSeconds === null) failures.push(`${rep.service}: no backup of the returned ${rep.returned} by ${run.prefix}-${rep.service}-backup (${rep.engine === "postgres" ? "a WAL segment of its new timeline" : "a completed backup"}) within 120 s of this check: see 'docker service logs ${run.prefix}-${rep.service}-backup'`);
       else log(`  ${rep.service}: backed up again ${rep.backedUpAfterSeconds.toFixed(1)} s after the switch began (${rep.engine === "postgres" ? "its first WAL segment" : "its first backup"} of the returned service)`);
     }
   });

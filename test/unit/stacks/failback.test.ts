@@ -22,12 +22,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** A deployed local-dr stack whose standbys are in the given state (back to standbys after a failback: generation 2, returning from the promoted generation 1). */
 function drDeployed(state: "promoted" | "standby" | "standby-after-failback"): string {
   const d = mkdtempSync(join(dir, "deployments-"));
-  const one = (n: string) =>
-    state === "promoted"
-      ? { service: `kdr-local-dr-${n}`, state, returnFrom: `kdr-local-dr-${n}` }
-      : state === "standby"
-        ? { service: `kdr-local-dr-${n}`, state }
-        : { service: `kdr-local-dr-${n}-g2`, state: "standby", returnFrom: `kdr-local-dr-${n}` };
+  const one = (n: string) => (state === "standby-after-failback" ? { service: `kdr-local-dr-${n}-g2`, state: "standby" } : { service: `kdr-local-dr-${n}`, state });
   const standbys = { postgresql: one("postgresql"), redis: one("redis") };
   writeFileSync(join(d, "local-dr.json"), JSON.stringify({ stack: "local-dr", project: "kryonix-dr", projectDir: ROOT, status: "deployed", startedAt: new Date().toISOString(), providers: {}, resources: [], outputs: { standbys } }));
   return d;
@@ -62,22 +57,23 @@ describe("local stack with kryonix-dr:failback, before the switch: its services 
       expect(labels(s)[LABELS.role], n).toBe("standby");
       expect(aliases(s), n).toEqual([]);
       expect(s.inputs.taskSpec.containerSpec.mounts[0].source, n).toBe(`kdr-local-${n}-g2-data`);
-      expect(envOf(byService(r.resources, `kdr-local-${n}-g2-follower`)!)[AGENT_ENV.primaryHost], n).toBe(`kdr-local-dr-${n}`);
+      // It follows what answers to the stable name: the promoted service, the only one holding it until the switch.
+      expect(envOf(byService(r.resources, `kdr-local-${n}-g2-follower`)!)[AGENT_ENV.primaryHost], n).toBe(n);
       // The old service (the data of before the failover) is not declared: it would answer to the stable name.
       expect(byService(r.resources, `kdr-local-${n}`), n).toBeUndefined();
     }
-    expect(byService(r.resources, "kdr-local-redis-g2")!.inputs.taskSpec.containerSpec.args).toEqual(["--replicaof", "kdr-local-dr-redis", "6379"]);
-    const seed = containers(r.resources).find((c) => c.name === "failback-postgresql-seed")!;
+    expect(byService(r.resources, "kdr-local-redis-g2")!.inputs.taskSpec.containerSpec.args).toEqual(["--replicaof", "redis", "6379"]);
+    const seed = containers(r.resources).find((c) => c.name === "failback-postgresql-g2-seed")!;
     expect(seed.inputs.command).toEqual(["standby", "seed", "--target", "/var/lib/postgresql/data"]);
     // Seeded from the primary region's copies (the reverse replicators brought them), read-only.
     expect(seed.inputs.envs).toContain(`${AGENT_ENV.s3Endpoint}=http://127.0.0.1:7480`);
-    expect(seed.inputs.envs).toContain(`${AGENT_ENV.primaryHost}=kdr-local-dr-postgresql`);
+    expect(seed.inputs.envs).toContain(`${AGENT_ENV.primaryHost}=postgresql`);
   });
   it("runs no sidecar for them until the switch (the dr stack's back up the active side), and no hand-over yet", () => {
     expect(byService(r.resources, "kdr-local-postgresql-backup")).toBeUndefined();
     expect(byService(r.resources, "kdr-local-redis-backup")).toBeUndefined();
     expect(byService(r.resources, "kdr-local-files-backup")).toBeDefined();
-    expect(containers(r.resources).map((c) => c.name).sort()).toEqual(["failback-postgresql-seed"]);
+    expect(containers(r.resources).map((c) => c.name).sort()).toEqual(["failback-postgresql-g2-seed"]);
   });
 });
 
@@ -92,12 +88,13 @@ describe("local stack with failback.switch true: the hand-over, then the stable 
   });
   it("runs kdr-agent standby switchover per service, which the service change waits for", () => {
     const sw = containers(r.resources).filter((c) => c.name.endsWith("-switchover"));
-    expect(sw.map((c) => c.name).sort()).toEqual(["failback-postgresql-switchover", "failback-redis-switchover"]);
-    expect(sw.find((c) => c.name === "failback-postgresql-switchover")!.inputs.command).toEqual(["standby", "switchover", "--target", "/var/lib/postgresql/data"]);
-    expect(sw.find((c) => c.name === "failback-postgresql-switchover")!.inputs.envs).toContain(`${AGENT_ENV.catchUpSeconds}=30`);
+    expect(sw.map((c) => c.name).sort()).toEqual(["failback-postgresql-g2-switchover", "failback-redis-g2-switchover"]);
+    const pgSwitch = sw.find((c) => c.name === "failback-postgresql-g2-switchover")!;
+    expect(pgSwitch.inputs.command).toEqual(["standby", "switchover", "--target", "/var/lib/postgresql/data"]);
+    expect(pgSwitch.inputs.envs).toEqual(expect.arrayContaining([`${AGENT_ENV.catchUpSeconds}=30`, `${AGENT_ENV.primaryHost}=postgresql`, `${AGENT_ENV.targetHost}=kdr-local-postgresql-g2`]));
     for (const n of ["postgresql", "redis"]) {
       const s = services(r.resources).find((p) => p.inputs.name === `kdr-local-${n}-g2`)!;
-      expect(s.dependsOn, n).toContain(`failback-${n}-switchover`);
+      expect(s.dependsOn, n).toContain(`failback-${n}-g2-switchover`);
       expect(aliases(s), n).toEqual([n]);
       expect(labels(s)[LABELS.role], n).toBe("promoted");
       expect(byService(r.resources, `kdr-local-${n}-g2-follower`), n).toBeUndefined();
@@ -125,7 +122,7 @@ describe("what the dr stack follows, and the returned services' stability", () =
     const atSwitch = await plan("local", cfg, drDeployed("promoted"));
     const later = await plan("local", cfg, drDeployed("standby-after-failback"));
     expect(later.code, later.stderr).toBe(0);
-    const returning = (ps: Planned[]) => ps.filter((p) => p.name.startsWith("failback-")).map((p) => ({ name: p.name, inputs: p.inputs }));
+    const returning = (ps: Planned[]) => ps.filter((p) => p.name.startsWith("failback-postgresql") || p.name.startsWith("failback-redis")).map((p) => ({ name: p.name, inputs: p.inputs }));
     expect(returning(later.resources)).toEqual(returning(atSwitch.resources));
     expect(returning(later.resources).length).toBeGreaterThan(5);
   });
@@ -138,7 +135,9 @@ describe("dr stack, failover.generation 2: new standbys of the returned services
     expect(r.code).toBe(0);
     expect(byService(r.resources, "kdr-dr-postgresql-g2")).toBeDefined();
     expect(byService(r.resources, "kdr-dr-postgresql")).toBeUndefined();
-    expect(containers(r.resources).find((c) => c.name === "standby-postgresql-seed")!.inputs.mounts[0].source).toBe("kdr-dr-postgresql-g2-data");
+    // New resources, not the generation-1 ones renamed: those (and their volumes) stay until the deployment deletes what it no longer declares, keeping the volumes.
+    expect(containers(r.resources).find((c) => c.name === "standby-postgresql-g2-seed")!.inputs.mounts[0].source).toBe("kdr-dr-postgresql-g2-data");
+    expect(r.resources.filter((p) => p.type === "docker:index/volume:Volume").map((p) => p.name)).toEqual(expect.arrayContaining(["standby-postgresql-g2-data", "standby-redis-g2-service-data"]));
   });
 });
 
