@@ -119,6 +119,17 @@ export async function newestWalCoverage(db: Db, service: string, tenantId: strin
   return rows[0]?.at ?? undefined;
 }
 
+/** The newest timeline a service's archived WAL or completed backups are on (a promotion starts a new one), or undefined. */
+export async function newestTimeline(db: Db, service: string, tenantId: string): Promise<number | undefined> {
+  checkService(service);
+  const { rows } = await db.query<{ tl: number | null }>(
+    `SELECT greatest((SELECT max(timeline) FROM wal_segment WHERE tenant_id = $1 AND service_name = $2),
+                     (SELECT max(timeline) FROM backup_management WHERE tenant_id = $1 AND service_name = $2 AND backup_status = 'completed')) AS tl`,
+    [tenantId, service],
+  );
+  return rows[0]?.tl ?? undefined;
+}
+
 /** Segment number of an LSN ('X/Y'). */
 export function lsnToSegmentNumber(lsn: string, segmentSize = DEFAULT_WAL_SEGMENT_SIZE): bigint {
   if (!LSN_RE.test(lsn)) throw new CatalogError(`'${lsn}' is not a PostgreSQL LSN (X/Y hex).`);

@@ -173,6 +173,16 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
       reaches = plan.recoveryPoint;
     }
     if (o.standby) {
+      // A base on an older timeline than the service's newest (a promotion since) is followed by
+      // WAL the promoted side left behind (its old primary's last moments): a standby replaying
+      // it could never follow the promoted timeline.
+      const newest = await cat.newestTimeline(c, service, tenantId);
+      if (row.timeline && newest && row.timeline < newest) {
+        throw new ConfigError(
+          `the newest base of ${service} (backup ${row.backupId}) is on timeline ${row.timeline}, and ${service} runs on timeline ${newest} since a promotion: ` +
+            `a standby cannot be seeded from it. Take a base of the promoted service first ('kdr-agent backup --type full' in its sidecar), let it reach region ${storage.region}, then seed again.`,
+        );
+      }
       // A standby replays segment after segment: a .partial would stand in for a whole one it is
       // not. And it takes only what this region holds already, in order: its follower stages the
       // rest as the replicator copies it.

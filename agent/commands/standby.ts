@@ -89,7 +89,7 @@ export async function runSeed(s: Settings, c: pg.Client, target: string): Promis
   }
   const r = await runRestore(s, c, { target: dir, standby: true });
   if (source) {
-    writeStreamingConfig(dir, source);
+    writeStreamingConfig(dir, source, { replace: true });
     log(`standby seed ${s.service}: streams from ${primary} while it answers, and replays the WAL copied to this region when it does not`);
   }
   if (!readState(dir)) writeState(dir, await baseState(c, s, r.backupId));

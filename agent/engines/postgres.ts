@@ -297,14 +297,20 @@ export function checkStreamingSource(target: string, o: Pick<StreamingSource, "h
  * run again (a standby seeded before streaming existed gets it): the passfile is rewritten, and
  * primary_conninfo added only when the configuration has none. Returns whether it added it.
  */
-export function writeStreamingConfig(target: string, o: StreamingSource): boolean {
+export function writeStreamingConfig(target: string, o: StreamingSource, opts: { replace?: boolean } = {}): boolean {
   checkStreamingSource(target, o);
   const passfile = path.join(target, STANDBY_PASSFILE);
   const esc = (v: string) => v.replace(/\\/g, "\\\\").replace(/:/g, "\\:");
   writeFileSync(passfile, `${esc(o.host)}:${o.port}:*:${esc(o.user)}:${esc(o.password)}\n`, { mode: 0o600 });
   ownLikeDataDir(target, [passfile]);
   const conf = path.join(target, "postgresql.auto.conf");
-  if (/^\s*primary_conninfo\s*=/m.test(readFileSync(conf, "utf8"))) return false;
+  const text = readFileSync(conf, "utf8");
+  if (/^\s*primary_conninfo\s*=/m.test(text)) {
+    if (!opts.replace) return false;
+    // A base of a server that was a standby itself (a promoted one, failing back) carries its
+    // old primary_conninfo: a fresh seed streams from its own primary, never from that one.
+    writeFileSync(conf, text.replace(/^# written by kdr-agent standby seed:.*\n/gm, "").replace(/^\s*primary_conninfo\s*=.*\n?/gm, ""));
+  }
   // connect_timeout short: while the primary's network is gone, each failed attempt delays the
   // replay of the WAL staged from this region by that much.
   const conninfo = `host=${o.host} port=${o.port} user=${o.user} passfile=${passfile} application_name=kdr_standby connect_timeout=3`;

@@ -34,6 +34,18 @@ describe("writeStreamingConfig", () => {
     expect(readFileSync(path.join(dir, STANDBY_PASSFILE), "utf8")).toBe("db:5432:*:postgres:new\n");
   });
 
+  it("a fresh seed from the base of a server that was a standby itself (failing back from a promoted one): its old primary_conninfo is replaced, not kept", () => {
+    // What the promoted server's data directory carried into its base: the conninfo of its own old primary.
+    writeStreamingConfig(dir, { host: "kdr-local-postgresql", port: 5432, user: "postgres", password: "pw" });
+    expect(writeStreamingConfig(dir, { host: "postgresql", port: 5432, user: "postgres", password: "pw" }, { replace: true })).toBe(true);
+    const conf = readFileSync(path.join(dir, "postgresql.auto.conf"), "utf8");
+    expect(conf.match(/primary_conninfo/g)).toHaveLength(1);
+    expect(conf).toContain("primary_conninfo = 'host=postgresql port=5432");
+    expect(conf).not.toContain("kdr-local-postgresql");
+    expect(conf.match(/# written by kdr-agent standby seed/g)).toHaveLength(1);
+    expect(conf).toContain("restore_command = 'cp x %p'");
+  });
+
   it("refuses a host or user that primary_conninfo cannot take as it is, and writes nothing", () => {
     expect(() => writeStreamingConfig(dir, { host: "db host", port: 5432, user: "postgres", password: "x" })).toThrow(/primary host 'db host' is not a plain host or role name/);
     expect(() => writeStreamingConfig(dir, { host: "db", port: 5432, user: "o'neil", password: "x" })).toThrow(/user 'o'neil' is not a plain host or role name/);
