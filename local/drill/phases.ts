@@ -68,6 +68,13 @@ export async function clearPreviousDrill(run: DrillRun): Promise<void> {
       throw new Error(`another drill (${other.runId}, pid ${other.pid}) is running on this platform: the stacks and service names are shared, so wait for it to finish.`);
     }
   }
+  // A drill stopped by a signal (Ctrl-C) left its client containers on the local stack's network,
+  // which then cannot be removed with the stack.
+  const filters = encodeURIComponent(JSON.stringify({ label: [`${LABELS.role}=drill-client`] }));
+  for (const c of await docker.request<Array<{ Id: string; Names: string[] }>>("GET", `/containers/json?all=true&filters=${filters}`)) {
+    await docker.request("DELETE", `/containers/${c.Id}?force=true`);
+    log(`  removed the previous drill's client container ${c.Names[0]?.replace(/^\//, "") ?? c.Id}`);
+  }
   for (const stack of [RECOVERY_STACK, LOCAL_STACK]) {
     if (!readState(stack, stateDir)) continue;
     if (!existsSync(marker)) {
