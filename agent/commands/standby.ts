@@ -22,7 +22,7 @@ import { Gauge } from "prom-client";
 import * as cat from "../catalog.js";
 import { AGENT_ENV } from "../../contract/index.js";
 import { ConfigError, type Settings } from "../config.js";
-import { STANDBY_PASSFILE, STANDBY_WAL_DIR, checkStreamingSource, ownLikeDataDir, pgConnect, pgEnv, writeStreamingConfig } from "../engines/postgres.js";
+import { STANDBY_PASSFILE, STANDBY_STATE_FILE, STANDBY_WAL_DIR, checkStreamingSource, ownLikeDataDir, pgConnect, pgEnv, writeStreamingConfig } from "../engines/postgres.js";
 import { followRedis, recordLook, redisCli, redisInfo, replayBytesGauge, streamingGauge, withdrawLook } from "./standby-redis.js";
 import { registry } from "../metrics.js";
 import { httpServer } from "../serve.js";
@@ -35,7 +35,7 @@ import { heldHere, identityFor, primaryPort, recordPromotion } from "./shared.js
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** What the follower has staged, kept beside the data (PostgreSQL removes replayed segments). */
-export const STATE_FILE = "kdr_standby.json";
+export const STATE_FILE = STANDBY_STATE_FILE;
 interface FollowState {
   timeline: number;
   /** The newest segment staged (a WAL file name). */

@@ -216,6 +216,15 @@ export async function restore(o: {
   mkdirSync(walDir, { recursive: true });
   const tar = untar(o.target);
   await Promise.all([openAndRestore({ storage: o.storage, ref: o.base, identityFile: o.identityFile, label: o.base.name, sink: tar.child.stdin! }), tar.exited]);
+  // A base of a server that was a warm standby (promoted since: a failover) carries what its
+  // follower kept in the data directory: the state of where it had staged to, the WAL it had
+  // staged (of the old timeline), the old primary's password. None of it belongs to this copy.
+  const carried = [STANDBY_STATE_FILE, STANDBY_PASSFILE].filter((f) => existsSync(path.join(o.target, f)));
+  for (const f of carried) rmSync(path.join(o.target, f), { force: true });
+  const staged = path.join(o.target, STANDBY_WAL_DIR);
+  const stale = existsSync(staged) ? readdirSync(staged) : [];
+  for (const f of stale) rmSync(path.join(staged, f), { recursive: true, force: true });
+  if (carried.length || stale.length) log(`postgres restore: removed what the base's server kept as a warm standby before its promotion (${[...carried, ...(stale.length ? [`${stale.length} file(s) in ${STANDBY_WAL_DIR}`] : [])].join(", ")})`);
   const progress = new Progress(`wal segments`, o.wal.length, 5000);
   for (const w of o.wal) {
     await openAndRestore({ storage: o.storage, ref: w, identityFile: o.identityFile, label: w.name, sink: createWriteStream(path.join(walDir, w.name)) });
@@ -244,6 +253,8 @@ export async function restore(o: {
 
 /** Where a warm standby's WAL is staged, inside its data directory (shared with the follower's volume mount). */
 export const STANDBY_WAL_DIR = "kdr_standby_wal";
+/** Where a standby's follower records the newest WAL segment it staged (in the data directory). */
+export const STANDBY_STATE_FILE = "kdr_standby.json";
 
 /**
  * A standby's recovery settings: replay what the follower stages, keep asking for the next
