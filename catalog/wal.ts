@@ -130,6 +130,17 @@ export async function newestTimeline(db: Db, service: string, tenantId: string):
   return rows[0]?.tl ?? undefined;
 }
 
+/** The newest completed, not failed, full backup of a service on a timeline. */
+export async function newestBaseOnTimeline(db: Db, service: string, tenantId: string, timeline: number): Promise<string | undefined> {
+  checkService(service);
+  const { rows } = await db.query<{ backup_id: string }>(
+    `SELECT backup_id FROM backup_management WHERE tenant_id = $1 AND service_name = $2 AND backup_type = 'full' AND backup_status = 'completed'
+        AND verify_status IS DISTINCT FROM 'failed' AND timeline = $3 ORDER BY recovery_point_end DESC LIMIT 1`,
+    [tenantId, service, timeline],
+  );
+  return rows[0]?.backup_id;
+}
+
 /** Segment number of an LSN ('X/Y'). */
 export function lsnToSegmentNumber(lsn: string, segmentSize = DEFAULT_WAL_SEGMENT_SIZE): bigint {
   if (!LSN_RE.test(lsn)) throw new CatalogError(`'${lsn}' is not a PostgreSQL LSN (X/Y hex).`);

@@ -156,13 +156,18 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
     (e instanceof IntegrityError || /NoSuch(Key|Version)|HTTP 404/.test((e as Error).message));
   const identityOf = (r: cat.BackupRow) => (engine === "volume" ? "" : identityFor(s, r.encryptionKeyId));
   let checked = 1;
+  /** A standby's base on the service's newest timeline, when a newer one lies on an older timeline. */
+  let pinned: string | undefined;
   for (;;) {
-    if (o.backupId) {
-      const r = await cat.getBackup(c, o.backupId);
-      if (!r || r.serviceName !== service) throw new ConfigError(`backup ${o.backupId} of '${service}' is not in the catalog: run 'kdr-agent list' to see ids.`);
-      if (r.backupStatus !== "completed") throw new ConfigError(`backup ${o.backupId} is ${r.backupStatus}, not completed: only completed backups are restored.`);
+    const chosen = o.backupId ?? pinned;
+    if (chosen) {
+      const r = await cat.getBackup(c, chosen);
+      if (!r || r.serviceName !== service) throw new ConfigError(`backup ${chosen} of '${service}' is not in the catalog: run 'kdr-agent list' to see ids.`);
+      if (r.backupStatus !== "completed") throw new ConfigError(`backup ${chosen} is ${r.backupStatus}, not completed: only completed backups are restored.`);
       row = r;
       arts = await cat.listArtifacts(c, r.backupId);
+      // A standby's pinned base: its WAL is staged by its follower and streamed (none planned here).
+      wal = [];
       reaches = r.recoveryPointEnd!;
     } else {
       // PostgreSQL restores start from a base; its "incremental" rows are WAL bookkeeping.
@@ -177,6 +182,15 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
       // WAL the promoted side left behind (its old primary's last moments): a standby replaying
       // it could never follow the promoted timeline.
       const newest = await cat.newestTimeline(c, service, tenantId);
+      if (row.timeline && newest && row.timeline < newest && !pinned) {
+        // The newest base by time can be the old side's, taken after the hand-over (its sidecar
+        // runs until its stack goes back to standbys): the base on the newest timeline is the one.
+        pinned = await cat.newestBaseOnTimeline(c, service, tenantId, newest);
+        if (pinned) {
+          log(`restore ${service}: the newest base (${row.backupId}) is on timeline ${row.timeline}, the service runs on timeline ${newest}: seeding from ${pinned}, the newest base on it`);
+          continue;
+        }
+      }
       if (row.timeline && newest && row.timeline < newest) {
         throw new ConfigError(
           `the newest base of ${service} (backup ${row.backupId}) is on timeline ${row.timeline}, and ${service} runs on timeline ${newest} since a promotion: ` +
