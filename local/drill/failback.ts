@@ -89,7 +89,7 @@ async function firstBackupAfter(run: DrillRun, db: pg.Pool, service: string, eng
  */
 async function firstBaseInDr(run: DrillRun, db: pg.Pool, service: string, since: number): Promise<string> {
   const sidecar = `${run.prefix}-${service}-backup`;
-  const r = await dockerExec(await waitForTask(sidecar, 180_000, false), ["kdr-agent", "backup", "--type", "full"], 600_000);
+  const r = await dockerExec(await waitForTask(sidecar, 180_000, false), ["kdr-agent", "backup", "--type", "full", "--wait", "300"], 600_000);
   if (r.code !== 0) throw new Error(`${service}: 'kdr-agent backup --type full' in ${sidecar} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(-1500)}`);
   const { rows } = await db.query<{ backup_id: string }>(
     `SELECT backup_id FROM backup_management WHERE tenant_id = $1 AND service_name = $2 AND backup_type = 'full' AND backup_status = 'completed'

@@ -102,7 +102,7 @@ describe("runbook §10: add a protected service (real Swarm, RGW, PostgreSQL)", 
     const wiki = await waitForTask(`${PREFIX}-wiki`, 180_000, false);
     expect((await dockerExec(wiki, ["sh", "-c", "echo 'first page' > /data/index.md"])).code).toBe(0);
     await waitForTask(`${PREFIX}-wiki-backup`, 180_000);
-    const b = await sh(`docker exec $(docker ps -qf name=${PREFIX}-wiki-backup) kdr-agent backup --type full`);
+    const b = await sh(`docker exec $(docker ps -qf name=${PREFIX}-wiki-backup) kdr-agent backup --type full --wait 300`);
     expect(b.status, b.stderr).toBe(0);
     const l = await sh(`docker exec $(docker ps -qf name=${PREFIX}-wiki-backup) kdr-agent list --limit 3`);
     expect(l.status, l.stderr).toBe(0);
