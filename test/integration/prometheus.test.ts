@@ -228,7 +228,61 @@ describe("Prometheus declared by the local stack", () => {
   }, 200_000);
 });
 
+type Outcome<T> = { ok: T } | { error: unknown };
+const settle = <T>(p: Promise<T>): Promise<Outcome<T>> => p.then((ok) => ({ ok }), (error: unknown) => ({ error }));
+async function outcome<T>(p: Promise<Outcome<T>> | undefined): Promise<T> {
+  if (!p) throw new Error("the scenario was never started (the describe's beforeAll did not run)");
+  const r = await p;
+  if ("error" in r) throw r.error;
+  return r.ok;
+}
+
+/** The DR region's S3 server stopped until the lag alert is at every sink, then started again. */
+async function replicationStopped() {
+  const region = async (action: "stop" | "start") => {
+    const r = await runAsync("bash", [join(ROOT, "scripts", "region.sh"), action, "dr"], { timeoutMs: 180_000, cwd: ROOT });
+    if (r.status !== 0) throw new Error(`region.sh ${action} dr failed:\n${r.stderr.slice(-2000)}`);
+  };
+  const title = (state: string) => new RegExp(`^\\[${state}\\] the DR copy of the critical backups is more than 60 s behind the primary \\(see the replicator's log\\)$`);
+  await region("stop");
+  let lag: ReturnType<typeof bySink>;
+  try {
+    lag = await atEverySink("the replication-lag alert", title("FIRING"), 360);
+  } finally {
+    await region("start");
+  }
+  const caughtUp = await atEverySink("the replication-lag resolved notice", title("RESOLVED"), 300);
+  return { lag, caughtUp };
+}
+
+/** The files sidecar's container paused until the sidecar-down alert is at every sink, then unpaused. */
+async function sidecarPaused() {
+  const docker = new DockerApi();
+  const tasks = await docker.request<any[]>("GET", `/containers/json?filters=${encodeURIComponent(JSON.stringify({ label: ["com.docker.swarm.service.name=kdr-local-files-backup"] }))}`);
+  if (tasks.length !== 1) throw new Error(`the files sidecar's container: ${tasks.length} running, expected 1`);
+  const id = tasks[0].Id as string;
+  await docker.request("POST", `/containers/${id}/pause`);
+  let down: ReturnType<typeof bySink>;
+  try {
+    down = await atEverySink("the sidecar-down alert", /^\[FIRING\] files: backup agent not answering \/metrics$/, 150);
+  } finally {
+    await docker.request("POST", `/containers/${id}/unpause`);
+  }
+  const up = await atEverySink("the resolved notice", /^\[RESOLVED\] files: backup agent not answering \/metrics$/, 180);
+  return { down, up };
+}
+
 describe("Notices reach ntfy, a webhook and email, through Alertmanager and the notify relay", () => {
+  // The DR region's S3 server down and the files sidecar paused touch nothing the Redis cases
+  // look at (their notices have titles of their own): they run beside them, started here, and
+  // their tests below judge what they saw. One after the other they took ~220 s more.
+  let replication: Promise<Outcome<Awaited<ReturnType<typeof replicationStopped>>>> | undefined;
+  let paused: Promise<Outcome<Awaited<ReturnType<typeof sidecarPaused>>>> | undefined;
+  beforeAll(() => {
+    replication = settle(replicationStopped());
+    paused = settle(sidecarPaused());
+  });
+
   it("a failing backup (the protected Redis stopped): the alert once per group, and the agent's own event with its error once, at every sink", async () => {
     await scale("kdr-local-redis", 0);
     const alert = await atEverySink("the failure alert", /^\[FIRING\] redis: backup runs failed in the last 24 h$/, 180);
@@ -305,37 +359,16 @@ describe("Notices reach ntfy, a webhook and email, through Alertmanager and the 
   }, 600_000);
 
   it("replication stopped (the DR region's S3 server down): the lag alert names the tier at every sink, and the resolved notice follows once the copies caught up", async () => {
-    const region = async (action: "stop" | "start") => {
-      const r = await runAsync("bash", [join(ROOT, "scripts", "region.sh"), action, "dr"], { timeoutMs: 180_000, cwd: ROOT });
-      if (r.status !== 0) throw new Error(`region.sh ${action} dr failed:\n${r.stderr.slice(-2000)}`);
-    };
-    const title = (state: string) => new RegExp(`^\\[${state}\\] the DR copy of the critical backups is more than 60 s behind the primary \\(see the replicator's log\\)$`);
-    await region("stop");
-    try {
-      const lag = await atEverySink("the replication-lag alert", title("FIRING"), 360);
-      expect(lag.webhook[0]!.json).toMatchObject({ source: "alertmanager", status: "firing", severity: "warning" });
-      expect(lag.email[0]!.body).toContain("- the DR copy of the critical backups is more than 60 s behind the primary (see the replicator's log): since ");
-    } finally {
-      await region("start");
-    }
-    const caughtUp = await atEverySink("the replication-lag resolved notice", title("RESOLVED"), 300);
+    const { lag, caughtUp } = await outcome(replication);
+    expect(lag.webhook[0]!.json).toMatchObject({ source: "alertmanager", status: "firing", severity: "warning" });
+    expect(lag.email[0]!.body).toContain("- the DR copy of the critical backups is more than 60 s behind the primary (see the replicator's log): since ");
     expect([caughtUp.ntfy.length, caughtUp.webhook.length, caughtUp.email.length]).toEqual([1, 1, 1]);
   }, 900_000);
 
   it("a stopped sidecar (its container paused): the alert fires at every sink, and the resolved notice follows when it answers again", async () => {
-    const docker = new DockerApi();
-    const tasks = await docker.request<any[]>("GET", `/containers/json?filters=${encodeURIComponent(JSON.stringify({ label: ["com.docker.swarm.service.name=kdr-local-files-backup"] }))}`);
-    expect(tasks.length, "the files sidecar's container").toBe(1);
-    const id = tasks[0].Id as string;
-    await docker.request("POST", `/containers/${id}/pause`);
-    try {
-      const down = await atEverySink("the sidecar-down alert", /^\[FIRING\] files: backup agent not answering \/metrics$/, 150);
-      expect(down.ntfy[0]!.headers).toMatchObject({ priority: "urgent", tags: "rotating_light" });
-      expect(down.webhook[0]!.json).toMatchObject({ source: "alertmanager", status: "firing", severity: "critical", service: "files" });
-    } finally {
-      await docker.request("POST", `/containers/${id}/unpause`);
-    }
-    const up = await atEverySink("the resolved notice", /^\[RESOLVED\] files: backup agent not answering \/metrics$/, 180);
+    const { down, up } = await outcome(paused);
+    expect(down.ntfy[0]!.headers).toMatchObject({ priority: "urgent", tags: "rotating_light" });
+    expect(down.webhook[0]!.json).toMatchObject({ source: "alertmanager", status: "firing", severity: "critical", service: "files" });
     expect(up.webhook[0]!.json).toMatchObject({ status: "resolved", severity: "info" });
     expect(up.email[0]!.body).toMatch(/^Resolved:\n- files: backup agent not answering \/metrics: cleared at /m);
     expect([up.ntfy.length, up.webhook.length, up.email.length]).toEqual([1, 1, 1]);
