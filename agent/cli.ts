@@ -173,7 +173,8 @@ export async function main(argv: string[]): Promise<number> {
           if (!Number.isInteger(limit) || limit < 1) throw new ConfigError(`--limit '${flags.get("--limit")}' must be a whole number >= 1.`);
           const p = await withCatalog(s, (c) => runPendingVerify(s, c, limit));
           const lines = p.verified.map((v) => `verify ${v.backupId}: ${v.passed ? "PASSED" : "FAILED"}${v.error ? ` (${v.error})` : ""}`);
-          if (p.verified.length === 0 && !p.stoppedBy) lines.push(`verify ${s.service}: no backup waiting for verification`);
+          for (const w of p.notHereYet) lines.push(`verify ${s.service}: ${w}`);
+          if (p.verified.length === 0 && p.notHereYet.length === 0 && !p.stoppedBy) lines.push(`verify ${s.service}: no backup waiting for verification`);
           if (p.stoppedBy) lines.push(`verify ${s.service}: stopped, nothing more judged: ${p.stoppedBy}`);
           out(json, p, lines.join("\n"));
           return p.stoppedBy || p.verified.some((v) => !v.passed) ? 1 : 0;

@@ -262,6 +262,30 @@ describe("agent: restore from the DR region", () => {
     expect(await restoredChecksums(target, primary.password)).toEqual(sourceSums);
   });
 
+  // After the rebuild cases above, which count the backups of this service.
+  it("a backup whose copies have not arrived is not judged in the DR region (verify status unchanged), and is verified there once they have", async () => {
+    const b = json<{ backupId: string }>(await w.run(["backup", "--type", "full", "--no-logical", "--json"], env, { timeoutMs: 180_000 }));
+    const status = async () => (await w.db.query("SELECT verify_status FROM backup_management WHERE backup_id = $1", [b.backupId])).rows[0].verify_status as string | null;
+    // Not replicated yet: the DR cron's verify-new leaves it for a later run instead of failing it
+    // (a failed verdict made every restore and standby seed skip a good backup).
+    const pending = await w.run(["verify", "--pending", "--json"], drEnv, { timeoutMs: 120_000 });
+    const p = json<{ verified: Array<{ backupId: string }>; notHereYet: string[] }>(pending);
+    expect(p.verified.map((v) => v.backupId)).not.toContain(b.backupId);
+    expect(p.notHereYet).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`^backup ${b.backupId} was written in region ${w.bucket.region} \\(bucket ${w.bucket.bucket}\\), and region ${dr.region} \\(bucket ${dr.bucket}\\) does not hold full/${SERVICE}/${b.backupId}/\\S+ yet .*not judged, its verify status unchanged`))]));
+    const one = await w.run(["verify", "--backup-id", b.backupId], drEnv, { timeoutMs: 120_000 });
+    expect(one.code).toBe(1);
+    expect(one.stderr).toMatch(/not judged, its verify status unchanged/);
+    // Without an id, the newest backup the region holds whole is verified, said.
+    const latest = json<{ backupId: string; passed: boolean }>(await w.run(["verify", "--json"], drEnv, { timeoutMs: 120_000 }));
+    expect(latest.passed).toBe(true);
+    expect(latest.backupId).not.toBe(b.backupId);
+    expect(await status()).toBeNull();
+    expect((await w.run(["replicate", "--once"], replicateEnv)).code).toBe(0);
+    const after = json<{ verified: Array<{ backupId: string; passed: boolean }>; notHereYet: string[] }>(await w.run(["verify", "--pending", "--json"], drEnv, { timeoutMs: 120_000 }));
+    expect(after.verified.find((v) => v.backupId === b.backupId)).toMatchObject({ passed: true });
+    expect(await status()).toBe("passed");
+  });
+
   it("a replicator the other way (the dr stack's, after a failover) sends no copy back and copies what was written in the DR region; the forward one does not send that back either", async () => {
     const { ListObjectVersionsCommand, HeadObjectCommand } = await import("@aws-sdk/client-s3");
     const versions = async (b: TestBucket) => {
