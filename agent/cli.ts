@@ -164,7 +164,7 @@ export async function main(argv: string[]): Promise<number> {
         };
         checkRestorePaths(s, opts);
         const r = await withCatalog(s, (c) => runRestore(s, c, opts));
-        out(json, r, `restore of ${r.service} completed from backup ${r.backupId} into ${r.target}\n  target ${r.recoveryTarget}, reaches ${r.reaches}; ${r.artifactsChecked} artifact(s) checked first; ${fmtSeconds(r.durationSeconds)}${r.fellBack.map((f) => `\n  FELL BACK: ${f}`).join("")}\n  next: ${r.next}`);
+        out(json, r, `restore of ${r.service} completed from backup ${r.backupId} into ${r.target}\n  target ${r.recoveryTarget}, reaches ${r.reaches}; SHA-256 of ${r.artifactsChecked} object(s) checked; ${fmtSeconds(r.durationSeconds)}${r.fellBack.map((f) => `\n  FELL BACK: ${f}`).join("")}\n  next: ${r.next}`);
         return 0;
       }
       case "verify": {

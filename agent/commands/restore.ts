@@ -9,9 +9,9 @@ import * as pgEngine from "../engines/postgres.js";
 import * as redisEngine from "../engines/redis.js";
 import * as volumeEngine from "../engines/volume.js";
 import { checkStoredSha, IntegrityError } from "../storage/pipeline.js";
-import { log } from "../storage/progress.js";
+import { fmtBytes, fmtSeconds, log } from "../storage/progress.js";
 import { Storage } from "../storage/s3.js";
-import { heldHere, identityFor, inRegionOf, loadManifest, outsideTheBackup } from "./shared.js";
+import { diskFull, heldHere, identityFor, inRegionOf, loadManifest, outsideTheBackup } from "./shared.js";
 
 export const toRef = (a: cat.ArtifactRow): pgEngine.StoredRef => ({
   key: a.objectKey,
@@ -156,6 +156,21 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
     (e instanceof IntegrityError || /NoSuch(Key|Version)|HTTP 404/.test((e as Error).message));
   const identityOf = (r: cat.BackupRow) => (engine === "volume" ? "" : identityFor(s, r.encryptionKeyId));
   let checked = 1;
+  /** Restoring over what is there (--force-overwrite-source): the base is checked before it is written. */
+  const overwrite = nonEmpty;
+  /** Set once this restore writes into the target, which was empty: a failure empties it again. */
+  let applied = false;
+  const emptyTarget = () => {
+    if (overwrite || !existsSync(target)) return;
+    for (const f of readdirSync(target)) rmSync(path.join(target, f), { recursive: true, force: true });
+    if (o.walDir) for (const w of wal) rmSync(path.join(o.walDir, walRef(w).name), { force: true });
+    applied = false;
+    log(`restore ${service}: removed what this restore had written to ${target}`);
+  };
+  const noRoom = (e: unknown, a: cat.ArtifactRow[]) => {
+    const raw = a.filter((x) => x.role === "base" || x.role === "rdb").reduce((n, x) => n + (x.rawSize ?? 0), 0);
+    return new Error(`the disk holding ${target} is full: free space there, or restore to a larger volume${raw ? ` (this backup is ${fmtBytes(raw)} unpacked${engine === "postgres" ? ", plus its WAL" : ""})` : ""}: ${(e as Error).message}`, { cause: e });
+  };
   /** A standby's base on the service's newest timeline, when a newer one lies on an older timeline. */
   let pinned: string | undefined;
   for (;;) {
@@ -211,14 +226,26 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
     log(`restore ${service}: using backup ${row.backupId} (${row.backupType}, recovery point ${row.recoveryPointEnd?.toISOString()})${wal.length ? ` + ${wal.length} WAL file(s)` : ""}, reaching ${reaches.toISOString()}, from ${storage.bucket} in region ${storage.region}`);
     try {
       await loadManifest(storage, row, arts);
-      // Every artifact's SHA-256 is checked before anything is written to the target.
+      const identity = identityOf(row);
       for (const r of arts.filter((a) => a.role === "base" || a.role === "rdb").map(toRef)) {
-        await checkStoredSha(storage, r, r.name);
+        if (overwrite) {
+          // Over what is there, nothing is written before the base's SHA-256 is checked.
+          await checkStoredSha(storage, r, r.name);
+        } else {
+          // Into an empty target the base is checked as it is written, in one download.
+          const t = Date.now();
+          applied = true;
+          if (engine === "postgres") await pgEngine.unpackBase({ storage, identityFile: identity, base: r, target });
+          else await redisEngine.restore({ storage, identityFile: identity, rdb: r, target, overwrite: false });
+          log(`restore ${service}: ${r.name} (${fmtBytes(r.rawBytes ?? 0)}) written to ${target} and its SHA-256 checked, in ${fmtSeconds((Date.now() - t) / 1000)}`);
+        }
         checked++;
       }
-      identityOf(row);
       break;
     } catch (e) {
+      // What this restore wrote into the empty target goes before anything else is tried.
+      if (applied) emptyTarget();
+      if (diskFull(e)) throw noRoom(e, arts);
       // A damaged backup (not an unreachable store, not a missing key) is recorded as such, and
       // the plan is made again without it: the newest good point, said, not a failed restore.
       if (uncopied.length && !outsideTheBackup(e) && /NoSuch(Key|Version)|HTTP 404/.test((e as Error).message)) {
@@ -250,48 +277,60 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
   }
 
   let next = "";
-  if (engine === "volume") {
-    const snap = arts.find((a) => a.role === "restic");
-    if (!snap) throw new IntegrityError(`backup ${row.backupId} has no restic snapshot artifact.`);
-    await volumeEngine.restore(s, storage, snap.objectKey, snap.sha256, target, !!(o.forceOverwriteSource && o.yes));
-    checked++;
-    next = `files are in ${target}`;
-  } else {
-    const identity = identityOf(row);
-    const refs = arts.filter((a) => a.role === "base" || a.role === "rdb").map(toRef);
-    for (const [i, w] of wal.entries()) {
-      const r = walRef(w);
-      try {
-        await checkStoredSha(storage, r, r.name);
-      } catch (e) {
-        // WAL after a damaged or missing segment cannot be replayed: stop before it, say where.
-        if (o.standby || !damaged(e, row)) throw e;
+  try {
+    if (engine === "volume") {
+      const snap = arts.find((a) => a.role === "restic");
+      if (!snap) throw new IntegrityError(`backup ${row.backupId} has no restic snapshot artifact.`);
+      await volumeEngine.restore(s, storage, snap.objectKey, snap.sha256, target, !!(o.forceOverwriteSource && o.yes));
+      checked++;
+      next = `files are in ${target}`;
+    } else if (engine === "postgres") {
+      const identity = identityOf(row);
+      const base = arts.filter((a) => a.role === "base").map(toRef).find((r) => r.name === "base.tar");
+      if (!base) throw new IntegrityError(`backup ${row.backupId} has no base.tar artifact.`);
+      if (overwrite) {
+        applied = true;
+        await pgEngine.unpackBase({ storage, identityFile: identity, base, target });
+      }
+      // The WAL, each segment checked as it is staged, a few at a time: a segment damaged or gone
+      // ends the replay before it (said), as the WAL after it cannot be replayed.
+      const walDir = pgEngine.walStagingDir(target, o);
+      const t = Date.now();
+      applied = true;
+      const staged = await pgEngine.stageWal({ storage, identityFile: identity, wal: wal.map(walRef), dir: walDir, isDamage: (e) => !o.standby && damaged(e, row) });
+      checked += staged.staged;
+      if (staged.damaged) {
+        const i = staged.damaged.index;
         const kept = wal.slice(0, i).filter((x) => !x.segmentName.endsWith(".history"));
         const until = kept.at(-1)?.coversUntil ?? row.recoveryPointEnd!;
-        const why = (e as Error).message;
-        fellBack.push(`WAL ${w.segmentName} is damaged or missing (${why}): the restore stops before it, at ${until.toISOString()}`);
-        log(`restore ${service}: WAL ${w.segmentName} is damaged or missing (${why}); replaying only the ${i} file(s) before it, reaching ${until.toISOString()} instead of ${reaches.toISOString()}`);
+        const why = staged.damaged.error.message;
+        fellBack.push(`WAL ${wal[i]!.segmentName} is damaged or missing (${why}): the restore stops before it, at ${until.toISOString()}`);
+        log(`restore ${service}: WAL ${wal[i]!.segmentName} is damaged or missing (${why}); replaying only the ${i} file(s) before it, reaching ${until.toISOString()} instead of ${reaches.toISOString()}`);
         wal = wal.slice(0, i);
         if (targetTime && targetTime.getTime() > until.getTime()) targetTime = undefined;
         reaches = until;
-        break;
       }
-      checked++;
-    }
-    const walRefs = wal.map(walRef);
-    log(`restore ${service}: SHA-256 of ${checked} object(s) (manifest included) verified before applying`);
-    if (engine === "postgres") {
-      const base = refs.find((r) => r.name === "base.tar");
-      if (!base) throw new IntegrityError(`backup ${row.backupId} has no base.tar artifact.`);
-      await pgEngine.restore({ storage, identityFile: identity, base, wal: walRefs, target, walDir: o.walDir, targetTime, standby: o.standby });
+      if (wal.length) log(`restore ${service}: ${wal.length} WAL file(s) staged in ${walDir} and their SHA-256 checked, in ${fmtSeconds((Date.now() - t) / 1000)}`);
+      if (o.standby) {
+        pgEngine.writeStandbyConfig(target);
+        log(`postgres standby: base + ${wal.length} WAL file(s) in ${target}; it starts as a standby and replays WAL staged in ${pgEngine.STANDBY_WAL_DIR} by 'kdr-agent standby follow'`);
+      } else {
+        pgEngine.writeRecoveryConfig(target, { walDir: o.walDir, targetTime });
+        log(`postgres restore: base + ${wal.length} WAL file(s) in ${target}; recovery ${targetTime ? `to ${targetTime.toISOString()}` : "to the end of the WAL"} happens when PostgreSQL starts on it`);
+      }
       next = `start PostgreSQL 15 on ${target} (owned by the postgres user, mode 0700); it replays the WAL and promotes`;
     } else {
-      const rdb = refs.find((r) => r.name === "dump.rdb");
+      const rdb = arts.filter((a) => a.role === "rdb").map(toRef).find((r) => r.name === "dump.rdb");
       if (!rdb) throw new IntegrityError(`backup ${row.backupId} has no dump.rdb artifact.`);
-      await redisEngine.restore({ storage, identityFile: identity, rdb, target, overwrite: !!(o.forceOverwriteSource && o.yes) });
+      // Written aside and renamed over the old one only whole and checked.
+      if (overwrite) await redisEngine.restore({ storage, identityFile: identityOf(row), rdb, target, overwrite: true });
       next = `start redis-server with 'dir ${target}' and 'dbfilename dump.rdb'`;
     }
+  } catch (e) {
+    if (applied) emptyTarget();
+    throw diskFull(e) ? noRoom(e, arts) : e;
   }
+  log(`restore ${service}: SHA-256 of ${checked} object(s) (manifest included) checked`);
   if (o.owner) {
     if (!/^\d+:\d+$/.test(o.owner)) throw new ConfigError(`--owner '${o.owner}' is not uid:gid: give numbers, e.g. 999:999 for the official postgres image.`);
     for (const p of [target, ...(o.walDir ? [o.walDir] : [])]) {

@@ -19,7 +19,7 @@ import { chmodSync, chownSync, existsSync, readFileSync, mkdirSync, mkdtempSync,
 import path from "node:path";
 import pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
-import { checkStoredSha, childSink, diskFull, openAndRestore, sealAndUpload, spawnTool, devNull, untar, type SealedArtifact } from "../storage/pipeline.js";
+import { checkStoredSha, childSink, diskFull, IntegrityError, openAndRestore, sealAndUpload, spawnTool, devNull, untar, type SealedArtifact } from "../storage/pipeline.js";
 import { Progress, log } from "../storage/progress.js";
 import type { Storage } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
@@ -192,30 +192,28 @@ export interface StoredRef {
 export const STAGED_WAL_DIR = "kdr_restore_wal";
 
 /**
- * Restores base + WAL into `target` (must be empty). WAL is staged, decrypted, in `walDir`
- * (default `<target>/kdr_restore_wal`, which moves with the data volume into the PostgreSQL
- * container) and replayed through restore_command; recovery stops at `targetTime` (or the end
- * of the WAL), then promotes and deletes the staged WAL.
+ * Unpacks a base into `target` (empty or new), its SHA-256s checked as it streams: one download,
+ * no pass before it. A base that fails to read leaves a half-unpacked target, which the caller
+ * empties before it falls back to another backup (restore.ts).
  */
-export async function restore(o: {
-  storage: Storage;
-  identityFile: string;
-  base: StoredRef;
-  wal: StoredRef[];
-  target: string;
-  walDir?: string;
-  targetTime?: Date;
-  /**
-   * A warm standby instead of a recovery: standby.signal, WAL read from STANDBY_WAL_DIR (which
-   * `kdr-agent standby follow` keeps filling) and cleaned up by PostgreSQL itself, no target.
-   */
-  standby?: boolean;
-}): Promise<void> {
+export async function unpackBase(o: { storage: Storage; identityFile: string; base: StoredRef; target: string }): Promise<void> {
   mkdirSync(o.target, { recursive: true, mode: 0o700 });
-  const walDir = o.standby ? path.join(o.target, STANDBY_WAL_DIR) : (o.walDir ?? path.join(o.target, STAGED_WAL_DIR));
-  mkdirSync(walDir, { recursive: true });
   const tar = untar(o.target);
-  await Promise.all([openAndRestore({ storage: o.storage, ref: o.base, identityFile: o.identityFile, label: o.base.name, sink: tar.child.stdin! }), tar.exited]);
+  let stopped = false;
+  const streamed = openAndRestore({ storage: o.storage, ref: o.base, identityFile: o.identityFile, label: o.base.name, sink: tar.child.stdin! }).catch((e: unknown) => {
+    // A stream that fails before its end (the object missing, damaged) never ends tar's input.
+    if (tar.child.exitCode === null) {
+      stopped = true;
+      tar.child.kill("SIGTERM");
+    }
+    throw e;
+  });
+  const [got, unpacked] = await Promise.allSettled([streamed, tar.exited]);
+  // The cause: the object's own fault (a checksum, the key) or its absence, said by the stream;
+  // else tar's (a full disk, a directory it cannot write), whose broken pipe is all the stream saw.
+  const objectsFault = got.status === "rejected" && (got.reason instanceof IntegrityError || got.reason instanceof ConfigError || stopped);
+  if (unpacked.status === "rejected" && (diskFull(unpacked.reason) || !objectsFault)) throw unpacked.reason;
+  if (got.status === "rejected") throw got.reason;
   // A base of a server that was a warm standby (promoted since: a failover) carries what its
   // follower kept in the data directory: the state of where it had staged to, the WAL it had
   // staged (of the old timeline), the old primary's password. None of it belongs to this copy.
@@ -225,16 +223,58 @@ export async function restore(o: {
   const stale = existsSync(staged) ? readdirSync(staged) : [];
   for (const f of stale) rmSync(path.join(staged, f), { recursive: true, force: true });
   if (carried.length || stale.length) log(`postgres restore: removed what the base's server kept as a warm standby before its promotion (${[...carried, ...(stale.length ? [`${stale.length} file(s) in ${STANDBY_WAL_DIR}`] : [])].join(", ")})`);
+}
+
+/** How many WAL segments are fetched at once: each is a GET, an age and a zstd. */
+export const WAL_FETCH_CONCURRENCY = 4;
+
+/** Where restored WAL is staged: `walDir`, or a directory in the data directory. */
+export const walStagingDir = (target: string, o: { walDir?: string; standby?: boolean }): string =>
+  o.standby ? path.join(target, STANDBY_WAL_DIR) : (o.walDir ?? path.join(target, STAGED_WAL_DIR));
+
+/**
+ * Stages WAL segments, decrypted, into `dir`, each checked (SHA-256) as it streams, a few at a
+ * time. A segment that `isDamage` judges damaged ends the chain there: nothing from it on is
+ * staged (what was fetched ahead is removed) and its index is returned, for the caller to say
+ * where the replay now stops. Any other failure fails the staging.
+ */
+export async function stageWal(o: { storage: Storage; identityFile: string; wal: StoredRef[]; dir: string; isDamage: (e: unknown) => boolean }): Promise<{ staged: number; damaged?: { index: number; error: Error } }> {
+  mkdirSync(o.dir, { recursive: true });
   const progress = new Progress(`wal segments`, o.wal.length, 5000);
-  for (const w of o.wal) {
-    await openAndRestore({ storage: o.storage, ref: w, identityFile: o.identityFile, label: w.name, sink: createWriteStream(path.join(walDir, w.name)) });
-    progress.add(1);
-  }
-  if (o.standby) {
-    writeStandbyConfig(o.target);
-    log(`postgres standby: base + ${o.wal.length} WAL file(s) in ${o.target}; it starts as a standby and replays WAL staged in ${STANDBY_WAL_DIR} by 'kdr-agent standby follow'`);
-    return;
-  }
+  let damaged: { index: number; error: Error } | undefined;
+  let failed: unknown;
+  let next = 0;
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= o.wal.length || failed !== undefined || (damaged && i > damaged.index)) return;
+      const w = o.wal[i]!;
+      const file = path.join(o.dir, w.name);
+      const out = createWriteStream(file);
+      try {
+        await openAndRestore({ storage: o.storage, ref: w, identityFile: o.identityFile, label: w.name, sink: out });
+        progress.add(1);
+      } catch (e) {
+        // Removed once closed: the file is opened asynchronously, and may be after a fast failure.
+        out.destroy();
+        if (!out.closed) await new Promise<void>((r) => out.once("close", () => r()));
+        rmSync(file, { force: true });
+        if (!o.isDamage(e)) failed ??= e;
+        else if (!damaged || i < damaged.index) damaged = { index: i, error: e as Error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(WAL_FETCH_CONCURRENCY, o.wal.length) }, worker));
+  if (failed !== undefined) throw failed;
+  if (damaged) for (const w of o.wal.slice(damaged.index)) rmSync(path.join(o.dir, w.name), { force: true });
+  return { staged: damaged ? damaged.index : o.wal.length, damaged };
+}
+
+/**
+ * The recovery settings of a restored base whose WAL is staged: replay it (to `targetTime`, or
+ * to its end), then promote and delete the staged WAL. A standby's instead: writeStandbyConfig.
+ */
+export function writeRecoveryConfig(target: string, o: { walDir?: string; targetTime?: Date }): void {
   // restore_command runs with the data directory as its working directory.
   const from = o.walDir ? o.walDir : STAGED_WAL_DIR;
   const conf = [
@@ -246,9 +286,8 @@ export async function restore(o: {
     ...(o.walDir ? [] : [`recovery_end_command = 'rm -rf ${STAGED_WAL_DIR}'`]),
     "",
   ];
-  appendFileSync(path.join(o.target, "postgresql.auto.conf"), conf.join("\n"));
-  writeFileSync(path.join(o.target, "recovery.signal"), "");
-  log(`postgres restore: base + ${o.wal.length} WAL file(s) in ${o.target}; recovery ${o.targetTime ? `to ${o.targetTime.toISOString()}` : "to the end of the WAL"} happens when PostgreSQL starts on it`);
+  appendFileSync(path.join(target, "postgresql.auto.conf"), conf.join("\n"));
+  writeFileSync(path.join(target, "recovery.signal"), "");
 }
 
 /** Where a warm standby's WAL is staged, inside its data directory (shared with the follower's volume mount). */

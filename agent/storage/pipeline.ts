@@ -228,7 +228,9 @@ export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number
   // age writes straight into zstd through an OS pipe: those bytes never pass through the agent.
   const zstd = spawnTool("zstd", ["-q", "-d", "-c"], { stdin: age.child.stdout! });
   const stored = new Meter();
-  const inDone = pipeline(body, stored, age.child.stdin!);
+  // The stored stream is read to its end even when age stops early (a damaged chunk fails its
+  // MAC): its SHA-256 is then complete, and says that the object, not this machine, is at fault.
+  const inDone = pipeline(body, stored, childSink(age.child.stdin!));
   // Awaited through the gates below; a failure that ends the main pipeline first must not
   // surface as an unhandled rejection.
   inDone.catch(() => undefined);
@@ -246,12 +248,22 @@ export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number
   ageOk.catch(() => undefined);
   shaOk.catch(() => undefined);
   const raw = new Meter([shaOk, ageOk, zstd.exited], new Progress(`restore ${o.label}`, o.ref.rawBytes));
+  // Which side failed first: the sink (a full disk, tar gone) says nothing of the object, and then
+  // the rest of it is not downloaded just to be hashed.
+  let first: "sink" | "stream" | undefined;
+  o.sink.once("error", () => (first ??= "sink"));
+  raw.once("error", () => (first ??= "stream"));
   try {
     await pipeline(zstd.child.stdout!, raw, o.sink);
   } catch (e) {
     for (const c of [age.child, zstd.child]) if (c.exitCode === null) c.kill("SIGTERM");
-    // Prefer the root cause (checksum, key) over the broken pipe it produced downstream.
-    for (const p of [shaOk, ageOk]) {
+    if (first === "sink") {
+      body.destroy();
+      throw e;
+    }
+    // Prefer the root cause (the key, a checksum) over the broken pipe it produced downstream.
+    // A wrong key is known at once; a checksum only once the whole object is read.
+    for (const p of [ageOk, shaOk]) {
       try {
         await p;
       } catch (inner) {

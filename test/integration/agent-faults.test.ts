@@ -12,7 +12,7 @@
  */
 import { CopyObjectCommand, DeleteObjectCommand, ListMultipartUploadsCommand, ListObjectVersionsCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startProxy, type CuttableProxy } from "../support/proxy.js";
@@ -522,6 +522,10 @@ describe("agent faults", () => {
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`FELL BACK: WAL ${gone!.segment_name} is damaged or missing \\(.*\\): the restore stops before it, at \\d{4}-`));
       expect(r.stderr).toMatch(new RegExp(`restore pg-faults: WAL ${gone!.segment_name} is damaged or missing`));
+      // Segments are fetched a few at a time: none from the gap on is left staged for the replay.
+      const staged = readdirSync(path.join(target, "kdr_restore_wal"));
+      expect(staged.length).toBeGreaterThan(0);
+      expect(staged.filter((f) => f >= gone!.segment_name)).toEqual([]);
       expect(await restoredEvents(target)).toEqual(["before"]);
     }, 600_000);
 

@@ -89,6 +89,26 @@ describe("agent commands inside the agent image", () => {
     expect(await status()).toBe(before);
   }, 180_000);
 
+  it("a restore into a full disk fails naming the disk, removes what it had written, and judges nothing", async () => {
+    // The target on a 1 MiB tmpfs: the base does not fit. A shell in the same container lists
+    // what the failed restore left there.
+    const status = async () => (await w.db.query("SELECT verify_status FROM backup_management WHERE backup_id = $1", [backupId])).rows[0].verify_status as string | null;
+    const before = await status();
+    const e = Object.entries(env).filter(([k]) => k.startsWith("KDR_") && k !== "KDR_SECRET_DIR" && k !== "KDR_STATE_DIR");
+    const r = dockerTry([
+      "run", "--rm", "--network", "host", "--tmpfs", "/restore:size=1m",
+      "-v", `${w.secretDir}:/run/secrets:ro`,
+      ...e.flatMap(([k, v]) => ["-e", `${k}=${v}`]),
+      "--entrypoint", "sh", readPlatform().images.agent, "-c", `kdr-agent restore --target /restore/pg --backup-id ${backupId}; echo "exit $?"; echo "left: $(ls -A /restore/pg | wc -l)"`,
+    ]);
+    expect(r.stdout, r.stderr).toMatch(/^exit 1$/m);
+    expect(r.stderr).toMatch(/the disk holding \/restore\/pg is full: free space there, or restore to a larger volume \(this backup is [\d.]+ MiB unpacked, plus its WAL\): [\s\S]*No space left on device/);
+    expect(r.stderr).toContain("restore pg-image: removed what this restore had written to /restore/pg");
+    expect(r.stdout).toMatch(/^left: 0$/m);
+    // A full disk says nothing of the backup: not recorded as failed.
+    expect(await status()).toBe(before);
+  }, 180_000);
+
   it("restore refuses what it cannot honour before writing anything: a time without its zone, an id no backup has, --clean-target of the root", () => {
     const noZone = inImage(["restore", "--target", "/tmp/r", "--time", "2026-11-28T21:04:05"]);
     expect(noZone.status, noZone.stderr).toBe(2);

@@ -157,7 +157,7 @@ describe("agent: postgres", () => {
     rmSync(noKeyDir, { recursive: true, force: true });
   });
 
-  it("a flipped byte in the stored base is caught by verify and by restore, before anything is applied", async () => {
+  it("a flipped byte in the stored base is caught by verify and by restore, which leaves the target empty", async () => {
     const base = full.artifacts.find((a) => a.name === "base.tar")!;
     // S3 versioning keeps the good copy; the catalog is pointed at the damaged version to
     // stand in for bit rot in place.
