@@ -288,28 +288,39 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
       const identity = identityOf(row);
       const base = arts.filter((a) => a.role === "base").map(toRef).find((r) => r.name === "base.tar");
       if (!base) throw new IntegrityError(`backup ${row.backupId} has no base.tar artifact.`);
-      if (overwrite) {
-        applied = true;
-        await pgEngine.unpackBase({ storage, identityFile: identity, base, target });
-      }
-      // The WAL, each segment checked as it is staged, a few at a time: a segment damaged or gone
-      // ends the replay before it (said), as the WAL after it cannot be replayed.
-      const walDir = pgEngine.walStagingDir(target, o);
-      const t = Date.now();
-      applied = true;
-      const staged = await pgEngine.stageWal({ storage, identityFile: identity, wal: wal.map(walRef), dir: walDir, isDamage: (e) => !o.standby && damaged(e, row) });
-      checked += staged.staged;
-      if (staged.damaged) {
-        const i = staged.damaged.index;
+      // WAL after a damaged or missing segment cannot be replayed: the replay stops before it (said).
+      const stopAt = (i: number, e: unknown) => {
         const kept = wal.slice(0, i).filter((x) => !x.segmentName.endsWith(".history"));
         const until = kept.at(-1)?.coversUntil ?? row.recoveryPointEnd!;
-        const why = staged.damaged.error.message;
+        const why = (e as Error).message;
         fellBack.push(`WAL ${wal[i]!.segmentName} is damaged or missing (${why}): the restore stops before it, at ${until.toISOString()}`);
         log(`restore ${service}: WAL ${wal[i]!.segmentName} is damaged or missing (${why}); replaying only the ${i} file(s) before it, reaching ${until.toISOString()} instead of ${reaches.toISOString()}`);
         wal = wal.slice(0, i);
         if (targetTime && targetTime.getTime() > until.getTime()) targetTime = undefined;
         reaches = until;
+      };
+      if (overwrite) {
+        // Over what is there, every WAL segment is checked too before the base is written.
+        for (const [i, w] of wal.entries()) {
+          try {
+            await checkStoredSha(storage, walRef(w), w.segmentName);
+          } catch (e) {
+            if (o.standby || !damaged(e, row)) throw e;
+            stopAt(i, e);
+            break;
+          }
+          checked++;
+        }
+        applied = true;
+        await pgEngine.unpackBase({ storage, identityFile: identity, base, target });
       }
+      // The WAL, each segment checked as it is staged, a few at a time.
+      const walDir = pgEngine.walStagingDir(target, o);
+      const t = Date.now();
+      applied = true;
+      const staged = await pgEngine.stageWal({ storage, identityFile: identity, wal: wal.map(walRef), dir: walDir, isDamage: (e) => !o.standby && damaged(e, row) });
+      if (!overwrite) checked += staged.staged;
+      if (staged.damaged) stopAt(staged.damaged.index, staged.damaged.error);
       if (wal.length) log(`restore ${service}: ${wal.length} WAL file(s) staged in ${walDir} and their SHA-256 checked, in ${fmtSeconds((Date.now() - t) / 1000)}`);
       if (o.standby) {
         pgEngine.writeStandbyConfig(target);

@@ -19,7 +19,7 @@ import { chmodSync, chownSync, existsSync, readFileSync, mkdirSync, mkdtempSync,
 import path from "node:path";
 import pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
-import { checkStoredSha, childSink, diskFull, IntegrityError, openAndRestore, sealAndUpload, spawnTool, devNull, untar, type SealedArtifact } from "../storage/pipeline.js";
+import { checkStoredSha, childSink, diskFull, openAndRestore, sealAndUpload, spawnTool, devNull, untar, type SealedArtifact } from "../storage/pipeline.js";
 import { Progress, log } from "../storage/progress.js";
 import type { Storage } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
@@ -199,20 +199,16 @@ export const STAGED_WAL_DIR = "kdr_restore_wal";
 export async function unpackBase(o: { storage: Storage; identityFile: string; base: StoredRef; target: string }): Promise<void> {
   mkdirSync(o.target, { recursive: true, mode: 0o700 });
   const tar = untar(o.target);
-  let stopped = false;
   const streamed = openAndRestore({ storage: o.storage, ref: o.base, identityFile: o.identityFile, label: o.base.name, sink: tar.child.stdin! }).catch((e: unknown) => {
     // A stream that fails before its end (the object missing, damaged) never ends tar's input.
-    if (tar.child.exitCode === null) {
-      stopped = true;
-      tar.child.kill("SIGTERM");
-    }
+    if (tar.child.exitCode === null) tar.child.kill("SIGTERM");
     throw e;
   });
   const [got, unpacked] = await Promise.allSettled([streamed, tar.exited]);
-  // The cause: the object's own fault (a checksum, the key) or its absence, said by the stream;
-  // else tar's (a full disk, a directory it cannot write), whose broken pipe is all the stream saw.
-  const objectsFault = got.status === "rejected" && (got.reason instanceof IntegrityError || got.reason instanceof ConfigError || stopped);
-  if (unpacked.status === "rejected" && (diskFull(unpacked.reason) || !objectsFault)) throw unpacked.reason;
+  // The cause: tar's own (a full disk, a member it refused) when all the stream saw was its input
+  // closing; else the stream's (a checksum, the key, the object missing or unreachable).
+  const brokenPipe = got.status === "rejected" && ["EPIPE", "ERR_STREAM_PREMATURE_CLOSE", "ERR_STREAM_DESTROYED"].includes((got.reason as NodeJS.ErrnoException).code ?? "");
+  if (unpacked.status === "rejected" && (diskFull(unpacked.reason) || got.status === "fulfilled" || brokenPipe)) throw unpacked.reason;
   if (got.status === "rejected") throw got.reason;
   // A base of a server that was a warm standby (promoted since: a failover) carries what its
   // follower kept in the data directory: the state of where it had staged to, the WAL it had
@@ -241,13 +237,14 @@ export const walStagingDir = (target: string, o: { walDir?: string; standby?: bo
 export async function stageWal(o: { storage: Storage; identityFile: string; wal: StoredRef[]; dir: string; isDamage: (e: unknown) => boolean }): Promise<{ staged: number; damaged?: { index: number; error: Error } }> {
   mkdirSync(o.dir, { recursive: true });
   const progress = new Progress(`wal segments`, o.wal.length, 5000);
-  let damaged: { index: number; error: Error } | undefined;
-  let failed: unknown;
+  /** The first damaged segment, and the first other failure, by index. */
+  const st = {} as { damaged?: { index: number; error: Error }; failed?: { index: number; error: unknown } };
   let next = 0;
   const worker = async () => {
     for (;;) {
+      // Taken in order: every segment before one that failed was taken already.
       const i = next++;
-      if (i >= o.wal.length || failed !== undefined || (damaged && i > damaged.index)) return;
+      if (i >= o.wal.length || st.failed || (st.damaged && i > st.damaged.index)) return;
       const w = o.wal[i]!;
       const file = path.join(o.dir, w.name);
       const out = createWriteStream(file);
@@ -259,13 +256,18 @@ export async function stageWal(o: { storage: Storage; identityFile: string; wal:
         out.destroy();
         if (!out.closed) await new Promise<void>((r) => out.once("close", () => r()));
         rmSync(file, { force: true });
-        if (!o.isDamage(e)) failed ??= e;
-        else if (!damaged || i < damaged.index) damaged = { index: i, error: e as Error };
+        // (Read again after the await: another worker may have set them meanwhile.)
+        const earlier = (prev?: { index: number }) => !prev || i < prev.index;
+        if (!o.isDamage(e)) {
+          if (earlier(st.failed)) st.failed = { index: i, error: e };
+        } else if (earlier(st.damaged)) st.damaged = { index: i, error: e as Error };
       }
     }
   };
   await Promise.all(Array.from({ length: Math.min(WAL_FETCH_CONCURRENCY, o.wal.length) }, worker));
-  if (failed !== undefined) throw failed;
+  // A failure after a damaged segment concerns WAL that is not replayed anyway (fetched ahead).
+  const { damaged, failed } = st;
+  if (failed && (!damaged || failed.index < damaged.index)) throw failed.error;
   if (damaged) for (const w of o.wal.slice(damaged.index)) rmSync(path.join(o.dir, w.name), { force: true });
   return { staged: damaged ? damaged.index : o.wal.length, damaged };
 }

@@ -223,7 +223,11 @@ export interface OpenOptions {
  * and the raw SHA-256 on the way; the sink only gets an end when both matched.
  */
 export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number }> {
-  const { body } = await o.storage.get(o.ref.key, o.ref.versionId ?? undefined);
+  const { body } = await o.storage.get(o.ref.key, o.ref.versionId ?? undefined).catch((e: unknown) => {
+    // Nothing will be written: the sink is closed (a file's descriptor, a child's input).
+    o.sink.destroy();
+    throw e;
+  });
   const age = spawnTool("age", ["-d", "-i", o.identityFile]);
   // age writes straight into zstd through an OS pipe: those bytes never pass through the agent.
   const zstd = spawnTool("zstd", ["-q", "-d", "-c"], { stdin: age.child.stdout! });
@@ -252,6 +256,10 @@ export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number
   // the rest of it is not downloaded just to be hashed.
   let first: "sink" | "stream" | undefined;
   o.sink.once("error", () => (first ??= "sink"));
+  // A child's input closes without an error when the child exits and no write was in flight.
+  o.sink.once("close", () => {
+    if (!o.sink.writableFinished) first ??= "sink";
+  });
   raw.once("error", () => (first ??= "stream"));
   try {
     await pipeline(zstd.child.stdout!, raw, o.sink);
@@ -261,16 +269,19 @@ export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number
       body.destroy();
       throw e;
     }
-    // Prefer the root cause (the key, a checksum) over the broken pipe it produced downstream.
-    // A wrong key is known at once; a checksum only once the whole object is read.
+    // Prefer the root cause (a checksum, the key) over the broken pipe it produced downstream.
+    // The checksum first: a damaged header also makes age say no identity matched (a key that
+    // is not the backup's was refused before any download: identityFor).
+    let keyError: unknown;
     for (const p of [ageOk, shaOk]) {
       try {
         await p;
       } catch (inner) {
-        if (inner instanceof IntegrityError || inner instanceof ConfigError) throw inner;
+        if (inner instanceof IntegrityError) throw inner;
+        if (inner instanceof ConfigError) keyError ??= inner;
       }
     }
-    throw e;
+    throw keyError ?? e;
   }
   if (o.ref.rawSha256 && raw.digest !== o.ref.rawSha256) {
     throw new IntegrityError(`${o.label}: decrypted content has SHA-256 ${raw.digest}, expected ${o.ref.rawSha256}.`);
@@ -299,6 +310,11 @@ export function childSink(stdin: Writable): Writable {
   stdin.on("error", fail);
   stdin.on("close", fail);
   return new Writable({
+    // Failed from upstream (the download broke): the child gets the end of its input, not a wait.
+    destroy(err, cb) {
+      if (err) stdin.destroy();
+      cb(err);
+    },
     write(chunk: Buffer, _enc, cb) {
       if (broken || stdin.destroyed) return cb();
       if (stdin.write(chunk)) return cb();
