@@ -236,7 +236,7 @@ export const walStagingDir = (target: string, o: { walDir?: string; standby?: bo
  */
 export async function stageWal(o: { storage: Storage; identityFile: string; wal: StoredRef[]; dir: string; isDamage: (e: unknown) => boolean }): Promise<{ staged: number; damaged?: { index: number; error: Error } }> {
   mkdirSync(o.dir, { recursive: true });
-  const progress = new Progress(`wal segments`, o.wal.length, 5000);
+  const progress = new Progress(`wal segments`, o.wal.length, 5000, "items");
   /** The first damaged segment, and the first other failure, by index. */
   const st = {} as { damaged?: { index: number; error: Error }; failed?: { index: number; error: unknown } };
   let next = 0;

@@ -272,12 +272,13 @@ export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number
     // Prefer the root cause (a checksum, the key) over the broken pipe it produced downstream.
     // The checksum first: a damaged header also makes age say no identity matched (a key that
     // is not the backup's was refused before any download: identityFor).
+    // A download that broke off is the cause of what age and zstd then say of their input.
     let keyError: unknown;
     for (const p of [ageOk, shaOk]) {
       try {
         await p;
       } catch (inner) {
-        if (inner instanceof IntegrityError) throw inner;
+        if (inner instanceof IntegrityError || (p === shaOk && !(inner instanceof ConfigError))) throw inner;
         if (inner instanceof ConfigError) keyError ??= inner;
       }
     }

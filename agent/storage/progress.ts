@@ -23,11 +23,14 @@ export function log(msg: string): void {
 export class Progress {
   private done = 0;
   private readonly start = Date.now();
-  private last = 0;
+  /** The first line comes after `everyMs` of work: what ends sooner (a WAL segment) says nothing. */
+  private last = this.start;
   constructor(
     private readonly label: string,
     private readonly total?: number,
     private readonly everyMs = 2000,
+    /** What is counted: bytes, or things (WAL segments). */
+    private readonly unit: "bytes" | "items" = "bytes",
   ) {}
 
   add(n: number): void {
@@ -42,9 +45,10 @@ export class Progress {
   line(): string {
     const secs = Math.max((Date.now() - this.start) / 1000, 0.001);
     const rate = this.done / secs;
-    let s = `${this.label}: ${fmtBytes(this.done)}`;
-    if (this.total) s += ` of ${fmtBytes(this.total)} (${Math.min(100, (100 * this.done) / this.total).toFixed(0)}%)`;
-    s += `, ${fmtBytes(rate)}/s`;
+    const fmt = this.unit === "bytes" ? fmtBytes : (n: number) => String(n);
+    let s = `${this.label}: ${fmt(this.done)}`;
+    if (this.total) s += ` of ${fmt(this.total)} (${Math.min(100, (100 * this.done) / this.total).toFixed(0)}%)`;
+    s += this.unit === "bytes" ? `, ${fmtBytes(rate)}/s` : `, ${rate.toFixed(1)}/s`;
     if (this.total && rate > 0 && this.done < this.total) s += `, ETA ${fmtSeconds((this.total - this.done) / rate)}`;
     return s;
   }
