@@ -8,7 +8,9 @@
 import { join } from "node:path";
 import yaml from "js-yaml";
 import { readFileSync } from "node:fs";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readPlatform } from "../../local/platform.js";
 import { LABELS } from "../../contract/index.js";
 import { runAsync } from "../support/spawn.js";
 import { docker, dockerExec, nodeLabelsOf, setNodeLabels, waitForTask } from "../../local/drill/docker.js";
@@ -111,9 +113,29 @@ describe("kryonix-dr drill --stack prod (real Swarm, RGW, PostgreSQL; the prod s
   it("restored Traefik's acme.json with its mode (0600) and Nextcloud out of maintenance mode", async () => {
     const t = await dockerExec(await recovered("traefik"), ["stat", "-c", "%a", "/certs/acme.json"]);
     expect(t.stdout.trim()).toBe("600");
-    const n = await dockerExec(await recovered("nextcloud"), ["cat", "/var/www/html/config/config.php"]);
-    // Copied in the maintenance mode the backup turned on; the restore turned it off again.
-    expect(n.stdout).toContain("'maintenance' => false");
-    expect(n.stdout).not.toContain("kdr-agent");
+    // Copied in the maintenance mode the backup turned on; the restore turned it off again. The
+    // recovered stack's sidecar goes on backing Nextcloud up (a full every minute), each run
+    // turning maintenance on for its copy: the file is read at a moment no run overlaps (no run
+    // in flight before the read, none started by the end of it). Cold run 40 read it mid-run.
+    const platform = readPlatform();
+    const db = new pg.Client({ host: platform.catalog.host, port: platform.catalog.port, user: platform.catalog.user, password: platform.catalog.password, database: "kryonix_dr" });
+    await db.connect();
+    const runs = async () =>
+      (await db.query<{ n: string; inflight: string }>("SELECT count(*)::text AS n, count(*) FILTER (WHERE backup_status IN ('pending', 'running'))::text AS inflight FROM backup_management WHERE service_name = 'nextcloud'")).rows[0]!;
+    let config = "";
+    try {
+      for (let i = 0; i < 30 && !config; i++) {
+        const before = await runs();
+        const n = await dockerExec(await recovered("nextcloud"), ["cat", "/var/www/html/config/config.php"]);
+        const after = await runs();
+        if (before.inflight === "0" && after.n === before.n) config = n.stdout;
+        else await new Promise((r) => setTimeout(r, 1000));
+      }
+    } finally {
+      await db.end();
+    }
+    expect(config, "no moment in 30 tries without a backup of nextcloud in flight").not.toBe("");
+    expect(config).toContain("'maintenance' => false");
+    expect(config).not.toContain("kdr-agent");
   });
 });
