@@ -359,16 +359,23 @@ export async function watchBackups(db: pg.Pool, tenantId: string, services: Serv
     const missing: string[] = [];
     const progress: string[] = [];
     for (const [i, s] of services.entries()) {
-      const good = rows.filter((b) => b.serviceName === s.name && b.backupStatus === "completed" && b.backupType !== "wal" && (b.recoveryPointEnd?.getTime() ?? 0) > writesStart);
       const w = writers[i]!.stats;
+      // Holding a write means taken after it was acknowledged: a snapshot begun after the writers
+      // started but before this service's first acknowledgement holds none (cold run 40's drill
+      // restored such a Redis snapshot: nothing was expected back). For a snapshot the point
+      // is where it began (what was acknowledged before it is in it); for a base, its end.
+      const firstAck = w.acks[0]?.ackedAt ?? Infinity;
+      const holds = (b: (typeof rows)[number]) => ((s.engine === "postgres" ? b.recoveryPointEnd : (b.recoveryPointStart ?? b.recoveryPointEnd))?.getTime() ?? 0) > firstAck;
+      const good = rows.filter((b) => b.serviceName === s.name && b.backupStatus === "completed" && b.backupType !== "wal" && holds(b));
       let line = `${s.name} ${w.acks.length} writes${w.failures ? ` (${w.failures} failed: ${w.lastError})` : ""}, ${good.length} backup(s) with them`;
-      if (good.length === 0) missing.push(`${s.name}: no completed backup since the writes began`);
+      if (!w.acks.length) missing.push(`${s.name}: no write acknowledged yet`);
+      else if (good.length === 0) missing.push(`${s.name}: no completed backup taken after its first acknowledged write`);
       if (s.engine === "postgres") {
         const wal = await cat.listWalSegments(db, s.name, { tenantId });
         const newest = Math.max(0, ...wal.map((x) => x.coversUntil.getTime()));
         const fresh = wal.filter((x) => x.uploadedAt.getTime() >= writesStart).length;
         line += `, ${fresh} WAL segment(s) uploaded, WAL lag ${newest ? ((Date.now() - newest) / 1000).toFixed(0) : "-"} s`;
-        if (newest <= writesStart) missing.push(`${s.name}: no WAL archived since the writes began`);
+        if (newest <= firstAck) missing.push(`${s.name}: no WAL archived since its first acknowledged write`);
       }
       progress.push(line);
     }
