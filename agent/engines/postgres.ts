@@ -19,7 +19,7 @@ import { chmodSync, chownSync, existsSync, readFileSync, mkdirSync, mkdtempSync,
 import path from "node:path";
 import pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
-import { checkStoredSha, childSink, diskFull, openAndRestore, sealAndUpload, spawnTool, devNull, untar, type SealedArtifact } from "../storage/pipeline.js";
+import { checkStoredSha, childSink, openAndRestore, openIntoDir, sealAndUpload, spawnTool, devNull, type SealedArtifact } from "../storage/pipeline.js";
 import { Progress, log } from "../storage/progress.js";
 import type { Storage } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
@@ -198,18 +198,7 @@ export const STAGED_WAL_DIR = "kdr_restore_wal";
  */
 export async function unpackBase(o: { storage: Storage; identityFile: string; base: StoredRef; target: string }): Promise<void> {
   mkdirSync(o.target, { recursive: true, mode: 0o700 });
-  const tar = untar(o.target);
-  const streamed = openAndRestore({ storage: o.storage, ref: o.base, identityFile: o.identityFile, label: o.base.name, sink: tar.child.stdin! }).catch((e: unknown) => {
-    // A stream that fails before its end (the object missing, damaged) never ends tar's input.
-    if (tar.child.exitCode === null) tar.child.kill("SIGTERM");
-    throw e;
-  });
-  const [got, unpacked] = await Promise.allSettled([streamed, tar.exited]);
-  // The cause: tar's own (a full disk, a member it refused) when all the stream saw was its input
-  // closing; else the stream's (a checksum, the key, the object missing or unreachable).
-  const brokenPipe = got.status === "rejected" && ["EPIPE", "ERR_STREAM_PREMATURE_CLOSE", "ERR_STREAM_DESTROYED"].includes((got.reason as NodeJS.ErrnoException).code ?? "");
-  if (unpacked.status === "rejected" && (diskFull(unpacked.reason) || got.status === "fulfilled" || brokenPipe)) throw unpacked.reason;
-  if (got.status === "rejected") throw got.reason;
+  await openIntoDir({ storage: o.storage, ref: o.base, identityFile: o.identityFile, label: o.base.name }, o.target);
   // A base of a server that was a warm standby (promoted since: a failover) carries what its
   // follower kept in the data directory: the state of where it had staged to, the WAL it had
   // staged (of the old timeline), the old primary's password. None of it belongs to this copy.
@@ -391,13 +380,8 @@ export async function verifyArtifacts(o: { storage: Storage; identityFile: strin
       const dir = mkdtempSync(path.join(o.scratch, "verify-base-"));
       chmodSync(dir, 0o700);
       try {
-        const tar = untar(dir);
-        const [got, unpacked] = await Promise.allSettled([openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: tar.child.stdin! }), tar.exited]);
-        // A full disk stops tar, and the stream feeding it then only reports a broken pipe: tar's
-        // error names the cause (and a full disk says nothing about the backup).
-        if (unpacked.status === "rejected" && diskFull(unpacked.reason)) throw unpacked.reason;
-        if (got.status === "rejected") throw got.reason;
-        if (unpacked.status === "rejected") throw unpacked.reason;
+        // A full disk is tar's error, and says nothing about the backup (openIntoDir names it).
+        await openIntoDir({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name }, dir);
         const v = spawnTool("pg_verifybackup", [dir], { env: { ...process.env, PATH: toolPath() }, stdin: "ignore" });
         let out = "";
         v.child.stdout!.on("data", (d: Buffer) => (out += d));

@@ -88,6 +88,24 @@ export function spawnTool(cmd: string, args: string[], opts: { env?: NodeJS.Proc
 export const UNTAR_ARGS = ["-x", "-i", "-f", "-"] as const;
 export const untar = (dir: string) => spawnTool("tar", [...UNTAR_ARGS, "-C", dir]);
 
+/**
+ * Streams an archive object (openAndRestore: its SHA-256s checked) into tar, unpacking it in
+ * `dir`. The error is the cause: tar's own (a full disk, a member it refused) when all the stream
+ * saw was its input closing; else the stream's (a checksum, the key, the object missing or
+ * unreachable), tar being stopped as a stream that fails early never ends its input.
+ */
+export async function openIntoDir(o: Omit<OpenOptions, "sink">, dir: string): Promise<void> {
+  const tar = untar(dir);
+  const streamed = openAndRestore({ ...o, sink: tar.child.stdin! }).catch((e: unknown) => {
+    if (tar.child.exitCode === null) tar.child.kill("SIGTERM");
+    throw e;
+  });
+  const [got, unpacked] = await Promise.allSettled([streamed, tar.exited]);
+  const brokenPipe = got.status === "rejected" && ["EPIPE", "ERR_STREAM_PREMATURE_CLOSE", "ERR_STREAM_DESTROYED"].includes((got.reason as NodeJS.ErrnoException).code ?? "");
+  if (unpacked.status === "rejected" && (diskFull(unpacked.reason) || got.status === "fulfilled" || brokenPipe)) throw unpacked.reason;
+  if (got.status === "rejected") throw got.reason;
+}
+
 /** Counts bytes and hashes them; optionally waits for `gates` before signalling the end. */
 export class Meter extends Transform {
   bytes = 0;
@@ -269,20 +287,14 @@ export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number
       body.destroy();
       throw e;
     }
-    // Prefer the root cause (a checksum, the key) over the broken pipe it produced downstream.
-    // The checksum first: a damaged header also makes age say no identity matched (a key that
-    // is not the backup's was refused before any download: identityFor).
-    // A download that broke off is the cause of what age and zstd then say of their input.
-    let keyError: unknown;
-    for (const p of [ageOk, shaOk]) {
-      try {
-        await p;
-      } catch (inner) {
-        if (inner instanceof IntegrityError || (p === shaOk && !(inner instanceof ConfigError))) throw inner;
-        if (inner instanceof ConfigError) keyError ??= inner;
-      }
-    }
-    throw keyError ?? e;
+    // The root cause over the broken pipe it produced downstream: the stored stream's (a checksum
+    // mismatch, or the download broke off) first, as a damaged header also makes age say that no
+    // identity matched (a key that is not the backup's was refused before any download:
+    // identityFor); then age's word on the key; then what the pipeline saw.
+    const failure = (p: Promise<unknown>) => p.then(() => undefined, (x: unknown) => x);
+    const [ageError, shaError] = await Promise.all([failure(ageOk), failure(shaOk)]);
+    if (shaError) throw shaError;
+    throw ageError instanceof ConfigError ? ageError : e;
   }
   if (o.ref.rawSha256 && raw.digest !== o.ref.rawSha256) {
     throw new IntegrityError(`${o.label}: decrypted content has SHA-256 ${raw.digest}, expected ${o.ref.rawSha256}.`);
