@@ -117,16 +117,21 @@ export interface Limits {
   zstdDecompress: number;
   s3Put: number;
   s3Get: number;
+  /** Writing the bytes to the disk a restore writes to, flushed (dd conv=fsync). */
+  write: number;
   compressedRatio: number;
 }
 
 /**
  * The machine's limits on the bytes `source` (a shell command) writes to stdout: reading them,
- * zstd -T0 at the agent's level both ways, and the S3 server's put and get of the compressed bytes.
+ * zstd -T0 at the agent's level both ways, the S3 server's put and get of the compressed bytes,
+ * and writing them to `scratch`'s disk (the one restores write to) and flushing them.
  */
 export async function measureLimits(source: string, store: ReturnType<typeof s3>, key: string, scratch: string): Promise<Limits> {
   const bytes = Number(timed(`${source} | wc -c`).stdout.trim());
   const read = timed(`${source} | cat > /dev/null`);
+  const write = timed(`${source} | dd of=${scratch} bs=1M conv=fsync status=none`);
+  rmSync(scratch);
   const z = timed(`${source} | zstd -q -T0 -${AGENT_ZSTD_LEVEL} -c > ${scratch}`);
   const zBytes = statSync(scratch).size;
   const unz = timed(`zstd -q -d -c ${scratch} > /dev/null`);
@@ -135,7 +140,7 @@ export async function measureLimits(source: string, store: ReturnType<typeof s3>
   const get = await timedAsync(() => store.download(key, scratch));
   rmSync(scratch);
   await store.drop(key);
-  return { read: bytes / read.wall, zstdCompress: bytes / z.wall, zstdDecompress: bytes / unz.wall, s3Put: zBytes / put.wall, s3Get: zBytes / get.wall, compressedRatio: zBytes / bytes };
+  return { read: bytes / read.wall, zstdCompress: bytes / z.wall, zstdDecompress: bytes / unz.wall, s3Put: zBytes / put.wall, s3Get: zBytes / get.wall, write: bytes / write.wall, compressedRatio: zBytes / bytes };
 }
 
 export interface Row {
@@ -200,15 +205,15 @@ export function renderSize(s: SizeResult, title: string): string[] {
   const ratio = (a: number[], b: number[]) => (a.length && b.length ? (median(a) / median(b)).toFixed(2) : "-");
   const l = s.limits;
   // Source bytes per second each path can reach at most: the backup reads, compresses and puts
-  // the compressed bytes; the restore gets them and decompresses.
+  // the compressed bytes; the restore gets them, decompresses and writes them to disk.
   const backupLimit = Math.min(l.read, l.zstdCompress, l.s3Put / l.compressedRatio);
-  const restoreLimit = Math.min(l.zstdDecompress, l.s3Get / l.compressedRatio);
+  const restoreLimit = Math.min(l.zstdDecompress, l.s3Get / l.compressedRatio, l.write);
   const seeds = Object.keys(s.pipelines).filter((n) => n.startsWith("seed:"));
   const short = (n: string) => n.replace(/^seed: /, "").replace(/, then upload$/, "");
   const lines = [
     `### ${title}, ${mib(s.dataBytes)} MiB (${s.what})`,
     "",
-    `Machine limits on these bytes: reading them ${mib(l.read)} MiB/s; zstd -T0 -${AGENT_ZSTD_LEVEL} ${mib(l.zstdCompress)} MiB/s in, ${mib(l.zstdDecompress)} MiB/s out (compressed to ${(l.compressedRatio * 100).toFixed(0)}%); S3 put ${mib(l.s3Put)} MiB/s, get ${mib(l.s3Get)} MiB/s. The slowest of these bounds our backup at ${mib(backupLimit)} MiB/s and our restore at ${mib(restoreLimit)} MiB/s of data (the restore's bound leaves out writing to disk and the service's own start); our rows show their rate as a share of it. ${s.restoreNote}`,
+    `Machine limits on these bytes: reading them ${mib(l.read)} MiB/s; zstd -T0 -${AGENT_ZSTD_LEVEL} ${mib(l.zstdCompress)} MiB/s in, ${mib(l.zstdDecompress)} MiB/s out (compressed to ${(l.compressedRatio * 100).toFixed(0)}%); S3 put ${mib(l.s3Put)} MiB/s, get ${mib(l.s3Get)} MiB/s; writing them to disk, flushed, ${mib(l.write)} MiB/s. The slowest of these bounds our backup at ${mib(backupLimit)} MiB/s and our restore at ${mib(restoreLimit)} MiB/s of data (the restore's bound leaves out the service's own start); our rows show their rate as a share of it. ${s.restoreNote}`,
     "",
     `| pipeline | backup wall s | backup CPU s | stored MiB | restore wall s | ${seeds.map((n) => `backup vs ${short(n)} | restore vs ${short(n)}`).join(" | ")} | backup MiB/s (of limit) | restore MiB/s (of limit) | agent peak MiB (backup / restore) |`,
     `|---|---|---|---|---|${seeds.map(() => "---|---|").join("")}---|---|---|`,

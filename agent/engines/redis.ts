@@ -35,7 +35,7 @@ export const REDIS_CLI_CHATTER = /^(sending REPLCONF |SYNC sent to master|Transf
 export async function backup(ctx: BackupContext, type: "full" | "incremental"): Promise<EngineResult> {
   const { args, env } = redisArgs(ctx.settings);
   // The server forks its snapshot some time after the request (a diskless replica sync waits
-  // repl-diskless-sync-delay, 5 s by default, for other replicas) and sends the first byte only
+  // repl-diskless-sync-delay, 5 s by default and 0 in our image, for other replicas) and sends the first byte only
   // after the fork. So the snapshot holds everything acknowledged before the request and nothing
   // written after the first byte: those two times are the recovery point's bounds.
   const requestedAt = new Date();

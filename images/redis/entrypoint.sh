@@ -16,6 +16,9 @@ chmod 0600 "$conf"
   echo "save 3600 1 300 100 60 10000"
   echo "dbfilename dump.rdb"
   echo "appendonly no"
+  # A backup is a replica's sync (redis-cli --rdb): fork at once instead of waiting 5 s for more
+  # replicas, so each snapshot takes 5 s less and its recovery point's span is 5 s narrower.
+  echo "repl-diskless-sync-delay 0"
 } >"$conf"
 if [ -n "${REDIS_PASSWORD_FILE:-}" ]; then
   [ -r "$REDIS_PASSWORD_FILE" ] || { echo "entrypoint: REDIS_PASSWORD_FILE=$REDIS_PASSWORD_FILE is not readable; mount the secret there" >&2; exit 1; }
