@@ -222,9 +222,9 @@ export function renderSize(s: SizeResult, title: string): string[] {
     // Only our pipelines' path is the one the limits were measured on (read, zstd at the agent's level, S3).
     const ours = name.startsWith("ours:");
     const rate = (xs: number[], limit: number) => (xs.length ? `${mib(s.dataBytes / median(xs))}${ours ? ` (${((s.dataBytes / median(xs) / limit) * 100).toFixed(0)}%)` : ""}` : "-");
-    const peak = r.backupPeak.length ? `${mib(median(r.backupPeak))} / ${r.restorePeak.length ? mib(median(r.restorePeak)) : "-"}` : "-";
+    const peak = r.backupPeak.length || r.restorePeak.length ? `${f(r.backupPeak.map((b) => b / MiB))} / ${f(r.restorePeak.map((b) => b / MiB))}` : "-";
     const vs = seeds.map((n) => `${ratio(r.backupWall, s.pipelines[n]!.backupWall)} | ${ratio(r.restoreWall, s.pipelines[n]!.restoreWall)}`).join(" | ");
-    lines.push(`| ${name} | ${f(r.backupWall)} | ${f(r.backupCpu)} | ${mib(median(r.stored))} | ${f(r.restoreWall)} | ${vs} | ${rate(r.backupWall, backupLimit)} | ${rate(r.restoreWall, restoreLimit)} | ${peak} |`);
+    lines.push(`| ${name} | ${f(r.backupWall)} | ${f(r.backupCpu)} | ${f(r.stored.map((b) => b / MiB))} | ${f(r.restoreWall)} | ${vs} | ${rate(r.backupWall, backupLimit)} | ${rate(r.restoreWall, restoreLimit)} | ${peak} |`);
   }
   if (s.incremental) {
     const inc = s.incremental;

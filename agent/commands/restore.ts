@@ -33,6 +33,9 @@ const walRef = (w: cat.WalSegmentRow): pgEngine.StoredRef => ({
   name: w.segmentName.replace(/\.partial$/, ""),
 });
 
+/** When a verify of this backup passed (its engine's own check ran on the bytes), or null. */
+const verifiedAt = (r: cat.BackupRow) => (r.verifyStatus === "passed" ? r.verifiedAt : null);
+
 /**
  * The plan's WAL, extended by every contiguous archived segment after it. A segment's
  * covers_until is when the agent saw it complete, which after a catch-up (sidecar restart,
@@ -236,7 +239,7 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
           const t = Date.now();
           applied = true;
           if (engine === "postgres") await pgEngine.unpackBase({ storage, identityFile: identity, base: r, target });
-          else await redisEngine.restore({ storage, identityFile: identity, rdb: r, target, overwrite: false });
+          else await redisEngine.restore({ storage, identityFile: identity, rdb: r, target, overwrite: false, verifiedAt: verifiedAt(row) });
           log(`restore ${service}: ${r.name} (${fmtBytes(r.rawBytes ?? 0)}) written to ${target} and its SHA-256 checked, in ${fmtSeconds((Date.now() - t) / 1000)}`);
         }
         checked++;
@@ -334,7 +337,7 @@ export async function runRestore(s: Settings, c: pg.Client, o: RestoreOptions): 
       const rdb = arts.filter((a) => a.role === "rdb").map(toRef).find((r) => r.name === "dump.rdb");
       if (!rdb) throw new IntegrityError(`backup ${row.backupId} has no dump.rdb artifact.`);
       // Written aside and renamed over the old one only whole and checked.
-      if (overwrite) await redisEngine.restore({ storage, identityFile: identityOf(row), rdb, target, overwrite: true });
+      if (overwrite) await redisEngine.restore({ storage, identityFile: identityOf(row), rdb, target, overwrite: true, verifiedAt: verifiedAt(row) });
       next = `start redis-server with 'dir ${target}' and 'dbfilename dump.rdb'`;
     }
   } catch (e) {

@@ -110,6 +110,14 @@ describe("agent: redis", () => {
     const ok = await w.run(["verify", "--json"], env);
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout).checks.join("\n")).toMatch(/redis-check-rdb/);
+    // A restore of the verified RDB does not parse it again (its SHA-256 is the verified bytes'):
+    // the file it writes is the RDB redis-check-rdb passed.
+    const again = path.join(w.root, "redis-restore-verified");
+    const rv = await w.run(["restore", "--target", again, "--backup-id", backupId], env);
+    expect(rv.code, rv.stderr).toBe(0);
+    expect(rv.stderr).toMatch(/has the SHA-256 of the RDB that passed redis-check-rdb at its verify \(.*\); not parsed again/);
+    const parsed = spawnSync("redis-check-rdb", [path.join(again, "dump.rdb")], { encoding: "utf8" });
+    expect(parsed.status, parsed.stdout + parsed.stderr).toBe(0);
     const bad = await flipByte(w.bucket, key, versionId);
     await w.db.query("UPDATE backup_artifact SET version_id = $1 WHERE backup_id = $2 AND object_key = $3", [bad, backupId, key]);
     const v = await w.run(["verify", "--backup-id", backupId], env);
