@@ -127,23 +127,19 @@ export async function benchRedis(sizes: number[], runs: number, say: (m: string)
           r.restoreCpu.push(dl.cpu + unz.cpu);
         }
         {
-          const r = table[OURS]!;
-          const sum = backupOurs(agent, r);
-          const dir = path.join(work, `restore-${run}`);
-          const t0 = process.hrtime.bigint();
-          const rest = runAgent(agent, `restore --target ${dir} --backup-id ${sum.backupId}`);
-          r.restoreWall.push(await loadAndCheck(dir, t0, "our restore (download, age, zstd, redis-check-rdb)"));
-          r.restoreCpu.push(rest.cpu);
-          r.restorePeak.push(rest.peakBytes);
+          const sum = backupOurs(agent, table[OURS]!);
+          /** `kdr-agent restore` of our backup into a new directory, timed to a loaded, checked server, into `r`. */
+          const restoreOurs = async (r: Row, dir: string, what: string, measured?: string) => {
+            const t0 = process.hrtime.bigint();
+            const rest = runAgent(agent, `restore --target ${path.join(work, dir)} --backup-id ${sum.backupId}`);
+            r.restoreWall.push(await loadAndCheck(path.join(work, dir), t0, what, measured));
+            r.restoreCpu.push(rest.cpu);
+            r.restorePeak.push(rest.peakBytes);
+          };
+          await restoreOurs(table[OURS]!, `restore-${run}`, "our restore (download, age, zstd, redis-check-rdb)");
           // Not timed: the verify cron's work, which a restore finds done for all but the newest snapshots.
           runAgent(agent, `verify --backup-id ${sum.backupId}`, false);
-          const v = table[OURS_VERIFIED]!;
-          const vdir = path.join(work, `restore-verified-${run}`);
-          const t1 = process.hrtime.bigint();
-          const vrest = runAgent(agent, `restore --target ${vdir} --backup-id ${sum.backupId}`);
-          v.restoreWall.push(await loadAndCheck(vdir, t1, "our restore of it verified (download, age, zstd)", `full/bench-redis/${sum.backupId}/`));
-          v.restoreCpu.push(vrest.cpu);
-          v.restorePeak.push(vrest.peakBytes);
+          await restoreOurs(table[OURS_VERIFIED]!, `restore-verified-${run}`, "our restore of it verified (download, age, zstd)", `full/bench-redis/${sum.backupId}/`);
         }
       }
       results.push({
