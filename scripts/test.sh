@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite on a machine from nothing: npm dependencies, the local platform
+# The whole test suite on a machine from nothing: npm dependencies, the Debian packages, the local platform
 # (scripts/platform-up.sh), the type check, every unit/integration/component/policy test, and the
 # teardown test last (it stops the platform). Ends with one line "tests: N passed, N failed".
 #
@@ -11,6 +11,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 source "$here/lib/common.sh"
 source "$here/lib/npm.sh"
+source "$here/lib/packages.sh"
 cd "$repo"
 
 if [[ "${CI:-}" == true && "${KDR_KEEP_PLATFORM:-0}" == 1 ]]; then
@@ -33,6 +34,14 @@ declare -A vitest_failed=()
 # step failed with "[vitest-worker]: Timeout calling onTaskUpdate" though every test passed: cold
 # run 25, and again cold run 31 with the unit tests niced ahead of the builds. Alone, nothing
 # competes with them for the CPU.
+# The unit tests need no platform, but some run the platform's tools (age-keygen makes a local
+# deployment's keys): on a fresh machine the Debian packages come first. Without this step the
+# unit tests ran before platform-up had installed anything and failed on a fresh machine (cold
+# run 42: "age-keygen failed (spawnSync age-keygen ENOENT)"); every earlier machine had them.
+need_root
+ensure_dirs
+ensure_packages
+
 step "Unit tests (test/unit, components; no platform)"
 if ! KDR_PLATFORM_FILE="$results/no-platform.json" npx vitest run test/unit components --fileParallelism --maxWorkers=2 \
   --reporter=default --reporter=json --outputFile.json="$results/unit.json"; then
