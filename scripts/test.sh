@@ -20,6 +20,14 @@ fi
 
 ensure_node_modules "$repo"
 
+# The unit tests need no platform, but some run the platform's tools (age-keygen makes a local
+# deployment's keys): on a fresh machine the Debian packages come first. Without this step the
+# unit tests ran before platform-up had installed anything and failed on a fresh machine (cold
+# run 42: "age-keygen failed (spawnSync age-keygen ENOENT)"); every earlier machine had them.
+need_root
+ensure_dirs
+ensure_packages
+
 results="$repo/.cache/test-results"
 rm -rf "$results"
 mkdir -p "$results"
@@ -34,14 +42,6 @@ declare -A vitest_failed=()
 # step failed with "[vitest-worker]: Timeout calling onTaskUpdate" though every test passed: cold
 # run 25, and again cold run 31 with the unit tests niced ahead of the builds. Alone, nothing
 # competes with them for the CPU.
-# The unit tests need no platform, but some run the platform's tools (age-keygen makes a local
-# deployment's keys): on a fresh machine the Debian packages come first. Without this step the
-# unit tests ran before platform-up had installed anything and failed on a fresh machine (cold
-# run 42: "age-keygen failed (spawnSync age-keygen ENOENT)"); every earlier machine had them.
-need_root
-ensure_dirs
-ensure_packages
-
 step "Unit tests (test/unit, components; no platform)"
 if ! KDR_PLATFORM_FILE="$results/no-platform.json" npx vitest run test/unit components --fileParallelism --maxWorkers=2 \
   --reporter=default --reporter=json --outputFile.json="$results/unit.json"; then
