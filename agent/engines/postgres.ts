@@ -115,7 +115,7 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
     // -X fetch: the WAL needed to make the base consistent goes inside base.tar, so a base is
     // restorable on its own; -X stream cannot write tar to stdout. The backup_manifest (with
     // SHA-256 per file) is part of the tar stream in PostgreSQL 15.
-    ["-D", "-", "-Ft", "-X", "fetch", "-c", "fast", "--manifest-checksums=SHA256", "-v", "--no-password", `--label=kdr-${ctx.backupId}`, ...(maxRate ? [`--max-rate=${maxRate}`] : [])],
+    ["-D", "-", "-Ft", "-X", "fetch", "-c", "fast", "--manifest-checksums=CRC32C", "-v", "--no-password", `--label=kdr-${ctx.backupId}`, ...(maxRate ? [`--max-rate=${maxRate}`] : [])],
     { env, stdin: "ignore" },
   );
   // The sum of database sizes is what pg_basebackup will read, give or take WAL and config
