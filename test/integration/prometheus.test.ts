@@ -25,6 +25,7 @@ import { DEPLOYER_LABEL, DEPLOYMENTS_DIR, readState } from "../../local/deployer
 import { secretsPath } from "../../local/local-stack.js";
 import { runAsync } from "../support/spawn.js";
 import { DockerApi } from "../../local/docker-api.js";
+import { dockerTry } from "../support/docker.js";
 import { join } from "node:path";
 
 const ROOT = join(__dirname, "..", "..");
@@ -138,6 +139,13 @@ const atEverySink = (what: string, title: RegExp, seconds: number) =>
   }).catch((e: Error) => {
     throw new Error(`${e.message}; titles received: ${JSON.stringify(received.map((r) => `${r.sink}: ${r.title}`))}`);
   });
+
+/** The drill cron's lines about Redis's verifies in the last 10 minutes, for a failure's message. */
+function verifyLog(backupId?: string): string {
+  const r = dockerTry(["service", "logs", "--raw", "--since", "10m", "kdr-local-drill"]);
+  const mine = `${r.stdout}\n${r.stderr}`.split("\n").filter((l) => /verify-new-redis|verify redis/.test(l) || (backupId !== undefined && l.includes(backupId)));
+  return `the drill cron's log on Redis's verifies (last 10 min, ${mine.length} lines):\n${mine.slice(-40).join("\n")}`;
+}
 
 async function scale(service: string, replicas: number): Promise<void> {
   const docker = new DockerApi();
@@ -344,13 +352,17 @@ describe("Notices reach ntfy, a webhook and email, through Alertmanager and the 
         const verdict = await until(`the verify of backup ${r.backup_id}`, 240, async () => {
           const v = (await db.query<{ v: string | null }>("SELECT verify_status AS v FROM backup_management WHERE backup_id = $1", [r.backup_id])).rows[0]!.v;
           return v ?? undefined;
+        }).catch((e: Error) => {
+          throw new Error(`${e.message}\n${verifyLog(r.backup_id)}`);
         });
         if (verdict === "failed") damaged = r;
         else if (attempt === 3) throw new Error(`three backups deleted before their verify were all judged ${verdict}: the verify does not see a deleted data object`);
-        else console.log(`backup ${r.backup_id}: judged ${verdict}, read before its object was deleted; taking the next one`);
+        else console.log(`backup ${r.backup_id}: judged ${verdict}, so its verify had read the object before the delete; taking the next one\n${verifyLog(r.backup_id)}`);
         since = new Date();
       }
-      const failed = await atEverySink("the failed-verify alert", /^\[FIRING\] redis: a verify failed in the last 24 h /, 240);
+      const failed = await atEverySink("the failed-verify alert", /^\[FIRING\] redis: a verify failed in the last 24 h /, 240).catch((e: Error) => {
+        throw new Error(`${e.message}\n${verifyLog(damaged!.backup_id)}`);
+      });
       expect(failed.webhook[0]!.json).toMatchObject({ source: "alertmanager", status: "firing", severity: "critical", service: "redis" });
       expect(failed.ntfy[0]!.headers).toMatchObject({ priority: "urgent" });
     } finally {
