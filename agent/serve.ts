@@ -115,7 +115,8 @@ export async function serve(s: Settings): Promise<number> {
   let lastRpo = 0;
   const tick = setInterval(() => {
     if (streamer) m.walLag.set({ service }, (Date.now() - (streamer.lastUploadAt?.getTime() ?? started)) / 1000);
-    // kdr_rpo_seconds is what alerts read: keep it current, not only when a health job runs.
+    // kdr_recovery_point_timestamp_seconds is what the RPO alerts read: keep it current, not only
+    // when a health job runs (a newer verified backup or more WAL moves it).
     if (Date.now() - lastRpo >= 15_000) {
       lastRpo = Date.now();
       void runHealth(s, c).catch((e: Error) => (lastError = `rpo: ${e.message}`));
@@ -270,10 +271,10 @@ export async function cron(s: Settings): Promise<void> {
           if (code !== 0 && j.command[0] !== "health") m.failures.inc({ service: svc, type: j.command[0]! });
           if (code === 0 && j.command[0] === "restore") m.lastDrill.set({ service: svc }, Date.now() / 1000);
           try {
-            const r = JSON.parse(out) as { ageSeconds?: number | null; rpoTargetSeconds?: number; passed?: boolean; recoveryPoint?: string | null };
+            const r = JSON.parse(out) as { rpoTargetSeconds?: number; passed?: boolean; recoveryPoint?: string | null };
             if (j.command[0] === "health" && r.rpoTargetSeconds !== undefined) {
               m.rpoTarget.set({ service: svc }, r.rpoTargetSeconds);
-              if (r.ageSeconds !== null && r.ageSeconds !== undefined) m.rpo.set({ service: svc }, r.ageSeconds);
+              if (r.recoveryPoint) m.recoveryPoint.set({ service: svc }, new Date(r.recoveryPoint).getTime() / 1000);
             }
             if (j.command[0] === "verify" && r.passed && r.recoveryPoint) m.lastVerified.set({ service: svc }, new Date(r.recoveryPoint).getTime() / 1000);
           } catch {

@@ -221,13 +221,14 @@ export async function consistentRecoveryPlans(
 }
 
 /**
- * Seconds since the newest VERIFIED recovery point of a service, or null when it has none.
- * Defined as the recovery point `recoveryPlan(service, 'latest', { verifiedOnly: true })` reaches:
- * a verified base plus the contiguous archived WAL after it. WAL segments count as verified by the
- * SHA-256 recorded at upload (the agent hashes the bytes it stored); an unverified newer base does
- * not improve RPO until a verify passes.
+ * The newest VERIFIED recovery point of a service and its age in seconds (on the catalog's
+ * clock), or null when it has none. Defined as the recovery point
+ * `recoveryPlan(service, 'latest', { verifiedOnly: true })` reaches: a verified base plus the
+ * contiguous archived WAL after it. WAL segments count as verified by the SHA-256 recorded at
+ * upload (the agent hashes the bytes it stored); an unverified newer base does not improve RPO
+ * until a verify passes.
  */
-export async function rpoSeconds(db: Db, service: string, opts: { tenantId?: string; now?: Date } = {}): Promise<number | null> {
+export async function verifiedRecoveryPoint(db: Db, service: string, opts: { tenantId?: string; now?: Date } = {}): Promise<{ point: Date; ageSeconds: number } | null> {
   let plan: RecoveryPlan;
   try {
     plan = await recoveryPlan(db, service, "latest", { tenantId: opts.tenantId, verifiedOnly: true });
@@ -236,7 +237,12 @@ export async function rpoSeconds(db: Db, service: string, opts: { tenantId?: str
     throw e;
   }
   const now = opts.now ?? (await db.query<{ now: Date }>("SELECT now() AS now")).rows[0]!.now;
-  return Math.max(0, (now.getTime() - plan.recoveryPoint.getTime()) / 1000);
+  return { point: plan.recoveryPoint, ageSeconds: Math.max(0, (now.getTime() - plan.recoveryPoint.getTime()) / 1000) };
+}
+
+/** Seconds since the newest verified recovery point (`verifiedRecoveryPoint`), or null. */
+export async function rpoSeconds(db: Db, service: string, opts: { tenantId?: string; now?: Date } = {}): Promise<number | null> {
+  return (await verifiedRecoveryPoint(db, service, opts))?.ageSeconds ?? null;
 }
 
 /** The reason a failed verify recorded (verify_details.error, else the details as JSON). */

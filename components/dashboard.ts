@@ -95,9 +95,9 @@ function panels(): Array<{ w: number; h: number; panel: Panel }> {
       panel: {
         type: "timeseries",
         title: "RPO now, against its target",
-        description: "Seconds since each service's newest recovery point (kdr_rpo_seconds), and its target.",
+        description: "Seconds since each service's newest verified recovery point (time() minus kdr_recovery_point_timestamp_seconds), and its target.",
         datasource: PROMETHEUS,
-        targets: [promql("max by (service) (kdr_rpo_seconds)", "{{service}}"), promql("max by (service) (kdr_rpo_target_seconds)", "{{service}} target", "B")],
+        targets: [promql("time() - max by (service) (kdr_recovery_point_timestamp_seconds)", "{{service}}"), promql("max by (service) (kdr_rpo_target_seconds)", "{{service}} target", "B")],
         fieldConfig: { defaults: { unit: "s" }, overrides: [] },
       },
     },

@@ -135,12 +135,15 @@ export function alertRules(t: { rpoWarningRatio: number; failedRunsPerDay: numbe
   const rule = (alert: string, expr: string, severity: string, summary: string, forDuration = "5m") =>
     [`      - alert: ${alert}`, `        expr: ${expr}`, `        for: ${forDuration}`, `        labels: { severity: ${severity} }`, `        annotations: { summary: ${JSON.stringify(summary)} }`].join("\n");
   const one = (metric: string) => `max by (service) (${metric})`;
+  // The age of the newest recovery point any agent reports: a cron container's value is as old as
+  // its last health run, and the newest point wins, so it can neither hold nor hide an alert.
+  const rpoAge = `(time() - ${one("kdr_recovery_point_timestamp_seconds")})`;
   return [
     "groups:",
     "  - name: kryonix-dr",
     "    rules:",
-    rule("KryonixDrRpoBreached", `${one("kdr_rpo_seconds")} > on(service) ${one("kdr_rpo_target_seconds")}`, "critical", "{{ $labels.service }}: newest recovery point is older than its RPO target", "1m"),
-    rule("KryonixDrRpoAtRisk", `${one("kdr_rpo_seconds")} > on(service) (${one("kdr_rpo_target_seconds")} * ${t.rpoWarningRatio})`, "warning", `{{ $labels.service }}: RPO above ${t.rpoWarningRatio * 100}% of target`),
+    rule("KryonixDrRpoBreached", `${rpoAge} > on(service) ${one("kdr_rpo_target_seconds")}`, "critical", "{{ $labels.service }}: newest recovery point is older than its RPO target", "1m"),
+    rule("KryonixDrRpoAtRisk", `${rpoAge} > on(service) (${one("kdr_rpo_target_seconds")} * ${t.rpoWarningRatio})`, "warning", `{{ $labels.service }}: RPO above ${t.rpoWarningRatio * 100}% of target`),
     // Verify and restore-drill jobs count their failures under their own type: their own alerts.
     rule("KryonixDrBackupFailures", `sum by (service, type) (increase(kdr_backup_failures_total{type!~"verify|restore"}[1d])) >= ${t.failedRunsPerDay}`, "warning", "{{ $labels.service }}: backup runs failed in the last 24 h", "0m"),
     rule("KryonixDrVerifyFailed", 'sum by (service) (increase(kdr_backup_failures_total{type="verify"}[1d])) > 0', "critical", "{{ $labels.service }}: a verify failed in the last 24 h (a backup may be damaged, or the verify could not run: kryonix-dr status and the cron container's log say which)", "0m"),

@@ -11,6 +11,8 @@ export interface HealthSummary {
   rpoTargetSeconds: number;
   /** Seconds since the newest verified recovery point (verified base + contiguous WAL), or null. */
   ageSeconds: number | null;
+  /** That point itself (ISO), or null: what the cron container exports (an age it exports would freeze). */
+  recoveryPoint: string | null;
   /** The copies of this service into this region, as each replicator last reported its backlog. */
   replication?: Array<{ ok: boolean; sourceBucket: string; pendingObjects: number; reportedAt: string; message: string }>;
   /** The warm standby of this service in this region (the dr stack), as its follower last reported it. */
@@ -21,9 +23,10 @@ export interface HealthSummary {
 export async function runHealth(s: Settings, c: pg.Client): Promise<HealthSummary> {
   const service = s.service;
   const rpo = s.rpoSeconds;
-  const age = await cat.rpoSeconds(c, service, { tenantId: s.tenantId });
+  const newest = await cat.verifiedRecoveryPoint(c, service, { tenantId: s.tenantId });
+  const age = newest?.ageSeconds ?? null;
   m.rpoTarget.set({ service }, rpo);
-  if (age !== null) m.rpo.set({ service }, age);
+  if (newest) m.recoveryPoint.set({ service }, newest.point.getTime() / 1000);
   const backupsOk = age !== null && age <= rpo;
   // In the region of a warm standby (the dr stack's health job), the standby is judged too.
   const region = s.get("s3Region");
@@ -58,6 +61,7 @@ export async function runHealth(s: Settings, c: pg.Client): Promise<HealthSummar
     healthy: backupsOk && (standby?.ok ?? true) && copies.every((x) => x.ok),
     rpoTargetSeconds: rpo,
     ageSeconds: age === null ? null : Math.round(age),
+    recoveryPoint: newest?.point.toISOString() ?? null,
     ...(standby ? { standby } : {}),
     ...(copies.length ? { replication: copies } : {}),
     message: [backups, ...(standby ? [standby.message] : []), ...copies.map((x) => x.message)].join("\n"),

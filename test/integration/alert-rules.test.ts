@@ -49,11 +49,11 @@ describe("generated alert rules, evaluated by promtool", () => {
   });
 
   it("RPO: at risk past 80 % of the target for 5 min (warning), breached past the target for 1 min (critical)", () => {
-    // The newest recovery point ages 60 s a minute from 30 s: above 240 s (80 % of 300) from
-    // minute 4, above 300 s from minute 5.
+    // The newest recovery point stays at unix time -30 (30 s before the test's start): its age is
+    // above 240 s (80 % of 300) from minute 4, above 300 s from minute 5.
     const r = promtoolTest(
       [
-        { series: at("kdr_rpo_seconds", "postgresql"), values: "30+60x12" },
+        { series: at("kdr_recovery_point_timestamp_seconds", "postgresql"), values: "-30x12" },
         { series: at("kdr_rpo_target_seconds", "postgresql"), values: "300x12" },
       ],
       [
@@ -74,7 +74,8 @@ describe("generated alert rules, evaluated by promtool", () => {
   it("stays silent for a healthy service (recovery point 30 s old, WAL 10 s behind, no failures, agent up)", () => {
     const r = promtoolTest(
       [
-        { series: at("kdr_rpo_seconds", "redis"), values: "30x20" },
+        // A recovery point 30 s old at every minute (the series starts at unix time 0).
+        { series: at("kdr_recovery_point_timestamp_seconds", "redis"), values: "-30+60x20" },
         { series: at("kdr_rpo_target_seconds", "redis"), values: "300x20" },
         { series: at("kdr_wal_lag_seconds", "redis"), values: "10x20" },
         { series: at("kdr_backup_failures_total", "redis"), values: "0x20" },
@@ -159,10 +160,40 @@ describe("generated alert rules, evaluated by promtool", () => {
       { series: `${metric}{job="kryonix-dr", instance="10.0.0.9:9464", kdr_role="cron-drill", service="postgresql"}`, values },
     ];
     const r = promtoolTest(
-      [...two("kdr_rpo_seconds", "400x5"), ...two("kdr_rpo_target_seconds", "300x5"), ...two("kdr_wal_lag_seconds", "400x5")],
+      [...two("kdr_recovery_point_timestamp_seconds", "-220x5"), ...two("kdr_rpo_target_seconds", "300x5"), ...two("kdr_wal_lag_seconds", "400x5")],
       [
         { eval_time: "3m", alertname: "KryonixDrRpoBreached", exp_alerts: [{ exp_labels: { service: "postgresql", severity: "critical" }, exp_annotations: { summary: "postgresql: newest recovery point is older than its RPO target" } }] },
         { eval_time: "3m", alertname: "KryonixDrWalLag", exp_alerts: [{ exp_labels: { service: "postgresql", severity: "critical" }, exp_annotations: { summary: "postgresql: WAL is not reaching the object store within the RPO" } }] },
+      ],
+    );
+    expect(r.status, r.out).toBe(0);
+  });
+
+  it("a cron container's older recovery point (its health job runs every 2 h) neither holds an RPO alert nor hides one when the sidecar is gone", () => {
+    const rpo = (role: string, service: string, values: string) => ({ series: `kdr_recovery_point_timestamp_seconds{job="kryonix-dr", kdr_role="${role}", service="${service}"}`, values });
+    const r = promtoolTest(
+      [
+        // redis: the sidecar's point 30 s old at every minute; the cron's health run at minute 0
+        // saw a point 400 s old then (over the target), and exports it until its next run.
+        rpo("sidecar", "redis", "-30+60x20"),
+        rpo("cron-maintenance", "redis", "-400x20"),
+        { series: at("kdr_rpo_target_seconds", "redis"), values: "300x20" },
+        // postgresql: its sidecar gone after minute 2 (its last point, 90, read for 5 min more);
+        // the cron's point from minute 0 ages on, past the target.
+        rpo("sidecar", "postgresql", "-30+60x2"),
+        rpo("cron-maintenance", "postgresql", "0x20"),
+        { series: at("kdr_rpo_target_seconds", "postgresql"), values: "300x20" },
+      ],
+      [
+        // redis never: the newest point (the sidecar's) is 30 s old. postgresql: 90 is the newest
+        // point it has from minute 2, so its age passes 240 s at 5.5 min (pending 5 min) and 300 s
+        // at 6.5 min (pending 1 min); the cron's point keeps it when the sidecar's is gone.
+        { eval_time: "1m", alertname: "KryonixDrRpoAtRisk", exp_alerts: [] },
+        { eval_time: "10m", alertname: "KryonixDrRpoAtRisk", exp_alerts: [] },
+        ...["12m", "20m"].map((eval_time) => ({ eval_time, alertname: "KryonixDrRpoAtRisk", exp_alerts: [{ exp_labels: { service: "postgresql", severity: "warning" }, exp_annotations: { summary: "postgresql: RPO above 80% of target" } }] })),
+        { eval_time: "6m", alertname: "KryonixDrRpoBreached", exp_alerts: [] },
+        { eval_time: "8m", alertname: "KryonixDrRpoBreached", exp_alerts: [{ exp_labels: { service: "postgresql", severity: "critical" }, exp_annotations: { summary: "postgresql: newest recovery point is older than its RPO target" } }] },
+        { eval_time: "20m", alertname: "KryonixDrRpoBreached", exp_alerts: [{ exp_labels: { service: "postgresql", severity: "critical" }, exp_annotations: { summary: "postgresql: newest recovery point is older than its RPO target" } }] },
       ],
     );
     expect(r.status, r.out).toBe(0);

@@ -98,14 +98,17 @@ describe("the dashboard's PromQL, with promtool", () => {
 
   it("the gauges read the agents' series as they are exported", () => {
     const series = [
-      { series: 'kdr_rpo_seconds{job="kryonix-dr", instance="a", service="pg"}', values: "120x10" },
+      // The sidecar's newest verified point, and an older one a cron container's health job left.
+      { series: 'kdr_recovery_point_timestamp_seconds{job="kryonix-dr", instance="a", service="pg"}', values: "180x10" },
+      { series: 'kdr_recovery_point_timestamp_seconds{job="kryonix-dr", instance="b", service="pg"}', values: "60x10" },
       { series: 'kdr_rpo_target_seconds{job="kryonix-dr", instance="a", service="pg"}', values: "300x10" },
       { series: 'kdr_backup_duration_seconds{job="kryonix-dr", instance="a", service="pg", type="full"}', values: "42x10" },
       { series: 'kdr_wal_lag_seconds{job="kryonix-dr", instance="a", service="pg"}', values: "7x10" },
     ];
     const expect1 = (expr: string, labels: string, value: number) => ({ expr, eval_time: "5m", exp_samples: [{ labels, value }] });
     const tests = [
-      expect1("max by (service) (kdr_rpo_seconds)", '{service="pg"}', 120),
+      // At 5 m (unix time 300) the newest point, 180, is 120 s old.
+      expect1("time() - max by (service) (kdr_recovery_point_timestamp_seconds)", '{service="pg"}', 120),
       expect1("max by (service) (kdr_rpo_target_seconds)", '{service="pg"}', 300),
       expect1("max by (service, type) (kdr_backup_duration_seconds)", '{service="pg", type="full"}', 42),
       expect1("max by (service) (kdr_wal_lag_seconds)", '{service="pg"}', 7),
