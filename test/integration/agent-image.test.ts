@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readPlatform } from "../../local/platform.js";
 import { dockerTry } from "../support/docker.js";
 import { agentWorld, type AgentWorld } from "../support/s3.js";
-import { startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
+import { freePort, startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
 import { tarArchive, type TarMember } from "../support/tar.js";
 import { UNTAR_ARGS } from "../../agent/storage/pipeline.js";
 import { HEALTHCHECK } from "../../components/backup-sidecar.js";
@@ -395,7 +395,8 @@ describe("unpacking a hostile archive, inside the agent image", () => {
 describe("the HEALTHCHECK every agent container declares, in the agent image", () => {
   it("reports a running cron process healthy without loading the agent bundle; fails, saying why, when nothing answers or the port is no port", async () => {
     const image = readPlatform().images.agent;
-    const port = 19000 + Math.floor(Math.random() * 1000);
+    // The container shares the host network: a port nothing on the host holds.
+    const port = await freePort();
     const e = Object.entries(env).filter(([k]) => k.startsWith("KDR_") && k !== "KDR_SECRET_DIR" && k !== "KDR_STATE_DIR");
     const jobs = JSON.stringify([{ name: "health", schedule: "0 0 1 1 *", command: ["health", "--service", SERVICE] }]);
     const name = `kdrtest-healthz-${process.pid}`;
