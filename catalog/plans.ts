@@ -240,11 +240,6 @@ export async function verifiedRecoveryPoint(db: Db, service: string, opts: { ten
   return { point: plan.recoveryPoint, ageSeconds: Math.max(0, (now.getTime() - plan.recoveryPoint.getTime()) / 1000) };
 }
 
-/** Seconds since the newest verified recovery point (`verifiedRecoveryPoint`), or null. */
-export async function rpoSeconds(db: Db, service: string, opts: { tenantId?: string; now?: Date } = {}): Promise<number | null> {
-  return (await verifiedRecoveryPoint(db, service, opts))?.ageSeconds ?? null;
-}
-
 /** The reason a failed verify recorded (verify_details.error, else the details as JSON). */
 function verifyError(details: unknown): string {
   const d = details as { error?: unknown } | null;

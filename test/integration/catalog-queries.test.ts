@@ -307,18 +307,19 @@ describe("consistentRecoveryPlans", () => {
   });
 });
 
-describe("rpoSeconds", () => {
-  it("is the age of the newest VERIFIED recovery point (verified base + contiguous WAL)", async () => {
+describe("verifiedRecoveryPoint", () => {
+  it("is the newest VERIFIED recovery point (verified base + contiguous WAL), and its age", async () => {
+    const rpoSeconds = async () => (await q.verifiedRecoveryPoint(db, "rpo", { now: at(100) }))?.ageSeconds ?? null;
     const b = await fullBackup("rpo", { rpEnd: at(10), startLsn: "0/1000028", endLsn: "0/2000100" });
     for (const [n, s] of [[2, 20], [3, 30]] as const) await wal("rpo", n, at(s));
-    expect(await q.rpoSeconds(db, "rpo", { now: at(100) })).toBeNull(); // nothing verified yet
+    expect(await rpoSeconds()).toBeNull(); // nothing verified yet
     await q.recordVerification(db, b.backupId, { status: "passed" });
-    expect(await q.rpoSeconds(db, "rpo", { now: at(100) })).toBe(70);
+    expect(await rpoSeconds()).toBe(70);
     await wal("rpo", 4, at(40));
-    expect(await q.rpoSeconds(db, "rpo", { now: at(100) })).toBe(60);
+    expect(await rpoSeconds()).toBe(60);
     // A newer but unverified base changes nothing; WAL after the verified base still counts.
     await fullBackup("rpo", { rpEnd: at(90), startLsn: "0/9000028", endLsn: "0/9000100" });
-    expect(await q.rpoSeconds(db, "rpo", { now: at(100) })).toBe(60);
+    expect(await rpoSeconds()).toBe(60);
     const m = await q.backupMetrics(db, T);
     expect(m.find((x) => x.serviceName === "rpo")).toMatchObject({ successfulBackups: 2, totalBackups: 2, successRate: 100 });
   });
