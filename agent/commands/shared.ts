@@ -50,7 +50,7 @@ export interface Manifest {
   tool: string;
   toolVersion: string;
   agentVersion: string;
-  artifacts: { name: string; key: string; versionId?: string; sha256: string; storedBytes: number; rawBytes: number; rawSha256: string }[];
+  artifacts: { name: string; key: string; versionId?: string; sha256: string; storedBytes: number; rawBytes: number; rawSha256?: string }[];
   details: Record<string, unknown>;
   /** kdr-manifest/2 and later. */
   catalog?: ManifestCatalogRow;

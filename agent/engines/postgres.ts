@@ -131,6 +131,8 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
     lock: ctx.lock("full"),
     producers: [bb.exited],
     progress: new Progress(`pg_basebackup ${ctx.service}`, estimate),
+    // The base is the bulk of the bytes: straight from pg_basebackup into zstd (OS pipes).
+    direct: true,
   }).finally(() => marks.stop().finally(() => mc.end().catch(() => undefined)));
   const err = bb.stderr();
   const start = lsnRe("start").exec(err);

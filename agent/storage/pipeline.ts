@@ -17,7 +17,8 @@ export interface SealedArtifact extends ObjectRef {
   /** Artifact name inside the backup (e.g. base.tar). */
   name: string;
   rawBytes: number;
-  rawSha256: string;
+  /** Absent for a source sealed `direct` (its raw bytes never pass through the agent). */
+  rawSha256?: string;
   storedBytes: number;
   /** SHA-256 of the stored (compressed, encrypted) object: what verify and restore re-check. */
   sha256: string;
@@ -62,7 +63,7 @@ export function spawnTool(cmd: string, args: string[], opts: { env?: NodeJS.Proc
   });
   const told = () =>
     stderr
-      .split("\n")
+      .split(/\r?\n|\r/)
       .filter((l) => !opts.chatter?.test(l))
       .join("\n")
       .trim()
@@ -168,28 +169,63 @@ export interface SealOptions {
   producers?: Promise<unknown>[];
   progress?: Progress;
   zstdLevel?: number;
+  /**
+   * `source` is a child's stdout (pg_basebackup's): it reaches zstd through dd, OS pipes only, dd
+   * counting the bytes and reporting progress. Not relayed through node's streams, which cost
+   * about 6 s of wall and 8-10 s of CPU per 4 GiB (docs/benchmarks.md), and so not hashed: the
+   * stored object's SHA-256, age's authentication and zstd's frame checksum guard the bytes.
+   */
+  direct?: boolean;
+}
+
+/** dd's own lines (status=progress, and its summary): counts, not errors. */
+const DD_CHATTER = /^\d+ bytes .*copied|^\d+\+\d+ records (in|out)$/;
+
+/**
+ * dd between a child's stdout and the next tool: the bytes it copied, as dd says them (every
+ * second and at its end), handed to `progress`.
+ */
+function countingRelay(source: Readable, progress?: Progress) {
+  const dd = spawnTool("dd", ["bs=1M", "status=progress"], { stdin: source, env: { ...process.env, LC_ALL: "C" }, chatter: DD_CHATTER });
+  let copied = 0;
+  let rest = "";
+  dd.child.stderr!.on("data", (d: Buffer) => {
+    const lines = (rest + d.toString()).split(/\r?\n|\r/);
+    rest = lines.pop() ?? "";
+    for (const l of lines) {
+      const n = /^(\d+) bytes/.exec(l);
+      if (n && Number(n[1]) >= copied) {
+        progress?.add(Number(n[1]) - copied);
+        copied = Number(n[1]);
+      }
+    }
+  });
+  // 'close' (what exited waits for) comes after stderr's end: the summary line has been read.
+  return { ...dd, copied: () => copied };
 }
 
 /** Streams `source` through zstd and age into S3. */
 export async function sealAndUpload(o: SealOptions): Promise<SealedArtifact> {
-  const zstd = spawnTool("zstd", ["-q", "-c", `-${o.zstdLevel ?? 3}`, "-T0"]);
+  const relay = o.direct ? countingRelay(o.source, o.progress) : undefined;
+  const zstd = spawnTool("zstd", ["-q", "-c", `-${o.zstdLevel ?? 3}`, "-T0"], relay ? { stdin: relay.child.stdout! } : {});
   // zstd writes straight into age through an OS pipe: those bytes never pass through the agent.
   const age = spawnTool("age", ["-e", "-R", o.recipientFile], { stdin: zstd.child.stdout! });
-  const raw = new Meter([], o.progress);
-  const sourceDone = pipeline(o.source, raw, zstd.child.stdin!);
+  const raw = relay ? undefined : new Meter([], o.progress);
+  const sourceDone = relay ? relay.exited : pipeline(o.source, raw!, zstd.child.stdin!);
   sourceDone.catch(() => undefined);
   const stored = new Meter([sourceDone, zstd.exited, age.exited, ...(o.producers ?? [])]);
   const out = new PassThrough();
   const storedDone = pipeline(age.child.stdout!, stored, out);
   storedDone.catch(() => undefined);
   const kill = () => {
-    for (const c of [zstd.child, age.child]) if (c.exitCode === null) c.kill("SIGTERM");
+    for (const c of [relay?.child, zstd.child, age.child]) if (c && c.exitCode === null) c.kill("SIGTERM");
   };
   const upload = o.storage.upload(o.key, out, o.lock);
   upload.catch(() => undefined);
   try {
     const [ref] = await Promise.all([upload, storedDone, sourceDone, zstd.exited, age.exited, ...(o.producers ?? [])]);
-    return { ...ref, name: o.name, rawBytes: raw.bytes, rawSha256: raw.digest, storedBytes: stored.bytes, sha256: stored.digest };
+    const rawBytes = relay ? relay.copied() : raw!.bytes;
+    return { ...ref, name: o.name, rawBytes, rawSha256: raw?.digest, storedBytes: stored.bytes, sha256: stored.digest };
   } catch (e) {
     kill();
     o.source.destroy();
