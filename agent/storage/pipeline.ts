@@ -96,6 +96,7 @@ export const untar = (dir: string) => spawnTool("tar", [...UNTAR_ARGS, "-C", dir
  * unreachable), tar being stopped as a stream that fails early never ends its input.
  */
 export async function openIntoDir(o: Omit<OpenOptions, "sink">, dir: string): Promise<void> {
+  if (!o.ref.rawSha256) return unpackDirect(o, dir);
   const tar = untar(dir);
   const streamed = openAndRestore({ ...o, sink: tar.child.stdin! }).catch((e: unknown) => {
     if (tar.child.exitCode === null) tar.child.kill("SIGTERM");
@@ -107,25 +108,30 @@ export async function openIntoDir(o: Omit<OpenOptions, "sink">, dir: string): Pr
   if (got.status === "rejected") throw got.reason;
 }
 
-/** Counts bytes and hashes them; optionally waits for `gates` before signalling the end. */
+/**
+ * Counts bytes and hashes them (unless `hash` is false: nothing to compare the digest with);
+ * optionally waits for `gates` before signalling the end.
+ */
 export class Meter extends Transform {
   bytes = 0;
-  private readonly h = createHash("sha256");
+  private readonly h;
   digest = "";
   constructor(
     private readonly gates: Promise<unknown>[] = [],
     private readonly progress?: Progress,
+    hash = true,
   ) {
     super();
+    this.h = hash ? createHash("sha256") : undefined;
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
-    this.h.update(chunk);
+    this.h?.update(chunk);
     this.progress?.add(chunk.length);
     cb(null, chunk);
   }
   override _flush(cb: TransformCallback): void {
-    this.digest = this.h.digest("hex");
+    this.digest = this.h?.digest("hex") ?? "";
     Promise.all(this.gates).then(
       () => cb(),
       (e: unknown) => cb(e as Error),
@@ -263,6 +269,35 @@ export function diskFull(e: unknown, stateDir = "its state directory"): string |
   return undefined;
 }
 
+/** How a tool dies when the next one in its pipe is gone: a consequence, never the cause. */
+const BROKEN_PIPE = /SIGPIPE|broken pipe|connection reset by peer|EPIPE/i;
+
+/**
+ * openIntoDir for a base sealed `direct` (no raw SHA-256 to check): zstd -d into tar through dd,
+ * OS pipes only, dd counting for the progress. The error is the cause: a full disk (tar's) first,
+ * then the stored stream's (a checksum, the download), then age's word on the key, then the first
+ * tool in the pipe that did not merely die of the next one's exit (a member tar refused, a
+ * damaged frame zstd found).
+ */
+async function unpackDirect(o: Omit<OpenOptions, "sink">, dir: string): Promise<void> {
+  const d = await decrypting(o, () => undefined);
+  const relay = countingRelay(d.zstd.child.stdout!, new Progress(`restore ${o.label}`, o.ref.rawBytes));
+  const tar = spawnTool("tar", [...UNTAR_ARGS, "-C", dir], { stdin: relay.child.stdout! });
+  // A full disk says nothing of the object: the rest of it is not downloaded just to be hashed.
+  tar.exited.catch((e: unknown) => {
+    if (diskFull(e)) d.body.destroy();
+  });
+  const tools = [d.ageOk, d.zstd.exited, relay.exited, tar.exited];
+  const [sha, ...done] = await Promise.allSettled([d.shaOk, ...tools]);
+  const failed = done.flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
+  if (!failed.length && sha!.status === "fulfilled") return;
+  const tarFailed = done[3]!.status === "rejected" ? (done[3] as PromiseRejectedResult).reason : undefined;
+  if (diskFull(tarFailed)) throw tarFailed;
+  if (sha!.status === "rejected") throw sha!.reason;
+  const cause = failed.find((e) => e instanceof ConfigError) ?? failed.find((e) => !BROKEN_PIPE.test(e.message)) ?? failed[0];
+  throw cause;
+}
+
 export interface OpenOptions {
   storage: Storage;
   ref: { key: string; versionId?: string | null; sha256: string; storedBytes?: number; rawSha256?: string; rawBytes?: number };
@@ -273,13 +308,12 @@ export interface OpenOptions {
 }
 
 /**
- * Streams an object back through age -d and zstd -d into `sink`, checking the stored SHA-256
- * and the raw SHA-256 on the way; the sink only gets an end when both matched.
+ * The object's download into age -d and zstd -d (OS pipe between them), its stored SHA-256
+ * checked as it streams; `nothing` runs when the object cannot even be opened.
  */
-export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number }> {
+async function decrypting(o: Omit<OpenOptions, "sink">, nothing: () => void) {
   const { body } = await o.storage.get(o.ref.key, o.ref.versionId ?? undefined).catch((e: unknown) => {
-    // Nothing will be written: the sink is closed (a file's descriptor, a child's input).
-    o.sink.destroy();
+    nothing();
     throw e;
   });
   const age = spawnTool("age", ["-d", "-i", o.identityFile]);
@@ -305,7 +339,17 @@ export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number
   });
   ageOk.catch(() => undefined);
   shaOk.catch(() => undefined);
-  const raw = new Meter([shaOk, ageOk, zstd.exited], new Progress(`restore ${o.label}`, o.ref.rawBytes));
+  return { body, age, zstd, shaOk, ageOk };
+}
+
+/**
+ * Streams an object back through age -d and zstd -d into `sink`, checking the stored SHA-256
+ * and the raw SHA-256 on the way; the sink only gets an end when both matched.
+ */
+export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number }> {
+  const { body, age, zstd, shaOk, ageOk } = await decrypting(o, () => o.sink.destroy());
+  // A base sealed `direct` has no raw SHA-256: its bytes are counted, not hashed for nothing.
+  const raw = new Meter([shaOk, ageOk, zstd.exited], new Progress(`restore ${o.label}`, o.ref.rawBytes), Boolean(o.ref.rawSha256));
   // Which side failed first: the sink (a full disk, tar gone) says nothing of the object, and then
   // the rest of it is not downloaded just to be hashed.
   let first: "sink" | "stream" | undefined;

@@ -4,12 +4,13 @@
  * (the S3 side of the pipeline is the same as the relayed mode's, tested against RGW).
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { sealAndUpload, spawnTool } from "../../agent/storage/pipeline.js";
+import { ConfigError } from "../../agent/config.js";
+import { IntegrityError, openIntoDir, sealAndUpload, spawnTool } from "../../agent/storage/pipeline.js";
 import { Progress } from "../../agent/storage/progress.js";
 import type { Storage } from "../../agent/storage/s3.js";
 
@@ -99,4 +100,59 @@ describe("sealAndUpload, direct (a child's stdout into zstd through dd)", () => 
     await expect(sealAndUpload({ storage, key: "k", name: "x", source: producer.child.stdout!, recipientFile: recipient, producers: [producer.exited], direct: true })).rejects.toThrow();
     await expect(producer.exited).rejects.toThrow(/^yes (was killed by|exited 1)/);
   }, 20_000);
+});
+
+describe("openIntoDir of a base sealed direct (no raw SHA-256): zstd -d into tar through dd", () => {
+  /** Seals what `cmd` writes (a tar stream) and returns a storage that serves it back. */
+  async function sealed(cmd: string) {
+    const producer = spawnTool("sh", ["-c", cmd], { stdin: "ignore" });
+    const c = collector();
+    const ref = await sealAndUpload({ storage: c.storage, key: "k", name: "base.tar", source: producer.child.stdout!, recipientFile: recipient, producers: [producer.exited], direct: true });
+    const serve = (bytes: Buffer) => ({ bucket: "b", get: async () => ({ body: Readable.from([bytes]), size: bytes.length }) }) as unknown as Storage;
+    return { ref: { key: "k", sha256: ref.sha256, storedBytes: ref.storedBytes, rawBytes: ref.rawBytes }, bytes: c.bytes(), serve };
+  }
+  const target = (name: string) => {
+    const d = join(dir, name);
+    mkdirSync(d, { recursive: true });
+    return d;
+  };
+
+  it("unpacks every file, as tar -c read it", async () => {
+    const src = target("src");
+    for (let i = 0; i < 20; i++) writeFileSync(join(src, `f${i}`), `file ${i} `.repeat(50_000 * (i + 1)));
+    const s = await sealed(`tar -c -C ${src} .`);
+    const out = target("out");
+    await openIntoDir({ storage: s.serve(s.bytes), ref: s.ref, identityFile: identity, label: "base.tar" }, out);
+    expect(readdirSync(out).sort()).toEqual(readdirSync(src).sort());
+    for (const f of readdirSync(src)) expect(readFileSync(join(out, f)).equals(readFileSync(join(src, f)))).toBe(true);
+  });
+
+  it("a flipped byte in the stored object fails on its SHA-256, not on what age or tar then said", async () => {
+    const src = target("src2");
+    writeFileSync(join(src, "a"), "x".repeat(3_000_000));
+    const s = await sealed(`tar -c -C ${src} .`);
+    const bad = Buffer.from(s.bytes);
+    bad[Math.floor(bad.length / 2)]! ^= 0xff;
+    const e = await openIntoDir({ storage: s.serve(bad), ref: s.ref, identityFile: identity, label: "base.tar" }, target("out2")).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(IntegrityError);
+    expect((e as Error).message).toMatch(/^base\.tar: SHA-256 of the stored object is [0-9a-f]{64}, the catalog recorded [0-9a-f]{64}: the object is corrupt or was replaced\.$/);
+  });
+
+  it("a member tar refuses fails naming tar's reason, not the broken pipes upstream of it", async () => {
+    const src = target("src3");
+    writeFileSync(join(src, "member"), "evil");
+    // GNU tar writes the name as given with -P; extracting, it refuses '..' and exits non-zero.
+    const s = await sealed(`cd ${src} && tar -c -P -f - ../src3/member`);
+    const e = await openIntoDir({ storage: s.serve(s.bytes), ref: s.ref, identityFile: identity, label: "base.tar" }, target("out3")).catch((x: unknown) => x);
+    expect((e as Error).message).toMatch(/^tar exited 2: .*(\.\.|member)/s);
+  });
+
+  it("a key that is not the backup's fails as a key problem, naming the secret to mount", async () => {
+    const s = await sealed("echo hello");
+    const other = join(dir, "other-identity");
+    spawnSync("age-keygen", ["-o", other], { stdio: "ignore" });
+    const e = await openIntoDir({ storage: s.serve(s.bytes), ref: s.ref, identityFile: other, label: "base.tar" }, target("out4")).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ConfigError);
+    expect((e as Error).message).toContain("mount the kdr-age-identity secret");
+  });
 });

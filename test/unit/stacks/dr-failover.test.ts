@@ -3,7 +3,7 @@
  * program run as a user runs it, the primary stack planned for its StackReference): what runs in
  * each state, what waits for the promotion, and the config that is refused.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it, vi } from "vitest";
@@ -21,7 +21,9 @@ async function plan(stack: string, config: Record<string, unknown> = {}): Promis
   const dir = mkdtempSync(join(tmpdir(), "kdr-dr-plan-"));
   const file = join(dir, "config.json");
   writeFileSync(file, JSON.stringify(Object.fromEntries(Object.entries(config).map(([k, v]) => [k, { value: v }]))));
-  const r = await runAsync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), "plan", "--stack", stack, "--json", "--policy", "--config-file", file], { timeoutMs: 180_000 });
+  const r = await runAsync(process.execPath, [join(ROOT, "bin", "kryonix-dr.mjs"), "plan", "--stack", stack, "--json", "--policy", "--config-file", file], { timeoutMs: 180_000 }).finally(() =>
+    rmSync(dir, { recursive: true, force: true }),
+  );
   return { code: r.status, resources: r.status === 0 ? (JSON.parse(r.stdout) as Planned[]) : [], stderr: r.stderr };
 }
 const labels = (p: Planned): Record<string, string> => Object.fromEntries(((p.inputs.labels ?? []) as Array<{ label: string; value: string }>).map((l) => [l.label, l.value]));
