@@ -90,8 +90,8 @@ export const UNTAR_ARGS = ["-x", "-i", "-f", "-"] as const;
 export const untar = (dir: string) => spawnTool("tar", [...UNTAR_ARGS, "-C", dir]);
 
 /**
- * Streams an archive object (openAndRestore: its SHA-256s checked) into tar, unpacking it in
- * `dir`. The error is the cause: tar's own (a full disk, a member it refused) when all the stream
+ * Streams an archive object (openAndRestore: its SHA-256s checked; a base sealed `direct`:
+ * unpackDirect) into tar, unpacking it in `dir`. The error is the cause: tar's own (a full disk, a member it refused) when all the stream
  * saw was its input closing; else the stream's (a checksum, the key, the object missing or
  * unreachable), tar being stopped as a stream that fails early never ends its input.
  */
