@@ -282,20 +282,18 @@ const BROKEN_PIPE = /SIGPIPE|broken pipe|connection reset by peer|EPIPE/i;
 async function unpackDirect(o: Omit<OpenOptions, "sink">, dir: string): Promise<void> {
   const d = await decrypting(o, () => undefined);
   const relay = countingRelay(d.zstd.child.stdout!, new Progress(`restore ${o.label}`, o.ref.rawBytes));
-  const tar = spawnTool("tar", [...UNTAR_ARGS, "-C", dir], { stdin: relay.child.stdout! });
+  const untarred = spawnTool("tar", [...UNTAR_ARGS, "-C", dir], { stdin: relay.child.stdout! });
   // A full disk says nothing of the object: the rest of it is not downloaded just to be hashed.
-  tar.exited.catch((e: unknown) => {
+  untarred.exited.catch((e: unknown) => {
     if (diskFull(e)) d.body.destroy();
   });
-  const tools = [d.ageOk, d.zstd.exited, relay.exited, tar.exited];
-  const [sha, ...done] = await Promise.allSettled([d.shaOk, ...tools]);
-  const failed = done.flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
-  if (!failed.length && sha!.status === "fulfilled") return;
-  const tarFailed = done[3]!.status === "rejected" ? (done[3] as PromiseRejectedResult).reason : undefined;
-  if (diskFull(tarFailed)) throw tarFailed;
-  if (sha!.status === "rejected") throw sha!.reason;
-  const cause = failed.find((e) => e instanceof ConfigError) ?? failed.find((e) => !BROKEN_PIPE.test(e.message)) ?? failed[0];
-  throw cause;
+  const [sha, age, zstd, dd, tar] = await Promise.allSettled([d.shaOk, d.ageOk, d.zstd.exited, relay.exited, untarred.exited]);
+  // In pipe order: the first that failed of its own accord is the cause.
+  const failed = [age, zstd, dd, tar].flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
+  if (!failed.length && sha.status === "fulfilled") return;
+  if (tar.status === "rejected" && diskFull(tar.reason)) throw tar.reason;
+  if (sha.status === "rejected") throw sha.reason;
+  throw failed.find((e) => e instanceof ConfigError) ?? failed.find((e) => !BROKEN_PIPE.test(e.message)) ?? failed[0];
 }
 
 export interface OpenOptions {
