@@ -19,7 +19,7 @@ import { chmodSync, chownSync, existsSync, readFileSync, mkdirSync, mkdtempSync,
 import path from "node:path";
 import pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
-import { checkStoredSha, childSink, openAndRestore, openIntoDir, sealAndUpload, spawnTool, devNull, type SealedArtifact } from "../storage/pipeline.js";
+import { childSink, inputClosed, openAndRestore, openIntoDir, sealAndUpload, spawnTool, devNull, type SealedArtifact } from "../storage/pipeline.js";
 import { Progress, log } from "../storage/progress.js";
 import type { Storage } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
@@ -370,11 +370,13 @@ export function ownLikeDataDir(target: string, paths: string[]): void {
   for (const p of paths) chownSync(p, uid, gid);
 }
 
-/** Tool-level checks: pg_verifybackup on the unpacked base (with its backup_manifest), pg_restore -l on dumps. */
+/**
+ * Each artifact read once: its stored SHA-256, age and zstd checked as it streams into the tool's
+ * own check (pg_verifybackup on the unpacked base with its backup_manifest, pg_restore over dumps).
+ */
 export async function verifyArtifacts(o: { storage: Storage; identityFile: string; artifacts: StoredRef[]; scratch: string }): Promise<string[]> {
   const notes: string[] = [];
   for (const a of o.artifacts) {
-    await checkStoredSha(o.storage, a, a.name);
     if (a.name === "base.tar") {
       // One directory per verify: a cron container verifies several PostgreSQL services at the
       // same minute, and a shared directory made one verify read another's half-unpacked base
@@ -397,7 +399,10 @@ export async function verifyArtifacts(o: { storage: Storage; identityFile: strin
       // pg_restore reads the whole archive (every table's data) and writes the SQL nowhere.
       const l = spawnTool("pg_restore", ["-f", "/dev/null"], { env: { ...process.env, PATH: toolPath() } });
       l.child.stdout!.resume();
-      await Promise.all([openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: childSink(l.child.stdin!) }), l.exited]);
+      const [fed, read] = await Promise.allSettled([openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: childSink(l.child.stdin!) }), l.exited]);
+      // pg_restore's own error when all the stream saw was its input closing; else the stream's (the SHA-256, the key).
+      if (read.status === "rejected" && (fed.status === "fulfilled" || inputClosed(fed.reason))) throw read.reason;
+      if (fed.status === "rejected") throw fed.reason;
       notes.push(`${a.name}: pg_restore read the whole archive`);
     } else {
       await openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: devNull() });

@@ -6,7 +6,7 @@ import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from "no
 import path from "node:path";
 import { Transform } from "node:stream";
 import type { Settings } from "../config.js";
-import { checkStoredSha, openAndRestore, sealAndUpload, spawnTool } from "../storage/pipeline.js";
+import { openAndRestore, sealAndUpload, spawnTool } from "../storage/pipeline.js";
 import { Progress, log } from "../storage/progress.js";
 import type { Storage } from "../storage/s3.js";
 import type { StoredRef } from "./postgres.js";
@@ -104,8 +104,8 @@ export async function restore(o: { storage: Storage; identityFile: string; rdb: 
   return file;
 }
 
+/** The RDB read once (its stored SHA-256, age and zstd checked as it streams), then redis-check-rdb over it. */
 export async function verify(o: { storage: Storage; identityFile: string; rdb: StoredRef; scratch: string }): Promise<string[]> {
-  await checkStoredSha(o.storage, o.rdb, "dump.rdb");
   mkdirSync(o.scratch, { recursive: true });
   const tmp = path.join(o.scratch, `verify-${process.pid}.rdb`);
   try {

@@ -106,10 +106,12 @@ export async function openIntoDir(o: Omit<OpenOptions, "sink">, dir: string): Pr
     throw e;
   });
   const [got, unpacked] = await Promise.allSettled([streamed, tar.exited]);
-  const brokenPipe = got.status === "rejected" && ["EPIPE", "ERR_STREAM_PREMATURE_CLOSE", "ERR_STREAM_DESTROYED"].includes((got.reason as NodeJS.ErrnoException).code ?? "");
-  if (unpacked.status === "rejected" && (diskFull(unpacked.reason) || got.status === "fulfilled" || brokenPipe)) throw unpacked.reason;
+  if (unpacked.status === "rejected" && (diskFull(unpacked.reason) || got.status === "fulfilled" || inputClosed(got.reason))) throw unpacked.reason;
   if (got.status === "rejected") throw got.reason;
 }
+
+/** A stream's error that only says the tool it fed closed its input (the tool's own error is the cause). */
+export const inputClosed = (e: unknown): boolean => ["EPIPE", "ERR_STREAM_PREMATURE_CLOSE", "ERR_STREAM_DESTROYED"].includes((e as NodeJS.ErrnoException).code ?? "");
 
 /**
  * Counts bytes and hashes them (unless `hash` is false: nothing to compare the digest with);
@@ -256,9 +258,14 @@ export async function checkStoredSha(storage: Storage, ref: { key: string; versi
   const { body, size } = await storage.get(ref.key, ref.versionId ?? undefined);
   const m = new Meter([], new Progress(`check ${label}`, size ?? ref.storedBytes));
   await pipeline(body, m, new Writable({ write: (_c, _e, cb) => cb() }));
-  if (m.digest !== ref.sha256) {
-    throw new IntegrityError(`${label}: SHA-256 of s3://${storage.bucket}/${ref.key}${ref.versionId ? ` (version ${ref.versionId})` : ""} is ${m.digest}, the catalog recorded ${ref.sha256}: the stored object is corrupt or was replaced. Do not use it; restore from another backup.`);
-  }
+  if (m.digest !== ref.sha256) throw storedShaMismatch(storage, ref, label, m.digest);
+}
+
+/** A stored object whose SHA-256 is not the catalog's: the same words from a check, a verify and a restore. */
+function storedShaMismatch(storage: Storage, ref: { key: string; versionId?: string | null; sha256: string }, label: string, digest: string): IntegrityError {
+  return new IntegrityError(
+    `${label}: SHA-256 of s3://${storage.bucket}/${ref.key}${ref.versionId ? ` (version ${ref.versionId})` : ""} is ${digest}, the catalog recorded ${ref.sha256}: the stored object is corrupt or was replaced. Do not use it; restore from another backup.`,
+  );
 }
 
 export class IntegrityError extends Error {}
@@ -328,9 +335,7 @@ async function decrypting(o: Omit<OpenOptions, "sink">, nothing: () => void) {
   // surface as an unhandled rejection.
   inDone.catch(() => undefined);
   const shaOk = inDone.then(() => {
-    if (stored.digest !== o.ref.sha256) {
-      throw new IntegrityError(`${o.label}: SHA-256 of the stored object is ${stored.digest}, the catalog recorded ${o.ref.sha256}: the object is corrupt or was replaced.`);
-    }
+    if (stored.digest !== o.ref.sha256) throw storedShaMismatch(o.storage, o.ref, o.label, stored.digest);
   });
   const ageOk = age.exited.catch((e: Error) => {
     if (/no identity matched/.test(e.message)) {
