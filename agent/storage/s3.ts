@@ -51,6 +51,9 @@ export interface RetryPolicy {
 /** 0.5 + 1 + 2 + 4 + 8 + 8 s: an RGW or MinIO restart takes a few seconds to some tens. */
 export const S3_RETRY: RetryPolicy = { attempts: 7, baseMs: 500, capMs: 8000 };
 
+/** How long a request may go without a byte either way before it fails (and is retried). */
+export const S3_IDLE_MS = 300_000;
+
 /** The policy whose waits between attempts add up to at most `seconds` (24 s: S3_RETRY). */
 export function retryWithin(seconds: number): RetryPolicy {
   let attempts = 1;
@@ -149,6 +152,7 @@ export class Storage {
     accessKeyId: string,
     secretAccessKey: string,
     retry: RetryPolicy = S3_RETRY,
+    idleMs = S3_IDLE_MS,
   ) {
     this.client = new S3Client({
       endpoint,
@@ -156,7 +160,10 @@ export class Storage {
       forcePathStyle: true,
       credentials: { accessKeyId, secretAccessKey },
       retryStrategy: new LoggedRetry(endpoint, retry),
-      requestHandler: { connectionTimeout: 10_000, requestTimeout: 300_000 },
+      // A store that takes a request and goes silent (a full Ceph cluster blocks every write) is
+      // an error after `idleMs` without a byte, then retried. The SDK's requestTimeout bounds a
+      // whole request (a 100 GB download included) and, unless told to throw, only warns.
+      requestHandler: { connectionTimeout: 10_000, socketTimeout: idleMs },
       // RGW and MinIO both accept Content-MD5/no checksum; the SDK's default trailing CRC32 on
       // streamed bodies is not understood by every S3 server.
       requestChecksumCalculation: "WHEN_REQUIRED",

@@ -1,11 +1,15 @@
 /**
  * The S3 client's retry policy, against a local HTTP server standing in for an S3 endpoint that
  * restarts: every retry is said on stderr, a server back within the policy's window is used, one
- * that stays away fails the call after the policy's attempts, and an access error is not retried.
+ * that stays away fails the call after the policy's attempts, and an access error is not retried;
+ * a store that takes a request and goes silent fails it after the idle timeout (a full Ceph
+ * cluster blocks every write so), and a slow, steady download is not cut short.
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { HeadObjectCommand } from "@aws-sdk/client-s3";
+import { Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { S3_RETRY, Storage, retryWithin } from "../../agent/storage/s3.js";
 
@@ -90,5 +94,54 @@ describe("S3 retries", () => {
     err.restore();
     expect(s.requests()).toBe(1);
     expect(err.lines().filter((l) => l.startsWith("storage: "))).toHaveLength(0);
+  });
+
+  it("a store that takes the request and never answers fails it after the idle time, each retry said", async () => {
+    const srv = http.createServer(() => undefined); // reads the request, answers nothing
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    cleanup.push(() => new Promise<void>((r) => (srv.closeAllConnections(), srv.close(() => r()))));
+    const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    const err = captureStderr();
+    cleanup.push(err.restore);
+    const storage = new Storage("b", url, "us-east-1", "AK", "SK", { attempts: 2, baseMs: 5, capMs: 5 }, 300);
+    const t0 = Date.now();
+    await expect(storage.client.send(new HeadObjectCommand({ Bucket: "b", Key: "k" }))).rejects.toThrow(/timed out after 300 ms of inactivity/);
+    err.restore();
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(err.lines().filter((l) => l.startsWith("storage: "))).toEqual([expect.stringMatching(/inactivity.*retry 1\/1/)]);
+  });
+
+  it("a download that stalls midway fails after the idle time; one that trickles on for longer than it completes", async () => {
+    // Each GET gets its headers and a first byte, then a byte every `every` ms for `bytes` bytes,
+    // or (every = 0) nothing more.
+    const plan = [
+      { bytes: 1, every: 0 },
+      { bytes: 12, every: 100 },
+    ];
+    let n = 0;
+    const srv = http.createServer((_req, res) => {
+      const p = plan[Math.min(n++, plan.length - 1)]!;
+      res.writeHead(200, { "Content-Length": String(p.every ? p.bytes : 10) });
+      res.write("x");
+      if (!p.every) return;
+      let sent = 1;
+      const t = setInterval(() => {
+        res.write("x");
+        if (++sent === p.bytes) clearInterval(t), res.end();
+      }, p.every);
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    cleanup.push(() => new Promise<void>((r) => (srv.closeAllConnections(), srv.close(() => r()))));
+    const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    const storage = new Storage("b", url, "us-east-1", "AK", "SK", { attempts: 1, baseMs: 5, capMs: 5 }, 300);
+    const drain = async () => {
+      const { body } = await storage.get("k");
+      let got = 0;
+      await pipeline(body, new Writable({ write: (c: Buffer, _e, cb) => ((got += c.length), cb()) }));
+      return got;
+    };
+    await expect(drain()).rejects.toThrow(/timed out after 300 ms of inactivity/);
+    // 1.1 s in all, well past the 300 ms idle time, never 300 ms without a byte.
+    await expect(drain()).resolves.toBe(12);
   });
 });
