@@ -87,7 +87,7 @@ export function spawnTool(cmd: string, args: string[], opts: { env?: NodeJS.Proc
  * the archive lands outside `dir`. The agent-image test feeds it such an archive.
  * Records of 1 MiB (`-b 2048`), read whole from the pipe (`-B`): tar then writes each file in
  * 1 MiB calls, not 10 KiB ones; a 3.6 GB base unpacks in 8.7-10.1 s instead of 11.1-12.1 s
- * with 1.3-3 s less system CPU (docs/benchmarks.md).
+ * with 1.3-3.2 s less system CPU (docs/benchmarks.md).
  */
 export const UNTAR_ARGS = ["-x", "-i", "-b", "2048", "-B", "-f", "-"] as const;
 export const untar = (dir: string) => spawnTool("tar", [...UNTAR_ARGS, "-C", dir]);
