@@ -19,7 +19,7 @@ import { chmodSync, chownSync, existsSync, readFileSync, mkdirSync, mkdtempSync,
 import path from "node:path";
 import pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
-import { childSink, inputClosed, openAndRestore, openIntoDir, sealAndUpload, spawnTool, devNull, type SealedArtifact } from "../storage/pipeline.js";
+import { childSink, openAndRestore, openIntoDir, sealAndUpload, spawnTool, devNull, throwCause, type SealedArtifact } from "../storage/pipeline.js";
 import { Progress, log } from "../storage/progress.js";
 import type { Storage } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
@@ -399,10 +399,8 @@ export async function verifyArtifacts(o: { storage: Storage; identityFile: strin
       // pg_restore reads the whole archive (every table's data) and writes the SQL nowhere.
       const l = spawnTool("pg_restore", ["-f", "/dev/null"], { env: { ...process.env, PATH: toolPath() } });
       l.child.stdout!.resume();
-      const [fed, read] = await Promise.allSettled([openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: childSink(l.child.stdin!) }), l.exited]);
       // pg_restore's own error when all the stream saw was its input closing; else the stream's (the SHA-256, the key).
-      if (read.status === "rejected" && (fed.status === "fulfilled" || inputClosed(fed.reason))) throw read.reason;
-      if (fed.status === "rejected") throw fed.reason;
+      throwCause(...(await Promise.allSettled([openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: childSink(l.child.stdin!) }), l.exited])));
       notes.push(`${a.name}: pg_restore read the whole archive`);
     } else {
       await openAndRestore({ storage: o.storage, ref: a, identityFile: o.identityFile, label: a.name, sink: devNull() });

@@ -105,13 +105,18 @@ export async function openIntoDir(o: Omit<OpenOptions, "sink">, dir: string): Pr
     if (tar.child.exitCode === null) tar.child.kill("SIGTERM");
     throw e;
   });
-  const [got, unpacked] = await Promise.allSettled([streamed, tar.exited]);
-  if (unpacked.status === "rejected" && (diskFull(unpacked.reason) || got.status === "fulfilled" || inputClosed(got.reason))) throw unpacked.reason;
-  if (got.status === "rejected") throw got.reason;
+  throwCause(...(await Promise.allSettled([streamed, tar.exited])));
 }
 
-/** A stream's error that only says the tool it fed closed its input (the tool's own error is the cause). */
-export const inputClosed = (e: unknown): boolean => ["EPIPE", "ERR_STREAM_PREMATURE_CLOSE", "ERR_STREAM_DESTROYED"].includes((e as NodeJS.ErrnoException).code ?? "");
+/**
+ * Of a stream into a tool and the tool's exit, throws the cause: the tool's error when it is a
+ * full disk or all the stream saw was the tool closing its input; else the stream's.
+ */
+export function throwCause(fed: PromiseSettledResult<unknown>, tool: PromiseSettledResult<unknown>): void {
+  const inputClosed = (e: unknown) => ["EPIPE", "ERR_STREAM_PREMATURE_CLOSE", "ERR_STREAM_DESTROYED"].includes((e as NodeJS.ErrnoException).code ?? "");
+  if (tool.status === "rejected" && (diskFull(tool.reason) || fed.status === "fulfilled" || inputClosed(fed.reason))) throw tool.reason;
+  if (fed.status === "rejected") throw fed.reason;
+}
 
 /**
  * Counts bytes and hashes them (unless `hash` is false: nothing to compare the digest with);
