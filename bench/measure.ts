@@ -64,9 +64,17 @@ export async function timedAsync<T>(fn: () => Promise<T>): Promise<Timed & { val
 
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-/** The agent's CLI with exactly these settings in its environment (nothing inherited). */
+/** What the agent image sets in every agent's environment (its Dockerfile's ENV lines). */
+export function imageEnv(): Record<string, string> {
+  const file = path.join(REPO, "images", "agent", "Dockerfile");
+  const env = Object.fromEntries([...readFileSync(file, "utf8").matchAll(/^ENV (\w+)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+  if (!env.GLIBC_TUNABLES) throw new Error(`${file} sets no GLIBC_TUNABLES: the bench runs the agent as the image does, and reads the image's environment there.`);
+  return env;
+}
+
+/** The agent's CLI with exactly these settings, and the image's environment, in its environment (nothing inherited). */
 export function agentCommand(env: Record<string, string>): string {
-  const envArgs = Object.entries(env).map(([k, v]) => `${k}='${v}'`).join(" ");
+  const envArgs = Object.entries({ ...imageEnv(), ...env }).map(([k, v]) => `${k}='${v}'`).join(" ");
   return `env -i ${envArgs} ${process.execPath} ${agentBundle()}`;
 }
 

@@ -288,23 +288,23 @@ export function diskFull(e: unknown, stateDir = "its state directory"): string |
 const BROKEN_PIPE = /SIGPIPE|broken pipe|connection reset by peer|EPIPE/i;
 
 /**
- * openIntoDir for a base sealed `direct` (no raw SHA-256 to check): zstd -d into tar through dd,
- * OS pipes only, dd counting for the progress. The error is the cause: a full disk (tar's) first,
- * then the stored stream's (a checksum, the download), then age's word on the key, then the first
- * tool in the pipe that did not merely die of the next one's exit (a member tar refused, a
- * damaged frame zstd found).
+ * openIntoDir for a base sealed `direct` (no raw SHA-256 to check): age -d into zstd -d into tar,
+ * OS pipes only; the progress counts the stored bytes as they download (no relay counts the
+ * decompressed ones: one more copy of every byte cost about 1 s of wall per 3.5 GB, docs/benchmarks.md).
+ * The error is the cause: a full disk (tar's) first, then the stored stream's (a checksum, the
+ * download), then age's word on the key, then the first tool in the pipe that did not merely die
+ * of the next one's exit (a member tar refused, a damaged frame zstd found).
  */
 async function unpackDirect(o: Omit<OpenOptions, "sink">, dir: string): Promise<void> {
-  const d = await decrypting(o, () => undefined);
-  const relay = countingRelay(d.zstd.child.stdout!, new Progress(`restore ${o.label}`, o.ref.rawBytes));
-  const untarred = spawnTool("tar", [...UNTAR_ARGS, "-C", dir], { stdin: relay.child.stdout! });
+  const d = await decrypting(o, () => undefined, new Progress(`restore ${o.label}, downloaded`, o.ref.storedBytes));
+  const untarred = spawnTool("tar", [...UNTAR_ARGS, "-C", dir], { stdin: d.zstd.child.stdout! });
   // A full disk says nothing of the object: the rest of it is not downloaded just to be hashed.
   untarred.exited.catch((e: unknown) => {
     if (diskFull(e)) d.body.destroy();
   });
-  const [sha, age, zstd, dd, tar] = await Promise.allSettled([d.shaOk, d.ageOk, d.zstd.exited, relay.exited, untarred.exited]);
+  const [sha, age, zstd, tar] = await Promise.allSettled([d.shaOk, d.ageOk, d.zstd.exited, untarred.exited]);
   // In pipe order: the first that failed of its own accord is the cause.
-  const failed = [age, zstd, dd, tar].flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
+  const failed = [age, zstd, tar].flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
   if (!failed.length && sha.status === "fulfilled") return;
   if (tar.status === "rejected" && diskFull(tar.reason)) throw tar.reason;
   if (sha.status === "rejected") throw sha.reason;
@@ -322,9 +322,10 @@ export interface OpenOptions {
 
 /**
  * The object's download into age -d and zstd -d (OS pipe between them), its stored SHA-256
- * checked as it streams; `nothing` runs when the object cannot even be opened.
+ * checked as it streams (and counted into `progress`, when given); `nothing` runs when the object
+ * cannot even be opened.
  */
-async function decrypting(o: Omit<OpenOptions, "sink">, nothing: () => void) {
+async function decrypting(o: Omit<OpenOptions, "sink">, nothing: () => void, progress?: Progress) {
   const { body } = await o.storage.get(o.ref.key, o.ref.versionId ?? undefined).catch((e: unknown) => {
     nothing();
     throw e;
@@ -332,7 +333,7 @@ async function decrypting(o: Omit<OpenOptions, "sink">, nothing: () => void) {
   const age = spawnTool("age", ["-d", "-i", o.identityFile]);
   // age writes straight into zstd through an OS pipe: those bytes never pass through the agent.
   const zstd = spawnTool("zstd", ["-q", "-d", "-c"], { stdin: age.child.stdout! });
-  const stored = new Meter();
+  const stored = new Meter([], progress);
   // The stored stream is read to its end even when age stops early (a damaged chunk fails its
   // MAC): its SHA-256 is then complete, and says that the object, not this machine, is at fault.
   const inDone = pipeline(body, stored, childSink(age.child.stdin!));
