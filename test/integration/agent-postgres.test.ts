@@ -271,4 +271,18 @@ describe("agent: postgres", () => {
     expect(Number(m.success_rate)).toBeCloseTo((100 * by.completed.n) / (by.completed.n + by.failed.n), 1);
     expect(m.last_verified_backup_age).not.toBeNull();
   });
+
+  it("a flipped byte in a stored logical dump is caught by verify, which names the dump and the stored object", async () => {
+    const withDumps = json<Summary>(await w.run(["backup", "--type", "full", "--logical", "--json"], env));
+    const dump = withDumps.artifacts.find((a) => a.name.endsWith(".dump"))!;
+    expect(dump, JSON.stringify(withDumps.artifacts)).toBeTruthy();
+    const bad = await flipByte(w.bucket, dump.key, dump.versionId);
+    await w.db.query("UPDATE backup_artifact SET version_id = $1 WHERE backup_id = $2 AND object_key = $3", [bad, withDumps.backupId, dump.key]);
+    const v = await w.run(["verify", "--backup-id", withDumps.backupId, "--json"], env);
+    expect(v.code, v.stdout + v.stderr).toBe(1);
+    const esc = (x: string) => x.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    expect(JSON.parse(v.stdout).error).toMatch(new RegExp(`${esc(dump.name)}: SHA-256 of ${esc(`s3://${w.bucket.bucket}/${dump.key} (version ${bad})`)} is [0-9a-f]{64}, the catalog recorded [0-9a-f]{64}`));
+    const [row] = (await w.db.query("SELECT verify_status FROM backup_management WHERE backup_id = $1", [withDumps.backupId])).rows;
+    expect(row.verify_status).toBe("failed");
+  });
 });
