@@ -90,10 +90,6 @@ export function s3(client: S3Client, bucket: string) {
       const o = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       await pipeline(o.Body as Readable, createWriteStream(file));
     },
-    /**
-     * Deletes every version under `prefix` once it has been measured: the local RGW keeps its
-     * objects in an 8 GiB memstore, which a few runs at 1 GiB filled (every write then hung).
-     */
     /** What the bucket holds under `prefix` (every version), in bytes. */
     async bytesUnder(prefix: string): Promise<number> {
       let n = 0;
@@ -107,6 +103,10 @@ export function s3(client: S3Client, bucket: string) {
         versionMarker = res.NextVersionIdMarker;
       }
     },
+    /**
+     * Deletes every version under `prefix` once it has been measured: the local RGW keeps its
+     * objects in an 8 GiB memstore, which a few runs at 1 GiB filled (every write then hung).
+     */
     async drop(prefix: string): Promise<void> {
       for (;;) {
         const res = await client.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: prefix }));
