@@ -5,7 +5,7 @@ import { BACKUP_CLASSES, objectPrefix, type BackupClass } from "../../contract/i
 import * as cat from "../catalog.js";
 import { ConfigError, type Settings } from "../config.js";
 import * as pgEngine from "../engines/postgres.js";
-import { backupIncremental, type WalStreamer } from "../engines/postgres-wal.js";
+import { backupIncremental, noBaseYet, type WalStreamer } from "../engines/postgres-wal.js";
 import * as redisEngine from "../engines/redis.js";
 import * as volumeEngine from "../engines/volume.js";
 import { writableRepo, type ActiveRepo } from "../engines/restic-repo.js";
@@ -146,6 +146,7 @@ export async function runBackup(
         let streamer = opts.streamer;
         let own: WalStreamer | undefined;
         let walLock: Awaited<ReturnType<typeof acquireServiceLock>> | undefined;
+        if (!parent) throw noBaseYet(service);
         if (!streamer) {
           walLock = await acquireServiceLock(c, s.stateDir, `wal:${service}`, 0).catch((e: Error) => {
             throw new ConfigError(`${e.message} (WAL streaming runs in the serve sidecar; there the scheduled incremental uses it)`);

@@ -277,9 +277,13 @@ export class WalStreamer {
   }
 }
 
+/** Why an incremental cannot run yet: checked before any streaming starts (a slot would then hold WAL for it). */
+export const noBaseYet = (service: string): ConfigError =>
+  new ConfigError(`there is no completed full backup of ${service} yet: run 'kdr-agent backup --type full' first (an incremental is the WAL since the last base).`);
+
 /** An incremental run: the WAL since the last base, made durable now. */
 export async function backupIncremental(ctx: BackupContext, streamer: WalStreamer, sinceBase: { backupId: string; at: Date } | undefined): Promise<EngineResult> {
-  if (!sinceBase) throw new ConfigError(`there is no completed full backup of ${ctx.service} yet: run 'kdr-agent backup --type full' first (an incremental is the WAL since the last base).`);
+  if (!sinceBase) throw noBaseYet(ctx.service);
   const before = streamer.uploaded;
   const { segment: seg, mark } = await streamer.switchAndFlush();
   return {

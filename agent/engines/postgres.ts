@@ -59,21 +59,78 @@ const lsnRe = (what: string) => new RegExp(`write-ahead log ${what} point: ([0-9
  * The slot must reserve WAL from the moment it exists (pg_receivewal --create-slot does not),
  * so that everything after a base is kept until it has been streamed. A slot declared by the
  * stack (it owns the slot, so a destroy drops it) exists before any stream and reserves nothing
- * yet: an unused one (no restart LSN, inactive) is replaced by a reserving one.
+ * yet: it is made to reserve in place, by streaming from it once up to the current position
+ * (pg_receivewal's first status report sets its restart LSN). Never dropped and created again
+ * for that: the stack's deployer (and a refresh) would see it gone in between. Only a slot the
+ * server invalidated (its WAL removed) is replaced, as nothing else makes it usable again.
  */
 export async function ensureSlot(s: Settings, slot: string): Promise<void> {
   const c = await pgConnect(s);
-  try {
-    await c.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND restart_lsn IS NULL AND NOT active", [slot]);
-    await c.query(
-      "SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
-      [slot],
+  const denied = (e: Error) =>
+    new ConfigError(
+      `cannot make the replication slot ${slot} reserve WAL for ${s.require("targetUser")}: ${e.message}` +
+        (/permission denied|replication role|superuser/i.test(e.message) ? ". The backup role needs the REPLICATION attribute." : ""),
     );
-  } catch (e) {
-    if (/already exists/.test((e as Error).message)) return;
-    throw new ConfigError(`cannot create the replication slot ${slot} for ${s.require("targetUser")}: ${(e as Error).message}. The backup role needs the REPLICATION attribute.`);
+  let lastError: Error | undefined;
+  let streamedAt: string | undefined;
+  try {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const row = (
+        await c.query<{ restart_lsn: string | null; active: boolean; wal_status: string | null }>(
+          "SELECT restart_lsn::text, active, wal_status FROM pg_replication_slots WHERE slot_name = $1",
+          [slot],
+        )
+      ).rows[0];
+      if (row?.restart_lsn) {
+        if (streamedAt) log(`wal ${s.service}: slot ${slot} (declared without reserving WAL) now reserves it, from ${row.restart_lsn} (streamed once up to ${streamedAt})`);
+        return;
+      }
+      if (!row || row.wal_status === "lost") {
+        if (row) {
+          log(`wal ${s.service}: slot ${slot} was invalidated by the server (the WAL it held was removed, e.g. over max_slot_wal_keep_size): dropped and created again, reserving from now`);
+          await c.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active", [slot]);
+        }
+        try {
+          await c.query("SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", [slot]);
+        } catch (e) {
+          // Another run created it between the two statements: looked at again.
+          if (!/already exists/.test((e as Error).message)) throw denied(e as Error);
+        }
+        continue;
+      }
+      // A stream that just began reserves with its first status report.
+      if (row.active) {
+        await new Promise((r) => setTimeout(r, 250));
+        continue;
+      }
+      try {
+        streamedAt = await reserveByStreaming(s, slot, c);
+      } catch (e) {
+        // E.g. another run's stream took the slot first (it reserves then), or a full disk.
+        if (lastError) throw denied(e as Error);
+        lastError = e as Error;
+      }
+    }
   } finally {
     await c.end();
+  }
+  throw denied(lastError ?? new Error("it still reserves no WAL after 20 attempts"));
+}
+
+/** Streams from a slot that reserves nothing up to the current flush position, into a scratch directory. */
+async function reserveByStreaming(s: Settings, slot: string, c: pg.Client): Promise<string> {
+  const end = (await c.query<{ lsn: string }>("SELECT pg_current_wal_flush_lsn()::text AS lsn")).rows[0]!.lsn;
+  mkdirSync(s.stateDir, { recursive: true });
+  const dir = mkdtempSync(path.join(s.stateDir, "slot-reserve-"));
+  try {
+    const p = spawnTool("pg_receivewal", ["-D", dir, "--slot", slot, `--endpos=${end}`, "--no-loop", "--no-password", "--status-interval=5"], {
+      env: pgEnv(s),
+      stdin: "ignore",
+    });
+    await p.exited;
+    return end;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

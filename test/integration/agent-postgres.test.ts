@@ -7,9 +7,11 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync, existsSync, copyFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { agentWorld, flipByte, pgQuery as q, prepareBackupRole, restoredChecksums, startRestored, tableChecksums, type AgentWorld } from "../support/s3.js";
 import { startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
+import { replicationSlotName } from "../../contract/index.js";
 
 let w: AgentWorld;
 let primary: TmpPostgres;
@@ -57,10 +59,34 @@ describe("agent: postgres", () => {
     const r = await w.run(["backup", "--type", "incremental"], env);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/no completed full backup of pg-main yet: run 'kdr-agent backup --type full' first/);
+    // Refused before any streaming: no slot left holding WAL for a run that did nothing.
+    expect(await q(primary.url, "SELECT slot_name FROM pg_replication_slots")).toEqual([]);
   });
 
   it("takes a full base backup (+ logical dumps) streamed through zstd and age, recorded with measured sizes", async () => {
-    full = json<Summary>(await w.run(["backup", "--type", "full", "--json"], env));
+    // The slot as the stack declares it (the provider creates it reserving no WAL): the agent
+    // makes it reserve in place. Watched all along: a slot dropped and created again would be
+    // seen gone by the deployer's drift check (a CI deploy once failed so).
+    const slot = replicationSlotName(SERVICE);
+    await q(primary.url, `SELECT pg_create_physical_replication_slot('${slot}')`);
+    const watcher = new pg.Client({ connectionString: primary.url });
+    await watcher.connect();
+    let watching = true;
+    const seen: string[] = [];
+    const watch = (async () => {
+      while (watching) {
+        const { rows } = await watcher.query(`SELECT restart_lsn::text AS r FROM pg_replication_slots WHERE slot_name = '${slot}'`);
+        seen.push(rows[0] ? (rows[0].r ? "reserving" : "declared") : "absent");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })().finally(() => watcher.end());
+    const run = await w.run(["backup", "--type", "full", "--json"], env).finally(() => (watching = false));
+    await watch;
+    full = json<Summary>(run);
+    expect(seen).not.toContain("absent");
+    expect(seen[0]).toBe("declared");
+    expect(seen.at(-1)).toBe("reserving");
+    expect(run.stderr).toMatch(new RegExp(`slot ${slot} \\(declared without reserving WAL\\) now reserves it, from [0-9A-F]+/[0-9A-F]+`));
     const [row] = (await w.db.query("SELECT * FROM backup_management WHERE backup_id = $1", [full.backupId])).rows;
     expect(row.backup_status).toBe("completed");
     expect(Number(row.raw_size)).toBe(full.rawBytes);
