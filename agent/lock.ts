@@ -1,9 +1,14 @@
 /**
  * One run per service at a time: a local lock file (same container/host) plus a PostgreSQL
  * session advisory lock in the catalog (any host). The advisory lock dies with the session, so
- * a killed agent never leaves it behind; a lock file whose pid is gone is stale and taken over.
+ * a killed agent never leaves it behind; a lock file whose process is gone is stale and taken
+ * over. The file names its process by container (hostname), pid and start time: the state dir
+ * is a volume that outlives the container, and a sidecar's new task has the same pids as the
+ * one Swarm replaced (its serve is pid 1 in both), so a pid alone would make a run the old task
+ * was killed in look held for ever.
  */
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { hostname } from "node:os";
 import path from "node:path";
 import type pg from "pg";
 
@@ -25,18 +30,43 @@ export function alive(pid: number): boolean {
   }
 }
 
+/** A process's start time in clock ticks since boot (/proc/<pid>/stat field 22), if it runs. */
+export function startTicks(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a lock file says of its holder: "<pid> <hostname> <start ticks>". */
+export function lockOwner(): string {
+  return `${process.pid} ${hostname()} ${startTicks(process.pid) ?? "-"}\n`;
+}
+
+/**
+ * Whether the process a lock file names still runs here. A file from another container or host
+ * (or from an agent that wrote the pid alone) is not judged here: the advisory lock is.
+ */
+export function holderAlive(content: string): boolean {
+  const [pidText, host, start] = content.trim().split(/\s+/);
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || host !== hostname() || !alive(pid)) return false;
+  return start === undefined || start === "-" || startTicks(pid) === start;
+}
+
 function tryLocalLock(file: string): boolean {
   mkdirSync(path.dirname(file), { recursive: true });
   for (let i = 0; i < 2; i++) {
     try {
       const fd = openSync(file, "wx");
-      writeSync(fd, String(process.pid));
+      writeSync(fd, lockOwner());
       closeSync(fd);
       return true;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const pid = Number(readFileSync(file, "utf8").trim());
-      if (Number.isInteger(pid) && pid > 0 && alive(pid) && pid !== process.pid) return false;
+      if (holderAlive(readFileSync(file, "utf8"))) return false;
       rmSync(file, { force: true });
     }
   }

@@ -6,7 +6,7 @@
  * stored is measured in the bucket: the bytes of the objects it added under the repository (packs
  * after dedup and restic's compression, index and snapshot files), never an estimate.
  */
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { AGENT_ENV } from "../../contract/index.js";
@@ -48,8 +48,26 @@ export async function runHook(s: Settings, which: "hookPre" | "hookPost"): Promi
     return;
   }
   log(`hook ${label}: ${cmd}`);
-  const r = spawnSync("/bin/sh", ["-c", cmd], { stdio: ["ignore", "inherit", "inherit"], timeout: 600_000 });
-  if (r.status !== 0) throw new Error(`${AGENT_ENV[which]} command failed (exit ${r.status}): ${cmd}`);
+  const r = await command("/bin/sh", ["-c", cmd], true);
+  if (r.error) throw new Error(`${AGENT_ENV[which]} command did not run: ${cmd}: ${r.error.message}`);
+  if (r.status !== 0) throw new Error(`${AGENT_ENV[which]} command failed (${r.status !== null ? `exit ${r.status}` : `killed by ${r.signal}`}): ${cmd}`);
+}
+
+/**
+ * A hook or sqlite3, run without blocking the event loop: a serving sidecar keeps answering its
+ * HEALTHCHECK (else Swarm would replace a task whose hook runs for minutes) and its SIGTERM.
+ * Stopped (SIGTERM) after ten minutes; `status` null and `signal` set when it was killed.
+ */
+function command(cmd: string, args: string[], inherit = false): Promise<{ status: number | null; signal?: string; stdout: string; stderr: string; error?: NodeJS.ErrnoException }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ["ignore", inherit ? "inherit" : "pipe", inherit ? "inherit" : "pipe"], timeout: 600_000 });
+    let stdout = "";
+    let stderr = "";
+    child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.once("error", (error) => resolve({ status: null, stdout, stderr, error }));
+    child.once("close", (code, signal) => resolve({ status: code, signal: signal === "SIGTERM" ? "SIGTERM: 600 s passed, or the container is stopping" : (signal ?? undefined), stdout, stderr }));
+  });
 }
 
 /** The volume's SQLite databases (KDR_SQLITE_FILES), relative paths. */
@@ -70,10 +88,11 @@ const SQLITE_ATTEMPTS = 4;
 /** A database file and the files SQLite keeps beside it while it writes. */
 const sqliteSiblings = (f: string) => [f, `${f}-journal`, `${f}-wal`, `${f}-shm`];
 
-function sqlite3(args: string[]): string {
-  const r = spawnSync("sqlite3", args, { encoding: "utf8", timeout: 600_000 });
-  if (r.error && (r.error as NodeJS.ErrnoException).code === "ENOENT") throw new Error("sqlite3 is not installed: the agent image must contain the sqlite3 package.");
-  if (r.error) throw new Error(`sqlite3 ${args.slice(1).join(" ")} did not finish: ${r.error.message}`);
+async function sqlite3(args: string[]): Promise<string> {
+  const r = await command("sqlite3", args);
+  if (r.error?.code === "ENOENT") throw new Error("sqlite3 is not installed: the agent image must contain the sqlite3 package.");
+  if (r.error) throw new Error(`sqlite3 ${args.slice(1).join(" ")} did not run: ${r.error.message}`);
+  if (r.status === null) throw new Error(`sqlite3 ${args.slice(1).join(" ")} was killed by ${r.signal}`);
   if (r.status !== 0) throw new Error(`sqlite3 ${args.slice(1).join(" ")} failed (exit ${r.status}): ${(r.stderr || r.stdout).trim()}`);
   return r.stdout;
 }
@@ -84,7 +103,7 @@ function sqlite3(args: string[]): string {
  * read-only mount is enough) into `staging`, at the same relative path, and checks each copy
  * (`PRAGMA integrity_check`) before anything is uploaded.
  */
-function copySqlite(volume: string, files: string[], staging: string): void {
+async function copySqlite(volume: string, files: string[], staging: string): Promise<void> {
   for (const f of files) {
     const src = join(volume, f);
     if (!existsSync(src)) throw new ConfigError(`${AGENT_ENV.sqliteFiles} names ${f}, which is not in ${volume}: correct the service's sqlite list.`);
@@ -95,7 +114,7 @@ function copySqlite(volume: string, files: string[], staging: string): void {
     // backup past one busy timeout: try again a few times before failing the run.
     for (let attempt = 1; ; attempt++) {
       try {
-        sqlite3([`file:${src}?mode=ro`, `.timeout ${SQLITE_BUSY_MS}`, `.backup '${dst.replace(/'/g, "''")}'`]);
+        await sqlite3([`file:${src}?mode=ro`, `.timeout ${SQLITE_BUSY_MS}`, `.backup '${dst.replace(/'/g, "''")}'`]);
         break;
       } catch (e) {
         if (!/database is locked|database is busy/i.test((e as Error).message)) throw e;
@@ -114,7 +133,7 @@ function copySqlite(volume: string, files: string[], staging: string): void {
     } catch (e) {
       log(`sqlite ${f}: could not give the copy the owner ${st.uid}:${st.gid} of the database (${(e as Error).message}); a restore leaves it owned by the agent's user`);
     }
-    const check = sqlite3([dst, "PRAGMA integrity_check;"]).trim();
+    const check = (await sqlite3([dst, "PRAGMA integrity_check;"])).trim();
     if (check !== "ok") throw new Error(`the online copy of ${f} failed SQLite's integrity check (${check.slice(0, 200)}): nothing was uploaded.`);
     log(`sqlite ${f}: online copy taken and checked in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }
@@ -175,7 +194,7 @@ export async function backup(ctx: BackupContext, type: "full" | "incremental", r
     if (dbs.length) {
       // Also what a killed run left: copies are never reused.
       rmSync(dirname(staging), { recursive: true, force: true });
-      copySqlite(volume, dbs, staging);
+      await copySqlite(volume, dbs, staging);
     }
     // A volume that holds nothing but its SQLite databases: restic refuses an empty snapshot, so
     // the run's snapshot is the one of the online copies alone.

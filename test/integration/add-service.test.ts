@@ -151,13 +151,16 @@ describe("runbook §8: rotate a catalog password (real Swarm, PostgreSQL)", () =
     expect(await login(old)).toMatch(/password authentication failed/);
     // The sidecar's task was restarted with the new secret: its next backup logs in with it.
     await waitForTask(`${PREFIX}-wiki-backup`, 180_000);
+    const tries: string[] = [];
     for (let i = 0; i < 20; i++) {
       const b = await sh(`docker exec $(docker ps -qf name=${PREFIX}-wiki-backup) kdr-agent backup --type incremental`);
       if (b.status === 0) return;
+      tries.push(`${new Date().toISOString()} exit ${b.status}: ${(b.stderr + b.stdout).trim().split("\n").slice(-4).join(" | ")}`);
       // The old task may still answer while Swarm replaces it.
       await new Promise((r) => setTimeout(r, 3000));
     }
-    throw new Error("no backup with the rotated password succeeded within a minute");
+    const ps = await sh(`docker service ps --no-trunc ${PREFIX}-wiki-backup; docker service logs --timestamps --tail 40 ${PREFIX}-wiki-backup`);
+    throw new Error(`no backup with the rotated password succeeded within a minute:\n${tries.join("\n")}\n${ps.stdout}${ps.stderr}`);
   }, 700_000);
 });
 

@@ -5,7 +5,7 @@
  * The backup itself is taken by the agent on the host; everything else runs in a container of
  * kryonix-dr/agent:local with its secrets at /run/secrets, as in the drill cron container.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -17,7 +17,7 @@ import { agentWorld, type AgentWorld } from "../support/s3.js";
 import { freePort, startTmpPostgres, type TmpPostgres } from "../support/tmp-postgres.js";
 import { tarArchive, type TarMember } from "../support/tar.js";
 import { UNTAR_ARGS } from "../../agent/storage/pipeline.js";
-import { HEALTHCHECK } from "../../components/backup-sidecar.js";
+import { AGENT_BIN, HEALTHCHECK, STATE_DIR } from "../../components/backup-sidecar.js";
 import { SETTINGS } from "../../contract/settings.js";
 
 let w: AgentWorld;
@@ -430,4 +430,89 @@ describe("the HEALTHCHECK every agent container declares, in the agent image", (
     expect(bad.status).toBe(1);
     expect(bad.stdout).toMatch(/KDR_METRICS_PORT='http' is not a port/);
   });
+});
+
+/**
+ * Swarm replaces a sidecar's task (a `pulumi up` that changes a secret, a node drained) while
+ * its serve runs a scheduled backup. The state directory is a volume that outlives the task, and
+ * the new task's serve is pid 1 as the old one's was.
+ */
+describe("a sidecar task replaced during a scheduled run, inside the agent image", () => {
+  const SVC = "vol-replaced";
+  const state = `kdrtest-replaced-state-${process.pid}`;
+  const names = [`kdrtest-replaced-a-${process.pid}`, `kdrtest-replaced-b-${process.pid}`, `kdrtest-replaced-c-${process.pid}`];
+  let vol: string;
+  const lockFile = `${STATE_DIR}/locks/backup_${SVC}.lock`;
+
+  /** A sidecar as the stack declares it (node agent.cjs serve as pid 1, the state volume mounted), started detached. */
+  async function sidecar(name: string, extra: Record<string, string>): Promise<void> {
+    const e = Object.entries(w.env(SVC, { KDR_ENGINE: "volume", ...extra })).filter(([k]) => k.startsWith("KDR_") && !["KDR_SECRET_DIR", "KDR_STATE_DIR", "KDR_VOLUME_PATH"].includes(k));
+    const r = dockerTry([
+      "run", "-d", "--name", name, "--network", "host", "-v", `${w.secretDir}:/run/secrets:ro`, "-v", `${state}:${STATE_DIR}`, "-v", `${vol}:/data:ro`,
+      "-e", "KDR_VOLUME_PATH=/data", "-e", `KDR_STATE_DIR=${STATE_DIR}`, "-e", `KDR_METRICS_PORT=${await freePort()}`, ...e.flatMap(([k, v]) => ["-e", `${k}=${v}`]),
+      "--entrypoint", "node", readPlatform().images.agent, AGENT_BIN, "serve",
+    ]);
+    if (r.status !== 0) throw new Error(r.stderr);
+  }
+
+  async function logged(name: string, pattern: RegExp): Promise<string> {
+    let out = "";
+    for (let i = 0; i < 120; i++) {
+      const l = dockerTry(["logs", name]);
+      out = l.stdout + l.stderr;
+      if (pattern.test(out)) return out;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    throw new Error(`${name} did not log ${pattern} within 60 s:\n${out.slice(-3000)}`);
+  }
+
+  beforeAll(() => {
+    vol = mkdtempSync(path.join(w.root, "replaced-data-"));
+    writeFileSync(path.join(vol, "index.md"), "first page\n");
+  });
+
+  afterAll(() => {
+    dockerTry(["rm", "-f", ...names]);
+    dockerTry(["volume", "rm", "-f", state]);
+  });
+
+  it("a scheduled run's hook does not stall the serve: /healthz answers, and SIGTERM stops it at once, the run recorded as failed", async () => {
+    await sidecar(names[0]!, { KDR_SCHEDULE_FULL: "* * * * * *", KDR_HOOK_PRE: "sleep 300" });
+    await logged(names[0]!, /hook pre: sleep 300/);
+    const probe = dockerTry(["exec", names[0]!, "node", HEALTHCHECK[2]!]);
+    expect(probe.status, probe.stdout + probe.stderr).toBe(0);
+    const t0 = Date.now();
+    const stop = dockerTry(["stop", "-t", "30", names[0]!]);
+    expect(stop.status, stop.stderr).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    const out = dockerTry(["logs", names[0]!]);
+    expect(out.stdout + out.stderr).toMatch(/serve vol-replaced: recorded 1 unfinished run\(s\) as failed/);
+  }, 180_000);
+
+  it("killed in a run, its lock file left behind: the next task's backups are not refused as 'in progress' (its serve is pid 1 too)", async () => {
+    await sidecar(names[1]!, { KDR_SCHEDULE_FULL: "* * * * * *", KDR_HOOK_PRE: "sleep 300" });
+    await logged(names[1]!, /hook pre: sleep 300/);
+    const held = dockerTry(["exec", names[1]!, "cat", lockFile]);
+    // "<pid> <hostname> <start ticks>". On the host network both tasks have the host's name, as
+    // two tasks of a service with a hostname template do: the start time tells them apart.
+    expect(held.stdout, held.stderr).toMatch(/^1 \S+ \d+$/);
+    // SIGKILL, as after the stop grace period or on a node that lost power: nothing is released.
+    expect(dockerTry(["kill", names[1]!]).status).toBe(0);
+    await sidecar(names[2]!, { KDR_SCHEDULE_FULL: "" });
+    await logged(names[2]!, /serve vol-replaced: \/healthz and \/metrics/);
+    expect(dockerTry(["exec", names[2]!, "cat", lockFile]).stdout).toMatch(/^1 /);
+    const b = dockerTry(["exec", names[2]!, "kdr-agent", "backup", "--type", "full"]);
+    expect(b.status, b.stderr).toBe(0);
+    // A run in progress in this task is still refused (its lock file names a live process here).
+    const slow = spawn("docker", ["exec", "-e", "KDR_HOOK_PRE=sleep 15", names[2]!, "kdr-agent", "backup", "--type", "incremental"], { stdio: ["ignore", "ignore", "pipe"] });
+    let slowErr = "";
+    slow.stderr.on("data", (d: Buffer) => (slowErr += d.toString()));
+    const slowDone = new Promise<number | null>((r) => slow.once("close", r));
+    for (let i = 0; i < 60 && !/hook pre: sleep 15/.test(slowErr); i++) await new Promise((r) => setTimeout(r, 500));
+    expect(slowErr).toMatch(/hook pre: sleep 15/);
+    const second = dockerTry(["exec", names[2]!, "kdr-agent", "backup", "--type", "incremental"]);
+    expect(second.status, second.stderr).toBe(2);
+    expect(second.stderr).toMatch(/another backup run for 'vol-replaced' is in progress/);
+    expect(await slowDone, slowErr).toBe(0);
+  }, 180_000);
 });
