@@ -116,7 +116,7 @@ export async function deployLocal(run: DrillRun): Promise<void> {
       LOCAL_STACK,
       run.projectDir,
       run.stateDir,
-      drillLocalConfig(run.platform, run.projectDir, run.stateDir, { source: run.source, ...(run.catalogMode === "restore" ? { catalogFullSchedule: DRILL_FULL_SCHEDULE } : {}) }),
+      drillLocalConfig(run.platform, run.projectDir, run.stateDir, { source: run.source, region: run.catalogMode !== undefined, ...(run.catalogMode === "restore" ? { catalogFullSchedule: DRILL_FULL_SCHEDULE } : {}) }),
       run.log,
     ),
   );

@@ -19,6 +19,9 @@ export const RECOVERY_STACK = "recovery";
  */
 export const DRILL_FULL_SCHEDULE = "0 * * * * *";
 
+/** Lifecycle days (10 s each here) a region drill keeps incrementals: its span, with room. */
+export const REGION_DRILL_RETENTION_DAYS = 30;
+
 /**
  * Which stack's services a drill protects: the local stack's three (the default), or the prod
  * stack's own list (`--stack prod`: Pulumi.prod.yaml's services, engines, tiers, schedules, hooks,
@@ -98,8 +101,14 @@ export function localTenantId(projectDir: string): string {
  * schedules). `source` prod: the prod stack's services, its sidecar limits and its monitoring
  * thresholds, on the local stack's platform settings (regions, replicator, catalog, storage).
  */
-export function drillLocalConfig(platform: Platform, projectDir: string, stateDir = DEPLOYMENTS_DIR, opts: { catalogFullSchedule?: string; source?: DrillSource } = {}): Config {
-  const services = drillRawServices(projectDir, opts.source, platform.images);
+export function drillLocalConfig(platform: Platform, projectDir: string, stateDir = DEPLOYMENTS_DIR, opts: { catalogFullSchedule?: string; source?: DrillSource; region?: boolean } = {}): Config {
+  const raw = drillRawServices(projectDir, opts.source, platform.images);
+  // A region drill (its loss, the copy and the catalog's rebuild in the DR region) lasts longer
+  // than 7 lifecycle "days" (70 s): the newest incremental's objects expired in the DR region
+  // before the rebuild read them, and the restore fell back to an older one (2026-12-06). Kept 30
+  // (300 s) there; the other drills keep the stack's own, as a day's worth of whole Redis RDBs at
+  // `--data-size 1024` (710 MB each, one every 30 s) held 300 s ran the machine out of memory.
+  const services = opts.region ? raw.map((s) => ({ ...s, retention: { ...s.retention, incrementalDays: Math.max(s.retention?.incrementalDays ?? 0, REGION_DRILL_RETENTION_DAYS) } })) : raw;
   const config: Config = {
     ...localStackConfig(platform, LOCAL_STACK, stateDir, projectDir, opts.source === "prod" ? targetPasswordKeys(services) : []),
     services: { value: services },

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LABELS } from "../../contract/index.js";
 import { planInChildProcess, type PlannedResource } from "../../local/plan.js";
 import type { Platform } from "../../local/platform.js";
-import { drillLocalConfig, drillServices, DRILL_FULL_SCHEDULE } from "../../local/drill/stacks.js";
+import { drillLocalConfig, drillServices, DRILL_FULL_SCHEDULE, REGION_DRILL_RETENTION_DAYS } from "../../local/drill/stacks.js";
 import type { RawService } from "../../stacks/config/schema.js";
 
 const ROOT = join(__dirname, "..", "..");
@@ -97,5 +97,18 @@ describe("drill --stack prod: the local stack it deploys", () => {
     expect(byRole("monitoring")).toEqual([]);
     const limits = (byRole("sidecar")[0]!.inputs.taskSpec as { resources: { limits: { memoryBytes: number } } }).resources.limits;
     expect(limits.memoryBytes).toBe(512 * 1024 * 1024);
+  });
+});
+
+describe("the local stack's retention as each drill deploys it", () => {
+  const incrementalDays = (c: ReturnType<typeof drillLocalConfig>) => Object.fromEntries((c.services!.value as RawService[]).map((s) => [s.name, s.retention?.incrementalDays ?? "default"]));
+
+  it("a services drill keeps the stack file's (Redis's whole RDBs at the default 7 days, 70 s here)", () => {
+    expect(incrementalDays(drillLocalConfig(platform, ROOT, tmp))).toEqual({ postgresql: "default", redis: "default", files: "default" });
+  });
+
+  it("a region drill keeps every incremental 30 days (300 s here), longer than its loss, copy and catalog rebuild take", () => {
+    expect(incrementalDays(drillLocalConfig(platform, ROOT, tmp, { region: true }))).toEqual({ postgresql: REGION_DRILL_RETENTION_DAYS, redis: REGION_DRILL_RETENTION_DAYS, files: REGION_DRILL_RETENTION_DAYS });
+    expect(REGION_DRILL_RETENTION_DAYS).toBe(30);
   });
 });
