@@ -5,7 +5,7 @@
  * over. The file names its process by container (hostname), pid and start time: the state dir
  * is a volume that outlives the container, and a sidecar's new task has the same pids as the
  * one Swarm replaced (its serve is pid 1 in both), so a pid alone would make a run the old task
- * was killed in look held for ever.
+ * was killed in look held to every other process there, until the new serve's own next run.
  */
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
