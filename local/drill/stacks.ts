@@ -106,8 +106,8 @@ export function drillLocalConfig(platform: Platform, projectDir: string, stateDi
   // A region drill (its loss, the copy and the catalog's rebuild in the DR region) lasts longer
   // than 7 lifecycle "days" (70 s): the newest incremental's objects expired in the DR region
   // before the rebuild read them, and the restore fell back to an older one (2026-12-06). Kept 30
-  // (300 s) there; the other drills keep the stack's own, as a day's worth of whole Redis RDBs at
-  // `--data-size 1024` (710 MB each, one every 30 s) held 300 s ran the machine out of memory.
+  // (300 s) there; the other drills keep the stack's own, so that a run holds no more of the
+  // whole Redis RDBs (710 MB each at `--data-size 1024`, one every 30 s) than it needs.
   const services = opts.region ? raw.map((s) => ({ ...s, retention: { ...s.retention, incrementalDays: Math.max(s.retention?.incrementalDays ?? 0, REGION_DRILL_RETENTION_DAYS) } })) : raw;
   const config: Config = {
     ...localStackConfig(platform, LOCAL_STACK, stateDir, projectDir, opts.source === "prod" ? targetPasswordKeys(services) : []),
