@@ -4,7 +4,7 @@
  * through their own containers, so the stacks need no published ports), and removal of services
  * and volumes for the simulated disaster.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { DockerApi, DockerApiError } from "../docker-api.js";
 
 export const docker = new DockerApi();
@@ -64,6 +64,36 @@ export function dockerExec(container: string, argv: string[], timeoutMs = 30_000
     execFile("docker", ["exec", container, ...argv], { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code !== 0 ? err.message : "") });
+    });
+  });
+}
+
+/**
+ * `docker exec` of a long command whose stderr is its progress log: each stderr line is passed
+ * on as it comes (and kept); stdout is returned whole. Never throws for a non-zero exit.
+ */
+export function dockerExecWatched(container: string, argv: string[], timeoutMs: number, onLine: (line: string) => void): Promise<ExecResult> {
+  return new Promise((resolve) => {
+    const child = spawn("docker", ["exec", container, ...argv], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    let partial = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      const lines = (partial + d.toString()).split("\n");
+      partial = lines.pop() ?? "";
+      for (const l of lines) if (l.trim()) onLine(l);
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      if (partial.trim()) onLine(partial);
+      resolve({ code: code ?? 1, stdout, stderr: signal ? `${stderr}\n(docker exec stopped by ${signal}${signal === "SIGKILL" ? ` after ${timeoutMs / 1000} s` : ""})` : stderr });
+    });
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      resolve({ code: 1, stdout, stderr: e.message });
     });
   });
 }

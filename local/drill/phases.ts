@@ -12,7 +12,7 @@ import type { ServiceSpec } from "../../stacks/config.js";
 import { destroy, readState } from "../deployer.js";
 import type { Platform } from "../platform.js";
 import { deployInChild, restoreResults, stackServices, type ChildDeploy } from "./deploy.js";
-import { docker, dockerExec, nodeLabelsOf, removeService, removeVolume, serviceContainers, serviceLabels, setNodeLabels, waitForTask } from "./docker.js";
+import { docker, dockerExec, dockerExecWatched, nodeLabelsOf, removeService, removeVolume, serviceContainers, serviceLabels, setNodeLabels, waitForTask } from "./docker.js";
 import { DRILL_FULL_SCHEDULE, drillLocalConfig, drillRecoveryConfig, LOCAL_STACK, RECOVERY_STACK, type DrillSource } from "./stacks.js";
 import { verify, type ServiceReport } from "./verify.js";
 import { drillEngine, prepare, readBack, Writer, type WriterStats } from "./writers.js";
@@ -116,7 +116,7 @@ export async function deployLocal(run: DrillRun): Promise<void> {
       LOCAL_STACK,
       run.projectDir,
       run.stateDir,
-      drillLocalConfig(run.platform, run.projectDir, run.stateDir, { source: run.source, region: run.catalogMode !== undefined, ...(run.catalogMode === "restore" ? { catalogFullSchedule: DRILL_FULL_SCHEDULE } : {}) }),
+      drillLocalConfig(run.platform, run.projectDir, run.stateDir, { source: run.source, region: run.catalogMode !== undefined, seeded: run.dataSizeMiB > 0, ...(run.catalogMode === "restore" ? { catalogFullSchedule: DRILL_FULL_SCHEDULE } : {}) }),
       run.log,
     ),
   );
@@ -165,6 +165,28 @@ export async function seedServices(run: DrillRun, containers: Record<string, str
       run.log(`  ${s.name}: ${(got.bytes / 2 ** 20).toFixed(0)} MiB seeded in ${got.seconds.toFixed(1)} s (${got.fingerprint})`);
     }
   });
+  await fullAfterSeeding(run);
+}
+
+/**
+ * A seeded drill keeps the stack's own full cadence (DRILL_FULL_SCHEDULE), so it takes one full of
+ * each seeded service now, in its sidecar, as an operator does after a bulk load: the writes that
+ * follow are then covered by a full that holds the whole seed, and the incrementals and WAL.
+ */
+async function fullAfterSeeding(run: DrillRun): Promise<void> {
+  await run.phase("take a full backup of each seeded service", async () => {
+    for (const s of run.services) {
+      if (!run.seeds[s.name]) continue;
+      const sidecar = `${run.prefix}-${s.name}-backup`;
+      run.log(`  ${s.name}: 'kdr-agent backup --type full' in ${sidecar} (after any run in progress there)`);
+      const t0 = Date.now();
+      const r = await dockerExecWatched(await waitForTask(sidecar, 180_000, false), ["kdr-agent", "backup", "--type", "full", "--wait", "1200", "--json"], 2_400_000, (l) => run.log(`    ${l}`));
+      if (r.code !== 0) throw new Error(`${s.name}: the full after seeding ('kdr-agent backup --type full' in ${sidecar}) failed (exit ${r.code}): ${r.stderr.trim().slice(-1500)}`);
+      const b = JSON.parse(r.stdout) as { status: string; backupId?: string; storedBytes?: number; rawBytes?: number; durationSeconds?: number; reason?: string };
+      if (b.status !== "completed") throw new Error(`${s.name}: the full after seeding was ${b.status}: ${b.reason ?? r.stdout.trim()}`);
+      run.log(`  ${s.name}: full ${b.backupId} holds the seed: ${((b.rawBytes ?? 0) / 2 ** 20).toFixed(0)} MiB read, ${((b.storedBytes ?? 0) / 2 ** 20).toFixed(0)} MiB stored, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    }
+  });
 }
 
 /** Starts the writers and waits until each service has a backup holding their writes. */
@@ -183,7 +205,7 @@ export async function writeAndBackUp(run: DrillRun, db: pg.Pool, containers: Rec
     log(`  writing to ${services.map((s) => s.name).join(", ")} for at least ${run.writeSeconds} s, until each has a backup holding the writes`);
     // A drill that fails here stops its writers first: left running they keep the process alive
     // (it printed its verdict, then hung until killed: cold run 27) and load the node meanwhile.
-    await watchBackups(db, run.tenantId, services, writers, writesStart, run.writeSeconds, log).catch(async (e: unknown) => {
+    await watchBackups(db, run.tenantId, services, writers, writesStart, run.writeSeconds, log, run.startedAt).catch(async (e: unknown) => {
       await Promise.all(writers.map((w) => w.stop()));
       throw e;
     });
@@ -342,7 +364,7 @@ async function waitUntilAccepting(s: ServiceSpec, container: string, recovered =
  * Shows backups as the schedules complete them and waits until, for each service, a completed
  * backup (PostgreSQL: a full and archived WAL) covers writes made during the drill.
  */
-export async function watchBackups(db: pg.Pool, tenantId: string, services: ServiceSpec[], writers: Writer[], writesStart: number, writeSeconds: number, log: (l: string) => void): Promise<void> {
+export async function watchBackups(db: pg.Pool, tenantId: string, services: ServiceSpec[], writers: Writer[], writesStart: number, writeSeconds: number, log: (l: string) => void, since = writesStart - 120_000): Promise<void> {
   const seen = new Set<string>();
   const maxMs = (writeSeconds + 240) * 1000;
   for (;;) {
@@ -363,9 +385,11 @@ export async function watchBackups(db: pg.Pool, tenantId: string, services: Serv
       // Holding a write means taken after it was acknowledged: a snapshot begun after the writers
       // started but before this service's first acknowledgement holds none (cold run 40's drill
       // restored such a Redis snapshot: nothing was expected back). For a snapshot the point
-      // is where it began (what was acknowledged before it is in it); for a base, its end.
+      // is where it began (what was acknowledged before it is in it). PostgreSQL's writes are held
+      // by any base with the WAL archived past them (checked below): the base taken after seeding
+      // holds them so, as a restore replays them.
       const firstAck = w.acks[0]?.ackedAt ?? Infinity;
-      const holds = (b: (typeof rows)[number]) => ((s.engine === "postgres" ? b.recoveryPointEnd : (b.recoveryPointStart ?? b.recoveryPointEnd))?.getTime() ?? 0) > firstAck;
+      const holds = (b: (typeof rows)[number]) => (s.engine === "postgres" ? b.createdAt.getTime() >= since : ((b.recoveryPointStart ?? b.recoveryPointEnd)?.getTime() ?? 0) > firstAck);
       const good = rows.filter((b) => b.serviceName === s.name && b.backupStatus === "completed" && b.backupType !== "wal" && holds(b));
       let line = `${s.name} ${w.acks.length} writes${w.failures ? ` (${w.failures} failed: ${w.lastError})` : ""}, ${good.length} backup(s) with them`;
       if (!w.acks.length) missing.push(`${s.name}: no write acknowledged yet`);

@@ -16,6 +16,12 @@ export const RECOVERY_STACK = "recovery";
  * Drill schedules: a full backup every minute, so that a few minutes of writes see several
  * fulls, the incrementals and continuous WAL. The stack's own cadence (every 5 minutes) would make
  * a drill wait up to 5 minutes for its first full.
+ *
+ * Not with seed data (`--data-size`): a full of 1 GiB every minute, each held its whole retention
+ * (30 lifecycle days, 300 s here) in both regions, ran this machine's memory-backed S3 store out
+ * of memory twice (docs/benchmarks.md, 2026-12-06). That drill keeps the stack's own full cadence
+ * and takes one full of each service itself once the seed is in (phases.ts fullAfterSeeding), as
+ * an operator does after a bulk load.
  */
 export const DRILL_FULL_SCHEDULE = "0 * * * * *";
 
@@ -39,10 +45,11 @@ export const STANDIN_KINDS = ["grafana", "nextcloud", "traefik", "keycloak", "mi
  * - `host` and `volume`: the local stack declares the services itself, under its own names;
  * - retention shorter than 30 "days" for incrementals and WAL: a lifecycle day lasts 10 s here,
  *   so prod's 7 days (70 s) would expire a drill's WAL before its restore;
- * - the full-backup cadence: the drill's (every minute) instead of 02:00 daily.
+ * - the full-backup cadence: the drill's (every minute) instead of 02:00 daily, unless `ownFulls`
+ *   (a seeded drill, see DRILL_FULL_SCHEDULE).
  * Everything else (engine, tier, incremental schedule, hooks, placement, targets, user) is prod's.
  */
-export function prodServicesOnLocal(prod: RawService[], images: Platform["images"]): RawService[] {
+export function prodServicesOnLocal(prod: RawService[], images: Platform["images"], ownFulls = false): RawService[] {
   if (!images.standins) throw new Error("the platform publishes no stand-in image (platform.json images.standins): an older platform-up wrote it. Run 'bash scripts/platform-up.sh' again.");
   return prod.map((s) => {
     const standin = (STANDIN_KINDS as readonly string[]).includes(s.name) ? s.name : "files";
@@ -52,21 +59,26 @@ export function prodServicesOnLocal(prod: RawService[], images: Platform["images
       ...rest,
       image,
       ...(s.engine === "volume" && s.name !== "prometheus" ? { args: [standin, ...(s.dataPath ? [s.dataPath] : [])] } : {}),
-      schedules: { ...s.schedules, full: DRILL_FULL_SCHEDULE },
+      ...(ownFulls ? {} : { schedules: { ...s.schedules, full: DRILL_FULL_SCHEDULE } }),
       retention: { ...s.retention, incrementalDays: Math.max(s.retention?.incrementalDays ?? 0, 30), walDays: Math.max(s.retention?.walDays ?? 0, 30) },
     };
   });
 }
 
-/** The services as the source stack's YAML declares them, with the drill's full-backup cadence. */
-function drillRawServices(projectDir: string, source: DrillSource = "local", images?: Platform["images"]): RawService[] {
+/**
+ * The services as the source stack's YAML declares them, with the drill's full-backup cadence
+ * (`seeded`: the stack's own, see DRILL_FULL_SCHEDULE).
+ */
+function drillRawServices(projectDir: string, source: DrillSource = "local", images?: Platform["images"], seeded = false): RawService[] {
   const stack = source === "prod" ? "prod" : LOCAL_STACK;
   const { config } = loadStackConfig(projectDir, stack);
   const raw = config["kryonix-dr:services"];
   if (!raw) throw new Error(`Pulumi.${stack}.yaml declares no kryonix-dr:services: the drill needs the protected services.`);
   const services = JSON.parse(raw) as RawService[];
-  if (source === "prod") return prodServicesOnLocal(services, images ?? readPlatform().images);
-  return services.map((s) => ({ ...s, schedules: { ...s.schedules, full: DRILL_FULL_SCHEDULE } }));
+  if (source === "prod") {
+    return prodServicesOnLocal(services, images ?? readPlatform().images, seeded);
+  }
+  return seeded ? services : services.map((s) => ({ ...s, schedules: { ...s.schedules, full: DRILL_FULL_SCHEDULE } }));
 }
 
 /** targetPassword-<service> of each PostgreSQL and Redis the drill deploys (generated per deployment). */
@@ -101,8 +113,8 @@ export function localTenantId(projectDir: string): string {
  * schedules). `source` prod: the prod stack's services, its sidecar limits and its monitoring
  * thresholds, on the local stack's platform settings (regions, replicator, catalog, storage).
  */
-export function drillLocalConfig(platform: Platform, projectDir: string, stateDir = DEPLOYMENTS_DIR, opts: { catalogFullSchedule?: string; source?: DrillSource; region?: boolean } = {}): Config {
-  const raw = drillRawServices(projectDir, opts.source, platform.images);
+export function drillLocalConfig(platform: Platform, projectDir: string, stateDir = DEPLOYMENTS_DIR, opts: { catalogFullSchedule?: string; source?: DrillSource; region?: boolean; seeded?: boolean } = {}): Config {
+  const raw = drillRawServices(projectDir, opts.source, platform.images, opts.seeded);
   // A region drill (its loss, the copy and the catalog's rebuild in the DR region) lasts longer
   // than 7 lifecycle "days" (70 s): the newest incremental's objects expired in the DR region
   // before the rebuild read them, and the restore fell back to an older one (2026-12-06). Kept 30

@@ -12,6 +12,7 @@ import { LABELS } from "../../contract/index.js";
 import { planInChildProcess, type PlannedResource } from "../../local/plan.js";
 import type { Platform } from "../../local/platform.js";
 import { drillLocalConfig, drillServices, DRILL_FULL_SCHEDULE, REGION_DRILL_RETENTION_DAYS } from "../../local/drill/stacks.js";
+import { loadStackConfig } from "../../local/program.js";
 import type { RawService } from "../../stacks/config/schema.js";
 
 const ROOT = join(__dirname, "..", "..");
@@ -110,5 +111,22 @@ describe("the local stack's retention as each drill deploys it", () => {
   it("a region drill keeps every incremental 30 days (300 s here), longer than its loss, copy and catalog rebuild take", () => {
     expect(incrementalDays(drillLocalConfig(platform, ROOT, tmp, { region: true }))).toEqual({ postgresql: REGION_DRILL_RETENTION_DAYS, redis: REGION_DRILL_RETENTION_DAYS, files: REGION_DRILL_RETENTION_DAYS });
     expect(REGION_DRILL_RETENTION_DAYS).toBe(30);
+  });
+});
+
+describe("the full-backup cadence each drill deploys", () => {
+  const fulls = (c: ReturnType<typeof drillLocalConfig>) => Object.fromEntries((c.services!.value as RawService[]).map((s) => [s.name, s.schedules?.full]));
+  const declared = (stack: string) => Object.fromEntries((JSON.parse(loadStackConfig(ROOT, stack).config["kryonix-dr:services"]!) as RawService[]).map((s) => [s.name, s.schedules?.full]));
+
+  it("a drill without seed data backs up in full every minute", () => {
+    expect(new Set(Object.values(fulls(drillLocalConfig(platform, ROOT, tmp))))).toEqual(new Set([DRILL_FULL_SCHEDULE]));
+    expect(new Set(Object.values(fulls(drillLocalConfig(platform, ROOT, tmp, { source: "prod" }))))).toEqual(new Set([DRILL_FULL_SCHEDULE]));
+  });
+
+  it("a seeded drill (--data-size) keeps each stack file's own cadence, local and prod", () => {
+    expect(fulls(drillLocalConfig(platform, ROOT, tmp, { seeded: true }))).toEqual(declared("local"));
+    const prod = fulls(drillLocalConfig(platform, ROOT, tmp, { source: "prod", seeded: true }));
+    expect(prod).toEqual(declared("prod"));
+    expect(Object.values(prod)).not.toContain(DRILL_FULL_SCHEDULE);
   });
 });
