@@ -19,11 +19,14 @@ export const RECOVERY_STACK = "recovery";
  *
  * Not with seed data (`--data-size`): a full of 1 GiB every minute, each held its whole retention
  * (30 lifecycle days, 300 s here) in both regions, ran this machine's memory-backed S3 store out
- * of memory twice (docs/benchmarks.md, 2026-12-06). That drill keeps the stack's own full cadence
- * and takes one full of each service itself once the seed is in (phases.ts fullAfterSeeding), as
- * an operator does after a bulk load.
+ * of memory (docs/benchmarks.md, 2026-12-06), and so did the local stack's every 5 minutes (each
+ * drill then held four fulls of each service where it needs one). A seeded drill backs up in full
+ * at the seed's cadence (SEEDED_DRILL_FULL_SCHEDULE) and takes one full of each service itself
+ * once the seed is in (phases.ts fullAfterSeeding), as an operator does after a bulk load.
  */
 export const DRILL_FULL_SCHEDULE = "0 * * * * *";
+/** A seeded drill's scheduled fulls: the seed's own cadence (PARTE-22: daily at 02:00). */
+export const SEEDED_DRILL_FULL_SCHEDULE = "0 0 2 * * *";
 
 /** Lifecycle days (10 s each here) a region drill keeps incrementals: its span, with room. */
 export const REGION_DRILL_RETENTION_DAYS = 30;
@@ -67,7 +70,7 @@ export function prodServicesOnLocal(prod: RawService[], images: Platform["images
 
 /**
  * The services as the source stack's YAML declares them, with the drill's full-backup cadence
- * (`seeded`: the stack's own, see DRILL_FULL_SCHEDULE).
+ * (`seeded`: the seed's, or the prod stack's own; see DRILL_FULL_SCHEDULE).
  */
 function drillRawServices(projectDir: string, source: DrillSource = "local", images?: Platform["images"], seeded = false): RawService[] {
   const stack = source === "prod" ? "prod" : LOCAL_STACK;
@@ -78,7 +81,7 @@ function drillRawServices(projectDir: string, source: DrillSource = "local", ima
   if (source === "prod") {
     return prodServicesOnLocal(services, images ?? readPlatform().images, seeded);
   }
-  return seeded ? services : services.map((s) => ({ ...s, schedules: { ...s.schedules, full: DRILL_FULL_SCHEDULE } }));
+  return services.map((s) => ({ ...s, schedules: { ...s.schedules, full: seeded ? SEEDED_DRILL_FULL_SCHEDULE : DRILL_FULL_SCHEDULE } }));
 }
 
 /** targetPassword-<service> of each PostgreSQL and Redis the drill deploys (generated per deployment). */

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LABELS } from "../../contract/index.js";
 import { planInChildProcess, type PlannedResource } from "../../local/plan.js";
 import type { Platform } from "../../local/platform.js";
-import { drillLocalConfig, drillServices, DRILL_FULL_SCHEDULE, REGION_DRILL_RETENTION_DAYS } from "../../local/drill/stacks.js";
+import { drillLocalConfig, drillServices, DRILL_FULL_SCHEDULE, REGION_DRILL_RETENTION_DAYS, SEEDED_DRILL_FULL_SCHEDULE } from "../../local/drill/stacks.js";
 import { loadStackConfig } from "../../local/program.js";
 import type { RawService } from "../../stacks/config/schema.js";
 
@@ -123,8 +123,8 @@ describe("the full-backup cadence each drill deploys", () => {
     expect(new Set(Object.values(fulls(drillLocalConfig(platform, ROOT, tmp, { source: "prod" }))))).toEqual(new Set([DRILL_FULL_SCHEDULE]));
   });
 
-  it("a seeded drill (--data-size) keeps each stack file's own cadence, local and prod", () => {
-    expect(fulls(drillLocalConfig(platform, ROOT, tmp, { seeded: true }))).toEqual(declared("local"));
+  it("a seeded drill (--data-size) backs up in full at the seed's daily cadence, and the prod stack's at its own", () => {
+    expect(new Set(Object.values(fulls(drillLocalConfig(platform, ROOT, tmp, { seeded: true }))))).toEqual(new Set([SEEDED_DRILL_FULL_SCHEDULE]));
     const prod = fulls(drillLocalConfig(platform, ROOT, tmp, { source: "prod", seeded: true }));
     expect(prod).toEqual(declared("prod"));
     expect(Object.values(prod)).not.toContain(DRILL_FULL_SCHEDULE);
