@@ -41,6 +41,8 @@ export interface DrillRun {
   dataSizeMiB: number;
   /** What was seeded, per service (filled by seedServices). */
   seeds: Record<string, Seeded>;
+  /** The slowest full taken after seeding, in seconds (0: none): the writes' wait grows with it. */
+  seedFullSeconds?: number;
   /** The file that marks the platform's deployments as this drill's. */
   marker: string;
   failures: string[];
@@ -180,10 +182,13 @@ async function fullAfterSeeding(run: DrillRun): Promise<void> {
       const sidecar = `${run.prefix}-${s.name}-backup`;
       run.log(`  ${s.name}: 'kdr-agent backup --type full' in ${sidecar} (after any run in progress there)`);
       const t0 = Date.now();
-      const r = await dockerExecWatched(await waitForTask(sidecar, 180_000, false), ["kdr-agent", "backup", "--type", "full", "--wait", "1200", "--json"], 2_400_000, (l) => run.log(`    ${l}`));
+      // The base alone: the logical dumps (a first full takes them when due) are not what the drill
+      // restores, and they doubled this full's time and stored bytes at 1 GiB (2026-12-06).
+      const r = await dockerExecWatched(await waitForTask(sidecar, 180_000, false), ["kdr-agent", "backup", "--type", "full", "--no-logical", "--wait", "1200", "--json"], 2_400_000, (l) => run.log(`    ${l}`));
       if (r.code !== 0) throw new Error(`${s.name}: the full after seeding ('kdr-agent backup --type full' in ${sidecar}) failed (exit ${r.code}): ${r.stderr.trim().slice(-1500)}`);
       const b = JSON.parse(r.stdout) as { status: string; backupId?: string; storedBytes?: number; rawBytes?: number; durationSeconds?: number; reason?: string };
       if (b.status !== "completed") throw new Error(`${s.name}: the full after seeding was ${b.status}: ${b.reason ?? r.stdout.trim()}`);
+      run.seedFullSeconds = Math.max(run.seedFullSeconds ?? 0, (Date.now() - t0) / 1000);
       run.log(`  ${s.name}: full ${b.backupId} holds the seed: ${((b.rawBytes ?? 0) / 2 ** 20).toFixed(0)} MiB read, ${((b.storedBytes ?? 0) / 2 ** 20).toFixed(0)} MiB stored, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     }
   });
@@ -205,7 +210,9 @@ export async function writeAndBackUp(run: DrillRun, db: pg.Pool, containers: Rec
     log(`  writing to ${services.map((s) => s.name).join(", ")} for at least ${run.writeSeconds} s, until each has a backup holding the writes`);
     // A drill that fails here stops its writers first: left running they keep the process alive
     // (it printed its verdict, then hung until killed: cold run 27) and load the node meanwhile.
-    await watchBackups(db, run.tenantId, services, writers, writesStart, run.writeSeconds, log, run.startedAt).catch(async (e: unknown) => {
+    // A backup as slow as the seed's full may begin just before the first write: the next one holds it.
+    const graceSeconds = 240 + 2 * Math.ceil(run.seedFullSeconds ?? 0);
+    await watchBackups(db, run.tenantId, services, writers, writesStart, run.writeSeconds, log, run.startedAt, graceSeconds).catch(async (e: unknown) => {
       await Promise.all(writers.map((w) => w.stop()));
       throw e;
     });
@@ -364,9 +371,9 @@ async function waitUntilAccepting(s: ServiceSpec, container: string, recovered =
  * Shows backups as the schedules complete them and waits until, for each service, a completed
  * backup (PostgreSQL: a full and archived WAL) covers writes made during the drill.
  */
-export async function watchBackups(db: pg.Pool, tenantId: string, services: ServiceSpec[], writers: Writer[], writesStart: number, writeSeconds: number, log: (l: string) => void, since = writesStart - 120_000): Promise<void> {
+export async function watchBackups(db: pg.Pool, tenantId: string, services: ServiceSpec[], writers: Writer[], writesStart: number, writeSeconds: number, log: (l: string) => void, since = writesStart - 120_000, graceSeconds = 240): Promise<void> {
   const seen = new Set<string>();
-  const maxMs = (writeSeconds + 240) * 1000;
+  const maxMs = (writeSeconds + graceSeconds) * 1000;
   for (;;) {
     await sleep(5000);
     const rows = await cat.listBackups(db, { tenantId, limit: 200 });

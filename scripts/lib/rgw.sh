@@ -144,11 +144,7 @@ start_osd() {
   # exits or stays alive without ever booting, so each attempt is bounded and a stuck OSD is
   # stopped before the next one (a healthy OSD is up within a few seconds).
   for attempt in 1 2 3 4; do
-    # glibc's malloc raises its mmap threshold to the size of each mapped chunk it frees, so after
-    # the first object's 4 MiB buffers every later one comes from the heap, and the memory of
-    # deleted objects stayed with the OSD (a 1 GiB drill: 9 GiB resident for 5.6 GiB stored). A
-    # fixed threshold keeps large buffers mapped, and gives them back when freed.
-    if ! pid_alive "$pidfile" && ! MALLOC_MMAP_THRESHOLD_=131072 ceph-osd -c "$(rgw_conf "$r")" -i 0 9>&- >>"$(rgw_log "$r" setup)" 2>&1; then
+    if ! pid_alive "$pidfile" && ! ceph-osd -c "$(rgw_conf "$r")" -i 0 9>&- >>"$(rgw_log "$r" setup)" 2>&1; then
       warn "ceph-osd ($r) failed to start (attempt $attempt): $(grep -iE 'error|fail' "$(rgw_log "$r" setup)" | tail -1)"
       sleep 2
       continue
