@@ -30,13 +30,17 @@ export async function waitForCopies(run: DrillRun, db: pg.Pool, writesStart: num
   for (;;) {
     const missing: string[] = [];
     for (const s of run.services) {
+      // PostgreSQL's writes are in its WAL (below): any base of this drill restores them, as the
+      // seeded drill's, taken before the writes (phases.ts watchBackups). The others' backups hold
+      // the writes only when they end after the writes began.
+      const pgBase = s.engine === "postgres";
       const { rows } = await db.query<{ n: string }>(
         `SELECT count(*) AS n FROM backup_management b JOIN backup_artifact a USING (backup_id)
          JOIN object_copy c ON c.object_key = a.object_key AND c.source_version_id = a.version_id
-         WHERE b.tenant_id = $1 AND b.service_name = $2 AND b.backup_status = 'completed' AND a.role = 'manifest' AND b.recovery_point_end > $3`,
-        [run.tenantId, s.name, new Date(writesStart)],
+         WHERE b.tenant_id = $1 AND b.service_name = $2 AND b.backup_status = 'completed' AND a.role = 'manifest' AND ${pgBase ? "b.backup_type <> 'wal' AND b.created_at >= $3" : "b.recovery_point_end > $3"}`,
+        [run.tenantId, s.name, new Date(pgBase ? run.startedAt : writesStart)],
       );
-      if (Number(rows[0]!.n) === 0) missing.push(`${s.name}: no backup with the writes copied to the DR region yet`);
+      if (Number(rows[0]!.n) === 0) missing.push(`${s.name}: no ${pgBase ? "base of this drill" : "backup with the writes"} copied to the DR region yet`);
       if (s.engine === "postgres") {
         const w = await db.query<{ n: string }>(
           `SELECT count(*) AS n FROM wal_segment w JOIN object_copy c ON c.object_key = w.object_key AND c.source_version_id = w.version_id
