@@ -171,22 +171,28 @@ export async function seedServices(run: DrillRun, containers: Record<string, str
 }
 
 /**
- * A seeded drill keeps the stack's own full cadence (DRILL_FULL_SCHEDULE), so it takes one full of
- * each seeded service now, in its sidecar, as an operator does after a bulk load: the writes that
- * follow are then covered by a full that holds the whole seed, and the incrementals and WAL.
+ * A seeded drill's schedules take no full during the drill (SEEDED_DRILL_FULL_SCHEDULE), so it
+ * takes one full of each seeded service now, in its sidecar, as an operator does after a bulk
+ * load: the writes that follow are then covered by a full that holds the whole seed, and the
+ * incrementals and WAL.
  */
 async function fullAfterSeeding(run: DrillRun): Promise<void> {
   await run.phase("take a full backup of each seeded service", async () => {
     for (const s of run.services) {
       if (!run.seeds[s.name]) continue;
       const sidecar = `${run.prefix}-${s.name}-backup`;
-      run.log(`  ${s.name}: 'kdr-agent backup --type full' in ${sidecar} (after any run in progress there)`);
+      run.log(`  ${s.name}: 'kdr-agent backup --type full --no-logical' in ${sidecar} (after any run in progress there)`);
       const t0 = Date.now();
       // The base alone: the logical dumps (a first full takes them when due) are not what the drill
       // restores, and they doubled this full's time and stored bytes at 1 GiB (2026-12-06).
       const r = await dockerExecWatched(await waitForTask(sidecar, 180_000, false), ["kdr-agent", "backup", "--type", "full", "--no-logical", "--wait", "1200", "--json"], 2_400_000, (l) => run.log(`    ${l}`));
       if (r.code !== 0) throw new Error(`${s.name}: the full after seeding ('kdr-agent backup --type full' in ${sidecar}) failed (exit ${r.code}): ${r.stderr.trim().slice(-1500)}`);
-      const b = JSON.parse(r.stdout) as { status: string; backupId?: string; storedBytes?: number; rawBytes?: number; durationSeconds?: number; reason?: string };
+      let b: { status: string; backupId?: string; storedBytes?: number; rawBytes?: number; reason?: string };
+      try {
+        b = JSON.parse(r.stdout) as typeof b;
+      } catch {
+        throw new Error(`${s.name}: the full after seeding exited 0 but printed no JSON summary: ${r.stdout.trim().slice(-800)}`);
+      }
       if (b.status !== "completed") throw new Error(`${s.name}: the full after seeding was ${b.status}: ${b.reason ?? r.stdout.trim()}`);
       run.seedFullSeconds = Math.max(run.seedFullSeconds ?? 0, (Date.now() - t0) / 1000);
       run.log(`  ${s.name}: full ${b.backupId} holds the seed: ${((b.rawBytes ?? 0) / 2 ** 20).toFixed(0)} MiB read, ${((b.storedBytes ?? 0) / 2 ** 20).toFixed(0)} MiB stored, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
