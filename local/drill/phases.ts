@@ -194,8 +194,9 @@ async function fullAfterSeeding(run: DrillRun): Promise<void> {
         throw new Error(`${s.name}: the full after seeding exited 0 but printed no JSON summary: ${r.stdout.trim().slice(-800)}`);
       }
       if (b.status !== "completed") throw new Error(`${s.name}: the full after seeding was ${b.status}: ${b.reason ?? r.stdout.trim()}`);
-      run.seedFullSeconds = Math.max(run.seedFullSeconds ?? 0, (Date.now() - t0) / 1000);
-      run.log(`  ${s.name}: full ${b.backupId} holds the seed: ${((b.rawBytes ?? 0) / 2 ** 20).toFixed(0)} MiB read, ${((b.storedBytes ?? 0) / 2 ** 20).toFixed(0)} MiB stored, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      const seconds = (Date.now() - t0) / 1000;
+      run.seedFullSeconds = Math.max(run.seedFullSeconds ?? 0, seconds);
+      run.log(`  ${s.name}: full ${b.backupId} holds the seed: ${((b.rawBytes ?? 0) / 2 ** 20).toFixed(0)} MiB read, ${((b.storedBytes ?? 0) / 2 ** 20).toFixed(0)} MiB stored, ${seconds.toFixed(1)} s`);
     }
   });
 }

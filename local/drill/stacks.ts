@@ -19,8 +19,8 @@ export const RECOVERY_STACK = "recovery";
  *
  * Not with seed data (`--data-size`): a full of 1 GiB every minute, each held its whole retention
  * (30 lifecycle days, 300 s here) in both regions, ran this machine's memory-backed S3 store out
- * of memory (docs/benchmarks.md, 2026-12-06), and so did the local stack's every 5 minutes (each
- * drill then held four fulls of each service where it needs one). A seeded drill backs up in full
+ * of memory (docs/benchmarks.md, 2026-12-06), and so did the local stack's every 5 minutes (the
+ * drill then held three of PostgreSQL's fulls where it needs one). A seeded drill backs up in full
  * at the seed's cadence (SEEDED_DRILL_FULL_SCHEDULE) and takes one full of each service itself
  * once the seed is in (phases.ts fullAfterSeeding), as an operator does after a bulk load.
  */
@@ -78,9 +78,7 @@ function drillRawServices(projectDir: string, source: DrillSource = "local", ima
   const raw = config["kryonix-dr:services"];
   if (!raw) throw new Error(`Pulumi.${stack}.yaml declares no kryonix-dr:services: the drill needs the protected services.`);
   const services = JSON.parse(raw) as RawService[];
-  if (source === "prod") {
-    return prodServicesOnLocal(services, images ?? readPlatform().images, seeded);
-  }
+  if (source === "prod") return prodServicesOnLocal(services, images ?? readPlatform().images, seeded);
   return services.map((s) => ({ ...s, schedules: { ...s.schedules, full: seeded ? SEEDED_DRILL_FULL_SCHEDULE : DRILL_FULL_SCHEDULE } }));
 }
 
