@@ -104,8 +104,8 @@ export function s3(client: S3Client, bucket: string) {
       }
     },
     /**
-     * Deletes every version under `prefix` once it has been measured: the local RGW keeps its
-     * objects in an 8 GiB memstore, which a few runs at 1 GiB filled (every write then hung).
+     * Deletes every version under `prefix` once it has been measured, so the runs do not pile
+     * up in the local RGW (an 8 GiB in-memory store, when it was one, was filled by a few runs at 1 GiB).
      */
     async drop(prefix: string): Promise<void> {
       for (;;) {

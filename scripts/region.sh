@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Stops or starts one S3 region of the local platform: its S3 server (radosgw) goes down, so
 # nothing of the region answers, as in a region loss. Used by `kryonix-dr drill --disaster region`
-# and to practise docs/runbooks.md §4 by hand. The region's OSD and mon stay up behind it: their
-# memstore holds the objects in memory, and a restart of the OSD came back empty when tried (the
-# drill's first run), so `start` only has radosgw to bring back, as platform-up does.
+# and to practise docs/runbooks.md §4 by hand. The region's OSD and mon stay up behind it, holding
+# its objects, so `start` only has radosgw to bring back, as platform-up does.
 #
 #   bash scripts/region.sh stop primary     # the primary region is gone
 #   bash scripts/region.sh start primary    # and back

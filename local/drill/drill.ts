@@ -67,7 +67,7 @@ export interface DrillReport {
   phases: Array<{ name: string; seconds: number }>;
   rto: { seconds: number; targetSeconds: number; met: boolean; declaredAt: string; verifiedAt: string };
   services: ServiceReport[];
-  backups: Array<{ service: string; type: string; status: string; backupId: string; recoveryPointEnd?: string; sizeBytes?: number | null }>;
+  backups: Array<{ service: string; type: string; status: string; backupId: string; recoveryPointEnd?: string; sizeBytes?: number | null; error?: string }>;
   walSegments: number;
   deployments: DrillRun["deployments"];
   disaster: "services" | "region";
@@ -243,7 +243,7 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
       phases,
       rto: { seconds: rtoSeconds, targetSeconds: rtoTarget, met: rtoMet, declaredAt: iso(declaredAt), verifiedAt: iso(verifiedAt) },
       services: reports,
-      backups: backups.reverse().map((b) => ({ service: b.serviceName, type: b.backupType, status: b.backupStatus, backupId: b.backupId, recoveryPointEnd: b.recoveryPointEnd?.toISOString(), sizeBytes: b.backupSize })),
+      backups: backups.reverse().map((b) => ({ service: b.serviceName, type: b.backupType, status: b.backupStatus, backupId: b.backupId, recoveryPointEnd: b.recoveryPointEnd?.toISOString(), sizeBytes: b.backupSize, ...(b.errorMessage ? { error: b.errorMessage } : {}) })),
       walSegments: Number(walSegments),
       deployments: run.deployments,
       disaster: region ? "region" : "services",

@@ -26,6 +26,7 @@ export function formatReport(r: DrillReport): string {
   const byKind = new Map<string, number>();
   for (const b of r.backups) byKind.set(`${b.service} ${b.type} ${b.status}`, (byKind.get(`${b.service} ${b.type} ${b.status}`) ?? 0) + 1);
   lines.push("", `Backups during the drill: ${[...byKind].map(([k, n]) => `${k} x${n}`).join(", ") || "none"}; WAL segments uploaded: ${r.walSegments}`);
+  for (const b of r.backups.filter((b) => b.status === "failed")) lines.push(`  failed: ${b.service} ${b.type} ${b.backupId}: ${b.error ?? "no error recorded"}`);
   for (const [stack, d] of Object.entries(r.deployments)) {
     lines.push(`Stack ${stack}: ${d.deployed.length} resources deployed, ${d.declared.length} declared${d.missing.length || d.extra.length ? ` (DIFFER: not created ${d.missing.join(", ")}; not declared ${d.extra.join(", ")})` : ", identical"}`);
   }

@@ -1,10 +1,13 @@
 # Two independent single-node Ceph clusters, each with one radosgw: the S3 "regions" primary and dr.
-# Each cluster has its own conf, fsid, mon port and a memstore OSD (data in memory, saved to the
-# OSD dir on a clean stop), so the regions share nothing, as two real regions would.
+# Each cluster has its own conf, fsid, mon port and a BlueStore OSD on a sparse file in its state
+# dir, so the regions share nothing, as two real regions would, and keep their objects on disk.
 
 KDR_RGW_DIR="$KDR_STATE_DIR/rgw"
 KDR_LC_DEBUG_INTERVAL="${KDR_LC_DEBUG_INTERVAL:-10}"
 KDR_RGW_ADMIN_UID="kdr-admin"
+KDR_RGW_OBJECTSTORE="bluestore"
+# Each region's OSD file is sparse: it takes the disk it holds (the suite: a few GiB), up to this.
+KDR_RGW_BLOCK_BYTES="${KDR_RGW_BLOCK_BYTES:-25769803776}"
 # Caps that let the admin create users (admin ops API) and give them policies (IAM API).
 KDR_RGW_ADMIN_CAPS="users=*;buckets=*;metadata=*;usage=*;user-policy=*;roles=*;zone=*"
 
@@ -63,8 +66,14 @@ mon data = $dir/mon
 
 [osd]
 osd data = $dir/osd
-osd objectstore = memstore
-memstore device bytes = ${KDR_RGW_MEMSTORE_BYTES:-8589934592}
+# BlueStore on a sparse file ("block" in the OSD dir), not memstore: memstore holds every object
+# in RAM, 1.6 to 2 times what it stores, and a drill at 1 GiB per service filled this 24 GiB host
+# with it (docs/benchmarks.md). The file grows with what is written, up to this size.
+osd objectstore = $KDR_RGW_OBJECTSTORE
+bluestore block create = true
+bluestore block size = $KDR_RGW_BLOCK_BYTES
+# BlueStore's caches are sized to this (the default is 4 GiB per OSD).
+osd memory target = 1073741824
 
 [client.rgw.$region]
 rgw data = $dir/rgw
@@ -74,9 +83,8 @@ rgw enable apis = s3, s3website, admin, iam, sts
 rgw thread pool size = 64
 # One lifecycle "day" lasts this many seconds, so expiry rules can be tested.
 rgw lc debug interval = $KDR_LC_DEBUG_INTERVAL
-# A deleted object's data is freed a minute later, not after RGW's default two hours: the OSD
-# holds every object in memory (memstore), and the benchmark deletes gigabytes as it goes (a
-# 1 GiB run filled the 8 GiB store with data already deleted, and every write then hung).
+# A deleted object's data is freed a minute later, not after RGW's default two hours: the
+# benchmark deletes gigabytes as it goes, and the OSD's file would grow by all of it.
 rgw gc obj min wait = 60
 rgw gc processor period = 60
 CONF
@@ -121,6 +129,12 @@ create_region() {
   osd_uuid="$(uuidgen)"
   osd_id="$(rgw_ceph "$r" osd new "$osd_uuid" 2>>"$log")" || die "ceph osd new failed ($r)" "$log" "read the log"
   [[ "$osd_id" == 0 ]] || die "expected OSD id 0 in a new cluster, got '$osd_id' ($r)" "$log" "run platform-down.sh, then this script again"
+  # The OSD file is sparse: a disk with less free than it may hold fills before Ceph sees its
+  # store full, and a full file system stops the OSD rather than refusing writes.
+  local free_bytes
+  free_bytes="$(df --output=avail -B1 "$dir" | tail -1)"
+  ((free_bytes >= KDR_RGW_BLOCK_BYTES)) ||
+    warn "$((free_bytes >> 30)) GiB free under $dir, less than the $((KDR_RGW_BLOCK_BYTES >> 30)) GiB its OSD file may grow to: free disk, or set KDR_RGW_BLOCK_BYTES lower and run platform-down.sh and platform-up.sh"
   ceph-osd -c "$dir/ceph.conf" -i 0 --mkfs --osd-uuid "$osd_uuid" >>"$log" 2>&1 ||
     die "ceph-osd --mkfs failed ($r)" "$log" "read the log"
   : >"$dir/initialised"
@@ -204,6 +218,13 @@ ensure_region() {
   mkdir -p "$KDR_RGW_DIR"
   local what="running"
   local dir="$KDR_RGW_DIR/$r"
+  # A region set up by an older platform-up has a memstore OSD: its objects cannot move to the
+  # new store, so the region is made again, empty, and says so.
+  if [[ -f "$dir/initialised" && "$(cat "$dir/osd/type" 2>/dev/null)" != "$KDR_RGW_OBJECTSTORE" ]]; then
+    warn "the $r region's OSD store is '$(cat "$dir/osd/type" 2>/dev/null)', not $KDR_RGW_OBJECTSTORE: recreating the region empty (its objects are gone)"
+    stop_region "$r"
+    rm -f "$dir/initialised"
+  fi
   # The gateway address can change when the engine is recreated, and the lifecycle interval
   # comes from the environment: radosgw must follow both.
   if [[ -f "$dir/initialised" ]]; then
@@ -218,7 +239,7 @@ ensure_region() {
   fi
   if ! rgw_all_running "$r"; then
     if [[ -f "$dir/initialised" ]]; then
-      # Try to resume the existing cluster (memstore reloads what it saved on a clean stop).
+      # Try to resume the existing cluster (its OSD's objects are on disk).
       if start_mon "$r" && start_osd "$r" && start_rgw "$r"; then
         what="restarted the existing cluster"
       else

@@ -73,6 +73,22 @@ describe("formatReport with --data-size", () => {
   });
 });
 
+describe("formatReport's backups", () => {
+  it("counts the backups by kind and names each failed one with its error", () => {
+    const r = report([service("redis")], 0);
+    r.backups = [
+      { service: "redis", type: "incremental", status: "completed", backupId: "b1" },
+      { service: "redis", type: "incremental", status: "failed", backupId: "b2", error: "redis-cli exited 1: connection refused" },
+      { service: "redis", type: "incremental", status: "failed", backupId: "b3" },
+    ];
+    const text = formatReport(r);
+    expect(text).toContain("Backups during the drill: redis incremental completed x1, redis incremental failed x2; WAL segments uploaded:");
+    expect(text).toContain("  failed: redis incremental b2: redis-cli exited 1: connection refused");
+    expect(text).toContain("  failed: redis incremental b3: no error recorded");
+    expect(text).not.toContain("b1:");
+  });
+});
+
 describe("formatFailoverReport", () => {
   const svc = (service: string, reversedAfterSeconds?: number | null): FailoverServiceReport => ({
     service,
