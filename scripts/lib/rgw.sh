@@ -220,8 +220,10 @@ ensure_region() {
   local dir="$KDR_RGW_DIR/$r"
   # A region set up by an older platform-up has a memstore OSD: its objects cannot move to the
   # new store, so the region is made again, empty, and says so.
-  if [[ -f "$dir/initialised" && "$(cat "$dir/osd/type" 2>/dev/null)" != "$KDR_RGW_OBJECTSTORE" ]]; then
-    warn "the $r region's OSD store is '$(cat "$dir/osd/type" 2>/dev/null)', not $KDR_RGW_OBJECTSTORE: recreating the region empty (its objects are gone)"
+  local store
+  store="$(cat "$dir/osd/type" 2>/dev/null || echo unknown)"
+  if [[ -f "$dir/initialised" && "$store" != "$KDR_RGW_OBJECTSTORE" ]]; then
+    warn "the $r region's OSD store is $store, not $KDR_RGW_OBJECTSTORE: recreating the region empty (its objects are gone)"
     stop_region "$r"
     rm -f "$dir/initialised"
   fi
