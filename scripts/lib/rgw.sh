@@ -159,7 +159,7 @@ start_osd() {
   # stopped before the next one (a healthy OSD is up within a few seconds).
   for attempt in 1 2 3 4; do
     if ! pid_alive "$pidfile" && ! ceph-osd -c "$(rgw_conf "$r")" -i 0 9>&- >>"$(rgw_log "$r" setup)" 2>&1; then
-      warn "ceph-osd ($r) failed to start (attempt $attempt): $(grep -iE 'error|fail' "$(rgw_log "$r" setup)" | tail -1)"
+      warn "ceph-osd ($r) failed to start (attempt $attempt): $(tail -n 300 "$(rgw_log "$r" osd.0)" 2>/dev/null | grep -iE 'error|fail' | tail -1 | cut -d' ' -f3-)"
       sleep 2
       continue
     fi
