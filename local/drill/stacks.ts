@@ -18,9 +18,9 @@ export const RECOVERY_STACK = "recovery";
  * a drill wait up to 5 minutes for its first full.
  *
  * Not with seed data (`--data-size`): a full of 1 GiB every minute, each held its whole retention
- * (30 lifecycle days, 300 s here) in both regions, ran this machine's memory-backed S3 store out
+ * (30 lifecycle days, 300 s here) in both regions, ran the S3 regions' store (then in memory) out
  * of memory (docs/benchmarks.md, 2026-12-06), and so did the local stack's every 5 minutes (the
- * drill then held three of PostgreSQL's fulls where it needs one). A seeded drill backs up in full
+ * drill then held three of PostgreSQL's fulls where it needs one): copies the drill never uses. A seeded drill backs up in full
  * at the seed's cadence (SEEDED_DRILL_FULL_SCHEDULE) and takes one full of each service itself
  * once the seed is in (phases.ts fullAfterSeeding), as an operator does after a bulk load.
  */
