@@ -5,7 +5,8 @@
  * source version id, so a pass only moves new versions. With a catalog configured, every copy is
  * recorded there (object_copy) with the copy's own version id in the replica region, so a restore
  * from that region can find it and the catalog can say how far each service's copies lag; a copy
- * the catalog could not take yet is kept in the state dir and recorded on a later pass.
+ * the catalog could not take yet is kept in the state dir and recorded on a later pass. Services
+ * are copied side by side, each in its own lane (Replicator).
  *
  * A copy is never sent back where it came from: each copy carries the object metadata
  * `kdr-copy-of` (source endpoint, bucket and version), and the catalog knows every recorded copy,
@@ -95,93 +96,224 @@ export function stateFiles(dir: string, src: Storage, dst: Storage): { stateFile
   return out;
 }
 
-export async function replicateOnce(s: Settings, src: Storage, dst: Storage, copyLog?: CopyLog, track: PassTrack = {}): Promise<{ copied: number; skipped: number; recorded: number; copiesNotSentBack: number }> {
-  const { stateFile, recordsFile } = stateFiles(s.stateDir, src, dst);
-  const done = new Set<string>(readJson<string[]>(stateFile, []));
-  // No state file: a new container (the replicator's state is not on a volume; Swarm replaces the
-  // container on every restart). The catalog knows every version copied to this replica: without
-  // it, each restart copied the whole bucket again (new locked versions of every object).
-  if (copyLog && !existsSync(stateFile)) {
-    for (const v of await cat.copiedSources(copyLog.db, dst.endpoint, dst.bucket, src.bucket)) done.add(v);
-    writeJson(stateFile, [...done]);
-    if (done.size) log(`replicate ${src.bucket} -> ${dst.bucket}: ${done.size} version(s) already copied, as the catalog records (no state file here)`);
+/** Copies in flight at once, one per service (lane): about 24 MiB of buffers each, within the replicator's 256 MiB. */
+export const COPY_LANES = 4;
+
+type Version = { key: string; versionId?: string; lastModified?: Date; size: number };
+export interface PassResult {
+  copied: number;
+  skipped: number;
+  recorded: number;
+  copiesNotSentBack: number;
+  /** Versions listed but still queued or being copied when the pass ended (its time was up). */
+  left: number;
+}
+
+/**
+ * Copies a bucket's new versions to the replica, one lane per service: a service's versions are
+ * copied one at a time, oldest first (so the replica's newest version of a key is the primary's
+ * newest), and up to COPY_LANES services' at once, the one with the oldest waiting version first. A
+ * service whose copies are large (Redis's whole RDBs) then no longer holds back another's small
+ * ones (PostgreSQL's WAL). Lanes outlive a pass: a pass with a time limit ends on time, leaving
+ * long copies running, and the next one lists again and queues only what is new.
+ */
+export class Replicator {
+  private readonly stateFile: string;
+  private readonly recordsFile: string;
+  private done = new Set<string>();
+  private unrecorded: (cat.ObjectCopy & { sourceCreatedAt?: Date })[] = [];
+  private loaded = false;
+  /** Per lane (service, or "" for keys outside the layout), the versions waiting, oldest first. */
+  private readonly lanes = new Map<string, Version[]>();
+  private readonly running = new Set<string>();
+  /** Version ids queued or being copied (a later listing does not queue them again). */
+  private readonly queued = new Set<string>();
+  private readonly idleWaiters = new Set<() => void>();
+  private recording: Promise<void> = Promise.resolve();
+  private catalogDown: string | undefined;
+  private readonly tally = { copied: 0, recorded: 0, notSentBack: 0, errors: [] as Error[] };
+
+  constructor(
+    s: Settings,
+    private readonly src: Storage,
+    private readonly dst: Storage,
+    private readonly copyLog?: CopyLog,
+  ) {
+    ({ stateFile: this.stateFile, recordsFile: this.recordsFile } = stateFiles(s.stateDir, src, dst));
   }
-  const unrecorded = readJson<(cat.ObjectCopy & { sourceCreatedAt?: string })[]>(recordsFile, []).map((c) => ({ ...c, sourceCreatedAt: c.sourceCreatedAt ? new Date(c.sourceCreatedAt) : undefined }));
-  let recorded = 0;
-  const record = async (): Promise<void> => {
-    if (!copyLog) return;
-    while (unrecorded.length > 0) {
-      await cat.recordCopy(copyLog.db, unrecorded[0]!);
-      unrecorded.shift();
-      recorded++;
+
+  /** Once per replicator: what the state dir (or, without it, the catalog) says was copied. */
+  private async load(): Promise<void> {
+    if (this.loaded) return;
+    const { src, dst, copyLog, stateFile } = this;
+    this.done = new Set<string>(readJson<string[]>(stateFile, []));
+    // No state file: a new container (the replicator's state is not on a volume; Swarm replaces the
+    // container on every restart). The catalog knows every version copied to this replica: without
+    // it, each restart copied the whole bucket again (new locked versions of every object).
+    if (copyLog && !existsSync(stateFile)) {
+      for (const v of await cat.copiedSources(copyLog.db, dst.endpoint, dst.bucket, src.bucket)) this.done.add(v);
+      writeJson(stateFile, [...this.done]);
+      if (this.done.size) log(`replicate ${src.bucket} -> ${dst.bucket}: ${this.done.size} version(s) already copied, as the catalog records (no state file here)`);
     }
-  };
-  // Copies a catalog outage left unrecorded go in first.
-  await record().catch((e: Error) => log(`replicate: ${unrecorded.length} copy record(s) still wait for the catalog (${e.message})`));
-  writeJson(recordsFile, unrecorded);
-  const pending: { key: string; versionId?: string; lastModified?: Date; size: number }[] = [];
-  const services = new Set<string>();
-  for await (const v of src.listVersions("")) {
-    const svc = serviceOf(v.key);
-    if (svc) services.add(svc);
-    if (v.versionId && !done.has(v.versionId)) pending.push(v);
+    this.unrecorded = readJson<(cat.ObjectCopy & { sourceCreatedAt?: string })[]>(this.recordsFile, []).map((c) => ({ ...c, sourceCreatedAt: c.sourceCreatedAt ? new Date(c.sourceCreatedAt) : undefined }));
+    this.loaded = true;
   }
-  track.listed = { services, pending, done };
-  // Oldest first, so the replica's newest version of a key is the primary's newest.
-  pending.sort((a, b) => (a.lastModified?.getTime() ?? 0) - (b.lastModified?.getTime() ?? 0));
-  backlog.set(pending.length);
-  lag.set(pending.length ? (Date.now() - (pending[0]!.lastModified?.getTime() ?? Date.now())) / 1000 : 0);
-  let n = 0;
-  let catalogDown: string | undefined;
-  // Versions that are copies made into this bucket: the catalog knows them (copies made before
-  // they carried their metadata included); without it, each copy's own metadata says so below.
-  const copies = copyLog
-    ? await cat.copiesAmong(copyLog.db, src.endpoint, src.bucket, pending.map((v) => v.versionId!)).catch((e: Error) => {
-        catalogDown = e.message;
-        return new Set<string>();
-      })
-    : new Set<string>();
-  let notSentBack = 0;
-  // Kept with the next copy's state write, or at the end of the pass (a crash only repeats the check).
-  const notBack = (v: { versionId?: string }) => {
-    done.add(v.versionId!);
-    notSentBack++;
-  };
-  // Known copies are settled first: a pass that fails midway does not count them as its backlog.
-  for (const v of pending) if (copies.has(v.versionId!)) notBack(v);
-  if (notSentBack) writeJson(stateFile, [...done]);
-  await track.onListed?.();
-  for (const v of pending) {
-    if (done.has(v.versionId!)) continue;
+
+  /** Records the copies the catalog has not taken, one caller at a time (lanes finish together). */
+  private record(): Promise<void> {
+    const drain = async () => {
+      if (!this.copyLog) return;
+      while (this.unrecorded.length > 0) {
+        await cat.recordCopy(this.copyLog.db, this.unrecorded[0]!);
+        this.unrecorded.shift();
+        this.tally.recorded++;
+      }
+    };
+    const p = this.recording.then(drain).finally(() => writeJson(this.recordsFile, this.unrecorded));
+    this.recording = p.catch(() => undefined);
+    return p;
+  }
+
+  private notBack(v: { versionId?: string }): void {
+    this.done.add(v.versionId!);
+    this.tally.notSentBack++;
+  }
+
+  private busy(): boolean {
+    return this.running.size > 0 || [...this.lanes.values()].some((q) => q.length > 0);
+  }
+
+  /** Starts copies while lanes are free: the lane whose waiting version is oldest first. */
+  private pump(): void {
+    while (this.running.size < COPY_LANES) {
+      let next: string | undefined;
+      for (const [lane, q] of this.lanes) {
+        if (q.length === 0 || this.running.has(lane)) continue;
+        if (next === undefined || (q[0]!.lastModified?.getTime() ?? 0) < (this.lanes.get(next)![0]!.lastModified?.getTime() ?? 0)) next = lane;
+      }
+      if (next === undefined) break;
+      const lane = next;
+      const v = this.lanes.get(lane)!.shift()!;
+      this.running.add(lane);
+      void this.copy(v)
+        .catch((e: Error) => {
+          // The lane's other versions wait for a later pass (they are listed again), in order.
+          for (const w of this.lanes.get(lane) ?? []) this.queued.delete(w.versionId!);
+          this.lanes.set(lane, []);
+          this.tally.errors.push(e);
+        })
+        .finally(() => {
+          this.queued.delete(v.versionId!);
+          this.running.delete(lane);
+          this.pump();
+          if (!this.busy()) for (const wake of this.idleWaiters) wake();
+        });
+    }
+  }
+
+  private async copy(v: Version): Promise<void> {
+    const { src, dst, copyLog } = this;
     const got = await withRetry(`get ${v.key}`, () => src.client.send(new GetObjectCommand({ Bucket: src.bucket, Key: v.key, VersionId: v.versionId })));
     // A copy: ours (its metadata), or one MinIO's own bucket replication made (prod's native mode).
     if (got.Metadata?.[COPY_OF_META] || got.ReplicationStatus === "REPLICA") {
       (got.Body as Readable).destroy();
-      notBack(v);
-      continue;
+      this.notBack(v);
+      writeJson(this.stateFile, [...this.done]);
+      return;
     }
     const lock = got.ObjectLockMode && got.ObjectLockRetainUntilDate ? { mode: got.ObjectLockMode, retainUntil: got.ObjectLockRetainUntilDate } : undefined;
     const put = await dst.upload(v.key, got.Body as Readable, lock, got.ContentType, { [COPY_OF_META]: `${src.endpoint}/${src.bucket}?versionId=${v.versionId}` });
-    done.add(v.versionId!);
-    n++;
-    writeJson(stateFile, [...done]);
+    this.done.add(v.versionId!);
+    this.tally.copied++;
+    writeJson(this.stateFile, [...this.done]);
     if (copyLog) {
-      unrecorded.push({ endpoint: dst.endpoint, region: copyLog.region, bucket: dst.bucket, key: v.key, sourceBucket: src.bucket, sourceVersionId: v.versionId!, copyVersionId: put.versionId ?? null, sourceCreatedAt: v.lastModified, sizeBytes: v.size });
-      writeJson(recordsFile, unrecorded);
-      if (!catalogDown) {
-        await record().catch((e: Error) => {
-          catalogDown = e.message;
+      this.unrecorded.push({ endpoint: dst.endpoint, region: copyLog.region, bucket: dst.bucket, key: v.key, sourceBucket: src.bucket, sourceVersionId: v.versionId!, copyVersionId: put.versionId ?? null, sourceCreatedAt: v.lastModified, sizeBytes: v.size });
+      writeJson(this.recordsFile, this.unrecorded);
+      if (!this.catalogDown) {
+        await this.record().catch((e: Error) => {
+          this.catalogDown = e.message;
         });
-        writeJson(recordsFile, unrecorded);
       }
     }
   }
-  if (notSentBack) writeJson(stateFile, [...done]);
-  if (catalogDown) log(`replicate: the catalog did not take ${unrecorded.length} copy record(s) (${catalogDown}); they are kept in ${recordsFile} and recorded on a later pass`);
-  backlog.set(0);
-  lag.set(0);
-  copied.set(n);
-  return { copied: n, skipped: done.size - n - notSentBack, recorded, copiesNotSentBack: notSentBack };
+
+  /** Resolves once nothing is queued or being copied, or after `ms` (undefined: no limit). */
+  private idle(ms?: number): Promise<void> {
+    if (!this.busy()) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const wake = () => {
+        clearTimeout(timer);
+        this.idleWaiters.delete(wake);
+        resolve();
+      };
+      this.idleWaiters.add(wake);
+      if (ms !== undefined) timer = setTimeout(wake, ms);
+    });
+  }
+
+  /** Stops queuing: the copies under way finish (and are remembered), the rest wait for the next replicator. */
+  async stop(): Promise<void> {
+    for (const q of this.lanes.values()) for (const v of q.splice(0)) this.queued.delete(v.versionId!);
+    await this.idle();
+  }
+
+  /**
+   * One pass: lists the source, queues what is new, and waits until everything is copied, or for
+   * `maxSeconds` at most (the copies under way go on; the next pass does not queue them again).
+   * Throws the first copy error of the pass once it ends.
+   */
+  async pass(track: PassTrack = {}, maxSeconds?: number): Promise<PassResult> {
+    await this.load();
+    const { src, copyLog } = this;
+    Object.assign(this.tally, { copied: 0, recorded: 0, notSentBack: 0, errors: [] });
+    this.catalogDown = undefined;
+    // Copies a catalog outage left unrecorded go in first.
+    await this.record().catch((e: Error) => log(`replicate: ${this.unrecorded.length} copy record(s) still wait for the catalog (${e.message})`));
+    const pending: Version[] = [];
+    const services = new Set<string>();
+    for await (const v of src.listVersions("")) {
+      const svc = serviceOf(v.key);
+      if (svc) services.add(svc);
+      if (v.versionId && !this.done.has(v.versionId)) pending.push(v);
+    }
+    track.listed = { services, pending, done: this.done };
+    pending.sort((a, b) => (a.lastModified?.getTime() ?? 0) - (b.lastModified?.getTime() ?? 0));
+    backlog.set(pending.length);
+    lag.set(pending.length ? (Date.now() - (pending[0]!.lastModified?.getTime() ?? Date.now())) / 1000 : 0);
+    // Versions that are copies made into this bucket: the catalog knows them (copies made before
+    // they carried their metadata included); without it, each copy's own metadata says so (copy()).
+    const fresh = pending.filter((v) => !this.queued.has(v.versionId!));
+    const copies = copyLog
+      ? await cat.copiesAmong(copyLog.db, src.endpoint, src.bucket, fresh.map((v) => v.versionId!)).catch((e: Error) => {
+          this.catalogDown = e.message;
+          return new Set<string>();
+        })
+      : new Set<string>();
+    // Known copies are settled first: a pass that fails midway does not count them as its backlog.
+    for (const v of fresh) if (copies.has(v.versionId!)) this.notBack(v);
+    if (this.tally.notSentBack) writeJson(this.stateFile, [...this.done]);
+    await track.onListed?.();
+    for (const v of fresh) {
+      if (this.done.has(v.versionId!)) continue;
+      const lane = serviceOf(v.key) ?? "";
+      if (!this.lanes.has(lane)) this.lanes.set(lane, []);
+      this.lanes.get(lane)!.push(v);
+      this.queued.add(v.versionId!);
+    }
+    this.pump();
+    await this.idle(maxSeconds === undefined ? undefined : maxSeconds * 1000);
+    if (this.tally.notSentBack) writeJson(this.stateFile, [...this.done]);
+    if (this.catalogDown) log(`replicate: the catalog did not take ${this.unrecorded.length} copy record(s) (${this.catalogDown}); they are kept in ${this.recordsFile} and recorded on a later pass`);
+    const left = pending.filter((v) => !this.done.has(v.versionId!)).length;
+    const oldest = pending.find((v) => !this.done.has(v.versionId!));
+    backlog.set(left);
+    lag.set(oldest ? (Date.now() - (oldest.lastModified?.getTime() ?? Date.now())) / 1000 : 0);
+    const { copied: n, recorded, notSentBack, errors } = this.tally;
+    copied.set(n);
+    if (errors.length) throw errors[0]!;
+    return { copied: n, skipped: this.done.size - n - notSentBack, recorded, copiesNotSentBack: notSentBack, left };
+  }
 }
 
 export async function replicate(s: Settings, once: boolean): Promise<number> {
@@ -240,12 +372,17 @@ export async function replicate(s: Settings, once: boolean): Promise<number> {
     };
     for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => void stop(sig));
   }
+  const rep = new Replicator(s, src, dst, copyLog);
   for (;;) {
     const track: PassTrack = {};
+    let left = 0;
     track.onListed = () => report(track, null);
     const alive = setInterval(() => void catalogCall((db) => cat.touchReplication(db, pair)), Math.max(5, interval) * 1000);
     try {
-      const r = await replicateOnce(s, src, dst, copyLog, track).finally(() => clearInterval(alive));
+      // A pass ends on time: a copy that outlasts it (a large RDB) goes on, and the next pass, at
+      // once, queues what was written meanwhile in the other lanes.
+      const r = await rep.pass(track, once ? undefined : interval).finally(() => clearInterval(alive));
+      left = r.left;
       await report(track, null);
       lastOk = Date.now();
       if (lastError) log(`replicate ${src.bucket} -> ${dst.bucket}: passes succeed again`);
@@ -253,7 +390,8 @@ export async function replicate(s: Settings, once: boolean): Promise<number> {
       if (r.copied > 0 || r.recorded > 0 || r.copiesNotSentBack > 0 || once) {
         log(
           `replicate ${src.bucket} -> ${dst.bucket}: copied ${r.copied} new version(s)${copyLog ? `, recorded ${r.recorded} in the catalog` : ""}` +
-            (r.copiesNotSentBack ? `; ${r.copiesNotSentBack} version(s) are copies from ${dst.endpoint} or another region, not sent back` : ""),
+            (r.copiesNotSentBack ? `; ${r.copiesNotSentBack} version(s) are copies from ${dst.endpoint} or another region, not sent back` : "") +
+            (r.left ? `; ${r.left} still being copied or queued` : ""),
         );
       }
     } catch (e) {
@@ -267,12 +405,14 @@ export async function replicate(s: Settings, once: boolean): Promise<number> {
     if (once || lost !== undefined) {
       // Decided now: ending the connection below sets `lost` too.
       const code = lost === undefined ? 0 : cat.EXIT_CATALOG_LOST;
+      // Copies under way finish and are remembered (their records wait in the state dir).
+      await rep.stop();
       if (lost !== undefined) log(`replicate: lost its catalog connection (${lost}); exiting so that Swarm starts the replicator again with a new one (copy records the catalog has not taken are kept in its state dir and recorded by the next one)`);
       srv?.close();
       if (copyLog) await cat.closeCatalog(copyLog.db);
       return code;
     }
     // A lost catalog ends the wait: the replicator exits at once rather than after a pass it cannot record.
-    await Promise.race([new Promise((r) => setTimeout(r, interval * 1000)), lostP]);
+    if (left === 0) await Promise.race([new Promise((r) => setTimeout(r, interval * 1000)), lostP]);
   }
 }

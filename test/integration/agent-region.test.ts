@@ -7,6 +7,7 @@
  * original (with that region's version ids), skips damaged manifests by name, changes nothing when
  * run twice, and restores; run against a live catalog it records that region's copies.
  */
+import { randomBytes, randomUUID } from "node:crypto";
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -355,8 +356,10 @@ describe("agent: restore from the DR region", () => {
     // The real replica's state under the name of before (buckets only) is taken over: nothing is copied again.
     const prefix = `replicate-${w.bucket.bucket}-to-${dr.bucket}`;
     const current = readdirSync(w.stateDir).filter((f) => f.startsWith(`${prefix}-`) && !f.endsWith("-unrecorded.json"));
-    // The DR region's holds the versions copied; the unreachable server's, if any, none.
-    const drState = current.find((f) => readFileSync(path.join(w.stateDir, f), "utf8").length > 2);
+    // The DR region's holds every version copied; the unreachable server's at most the versions it
+    // found to be copies from elsewhere (not sent back; other lanes go on when one fails).
+    const size = (f: string) => (JSON.parse(readFileSync(path.join(w.stateDir, f), "utf8")) as string[]).length;
+    const drState = [...current].sort((a, b) => size(b) - size(a)).find((f) => size(f) > 0);
     expect(drState, `state files: ${current.join(", ")}`).toBeDefined();
     renameSync(path.join(w.stateDir, drState!), path.join(w.stateDir, `${prefix}.json`));
     const again = await w.run(["replicate", "--once"], replicateEnv);
@@ -430,6 +433,24 @@ describe("agent: restore from the DR region", () => {
     // Which objects lack a recorded copy, and what to do.
     expect(r.stderr).toMatch(new RegExp(`\\[backup [0-9a-f-]+ was written in region ${w.bucket.region}; the catalog records no copy in region ${dr.region} of full/${SERVICE}/[0-9a-f-]+/\\S+.*'kdr-agent catalog rebuild' in this region records the copies this bucket holds`));
     expect(existsSync(target) ? readdirSync(target) : []).toEqual([]);
+  });
+
+  it("copies run in one lane per service: a large copy of one service does not hold back a newer small one of another", async () => {
+    // Redis's incrementals are whole RDBs: copied one at a time, oldest first, across the bucket,
+    // PostgreSQL's WAL waited behind them (docs/benchmarks.md, 2026-12-06 22:07).
+    const big = `incremental/lane-big/${randomUUID()}/dump.rdb.zst.age`;
+    const small = `wal/lane-small/000000010000000000000001.zst.age`;
+    await w.bucket.client.send(new PutObjectCommand({ Bucket: w.bucket.bucket, Key: big, Body: randomBytes(96 * 1024 * 1024) }));
+    await new Promise((r) => setTimeout(r, 1100)); // newer by the listing's one-second clock
+    await w.bucket.client.send(new PutObjectCommand({ Bucket: w.bucket.bucket, Key: small, Body: randomBytes(4096) }));
+    const r = await w.run(["replicate", "--once"], replicateEnv);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/copied 2 new version\(s\), recorded 2 in the catalog/);
+    const at = async (key: string) => (await w.db.query("SELECT copied_at FROM object_copy WHERE object_key = $1", [key])).rows.map((x) => (x.copied_at as Date).getTime());
+    const [bigAt, smallAt] = [await at(big), await at(small)];
+    expect(bigAt).toHaveLength(1);
+    expect(smallAt).toHaveLength(1);
+    expect(smallAt[0]!, "the newer small copy was recorded after the older large one: copies are serial").toBeLessThan(bigAt[0]!);
   });
 
   // Last: it stops the catalog, which ends the connections the tests above share.
