@@ -97,7 +97,7 @@ export function stateFiles(dir: string, src: Storage, dst: Storage): { stateFile
 }
 
 /** Copies in flight at once, one per service (lane): about 24 MiB of buffers each, within the replicator's 256 MiB. */
-export const COPY_LANES = 4;
+const COPY_LANES = 4;
 
 type Version = { key: string; versionId?: string; lastModified?: Date; size: number };
 export interface PassResult {
