@@ -303,7 +303,6 @@ export class Replicator {
     }
     this.pump();
     await this.idle(maxSeconds === undefined ? undefined : maxSeconds * 1000);
-    if (this.tally.notSentBack) writeJson(this.stateFile, [...this.done]);
     if (this.catalogDown) log(`replicate: the catalog did not take ${this.unrecorded.length} copy record(s) (${this.catalogDown}); they are kept in ${this.recordsFile} and recorded on a later pass`);
     const left = pending.filter((v) => !this.done.has(v.versionId!)).length;
     const oldest = pending.find((v) => !this.done.has(v.versionId!));

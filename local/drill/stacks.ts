@@ -20,9 +20,10 @@ export const RECOVERY_STACK = "recovery";
  * Not with seed data (`--data-size`): a full of 1 GiB every minute, each held its whole retention
  * (30 lifecycle days, 300 s here) in both regions, ran the S3 regions' store (then in memory) out
  * of memory (docs/benchmarks.md, 2026-12-06), and so did the local stack's every 5 minutes (the
- * drill then held three of PostgreSQL's fulls where it needs one): copies the drill never uses. A seeded drill backs up in full
- * at the seed's cadence (SEEDED_DRILL_FULL_SCHEDULE) and takes one full of each service itself
- * once the seed is in (phases.ts fullAfterSeeding), as an operator does after a bulk load.
+ * drill then held three of PostgreSQL's fulls where it needs one): copies the drill never uses.
+ * A seeded drill backs up in full at the seed's cadence (SEEDED_DRILL_FULL_SCHEDULE) and takes
+ * one full of each service itself once the seed is in (phases.ts fullAfterSeeding), as an
+ * operator does after a bulk load.
  */
 export const DRILL_FULL_SCHEDULE = "0 * * * * *";
 /** A seeded drill's scheduled fulls: the seed's own cadence (PARTE-22: daily at 02:00). */
