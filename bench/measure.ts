@@ -11,10 +11,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+/** The agent's zstd level (with -T0): the machine's zstd limit is measured at the same. */
+import { ZSTD_LEVEL } from "../agent/storage/pipeline.js";
 
 export const MiB = 2 ** 20;
-/** The agent compresses at zstd level 3 with -T0 (agent/storage/pipeline.ts): the limit uses the same. */
-export const AGENT_ZSTD_LEVEL = 3;
 const REPO = path.resolve(__dirname, "..");
 
 /**
@@ -146,7 +146,7 @@ export async function measureLimits(source: string, store: ReturnType<typeof s3>
     rmSync(scratch);
     return bytes / w.wall;
   });
-  const z = timed(`${source} | zstd -q -T0 -${AGENT_ZSTD_LEVEL} -c > ${scratch}`);
+  const z = timed(`${source} | zstd -q -T0 -${ZSTD_LEVEL} -c > ${scratch}`);
   const zBytes = statSync(scratch).size;
   const unz = timed(`zstd -q -d -c ${scratch} > /dev/null`);
   const put = await timedAsync(() => store.upload(key, scratch));
@@ -227,7 +227,7 @@ export function renderSize(s: SizeResult, title: string): string[] {
   const lines = [
     `### ${title}, ${mib(s.dataBytes)} MiB (${s.what})`,
     "",
-    `Machine limits on these bytes: reading them ${mib(l.read)} MiB/s; zstd -T0 -${AGENT_ZSTD_LEVEL} ${mib(l.zstdCompress)} MiB/s in, ${mib(l.zstdDecompress)} MiB/s out (compressed to ${(l.compressedRatio * 100).toFixed(0)}%); S3 put ${mib(l.s3Put)} MiB/s, get ${mib(l.s3Get)} MiB/s; writing them to disk, flushed, ${mib(l.write)} MiB/s (the median of ${l.writes.map(mib).join(", ")}). The slowest of these bounds our backup at ${mib(backupLimit)} MiB/s and our restore at ${mib(restoreLimit)} MiB/s of data (the restore's bound leaves out the service's own start); our rows show their rate as a share of it. ${s.restoreNote}`,
+    `Machine limits on these bytes: reading them ${mib(l.read)} MiB/s; zstd -T0 -${ZSTD_LEVEL} ${mib(l.zstdCompress)} MiB/s in, ${mib(l.zstdDecompress)} MiB/s out (compressed to ${(l.compressedRatio * 100).toFixed(0)}%); S3 put ${mib(l.s3Put)} MiB/s, get ${mib(l.s3Get)} MiB/s; writing them to disk, flushed, ${mib(l.write)} MiB/s (the median of ${l.writes.map(mib).join(", ")}). The slowest of these bounds our backup at ${mib(backupLimit)} MiB/s and our restore at ${mib(restoreLimit)} MiB/s of data (the restore's bound leaves out the service's own start); our rows show their rate as a share of it. ${s.restoreNote}`,
     "",
     `| pipeline | backup wall s | backup CPU s | stored MiB | restore wall s | ${seeds.map((n) => `backup vs ${short(n)} | restore vs ${short(n)}`).join(" | ")} | backup MiB/s (of limit) | restore MiB/s (of limit) | agent peak MiB (backup / restore) |`,
     `|---|---|---|---|---|${seeds.map(() => "---|---|").join("")}---|---|---|`,

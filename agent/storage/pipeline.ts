@@ -184,7 +184,6 @@ export interface SealOptions {
   /** Promises that must resolve (e.g. the producer's exit) before the object may complete. */
   producers?: Promise<unknown>[];
   progress?: Progress;
-  zstdLevel?: number;
   /**
    * `source` is a child's stdout (pg_basebackup's): it reaches zstd through dd, OS pipes only, dd
    * counting the bytes and reporting progress. Not relayed through node's streams, which cost
@@ -193,6 +192,14 @@ export interface SealOptions {
    */
   direct?: boolean;
 }
+
+/**
+ * zstd's level for every artifact sealed here (bases, WAL, RDBs, dumps), with -T0. Level 1, not
+ * zstd's default 3: on the bench's PostgreSQL base it compresses 1.6 times as fast for 1% fewer
+ * bytes (on binaries about 11% more), decompresses a fifth faster, and the backup of a large base
+ * is bound by zstd on two cores shared with the S3 server (docs/benchmarks.md, 2026-12-07).
+ */
+export const ZSTD_LEVEL = 1;
 
 /** dd's own lines (status=progress, and its summary): counts, not errors. */
 const DD_CHATTER = /^\d+ bytes .*copied|^\d+\+\d+ records (in|out)$/;
@@ -223,7 +230,7 @@ function countingRelay(source: Readable, progress?: Progress) {
 /** Streams `source` through zstd and age into S3. */
 export async function sealAndUpload(o: SealOptions): Promise<SealedArtifact> {
   const relay = o.direct ? countingRelay(o.source, o.progress) : undefined;
-  const zstd = spawnTool("zstd", ["-q", "-c", `-${o.zstdLevel ?? 3}`, "-T0"], relay ? { stdin: relay.child.stdout! } : {});
+  const zstd = spawnTool("zstd", ["-q", "-c", `-${ZSTD_LEVEL}`, "-T0"], relay ? { stdin: relay.child.stdout! } : {});
   // zstd writes straight into age through an OS pipe: those bytes never pass through the agent.
   const age = spawnTool("age", ["-e", "-R", o.recipientFile], { stdin: zstd.child.stdout! });
   const raw = relay ? undefined : new Meter([], o.progress);
