@@ -196,8 +196,8 @@ export interface SealOptions {
 /**
  * zstd's level for every artifact sealed here (bases, WAL, RDBs, dumps), with -T0. Level 1, not
  * zstd's default 3: on the bench's PostgreSQL base it compresses 1.6 times as fast for 1% fewer
- * bytes (on binaries about 11% more), decompresses a fifth faster, and the backup of a large base
- * is bound by zstd on two cores shared with the S3 server (docs/benchmarks.md, 2026-12-07).
+ * bytes (on binaries about 11% more), decompresses a fifth faster; at level 3 the backup of a
+ * large base was bound by zstd on two cores shared with the S3 server (docs/benchmarks.md, 2026-12-07).
  */
 export const ZSTD_LEVEL = 1;
 
