@@ -16,10 +16,11 @@
  * completed segment up to it is uploaded and recorded, and records a row covering that range.
  */
 import { chmodSync, chownSync, existsSync, readFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, appendFileSync, createWriteStream } from "node:fs";
+import { availableParallelism } from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
-import { childSink, openAndRestore, openIntoDir, sealAndUpload, spawnTool, devNull, throwCause, type SealedArtifact } from "../storage/pipeline.js";
+import { childSink, openAndRestore, openIntoDir, sealAndUpload, spawnTool, devNull, throwCause, ZSTD_LEVEL, type SealedArtifact } from "../storage/pipeline.js";
 import { Progress, log } from "../storage/progress.js";
 import type { Storage } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
@@ -153,6 +154,28 @@ export function logicalDumpDue(last: { backupId: string; createdAt: Date } | nul
   return { due, why: `the newest, in backup ${last.backupId}, began ${age} ago (every ${everyDays} days${due ? "" : "; --logical takes them now"})` };
 }
 
+/** pg_basebackup -P's count: "4208535/4208535 kB (100%), 1/1 tablespace" (then, with -v, a name). */
+export const BB_PROGRESS = /^\s*(\d+)\/\d+ kB \(\d+%\), \d+\/\d+ tablespaces?\b/;
+
+/**
+ * What pg_basebackup -P says it has received of the server's archive, fed to `progress` as it
+ * grows: the base's raw bytes, to the KiB (the manifest it appends is not counted). Its last
+ * line, at the end, is the whole.
+ */
+export function basebackupCounter(progress?: Progress) {
+  let kib = 0;
+  return {
+    onChatter: (line: string) => {
+      const n = Number(BB_PROGRESS.exec(line)?.[1]);
+      if (n > kib) {
+        progress?.add((n - kib) * 1024);
+        kib = n;
+      }
+    },
+    rawBytes: () => kib * 1024,
+  };
+}
+
 export async function backupFull(ctx: BackupContext, opts: { logical?: boolean } = {}): Promise<EngineResult> {
   const env = pgEnv(ctx.settings);
   // The WAL archive must continue from this base: the slot makes the primary keep every segment
@@ -167,18 +190,21 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
   const started = (await marks.first)?.at ?? new Date();
   // pgMaxRate (e.g. 50M, checked by the settings table): pg_basebackup's --max-rate, to bound the load on the primary.
   const maxRate = ctx.settings.get("pgMaxRate");
+  // The sum of database sizes is what pg_basebackup will read, give or take WAL and config
+  // files: good enough for an ETA, never recorded as a measurement.
+  const estimate = await mc.query<{ n: string }>("SELECT sum(pg_database_size(oid))::bigint AS n FROM pg_database").then((r) => Number(r.rows[0]!.n), () => undefined);
+  const counted = basebackupCounter(new Progress(`pg_basebackup ${ctx.service}`, estimate));
   const bb = spawnTool(
     "pg_basebackup",
     // -X fetch: the WAL needed to make the base consistent goes inside base.tar, so a base is
     // restorable on its own; -X stream cannot write tar to stdout. The backup_manifest (a CRC32C
     // per file, PostgreSQL's default: the object's SHA-256 and age guard the artifact, and SHA-256
     // cost the server about 3 s at 4 GiB, docs/benchmarks.md) is part of the tar stream in 15.
-    ["-D", "-", "-Ft", "-X", "fetch", "-c", "fast", "--manifest-checksums=CRC32C", "-v", "--no-password", `--label=kdr-${ctx.backupId}`, ...(maxRate ? [`--max-rate=${maxRate}`] : [])],
-    { env, stdin: "ignore" },
+    // pg_basebackup compresses the stream itself (zstd at the agent's level, a worker per core;
+    // the server's compression would leave no manifest on stdout) and counts it (-P).
+    ["-D", "-", "-Ft", "-X", "fetch", "-c", "fast", "--manifest-checksums=CRC32C", `--compress=client-zstd:level=${ZSTD_LEVEL},workers=${availableParallelism()}`, "-P", "-v", "--no-password", `--label=kdr-${ctx.backupId}`, ...(maxRate ? [`--max-rate=${maxRate}`] : [])],
+    { env, stdin: "ignore", chatter: BB_PROGRESS, onChatter: counted.onChatter },
   );
-  // The sum of database sizes is what pg_basebackup will read, give or take WAL and config
-  // files: good enough for an ETA, never recorded as a measurement.
-  const estimate = await mc.query<{ n: string }>("SELECT sum(pg_database_size(oid))::bigint AS n FROM pg_database").then((r) => Number(r.rows[0]!.n), () => undefined);
   const base = await sealAndUpload({
     storage: ctx.storage,
     key: `${ctx.prefix}base.tar.zst.age`,
@@ -187,9 +213,8 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
     recipientFile: ctx.recipientFile,
     lock: ctx.lock("full"),
     producers: [bb.exited],
-    progress: new Progress(`pg_basebackup ${ctx.service}`, estimate),
-    // The base is the bulk of the bytes: straight from pg_basebackup into zstd (OS pipes).
-    direct: true,
+    // The base is the bulk of the bytes: compressed by pg_basebackup, straight into age (an OS pipe).
+    compressed: counted,
   }).finally(() => marks.stop().finally(() => mc.end().catch(() => undefined)));
   const err = bb.stderr();
   const start = lsnRe("start").exec(err);

@@ -17,7 +17,7 @@ export interface SealedArtifact extends ObjectRef {
   /** Artifact name inside the backup (e.g. base.tar). */
   name: string;
   rawBytes: number;
-  /** Absent for a source sealed `direct` (its raw bytes never pass through the agent). */
+  /** Absent for a source sealed `compressed` (its raw bytes never pass through the agent). */
   rawSha256?: string;
   storedBytes: number;
   /** SHA-256 of the stored (compressed, encrypted) object: what verify and restore re-check. */
@@ -47,27 +47,34 @@ const readCgroup = (f: string): string | undefined => {
 
 /**
  * Runs a child whose exit is awaited; rejects with its stderr when it fails. `chatter` matches
- * stderr lines that are progress, not errors (redis-cli's "sending REPLCONF ..."): they are left
- * out of the error, which reaches people in notices.
+ * stderr lines that are progress, not errors (redis-cli's "sending REPLCONF ...", pg_basebackup's
+ * counts): they are handed to `onChatter` and never kept, so they neither reach the error, which
+ * reaches people in notices, nor push out of it what the tool said first.
  */
-export function spawnTool(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: "pipe" | "ignore" | Readable; cwd?: string; chatter?: RegExp } = {}) {
+export function spawnTool(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: "pipe" | "ignore" | Readable; cwd?: string; chatter?: RegExp; onChatter?: (line: string) => void } = {}) {
   const child = spawn(cmd, args, { stdio: [opts.stdin ?? "pipe", "pipe", "pipe"], env: opts.env ?? process.env, cwd: opts.cwd });
   // A stream handed over as stdin must be another child's stdout (a stream with an OS handle;
   // spawn refuses others). It is now the child's alone: the agent's
   // copy of that pipe is closed, so the writer sees EPIPE if the child dies, and never waits on us.
   if (opts.stdin instanceof Readable) opts.stdin.destroy();
   let stderr = "";
-  child.stderr!.on("data", (d: Buffer) => {
-    stderr += d.toString();
+  let partial = "";
+  const keep = (line: string) => {
+    if (opts.chatter?.test(line)) return opts.onChatter?.(line);
+    stderr += line + "\n";
     if (stderr.length > 20000) stderr = stderr.slice(-10000);
+  };
+  child.stderr!.on("data", (d: Buffer) => {
+    const lines = (partial + d.toString()).split(/\r?\n|\r/);
+    partial = lines.pop() ?? "";
+    lines.forEach(keep);
   });
-  const told = () =>
-    stderr
-      .split(/\r?\n|\r/)
-      .filter((l) => !opts.chatter?.test(l))
-      .join("\n")
-      .trim()
-      .slice(-1500);
+  // 'end' comes before 'close' (what exited waits for): the last line without a newline is kept.
+  child.stderr!.on("end", () => {
+    if (partial) keep(partial);
+    partial = "";
+  });
+  const told = () => stderr.trim().slice(-1500);
   const exited = new Promise<void>((resolve, reject) => {
     child.on("error", (e) =>
       reject((e as NodeJS.ErrnoException).code === "ENOENT" ? new Error(`${cmd} is not installed (not found on PATH): install it in the agent image.`) : e),
@@ -93,7 +100,7 @@ export const UNTAR_ARGS = ["-x", "-i", "-b", "2048", "-B", "-f", "-"] as const;
 export const untar = (dir: string) => spawnTool("tar", [...UNTAR_ARGS, "-C", dir]);
 
 /**
- * Streams an archive object (openAndRestore: its SHA-256s checked; a base sealed `direct`:
+ * Streams an archive object (openAndRestore: its SHA-256s checked; a base sealed `compressed`:
  * unpackDirect) into tar, unpacking it in `dir`. The error is the cause: tar's own (a full disk, a member it refused) when all the stream
  * saw was its input closing; else the stream's (a checksum, the key, the object missing or
  * unreachable), tar being stopped as a stream that fails early never ends its input.
@@ -185,12 +192,15 @@ export interface SealOptions {
   producers?: Promise<unknown>[];
   progress?: Progress;
   /**
-   * `source` is a child's stdout (pg_basebackup's): it reaches zstd through dd, OS pipes only, dd
-   * counting the bytes and reporting progress. Not relayed through node's streams, which cost
-   * about 6 s of wall and 8-10 s of CPU per 4 GiB (docs/benchmarks.md), and so not hashed: the
-   * stored object's SHA-256, age's authentication and zstd's frame checksum guard the bytes.
+   * `source` is a child's stdout that is already zstd at ZSTD_LEVEL (pg_basebackup's own
+   * client-side zstd, with a worker per core): it goes straight into age, OS pipe only, the raw
+   * bytes never in the agent and never hashed (the stored object's SHA-256, age's authentication,
+   * zstd's frame checksum and pg_verifybackup's manifest guard them). `rawBytes`, called once
+   * the producers exited, is the producer's own count of what it compressed. Not zstd in a child
+   * of its own: the pipe of raw bytes between them (and dd counting it) cost a 4 GiB base about
+   * 12 s of CPU and 6-9 s of wall on two cores (docs/benchmarks.md, 2026-12-07).
    */
-  direct?: boolean;
+  compressed?: { rawBytes: () => number };
 }
 
 /**
@@ -201,53 +211,27 @@ export interface SealOptions {
  */
 export const ZSTD_LEVEL = 1;
 
-/** dd's own lines (status=progress, and its summary): counts, not errors. */
-const DD_CHATTER = /^\d+ bytes .*copied|^\d+\+\d+ records (in|out)$/;
-
-/**
- * dd between a child's stdout and the next tool: the bytes it copied, as dd says them (every
- * second and at its end), handed to `progress`.
- */
-function countingRelay(source: Readable, progress?: Progress) {
-  const dd = spawnTool("dd", ["bs=1M", "status=progress"], { stdin: source, env: { ...process.env, LC_ALL: "C" }, chatter: DD_CHATTER });
-  let copied = 0;
-  let rest = "";
-  dd.child.stderr!.on("data", (d: Buffer) => {
-    const lines = (rest + d.toString()).split(/\r?\n|\r/);
-    rest = lines.pop() ?? "";
-    for (const l of lines) {
-      const n = /^(\d+) bytes/.exec(l);
-      if (n && Number(n[1]) >= copied) {
-        progress?.add(Number(n[1]) - copied);
-        copied = Number(n[1]);
-      }
-    }
-  });
-  // 'close' (what exited waits for) comes after stderr's end: the summary line has been read.
-  return { ...dd, copied: () => copied };
-}
-
 /** Streams `source` through zstd and age into S3. */
 export async function sealAndUpload(o: SealOptions): Promise<SealedArtifact> {
-  const relay = o.direct ? countingRelay(o.source, o.progress) : undefined;
-  const zstd = spawnTool("zstd", ["-q", "-c", `-${ZSTD_LEVEL}`, "-T0"], relay ? { stdin: relay.child.stdout! } : {});
-  // zstd writes straight into age through an OS pipe: those bytes never pass through the agent.
-  const age = spawnTool("age", ["-e", "-R", o.recipientFile], { stdin: zstd.child.stdout! });
-  const raw = relay ? undefined : new Meter([], o.progress);
-  const sourceDone = relay ? relay.exited : pipeline(o.source, raw!, zstd.child.stdin!);
+  const zstd = o.compressed ? undefined : spawnTool("zstd", ["-q", "-c", `-${ZSTD_LEVEL}`, "-T0"]);
+  // zstd (or the producer) writes straight into age through an OS pipe: those bytes never pass through the agent.
+  const age = spawnTool("age", ["-e", "-R", o.recipientFile], { stdin: zstd ? zstd.child.stdout! : o.source });
+  const raw = zstd ? new Meter([], o.progress) : undefined;
+  const sourceDone = zstd ? pipeline(o.source, raw!, zstd.child.stdin!) : Promise.resolve();
   sourceDone.catch(() => undefined);
-  const stored = new Meter([sourceDone, zstd.exited, age.exited, ...(o.producers ?? [])]);
+  const tools = [age.exited, ...(zstd ? [zstd.exited] : [])];
+  const stored = new Meter([sourceDone, ...tools, ...(o.producers ?? [])]);
   const out = new PassThrough();
   const storedDone = pipeline(age.child.stdout!, stored, out);
   storedDone.catch(() => undefined);
   const kill = () => {
-    for (const c of [relay?.child, zstd.child, age.child]) if (c && c.exitCode === null) c.kill("SIGTERM");
+    for (const c of [zstd?.child, age.child]) if (c && c.exitCode === null) c.kill("SIGTERM");
   };
   const upload = o.storage.upload(o.key, out, o.lock);
   upload.catch(() => undefined);
   try {
-    const [ref] = await Promise.all([upload, storedDone, sourceDone, zstd.exited, age.exited, ...(o.producers ?? [])]);
-    const rawBytes = relay ? relay.copied() : raw!.bytes;
+    const [ref] = await Promise.all([upload, storedDone, sourceDone, ...tools, ...(o.producers ?? [])]);
+    const rawBytes = raw ? raw.bytes : o.compressed!.rawBytes();
     return { ...ref, name: o.name, rawBytes, rawSha256: raw?.digest, storedBytes: stored.bytes, sha256: stored.digest };
   } catch (e) {
     kill();
@@ -295,7 +279,7 @@ export function diskFull(e: unknown, stateDir = "its state directory"): string |
 const BROKEN_PIPE = /SIGPIPE|broken pipe|connection reset by peer|EPIPE/i;
 
 /**
- * openIntoDir for a base sealed `direct` (no raw SHA-256 to check): age -d into zstd -d into tar,
+ * openIntoDir for a base sealed `compressed` (no raw SHA-256 to check): age -d into zstd -d into tar,
  * OS pipes only; the progress counts the stored bytes as they download (no relay counts the
  * decompressed ones: one more copy of every byte cost about 1 s of wall per 3.5 GB, docs/benchmarks.md).
  * The error is the cause: a full disk (tar's) first, then the stored stream's (a checksum, the
@@ -367,7 +351,7 @@ async function decrypting(o: Omit<OpenOptions, "sink">, nothing: () => void, pro
  */
 export async function openAndRestore(o: OpenOptions): Promise<{ rawBytes: number }> {
   const { body, age, zstd, shaOk, ageOk } = await decrypting(o, () => o.sink.destroy());
-  // A base sealed `direct` has no raw SHA-256: its bytes are counted, not hashed for nothing.
+  // A base sealed `compressed` has no raw SHA-256: its bytes are counted, not hashed for nothing.
   const raw = new Meter([shaOk, ageOk, zstd.exited], new Progress(`restore ${o.label}`, o.ref.rawBytes), Boolean(o.ref.rawSha256));
   // Which side failed first: the sink (a full disk, tar gone) says nothing of the object, and then
   // the rest of it is not downloaded just to be hashed.

@@ -13,6 +13,23 @@ describe("spawnTool's error", () => {
     await expect(plain.exited).rejects.toThrow(/^sh exited 1: sending REPLCONF capa eof\nsending REPLCONF rdb-only 1\nError reading bulk length/);
   });
 
+  it("hands progress lines to onChatter as they come, whole even when split across reads, and never keeps them", async () => {
+    // pg_basebackup -P -v: its first lines, then a count every second (here 3000, more than the
+    // 20000 characters kept), one of them split mid-line across two writes, then its last words.
+    const script = [
+      `echo 'pg_basebackup: write-ahead log start point: 1/A4000028 on timeline 1' >&2`,
+      `i=1; while [ $i -le 3000 ]; do echo " $i/3000 kB (0%), 0/1 tablespace (-.zst      )"; i=$((i+1)); done >&2`,
+      `printf ' 300' >&2; sleep 0.2; printf '1/3001 kB (100%%), 1/1 tablespace\n' >&2`,
+      `echo 'pg_basebackup: error: connection lost' >&2; exit 1`,
+    ].join("; ");
+    const seen: string[] = [];
+    const t = spawnTool("sh", ["-c", script], { stdin: "ignore", chatter: /^\s*\d+\/\d+ kB/, onChatter: (l) => seen.push(l) });
+    await expect(t.exited).rejects.toThrow(/^sh exited 1: pg_basebackup: write-ahead log start point: 1\/A4000028 on timeline 1\npg_basebackup: error: connection lost$/);
+    expect(seen.length).toBe(3001);
+    expect(seen[2999]).toBe(" 3000/3000 kB (0%), 0/1 tablespace (-.zst      )");
+    expect(seen[3000]).toBe(" 3001/3001 kB (100%), 1/1 tablespace");
+  });
+
   it("names a tool that is not installed and says where to install it", async () => {
     const t = spawnTool("kdr-no-such-tool", [], { stdin: "ignore" });
     await expect(t.exited).rejects.toThrow("kdr-no-such-tool is not installed (not found on PATH): install it in the agent image.");

@@ -1,6 +1,7 @@
 /**
- * sealAndUpload's `direct` mode (the PostgreSQL base): a child's stdout reaches zstd through dd,
- * the agent never relaying the raw bytes. Real dd, zstd and age; the object store is a collector
+ * sealAndUpload's `compressed` mode (the PostgreSQL base): a child's stdout, already zstd (as
+ * pg_basebackup's client-zstd writes it), goes straight into age, the agent never relaying the raw
+ * bytes; and pg_basebackup -P's count. Real zstd and age; the object store is a collector
  * (the S3 side of the pipeline is the same as the relayed mode's, tested against RGW).
  */
 import { spawnSync } from "node:child_process";
@@ -10,7 +11,8 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ConfigError } from "../../agent/config.js";
-import { IntegrityError, openIntoDir, sealAndUpload, spawnTool } from "../../agent/storage/pipeline.js";
+import { basebackupCounter, BB_PROGRESS } from "../../agent/engines/postgres.js";
+import { IntegrityError, openIntoDir, sealAndUpload, spawnTool, ZSTD_LEVEL } from "../../agent/storage/pipeline.js";
 import { Progress } from "../../agent/storage/progress.js";
 import type { Storage } from "../../agent/storage/s3.js";
 
@@ -46,45 +48,44 @@ const open = (sealed: Buffer): Buffer => {
   return plain.stdout;
 };
 
-describe("sealAndUpload, direct (a child's stdout into zstd through dd)", () => {
-  it("stores every byte, in order, counts them exactly as dd copied them, and reports progress on the way", async () => {
-    // 40 MB that take a few seconds to produce, so dd reports progress before its end.
-    const script = "i=0; while [ $i -lt 8 ]; do head -c 5000000 /dev/urandom | od -An -tx1; sleep 0.4; i=$((i+1)); done";
-    const producer = spawnTool("sh", ["-c", script], { stdin: "ignore" });
+describe("sealAndUpload, compressed (a child's stdout, already zstd, straight into age)", () => {
+  it("stores every byte, in order, and takes the raw count from the producer once it exited", async () => {
+    // About 38 MB of text, compressed by the producer as pg_basebackup's client-zstd does.
+    const producer = spawnTool("sh", ["-c", `seq 1 5000000 | zstd -q -c -${ZSTD_LEVEL} -T0`], { stdin: "ignore" });
     const c = collector();
-    const lines: string[] = [];
-    const spy = vi.spyOn(process.stderr, "write").mockImplementation((s: string | Uint8Array) => (lines.push(String(s)), true));
-    let sealed;
-    try {
-      sealed = await sealAndUpload({ storage: c.storage, key: "k", name: "base.tar", source: producer.child.stdout!, recipientFile: recipient, producers: [producer.exited], progress: new Progress("base", undefined, 500), direct: true });
-    } finally {
-      spy.mockRestore();
-    }
+    let exitedFirst: boolean | undefined;
+    const sealed = await sealAndUpload({
+      storage: c.storage,
+      key: "k",
+      name: "base.tar",
+      source: producer.child.stdout!,
+      recipientFile: recipient,
+      producers: [producer.exited],
+      compressed: { rawBytes: () => ((exitedFirst = producer.child.exitCode === 0), 38_888_896) },
+    });
     const plain = open(c.bytes());
-    expect(sealed.rawBytes).toBe(plain.length);
-    expect(plain.length).toBeGreaterThan(100_000_000);
+    expect(plain.equals(spawnSync("seq", ["1", "5000000"], { maxBuffer: 1 << 27 }).stdout)).toBe(true);
+    expect(exitedFirst).toBe(true);
+    expect(sealed.rawBytes).toBe(38_888_896);
     expect(sealed.rawSha256).toBeUndefined();
     expect(sealed.storedBytes).toBe(c.bytes().length);
+    expect(sealed.storedBytes).toBeLessThan(plain.length / 2);
     expect(sealed.sha256).toBe(spawnSync("sha256sum", { input: c.bytes() }).stdout.toString().split(" ")[0]);
-    // Progress lines came from dd's counts, below the total; nothing of dd's own output leaked.
-    const progress = lines.filter((l) => l.startsWith("base: "));
-    expect(progress.length).toBeGreaterThan(0);
-    expect(lines.join("")).not.toMatch(/records (in|out)|bytes .* copied/);
   }, 60_000);
 
-  it("an empty source is an empty artifact of 0 bytes, not an error", async () => {
-    const producer = spawnTool("true", [], { stdin: "ignore" });
+  it("an empty source is an empty artifact, not an error", async () => {
+    const producer = spawnTool("sh", ["-c", "zstd -q -c < /dev/null"], { stdin: "ignore" });
     const c = collector();
-    const sealed = await sealAndUpload({ storage: c.storage, key: "k", name: "empty", source: producer.child.stdout!, recipientFile: recipient, producers: [producer.exited], direct: true });
+    const sealed = await sealAndUpload({ storage: c.storage, key: "k", name: "empty", source: producer.child.stdout!, recipientFile: recipient, producers: [producer.exited], compressed: { rawBytes: () => 0 } });
     expect(sealed.rawBytes).toBe(0);
     expect(open(c.bytes()).length).toBe(0);
   });
 
   it("a producer that fails midway fails the seal, naming the producer and what it said", async () => {
-    const producer = spawnTool("sh", ["-c", "head -c 3000000 /dev/urandom; echo 'pg_basebackup: error: connection lost' >&2; exit 1"], { stdin: "ignore" });
+    const producer = spawnTool("sh", ["-c", "head -c 3000000 /dev/urandom | zstd -q -c; echo 'pg_basebackup: error: connection lost' >&2; exit 1"], { stdin: "ignore" });
     const c = collector();
     await expect(
-      sealAndUpload({ storage: c.storage, key: "k", name: "base.tar", source: producer.child.stdout!, recipientFile: recipient, producers: [producer.exited], direct: true }),
+      sealAndUpload({ storage: c.storage, key: "k", name: "base.tar", source: producer.child.stdout!, recipientFile: recipient, producers: [producer.exited], compressed: { rawBytes: () => 0 } }),
     ).rejects.toThrow(/^sh exited 1: pg_basebackup: error: connection lost$/);
   });
 
@@ -97,17 +98,43 @@ describe("sealAndUpload, direct (a child's stdout into zstd through dd)", () => 
         return { bucket: "b", key: "k" };
       },
     } as unknown as Storage;
-    await expect(sealAndUpload({ storage, key: "k", name: "x", source: producer.child.stdout!, recipientFile: recipient, producers: [producer.exited], direct: true })).rejects.toThrow();
+    await expect(sealAndUpload({ storage, key: "k", name: "x", source: producer.child.stdout!, recipientFile: recipient, producers: [producer.exited], compressed: { rawBytes: () => 0 } })).rejects.toThrow();
     await expect(producer.exited).rejects.toThrow(/^yes (was killed by|exited 1)/);
   }, 20_000);
 });
 
-describe("openIntoDir of a base sealed direct (no raw SHA-256): zstd -d into tar through dd", () => {
+describe("basebackupCounter (pg_basebackup -P's lines)", () => {
+  it("reports progress as the count grows and gives the last count, in bytes, as the raw size", () => {
+    const lines: string[] = [];
+    const spy = vi.spyOn(process.stderr, "write").mockImplementation((s: string | Uint8Array) => (lines.push(String(s)), true));
+    const counted = basebackupCounter(new Progress("pg_basebackup db", 4_292_751_360, 0));
+    try {
+      // As pg_basebackup 15 -P -v printed them for the bench's 4 GiB base (tar to stdout, client-zstd).
+      for (const l of [
+        " 277248/4192139 kB (6%), 0/1 tablespace (-.zst                              )",
+        "3867592/4192139 kB (92%), 0/1 tablespace (-.zst                              )",
+        "4208535/4208535 kB (100%), 0/1 tablespace (-.zst                              )",
+        "4208535/4208535 kB (100%), 1/1 tablespace                                         ",
+      ]) {
+        expect(BB_PROGRESS.test(l)).toBe(true);
+        counted.onChatter(l);
+      }
+    } finally {
+      spy.mockRestore();
+    }
+    expect(counted.rawBytes()).toBe(4208535 * 1024);
+    expect(lines.length).toBe(3);
+    expect(lines[0]).toMatch(/^pg_basebackup db: 270\.8 MiB of 4\.0 GiB \(7%\)/);
+    for (const l of ["pg_basebackup: write-ahead log start point: 1/A4000028 on timeline 1", "pg_basebackup: base backup completed"]) expect(BB_PROGRESS.test(l)).toBe(false);
+  });
+});
+
+describe("openIntoDir of a base sealed compressed (no raw SHA-256): age -d, zstd -d and tar on OS pipes", () => {
   /** Seals what `cmd` writes (a tar stream) and returns a storage that serves it back. */
   async function sealed(cmd: string) {
-    const producer = spawnTool("sh", ["-c", cmd], { stdin: "ignore" });
+    const producer = spawnTool("sh", ["-c", `${cmd} | zstd -q -c`], { stdin: "ignore" });
     const c = collector();
-    const ref = await sealAndUpload({ storage: c.storage, key: "k", name: "base.tar", source: producer.child.stdout!, recipientFile: recipient, producers: [producer.exited], direct: true });
+    const ref = await sealAndUpload({ storage: c.storage, key: "k", name: "base.tar", source: producer.child.stdout!, recipientFile: recipient, producers: [producer.exited], compressed: { rawBytes: () => 1 } });
     const serve = (bytes: Buffer) => ({ bucket: "b", get: async () => ({ body: Readable.from([bytes]), size: bytes.length }) }) as unknown as Storage;
     return { ref: { key: "k", sha256: ref.sha256, storedBytes: ref.storedBytes, rawBytes: ref.rawBytes }, bytes: c.bytes(), serve };
   }
