@@ -16,11 +16,10 @@
  * completed segment up to it is uploaded and recorded, and records a row covering that range.
  */
 import { chmodSync, chownSync, existsSync, readFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, appendFileSync, createWriteStream } from "node:fs";
-import { availableParallelism } from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { ConfigError, type Settings } from "../config.js";
-import { childSink, openAndRestore, openIntoDir, sealAndUpload, spawnTool, devNull, throwCause, ZSTD_LEVEL, type SealedArtifact } from "../storage/pipeline.js";
+import { childSink, openAndRestore, openIntoDir, sealAndUpload, spawnTool, devNull, throwCause, ZSTD_LEVEL, compressionWorkers, type SealedArtifact } from "../storage/pipeline.js";
 import { Progress, log } from "../storage/progress.js";
 import type { Storage } from "../storage/s3.js";
 import { toolPath, toolVersion } from "./tools.js";
@@ -200,9 +199,9 @@ export async function backupFull(ctx: BackupContext, opts: { logical?: boolean }
     // restorable on its own; -X stream cannot write tar to stdout. The backup_manifest (a CRC32C
     // per file, PostgreSQL's default: the object's SHA-256 and age guard the artifact, and SHA-256
     // cost the server about 3 s at 4 GiB, docs/benchmarks.md) is part of the tar stream in 15.
-    // pg_basebackup compresses the stream itself (zstd at the agent's level, a worker per core;
+    // pg_basebackup compresses the stream itself (zstd at the agent's level, a worker per CPU it may use;
     // the server's compression would leave no manifest on stdout) and counts it (-P).
-    ["-D", "-", "-Ft", "-X", "fetch", "-c", "fast", "--manifest-checksums=CRC32C", `--compress=client-zstd:level=${ZSTD_LEVEL},workers=${availableParallelism()}`, "-P", "-v", "--no-password", `--label=kdr-${ctx.backupId}`, ...(maxRate ? [`--max-rate=${maxRate}`] : [])],
+    ["-D", "-", "-Ft", "-X", "fetch", "-c", "fast", "--manifest-checksums=CRC32C", `--compress=client-zstd:level=${ZSTD_LEVEL},workers=${compressionWorkers()}`, "-P", "-v", "--no-password", `--label=kdr-${ctx.backupId}`, ...(maxRate ? [`--max-rate=${maxRate}`] : [])],
     { env, stdin: "ignore", chatter: BB_PROGRESS, onChatter: counted.onChatter },
   );
   const base = await sealAndUpload({

@@ -7,6 +7,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { PassThrough, Readable, Transform, Writable, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { ConfigError } from "../config.js";
@@ -193,7 +194,7 @@ export interface SealOptions {
   progress?: Progress;
   /**
    * `source` is a child's stdout that is already zstd at ZSTD_LEVEL (pg_basebackup's own
-   * client-side zstd, with a worker per core): it goes straight into age, OS pipe only, the raw
+   * client-side zstd, with a worker per CPU the agent may use): it goes straight into age, OS pipe only, the raw
    * bytes never in the agent and never hashed (the stored object's SHA-256, age's authentication,
    * zstd's frame checksum and pg_verifybackup's manifest guard them). `rawBytes`, called once
    * the producers exited, is the producer's own count of what it compressed. Not zstd in a child
@@ -204,16 +205,43 @@ export interface SealOptions {
 }
 
 /**
- * zstd's level for every artifact sealed here (bases, WAL, RDBs, dumps), with -T0. Level 1, not
+ * zstd's level for every artifact sealed here (bases, WAL, RDBs, dumps). Level 1, not
  * zstd's default 3: on the bench's PostgreSQL base it compresses 1.6 times as fast for 1% fewer
  * bytes (on binaries about 11% more), decompresses a fifth faster; at level 3 the backup of a
  * large base was bound by zstd on two cores shared with the S3 server (docs/benchmarks.md, 2026-12-07).
  */
 export const ZSTD_LEVEL = 1;
 
+/**
+ * zstd's worker threads here (zstd -T, pg_basebackup's workers=): the CPUs this container may use,
+ * its cgroup's CPU quota (Swarm's resources.limits; cgroup v2 cpu.max, v1 cpu.cfs_quota_us) rounded
+ * up, never more than the CPUs it can run on, at least 1. Not zstd's -T0, which counts the host's
+ * cores: a sidecar limited to half a CPU on a 64-core host would start 64 workers inside a 512 MiB
+ * limit, and have them throttled in turn (zstd -1 -T64 peaks at 154 MB resident, -T2 at 20 MB:
+ * about 2.2 MB a worker, measured here on 300 MB of text, 2026-12-07).
+ */
+export function compressionWorkers(read: (path: string) => string = (p) => readFileSync(p, "utf8"), cpus = availableParallelism()): number {
+  const quota = (() => {
+    try {
+      const [q, period] = read("/sys/fs/cgroup/cpu.max").trim().split(/\s+/);
+      return q === "max" ? Infinity : Number(q) / Number(period);
+    } catch {
+      /* not cgroup v2: try v1 */
+    }
+    try {
+      const q = Number(read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"));
+      return q > 0 ? q / Number(read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")) : Infinity;
+    } catch {
+      return Infinity;
+    }
+  })();
+  const n = Math.min(cpus, Math.ceil(quota));
+  return Number.isFinite(n) && n >= 1 ? n : 1;
+}
+
 /** Streams `source` through zstd and age into S3. */
 export async function sealAndUpload(o: SealOptions): Promise<SealedArtifact> {
-  const zstd = o.compressed ? undefined : spawnTool("zstd", ["-q", "-c", `-${ZSTD_LEVEL}`, "-T0"]);
+  const zstd = o.compressed ? undefined : spawnTool("zstd", ["-q", "-c", `-${ZSTD_LEVEL}`, `-T${compressionWorkers()}`]);
   // zstd (or the producer) writes straight into age through an OS pipe: those bytes never pass through the agent.
   const age = spawnTool("age", ["-e", "-R", o.recipientFile], { stdin: zstd ? zstd.child.stdout! : o.source });
   const raw = zstd ? new Meter([], o.progress) : undefined;
