@@ -3,9 +3,9 @@
  *
  *   seed custom:  pg_dump --format=custom --compress=9 > file, then upload the file
  *   seed dumpall: pg_dumpall | gzip > file, then upload the file (the seed's "full" mode)
- *   ours:         kdr-agent backup --type full --no-logical (pg_basebackup tar | zstd | age |
- *                 S3 multipart, SHA-256 on the way, manifest, catalog row): the default full on
- *                 six days of seven
+ *   ours:         kdr-agent backup --type full --no-logical (pg_basebackup's tar, zstd by
+ *                 pg_basebackup itself | age | S3 multipart, SHA-256 on the way, manifest, catalog
+ *                 row): the default full on six days of seven
  *   ours+logical: the same with --logical: the logical pg_dump of every database beside the
  *                 base, which a full carries by default once every 7 days (pgLogicalEveryDays)
  *
