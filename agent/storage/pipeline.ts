@@ -220,20 +220,15 @@ export const ZSTD_LEVEL = 1;
  * limit, and have them throttled in turn (zstd -1 -T64 peaks at 154 MB resident, -T2 at 20 MB:
  * about 2.2 MB a worker, measured here on 300 MB of text, 2026-12-07).
  */
-export function compressionWorkers(read: (path: string) => string = (p) => readFileSync(p, "utf8"), cpus = availableParallelism()): number {
+export function compressionWorkers(read: (file: string) => string | undefined = readCgroup, cpus = availableParallelism()): number {
   const quota = (() => {
-    try {
-      const [q, period] = read("/sys/fs/cgroup/cpu.max").trim().split(/\s+/);
+    const v2 = read("cpu.max");
+    if (v2 !== undefined) {
+      const [q, period] = v2.trim().split(/\s+/);
       return q === "max" ? Infinity : Number(q) / Number(period);
-    } catch {
-      /* not cgroup v2: try v1 */
     }
-    try {
-      const q = Number(read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"));
-      return q > 0 ? q / Number(read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")) : Infinity;
-    } catch {
-      return Infinity;
-    }
+    const q = Number(read("cpu/cpu.cfs_quota_us") ?? -1);
+    return q > 0 ? q / Number(read("cpu/cpu.cfs_period_us")) : Infinity;
   })();
   const n = Math.min(cpus, Math.ceil(quota));
   return Number.isFinite(n) && n >= 1 ? n : 1;

@@ -7,26 +7,24 @@ import { availableParallelism } from "node:os";
 import { describe, expect, it } from "vitest";
 import { compressionWorkers } from "../../agent/storage/pipeline.js";
 
-function files(map: Record<string, string>): (path: string) => string {
-  return (p) => {
-    if (p in map) return map[p]!;
-    throw Object.assign(new Error(`ENOENT: ${p}`), { code: "ENOENT" });
-  };
+/** The cgroup files under /sys/fs/cgroup, by path; a file not in the map does not exist. */
+function files(map: Record<string, string>): (file: string) => string | undefined {
+  return (f) => map[f];
 }
 
 describe("compressionWorkers", () => {
   it("takes cgroup v2's quota, rounded up, under the CPUs the process can run on", () => {
-    expect(compressionWorkers(files({ "/sys/fs/cgroup/cpu.max": "50000 100000\n" }), 64)).toBe(1);
-    expect(compressionWorkers(files({ "/sys/fs/cgroup/cpu.max": "150000 100000\n" }), 64)).toBe(2);
-    expect(compressionWorkers(files({ "/sys/fs/cgroup/cpu.max": "800000 100000\n" }), 4)).toBe(4);
+    expect(compressionWorkers(files({ "cpu.max": "50000 100000\n" }), 64)).toBe(1);
+    expect(compressionWorkers(files({ "cpu.max": "150000 100000\n" }), 64)).toBe(2);
+    expect(compressionWorkers(files({ "cpu.max": "800000 100000\n" }), 4)).toBe(4);
   });
 
   it("uses every CPU when v2 says max", () => {
-    expect(compressionWorkers(files({ "/sys/fs/cgroup/cpu.max": "max 100000\n" }), 12)).toBe(12);
+    expect(compressionWorkers(files({ "cpu.max": "max 100000\n" }), 12)).toBe(12);
   });
 
   it("falls back to cgroup v1's quota and period; -1 means no limit", () => {
-    const v1 = (q: string) => files({ "/sys/fs/cgroup/cpu/cpu.cfs_quota_us": q, "/sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n" });
+    const v1 = (q: string) => files({ "cpu/cpu.cfs_quota_us": q, "cpu/cpu.cfs_period_us": "100000\n" });
     expect(compressionWorkers(v1("100000\n"), 64)).toBe(1);
     expect(compressionWorkers(v1("250000\n"), 64)).toBe(3);
     expect(compressionWorkers(v1("-1\n"), 8)).toBe(8);
@@ -34,7 +32,7 @@ describe("compressionWorkers", () => {
 
   it("with no cgroup files at all, or nonsense in them, uses the CPUs, and never fewer than 1", () => {
     expect(compressionWorkers(files({}), 6)).toBe(6);
-    expect(compressionWorkers(files({ "/sys/fs/cgroup/cpu.max": "garbage" }), 6)).toBe(1);
+    expect(compressionWorkers(files({ "cpu.max": "garbage" }), 6)).toBe(1);
     expect(compressionWorkers(files({}), 0)).toBe(1);
   });
 
