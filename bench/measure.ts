@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-// The agent's zstd level (with -T0): the machine's zstd limit is measured at the same.
+// The agent's zstd level: the machine's zstd limit (zstd -T0, every core of this host) is measured at the same.
 import { ZSTD_LEVEL } from "../agent/storage/pipeline.js";
 
 export const MiB = 2 ** 20;
