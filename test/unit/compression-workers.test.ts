@@ -30,7 +30,7 @@ describe("compressionWorkers", () => {
     expect(compressionWorkers(v1("-1\n"), 8)).toBe(8);
   });
 
-  it("with no cgroup files at all, or nonsense in them, uses the CPUs, and never fewer than 1", () => {
+  it("with no cgroup files at all uses the CPUs; nonsense in them, or no CPUs counted, gives 1", () => {
     expect(compressionWorkers(files({}), 6)).toBe(6);
     expect(compressionWorkers(files({ "cpu.max": "garbage" }), 6)).toBe(1);
     expect(compressionWorkers(files({}), 0)).toBe(1);
